@@ -1,0 +1,333 @@
+/*
+ * llmflash.h - the whole public API of llmflash.
+ *
+ * llmflash runs Llama-family language models stored as GGUF. It is built to
+ * stream feed-forward (FFN) neurons from flash when the model does not fit in
+ * DRAM ("LLM in a Flash", Alizadeh et al., ACL 2024). This header is the
+ * manual: if something is not declared here, it is not API.
+ *
+ * Conventions
+ *  - Every fallible function returns an lf_status. LF_OK is 0, errors are
+ *    negative, stable and only ever appended. lf_strerror() names a code.
+ *  - Handles are opaque. lf_X_close()/lf_X_destroy() accept NULL.
+ *  - A handle keeps a detail message for its last error (lf_model_errmsg,
+ *    lf_session_errmsg). Functions that create a handle take an optional
+ *    (errbuf, errcap) pair and write the detail there when they fail.
+ *  - Whatever the library allocates, the library frees. Caller-provided
+ *    output buffers come as (dst, dst_cap) with the needed size reported.
+ *  - The library never prints, never exits and keeps no global mutable
+ *    state: two models in one process do not interfere. Logging goes through
+ *    the callback in the params structs.
+ *  - Thread safety: an lf_model may be shared by several sessions, each used
+ *    by one thread at a time. A session or sampler is not thread-safe.
+ */
+#ifndef LLMFLASH_H
+#define LLMFLASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LF_VERSION_MAJOR 0
+#define LF_VERSION_MINOR 1
+#define LF_VERSION_PATCH 0
+/* Version of the library, "MAJOR.MINOR.PATCH". Static string. */
+const char *lf_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                              */
+/* ------------------------------------------------------------------------ */
+typedef enum lf_status {
+    LF_OK = 0,
+    LF_E_INVALID_ARG = -1,      /* a NULL or out-of-range argument */
+    LF_E_NOMEM = -2,            /* an allocation failed */
+    LF_E_IO = -3,               /* open/read/write/fsync failed (errno in detail) */
+    LF_E_TRUNCATED = -4,        /* the file ends before a structure it declares */
+    LF_E_GGUF_MAGIC = -5,       /* not a GGUF file */
+    LF_E_GGUF_VERSION = -6,     /* GGUF version other than 2 or 3 */
+    LF_E_GGUF_COUNT = -7,       /* a tensor, key or array count the file cannot hold */
+    LF_E_GGUF_VALUE_TYPE = -8,  /* unknown metadata value type */
+    LF_E_GGUF_DUPLICATE = -9,   /* a key or tensor name appears twice */
+    LF_E_GGUF_SHAPE = -10,      /* bad dimension count, zero or overflowing shape */
+    LF_E_GGUF_TENSOR_TYPE = -11,/* unknown tensor type id */
+    LF_E_GGUF_ALIGNMENT = -12,  /* bad general.alignment, or misaligned tensor offset */
+    LF_E_GGUF_BOUNDS = -13,     /* tensor data extends past the end of the file */
+    LF_E_GGUF_OVERLAP = -14,    /* two tensors share bytes */
+    LF_E_UNSUPPORTED = -15,     /* valid file, but a type/architecture llmflash cannot run */
+    LF_E_MODEL = -16,           /* metadata or tensors inconsistent with the architecture */
+    LF_E_CONTEXT_FULL = -17,    /* the session's context length is used up */
+    LF_E_EXISTS = -18,          /* output file exists and overwriting was not allowed */
+    LF_E_CORRUPT = -19,         /* checksum mismatch */
+    LF_E_BUDGET = -20,          /* memory budget too small */
+    LF_E_INTERRUPTED = -21,     /* stopped by the caller (progress callback) */
+} lf_status;
+
+/* Static, never-NULL name of a status ("LF_E_IO: I/O error", ...). */
+const char *lf_strerror(lf_status status);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                   */
+/* ------------------------------------------------------------------------ */
+typedef enum lf_log_level {
+    LF_LOG_ERROR = 0,
+    LF_LOG_WARN = 1,
+    LF_LOG_INFO = 2,
+    LF_LOG_DEBUG = 3,
+} lf_log_level;
+
+/* Receives one complete message without trailing newline. May be called from
+ * library threads; must be thread-safe if it touches shared state. */
+typedef void (*lf_log_fn)(void *user, lf_log_level level, const char *msg);
+
+/* ------------------------------------------------------------------------ */
+/* Tensor types (values equal ggml's type ids, as stored in GGUF)            */
+/* ------------------------------------------------------------------------ */
+typedef enum lf_type {
+    LF_TYPE_F32 = 0,
+    LF_TYPE_F16 = 1,
+    LF_TYPE_Q4_0 = 2,
+    LF_TYPE_Q4_1 = 3,
+    LF_TYPE_Q5_0 = 6,
+    LF_TYPE_Q5_1 = 7,
+    LF_TYPE_Q8_0 = 8,
+    LF_TYPE_Q4_K = 12,
+    LF_TYPE_Q5_K = 13,
+    LF_TYPE_Q6_K = 14,
+    LF_TYPE_BF16 = 30,
+} lf_type;
+
+/* Name of a type as llama.cpp spells it ("Q4_0", "F16"); "?" if unknown. */
+const char *lf_type_name(int type);
+/* Parses a type name (case-insensitive). Returns LF_E_INVALID_ARG if unknown
+ * or not supported by llmflash. */
+lf_status lf_type_from_name(const char *name, lf_type *out);
+/* true when llmflash can load and compute with tensors of this type. */
+bool lf_type_supported(int type);
+
+/* ------------------------------------------------------------------------ */
+/* Model                                                                     */
+/* ------------------------------------------------------------------------ */
+typedef struct lf_model lf_model;
+
+typedef struct lf_model_params {
+    lf_log_fn log;      /* NULL: no logging */
+    void *log_user;     /* passed to log */
+    int n_threads;      /* compute threads for sessions (0: all cores) */
+} lf_model_params;
+
+lf_model_params lf_model_default_params(void);
+
+/* Opens a GGUF model. In dense mode the file is mapped read-only; the model
+ * keeps it open until lf_model_close(). `params` may be NULL (defaults).
+ * On failure *out is NULL and, when errbuf is not NULL, a message naming the
+ * offending field or tensor is written there (NUL-terminated, truncated to
+ * errcap). Errors: LF_E_IO, LF_E_TRUNCATED, any LF_E_GGUF_*, LF_E_UNSUPPORTED
+ * (architecture or tensor type), LF_E_MODEL, LF_E_NOMEM. */
+lf_status lf_model_open(const char *path, const lf_model_params *params,
+                        lf_model **out, char *errbuf, size_t errcap);
+void lf_model_close(lf_model *model);
+
+/* Detail of the model's last error; "" if none. Valid until the next call on
+ * the model. */
+const char *lf_model_errmsg(const lf_model *model);
+
+typedef enum lf_activation {
+    LF_ACT_SILU_GATED = 0, /* down · (silu(gate·x) ⊙ up·x): Llama's SwiGLU */
+    LF_ACT_RELU_GATED = 1, /* down · (relu(gate·x) ⊙ up·x): ReluLLaMA, ProSparse */
+    LF_ACT_RELU = 2,       /* down · relu(up·x): no gate tensor */
+} lf_activation;
+
+/* Which part of the model a tensor belongs to. */
+typedef enum lf_tensor_class {
+    LF_CLASS_EMBEDDING = 0, /* token_embd, output */
+    LF_CLASS_ATTENTION = 1, /* attn_q/k/v/output */
+    LF_CLASS_FFN = 2,       /* ffn_gate/up/down: what llmflash streams */
+    LF_CLASS_OTHER = 3,     /* norms and anything else */
+    LF_CLASS_COUNT = 4,
+} lf_tensor_class;
+
+typedef struct lf_model_info {
+    char architecture[32];  /* general.architecture, e.g. "llama" */
+    char name[128];         /* general.name, "" if absent */
+    uint32_t gguf_version;
+    uint32_t n_vocab;
+    uint32_t n_ctx_train;   /* llama.context_length */
+    uint32_t n_embd;        /* d_model */
+    uint32_t n_layer;
+    uint32_t n_head;
+    uint32_t n_head_kv;     /* < n_head means grouped-query attention */
+    uint32_t n_ff;          /* FFN neurons per layer */
+    uint32_t n_rot;         /* rotary dimensions per head */
+    float rope_freq_base;
+    float rms_eps;
+    lf_activation activation;
+    bool tied_output;       /* output projection shares token_embd */
+    uint64_t n_params;
+    uint64_t file_bytes;
+    uint64_t class_bytes[LF_CLASS_COUNT]; /* tensor bytes by lf_tensor_class */
+} lf_model_info;
+
+/* Fills *info. Thread-safe. */
+lf_status lf_model_get_info(const lf_model *model, lf_model_info *info);
+
+typedef struct lf_tensor_info {
+    const char *name;       /* owned by the model, valid until close */
+    int type;               /* lf_type value (or ggml id for types we list only) */
+    uint32_t n_dims;
+    uint64_t ne[4];         /* ne[0] is the contiguous dimension */
+    uint64_t bytes;
+    uint64_t file_offset;   /* absolute offset of the data in the file */
+    lf_tensor_class klass;
+} lf_tensor_info;
+
+size_t lf_model_tensor_count(const lf_model *model);
+/* Describes tensor i (0 <= i < count); LF_E_INVALID_ARG if out of range. */
+lf_status lf_model_tensor_get(const lf_model *model, size_t i, lf_tensor_info *out);
+
+/* Metadata: number of key/value pairs and a printable rendering of pair i.
+ * The rendering of long arrays is abbreviated. Writes at most cap bytes
+ * including the NUL; returns the key (owned by the model) or NULL. */
+size_t lf_model_meta_count(const lf_model *model);
+const char *lf_model_meta_get(const lf_model *model, size_t i, char *value, size_t cap);
+
+/* ------------------------------------------------------------------------ */
+/* Tokenizer (from the model's GGUF metadata)                                */
+/* ------------------------------------------------------------------------ */
+typedef int32_t lf_token;
+
+lf_token lf_token_bos(const lf_model *model); /* -1 if the model has none */
+lf_token lf_token_eos(const lf_model *model); /* -1 if the model has none */
+uint32_t lf_vocab_size(const lf_model *model);
+
+/* Encodes UTF-8 text (len bytes). With add_bos, BOS comes first. Writes at
+ * most cap tokens and sets *n_tokens to the full count: if it exceeds cap the
+ * call returns LF_E_INVALID_ARG and the caller retries with a bigger buffer.
+ * An empty text gives just BOS (or nothing). */
+lf_status lf_tokenize(const lf_model *model, const char *text, size_t len,
+                      bool add_bos, lf_token *tokens, size_t cap, size_t *n_tokens);
+
+/* Text of one token for output: SentencePiece's U+2581 becomes a space, byte
+ * tokens <0xNN> become that byte, control tokens (BOS/EOS) are empty. Writes
+ * at most cap bytes (not NUL-terminated) and returns the full length, or a
+ * negative lf_status for an invalid token. */
+int lf_token_to_piece(const lf_model *model, lf_token token, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------ */
+/* Sampling                                                                  */
+/* ------------------------------------------------------------------------ */
+typedef struct lf_sampler lf_sampler;
+
+typedef struct lf_sampler_params {
+    float temperature;  /* <= 0: greedy (argmax) */
+    int32_t top_k;      /* <= 0: off */
+    float top_p;        /* >= 1: off */
+    uint64_t seed;
+} lf_sampler_params;
+
+lf_sampler_params lf_sampler_default_params(void); /* temp 0.8, k 40, p 0.95, seed 0 */
+lf_status lf_sampler_create(const lf_sampler_params *params, lf_sampler **out);
+void lf_sampler_destroy(lf_sampler *sampler);
+/* Picks a token from n_vocab logits. The logits are not modified. */
+lf_token lf_sampler_sample(lf_sampler *sampler, const float *logits, uint32_t n_vocab);
+
+/* ------------------------------------------------------------------------ */
+/* Sessions: a KV cache and scratch space for one sequence                   */
+/* ------------------------------------------------------------------------ */
+typedef struct lf_session lf_session;
+
+typedef struct lf_session_params {
+    uint32_t n_ctx;     /* context length in tokens (0: model's, at most 4096) */
+    int n_threads;      /* 0: the model's n_threads */
+} lf_session_params;
+
+lf_session_params lf_session_default_params(void);
+/* Creates a session on an open model. The model must outlive the session. */
+lf_status lf_session_create(lf_model *model, const lf_session_params *params,
+                            lf_session **out, char *errbuf, size_t errcap);
+void lf_session_destroy(lf_session *session);
+const char *lf_session_errmsg(const lf_session *session);
+
+/* Runs the model on n tokens at the next positions. Afterwards
+ * lf_session_logits() holds the logits for the last one.
+ * Errors: LF_E_CONTEXT_FULL, LF_E_INVALID_ARG (token out of range). */
+lf_status lf_session_eval(lf_session *session, const lf_token *tokens, size_t n);
+/* n_vocab logits of the last evaluated token; owned by the session and valid
+ * until the next eval or reset. NULL before the first eval. */
+const float *lf_session_logits(const lf_session *session);
+/* Tokens evaluated so far (the next position). */
+uint32_t lf_session_position(const lf_session *session);
+/* Forgets the sequence; the next eval starts at position 0. */
+void lf_session_reset(lf_session *session);
+
+/* Called with each generated piece of text; return false to stop. */
+typedef bool (*lf_piece_fn)(void *user, const char *piece, size_t len);
+
+typedef struct lf_generate_stats {
+    uint32_t n_prompt;      /* prompt tokens evaluated, BOS included */
+    uint32_t n_generated;   /* tokens sampled */
+    double prompt_ms;       /* time spent evaluating the prompt */
+    double generate_ms;     /* time spent generating, including sampling */
+    bool stopped_at_eos;
+} lf_generate_stats;
+
+/* Tokenizes prompt (with BOS), evaluates it, then samples up to n_predict
+ * tokens, stopping early at EOS. Each generated token's text goes to on_piece.
+ * An empty prompt starts from BOS alone, and the first piece's leading space
+ * is dropped, as SentencePiece does at the start of a text. The session is
+ * reset first. stats may be NULL. */
+lf_status lf_session_generate(lf_session *session, lf_sampler *sampler,
+                              const char *prompt, uint32_t n_predict,
+                              lf_piece_fn on_piece, void *user,
+                              lf_generate_stats *stats);
+
+/* ------------------------------------------------------------------------ */
+/* Synthetic models: llama-architecture GGUF files with seeded random weights */
+/* ------------------------------------------------------------------------ */
+typedef struct lf_synth_params {
+    uint32_t n_embd, n_layer, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
+    lf_type type;               /* type of the 2-D weight matrices */
+    lf_activation activation;
+    uint64_t seed;
+    const char *tokenizer_from; /* GGUF whose tokenizer to copy; NULL: built-in byte-level */
+    bool force;                 /* overwrite an existing output file */
+    /* Progress: called after each tensor with bytes written so far and total.
+     * Return false to stop (the call then fails with LF_E_INTERRUPTED). */
+    bool (*progress)(void *user, uint64_t done, uint64_t total);
+    void *progress_user;
+} lf_synth_params;
+
+/* Defaults: the "tiny" shape, Q8_0, SiLU, seed 1. */
+lf_synth_params lf_synth_default_params(void);
+/* Fills the shape fields from a preset: "tiny" (dim 256, 4 layers),
+ * "small" (dim 1024, 8 layers), "llama2-7b" (dim 4096, 32 layers, FFN 11008,
+ * 32 heads, vocab 32000), "llama2-13b". LF_E_INVALID_ARG if unknown. */
+lf_status lf_synth_shape_preset(const char *name, lf_synth_params *params);
+/* Names of the presets, comma-separated, static string. */
+const char *lf_synth_shape_names(void);
+/* Bytes the file will have. */
+uint64_t lf_synth_file_bytes(const lf_synth_params *params);
+/* Writes the model to path, tensor by tensor, holding at most a few rows in
+ * memory. The file appears complete or not at all: it is written under a
+ * temporary name and renamed after fsync. Errors: LF_E_EXISTS, LF_E_IO
+ * (disk full included), LF_E_INVALID_ARG, LF_E_INTERRUPTED, and the open
+ * errors of tokenizer_from. */
+lf_status lf_synth_write(const char *path, const lf_synth_params *params,
+                         char *errbuf, size_t errcap);
+
+/* ------------------------------------------------------------------------ */
+/* Measurement helpers                                                        */
+/* ------------------------------------------------------------------------ */
+/* Sustained DRAM read bandwidth in bytes per second, measured by n_threads
+ * threads (0: all cores) summing a freshly touched buffer of `bytes` bytes
+ * (at least 64 MiB is used). It is the speed limit of single-token
+ * generation. Returns 0 if the buffer cannot be allocated. */
+double lf_memory_read_bandwidth(int n_threads, uint64_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LLMFLASH_H */

@@ -1,0 +1,110 @@
+/* cmd_bench.c - `llmflash bench`: generation speed of the dense engine
+ * against the memory-bandwidth limit, measured in the same run. */
+#include "cli.h"
+
+#include <inttypes.h>
+#include <string.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *model_path = NULL;
+    int n_tokens = 16, threads = 0, warmup = 2;
+    bool no_membw = false;
+    cli_opt opts[] = {
+        {"--model", "-m", CLI_STR, &model_path, "GGUF model file (required)", false},
+        {"--n-tokens", "-n", CLI_INT, &n_tokens, "tokens to time (default 16)", false},
+        {"--warmup", NULL, CLI_INT, &warmup, "untimed tokens first, to fault the weights in (default 2)", false},
+        {"--threads", "-t", CLI_INT, &threads, "compute threads (default: all cores)", false},
+        {"--no-membw", NULL, CLI_FLAG, &no_membw, "skip the memory-bandwidth measurement", false},
+    };
+    const size_t n_opts = sizeof opts / sizeof *opts;
+    const char *pos[1];
+    size_t n_pos;
+    bool help;
+    if (!cli_parse("bench", argc, argv, 2, opts, n_opts, pos, 0, &n_pos, &help)) return CLI_EXIT_USAGE;
+    if (help) {
+        printf("usage: llmflash bench -m MODEL.gguf [-n N] [-t T]\n\n"
+               "Times single-token generation and compares it with the time needed to read\n"
+               "every weight once at the measured DRAM bandwidth.\n\noptions:\n");
+        cli_print_options(stdout, opts, n_opts);
+        return CLI_EXIT_OK;
+    }
+    if (!model_path || n_tokens < 1 || warmup < 0 || threads < 0) {
+        fprintf(stderr, "llmflash bench: -m MODEL is required; -n must be positive\n");
+        return CLI_EXIT_USAGE;
+    }
+    lf_model_params mp = lf_model_default_params();
+    mp.n_threads = threads;
+    char err[512];
+    lf_model *m = NULL;
+    lf_session *s = NULL;
+    lf_status st = lf_model_open(model_path, &mp, &m, err, sizeof err);
+    if (st) {
+        fprintf(stderr, "llmflash bench: cannot open %s: %s (%s)\n", model_path, err, lf_strerror(st));
+        return CLI_EXIT_RUNTIME;
+    }
+    lf_session_params sp = lf_session_default_params();
+    sp.n_ctx = (uint32_t)(n_tokens + warmup + 1);
+    if ((st = lf_session_create(m, &sp, &s, err, sizeof err))) {
+        fprintf(stderr, "llmflash bench: %s (%s)\n", err, lf_strerror(st));
+        lf_model_close(m);
+        return CLI_EXIT_RUNTIME;
+    }
+    lf_model_info in;
+    lf_model_get_info(m, &in);
+    /* bytes read per token: every weight except the embedding table, of
+     * which one row is read */
+    uint64_t per_token = 0;
+    for (size_t i = 0; i < lf_model_tensor_count(m); i++) {
+        lf_tensor_info t;
+        lf_model_tensor_get(m, i, &t);
+        if (strcmp(t.name, "token_embd.weight") == 0 && !in.tied_output) per_token += t.bytes / in.n_vocab;
+        else per_token += t.bytes;
+    }
+    lf_sampler_params gp = {.temperature = 0.0f};
+    lf_sampler *greedy;
+    lf_sampler_create(&gp, &greedy);
+    lf_token tok = lf_token_bos(m) >= 0 ? lf_token_bos(m) : 0;
+    double t_timed = 0.0;
+    for (int i = 0; i < warmup + n_tokens && !st; i++) {
+        const double t0 = now_ms();
+        st = lf_session_eval(s, &tok, 1);
+        const double dt = now_ms() - t0;
+        if (i >= warmup) t_timed += dt;
+        if (!st) tok = lf_sampler_sample(greedy, lf_session_logits(s), in.n_vocab);
+    }
+    lf_sampler_destroy(greedy);
+    if (st) {
+        fprintf(stderr, "llmflash bench: %s (%s)\n", lf_session_errmsg(s), lf_strerror(st));
+        lf_session_destroy(s);
+        lf_model_close(m);
+        return CLI_EXIT_RUNTIME;
+    }
+    const double ms_tok = t_timed / n_tokens;
+    const double eff_gbs = (double)per_token / (ms_tok / 1e3) / 1e9;
+    char b[32];
+    cli_format_bytes(per_token, b, sizeof b);
+    printf("model:                 %s (%s, d_model %u, %u layers)\n", model_path, in.name[0] ? in.name : in.architecture,
+           in.n_embd, in.n_layer);
+    printf("weights read / token:  %s\n", b);
+    printf("generation:            %.2f ms/token (%.2f tokens/s) over %d tokens, %d threads\n", ms_tok, 1e3 / ms_tok,
+           n_tokens, threads ? threads : 0);
+    printf("effective bandwidth:   %.2f GB/s\n", eff_gbs);
+    if (!no_membw) {
+        const double bw = lf_memory_read_bandwidth(threads, 1ull << 30);
+        const double limit_ms = bw > 0 ? (double)per_token / bw * 1e3 : 0.0;
+        printf("DRAM read bandwidth:   %.2f GB/s (measured now, same threads)\n", bw / 1e9);
+        printf("bandwidth limit:       %.2f ms/token; this run is at %.0f%% of it\n", limit_ms,
+               ms_tok > 0 ? 100.0 * limit_ms / ms_tok : 0.0);
+    }
+    lf_session_destroy(s);
+    lf_model_close(m);
+    return CLI_EXIT_OK;
+}

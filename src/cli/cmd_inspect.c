@@ -1,0 +1,99 @@
+/* cmd_inspect.c - `llmflash inspect`: what a GGUF model holds. */
+#include "cli.h"
+
+#include <inttypes.h>
+
+static const char *class_name(lf_tensor_class c) {
+    switch (c) {
+    case LF_CLASS_EMBEDDING: return "embeddings";
+    case LF_CLASS_ATTENTION: return "attention";
+    case LF_CLASS_FFN: return "ffn";
+    default: return "other";
+    }
+}
+
+static const char *activation_name(lf_activation a) {
+    switch (a) {
+    case LF_ACT_SILU_GATED: return "silu (gated, SwiGLU)";
+    case LF_ACT_RELU_GATED: return "relu (gated)";
+    default: return "relu (plain)";
+    }
+}
+
+int cmd_inspect(int argc, char **argv) {
+    bool no_tensors = false, meta = false;
+    cli_opt opts[] = {
+        {"--no-tensors", NULL, CLI_FLAG, &no_tensors, "omit the tensor table", false},
+        {"--metadata", NULL, CLI_FLAG, &meta, "list every metadata key", false},
+    };
+    const char *pos[1];
+    size_t n_pos;
+    bool help;
+    if (!cli_parse("inspect", argc, argv, 2, opts, 2, pos, 1, &n_pos, &help)) return CLI_EXIT_USAGE;
+    if (help) {
+        printf("usage: llmflash inspect MODEL.gguf [--no-tensors] [--metadata]\n\noptions:\n");
+        cli_print_options(stdout, opts, 2);
+        return CLI_EXIT_OK;
+    }
+    if (n_pos != 1) {
+        fprintf(stderr, "llmflash inspect: expected one MODEL.gguf (see llmflash inspect --help)\n");
+        return CLI_EXIT_USAGE;
+    }
+    char err[512];
+    lf_model *m;
+    lf_status st = lf_model_open(pos[0], NULL, &m, err, sizeof err);
+    if (st) {
+        fprintf(stderr, "llmflash inspect: cannot open %s: %s (%s)\n", pos[0], err, lf_strerror(st));
+        return CLI_EXIT_RUNTIME;
+    }
+    lf_model_info in;
+    lf_model_get_info(m, &in);
+    char b[32];
+    cli_format_bytes(in.file_bytes, b, sizeof b);
+    printf("file:           %s (%s, GGUF v%u)\n", pos[0], b, in.gguf_version);
+    printf("name:           %s\n", in.name[0] ? in.name : "-");
+    printf("architecture:   %s\n", in.architecture);
+    printf("parameters:     %" PRIu64 " (%.2f M)\n", in.n_params, (double)in.n_params / 1e6);
+    printf("vocabulary:     %u (BOS %d, EOS %d)\n", in.n_vocab, lf_token_bos(m), lf_token_eos(m));
+    printf("context:        %u\n", in.n_ctx_train);
+    printf("d_model:        %u\n", in.n_embd);
+    printf("layers:         %u\n", in.n_layer);
+    printf("heads:          %u (KV heads %u%s)\n", in.n_head, in.n_head_kv, in.n_head_kv < in.n_head ? ", grouped-query" : "");
+    printf("head size:      %u (rotary dims %u, freq base %g)\n", in.n_embd / in.n_head, in.n_rot, in.rope_freq_base);
+    printf("ffn neurons:    %u per layer, activation %s\n", in.n_ff, activation_name(in.activation));
+    printf("rms eps:        %g\n", in.rms_eps);
+    printf("output:         %s\n", in.tied_output ? "tied to token_embd" : "separate output.weight");
+    if (meta) {
+        printf("\nmetadata:\n");
+        char val[512];
+        for (size_t i = 0; i < lf_model_meta_count(m); i++) {
+            const char *key = lf_model_meta_get(m, i, val, sizeof val);
+            printf("  %-40s %s\n", key, val);
+        }
+    }
+    if (!no_tensors) {
+        printf("\n%-32s %-6s %-22s %12s  %s\n", "tensor", "type", "shape", "bytes", "class");
+        for (size_t i = 0; i < lf_model_tensor_count(m); i++) {
+            lf_tensor_info t;
+            lf_model_tensor_get(m, i, &t);
+            char shape[64];
+            int k = snprintf(shape, sizeof shape, "[%" PRIu64, t.ne[0]);
+            for (uint32_t d = 1; d < t.n_dims && k < (int)sizeof shape; d++)
+                k += snprintf(shape + k, sizeof shape - (size_t)k, ", %" PRIu64, t.ne[d]);
+            if (k < (int)sizeof shape) snprintf(shape + k, sizeof shape - (size_t)k, "]");
+            printf("%-32s %-6s %-22s %12" PRIu64 "  %s\n", t.name, lf_type_name(t.type), shape, t.bytes, class_name(t.klass));
+        }
+    }
+    printf("\nbytes by class:\n");
+    uint64_t total = 0;
+    for (int c = 0; c < LF_CLASS_COUNT; c++) total += in.class_bytes[c];
+    for (int c = 0; c < LF_CLASS_COUNT; c++) {
+        cli_format_bytes(in.class_bytes[c], b, sizeof b);
+        printf("  %-12s %14" PRIu64 "  %10s  %5.1f%%\n", class_name((lf_tensor_class)c), in.class_bytes[c], b,
+               total ? 100.0 * (double)in.class_bytes[c] / (double)total : 0.0);
+    }
+    cli_format_bytes(total, b, sizeof b);
+    printf("  %-12s %14" PRIu64 "  %10s\n", "total", total, b);
+    lf_model_close(m);
+    return CLI_EXIT_OK;
+}

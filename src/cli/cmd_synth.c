@@ -1,0 +1,130 @@
+/* cmd_synth.c - `llmflash synth`: write a random llama-architecture GGUF. */
+#include "cli.h"
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_interrupted;
+
+static void on_signal(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+typedef struct progress_state {
+    bool tty, quiet;
+    int last_pct;
+} progress_state;
+
+static bool show_progress(void *user, uint64_t done, uint64_t total) {
+    progress_state *ps = user;
+    const int pct = total ? (int)(100.0 * (double)done / (double)total) : 100;
+    if (ps->quiet) {
+        /* nothing to show; the callback still lets a signal stop the write */
+    } else if (ps->tty) {
+        char bar[41];
+        const int fill = pct * 40 / 100;
+        for (int i = 0; i < 40; i++) bar[i] = i < fill ? '#' : '.';
+        bar[40] = '\0';
+        fprintf(stderr, "\r[%s] %3d%%", bar, pct);
+        if (done == total) fputc('\n', stderr);
+    } else if (pct / 10 != ps->last_pct / 10 || done == total) {
+        fprintf(stderr, "synth: %d%% (%llu of %llu bytes)\n", pct, (unsigned long long)done, (unsigned long long)total);
+    }
+    ps->last_pct = pct;
+    return !g_interrupted;
+}
+
+int cmd_synth(int argc, char **argv) {
+    lf_synth_params p = lf_synth_default_params();
+    const char *out = NULL, *shape = NULL, *type = NULL, *act = NULL, *tok = NULL;
+    int dim = 0, layers = 0, ffn = 0, heads = 0, kv_heads = 0, vocab = 0, ctx = 0;
+    uint64_t seed = 1;
+    bool force = false, quiet = false;
+    cli_opt opts[] = {
+        {"--output", "-o", CLI_STR, &out, "output GGUF file (required; or give it as the argument)", false},
+        {"--shape", NULL, CLI_STR, &shape, "preset shape (default tiny)", false},
+        {"--dim", NULL, CLI_INT, &dim, "d_model", false},
+        {"--layers", NULL, CLI_INT, &layers, "number of blocks", false},
+        {"--ffn", NULL, CLI_INT, &ffn, "FFN neurons per layer", false},
+        {"--heads", NULL, CLI_INT, &heads, "attention heads", false},
+        {"--kv-heads", NULL, CLI_INT, &kv_heads, "KV heads (grouped-query attention when fewer than --heads)", false},
+        {"--vocab", NULL, CLI_INT, &vocab, "vocabulary size (built-in tokenizer needs >= 259)", false},
+        {"--ctx", NULL, CLI_INT, &ctx, "context length recorded in the file", false},
+        {"--type", NULL, CLI_STR, &type, "type of the weight matrices: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K (default Q8_0)", false},
+        {"--activation", NULL, CLI_STR, &act, "silu, relu (gated) or relu_plain (default silu)", false},
+        {"--seed", NULL, CLI_U64, &seed, "random seed (default 1)", false},
+        {"--tokenizer-from", NULL, CLI_STR, &tok, "copy the tokenizer of this GGUF (sets the vocabulary)", false},
+        {"--force", "-f", CLI_FLAG, &force, "overwrite an existing output file", false},
+        {"--quiet", "-q", CLI_FLAG, &quiet, "no progress output", false},
+    };
+    const size_t n_opts = sizeof opts / sizeof *opts;
+    const char *pos[1];
+    size_t n_pos;
+    bool help;
+    if (!cli_parse("synth", argc, argv, 2, opts, n_opts, pos, 1, &n_pos, &help)) return CLI_EXIT_USAGE;
+    if (help) {
+        printf("usage: llmflash synth [--shape NAME | --dim D --layers L --ffn F --heads H ...] [--type T] -o OUT.gguf\n\n"
+               "Writes a llama-architecture GGUF with seeded random weights, tensor by tensor.\n"
+               "Shapes: %s\n\noptions:\n", lf_synth_shape_names());
+        cli_print_options(stdout, opts, n_opts);
+        return CLI_EXIT_OK;
+    }
+    if (!out && n_pos == 1) out = pos[0];
+    if (!out) {
+        fprintf(stderr, "llmflash synth: an output file is required (-o OUT.gguf)\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (shape && lf_synth_shape_preset(shape, &p) != LF_OK) {
+        fprintf(stderr, "llmflash synth: unknown shape '%s' (known: %s)\n", shape, lf_synth_shape_names());
+        return CLI_EXIT_USAGE;
+    }
+    const int *dims[] = {&dim, &layers, &ffn, &heads, &kv_heads, &vocab, &ctx};
+    uint32_t *fields[] = {&p.n_embd, &p.n_layer, &p.n_ff, &p.n_head, &p.n_head_kv, &p.n_vocab, &p.n_ctx};
+    for (size_t i = 0; i < 7; i++) {
+        if (*dims[i] < 0) {
+            fprintf(stderr, "llmflash synth: dimensions must be positive\n");
+            return CLI_EXIT_USAGE;
+        }
+        if (*dims[i] > 0) *fields[i] = (uint32_t)*dims[i];
+    }
+    if (heads > 0 && kv_heads == 0) p.n_head_kv = p.n_head;
+    if (type && lf_type_from_name(type, &p.type) != LF_OK) {
+        fprintf(stderr, "llmflash synth: unknown or unsupported type '%s'\n", type);
+        return CLI_EXIT_USAGE;
+    }
+    if (act) {
+        if (strcmp(act, "silu") == 0) p.activation = LF_ACT_SILU_GATED;
+        else if (strcmp(act, "relu") == 0) p.activation = LF_ACT_RELU_GATED;
+        else if (strcmp(act, "relu_plain") == 0) p.activation = LF_ACT_RELU;
+        else {
+            fprintf(stderr, "llmflash synth: --activation must be silu, relu or relu_plain\n");
+            return CLI_EXIT_USAGE;
+        }
+    }
+    p.seed = seed;
+    p.tokenizer_from = tok;
+    p.force = force;
+    progress_state ps = {isatty(STDERR_FILENO) != 0, quiet, -1};
+    p.progress = show_progress;
+    p.progress_user = &ps;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    char err[512];
+    const lf_status st = lf_synth_write(out, &p, err, sizeof err);
+    if (st) {
+        fprintf(stderr, "llmflash synth: %s (%s)\n", err, lf_strerror(st));
+        return st == LF_E_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
+    }
+    if (!quiet) {
+        char b[32];
+        cli_format_bytes(lf_synth_file_bytes(&p), b, sizeof b);
+        fprintf(stderr, "wrote %s (%s): d_model %u, %u layers, FFN %u, %u/%u heads, vocab %u, %s\n", out, b, p.n_embd,
+                p.n_layer, p.n_ff, p.n_head, p.n_head_kv, p.n_vocab, lf_type_name((int)p.type));
+    }
+    return CLI_EXIT_OK;
+}

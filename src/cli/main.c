@@ -1,0 +1,43 @@
+/* main.c - the llmflash command: dispatch to subcommands. */
+#include "cli.h"
+
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "llmflash %s - run language models larger than memory by streaming FFN neurons from flash\n"
+            "\n"
+            "usage: llmflash COMMAND [options]\n"
+            "\n"
+            "commands:\n"
+            "  run       generate text from a GGUF model\n"
+            "  inspect   describe a GGUF model: hyperparameters, tensors, bytes by class\n"
+            "  synth     write a llama-architecture GGUF with seeded random weights\n"
+            "  bench     measure generation speed against the memory-bandwidth limit\n"
+            "\n"
+            "Run 'llmflash COMMAND --help' for a command's options.\n",
+            lf_version());
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("llmflash %s\n", lf_version());
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(cmd, "run") == 0) return cmd_run(argc, argv);
+    if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc, argv);
+    if (strcmp(cmd, "synth") == 0) return cmd_synth(argc, argv);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    fprintf(stderr, "llmflash: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return CLI_EXIT_USAGE;
+}

@@ -1,0 +1,295 @@
+/* model.c - opening a GGUF as a llama-family model and describing it. */
+#include "model.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+lf_model_params lf_model_default_params(void) {
+    return (lf_model_params){.log = NULL, .log_user = NULL, .n_threads = 0};
+}
+
+lf_tensor_class lf_tensor_class_of(const char *name) {
+    if (strncmp(name, "token_embd", 10) == 0 || strncmp(name, "output.", 7) == 0) return LF_CLASS_EMBEDDING;
+    if (strstr(name, ".attn_q.") || strstr(name, ".attn_k.") || strstr(name, ".attn_v.") ||
+        strstr(name, ".attn_output.") || strstr(name, ".attn_qkv."))
+        return LF_CLASS_ATTENTION;
+    if (strstr(name, ".ffn_gate.") || strstr(name, ".ffn_up.") || strstr(name, ".ffn_down."))
+        return LF_CLASS_FFN;
+    return LF_CLASS_OTHER;
+}
+
+/* Looks up a 2-D weight and checks its shape is (rows, cols) in GGUF terms
+ * ne = [cols, rows]. A missing tensor is an error unless optional. */
+static lf_status bind_weight(lf_model *m, const char *name, uint64_t rows, uint64_t cols, bool optional,
+                             lf_weight *w) {
+    memset(w, 0, sizeof *w);
+    const lf_gguf_tensor *t = lf_gguf_find_tensor(m->gguf, name);
+    if (!t) {
+        if (optional) return LF_OK;
+        return lf_err_set(&m->err, LF_E_MODEL, "tensor '%s' is missing", name);
+    }
+    if (!lf_type_supported((int)t->type))
+        return lf_err_set(&m->err, LF_E_UNSUPPORTED, "tensor '%s' has type %s, which llmflash cannot compute with",
+                          name, lf_type_name((int)t->type));
+    if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows)
+        return lf_err_set(&m->err, LF_E_MODEL, "tensor '%s' has shape [%" PRIu64 ", %" PRIu64 "], expected [%" PRIu64
+                          ", %" PRIu64 "]", name, t->ne[0], t->ne[1], cols, rows);
+    if (lf_type_uses_q8a(t->type) && cols % LF_QK)
+        return lf_err_set(&m->err, LF_E_UNSUPPORTED, "tensor '%s': rows of %" PRIu64 " are not a multiple of 32", name, cols);
+    w->data = (const uint8_t *)m->map + t->file_offset;
+    w->type = t->type;
+    w->rows = rows;
+    w->cols = cols;
+    w->row_bytes = lf_type_row_bytes(t->type, cols);
+    return LF_OK;
+}
+
+/* Norm vectors are converted to float once. */
+static lf_status bind_norm(lf_model *m, const char *name, uint64_t n, float **out) {
+    lf_weight w;
+    lf_status st = bind_weight(m, name, 1, n, false, &w);
+    if (st) return st;
+    *out = malloc(n * sizeof(float));
+    if (!*out) return lf_err_set(&m->err, LF_E_NOMEM, "norm '%s'", name);
+    lf_dequantize_row(w.type, w.data, *out, (int64_t)n);
+    return LF_OK;
+}
+
+static lf_status read_hparams(lf_model *m) {
+    const lf_gguf *g = m->gguf;
+    lf_model_info *in = &m->info;
+    lf_err *err = &m->err;
+    lf_gguf_str arch, name, act;
+    lf_status st = lf_gguf_get_str(g, "general.architecture", &arch, err);
+    if (st) return st;
+    if (!arch.ptr) return lf_err_set(err, LF_E_MODEL, "metadata key 'general.architecture' is missing");
+    snprintf(in->architecture, sizeof in->architecture, "%.*s", (int)LF_MIN(arch.len, (uint64_t)31), arch.ptr);
+    if (!lf_gguf_str_eq(arch, "llama"))
+        return lf_err_set(err, LF_E_UNSUPPORTED, "architecture '%s' is not supported (only 'llama')", in->architecture);
+    if ((st = lf_gguf_get_str(g, "general.name", &name, err))) return st;
+    if (name.ptr) snprintf(in->name, sizeof in->name, "%.*s", (int)LF_MIN(name.len, (uint64_t)127), name.ptr);
+    if ((st = lf_gguf_get_u32(g, "llama.embedding_length", &in->n_embd, err)) ||
+        (st = lf_gguf_get_u32(g, "llama.block_count", &in->n_layer, err)) ||
+        (st = lf_gguf_get_u32(g, "llama.feed_forward_length", &in->n_ff, err)) ||
+        (st = lf_gguf_get_u32(g, "llama.attention.head_count", &in->n_head, err)) ||
+        (st = lf_gguf_get_u32_or(g, "llama.attention.head_count_kv", in->n_head, &in->n_head_kv, err)) ||
+        (st = lf_gguf_get_u32_or(g, "llama.context_length", 2048, &in->n_ctx_train, err)) ||
+        (st = lf_gguf_get_f32_or(g, "llama.rope.freq_base", 10000.0f, &in->rope_freq_base, err)) ||
+        (st = lf_gguf_get_f32_or(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &in->rms_eps, err)))
+        return st;
+    if (in->n_embd == 0 || in->n_layer == 0 || in->n_ff == 0 || in->n_head == 0 || in->n_head_kv == 0 ||
+        in->n_embd % in->n_head || in->n_head % in->n_head_kv || in->n_layer > 4096 || in->n_embd > (1u << 20) ||
+        in->n_ff > (1u << 22))
+        return lf_err_set(err, LF_E_MODEL, "inconsistent hyperparameters: n_embd %u, n_layer %u, n_ff %u, heads %u/%u",
+                          in->n_embd, in->n_layer, in->n_ff, in->n_head, in->n_head_kv);
+    m->head_dim = in->n_embd / in->n_head;
+    if ((st = lf_gguf_get_u32_or(g, "llama.rope.dimension_count", m->head_dim, &in->n_rot, err))) return st;
+    if (in->n_rot > m->head_dim || in->n_rot % 2)
+        return lf_err_set(err, LF_E_MODEL, "llama.rope.dimension_count %u does not fit head size %u", in->n_rot, m->head_dim);
+    if (!(in->rope_freq_base > 0.0f) || !(in->rms_eps >= 0.0f))
+        return lf_err_set(err, LF_E_MODEL, "rope freq base %g or rms eps %g out of range", in->rope_freq_base, in->rms_eps);
+    m->rope = LF_ROPE_NORM;
+    in->activation = LF_ACT_SILU_GATED;
+    if ((st = lf_gguf_get_str(g, "llmflash.ffn_activation", &act, err))) return st;
+    if (act.ptr) {
+        if (lf_gguf_str_eq(act, "silu")) in->activation = LF_ACT_SILU_GATED;
+        else if (lf_gguf_str_eq(act, "relu")) in->activation = LF_ACT_RELU_GATED;
+        else if (lf_gguf_str_eq(act, "relu_plain")) in->activation = LF_ACT_RELU;
+        else
+            return lf_err_set(err, LF_E_UNSUPPORTED, "llmflash.ffn_activation '%.*s' is not one of silu, relu, relu_plain",
+                              (int)LF_MIN(act.len, (uint64_t)32), act.ptr);
+    }
+    return LF_OK;
+}
+
+static lf_status bind_tensors(lf_model *m) {
+    lf_model_info *in = &m->info;
+    const uint64_t d = in->n_embd, q_dim = (uint64_t)in->n_head * m->head_dim,
+                   kv_dim = (uint64_t)in->n_head_kv * m->head_dim, ff = in->n_ff, nv = in->n_vocab;
+    lf_status st;
+    if ((st = bind_weight(m, "token_embd.weight", nv, d, false, &m->tok_embd))) return st;
+    if ((st = bind_norm(m, "output_norm.weight", d, &m->output_norm))) return st;
+    if ((st = bind_weight(m, "output.weight", nv, d, true, &m->output))) return st;
+    in->tied_output = m->output.data == NULL;
+    if (in->tied_output) m->output = m->tok_embd;
+    m->layers = calloc(in->n_layer, sizeof *m->layers);
+    if (!m->layers) return LF_E_NOMEM;
+    for (uint32_t l = 0; l < in->n_layer; l++) {
+        lf_layer *L = &m->layers[l];
+        char name[96];
+#define NAME(s) (snprintf(name, sizeof name, "blk.%u." s ".weight", l), name)
+        if ((st = bind_norm(m, NAME("attn_norm"), d, &L->attn_norm)) ||
+            (st = bind_weight(m, NAME("attn_q"), q_dim, d, false, &L->wq)) ||
+            (st = bind_weight(m, NAME("attn_k"), kv_dim, d, false, &L->wk)) ||
+            (st = bind_weight(m, NAME("attn_v"), kv_dim, d, false, &L->wv)) ||
+            (st = bind_weight(m, NAME("attn_output"), d, q_dim, false, &L->wo)) ||
+            (st = bind_norm(m, NAME("ffn_norm"), d, &L->ffn_norm)) ||
+            (st = bind_weight(m, NAME("ffn_gate"), ff, d, in->activation == LF_ACT_RELU, &L->gate)) ||
+            (st = bind_weight(m, NAME("ffn_up"), ff, d, false, &L->up)) ||
+            (st = bind_weight(m, NAME("ffn_down"), d, ff, false, &L->down)))
+            return st;
+#undef NAME
+    }
+    return LF_OK;
+}
+
+static void describe_tensors(lf_model *m) {
+    lf_model_info *in = &m->info;
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
+        const lf_gguf_tensor *t = &m->gguf->tensors[i];
+        uint64_t n = 1;
+        for (uint32_t k = 0; k < t->n_dims; k++) n *= t->ne[k];
+        in->n_params += n;
+        in->class_bytes[lf_tensor_class_of(m->tensor_names[i])] += t->nbytes;
+    }
+}
+
+static char *dup_str(lf_gguf_str s) {
+    char *c = malloc(s.len + 1);
+    if (c) {
+        memcpy(c, s.ptr, s.len);
+        c[s.len] = '\0';
+    }
+    return c;
+}
+
+lf_status lf_model_open(const char *path, const lf_model_params *params, lf_model **out, char *errbuf, size_t errcap) {
+    if (errbuf && errcap) errbuf[0] = '\0';
+    if (!path || !out) return LF_E_INVALID_ARG;
+    *out = NULL;
+    const lf_model_params p = params ? *params : lf_model_default_params();
+    lf_model *m = calloc(1, sizeof *m);
+    if (!m) return LF_E_NOMEM;
+    m->fd = -1;
+    m->log = (lf_logger){p.log, p.log_user};
+    m->n_threads = p.n_threads > 0 ? p.n_threads : lf_cpu_count();
+    m->kernels = lf_kernels_best();
+    lf_status st;
+    m->path = strdup(path);
+    m->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (!m->path || m->fd < 0) {
+        st = lf_err_set(&m->err, m->path ? LF_E_IO : LF_E_NOMEM, "open %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    struct stat sb;
+    if (fstat(m->fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        st = lf_err_set(&m->err, LF_E_IO, "%s is not a readable regular file", path);
+        goto fail;
+    }
+    m->map_size = (uint64_t)sb.st_size;
+    m->info.file_bytes = m->map_size;
+    if ((st = lf_gguf_read_fd(m->fd, m->map_size, &m->gguf, &m->err))) goto fail;
+    m->info.gguf_version = m->gguf->version;
+    m->tensor_names = calloc(m->gguf->n_tensors + 1, sizeof *m->tensor_names);
+    m->meta_keys = calloc(m->gguf->n_kv + 1, sizeof *m->meta_keys);
+    if (!m->tensor_names || !m->meta_keys) {
+        st = LF_E_NOMEM;
+        goto fail;
+    }
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
+        if (!(m->tensor_names[i] = dup_str(m->gguf->tensors[i].name))) {
+            st = LF_E_NOMEM;
+            goto fail;
+        }
+    for (uint64_t i = 0; i < m->gguf->n_kv; i++)
+        if (!(m->meta_keys[i] = dup_str(m->gguf->kv[i].key))) {
+            st = LF_E_NOMEM;
+            goto fail;
+        }
+    describe_tensors(m);
+    if ((st = read_hparams(m))) goto fail;
+    if ((st = lf_tokenizer_load(m->gguf, &m->tok, &m->err))) goto fail;
+    m->info.n_vocab = lf_tokenizer_vocab_size(m->tok);
+    m->map = mmap(NULL, m->map_size, PROT_READ, MAP_SHARED, m->fd, 0);
+    if (m->map == MAP_FAILED) {
+        m->map = NULL;
+        st = lf_err_set(&m->err, LF_E_IO, "mmap %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if ((st = bind_tensors(m))) goto fail;
+    lf_log(&m->log, LF_LOG_INFO, "loaded %s: %u layers, d_model %u, ffn %u, vocab %u, kernels %s", path,
+           m->info.n_layer, m->info.n_embd, m->info.n_ff, m->info.n_vocab, m->kernels->name);
+    *out = m;
+    return LF_OK;
+fail:
+    if (st == LF_E_NOMEM && !m->err.msg[0]) lf_err_set(&m->err, st, "out of memory opening %s", path);
+    lf_err_copy_out(&m->err, errbuf, errcap);
+    lf_model_close(m);
+    return st;
+}
+
+void lf_model_close(lf_model *m) {
+    if (!m) return;
+    if (m->layers) {
+        for (uint32_t l = 0; l < m->info.n_layer; l++) {
+            free(m->layers[l].attn_norm);
+            free(m->layers[l].ffn_norm);
+        }
+    }
+    free(m->layers);
+    free(m->output_norm);
+    if (m->tensor_names)
+        for (size_t i = 0; m->tensor_names[i]; i++) free(m->tensor_names[i]);
+    if (m->meta_keys)
+        for (size_t i = 0; m->meta_keys[i]; i++) free(m->meta_keys[i]);
+    free(m->tensor_names);
+    free(m->meta_keys);
+    lf_tokenizer_free(m->tok);
+    if (m->map) munmap(m->map, m->map_size);
+    if (m->fd >= 0) close(m->fd);
+    lf_gguf_free(m->gguf);
+    free(m->path);
+    free(m);
+}
+
+const char *lf_model_errmsg(const lf_model *m) { return m ? m->err.msg : ""; }
+
+lf_status lf_model_get_info(const lf_model *m, lf_model_info *info) {
+    if (!m || !info) return LF_E_INVALID_ARG;
+    *info = m->info;
+    return LF_OK;
+}
+
+size_t lf_model_tensor_count(const lf_model *m) { return m ? (size_t)m->gguf->n_tensors : 0; }
+
+lf_status lf_model_tensor_get(const lf_model *m, size_t i, lf_tensor_info *out) {
+    if (!m || !out || i >= m->gguf->n_tensors) return LF_E_INVALID_ARG;
+    const lf_gguf_tensor *t = &m->gguf->tensors[i];
+    out->name = m->tensor_names[i];
+    out->type = (int)t->type;
+    out->n_dims = t->n_dims;
+    memcpy(out->ne, t->ne, sizeof out->ne);
+    out->bytes = t->nbytes;
+    out->file_offset = t->file_offset;
+    out->klass = lf_tensor_class_of(out->name);
+    return LF_OK;
+}
+
+size_t lf_model_meta_count(const lf_model *m) { return m ? (size_t)m->gguf->n_kv : 0; }
+
+const char *lf_model_meta_get(const lf_model *m, size_t i, char *value, size_t cap) {
+    if (!m || i >= m->gguf->n_kv) return NULL;
+    if (value && cap) lf_gguf_kv_format(&m->gguf->kv[i], value, cap);
+    return m->meta_keys[i];
+}
+
+lf_token lf_token_bos(const lf_model *m) { return m ? lf_tokenizer_bos(m->tok) : -1; }
+lf_token lf_token_eos(const lf_model *m) { return m ? lf_tokenizer_eos(m->tok) : -1; }
+uint32_t lf_vocab_size(const lf_model *m) { return m ? m->info.n_vocab : 0; }
+
+lf_status lf_tokenize(const lf_model *m, const char *text, size_t len, bool add_bos, lf_token *tokens, size_t cap,
+                      size_t *n_tokens) {
+    if (!m || (!text && len) || !n_tokens || (!tokens && cap)) return LF_E_INVALID_ARG;
+    return lf_tokenizer_encode(m->tok, text ? text : "", len, add_bos, tokens, cap, n_tokens);
+}
+
+int lf_token_to_piece(const lf_model *m, lf_token token, char *buf, size_t cap) {
+    if (!m || (!buf && cap)) return LF_E_INVALID_ARG;
+    return lf_tokenizer_piece(m->tok, token, buf, cap);
+}

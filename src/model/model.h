@@ -1,0 +1,63 @@
+/* model.h - the in-memory model: hyperparameters, weight views, tokenizer.
+ *
+ * In dense mode every weight is a view into the read-only mapping of the GGUF
+ * file. Norm vectors are converted to float at load (they are tiny and used
+ * as float by the forward pass). */
+#ifndef LF_MODEL_H
+#define LF_MODEL_H
+
+#include "../common/lf_common.h"
+#include "../gguf/gguf.h"
+#include "../tensor/kernels.h"
+#include "../tokenizer/tokenizer.h"
+
+/* A 2-D weight: `rows` rows of `cols` elements, row-major, each row_bytes. */
+typedef struct lf_weight {
+    const void *data;
+    uint32_t type;
+    uint64_t rows, cols;
+    uint64_t row_bytes;
+} lf_weight;
+
+typedef struct lf_layer {
+    float *attn_norm;   /* (n_embd) */
+    lf_weight wq;       /* (n_head*head_dim, n_embd) */
+    lf_weight wk;       /* (n_head_kv*head_dim, n_embd) */
+    lf_weight wv;       /* (n_head_kv*head_dim, n_embd) */
+    lf_weight wo;       /* (n_embd, n_head*head_dim) */
+    float *ffn_norm;    /* (n_embd) */
+    lf_weight gate;     /* (n_ff, n_embd); data NULL for non-gated FFNs */
+    lf_weight up;       /* (n_ff, n_embd) */
+    lf_weight down;     /* (n_embd, n_ff) */
+} lf_layer;
+
+typedef enum lf_rope_kind {
+    LF_ROPE_NORM = 0, /* rotate (x[2i], x[2i+1]): llama as GGUF stores it */
+    LF_ROPE_NEOX = 1, /* rotate (x[i], x[i + n_rot/2]) */
+} lf_rope_kind;
+
+struct lf_model {
+    lf_err err;
+    lf_logger log;
+    int n_threads;
+    char *path;
+    int fd;
+    void *map;          /* read-only mapping of the whole file */
+    uint64_t map_size;
+    lf_gguf *gguf;
+    lf_model_info info;
+    uint32_t head_dim;
+    lf_rope_kind rope;
+    lf_weight tok_embd; /* (n_vocab, n_embd) */
+    float *output_norm; /* (n_embd) */
+    lf_weight output;   /* (n_vocab, n_embd); may alias tok_embd */
+    lf_layer *layers;   /* (n_layer) */
+    lf_tokenizer *tok;
+    const lf_kernels *kernels;
+    char **tensor_names; /* NUL-terminated copies, (n_tensors) */
+    char **meta_keys;    /* (n_kv) */
+};
+
+lf_tensor_class lf_tensor_class_of(const char *name);
+
+#endif

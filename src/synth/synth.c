@@ -1,0 +1,331 @@
+/* synth.c - llama-architecture GGUF files with seeded random weights.
+ *
+ * Benchmarks at real scale need 7B-shaped models that cannot be downloaded
+ * here. The writer streams tensor by tensor, a few rows at a time, so memory
+ * stays in megabytes whatever the model size. */
+#include "../gguf/gguf.h"
+#include "../tensor/kernels.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Rows generated and quantized per write: bounds memory to a few MiB. */
+#define SYNTH_ROWS_PER_CHUNK 64
+
+typedef struct shape_preset {
+    const char *name;
+    uint32_t n_embd, n_layer, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
+} shape_preset;
+
+static const shape_preset k_presets[] = {
+    {"tiny", 256, 4, 768, 4, 4, 512, 512},
+    {"small", 1024, 8, 2816, 16, 16, 32000, 2048},
+    {"1b", 2048, 16, 5632, 32, 4, 32000, 2048},
+    {"llama2-7b", 4096, 32, 11008, 32, 32, 32000, 4096},
+    {"mistral-7b", 4096, 32, 14336, 32, 8, 32000, 4096},
+    {"llama2-13b", 5120, 40, 13824, 40, 40, 32000, 4096},
+};
+
+const char *lf_synth_shape_names(void) { return "tiny, small, 1b, llama2-7b, mistral-7b, llama2-13b"; }
+
+lf_status lf_synth_shape_preset(const char *name, lf_synth_params *p) {
+    if (!name || !p) return LF_E_INVALID_ARG;
+    for (size_t i = 0; i < LF_ARRAY_LEN(k_presets); i++) {
+        const shape_preset *s = &k_presets[i];
+        if (strcmp(s->name, name) == 0) {
+            p->n_embd = s->n_embd;
+            p->n_layer = s->n_layer;
+            p->n_ff = s->n_ff;
+            p->n_head = s->n_head;
+            p->n_head_kv = s->n_head_kv;
+            p->n_vocab = s->n_vocab;
+            p->n_ctx = s->n_ctx;
+            return LF_OK;
+        }
+    }
+    return LF_E_INVALID_ARG;
+}
+
+lf_synth_params lf_synth_default_params(void) {
+    lf_synth_params p = {0};
+    lf_synth_shape_preset("tiny", &p);
+    p.type = LF_TYPE_Q8_0;
+    p.activation = LF_ACT_SILU_GATED;
+    p.seed = 1;
+    return p;
+}
+
+/* Where a row length is not a multiple of 256, llama.cpp stores K-quant
+ * tensors in a 32-element type; do the same. */
+static uint32_t type_for_cols(uint32_t type, uint64_t cols) {
+    if (cols % 256 == 0) return type;
+    switch (type) {
+    case LF_TYPE_Q4_K: return LF_TYPE_Q5_0;
+    case LF_TYPE_Q5_K: return LF_TYPE_Q5_1;
+    case LF_TYPE_Q6_K: return LF_TYPE_Q8_0;
+    default: return type;
+    }
+}
+
+typedef struct tensor_plan {
+    char name[64];
+    uint32_t type;
+    uint64_t rows, cols;
+    float scale; /* standard deviation of the weights; 0 means all ones (norms) */
+} tensor_plan;
+
+static void plan_add(tensor_plan *t, size_t *k, const char *name, uint32_t type, uint64_t rows, uint64_t cols,
+                     float scale) {
+    snprintf(t[*k].name, sizeof t[*k].name, "%s", name);
+    t[*k].type = scale == 0.0f ? LF_TYPE_F32 : type_for_cols(type, cols);
+    t[*k].rows = rows;
+    t[*k].cols = cols;
+    t[*k].scale = scale;
+    (*k)++;
+}
+
+static const char *layer_name(char *buf, size_t cap, uint32_t l, const char *what) {
+    snprintf(buf, cap, "blk.%u.%s.weight", l, what);
+    return buf;
+}
+
+/* Tensors in llama.cpp's order. Weights have unit-variance rows after the
+ * matrix product (sd 1/sqrt(fan-in)); norms are all ones. */
+static lf_status plan_tensors(const lf_synth_params *p, tensor_plan **out, size_t *n_out) {
+    const uint64_t d = p->n_embd, hd = p->n_embd / p->n_head, kv = (uint64_t)p->n_head_kv * hd, ff = p->n_ff;
+    const bool gated = p->activation != LF_ACT_RELU;
+    const size_t n = 3 + (size_t)p->n_layer * 9;
+    tensor_plan *t = calloc(n, sizeof *t);
+    if (!t) return LF_E_NOMEM;
+    size_t k = 0;
+    char nm[64];
+    const float sd = 1.0f / sqrtf((float)d), sf = 1.0f / sqrtf((float)ff);
+    plan_add(t, &k, "token_embd.weight", p->type, p->n_vocab, d, 1.0f);
+    for (uint32_t l = 0; l < p->n_layer; l++) {
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_norm"), LF_TYPE_F32, 1, d, 0.0f);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_q"), p->type, d, d, sd);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_k"), p->type, kv, d, sd);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_v"), p->type, kv, d, sd);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_output"), p->type, d, d, sd);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_norm"), LF_TYPE_F32, 1, d, 0.0f);
+        if (gated) plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_gate"), p->type, ff, d, sd);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_up"), p->type, ff, d, sd);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_down"), p->type, d, ff, sf);
+    }
+    plan_add(t, &k, "output_norm.weight", LF_TYPE_F32, 1, d, 0.0f);
+    plan_add(t, &k, "output.weight", p->type, p->n_vocab, d, sd);
+    *out = t;
+    *n_out = k;
+    return LF_OK;
+}
+
+static lf_status check_params(const lf_synth_params *p, lf_err *err) {
+    if (!p->n_embd || !p->n_layer || !p->n_ff || !p->n_head || !p->n_head_kv || !p->n_vocab)
+        return lf_err_set(err, LF_E_INVALID_ARG, "every dimension must be positive");
+    if (p->n_embd % p->n_head || p->n_head % p->n_head_kv || (p->n_embd / p->n_head) % 2)
+        return lf_err_set(err, LF_E_INVALID_ARG, "--dim %u must split into --heads %u of even size, and heads into --kv-heads %u",
+                          p->n_embd, p->n_head, p->n_head_kv);
+    if (!lf_type_supported((int)p->type))
+        return lf_err_set(err, LF_E_INVALID_ARG, "type %d is not supported", (int)p->type);
+    if (lf_type_uses_q8a(p->type) && (p->n_embd % 32 || p->n_ff % 32))
+        return lf_err_set(err, LF_E_INVALID_ARG, "%s needs --dim and --ffn to be multiples of 32", lf_type_name((int)p->type));
+    if (p->n_embd > (1u << 16) || p->n_ff > (1u << 18) || p->n_layer > 1024 || p->n_vocab > (1u << 20))
+        return lf_err_set(err, LF_E_INVALID_ARG, "shape too large");
+    if (!p->tokenizer_from && p->n_vocab < 259)
+        return lf_err_set(err, LF_E_INVALID_ARG, "--vocab %u is below the 259 tokens of the built-in byte tokenizer",
+                          p->n_vocab);
+    return LF_OK;
+}
+
+/* Built-in tokenizer: <unk>, <s>, </s>, 256 byte tokens, then pronounceable
+ * filler words so random output still decodes to readable text. */
+static lf_status add_builtin_tokenizer(lf_gguf_writer *w, uint32_t n_vocab) {
+    static const char *cons[] = {"b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "ch", "sh"};
+    static const char *vow[] = {"a", "e", "i", "o", "u", "ai", "ou", "ea"};
+    lf_gguf_str *strs = calloc(n_vocab, sizeof *strs);
+    char *store = malloc((size_t)n_vocab * 32);
+    float *scores = malloc(n_vocab * sizeof *scores);
+    int32_t *types = malloc(n_vocab * sizeof *types);
+    lf_status st = LF_E_NOMEM;
+    if (!strs || !store || !scores || !types) goto out;
+    for (uint32_t i = 0; i < n_vocab; i++) {
+        char *s = store + (size_t)i * 32;
+        if (i == 0) snprintf(s, 32, "<unk>"), types[i] = 2;
+        else if (i == 1) snprintf(s, 32, "<s>"), types[i] = 3;
+        else if (i == 2) snprintf(s, 32, "</s>"), types[i] = 3;
+        else if (i < 259) snprintf(s, 32, "<0x%02X>", i - 3), types[i] = 6;
+        else {
+            /* bijective base-128 syllables: every index gets a distinct word */
+            uint32_t v = i - 259;
+            size_t k = (size_t)snprintf(s, 32, "\xE2\x96\x81");
+            do {
+                const uint32_t syl = v % 128;
+                k += (size_t)snprintf(s + k, 32 - k, "%s%s", cons[syl % 16], vow[syl / 16]);
+                v /= 128;
+            } while (v > 0 && k < 24);
+            types[i] = 1;
+        }
+        strs[i] = (lf_gguf_str){s, strlen(s)};
+        scores[i] = -(float)i;
+    }
+    st = lf_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    if (!st) st = lf_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", strs, n_vocab);
+    if (!st) st = lf_gguf_writer_set_arr(w, "tokenizer.ggml.scores", LF_GGUF_F32, scores, n_vocab);
+    if (!st) st = lf_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", LF_GGUF_I32, types, n_vocab);
+    if (!st) st = lf_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
+    if (!st) st = lf_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+out:
+    free(strs);
+    free(store);
+    free(scores);
+    free(types);
+    return st;
+}
+
+/* Copies tokenizer.* keys from another GGUF; returns its vocabulary size. */
+static lf_status copy_tokenizer(lf_gguf_writer *w, const char *path, uint32_t *n_vocab, lf_err *err) {
+    lf_gguf *src;
+    lf_status st = lf_gguf_read_file(path, &src, err);
+    if (st) return st;
+    const lf_gguf_kv *tokens = lf_gguf_find(src, "tokenizer.ggml.tokens");
+    if (!tokens || tokens->type != LF_GGUF_ARRAY || tokens->arr_type != LF_GGUF_STRING || tokens->arr_n == 0 ||
+        tokens->arr_n > (1u << 20)) {
+        lf_gguf_free(src);
+        return lf_err_set(err, LF_E_MODEL, "%s has no usable tokenizer.ggml.tokens", path);
+    }
+    *n_vocab = (uint32_t)tokens->arr_n;
+    for (uint64_t i = 0; i < src->n_kv && !st; i++)
+        if (src->kv[i].key.len > 10 && memcmp(src->kv[i].key.ptr, "tokenizer.", 10) == 0)
+            st = lf_gguf_writer_copy_kv(w, &src->kv[i]);
+    lf_gguf_free(src);
+    return st;
+}
+
+static lf_status build_writer(const lf_synth_params *p, uint32_t *n_vocab, tensor_plan **plan, size_t *n_plan,
+                              lf_gguf_writer **out, lf_err *err) {
+    lf_gguf_writer *w;
+    lf_status st = lf_gguf_writer_create(LF_GGUF_DEFAULT_ALIGNMENT, &w);
+    if (st) return st;
+    char name[96];
+    snprintf(name, sizeof name, "llmflash-synth d%u l%u ff%u %s", p->n_embd, p->n_layer, p->n_ff,
+             lf_type_name((int)p->type));
+    const uint32_t hd = p->n_embd / p->n_head;
+    st = lf_gguf_writer_set_str(w, "general.architecture", "llama");
+    if (!st) st = lf_gguf_writer_set_str(w, "general.name", name);
+    if (!st) st = lf_gguf_writer_set_u32(w, "llama.context_length", p->n_ctx ? p->n_ctx : 2048);
+    if (!st) st = lf_gguf_writer_set_u32(w, "llama.embedding_length", p->n_embd);
+    if (!st) st = lf_gguf_writer_set_u32(w, "llama.block_count", p->n_layer);
+    if (!st) st = lf_gguf_writer_set_u32(w, "llama.feed_forward_length", p->n_ff);
+    if (!st) st = lf_gguf_writer_set_u32(w, "llama.attention.head_count", p->n_head);
+    if (!st) st = lf_gguf_writer_set_u32(w, "llama.attention.head_count_kv", p->n_head_kv);
+    if (!st) st = lf_gguf_writer_set_u32(w, "llama.rope.dimension_count", hd);
+    if (!st) st = lf_gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
+    if (!st) st = lf_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    if (!st) st = lf_gguf_writer_set_u64(w, "llmflash.synth.seed", p->seed);
+    if (!st && p->activation != LF_ACT_SILU_GATED)
+        st = lf_gguf_writer_set_str(w, "llmflash.ffn_activation", p->activation == LF_ACT_RELU ? "relu_plain" : "relu");
+    *n_vocab = p->n_vocab;
+    if (!st) st = p->tokenizer_from ? copy_tokenizer(w, p->tokenizer_from, n_vocab, err)
+                                    : add_builtin_tokenizer(w, p->n_vocab);
+    if (st) goto fail;
+    lf_synth_params q = *p;
+    q.n_vocab = *n_vocab;
+    if ((st = plan_tensors(&q, plan, n_plan))) goto fail;
+    for (size_t i = 0; i < *n_plan && !st; i++) {
+        const uint64_t ne[2] = {(*plan)[i].cols, (*plan)[i].rows};
+        st = lf_gguf_writer_add_tensor(w, (*plan)[i].name, (*plan)[i].type, (*plan)[i].rows == 1 ? 1 : 2, ne, NULL);
+    }
+    if (st) {
+        free(*plan);
+        *plan = NULL;
+        goto fail;
+    }
+    *out = w;
+    return LF_OK;
+fail:
+    lf_gguf_writer_destroy(w);
+    if (!err->msg[0]) lf_err_set(err, st, "building the GGUF header failed");
+    return st;
+}
+
+uint64_t lf_synth_file_bytes(const lf_synth_params *p) {
+    lf_err err = {{0}};
+    if (!p || check_params(p, &err)) return 0;
+    uint32_t n_vocab;
+    tensor_plan *plan;
+    size_t n_plan;
+    lf_gguf_writer *w;
+    if (build_writer(p, &n_vocab, &plan, &n_plan, &w, &err)) return 0;
+    const uint64_t size = lf_gguf_writer_file_size(w);
+    lf_gguf_writer_destroy(w);
+    free(plan);
+    return size;
+}
+
+lf_status lf_synth_write(const char *path, const lf_synth_params *p, char *errbuf, size_t errcap) {
+    lf_err err = {{0}};
+    lf_status st;
+    if (!path || !p) return LF_E_INVALID_ARG;
+    if ((st = check_params(p, &err))) goto done;
+    uint32_t n_vocab;
+    tensor_plan *plan = NULL;
+    size_t n_plan = 0;
+    lf_gguf_writer *w = NULL;
+    float *rows = NULL;
+    uint8_t *qbuf = NULL;
+    lf_outfile out = {.fd = -1};
+    if ((st = build_writer(p, &n_vocab, &plan, &n_plan, &w, &err))) goto done;
+    uint64_t max_cols = 0, max_row_bytes = 0;
+    for (size_t i = 0; i < n_plan; i++) {
+        max_cols = LF_MAX(max_cols, plan[i].cols);
+        max_row_bytes = LF_MAX(max_row_bytes, lf_type_row_bytes(plan[i].type, plan[i].cols));
+    }
+    rows = malloc(max_cols * SYNTH_ROWS_PER_CHUNK * sizeof(float));
+    qbuf = malloc(max_row_bytes * SYNTH_ROWS_PER_CHUNK);
+    if (!rows || !qbuf) {
+        st = lf_err_set(&err, LF_E_NOMEM, "row buffers");
+        goto cleanup;
+    }
+    if ((st = lf_outfile_open(&out, path, p->force, &err))) goto cleanup;
+    if ((st = lf_gguf_writer_write_header(w, out.fd, &err))) goto cleanup;
+    const uint64_t total = lf_gguf_writer_file_size(w);
+    uint64_t done_bytes = total;
+    for (size_t i = 0; i < n_plan; i++) done_bytes -= lf_align_up(lf_type_row_bytes(plan[i].type, plan[i].cols) * plan[i].rows, 32);
+    lf_rng rng;
+    for (size_t i = 0; i < n_plan; i++) {
+        const tensor_plan *t = &plan[i];
+        const uint64_t row_bytes = lf_type_row_bytes(t->type, t->cols);
+        /* each tensor has its own stream, so one tensor's values do not
+         * depend on the shapes of the tensors before it */
+        lf_rng_seed(&rng, p->seed * 1000003u + i);
+        for (uint64_t r = 0; r < t->rows; r += SYNTH_ROWS_PER_CHUNK) {
+            const uint64_t nr = LF_MIN((uint64_t)SYNTH_ROWS_PER_CHUNK, t->rows - r);
+            for (uint64_t k = 0; k < nr * t->cols; k++)
+                rows[k] = t->scale == 0.0f ? 1.0f : t->scale * lf_rng_normal(&rng);
+            for (uint64_t k = 0; k < nr; k++)
+                lf_quantize_row(t->type, rows + k * t->cols, qbuf + k * row_bytes, (int64_t)t->cols);
+            if ((st = lf_gguf_writer_write_data(w, out.fd, qbuf, nr * row_bytes, &err))) {
+                lf_err_set(&err, st, "writing tensor '%s' to %s: %s", t->name, path, err.msg);
+                goto cleanup;
+            }
+        }
+        done_bytes += lf_align_up(row_bytes * t->rows, 32);
+        if (p->progress && !p->progress(p->progress_user, done_bytes, total)) {
+            st = lf_err_set(&err, LF_E_INTERRUPTED, "interrupted after tensor '%s'; %s was not written", t->name, path);
+            goto cleanup;
+        }
+    }
+    if ((st = lf_gguf_writer_finish(w, &err))) goto cleanup;
+    st = lf_outfile_commit(&out, &err);
+cleanup:
+    if (out.fd >= 0) lf_outfile_abort(&out);
+    free(rows);
+    free(qbuf);
+    free(plan);
+    lf_gguf_writer_destroy(w);
+done:
+    if (st) lf_err_copy_out(&err, errbuf, errcap);
+    return st;
+}

@@ -1,0 +1,38 @@
+/* kernels.h - dequantize, quantize and dot-product kernels.
+ *
+ * A weight row of type T is multiplied with an activation vector held either
+ * as float (F32/F16/BF16 weights) or as lf_block_q8a blocks (quantized
+ * weights, see lf_type_uses_q8a). The scalar table is the reference; SIMD
+ * tables must match it up to float summation order, and are chosen once at
+ * start-up from what the CPU supports. */
+#ifndef LF_KERNELS_H
+#define LF_KERNELS_H
+
+#include "quant_types.h"
+
+#define LF_TYPE_ID_MAX 40
+
+/* Dot product of one weight row (n elements of the table's type) with an
+ * activation (float* or lf_block_q8a*, n elements). */
+typedef float (*lf_vec_dot_fn)(const void *w, const void *x, int64_t n);
+
+typedef struct lf_kernels {
+    const char *name;                  /* "scalar", "avx2" */
+    lf_vec_dot_fn dot[LF_TYPE_ID_MAX]; /* NULL for unsupported types */
+    /* float -> q8a activation blocks; n multiple of 32 */
+    void (*quantize_q8a)(const float *x, lf_block_q8a *y, int64_t n);
+} lf_kernels;
+
+const lf_kernels *lf_kernels_scalar(void);
+/* NULL when not compiled in or the CPU lacks AVX2/FMA/F16C. */
+const lf_kernels *lf_kernels_avx2(void);
+/* The fastest table this CPU can run; LLMFLASH_KERNELS=scalar forces the
+ * reference (for debugging and for tests). */
+const lf_kernels *lf_kernels_best(void);
+
+/* Reference dequantization of n elements (n multiple of the block). */
+void lf_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+/* Quantizes n floats to any supported type; LF_E_UNSUPPORTED otherwise. */
+lf_status lf_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
+
+#endif
