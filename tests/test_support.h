@@ -1,0 +1,36 @@
+/* test_support.h - helpers shared by the test executables. */
+#ifndef LF_TEST_SUPPORT_H
+#define LF_TEST_SUPPORT_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Path of a file under ../shared (set by meson as LF_SHARED_DIR). */
+static inline const char *shared_path(const char *rel) {
+    static char buf[4][1024];
+    static int k;
+    const char *dir = getenv("LF_SHARED_DIR");
+    char *out = buf[k++ % 4];
+    snprintf(out, 1024, "%s/%s", dir ? dir : "../shared", rel);
+    return out;
+}
+
+/* Reads a whole file; NULL if missing. Caller frees. */
+static inline char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    const long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    if (b) b[n] = '\0';
+    if (len) *len = (size_t)n;
+    fclose(f);
+    return b;
+}
+
+#endif
