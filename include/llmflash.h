@@ -108,6 +108,17 @@ lf_status lf_type_from_name(const char *name, lf_type *out);
 /* true when llmflash can load and compute with tensors of this type. */
 bool lf_type_supported(int type);
 
+/* Compression of FFN bundle groups in flash files. */
+typedef enum lf_compression {
+    LF_COMPRESS_NONE = 0,
+    LF_COMPRESS_LZ4 = 1,
+    LF_COMPRESS_ZSTD = 2,
+} lf_compression;
+
+/* Parses "none", "lz4", "zstd" or "zstd:LEVEL" (LEVEL 1-19; *level is 0 for
+ * the codec's default). LF_E_INVALID_ARG if not one of these. */
+lf_status lf_compression_from_name(const char *name, lf_compression *c, int *level);
+
 /* ------------------------------------------------------------------------ */
 /* Model                                                                     */
 /* ------------------------------------------------------------------------ */
@@ -117,6 +128,7 @@ typedef struct lf_model_params {
     lf_log_fn log;      /* NULL: no logging */
     void *log_user;     /* passed to log */
     int n_threads;      /* compute threads for sessions (0: all cores) */
+    bool verify_checksums; /* flash files: check every bundle group read (default true) */
 } lf_model_params;
 
 lf_model_params lf_model_default_params(void);
@@ -169,6 +181,16 @@ typedef struct lf_model_info {
     uint64_t n_params;
     uint64_t file_bytes;
     uint64_t class_bytes[LF_CLASS_COUNT]; /* tensor bytes by lf_tensor_class */
+    /* Flash files (written by lf_convert) */
+    bool is_flash;
+    int bundle_type;        /* lf_type of bundle rows */
+    uint32_t bundle_rows;   /* 3: gate, up, down; 2: up, down */
+    uint64_t bundle_record_bytes; /* bytes of one neuron's record */
+    uint64_t bundle_stride; /* distance between uncompressed records */
+    uint32_t bundle_group;  /* neurons per compression/checksum group */
+    lf_compression bundle_compression;
+    uint64_t streamed_bytes; /* bundle data on disk: what streaming reads */
+    uint64_t resident_bytes; /* everything else */
 } lf_model_info;
 
 /* Fills *info. Thread-safe. */
@@ -317,6 +339,45 @@ uint64_t lf_synth_file_bytes(const lf_synth_params *params);
  * errors of tokenizer_from. */
 lf_status lf_synth_write(const char *path, const lf_synth_params *params,
                          char *errbuf, size_t errcap);
+
+/* ------------------------------------------------------------------------ */
+/* Flash files: converting GGUF to the bundled layout, and verifying it      */
+/* ------------------------------------------------------------------------ */
+#define LF_BUNDLE_KEEP (-1)
+
+typedef struct lf_convert_params {
+    int bundle_type;            /* an lf_type, or LF_BUNDLE_KEEP: the source FFN's type */
+    lf_compression compression;
+    int compression_level;      /* 0: the codec's default (zstd 3, lz4 fast) */
+    uint32_t group;             /* neurons per compressed group (0: 16); 1 when uncompressed */
+    bool packed;                /* no padding between uncompressed records */
+    bool force;                 /* overwrite an existing output */
+    /* Called after each tensor; return false to stop (LF_E_INTERRUPTED). */
+    bool (*progress)(void *user, uint64_t done, uint64_t total);
+    void *progress_user;
+} lf_convert_params;
+
+typedef struct lf_convert_stats {
+    uint64_t in_bytes, out_bytes;
+    uint64_t ffn_raw_bytes;     /* bundle records before compression, unpadded */
+    uint64_t ffn_stored_bytes;  /* bundle bytes written, padding included */
+    double seconds;
+    uint64_t peak_rss_bytes;    /* of the process, at the end */
+} lf_convert_stats;
+
+lf_convert_params lf_convert_default_params(void); /* keep, no compression */
+/* Converts a llama GGUF into a flash file at out_path. The output appears
+ * complete or not at all; the input is only read. stats may be NULL.
+ * Errors: LF_E_EXISTS, LF_E_IO (disk full included), LF_E_UNSUPPORTED (bundle
+ * type not possible for this d_model, tensor type), any open error of the
+ * input, LF_E_INTERRUPTED. */
+lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert_params *params,
+                     lf_convert_stats *stats, char *errbuf, size_t errcap);
+
+/* Checks a flash file: header checksum, every tensor's checksum, every
+ * bundle group. On LF_E_CORRUPT, errbuf names the first bad part (layer and
+ * neuron range for a bundle group). *groups_checked may be NULL. */
+lf_status lf_verify(const char *path, uint64_t *groups_checked, char *errbuf, size_t errcap);
 
 /* ------------------------------------------------------------------------ */
 /* Measurement helpers                                                        */

@@ -12,6 +12,9 @@ static void usage(FILE *f) {
             "commands:\n"
             "  run       generate text from a GGUF model\n"
             "  inspect   describe a GGUF model: hyperparameters, tensors, bytes by class\n"
+            "  convert   write a flash file: FFN neurons bundled for streaming\n"
+            "  verify    check every checksum of a flash file\n"
+            "  perplexity  score a text file with a model\n"
             "  synth     write a llama-architecture GGUF with seeded random weights\n"
             "  bench     measure generation speed against the memory-bandwidth limit\n"
             "\n"
@@ -37,6 +40,9 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc, argv);
     if (strcmp(cmd, "synth") == 0) return cmd_synth(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
+    if (strcmp(cmd, "verify") == 0) return cmd_verify(argc, argv);
+    if (strcmp(cmd, "perplexity") == 0) return cmd_perplexity(argc, argv);
     fprintf(stderr, "llmflash: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return CLI_EXIT_USAGE;

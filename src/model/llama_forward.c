@@ -29,6 +29,8 @@ struct lf_session {
     float *rope_cos;    /* (n_rot/2) for the current position */
     float *rope_sin;    /* (n_rot/2) */
     lf_block_q8a *xq;   /* (max(n_embd, n_ff, q_dim)/32) quantized activation */
+    float *ffn_acc;     /* (n_threads, n_embd) per-thread partial FFN outputs */
+    float *ffn_scratch; /* (n_threads, n_embd) dequantized down rows */
     float *key_cache;   /* (n_layer, n_ctx, kv_dim) */
     float *value_cache; /* (n_layer, n_ctx, kv_dim) */
 };
@@ -52,6 +54,8 @@ void lf_session_destroy(lf_session *s) {
     free(s->rope_cos);
     free(s->rope_sin);
     lf_free_aligned(s->xq);
+    free(s->ffn_acc);
+    free(s->ffn_scratch);
     free(s->key_cache);
     free(s->value_cache);
     free(s);
@@ -91,10 +95,12 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     s->rope_cos = malloc((in->n_rot / 2 + 1) * sizeof(float));
     s->rope_sin = malloc((in->n_rot / 2 + 1) * sizeof(float));
     s->xq = lf_alloc_aligned((max_in / LF_QK + 1) * sizeof(lf_block_q8a), 64);
+    s->ffn_acc = malloc((size_t)n_threads * in->n_embd * sizeof(float));
+    s->ffn_scratch = malloc((size_t)n_threads * in->n_embd * sizeof(float));
     s->key_cache = calloc(cache_elems, sizeof(float));
     s->value_cache = calloc(cache_elems, sizeof(float));
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->att || !s->att_out || !s->hb || !s->hb2 || !s->logits ||
-        !s->rope_cos || !s->rope_sin || !s->xq || !s->key_cache || !s->value_cache)
+        !s->rope_cos || !s->rope_sin || !s->xq || !s->ffn_acc || !s->ffn_scratch || !s->key_cache || !s->value_cache)
         goto fail_nomem;
     *out = s;
     return LF_OK;
@@ -262,28 +268,75 @@ static void attention(lf_session *s, uint32_t l, uint32_t pos) {
     for (uint32_t i = 0; i < in->n_embd; i++) s->x[i] += s->xb2[i];
 }
 
+static inline float activate(lf_activation a, float gate, float up) {
+    switch (a) {
+    case LF_ACT_SILU_GATED: return gate * (1.0f / (1.0f + expf(-gate))) * up;
+    case LF_ACT_RELU_GATED: return (gate > 0.0f ? gate : 0.0f) * up;
+    case LF_ACT_RELU: return up > 0.0f ? up : 0.0f;
+    }
+    return 0.0f;
+}
+
+/* FFN over neuron records: y = sum_i down_i * act(gate_i . x) * (up_i . x).
+ * Each thread owns a range of neurons and its own accumulator; the
+ * accumulators are summed in thread order, so results do not depend on
+ * scheduling. */
+typedef struct bundle_job {
+    lf_session *s;
+    const uint8_t *bundle;
+    const void *x; /* float* or lf_block_q8a* */
+} bundle_job;
+
+static void bundle_ffn_worker(void *ctx, int ith, int nth) {
+    const bundle_job *j = ctx;
+    lf_session *s = j->s;
+    const lf_model *m = s->m;
+    const lf_bundle_layout *B = &m->flash->layout;
+    const uint32_t d = m->info.n_embd;
+    const lf_vec_dot_fn dot = m->kernels->dot[B->type];
+    float *acc = s->ffn_acc + (uint64_t)ith * d, *scratch = s->ffn_scratch + (uint64_t)ith * d;
+    memset(acc, 0, d * sizeof(float));
+    uint64_t n0, n1;
+    lf_split_range(m->info.n_ff, ith, nth, 16, &n0, &n1);
+    const bool gated = B->n_rows == 3;
+    for (uint64_t i = n0; i < n1; i++) {
+        const uint8_t *rec = j->bundle + i * B->record_bytes;
+        const float up = dot(rec + (gated ? B->row_bytes : 0), j->x, d);
+        const float gate = gated ? dot(rec, j->x, d) : 0.0f;
+        const float h = activate(m->info.activation, gate, up);
+        if (h != 0.0f) lf_axpy_row(B->type, rec + (B->n_rows - 1) * B->row_bytes, h, acc, d, scratch);
+    }
+}
+
+static void ffn_bundles(lf_session *s, const lf_layer *L, act *xb) {
+    const lf_model *m = s->m;
+    const uint32_t d = m->info.n_embd;
+    const void *x = xb->f;
+    if (lf_type_uses_q8a(m->flash->layout.type)) {
+        if (!xb->quantized) m->kernels->quantize_q8a(xb->f, xb->q, xb->n);
+        x = xb->q;
+    }
+    bundle_job job = {s, L->bundle, x};
+    lf_pool_run(s->pool, bundle_ffn_worker, &job);
+    const int nth = lf_pool_size(s->pool);
+    for (int t = 0; t < nth; t++) {
+        const float *acc = s->ffn_acc + (uint64_t)t * d;
+        for (uint32_t i = 0; i < d; i++) s->x[i] += acc[i];
+    }
+}
+
 static void ffn(lf_session *s, uint32_t l) {
     const lf_model_info *in = &s->m->info;
     const lf_layer *L = &s->m->layers[l];
     rmsnorm(s->xb, s->x, L->ffn_norm, in->n_embd, in->rms_eps);
     act xb = act_of(s, s->xb, in->n_embd);
-    matvec(s, &L->up, &xb, s->hb2);
-    switch (in->activation) {
-    case LF_ACT_SILU_GATED:
-        matvec(s, &L->gate, &xb, s->hb);
-        for (uint32_t i = 0; i < in->n_ff; i++) {
-            const float g = s->hb[i];
-            s->hb[i] = g * (1.0f / (1.0f + expf(-g))) * s->hb2[i];
-        }
-        break;
-    case LF_ACT_RELU_GATED:
-        matvec(s, &L->gate, &xb, s->hb);
-        for (uint32_t i = 0; i < in->n_ff; i++) s->hb[i] = (s->hb[i] > 0.0f ? s->hb[i] : 0.0f) * s->hb2[i];
-        break;
-    case LF_ACT_RELU:
-        for (uint32_t i = 0; i < in->n_ff; i++) s->hb[i] = s->hb2[i] > 0.0f ? s->hb2[i] : 0.0f;
-        break;
+    if (L->bundle) {
+        ffn_bundles(s, L, &xb);
+        return;
     }
+    matvec(s, &L->up, &xb, s->hb2);
+    if (in->activation != LF_ACT_RELU) matvec(s, &L->gate, &xb, s->hb);
+    for (uint32_t i = 0; i < in->n_ff; i++) s->hb[i] = activate(in->activation, s->hb[i], s->hb2[i]);
     act hb = act_of(s, s->hb, in->n_ff);
     matvec(s, &L->down, &hb, s->xb2);
     for (uint32_t i = 0; i < in->n_embd; i++) s->x[i] += s->xb2[i];

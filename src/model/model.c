@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 lf_model_params lf_model_default_params(void) {
-    return (lf_model_params){.log = NULL, .log_user = NULL, .n_threads = 0};
+    return (lf_model_params){.log = NULL, .log_user = NULL, .n_threads = 0, .verify_checksums = true};
 }
 
 lf_tensor_class lf_tensor_class_of(const char *name) {
@@ -21,6 +21,8 @@ lf_tensor_class lf_tensor_class_of(const char *name) {
         return LF_CLASS_ATTENTION;
     if (strstr(name, ".ffn_gate.") || strstr(name, ".ffn_up.") || strstr(name, ".ffn_down."))
         return LF_CLASS_FFN;
+    const size_t n = strlen(name);
+    if (n > 11 && strcmp(name + n - 11, ".ffn_bundle") == 0) return LF_CLASS_FFN;
     return LF_CLASS_OTHER;
 }
 
@@ -108,6 +110,19 @@ static lf_status read_hparams(lf_model *m) {
     return LF_OK;
 }
 
+/* Until streaming lands, a flash file's bundles are read whole into memory,
+ * verifying every group's checksum. */
+static lf_status load_bundles(lf_model *m, uint32_t l) {
+    const lf_bundle_layout *B = &m->flash->layout;
+    if (m->flash->n_ff != m->info.n_ff || m->flash->n_embd != m->info.n_embd ||
+        (B->n_rows == 2) != (m->info.activation == LF_ACT_RELU))
+        return lf_err_set(&m->err, LF_E_MODEL, "bundle layout does not match the model's FFN");
+    const uint64_t bytes = (uint64_t)m->info.n_ff * B->record_bytes;
+    m->layers[l].bundle = lf_alloc_aligned(bytes, 64);
+    if (!m->layers[l].bundle) return lf_err_set(&m->err, LF_E_NOMEM, "bundles of layer %u (%" PRIu64 " bytes)", l, bytes);
+    return lf_flash_read_layer(m->flash, m->fd, l, m->layers[l].bundle, m->verify_checksums, &m->err);
+}
+
 static lf_status bind_tensors(lf_model *m) {
     lf_model_info *in = &m->info;
     const uint64_t d = in->n_embd, q_dim = (uint64_t)in->n_head * m->head_dim,
@@ -117,6 +132,17 @@ static lf_status bind_tensors(lf_model *m) {
     if ((st = bind_norm(m, "output_norm.weight", d, &m->output_norm))) return st;
     if ((st = bind_weight(m, "output.weight", nv, d, true, &m->output))) return st;
     in->tied_output = m->output.data == NULL;
+    if (m->flash) {
+        const lf_bundle_layout *B = &m->flash->layout;
+        in->is_flash = true;
+        in->bundle_type = (int)B->type;
+        in->bundle_rows = B->n_rows;
+        in->bundle_record_bytes = B->record_bytes;
+        in->bundle_stride = B->stride;
+        in->bundle_group = B->group;
+        in->bundle_compression = B->compression;
+        for (uint32_t l = 0; l < m->flash->n_layer; l++) in->streamed_bytes += m->flash->layers[l].data_bytes;
+    }
     if (in->tied_output) m->output = m->tok_embd;
     m->layers = calloc(in->n_layer, sizeof *m->layers);
     if (!m->layers) return LF_E_NOMEM;
@@ -129,8 +155,13 @@ static lf_status bind_tensors(lf_model *m) {
             (st = bind_weight(m, NAME("attn_k"), kv_dim, d, false, &L->wk)) ||
             (st = bind_weight(m, NAME("attn_v"), kv_dim, d, false, &L->wv)) ||
             (st = bind_weight(m, NAME("attn_output"), d, q_dim, false, &L->wo)) ||
-            (st = bind_norm(m, NAME("ffn_norm"), d, &L->ffn_norm)) ||
-            (st = bind_weight(m, NAME("ffn_gate"), ff, d, in->activation == LF_ACT_RELU, &L->gate)) ||
+            (st = bind_norm(m, NAME("ffn_norm"), d, &L->ffn_norm)))
+            return st;
+        if (m->flash) {
+            if ((st = load_bundles(m, l))) return st;
+            continue;
+        }
+        if ((st = bind_weight(m, NAME("ffn_gate"), ff, d, in->activation == LF_ACT_RELU, &L->gate)) ||
             (st = bind_weight(m, NAME("ffn_up"), ff, d, false, &L->up)) ||
             (st = bind_weight(m, NAME("ffn_down"), d, ff, false, &L->down)))
             return st;
@@ -205,6 +236,8 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     describe_tensors(m);
     if ((st = read_hparams(m))) goto fail;
     if ((st = lf_tokenizer_load(m->gguf, &m->tok, &m->err))) goto fail;
+    m->verify_checksums = p.verify_checksums;
+    if (lf_flash_detect(m->gguf) && (st = lf_flash_open(m->gguf, m->fd, &m->flash, &m->err))) goto fail;
     m->info.n_vocab = lf_tokenizer_vocab_size(m->tok);
     m->map = mmap(NULL, m->map_size, PROT_READ, MAP_SHARED, m->fd, 0);
     if (m->map == MAP_FAILED) {
@@ -213,6 +246,11 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         goto fail;
     }
     if ((st = bind_tensors(m))) goto fail;
+    {
+        uint64_t total = 0;
+        for (int c = 0; c < LF_CLASS_COUNT; c++) total += m->info.class_bytes[c];
+        m->info.resident_bytes = total - m->info.streamed_bytes;
+    }
     lf_log(&m->log, LF_LOG_INFO, "loaded %s: %u layers, d_model %u, ffn %u, vocab %u, kernels %s", path,
            m->info.n_layer, m->info.n_embd, m->info.n_ff, m->info.n_vocab, m->kernels->name);
     *out = m;
@@ -230,6 +268,7 @@ void lf_model_close(lf_model *m) {
         for (uint32_t l = 0; l < m->info.n_layer; l++) {
             free(m->layers[l].attn_norm);
             free(m->layers[l].ffn_norm);
+            lf_free_aligned(m->layers[l].bundle);
         }
     }
     free(m->layers);
@@ -241,6 +280,7 @@ void lf_model_close(lf_model *m) {
     free(m->tensor_names);
     free(m->meta_keys);
     lf_tokenizer_free(m->tok);
+    lf_flash_free(m->flash);
     if (m->map) munmap(m->map, m->map_size);
     if (m->fd >= 0) close(m->fd);
     lf_gguf_free(m->gguf);

@@ -9,6 +9,7 @@
 #include "../common/lf_common.h"
 #include "../gguf/gguf.h"
 #include "../tensor/kernels.h"
+#include "../flash/flash_format.h"
 #include "../tokenizer/tokenizer.h"
 
 /* A 2-D weight: `rows` rows of `cols` elements, row-major, each row_bytes. */
@@ -29,6 +30,7 @@ typedef struct lf_layer {
     lf_weight gate;     /* (n_ff, n_embd); data NULL for non-gated FFNs */
     lf_weight up;       /* (n_ff, n_embd) */
     lf_weight down;     /* (n_embd, n_ff) */
+    uint8_t *bundle;    /* flash files: (n_ff, record_bytes) neuron records, or NULL */
 } lf_layer;
 
 typedef enum lf_rope_kind {
@@ -53,6 +55,8 @@ struct lf_model {
     lf_weight output;   /* (n_vocab, n_embd); may alias tok_embd */
     lf_layer *layers;   /* (n_layer) */
     lf_tokenizer *tok;
+    lf_flash *flash;    /* bundle layout and index when the file is a flash file */
+    bool verify_checksums;
     const lf_kernels *kernels;
     char **tensor_names; /* NUL-terminated copies, (n_tensors) */
     char **meta_keys;    /* (n_kv) */

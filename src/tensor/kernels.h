@@ -32,6 +32,8 @@ const lf_kernels *lf_kernels_best(void);
 
 /* Reference dequantization of n elements (n multiple of the block). */
 void lf_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+/* y += a * row, for a row of n elements of `type`; scratch holds n floats. */
+void lf_axpy_row(uint32_t type, const void *row, float a, float *y, int64_t n, float *scratch);
 /* Quantizes n floats to any supported type; LF_E_UNSUPPORTED otherwise. */
 lf_status lf_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
 

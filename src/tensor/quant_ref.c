@@ -138,6 +138,15 @@ void lf_dequantize_row(uint32_t type, const void *src, float *y, int64_t n) {
     }
 }
 
+void lf_axpy_row(uint32_t type, const void *row, float a, float *y, int64_t n, float *scratch) {
+    const float *x = row;
+    if (type != LF_TYPE_F32) {
+        lf_dequantize_row(type, row, scratch, n);
+        x = scratch;
+    }
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
 /* ---- quantize ----------------------------------------------------------- */
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }

@@ -1,0 +1,121 @@
+/* cmd_perplexity.c - `llmflash perplexity`: how well a model predicts a text.
+ * The text is tokenized without BOS and cut into consecutive chunks; each
+ * chunk is evaluated after a BOS and every one of its positions is scored. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+        }
+        const size_t r = fread(buf + n, 1, cap - n, f);
+        if (r == 0) break;
+        n += r;
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+int cmd_perplexity(int argc, char **argv) {
+    const char *model_path = NULL, *text_path = NULL;
+    int chunk = 255, threads = 0, max_chunks = 0;
+    cli_opt opts[] = {
+        {"--model", "-m", CLI_STR, &model_path, "GGUF or flash model (required)", false},
+        {"--file", "-f", CLI_STR, &text_path, "UTF-8 text to score (required)", false},
+        {"--chunk", NULL, CLI_INT, &chunk, "tokens per chunk, each after a BOS (default 255)", false},
+        {"--max-chunks", NULL, CLI_INT, &max_chunks, "score at most this many chunks (default all)", false},
+        {"--threads", "-t", CLI_INT, &threads, "compute threads (default: all cores)", false},
+    };
+    const size_t n_opts = sizeof opts / sizeof *opts;
+    const char *pos[1];
+    size_t n_pos;
+    bool help;
+    if (!cli_parse("perplexity", argc, argv, 2, opts, n_opts, pos, 0, &n_pos, &help)) return CLI_EXIT_USAGE;
+    if (help) {
+        printf("usage: llmflash perplexity -m MODEL -f TEXT [--chunk N]\n\noptions:\n");
+        cli_print_options(stdout, opts, n_opts);
+        return CLI_EXIT_OK;
+    }
+    if (!model_path || !text_path || chunk < 2 || threads < 0 || max_chunks < 0) {
+        fprintf(stderr, "llmflash perplexity: -m MODEL and -f TEXT are required; --chunk must be at least 2\n");
+        return CLI_EXIT_USAGE;
+    }
+    size_t len;
+    char *text = read_file(text_path, &len);
+    if (!text) {
+        fprintf(stderr, "llmflash perplexity: cannot read %s\n", text_path);
+        return CLI_EXIT_RUNTIME;
+    }
+    lf_model_params mp = lf_model_default_params();
+    mp.n_threads = threads;
+    char err[512];
+    lf_model *m = NULL;
+    lf_session *s = NULL;
+    lf_token *toks = NULL;
+    int rc = CLI_EXIT_RUNTIME;
+    lf_status st = lf_model_open(model_path, &mp, &m, err, sizeof err);
+    if (st) {
+        fprintf(stderr, "llmflash perplexity: cannot open %s: %s (%s)\n", model_path, err, lf_strerror(st));
+        goto out;
+    }
+    lf_session_params sp = lf_session_default_params();
+    sp.n_ctx = (uint32_t)chunk + 1;
+    if ((st = lf_session_create(m, &sp, &s, err, sizeof err))) {
+        fprintf(stderr, "llmflash perplexity: %s\n", err);
+        goto out;
+    }
+    size_t n_tok = 0;
+    lf_tokenize(m, text, len, false, NULL, 0, &n_tok);
+    toks = malloc((n_tok ? n_tok : 1) * sizeof *toks);
+    if (!toks || lf_tokenize(m, text, len, false, toks, n_tok, &n_tok) != LF_OK) {
+        fprintf(stderr, "llmflash perplexity: tokenizing %s failed\n", text_path);
+        goto out;
+    }
+    const uint32_t n_vocab = lf_vocab_size(m);
+    const lf_token bos = lf_token_bos(m);
+    double nll = 0.0;
+    size_t scored = 0, chunks = 0;
+    for (size_t c0 = 0; c0 < n_tok && (!max_chunks || chunks < (size_t)max_chunks); c0 += (size_t)chunk, chunks++) {
+        const size_t c1 = c0 + (size_t)chunk < n_tok ? c0 + (size_t)chunk : n_tok;
+        lf_session_reset(s);
+        lf_token prev = bos;
+        for (size_t i = c0; i < c1; i++) {
+            if ((st = lf_session_eval(s, &prev, 1))) {
+                fprintf(stderr, "llmflash perplexity: %s\n", lf_session_errmsg(s));
+                goto out;
+            }
+            const float *lg = lf_session_logits(s);
+            float max = lg[0];
+            for (uint32_t v = 1; v < n_vocab; v++) max = lg[v] > max ? lg[v] : max;
+            double sum = 0.0;
+            for (uint32_t v = 0; v < n_vocab; v++) sum += exp((double)lg[v] - max);
+            nll += -((double)lg[toks[i]] - max - log(sum));
+            scored++;
+            prev = toks[i];
+        }
+    }
+    printf("perplexity %.4f over %zu tokens in %zu chunks of up to %d (%s on %s)\n", exp(nll / (double)scored), scored,
+           chunks, chunk, model_path, text_path);
+    rc = CLI_EXIT_OK;
+out:
+    free(toks);
+    free(text);
+    lf_session_destroy(s);
+    lf_model_close(m);
+    return rc;
+}
