@@ -63,6 +63,23 @@ int cmd_inspect(int argc, char **argv) {
     printf("ffn neurons:    %u per layer, activation %s\n", in.n_ff, activation_name(in.activation));
     printf("rms eps:        %g\n", in.rms_eps);
     printf("output:         %s\n", in.tied_output ? "tied to token_embd" : "separate output.weight");
+    if (in.is_flash) {
+        char rb[32], sb[32], res[32], str[32];
+        cli_format_bytes(in.bundle_record_bytes, rb, sizeof rb);
+        cli_format_bytes(in.bundle_stride, sb, sizeof sb);
+        cli_format_bytes(in.resident_bytes, res, sizeof res);
+        cli_format_bytes(in.streamed_bytes, str, sizeof str);
+        printf("\nflash layout:   neuron bundles of %s (%s rows of %s), one per FFN neuron\n",
+               in.bundle_rows == 3 ? "gate, up, down" : "up, down", lf_type_name(in.bundle_type),
+               in.bundle_rows == 3 ? "3" : "2");
+        printf("bytes/neuron:   %llu (%s), stride %llu (%s)\n", (unsigned long long)in.bundle_record_bytes, rb,
+               (unsigned long long)in.bundle_stride, sb);
+        printf("compression:    %s, %u neuron%s per group, xxh64 per group\n",
+               in.bundle_compression == LF_COMPRESS_NONE ? "none" : in.bundle_compression == LF_COMPRESS_LZ4 ? "lz4" : "zstd",
+               in.bundle_group, in.bundle_group == 1 ? "" : "s");
+        printf("resident:       %s (embeddings, attention, norms, bundle index)\n", res);
+        printf("streamed:       %s (FFN bundles on flash)\n", str);
+    }
     if (meta) {
         printf("\nmetadata:\n");
         char val[512];

@@ -19,7 +19,7 @@ int cmd_run(int argc, char **argv) {
     int n_predict = 128, threads = 0, top_k = 40, ctx = 0;
     float temp = 0.8f, top_p = 0.95f;
     uint64_t seed = 0;
-    bool verbose = false;
+    bool verbose = false, no_verify = false;
     cli_opt opts[] = {
         {"--model", "-m", CLI_STR, &model_path, "GGUF model file (required)", false},
         {"--prompt", "-p", CLI_STR, &prompt, "prompt text; \"\" starts from BOS (default \"\")", false},
@@ -30,6 +30,7 @@ int cmd_run(int argc, char **argv) {
         {"--top-k", NULL, CLI_INT, &top_k, "top-k sampling, 0 disables (default 40)", false},
         {"--top-p", NULL, CLI_FLOAT, &top_p, "top-p sampling, 1 disables (default 0.95)", false},
         {"--seed", NULL, CLI_U64, &seed, "random seed (default: from the clock)", false},
+        {"--no-verify", NULL, CLI_FLAG, &no_verify, "flash files: skip bundle checksums", false},
         {"--verbose", "-v", CLI_FLAG, &verbose, "log loading details to stderr", false},
     };
     const char *pos[1];
@@ -59,6 +60,7 @@ int cmd_run(int argc, char **argv) {
     mp.log = cli_log;
     mp.log_user = &log_level;
     mp.n_threads = threads;
+    mp.verify_checksums = !no_verify;
     char err[512];
     lf_model *model = NULL;
     lf_session *sess = NULL;

@@ -46,6 +46,7 @@ typedef struct conv {
     uint64_t *checksums;     /* (n_out_tensors) */
     uint64_t n_out_tensors;
     uint64_t header_checksum;
+    uint64_t file_size;      /* 0 until the data is written */
     /* source FFN tensors per layer: gate, up, down */
     const lf_gguf_tensor *(*ffn)[3];
     /* progress */
@@ -163,6 +164,7 @@ static lf_status build_header(conv *c, lf_gguf_writer **out) {
     if (!st) st = lf_gguf_writer_set_arr(w, LF_KEY_TABLE_OFFSETS, LF_GGUF_U64, c->table_offsets, c->n_layer);
     if (!st) st = lf_gguf_writer_set_arr(w, LF_KEY_DATA_OFFSETS, LF_GGUF_U64, c->data_offsets, c->n_layer);
     if (!st) st = lf_gguf_writer_set_arr(w, LF_KEY_TENSOR_CHECKSUMS, LF_GGUF_U64, c->checksums, c->n_out_tensors);
+    if (!st) st = lf_gguf_writer_set_u64(w, LF_KEY_FILE_SIZE, c->file_size);
     if (!st) st = lf_gguf_writer_set_u64(w, LF_KEY_HEADER_CHECKSUM, c->header_checksum);
     for (uint64_t i = 0; i < g->n_tensors && !st; i++) {
         const lf_gguf_tensor *t = &g->tensors[i];
@@ -490,6 +492,7 @@ lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert
     /* the header: real sizes, offsets and checksums, in the same bytes */
     lf_gguf_writer_destroy(w);
     w = NULL;
+    c.file_size = o.pos;
     if ((st = build_header(&c, &w))) goto done;
     if (lf_gguf_writer_file_size(w) != o.pos) { /* data must be where the header says */
         st = lf_err_set(&err, LF_E_IO, "internal: wrote %" PRIu64 " bytes, header describes %" PRIu64, o.pos,

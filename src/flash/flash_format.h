@@ -82,6 +82,7 @@ static inline uint64_t lf_bundle_stride(uint64_t record_bytes, bool packed) {
 #define LF_KEY_TABLE_OFFSETS "llmflash.bundle.table_offsets"
 #define LF_KEY_DATA_OFFSETS "llmflash.bundle.data_offsets"
 #define LF_KEY_HEADER_CHECKSUM "llmflash.header_checksum"
+#define LF_KEY_FILE_SIZE "llmflash.file_size" /* the complete file, to detect truncated padding */
 #define LF_KEY_TENSOR_CHECKSUMS "llmflash.tensor_checksums"
 
 /* Per-layer view of a flash file's bundles. */
@@ -100,6 +101,8 @@ typedef struct lf_flash {
 
 /* Whether a parsed GGUF is a flash file (has llmflash.format_version). */
 bool lf_flash_detect(const lf_gguf *g);
+/* LF_E_TRUNCATED unless the file has exactly the size its header records. */
+lf_status lf_flash_check_size(const lf_gguf *g, lf_err *err);
 /* Reads the layout and every layer's index (verifying the index tensors'
  * checksums). fd is the open file. */
 lf_status lf_flash_open(const lf_gguf *g, int fd, lf_flash **out, lf_err *err);

@@ -90,6 +90,16 @@ static lf_status read_layout(const lf_gguf *g, lf_flash *f, lf_err *err) {
     return LF_OK;
 }
 
+lf_status lf_flash_check_size(const lf_gguf *g, lf_err *err) {
+    uint64_t want;
+    lf_status st = lf_gguf_get_u64_or(g, LF_KEY_FILE_SIZE, 0, &want, err);
+    if (st) return st;
+    if (want != g->file_size)
+        return lf_err_set(err, want > g->file_size ? LF_E_TRUNCATED : LF_E_CORRUPT,
+                          "the file has %" PRIu64 " bytes but its header records %" PRIu64, g->file_size, want);
+    return LF_OK;
+}
+
 void lf_flash_group_neurons(const lf_flash *f, uint64_t g, uint64_t *first, uint64_t *count) {
     *first = g * f->layout.group;
     *count = LF_MIN((uint64_t)f->layout.group, (uint64_t)f->n_ff - *first);
@@ -99,7 +109,8 @@ lf_status lf_flash_open(const lf_gguf *g, int fd, lf_flash **out, lf_err *err) {
     *out = NULL;
     lf_flash *f = calloc(1, sizeof *f);
     if (!f) return LF_E_NOMEM;
-    lf_status st = read_layout(g, f, err);
+    lf_status st = lf_flash_check_size(g, err);
+    if (!st) st = read_layout(g, f, err);
     if (st) goto fail;
     f->layers = calloc(f->n_layer, sizeof *f->layers);
     if (!f->layers) {

@@ -94,6 +94,7 @@ lf_status lf_verify(const char *path, uint64_t *groups_checked, char *errbuf, si
         st = lf_err_set(&err, LF_E_INVALID_ARG, "%s is not a flash file (no %s); convert it first", path, LF_KEY_FORMAT);
         goto out;
     }
+    if ((st = lf_flash_check_size(g, &err))) goto out;
     if ((st = check_header(fd, g, &err))) goto out;
     if ((st = check_tensors(fd, g, &err))) goto out;
     if ((st = lf_flash_open(g, fd, &f, &err))) goto out;

@@ -78,6 +78,7 @@ int64_t lf_gguf_tensor_index(const lf_gguf *g, const char *name);
  * LF_E_MODEL unless the *_or variant supplies a default. */
 lf_status lf_gguf_get_u32(const lf_gguf *g, const char *key, uint32_t *out, lf_err *err);
 lf_status lf_gguf_get_u32_or(const lf_gguf *g, const char *key, uint32_t dflt, uint32_t *out, lf_err *err);
+lf_status lf_gguf_get_u64_or(const lf_gguf *g, const char *key, uint64_t dflt, uint64_t *out, lf_err *err);
 lf_status lf_gguf_get_f32_or(const lf_gguf *g, const char *key, float dflt, float *out, lf_err *err);
 lf_status lf_gguf_get_bool_or(const lf_gguf *g, const char *key, bool dflt, bool *out, lf_err *err);
 /* String value; *out is NULL when absent and no error. */

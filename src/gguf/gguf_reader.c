@@ -552,6 +552,24 @@ lf_status lf_gguf_get_u32_or(const lf_gguf *g, const char *key, uint32_t dflt, u
     return LF_OK;
 }
 
+lf_status lf_gguf_get_u64_or(const lf_gguf *g, const char *key, uint64_t dflt, uint64_t *out, lf_err *err) {
+    const lf_gguf_kv *kv = lf_gguf_find(g, key);
+    if (!kv) {
+        *out = dflt;
+        return LF_OK;
+    }
+    int64_t v;
+    if (kv->type == LF_GGUF_U64) {
+        *out = lf_load_u64(kv->data);
+        return LF_OK;
+    }
+    if (!scalar_as_i64(kv->type, kv->data, &v) || v < 0)
+        return lf_err_set(err, LF_E_MODEL, "metadata key '%s' (%s) is not an unsigned integer", key,
+                          lf_gguf_vtype_name(kv->type));
+    *out = (uint64_t)v;
+    return LF_OK;
+}
+
 lf_status lf_gguf_get_u32(const lf_gguf *g, const char *key, uint32_t *out, lf_err *err) {
     if (!lf_gguf_find(g, key)) return lf_err_set(err, LF_E_MODEL, "metadata key '%s' is missing", key);
     return lf_gguf_get_u32_or(g, key, 0, out, err);
