@@ -27,30 +27,28 @@ int lf_cpu_count(void) {
     return n > 0 ? (int)n : 1;
 }
 
+/* Branch-light: move exponent and mantissa into place, rebias, and fix up
+ * the two special ranges (inf/nan, zero/subnormal) with one test each. */
 float lf_fp16_to_fp32(uint16_t h) {
-    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f;
-    uint32_t man = h & 0x3ff;
-    uint32_t bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: normalise */
-            exp = 127 - 15 + 1;
-            while (!(man & 0x400)) {
-                man <<= 1;
-                exp--;
-            }
-            man &= 0x3ff;
-            bits = sign | (exp << 23) | (man << 13);
-        }
-    } else if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
+    const uint32_t shifted_exp = 0x7c00u << 13;
+    uint32_t u = ((uint32_t)h & 0x7fffu) << 13;
+    const uint32_t exp = u & shifted_exp;
+    u += (127u - 15u) << 23;
     float f;
-    memcpy(&f, &bits, sizeof f);
+    if (exp == shifted_exp) {
+        u += (128u - 16u) << 23; /* inf or nan */
+        memcpy(&f, &u, 4);
+    } else if (exp == 0) {
+        u += 1u << 23; /* zero or subnormal: renormalise through the FPU */
+        memcpy(&f, &u, 4);
+        f -= 6.103515625e-05f; /* 2^-14 */
+    } else {
+        memcpy(&f, &u, 4);
+    }
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    bits |= ((uint32_t)h & 0x8000u) << 16;
+    memcpy(&f, &bits, 4);
     return f;
 }
 

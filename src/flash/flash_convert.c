@@ -196,17 +196,62 @@ static lf_status build_header(conv *c, lf_gguf_writer **out) {
     return LF_OK;
 }
 
-/* Output position tracking: tensors are appended at 4096-aligned offsets. */
+/* Output: everything after the header goes through one page-aligned buffer
+ * written in large pieces, with O_DIRECT where the filesystem allows it, so
+ * the conversion neither copies every byte into the page cache nor leaves
+ * gigabytes of dirty pages behind. Tensors are padded to 4096 bytes, so the
+ * file - and every flush - ends on a page boundary. */
+#define OUT_BUF (8u << 20)
+
 typedef struct outpos {
     int fd;
-    uint64_t pos;        /* absolute */
+    uint64_t pos;        /* absolute position of the next byte accepted */
     uint64_t data_start; /* absolute start of the data section */
+    uint8_t *buf;        /* (OUT_BUF) */
+    size_t fill;
+    bool direct;
 } outpos;
 
+static lf_status out_flush(outpos *o, lf_err *err) {
+    if (!o->fill) return LF_OK;
+    for (;;) {
+        const ssize_t r = write(o->fd, o->buf, o->fill);
+        if (r == (ssize_t)o->fill) break;
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EINVAL && o->direct) { /* O_DIRECT refused after all: buffered */
+            fcntl(o->fd, F_SETFL, fcntl(o->fd, F_GETFL) & ~O_DIRECT);
+            o->direct = false;
+            continue;
+        }
+        if (r >= 0) { /* short write: finish it buffered */
+            if (o->direct) {
+                fcntl(o->fd, F_SETFL, fcntl(o->fd, F_GETFL) & ~O_DIRECT);
+                o->direct = false;
+            }
+            lf_status st = lf_write_all(o->fd, o->buf + r, o->fill - (size_t)r, err);
+            if (st) return st;
+            break;
+        }
+        return lf_err_set(err, LF_E_IO, "write: %s", strerror(errno));
+    }
+    o->fill = 0;
+    return LF_OK;
+}
+
 static lf_status out_write(outpos *o, const void *p, uint64_t n, lf_err *err) {
-    lf_status st = lf_write_all(o->fd, p, (size_t)n, err);
-    if (st) return st;
-    o->pos += n;
+    const uint8_t *src = p;
+    while (n > 0) {
+        const size_t k = (size_t)LF_MIN(n, (uint64_t)(OUT_BUF - o->fill));
+        memcpy(o->buf + o->fill, src, k);
+        o->fill += k;
+        o->pos += k;
+        src += k;
+        n -= k;
+        if (o->fill == OUT_BUF) {
+            lf_status st = out_flush(o, err);
+            if (st) return st;
+        }
+    }
     return LF_OK;
 }
 
@@ -238,74 +283,131 @@ static lf_status copy_tensor(conv *c, outpos *o, const lf_gguf_tensor *t, uint8_
     return st;
 }
 
+/* Rows of down dequantized per transposition block. */
+#define TRANSPOSE_ROWS 64
+
 /* Buffers for one layer's conversion. */
 typedef struct layer_bufs {
+    lf_pool *pool;
+    int nth;
     uint8_t *down;      /* the source down tensor, whole */
-    uint8_t *rows;      /* CONVERT_CHUNK source rows of gate or up */
-    float *tile;        /* (CONVERT_CHUNK, n_embd) columns of down, transposed */
-    float *tmp;         /* (max(n_embd, n_ff)) */
-    uint8_t *records;   /* (CONVERT_CHUNK, record_bytes) */
-    uint8_t *packed;    /* one group, compressed or padded */
+    uint8_t *gate_rows; /* CONVERT_CHUNK source rows of gate */
+    uint8_t *up_rows;   /* CONVERT_CHUNK source rows of up */
+    float *tile;        /* (CONVERT_CHUNK, n_embd): columns of down, one per neuron */
+    float *scratch;     /* (nth, TRANSPOSE_ROWS * CONVERT_CHUNK + n_embd) per thread */
+    uint8_t *records;   /* (chunk, record_bytes), chunk a multiple of the group */
+    uint8_t *packed;    /* (groups per chunk, packed_cap) compressed groups */
     size_t packed_cap;
+    uint8_t *zeros;     /* (stride) padding */
 } layer_bufs;
 
-/* Writes source rows [r0, r1) of `t` (gate or up) as row `slot` of each record. */
-static lf_status fill_rows(conv *c, layer_bufs *b, const lf_gguf_tensor *t, uint64_t r0, uint64_t r1, int slot) {
-    const uint64_t src_row = lf_type_row_bytes(t->type, c->n_embd);
-    lf_status st = lf_pread_all(c->in_fd, b->rows, (size_t)((r1 - r0) * src_row), t->file_offset + r0 * src_row, c->err);
-    if (st) return st;
+typedef struct chunk_job {
+    conv *c;
+    layer_bufs *b;
+    const lf_gguf_tensor *gate, *up, *down;
+    uint64_t s0, s1;        /* neurons of this pass */
+    uint8_t *records;       /* record of neuron s0 */
+    uint64_t g0, g1;        /* groups to compress */
+    uint64_t chunk_first;   /* first neuron of the chunk (records[0]) */
+    uint32_t layer;
+    uint64_t failed;        /* compression failure seen (set by any thread) */
+} chunk_job;
+
+/* Converts one source row (gate or up) into a record slot. */
+static void convert_row(const conv *c, const uint8_t *src, uint32_t src_type, uint8_t *dst, float *tmp) {
+    if (src_type == c->layout.type) {
+        memcpy(dst, src, lf_type_row_bytes(src_type, c->n_embd)); /* exact: the source blocks */
+    } else {
+        lf_dequantize_row(src_type, src, tmp, c->n_embd);
+        lf_quantize_row(c->layout.type, tmp, dst, c->n_embd);
+    }
+}
+
+/* Phase 1: gate/up rows of the pass (split by neuron), and the down columns
+ * dequantized and transposed into the tile (split by rows of down, blocked
+ * so writes stay in cache). */
+static void chunk_phase1(void *ctx, int ith, int nth) {
+    chunk_job *j = ctx;
+    const conv *c = j->c;
+    layer_bufs *b = j->b;
+    const uint64_t d = c->n_embd, width = j->s1 - j->s0, rec = c->layout.record_bytes;
+    float *tblock = b->scratch + (uint64_t)ith * (TRANSPOSE_ROWS * CONVERT_CHUNK + d);
+    float *tmp = tblock + TRANSPOSE_ROWS * CONVERT_CHUNK;
+    uint64_t r0, r1;
+    lf_split_range(width, ith, nth, 8, &r0, &r1);
     for (uint64_t r = r0; r < r1; r++) {
-        const uint8_t *src = b->rows + (r - r0) * src_row;
-        uint8_t *dst = b->records + (r - r0) * c->layout.record_bytes + (uint64_t)slot * c->layout.row_bytes;
-        if (t->type == c->layout.type) {
-            memcpy(dst, src, src_row); /* exact: keep the source blocks */
-        } else {
-            lf_dequantize_row(t->type, src, b->tmp, c->n_embd);
-            lf_quantize_row(c->layout.type, b->tmp, dst, c->n_embd);
+        uint8_t *dst = j->records + r * rec;
+        if (j->gate)
+            convert_row(c, b->gate_rows + r * lf_type_row_bytes(j->gate->type, d), j->gate->type, dst, tmp);
+        convert_row(c, b->up_rows + r * lf_type_row_bytes(j->up->type, d), j->up->type,
+                    dst + (c->gated ? c->layout.row_bytes : 0), tmp);
+    }
+    const uint32_t blk = lf_type_traits_get(j->down->type)->block, bsz = lf_type_traits_get(j->down->type)->block_size;
+    const uint64_t src_row = lf_type_row_bytes(j->down->type, c->n_ff);
+    uint64_t d0, d1;
+    lf_split_range(d, ith, nth, TRANSPOSE_ROWS, &d0, &d1);
+    for (uint64_t jb = d0; jb < d1; jb += TRANSPOSE_ROWS) {
+        const uint64_t rows = LF_MIN((uint64_t)TRANSPOSE_ROWS, d1 - jb);
+        for (uint64_t q = 0; q < rows; q++)
+            lf_dequantize_row(j->down->type, b->down + (jb + q) * src_row + j->s0 / blk * bsz, tblock + q * width,
+                              (int64_t)width);
+        for (uint64_t k = 0; k < width; k++) {
+            float *col = b->tile + k * d + jb;
+            for (uint64_t q = 0; q < rows; q++) col[q] = tblock[q * width + k];
         }
     }
-    return LF_OK;
 }
 
-/* Cuts columns [c0, c1) out of the in-memory down tensor into the records. */
-static void fill_down(conv *c, layer_bufs *b, const lf_gguf_tensor *t, uint64_t c0, uint64_t c1) {
-    const uint64_t src_row = lf_type_row_bytes(t->type, c->n_ff);
-    const uint32_t blk = lf_type_traits_get(t->type)->block, bsz = lf_type_traits_get(t->type)->block_size;
-    const uint64_t width = c1 - c0;
-    for (uint64_t j = 0; j < c->n_embd; j++) {
-        lf_dequantize_row(t->type, b->down + j * src_row + c0 / blk * bsz, b->tmp, (int64_t)width);
-        for (uint64_t k = 0; k < width; k++) b->tile[k * c->n_embd + j] = b->tmp[k];
-    }
-    const uint64_t slot = c->layout.n_rows - 1;
-    for (uint64_t k = 0; k < width; k++)
-        lf_quantize_row(c->layout.type, b->tile + k * c->n_embd,
-                        b->records + k * c->layout.record_bytes + slot * c->layout.row_bytes, c->n_embd);
+/* Phase 2: quantize each tile column into its record's down slot. */
+static void chunk_phase2(void *ctx, int ith, int nth) {
+    chunk_job *j = ctx;
+    const conv *c = j->c;
+    uint64_t k0, k1;
+    lf_split_range(j->s1 - j->s0, ith, nth, 8, &k0, &k1);
+    const uint64_t slot = (uint64_t)(c->layout.n_rows - 1) * c->layout.row_bytes;
+    for (uint64_t k = k0; k < k1; k++)
+        lf_quantize_row(c->layout.type, j->b->tile + k * c->n_embd, j->records + k * c->layout.record_bytes + slot,
+                        c->n_embd);
 }
 
-static lf_status write_groups(conv *c, outpos *o, layer_bufs *b, uint32_t l, uint64_t c0, uint64_t c1,
-                              uint64_t bundle_start) {
+/* Phase 3: checksum (and compress) the chunk's groups. */
+static void chunk_phase3(void *ctx, int ith, int nth) {
+    chunk_job *j = ctx;
+    const conv *c = j->c;
     const lf_bundle_layout *L = &c->layout;
-    for (uint64_t first = c0; first < c1; first += L->group) {
-        const uint64_t count = LF_MIN((uint64_t)L->group, c1 - first);
-        const uint8_t *raw = b->records + (first - c0) * L->record_bytes;
-        const uint64_t raw_n = count * L->record_bytes;
-        lf_bundle_entry *e = &c->index[l][first / L->group];
-        e->offset = o->pos - bundle_start;
-        e->raw = (uint32_t)raw_n;
-        const uint8_t *stored = raw;
-        uint64_t stored_n = raw_n;
-        if (L->compression != LF_COMPRESS_NONE) {
-            stored_n = lf_codec_compress(L->compression, L->level, raw, raw_n, b->packed, b->packed_cap);
-            if (!stored_n) return lf_err_set(c->err, LF_E_NOMEM, "compressing layer %u neurons %" PRIu64 " failed", l, first);
-            stored = b->packed;
+    uint64_t a, z;
+    lf_split_range(j->g1 - j->g0, ith, nth, 1, &a, &z);
+    for (uint64_t gi = j->g0 + a; gi < j->g0 + z; gi++) {
+        uint64_t first, count;
+        first = gi * L->group;
+        count = LF_MIN((uint64_t)L->group, (uint64_t)c->n_ff - first);
+        const uint8_t *raw = j->b->records + (first - j->chunk_first) * L->record_bytes;
+        lf_bundle_entry *e = &c->index[j->layer][gi];
+        e->raw = (uint32_t)(count * L->record_bytes);
+        if (L->compression == LF_COMPRESS_NONE) {
+            e->stored = e->raw;
+            e->checksum = lf_checksum64(raw, e->raw);
+            continue;
         }
-        e->stored = (uint32_t)stored_n;
-        e->checksum = lf_checksum64(stored, stored_n);
-        lf_status st = out_write(o, stored, stored_n, c->err);
-        /* uncompressed: pad the record to its stride (b->packed is all zeros
-         * in this mode, it never holds compressed data) */
+        uint8_t *out = j->b->packed + (gi - j->g0) * j->b->packed_cap;
+        const size_t n = lf_codec_compress(L->compression, L->level, raw, e->raw, out, j->b->packed_cap);
+        if (!n) __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+        e->stored = (uint32_t)n;
+        e->checksum = lf_checksum64(out, n);
+    }
+}
+
+static lf_status write_chunk_groups(conv *c, outpos *o, layer_bufs *b, const chunk_job *j, uint64_t bundle_start) {
+    const lf_bundle_layout *L = &c->layout;
+    for (uint64_t gi = j->g0; gi < j->g1; gi++) {
+        lf_bundle_entry *e = &c->index[j->layer][gi];
+        e->offset = o->pos - bundle_start;
+        const uint8_t *stored = L->compression == LF_COMPRESS_NONE
+                                    ? b->records + (gi * L->group - j->chunk_first) * L->record_bytes
+                                    : b->packed + (gi - j->g0) * b->packed_cap;
+        lf_status st = out_write(o, stored, e->stored, c->err);
         if (!st && L->compression == LF_COMPRESS_NONE && L->stride > L->record_bytes)
-            st = out_write(o, b->packed, L->stride - L->record_bytes, c->err);
+            st = out_write(o, b->zeros, L->stride - L->record_bytes, c->err);
         if (st) return st;
     }
     return LF_OK;
@@ -315,36 +417,49 @@ static lf_status convert_layer(conv *c, outpos *o, layer_bufs *b, uint32_t l) {
     const lf_gguf_tensor *gate = c->ffn[l][0], *up = c->ffn[l][1], *down = c->ffn[l][2];
     lf_status st = lf_pread_all(c->in_fd, b->down, (size_t)down->nbytes, down->file_offset, c->err);
     if (st) return st;
-    const uint64_t start = o->pos;
+    const uint64_t start = o->pos, d = c->n_embd;
     c->data_offsets[l] = start;
     /* chunks are a multiple of the group so groups never span chunks */
     const uint64_t chunk = (CONVERT_CHUNK + c->layout.group - 1) / c->layout.group * c->layout.group;
     for (uint64_t c0 = 0; c0 < c->n_ff; c0 += chunk) {
         const uint64_t c1 = LF_MIN(c0 + chunk, (uint64_t)c->n_ff);
-        /* records of this chunk are built in up to `chunk` rows at once */
+        chunk_job job = {.c = c, .b = b, .gate = gate, .up = up, .down = down, .layer = l, .chunk_first = c0};
         for (uint64_t s0 = c0; s0 < c1; s0 += CONVERT_CHUNK) {
             const uint64_t s1 = LF_MIN(s0 + CONVERT_CHUNK, c1);
-            uint8_t *saved = b->records;
-            b->records = saved + (s0 - c0) * c->layout.record_bytes;
-            if (gate) st = fill_rows(c, b, gate, s0, s1, 0);
-            if (!st) st = fill_rows(c, b, up, s0, s1, c->gated ? 1 : 0);
-            if (!st) fill_down(c, b, down, s0, s1);
-            b->records = saved;
-            if (st) return st;
+            if (gate) {
+                const uint64_t rb = lf_type_row_bytes(gate->type, d);
+                if ((st = lf_pread_all(c->in_fd, b->gate_rows, (size_t)((s1 - s0) * rb), gate->file_offset + s0 * rb, c->err)))
+                    return st;
+            }
+            const uint64_t rb = lf_type_row_bytes(up->type, d);
+            if ((st = lf_pread_all(c->in_fd, b->up_rows, (size_t)((s1 - s0) * rb), up->file_offset + s0 * rb, c->err)))
+                return st;
+            job.s0 = s0;
+            job.s1 = s1;
+            job.records = b->records + (s0 - c0) * c->layout.record_bytes;
+            lf_pool_run(b->pool, chunk_phase1, &job);
+            lf_pool_run(b->pool, chunk_phase2, &job);
         }
-        if ((st = write_groups(c, o, b, l, c0, c1, start))) return st;
+        job.g0 = c0 / c->layout.group;
+        job.g1 = (c1 + c->layout.group - 1) / c->layout.group;
+        lf_pool_run(b->pool, chunk_phase3, &job);
+        if (job.failed) return lf_err_set(c->err, LF_E_NOMEM, "compressing layer %u failed", l);
+        if ((st = write_chunk_groups(c, o, b, &job, start))) return st;
     }
     c->bundle_bytes[l] = o->pos - start;
     return LF_OK;
 }
 
 static void layer_bufs_free(layer_bufs *b) {
+    lf_pool_destroy(b->pool);
     free(b->down);
-    free(b->rows);
+    free(b->gate_rows);
+    free(b->up_rows);
     free(b->tile);
-    free(b->tmp);
+    free(b->scratch);
     free(b->records);
     free(b->packed);
+    free(b->zeros);
 }
 
 static lf_status layer_bufs_alloc(conv *c, layer_bufs *b) {
@@ -355,15 +470,18 @@ static lf_status layer_bufs_alloc(conv *c, layer_bufs *b) {
             if (c->ffn[l][k]) max_row = LF_MAX(max_row, lf_type_row_bytes(c->ffn[l][k]->type, c->n_embd));
     }
     const uint64_t chunk = (CONVERT_CHUNK + c->layout.group - 1) / c->layout.group * c->layout.group;
+    if (lf_pool_create(lf_cpu_count(), &b->pool)) return LF_E_NOMEM;
+    b->nth = lf_pool_size(b->pool);
     b->down = malloc(max_down);
-    b->rows = malloc(max_row * CONVERT_CHUNK);
+    b->gate_rows = malloc(max_row * CONVERT_CHUNK);
+    b->up_rows = malloc(max_row * CONVERT_CHUNK);
     b->tile = malloc((size_t)CONVERT_CHUNK * c->n_embd * sizeof(float));
-    b->tmp = malloc(LF_MAX(c->n_embd, c->n_ff) * sizeof(float));
+    b->scratch = malloc((size_t)b->nth * (TRANSPOSE_ROWS * CONVERT_CHUNK + c->n_embd) * sizeof(float));
     b->records = malloc(chunk * c->layout.record_bytes);
-    b->packed_cap = LF_MAX(lf_codec_bound(c->layout.compression, c->layout.group * c->layout.record_bytes),
-                           (size_t)c->layout.stride);
-    b->packed = calloc(1, b->packed_cap); /* zeros: also the padding source */
-    if (!b->down || !b->rows || !b->tile || !b->tmp || !b->records || !b->packed)
+    b->packed_cap = lf_codec_bound(c->layout.compression, c->layout.group * c->layout.record_bytes);
+    b->packed = c->layout.compression == LF_COMPRESS_NONE ? malloc(1) : malloc(chunk / c->layout.group * b->packed_cap);
+    b->zeros = calloc(1, c->layout.stride);
+    if (!b->down || !b->gate_rows || !b->up_rows || !b->tile || !b->scratch || !b->records || !b->packed || !b->zeros)
         return lf_err_set(c->err, LF_E_NOMEM, "conversion buffers (down matrix of %" PRIu64 " bytes)", max_down);
     return LF_OK;
 }
@@ -422,6 +540,7 @@ lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert
     conv c = {.err = &err, .p = &p, .in_fd = -1};
     lf_outfile out = {.fd = -1};
     layer_bufs bufs = {0};
+    outpos o = {.fd = -1};
     uint8_t *copybuf = NULL;
     lf_gguf_writer *w = NULL;
     lf_status st;
@@ -464,8 +583,14 @@ lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert
     if ((st = lf_outfile_open(&out, out_path, p.force, &err))) goto done;
     if ((st = lf_gguf_writer_write_header(w, out.fd, &err))) goto done;
     /* write_header padded the header to the alignment: data starts here */
-    outpos o = {.fd = out.fd, .pos = (uint64_t)lseek(out.fd, 0, SEEK_CUR)};
+    o.fd = out.fd;
+    o.pos = (uint64_t)lseek(out.fd, 0, SEEK_CUR);
     o.data_start = o.pos;
+    if (!(o.buf = lf_alloc_aligned(OUT_BUF, LF_FLASH_ALIGNMENT))) {
+        st = lf_err_set(&err, LF_E_NOMEM, "output buffer");
+        goto done;
+    }
+    o.direct = fcntl(out.fd, F_SETFL, fcntl(out.fd, F_GETFL) | O_DIRECT) == 0;
     c.total = (uint64_t)in_sb.st_size;
     uint64_t ti = 0;
     for (uint64_t i = 0; i < c.in->n_tensors; i++) {
@@ -490,6 +615,8 @@ lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert
         if (!report(&c, src)) goto interrupted;
     }
     /* the header: real sizes, offsets and checksums, in the same bytes */
+    if ((st = out_flush(&o, &err))) goto done;
+    if (o.direct) fcntl(out.fd, F_SETFL, fcntl(out.fd, F_GETFL) & ~O_DIRECT);
     lf_gguf_writer_destroy(w);
     w = NULL;
     c.file_size = o.pos;
@@ -519,6 +646,7 @@ lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert
 interrupted:
     st = lf_err_set(&err, LF_E_INTERRUPTED, "conversion interrupted; %s was not written", out_path);
 done:
+    lf_free_aligned(o.buf);
     if (out.fd >= 0) lf_outfile_abort(&out);
     lf_gguf_writer_destroy(w);
     layer_bufs_free(&bufs);

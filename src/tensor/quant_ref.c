@@ -68,8 +68,14 @@ void lf_dequantize_row(uint32_t type, const void *src, float *y, int64_t n) {
     case LF_TYPE_BF16: for (int64_t i = 0; i < n; i++) y[i] = lf_bf16_to_fp32(((const uint16_t *)src)[i]); return;
     case LF_TYPE_Q4_0: {
         const lf_block_q4_0 *b = src;
-        for (int64_t i = 0; i < n / 32; i++)
-            for (int e = 0; e < 32; e++) y[i * 32 + e] = FP16(b[i].d) * (float)(nib(b[i].qs, e) - 8);
+        for (int64_t i = 0; i < n / 32; i++) {
+            const float d = FP16(b[i].d);
+            float *o = y + i * 32;
+            for (int e = 0; e < 16; e++) { /* low nibbles, then high: vectorizes */
+                o[e] = d * (float)((b[i].qs[e] & 0xF) - 8);
+                o[e + 16] = d * (float)((b[i].qs[e] >> 4) - 8);
+            }
+        }
         return;
     }
     case LF_TYPE_Q4_1: {
@@ -95,8 +101,10 @@ void lf_dequantize_row(uint32_t type, const void *src, float *y, int64_t n) {
     }
     case LF_TYPE_Q8_0: {
         const lf_block_q8_0 *b = src;
-        for (int64_t i = 0; i < n / 32; i++)
-            for (int e = 0; e < 32; e++) y[i * 32 + e] = FP16(b[i].d) * (float)b[i].qs[e];
+        for (int64_t i = 0; i < n / 32; i++) {
+            const float d = FP16(b[i].d);
+            for (int e = 0; e < 32; e++) y[i * 32 + e] = d * (float)b[i].qs[e];
+        }
         return;
     }
     case LF_TYPE_Q4_K: {
@@ -150,26 +158,29 @@ void lf_axpy_row(uint32_t type, const void *row, float a, float *y, int64_t n, f
 /* ---- quantize ----------------------------------------------------------- */
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+/* Plain comparisons instead of fmaxf/fminf: without -ffast-math those are
+ * libm calls, which made quantizing several times slower. */
+static inline float maxf(float a, float b) { return a > b ? a : b; }
+static inline float minf(float a, float b) { return a < b ? a : b; }
 static inline int nearest(float x) { return (int)lrintf(x); }
 
-/* Value with the largest magnitude, keeping its sign. */
+/* Value with the largest magnitude, keeping its sign (the first of equals). */
 static float signed_absmax(const float *x, int n) {
-    float amax = 0.0f, max = 0.0f;
+    float amax = 0.0f;
+    for (int j = 0; j < n; j++) amax = maxf(amax, fabsf(x[j]));
     for (int j = 0; j < n; j++)
-        if (fabsf(x[j]) > amax) {
-            amax = fabsf(x[j]);
-            max = x[j];
-        }
-    return max;
+        if (fabsf(x[j]) == amax) return x[j];
+    return 0.0f;
 }
 
 static void quantize_q4_0(const float *x, lf_block_q4_0 *b, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += 32) {
         const float d = signed_absmax(x, 32) / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         b[i].d = lf_fp32_to_fp16(d);
-        memset(b[i].qs, 0, 16);
-        for (int e = 0; e < 32; e++)
-            b[i].qs[e % 16] |= (uint8_t)(clampi((int)(x[e] * id + 8.5f), 0, 15) << (4 * (e / 16)));
+        for (int e = 0; e < 16; e++) {
+            const int lo = clampi((int)(x[e] * id + 8.5f), 0, 15), hi = clampi((int)(x[e + 16] * id + 8.5f), 0, 15);
+            b[i].qs[e] = (uint8_t)(lo | hi << 4);
+        }
     }
 }
 
@@ -177,8 +188,8 @@ static void minmax(const float *x, int n, float *lo, float *hi) {
     *lo = FLT_MAX;
     *hi = -FLT_MAX;
     for (int j = 0; j < n; j++) {
-        *lo = fminf(*lo, x[j]);
-        *hi = fmaxf(*hi, x[j]);
+        *lo = minf(*lo, x[j]);
+        *hi = maxf(*hi, x[j]);
     }
 }
 
@@ -245,12 +256,12 @@ static void quantize_k4(const float *x, int nmax, uint16_t *dd, uint16_t *ddmin,
     for (int j = 0; j < 8; j++) {
         float lo, hi;
         minmax(x + 32 * j, 32, &lo, &hi);
-        lo = fminf(lo, 0.0f);
-        hi = fmaxf(hi, lo);
+        lo = minf(lo, 0.0f);
+        hi = maxf(hi, lo);
         scale[j] = (hi - lo) / (float)nmax;
         minv[j] = -lo;
-        max_scale = fmaxf(max_scale, scale[j]);
-        max_min = fmaxf(max_min, minv[j]);
+        max_scale = maxf(max_scale, scale[j]);
+        max_min = maxf(max_min, minv[j]);
     }
     const float d = max_scale / 63.0f, dmin = max_min / 63.0f;
     *dd = lf_fp32_to_fp16(d);
@@ -293,10 +304,10 @@ static void quantize_q5_K(const float *x, lf_block_q5_K *b, int64_t nb) {
 static void quantize_q6_K(const float *x, lf_block_q6_K *b, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += 256) {
         float scale[16], gmax[16] = {0}, max_scale = 0.0f;
-        for (int e = 0; e < 256; e++) gmax[k6_scale(e)] = fmaxf(gmax[k6_scale(e)], fabsf(x[e]));
+        for (int e = 0; e < 256; e++) gmax[k6_scale(e)] = maxf(gmax[k6_scale(e)], fabsf(x[e]));
         for (int g = 0; g < 16; g++) {
             scale[g] = gmax[g] / 31.0f;
-            max_scale = fmaxf(max_scale, scale[g]);
+            max_scale = maxf(max_scale, scale[g]);
         }
         const float d = max_scale / 127.0f;
         b[i].d = lf_fp32_to_fp16(d);
@@ -340,7 +351,7 @@ lf_status lf_quantize_row(uint32_t type, const float *x, void *dst, int64_t n) {
 static void quantize_q8a_ref(const float *x, lf_block_q8a *y, int64_t n) {
     for (int64_t i = 0; i < n / 32; i++, x += 32) {
         float amax = 0.0f;
-        for (int e = 0; e < 32; e++) amax = fmaxf(amax, fabsf(x[e]));
+        for (int e = 0; e < 32; e++) amax = maxf(amax, fabsf(x[e]));
         const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = d;
         int s0 = 0, s1 = 0;
