@@ -329,9 +329,9 @@ read_op *lf__next_op(lf_loader *ld) {
     return op;
 }
 
-static void fmt_units(char *buf, size_t cap, const lf_load_req *r) {
-    snprintf(buf, cap, "layer %u, units %" PRIu64 "-%" PRIu64 " at offset %" PRIu64, r->layer, r->first,
-             r->first + (r->count ? r->count : 1) - 1, r->offset);
+static void fmt_units(const lf_loader *ld, char *buf, size_t cap, const lf_load_req *r) {
+    snprintf(buf, cap, "layer %u, %s %" PRIu64 "-%" PRIu64 " at offset %" PRIu64, r->layer,
+             ld->p.unit_name ? ld->p.unit_name : "units", r->first, r->first + (r->count ? r->count : 1) - 1, r->offset);
 }
 
 /* Checks and decodes every unit of a completed span (mutex not held). */
@@ -341,7 +341,7 @@ static void decode_span(lf_loader *ld, span *s, lf_status *unit_st, char (*unit_
     for (size_t k = 0; k < s->n; k++) {
         const lf_load_req *r = &b->reqs[b->order[s->first + k]];
         char who[128];
-        fmt_units(who, sizeof who, r);
+        fmt_units(ld, who, sizeof who, r);
         unit_st[k] = LF_OK;
         if (s->status != LF_OK) {
             unit_st[k] = s->status;
@@ -365,10 +365,13 @@ static void decode_span(lf_loader *ld, span *s, lf_status *unit_st, char (*unit_
 
 static void finish_span(lf_loader *ld, span *s) {
     lf_load_batch *b = s->batch;
+    /* once units_left reaches 0 a waiter may free the batch and this span:
+     * nothing of them is touched after the unlock below */
+    const size_t n_units = s->n;
     lf_status st_small[64];
     char msg_small[64][400];
-    lf_status *unit_st = s->n <= 64 ? st_small : malloc(s->n * sizeof *unit_st);
-    char (*unit_msg)[400] = s->n <= 64 ? msg_small : malloc(s->n * sizeof *unit_msg);
+    lf_status *unit_st = n_units <= 64 ? st_small : malloc(n_units * sizeof *unit_st);
+    char (*unit_msg)[400] = n_units <= 64 ? msg_small : malloc(n_units * sizeof *unit_msg);
     const uint64_t t0 = lf_now_ns();
     if (unit_st && unit_msg) {
         decode_span(ld, s, unit_st, unit_msg);
@@ -393,7 +396,7 @@ static void finish_span(lf_loader *ld, span *s) {
     if (b->units_left == 0) pthread_cond_broadcast(&ld->done);
     ld->ops->kick(ld); /* a staging buffer is free again */
     pthread_mutex_unlock(&ld->mu);
-    if (s->n > 64) {
+    if (n_units > 64) {
         free(unit_st);
         free(unit_msg);
     }

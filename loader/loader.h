@@ -49,6 +49,7 @@ typedef struct lf_loader_params {
     uint64_t fault_nth;
     uint32_t fault_count;
     uint32_t fault_delay_us;
+    const char *unit_name;   /* in error messages: "neurons", "experts" (default "units") */
     lf_logger log;
 } lf_loader_params;
 

@@ -31,6 +31,11 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
     meson test -C build-asan --print-errorlogs --num-processes 2 --timeout-multiplier 4 | tee build-asan/summary.txt || status=1
 count build-asan/summary.txt
 
+echo "== ThreadSanitizer: loader stress"
+rm -rf build-tsan && meson setup build-tsan -Dwerror=true -Db_sanitize=thread --buildtype=debug >/dev/null
+ninja -C build-tsan tests/stress_loader
+if TSAN_OPTIONS=halt_on_error=1 ./build-tsan/tests/stress_loader; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
+
 echo "== libFuzzer on the GGUF reader, 60 s"
 if bash tests/fuzz/run_fuzz.sh 60 build-test/llmflash; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
 

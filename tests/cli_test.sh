@@ -83,6 +83,11 @@ check "convert prints plain progress lines off a terminal" grep -q "^convert: [0
 "$bin" run -m "$tmp/f.gguf" -p "" -n 200 --temp 0 >"$tmp/f.txt" 2>/dev/null
 check "flash file reproduces the golden text" cmp -s "$tmp/f.txt" "$models/stories260K.greedy200.txt"
 check "verify passes a good file" "$bin" verify "$tmp/f.gguf"
+LLMFLASH_IO=pread "$bin" run -m "$tmp/f.gguf" -p "" -n 200 --temp 0 -v >"$tmp/fp.txt" 2>"$tmp/fp.err"
+check "with io_uring unavailable the pread back-end takes over" grep -q "using the pread back-end" "$tmp/fp.err"
+check "and the golden text still comes out" cmp -s "$tmp/fp.txt" "$models/stories260K.greedy200.txt"
+"$bin" run -m "$tmp/f.gguf" -p "" -n 5 --temp 0 -v 2>"$tmp/fu.err" >/dev/null
+check "io_uring is the default back-end" grep -q "io_uring back-end" "$tmp/fu.err"
 "$bin" inspect "$tmp/f.gguf" --no-tensors >"$tmp/fi.txt"
 check "inspect shows bytes per neuron" grep -q "bytes/neuron: *768" "$tmp/fi.txt"
 check "inspect shows streamed bytes" grep -q "streamed:" "$tmp/fi.txt"

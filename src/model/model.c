@@ -120,7 +120,44 @@ static lf_status load_bundles(lf_model *m, uint32_t l) {
     const uint64_t bytes = (uint64_t)m->info.n_ff * B->record_bytes;
     m->layers[l].bundle = lf_alloc_aligned(bytes, 64);
     if (!m->layers[l].bundle) return lf_err_set(&m->err, LF_E_NOMEM, "bundles of layer %u (%" PRIu64 " bytes)", l, bytes);
-    return lf_flash_read_layer(m->flash, m->fd, l, m->layers[l].bundle, m->verify_checksums, &m->err);
+    const lf_flash_layer *F = &m->flash->layers[l];
+    lf_load_req *reqs = malloc(F->n_groups * sizeof *reqs);
+    if (!reqs) return lf_err_set(&m->err, LF_E_NOMEM, "bundle requests of layer %u", l);
+    for (uint64_t g = 0; g < F->n_groups; g++) {
+        uint64_t first, count;
+        lf_flash_group_neurons(m->flash, g, &first, &count);
+        reqs[g] = (lf_load_req){.offset = F->data_offset + F->index[g].offset,
+                                .stored = F->index[g].stored,
+                                .raw = F->index[g].raw,
+                                .checksum = F->index[g].checksum,
+                                .dst = m->layers[l].bundle + first * B->record_bytes,
+                                .compression = B->compression,
+                                .verify = m->verify_checksums,
+                                .layer = l,
+                                .first = first,
+                                .count = count};
+    }
+    lf_load_batch *batch;
+    lf_status st = lf_loader_submit(m->loader, reqs, F->n_groups, &batch, &m->err);
+    if (!st) st = lf_loader_wait(m->loader, batch, &m->err);
+    free(reqs);
+    return st;
+}
+
+static lf_status open_loader(lf_model *m) {
+    lf_loader_params lp = lf_loader_default_params();
+    lp.log = m->log;
+    lp.unit_name = "neurons";
+    uint64_t max_stored = 0;
+    for (uint32_t l = 0; l < m->flash->n_layer; l++)
+        for (uint64_t g = 0; g < m->flash->layers[l].n_groups; g++)
+            max_stored = LF_MAX(max_stored, (uint64_t)m->flash->layers[l].index[g].stored);
+    lp.max_unit = max_stored;
+    lf_status st = lf_loader_open(m->path, &lp, &m->loader, &m->err);
+    if (!st)
+        lf_log(&m->log, LF_LOG_INFO, "bundle reads: %s back-end%s", lf_loader_backend_name(m->loader),
+               lf_loader_direct(m->loader) ? ", O_DIRECT" : "");
+    return st;
 }
 
 static lf_status bind_tensors(lf_model *m) {
@@ -237,7 +274,9 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     if ((st = read_hparams(m))) goto fail;
     if ((st = lf_tokenizer_load(m->gguf, &m->tok, &m->err))) goto fail;
     m->verify_checksums = p.verify_checksums;
-    if (lf_flash_detect(m->gguf) && (st = lf_flash_open(m->gguf, m->fd, &m->flash, &m->err))) goto fail;
+    if (lf_flash_detect(m->gguf) &&
+        ((st = lf_flash_open(m->gguf, m->fd, &m->flash, &m->err)) || (st = open_loader(m))))
+        goto fail;
     m->info.n_vocab = lf_tokenizer_vocab_size(m->tok);
     m->map = mmap(NULL, m->map_size, PROT_READ, MAP_SHARED, m->fd, 0);
     if (m->map == MAP_FAILED) {
@@ -280,6 +319,7 @@ void lf_model_close(lf_model *m) {
     free(m->tensor_names);
     free(m->meta_keys);
     lf_tokenizer_free(m->tok);
+    lf_loader_close(m->loader);
     lf_flash_free(m->flash);
     if (m->map) munmap(m->map, m->map_size);
     if (m->fd >= 0) close(m->fd);

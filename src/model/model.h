@@ -9,6 +9,7 @@
 #include "../common/lf_common.h"
 #include "../gguf/gguf.h"
 #include "../tensor/kernels.h"
+#include "../../loader/loader.h"
 #include "../flash/flash_format.h"
 #include "../tokenizer/tokenizer.h"
 
@@ -56,6 +57,7 @@ struct lf_model {
     lf_layer *layers;   /* (n_layer) */
     lf_tokenizer *tok;
     lf_flash *flash;    /* bundle layout and index when the file is a flash file */
+    lf_loader *loader;  /* reads bundles from a flash file */
     bool verify_checksums;
     const lf_kernels *kernels;
     char **tensor_names; /* NUL-terminated copies, (n_tensors) */
