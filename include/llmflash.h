@@ -382,6 +382,41 @@ lf_status lf_verify(const char *path, uint64_t *groups_checked, char *errbuf, si
 /* ------------------------------------------------------------------------ */
 /* Measurement helpers                                                        */
 /* ------------------------------------------------------------------------ */
+/* How flash reads are issued. */
+typedef enum lf_io_backend {
+    LF_IO_BACKEND_AUTO = 0,  /* io_uring, else a pread thread pool (with a log line) */
+    LF_IO_BACKEND_URING = 1,
+    LF_IO_BACKEND_PREAD = 2,
+} lf_io_backend;
+
+/* Random reads shaped like bundle loads, to characterise a device the way
+ * the paper's Figure 2b does. */
+typedef struct lf_iobench_params {
+    uint64_t read_size;      /* bytes per read, a multiple of 4096 (default 16 KiB) */
+    uint32_t queue_depth;    /* reads in flight (default 32) */
+    double seconds;          /* run this long (default 3) */
+    bool coalesce;           /* merge neighbouring reads (default false) */
+    lf_io_backend backend;
+    uint64_t seed;
+} lf_iobench_params;
+
+typedef struct lf_iobench_result {
+    double seconds;
+    uint64_t reads;          /* read system calls or SQEs completed */
+    uint64_t bytes;          /* bytes read from the device */
+    double mib_per_s, iops;
+    double lat_p50_us, lat_p90_us, lat_p99_us; /* per read */
+    double mean_queue_depth; /* reads in flight seen at each issue */
+    char backend[16];        /* "io_uring" or "pread" */
+    bool direct;             /* O_DIRECT was used (false: page cache may inflate results) */
+} lf_iobench_result;
+
+lf_iobench_params lf_iobench_default_params(void);
+/* Reads random aligned ranges of the file at path for params->seconds.
+ * Errors: LF_E_IO, LF_E_INVALID_ARG (size not a multiple of 4096, file
+ * smaller than one read). */
+lf_status lf_iobench(const char *path, const lf_iobench_params *params, lf_iobench_result *out, char *errbuf,
+                     size_t errcap);
 /* Sustained DRAM read bandwidth in bytes per second, measured by n_threads
  * threads (0: all cores) summing a freshly touched buffer of `bytes` bytes
  * (at least 64 MiB is used). It is the speed limit of single-token

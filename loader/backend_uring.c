@@ -16,11 +16,12 @@ typedef struct uring_state {
     bool fixed_files;   /* index 0: O_DIRECT fd, 1: buffered fd */
     bool fixed_buffers;
     bool have_thread;
+    bool reaping;        /* the reaper is draining completions: kicks wait for it */
     pthread_cond_t idle; /* reaper waits here while nothing is in flight */
 } uring_state;
 
 /* Called with the mutex held: turn every issuable part into an SQE. */
-static void uring_kick(lf_loader *ld) {
+static void uring_submit_now(lf_loader *ld) {
     uring_state *us = ld->backend;
     unsigned queued = 0;
     while (ld->inflight < ld->p.queue_depth) {
@@ -54,6 +55,15 @@ static void uring_kick(lf_loader *ld) {
     }
 }
 
+/* Called with the mutex held. While the reaper drains a burst of
+ * completions it defers the submission, so a burst costs one
+ * io_uring_submit instead of one per completion. */
+static void uring_kick(lf_loader *ld) {
+    uring_state *us = ld->backend;
+    if (us->reaping && pthread_equal(pthread_self(), us->reaper)) return;
+    uring_submit_now(ld);
+}
+
 static void *reaper(void *arg) {
     lf_loader *ld = arg;
     uring_state *us = ld->backend;
@@ -65,12 +75,20 @@ static void *reaper(void *arg) {
         if (done) return NULL;
         struct io_uring_cqe *cqe;
         const int rc = io_uring_wait_cqe(&us->ring, &cqe);
-        if (rc == -EINTR) continue;
-        if (rc < 0) continue; /* transient; parts stay accounted as in flight */
-        read_op *op = io_uring_cqe_get_data(cqe);
-        const int res = cqe->res;
-        io_uring_cqe_seen(&us->ring, cqe);
-        lf__read_done(ld, op, res);
+        if (rc < 0) continue; /* EINTR or transient; parts stay accounted as in flight */
+        pthread_mutex_lock(&ld->mu);
+        us->reaping = true;
+        pthread_mutex_unlock(&ld->mu);
+        do { /* drain the burst */
+            read_op *op = io_uring_cqe_get_data(cqe);
+            const int res = cqe->res;
+            io_uring_cqe_seen(&us->ring, cqe);
+            lf__read_done(ld, op, res);
+        } while (io_uring_peek_cqe(&us->ring, &cqe) == 0 && cqe);
+        pthread_mutex_lock(&ld->mu);
+        us->reaping = false;
+        uring_submit_now(ld);
+        pthread_mutex_unlock(&ld->mu);
     }
 }
 

@@ -340,16 +340,17 @@ static void decode_span(lf_loader *ld, span *s, lf_status *unit_st, char (*unit_
     const uint8_t *base = ld->staging + (uint64_t)s->staging * ld->staging_size;
     for (size_t k = 0; k < s->n; k++) {
         const lf_load_req *r = &b->reqs[b->order[s->first + k]];
-        char who[128];
-        fmt_units(ld, who, sizeof who, r);
+        char who[128] = ""; /* formatted only on failure: this runs per unit */
         unit_st[k] = LF_OK;
         if (s->status != LF_OK) {
+            fmt_units(ld, who, sizeof who, r);
             unit_st[k] = s->status;
             snprintf(unit_msg[k], sizeof unit_msg[k], "read of %s: %s", who, s->errmsg);
             continue;
         }
         const uint8_t *src = base + (r->offset - s->off);
         if (r->verify && lf_checksum64(src, r->stored) != r->checksum) {
+            fmt_units(ld, who, sizeof who, r);
             unit_st[k] = LF_E_CORRUPT;
             snprintf(unit_msg[k], sizeof unit_msg[k], "%s fails its checksum", who);
             continue;
@@ -357,6 +358,7 @@ static void decode_span(lf_loader *ld, span *s, lf_status *unit_st, char (*unit_
         lf_err e = {{0}};
         const lf_status st = lf_codec_decompress(r->compression, src, r->stored, r->dst, r->raw, &e);
         if (st) {
+            fmt_units(ld, who, sizeof who, r);
             unit_st[k] = st;
             snprintf(unit_msg[k], sizeof unit_msg[k], "%s: %.200s", who, e.msg);
         }

@@ -17,6 +17,7 @@ static void usage(FILE *f) {
             "  perplexity  score a text file with a model\n"
             "  synth     write a llama-architecture GGUF with seeded random weights\n"
             "  bench     measure generation speed against the memory-bandwidth limit\n"
+            "  iobench   measure a device's random-read bandwidth for bundle-shaped reads\n"
             "\n"
             "Run 'llmflash COMMAND --help' for a command's options.\n",
             lf_version());
@@ -43,6 +44,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
     if (strcmp(cmd, "verify") == 0) return cmd_verify(argc, argv);
     if (strcmp(cmd, "perplexity") == 0) return cmd_perplexity(argc, argv);
+    if (strcmp(cmd, "iobench") == 0) return cmd_iobench(argc, argv);
     fprintf(stderr, "llmflash: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return CLI_EXIT_USAGE;
