@@ -72,10 +72,8 @@ int cmd_iobench(int argc, char **argv) {
     static const int depths[] = {1, 4, 16, 32};
     p.seconds = opts[2].seen ? seconds : 1.0;
     printf("MiB/s of random reads of %s (p50 latency in us):\n", pos[0]);
-    printf("%8s", "size");
-    for (size_t d = 0; d < 4; d++) printf("  %16s", (char[16]){0});
-    printf("\r%8s", "size");
-    for (size_t d = 0; d < 4; d++) printf("          QD %-4d", depths[d]);
+    printf("%7s ", "size");
+    for (size_t d = 0; d < 4; d++) printf("  %9s QD %-3d", "", depths[d]);
     printf("\n");
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         printf("%6lluK ", (unsigned long long)(sizes[i] >> 10));
