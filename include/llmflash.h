@@ -122,6 +122,25 @@ lf_status lf_compression_from_name(const char *name, lf_compression *c, int *lev
 /* ------------------------------------------------------------------------ */
 /* Model                                                                     */
 /* ------------------------------------------------------------------------ */
+/* How flash reads are issued. */
+typedef enum lf_io_backend {
+    LF_IO_BACKEND_AUTO = 0,  /* io_uring, else a pread thread pool (with a log line) */
+    LF_IO_BACKEND_URING = 1,
+    LF_IO_BACKEND_PREAD = 2,
+} lf_io_backend;
+
+/* How the FFN reaches DRAM. */
+typedef enum lf_mode {
+    LF_MODE_AUTO = 0,   /* GGUF: mmap; flash file: stream */
+    LF_MODE_MMAP = 1,   /* map the file and let the page cache decide (llama.cpp's way) */
+    LF_MODE_STREAM = 2, /* flash file: resident weights in memory, FFN units through the
+                           windowed cache, misses read with O_DIRECT (llmflash's way) */
+    LF_MODE_NAIVE = 3,  /* flash file: every FFN unit read from flash for every token */
+    LF_MODE_HYBRID = 4, /* flash file: half of each layer's FFN resident, the rest read per token */
+} lf_mode;
+
+const char *lf_mode_name(lf_mode mode);
+
 typedef struct lf_model lf_model;
 
 typedef struct lf_model_params {
@@ -129,6 +148,12 @@ typedef struct lf_model_params {
     void *log_user;     /* passed to log */
     int n_threads;      /* compute threads for sessions (0: all cores) */
     bool verify_checksums; /* flash files: check every bundle group read (default true) */
+    lf_mode mode;
+    /* Hard limit on the bytes llmflash holds for this model and its sessions:
+     * resident weights, KV cache, neuron cache, predictor, I/O buffers,
+     * scratch. 0: no limit. Stream/naive/hybrid modes only. */
+    uint64_t dram_budget;
+    lf_io_backend io_backend;
 } lf_model_params;
 
 lf_model_params lf_model_default_params(void);
@@ -261,13 +286,30 @@ lf_token lf_sampler_sample(lf_sampler *sampler, const float *logits, uint32_t n_
 /* ------------------------------------------------------------------------ */
 typedef struct lf_session lf_session;
 
+/* Which FFN neurons a token uses (stream, naive and hybrid modes). */
+typedef enum lf_mask_source {
+    LF_MASK_ALL = 0,    /* every neuron: dense, streamed through the cache */
+    LF_MASK_ORACLE = 1, /* exactly the neurons with a non-zero activation, computed from a
+                           resident copy of gate/up: for tests and measurement only */
+} lf_mask_source;
+
 typedef struct lf_session_params {
     uint32_t n_ctx;     /* context length in tokens (0: model's, at most 4096) */
     int n_threads;      /* 0: the model's n_threads */
+    uint32_t window;    /* stream mode: keep neurons used by the last `window` tokens (default 5) */
+    lf_mask_source mask;
 } lf_session_params;
 
 lf_session_params lf_session_default_params(void);
-/* Creates a session on an open model. The model must outlive the session. */
+/* Bytes a session with these params needs besides the neuron cache:
+ * resident weights, KV cache, I/O buffers, scratch (and the oracle's copy
+ * of gate/up). A dram_budget below this fails with LF_E_BUDGET. */
+uint64_t lf_session_min_budget(const lf_model *model, const lf_session_params *params);
+
+/* Creates a session on an open model. The model must outlive the session.
+ * In stream, naive and hybrid modes this splits the model's dram_budget:
+ * LF_E_BUDGET (with the bytes needed and what to change) if the resident
+ * part does not fit. */
 lf_status lf_session_create(lf_model *model, const lf_session_params *params,
                             lf_session **out, char *errbuf, size_t errcap);
 void lf_session_destroy(lf_session *session);
@@ -284,6 +326,33 @@ const float *lf_session_logits(const lf_session *session);
 uint32_t lf_session_position(const lf_session *session);
 /* Forgets the sequence; the next eval starts at position 0. */
 void lf_session_reset(lf_session *session);
+
+/* What a session did, cumulative since creation or the last reset_stats.
+ * Bytes "read" came from flash; bytes "served" came from the neuron cache. */
+#define LF_BUDGET_PARTS 7
+typedef struct lf_session_stats {
+    uint64_t tokens;
+    double compute_ms, io_wait_ms; /* time in the forward pass; part of it waiting for reads */
+    uint64_t ffn_bytes_read, ffn_bytes_served;
+    uint64_t neurons_loaded, neurons_used, evictions, expirations;
+    uint64_t window_union;          /* neurons resident after the last token, all layers */
+    uint64_t io_reads;              /* read requests issued by the loader */
+    /* budget: resident weights, KV cache, neuron cache, I/O buffers, scratch,
+     * predictor/oracle, metadata; planned bytes of each */
+    uint64_t budget_bytes[LF_BUDGET_PARTS];
+    uint64_t budget_total;          /* the limit (0: none) */
+    uint64_t peak_rss_bytes;        /* of the process */
+    uint32_t n_layer;
+} lf_session_stats;
+
+const char *lf_budget_part_name(int part);
+lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out);
+/* Per-layer counters of layer l: bytes read, bytes served, neurons loaded. */
+lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, uint64_t *bytes_read, uint64_t *bytes_served,
+                                 uint64_t *neurons_loaded);
+/* The stats as JSON into buf (cap bytes, NUL-terminated); returns the full
+ * length (retry with a bigger buffer if it is >= cap). */
+size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap);
 
 /* Called with each generated piece of text; return false to stop. */
 typedef bool (*lf_piece_fn)(void *user, const char *piece, size_t len);
@@ -382,13 +451,6 @@ lf_status lf_verify(const char *path, uint64_t *groups_checked, char *errbuf, si
 /* ------------------------------------------------------------------------ */
 /* Measurement helpers                                                        */
 /* ------------------------------------------------------------------------ */
-/* How flash reads are issued. */
-typedef enum lf_io_backend {
-    LF_IO_BACKEND_AUTO = 0,  /* io_uring, else a pread thread pool (with a log line) */
-    LF_IO_BACKEND_URING = 1,
-    LF_IO_BACKEND_PREAD = 2,
-} lf_io_backend;
-
 /* Random reads shaped like bundle loads, to characterise a device the way
  * the paper's Figure 2b does. */
 typedef struct lf_iobench_params {

@@ -370,9 +370,14 @@ static lf_status parse(cursor *c, lf_gguf **out) {
         goto fail;
     }
 
-    /* The buffer is final: resolve names and values to pointers. */
+    /* The buffer is final: keep only the parsed header (reads came in 1 MiB
+     * pieces) and resolve names and values to pointers. */
+    {
+        uint8_t *shrunk = realloc(c->buf, c->pos ? c->pos : 1);
+        if (shrunk) c->buf = shrunk;
+    }
     g->header = c->buf;
-    g->header_len = c->len;
+    g->header_len = c->pos;
     c->buf = NULL;
     for (uint64_t i = 0; i < g->n_kv; i++) {
         g->kv[i].key.ptr = (const char *)g->header + kvs[i].key_off;

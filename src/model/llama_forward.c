@@ -3,40 +3,63 @@
  * Reads top to bottom like llama2.c's run.c: RMSNorm, attention with RoPE and
  * a KV cache (grouped-query), SwiGLU/ReLU FFN, residuals, output logits. The
  * matrix-vector products run on the session's thread pool. */
-#include "model.h"
+#include "session.h"
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
-
-struct lf_session {
-    lf_model *m;
-    lf_err err;
-    lf_pool *pool;
-    uint32_t n_ctx;
-    uint32_t pos;
-    bool has_logits;
-    /* activations */
-    float *x;           /* (n_embd) residual stream */
-    float *xb;          /* (n_embd) normalised input of a block */
-    float *xb2;         /* (n_embd) block output */
-    float *q;           /* (n_head*head_dim) */
-    float *att;         /* (n_head, n_ctx) attention scores */
-    float *att_out;     /* (n_head*head_dim) */
-    float *hb;          /* (n_ff) gate / activation */
-    float *hb2;         /* (n_ff) up */
-    float *logits;      /* (n_vocab) */
-    float *rope_cos;    /* (n_rot/2) for the current position */
-    float *rope_sin;    /* (n_rot/2) */
-    lf_block_q8a *xq;   /* (max(n_embd, n_ff, q_dim)/32) quantized activation */
-    float *ffn_acc;     /* (n_threads, n_embd) per-thread partial FFN outputs */
-    float *ffn_scratch; /* (n_threads, n_embd) dequantized down rows */
-    float *key_cache;   /* (n_layer, n_ctx, kv_dim) */
-    float *value_cache; /* (n_layer, n_ctx, kv_dim) */
-};
+#include <sys/resource.h>
 
 lf_session_params lf_session_default_params(void) {
-    return (lf_session_params){.n_ctx = 0, .n_threads = 0};
+    return (lf_session_params){.n_ctx = 0, .n_threads = 0, .window = 5, .mask = LF_MASK_ALL};
+}
+
+const char *lf_budget_part_name(int part) {
+    static const char *names[LF_BUDGET_PARTS] = {"resident weights", "KV cache", "neuron cache", "I/O buffers",
+                                                 "scratch", "predictor/oracle", "metadata"};
+    return part >= 0 && part < LF_BUDGET_PARTS ? names[part] : "?";
+}
+
+enum { PART_RESIDENT, PART_KV, PART_CACHE, PART_IO, PART_SCRATCH, PART_ORACLE, PART_META };
+
+static uint32_t session_ctx(const lf_model *m, const lf_session_params *p) {
+    uint32_t n = p->n_ctx ? p->n_ctx : LF_MIN(m->info.n_ctx_train, 4096u);
+    return n ? n : 2048;
+}
+
+/* Every byte a session needs besides the neuron cache, by budget part. */
+static uint64_t session_plan(const lf_model *m, const lf_session_params *p, uint64_t parts[LF_BUDGET_PARTS]) {
+    const lf_model_info *in = &m->info;
+    const uint64_t n_ctx = session_ctx(m, p), hd = m->head_dim;
+    const uint64_t q_dim = in->n_head * hd, kv_dim = in->n_head_kv * hd;
+    const uint64_t max_in = LF_MAX(LF_MAX((uint64_t)in->n_embd, (uint64_t)in->n_ff), q_dim);
+    const uint64_t nth = (uint64_t)(p->n_threads > 0 ? p->n_threads : m->n_threads);
+    memset(parts, 0, LF_BUDGET_PARTS * sizeof *parts);
+    parts[PART_KV] = 2ull * in->n_layer * n_ctx * kv_dim * sizeof(float);
+    parts[PART_SCRATCH] = (3ull * in->n_embd + 2 * q_dim + in->n_head * n_ctx + 2ull * in->n_ff + in->n_vocab +
+                           in->n_rot + 2 + 2 * nth * in->n_embd) * sizeof(float) +
+                          (max_in / LF_QK + 1) * sizeof(lf_block_q8a) + sizeof(lf_session);
+    if (m->mode != LF_MODE_MMAP && m->flash) {
+        parts[PART_RESIDENT] = m->resident_bytes;
+        parts[PART_META] = lf_model_overhead_bytes(m);
+        uint64_t io, oracle, scratch;
+        lf_stream_plan_bytes(m, p, &io, &oracle, &scratch);
+        parts[PART_IO] = io;
+        parts[PART_ORACLE] = oracle;
+        parts[PART_SCRATCH] += scratch;
+    }
+    uint64_t total = 0;
+    for (int i = 0; i < LF_BUDGET_PARTS; i++) total += parts[i];
+    return total;
+}
+
+uint64_t lf_session_min_budget(const lf_model *m, const lf_session_params *params) {
+    if (!m) return 0;
+    lf_session_params p = params ? *params : lf_session_default_params();
+    uint64_t parts[LF_BUDGET_PARTS];
+    return session_plan(m, &p, parts);
 }
 
 void lf_session_destroy(lf_session *s) {
@@ -54,6 +77,8 @@ void lf_session_destroy(lf_session *s) {
     free(s->rope_cos);
     free(s->rope_sin);
     lf_free_aligned(s->xq);
+    lf_stream_destroy(s->stream);
+    free(s->recs);
     free(s->ffn_acc);
     free(s->ffn_scratch);
     free(s->key_cache);
@@ -71,8 +96,8 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     lf_session *s = calloc(1, sizeof *s);
     if (!s) return LF_E_NOMEM;
     s->m = m;
-    s->n_ctx = p.n_ctx ? p.n_ctx : LF_MIN(in->n_ctx_train, 4096u);
-    if (s->n_ctx == 0) s->n_ctx = 2048;
+    s->params = p;
+    s->n_ctx = session_ctx(m, &p);
     const int n_threads = p.n_threads > 0 ? p.n_threads : m->n_threads;
     const uint64_t q_dim = (uint64_t)in->n_head * m->head_dim, kv_dim = (uint64_t)in->n_head_kv * m->head_dim;
     const uint64_t max_in = LF_MAX(LF_MAX((uint64_t)in->n_embd, (uint64_t)in->n_ff), q_dim);
@@ -102,6 +127,24 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->att || !s->att_out || !s->hb || !s->hb2 || !s->logits ||
         !s->rope_cos || !s->rope_sin || !s->xq || !s->ffn_acc || !s->ffn_scratch || !s->key_cache || !s->value_cache)
         goto fail_nomem;
+    if (m->flash && m->mode == LF_MODE_MMAP && !(s->recs = malloc(in->n_ff * sizeof *s->recs))) goto fail_nomem;
+    if (m->flash && m->mode != LF_MODE_MMAP) {
+        uint64_t parts[LF_BUDGET_PARTS];
+        const uint64_t need = session_plan(m, &p, parts);
+        if (m->dram_budget && need > m->dram_budget) {
+            st = lf_err_set(&s->err, LF_E_BUDGET,
+                            "the budget of %" PRIu64 " bytes (%.1f MiB) is below the %" PRIu64 " bytes (%.1f MiB) needed "
+                            "before any neuron is cached: resident weights %.1f MiB, KV cache %.1f MiB for %u tokens, "
+                            "I/O buffers %.1f MiB, scratch %.1f MiB, oracle %.1f MiB, metadata %.1f MiB. Raise "
+                            "--dram-budget, lower --ctx, or use a smaller quant type",
+                            m->dram_budget, (double)m->dram_budget / 1048576.0, need, (double)need / 1048576.0,
+                            (double)parts[PART_RESIDENT] / 1048576.0, (double)parts[PART_KV] / 1048576.0, s->n_ctx,
+                            (double)parts[PART_IO] / 1048576.0, (double)parts[PART_SCRATCH] / 1048576.0,
+                            (double)parts[PART_ORACLE] / 1048576.0, (double)parts[PART_META] / 1048576.0);
+            goto fail;
+        }
+        if ((st = lf_stream_create(s, m->dram_budget ? m->dram_budget - need : 0, &s->err))) goto fail;
+    }
     *out = s;
     return LF_OK;
 fail_nomem:
@@ -124,14 +167,6 @@ void lf_session_reset(lf_session *s) {
 }
 
 /* ---- matrix-vector products --------------------------------------------- */
-
-/* An activation vector, quantized on demand for the weight type at hand. */
-typedef struct act {
-    const float *f;       /* (n) */
-    lf_block_q8a *q;      /* (n/32) scratch */
-    int64_t n;
-    bool quantized;
-} act;
 
 typedef struct matvec_job {
     const lf_weight *w;
@@ -283,8 +318,9 @@ static inline float activate(lf_activation a, float gate, float up) {
  * scheduling. */
 typedef struct bundle_job {
     lf_session *s;
-    const uint8_t *bundle;
-    const void *x; /* float* or lf_block_q8a* */
+    const uint8_t *const *recs; /* (n) neuron records */
+    size_t n;
+    const void *x;              /* float* or lf_block_q8a* */
 } bundle_job;
 
 static void bundle_ffn_worker(void *ctx, int ith, int nth) {
@@ -295,12 +331,11 @@ static void bundle_ffn_worker(void *ctx, int ith, int nth) {
     const uint32_t d = m->info.n_embd;
     const lf_vec_dot_fn dot = m->kernels->dot[B->type];
     float *acc = s->ffn_acc + (uint64_t)ith * d, *scratch = s->ffn_scratch + (uint64_t)ith * d;
-    memset(acc, 0, d * sizeof(float));
     uint64_t n0, n1;
-    lf_split_range(m->info.n_ff, ith, nth, 16, &n0, &n1);
+    lf_split_range(j->n, ith, nth, 16, &n0, &n1);
     const bool gated = B->n_rows == 3;
     for (uint64_t i = n0; i < n1; i++) {
-        const uint8_t *rec = j->bundle + i * B->record_bytes;
+        const uint8_t *rec = j->recs[i];
         const float up = dot(rec + (gated ? B->row_bytes : 0), j->x, d);
         const float gate = gated ? dot(rec, j->x, d) : 0.0f;
         const float h = activate(m->info.activation, gate, up);
@@ -308,16 +343,20 @@ static void bundle_ffn_worker(void *ctx, int ith, int nth) {
     }
 }
 
-static void ffn_bundles(lf_session *s, const lf_layer *L, act *xb) {
-    const lf_model *m = s->m;
-    const uint32_t d = m->info.n_embd;
-    const void *x = xb->f;
-    if (lf_type_uses_q8a(m->flash->layout.type)) {
-        if (!xb->quantized) m->kernels->quantize_q8a(xb->f, xb->q, xb->n);
-        x = xb->q;
-    }
-    bundle_job job = {s, L->bundle, x};
+void lf_ffn_begin(lf_session *s) {
+    memset(s->ffn_acc, 0, (size_t)lf_pool_size(s->pool) * s->m->info.n_embd * sizeof(float));
+}
+
+void lf_ffn_accumulate(lf_session *s, const uint8_t *const *recs, size_t n, const void *x) {
+    if (n == 0) return;
+    bundle_job job = {s, recs, n, x};
     lf_pool_run(s->pool, bundle_ffn_worker, &job);
+}
+
+/* Thread accumulators are added in thread order: results do not depend on
+ * scheduling. */
+void lf_ffn_end(lf_session *s) {
+    const uint32_t d = s->m->info.n_embd;
     const int nth = lf_pool_size(s->pool);
     for (int t = 0; t < nth; t++) {
         const float *acc = s->ffn_acc + (uint64_t)t * d;
@@ -325,13 +364,30 @@ static void ffn_bundles(lf_session *s, const lf_layer *L, act *xb) {
     }
 }
 
+const void *lf_ffn_input(lf_session *s, act *xb) {
+    if (!lf_type_uses_q8a(s->m->flash->layout.type)) return xb->f;
+    if (!xb->quantized) {
+        s->m->kernels->quantize_q8a(xb->f, xb->q, xb->n);
+        xb->quantized = true;
+    }
+    return xb->q;
+}
+
 static void ffn(lf_session *s, uint32_t l) {
     const lf_model_info *in = &s->m->info;
     const lf_layer *L = &s->m->layers[l];
     rmsnorm(s->xb, s->x, L->ffn_norm, in->n_embd, in->rms_eps);
     act xb = act_of(s, s->xb, in->n_embd);
-    if (L->bundle) {
-        ffn_bundles(s, L, &xb);
+    if (s->stream) {
+        const lf_status st = lf_stream_ffn(s, l, &xb);
+        if (st && !s->io_error) s->io_error = st;
+        return;
+    }
+    if (L->bundle) { /* a flash file mapped whole: records at the file's stride */
+        for (uint32_t i = 0; i < in->n_ff; i++) s->recs[i] = L->bundle + (uint64_t)i * s->m->flash->layout.stride;
+        lf_ffn_begin(s);
+        lf_ffn_accumulate(s, (const uint8_t *const *)s->recs, s->m->info.n_ff, lf_ffn_input(s, &xb));
+        lf_ffn_end(s);
         return;
     }
     matvec(s, &L->up, &xb, s->hb2);
@@ -348,7 +404,13 @@ static void forward(lf_session *s, lf_token token, uint32_t pos) {
     lf_dequantize_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (uint64_t)token * m->tok_embd.row_bytes,
                       s->x, in->n_embd);
     rope_prepare(s, pos);
+    if (s->stream) lf_stream_next_token(s);
     for (uint32_t l = 0; l < in->n_layer; l++) {
+        /* a mask known before the layer's input: its reads overlap attention */
+        if (s->stream && s->params.mask == LF_MASK_ALL) {
+            const lf_status st = lf_stream_issue(s, l, NULL);
+            if (st && !s->io_error) s->io_error = st;
+        }
         attention(s, l, pos);
         ffn(s, l);
     }
@@ -365,11 +427,93 @@ lf_status lf_session_eval(lf_session *s, const lf_token *tokens, size_t n) {
                               s->m->info.n_vocab);
         if (s->pos >= s->n_ctx)
             return lf_err_set(&s->err, LF_E_CONTEXT_FULL, "context of %u tokens is full", s->n_ctx);
+        const uint64_t t0 = lf_now_ns();
+        s->io_error = LF_OK;
         forward(s, tokens[i], s->pos);
+        s->compute_ms += lf_ns_to_ms(lf_now_ns() - t0);
+        if (s->io_error) { /* the stream engine put the detail in s->err */
+            s->has_logits = false;
+            return s->io_error;
+        }
         s->pos++;
         s->has_logits = true;
     }
     return LF_OK;
+}
+
+/* ---- statistics ------------------------------------------------------------ */
+
+lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out) {
+    if (!s || !out) return LF_E_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    out->tokens = s->pos;
+    out->compute_ms = s->compute_ms;
+    out->n_layer = s->m->info.n_layer;
+    out->budget_total = s->m->mode == LF_MODE_MMAP ? 0 : s->m->dram_budget;
+    session_plan(s->m, &s->params, out->budget_bytes);
+    if (s->stream) {
+        lf_stream_stats(s, out);
+        uint64_t cache = 0;
+        lf_stream_cache_bytes(s, &cache);
+        out->budget_bytes[PART_CACHE] = cache;
+        lf_loader_stats ls;
+        lf_loader_get_stats(s->m->loader, &ls);
+        out->io_reads = ls.reads;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    out->peak_rss_bytes = (uint64_t)ru.ru_maxrss * 1024;
+    return LF_OK;
+}
+
+lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, uint64_t *bytes_read, uint64_t *bytes_served,
+                                 uint64_t *neurons_loaded) {
+    if (!s || !s->stream || layer >= s->m->info.n_layer || !bytes_read || !bytes_served || !neurons_loaded)
+        return LF_E_INVALID_ARG;
+    lf_stream_layer_stats(s, layer, bytes_read, bytes_served, neurons_loaded);
+    return LF_OK;
+}
+
+typedef struct jbuf {
+    char *buf;
+    size_t cap, len;
+} jbuf;
+
+static void jprintf(jbuf *j, const char *fmt, ...) LF_PRINTF(2, 3);
+static void jprintf(jbuf *j, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    const int n = vsnprintf(j->len < j->cap ? j->buf + j->len : NULL, j->len < j->cap ? j->cap - j->len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) j->len += (size_t)n;
+}
+
+size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
+    lf_session_stats st;
+    if (lf_session_get_stats(s, &st)) return 0;
+    jbuf j = {buf, cap, 0};
+    if (cap) buf[0] = '\0';
+    jprintf(&j, "{\n  \"mode\": \"%s\",\n  \"tokens\": %" PRIu64 ",\n  \"compute_ms\": %.3f,\n  \"io_wait_ms\": %.3f,\n",
+            lf_mode_name(s->m->mode), st.tokens, st.compute_ms, st.io_wait_ms);
+    jprintf(&j, "  \"tokens_per_s\": %.4f,\n", st.compute_ms > 0 ? (double)st.tokens * 1000.0 / st.compute_ms : 0.0);
+    jprintf(&j, "  \"ffn_bytes_read\": %" PRIu64 ",\n  \"ffn_bytes_served\": %" PRIu64 ",\n", st.ffn_bytes_read,
+            st.ffn_bytes_served);
+    const uint64_t all = st.ffn_bytes_read + st.ffn_bytes_served;
+    jprintf(&j, "  \"cache_hit_rate\": %.6f,\n", all ? (double)st.ffn_bytes_served / (double)all : 0.0);
+    jprintf(&j, "  \"neurons_loaded\": %" PRIu64 ",\n  \"neurons_used\": %" PRIu64 ",\n  \"evictions\": %" PRIu64
+            ",\n  \"expirations\": %" PRIu64 ",\n  \"window_union\": %" PRIu64 ",\n  \"io_reads\": %" PRIu64 ",\n",
+            st.neurons_loaded, st.neurons_used, st.evictions, st.expirations, st.window_union, st.io_reads);
+    jprintf(&j, "  \"budget\": {\"limit\": %" PRIu64, st.budget_total);
+    for (int i = 0; i < LF_BUDGET_PARTS; i++) jprintf(&j, ", \"%s\": %" PRIu64, lf_budget_part_name(i), st.budget_bytes[i]);
+    jprintf(&j, "},\n  \"peak_rss_bytes\": %" PRIu64 ",\n  \"layers\": [", st.peak_rss_bytes);
+    for (uint32_t l = 0; s->stream && l < st.n_layer; l++) {
+        uint64_t r, sv, ld;
+        lf_stream_layer_stats(s, l, &r, &sv, &ld);
+        jprintf(&j, "%s\n    {\"layer\": %u, \"bytes_read\": %" PRIu64 ", \"bytes_served\": %" PRIu64
+                ", \"neurons_loaded\": %" PRIu64 "}", l ? "," : "", l, r, sv, ld);
+    }
+    jprintf(&j, "\n  ]\n}\n");
+    return j.len;
 }
 
 /* ---- generation ----------------------------------------------------------- */

@@ -11,7 +11,19 @@
 #include <unistd.h>
 
 lf_model_params lf_model_default_params(void) {
-    return (lf_model_params){.log = NULL, .log_user = NULL, .n_threads = 0, .verify_checksums = true};
+    return (lf_model_params){.log = NULL, .log_user = NULL, .n_threads = 0, .verify_checksums = true,
+                             .mode = LF_MODE_AUTO, .dram_budget = 0, .io_backend = LF_IO_BACKEND_AUTO};
+}
+
+const char *lf_mode_name(lf_mode mode) {
+    switch (mode) {
+    case LF_MODE_AUTO: return "auto";
+    case LF_MODE_MMAP: return "mmap";
+    case LF_MODE_STREAM: return "stream";
+    case LF_MODE_NAIVE: return "naive";
+    case LF_MODE_HYBRID: return "hybrid";
+    }
+    return "?";
 }
 
 lf_tensor_class lf_tensor_class_of(const char *name) {
@@ -31,7 +43,8 @@ lf_tensor_class lf_tensor_class_of(const char *name) {
 static lf_status bind_weight(lf_model *m, const char *name, uint64_t rows, uint64_t cols, bool optional,
                              lf_weight *w) {
     memset(w, 0, sizeof *w);
-    const lf_gguf_tensor *t = lf_gguf_find_tensor(m->gguf, name);
+    const int64_t idx = lf_gguf_tensor_index(m->gguf, name);
+    const lf_gguf_tensor *t = idx >= 0 ? &m->gguf->tensors[idx] : NULL;
     if (!t) {
         if (optional) return LF_OK;
         return lf_err_set(&m->err, LF_E_MODEL, "tensor '%s' is missing", name);
@@ -44,7 +57,7 @@ static lf_status bind_weight(lf_model *m, const char *name, uint64_t rows, uint6
                           ", %" PRIu64 "]", name, t->ne[0], t->ne[1], cols, rows);
     if (lf_type_uses_q8a(t->type) && cols % LF_QK)
         return lf_err_set(&m->err, LF_E_UNSUPPORTED, "tensor '%s': rows of %" PRIu64 " are not a multiple of 32", name, cols);
-    w->data = (const uint8_t *)m->map + t->file_offset;
+    w->data = m->tensor_ptr[idx];
     w->type = t->type;
     w->rows = rows;
     w->cols = cols;
@@ -110,54 +123,78 @@ static lf_status read_hparams(lf_model *m) {
     return LF_OK;
 }
 
-/* Until streaming lands, a flash file's bundles are read whole into memory,
- * verifying every group's checksum. */
-static lf_status load_bundles(lf_model *m, uint32_t l) {
-    const lf_bundle_layout *B = &m->flash->layout;
-    if (m->flash->n_ff != m->info.n_ff || m->flash->n_embd != m->info.n_embd ||
-        (B->n_rows == 2) != (m->info.activation == LF_ACT_RELU))
-        return lf_err_set(&m->err, LF_E_MODEL, "bundle layout does not match the model's FFN");
-    const uint64_t bytes = (uint64_t)m->info.n_ff * B->record_bytes;
-    m->layers[l].bundle = lf_alloc_aligned(bytes, 64);
-    if (!m->layers[l].bundle) return lf_err_set(&m->err, LF_E_NOMEM, "bundles of layer %u (%" PRIu64 " bytes)", l, bytes);
-    const lf_flash_layer *F = &m->flash->layers[l];
-    lf_load_req *reqs = malloc(F->n_groups * sizeof *reqs);
-    if (!reqs) return lf_err_set(&m->err, LF_E_NOMEM, "bundle requests of layer %u", l);
-    for (uint64_t g = 0; g < F->n_groups; g++) {
-        uint64_t first, count;
-        lf_flash_group_neurons(m->flash, g, &first, &count);
-        reqs[g] = (lf_load_req){.offset = F->data_offset + F->index[g].offset,
-                                .stored = F->index[g].stored,
-                                .raw = F->index[g].raw,
-                                .checksum = F->index[g].checksum,
-                                .dst = m->layers[l].bundle + first * B->record_bytes,
-                                .compression = B->compression,
-                                .verify = m->verify_checksums,
-                                .layer = l,
-                                .first = first,
-                                .count = count};
-    }
-    lf_load_batch *batch;
-    lf_status st = lf_loader_submit(m->loader, reqs, F->n_groups, &batch, &m->err);
-    if (!st) st = lf_loader_wait(m->loader, batch, &m->err);
-    free(reqs);
-    return st;
-}
-
+/* The loader's I/O buffers follow the budget: a tiny model under a tiny
+ * budget cannot afford 32 MiB of staging. */
 static lf_status open_loader(lf_model *m) {
     lf_loader_params lp = lf_loader_default_params();
     lp.log = m->log;
     lp.unit_name = "neurons";
+    lp.backend = m->io_backend == LF_IO_BACKEND_URING ? LF_IO_URING
+                 : m->io_backend == LF_IO_BACKEND_PREAD ? LF_IO_PREAD : LF_IO_AUTO;
     uint64_t max_stored = 0;
     for (uint32_t l = 0; l < m->flash->n_layer; l++)
         for (uint64_t g = 0; g < m->flash->layers[l].n_groups; g++)
             max_stored = LF_MAX(max_stored, (uint64_t)m->flash->layers[l].index[g].stored);
     lp.max_unit = max_stored;
+    if (m->dram_budget) {
+        const uint64_t io = LF_MIN(LF_MAX(m->dram_budget / 32, (uint64_t)256 << 10), (uint64_t)32 << 20);
+        lp.max_read = LF_MAX((io / lp.queue_depth) / 4096 * 4096, (uint64_t)4096);
+    }
     lf_status st = lf_loader_open(m->path, &lp, &m->loader, &m->err);
     if (!st)
-        lf_log(&m->log, LF_LOG_INFO, "bundle reads: %s back-end%s", lf_loader_backend_name(m->loader),
-               lf_loader_direct(m->loader) ? ", O_DIRECT" : "");
+        lf_log(&m->log, LF_LOG_INFO, "bundle reads: %s back-end%s, %" PRIu64 " KiB of I/O buffers",
+               lf_loader_backend_name(m->loader), lf_loader_direct(m->loader) ? ", O_DIRECT" : "",
+               lf_loader_buffer_bytes(m->loader) >> 10);
     return st;
+}
+
+/* Stream modes: resident tensors (everything but the bundle data) are read
+ * into memory the budget owns, instead of being mapped. */
+static bool is_bundle_data(const char *name) {
+    const size_t n = strlen(name);
+    return n > 11 && strcmp(name + n - 11, ".ffn_bundle") == 0;
+}
+
+static lf_status load_resident(lf_model *m) {
+    const lf_gguf *g = m->gguf;
+    uint64_t total = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (!is_bundle_data(m->tensor_names[i])) total += lf_align_up(g->tensors[i].nbytes, 64);
+    m->resident = lf_alloc_aligned(total ? total : 64, 64);
+    if (!m->resident) return lf_err_set(&m->err, LF_E_NOMEM, "resident weights (%" PRIu64 " bytes)", total);
+    m->resident_bytes = total;
+    uint64_t at = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        if (is_bundle_data(m->tensor_names[i])) continue;
+        const lf_gguf_tensor *t = &g->tensors[i];
+        lf_status st = lf_pread_all(m->fd, m->resident + at, t->nbytes, t->file_offset, &m->err);
+        if (st) return st;
+        m->tensor_ptr[i] = m->resident + at;
+        at += lf_align_up(t->nbytes, 64);
+    }
+    return LF_OK;
+}
+
+static lf_status map_file(lf_model *m) {
+    m->map = mmap(NULL, m->map_size, PROT_READ, MAP_SHARED, m->fd, 0);
+    if (m->map == MAP_FAILED) {
+        m->map = NULL;
+        return lf_err_set(&m->err, LF_E_IO, "mmap %s: %s", m->path, strerror(errno));
+    }
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
+        m->tensor_ptr[i] = (const uint8_t *)m->map + m->gguf->tensors[i].file_offset;
+    return LF_OK;
+}
+
+/* Bytes held by the model itself in stream modes: resident weights, norms
+ * as float, the bundle index, the parsed header and the vocabulary. */
+uint64_t lf_model_overhead_bytes(const lf_model *m) {
+    uint64_t b = m->gguf->header_len + m->gguf->n_tensors * (sizeof(lf_gguf_tensor) + 64) +
+                 m->gguf->n_kv * (sizeof(lf_gguf_kv) + 48);
+    b += (2ull * m->info.n_layer + 1) * m->info.n_embd * sizeof(float);
+    if (m->flash)
+        for (uint32_t l = 0; l < m->flash->n_layer; l++) b += m->flash->layers[l].n_groups * sizeof(lf_bundle_entry);
+    return b;
 }
 
 static lf_status bind_tensors(lf_model *m) {
@@ -195,7 +232,8 @@ static lf_status bind_tensors(lf_model *m) {
             (st = bind_norm(m, NAME("ffn_norm"), d, &L->ffn_norm)))
             return st;
         if (m->flash) {
-            if ((st = load_bundles(m, l))) return st;
+            if (m->mode == LF_MODE_MMAP) /* records read in place from the mapping */
+                L->bundle = (uint8_t *)m->map + m->flash->layers[l].data_offset;
             continue;
         }
         if ((st = bind_weight(m, NAME("ffn_gate"), ff, d, in->activation == LF_ACT_RELU, &L->gate)) ||
@@ -274,15 +312,45 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     if ((st = read_hparams(m))) goto fail;
     if ((st = lf_tokenizer_load(m->gguf, &m->tok, &m->err))) goto fail;
     m->verify_checksums = p.verify_checksums;
-    if (lf_flash_detect(m->gguf) &&
-        ((st = lf_flash_open(m->gguf, m->fd, &m->flash, &m->err)) || (st = open_loader(m))))
-        goto fail;
+    m->dram_budget = p.dram_budget;
+    m->io_backend = p.io_backend;
+    if (lf_flash_detect(m->gguf) && (st = lf_flash_open(m->gguf, m->fd, &m->flash, &m->err))) goto fail;
     m->info.n_vocab = lf_tokenizer_vocab_size(m->tok);
-    m->map = mmap(NULL, m->map_size, PROT_READ, MAP_SHARED, m->fd, 0);
-    if (m->map == MAP_FAILED) {
-        m->map = NULL;
-        st = lf_err_set(&m->err, LF_E_IO, "mmap %s: %s", path, strerror(errno));
+    m->mode = p.mode == LF_MODE_AUTO ? (m->flash ? LF_MODE_STREAM : LF_MODE_MMAP) : p.mode;
+    if (m->mode != LF_MODE_MMAP && !m->flash) {
+        st = lf_err_set(&m->err, LF_E_INVALID_ARG, "%s mode reads FFN bundles from a flash file; convert %s first "
+                        "(llmflash convert)", lf_mode_name(m->mode), path);
         goto fail;
+    }
+    if (m->mode == LF_MODE_MMAP && m->flash && m->flash->layout.compression != LF_COMPRESS_NONE) {
+        st = lf_err_set(&m->err, LF_E_UNSUPPORTED, "mmap mode reads bundles in place and needs an uncompressed flash file");
+        goto fail;
+    }
+    if (m->flash && (m->flash->n_ff != m->info.n_ff || m->flash->n_embd != m->info.n_embd ||
+                     (m->flash->layout.n_rows == 2) != (m->info.activation == LF_ACT_RELU))) {
+        st = lf_err_set(&m->err, LF_E_MODEL, "bundle layout does not match the model's FFN");
+        goto fail;
+    }
+    m->tensor_ptr = calloc(m->gguf->n_tensors + 1, sizeof *m->tensor_ptr);
+    if (!m->tensor_ptr) {
+        st = LF_E_NOMEM;
+        goto fail;
+    }
+    if (m->mode == LF_MODE_MMAP) {
+        if ((st = map_file(m))) goto fail;
+    } else {
+        /* the resident part must fit before anything is read */
+        uint64_t need = lf_model_overhead_bytes(m);
+        for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
+            if (!is_bundle_data(m->tensor_names[i])) need += lf_align_up(m->gguf->tensors[i].nbytes, 64);
+        if (m->dram_budget && need > m->dram_budget) {
+            st = lf_err_set(&m->err, LF_E_BUDGET, "the resident part of %s (embeddings, attention, norms, bundle index) "
+                            "needs %" PRIu64 " bytes (%.1f MiB) but the budget is %" PRIu64 " bytes (%.1f MiB); raise "
+                            "--dram-budget or use a smaller quant type", path, need, (double)need / 1048576.0,
+                            m->dram_budget, (double)m->dram_budget / 1048576.0);
+            goto fail;
+        }
+        if ((st = load_resident(m)) || (st = open_loader(m))) goto fail;
     }
     if ((st = bind_tensors(m))) goto fail;
     {
@@ -307,7 +375,6 @@ void lf_model_close(lf_model *m) {
         for (uint32_t l = 0; l < m->info.n_layer; l++) {
             free(m->layers[l].attn_norm);
             free(m->layers[l].ffn_norm);
-            lf_free_aligned(m->layers[l].bundle);
         }
     }
     free(m->layers);
@@ -321,6 +388,8 @@ void lf_model_close(lf_model *m) {
     lf_tokenizer_free(m->tok);
     lf_loader_close(m->loader);
     lf_flash_free(m->flash);
+    lf_free_aligned(m->resident);
+    free(m->tensor_ptr);
     if (m->map) munmap(m->map, m->map_size);
     if (m->fd >= 0) close(m->fd);
     lf_gguf_free(m->gguf);

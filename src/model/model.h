@@ -31,7 +31,7 @@ typedef struct lf_layer {
     lf_weight gate;     /* (n_ff, n_embd); data NULL for non-gated FFNs */
     lf_weight up;       /* (n_ff, n_embd) */
     lf_weight down;     /* (n_embd, n_ff) */
-    uint8_t *bundle;    /* flash files: (n_ff, record_bytes) neuron records, or NULL */
+    uint8_t *bundle;    /* mmap'ed flash file: the layer's records (stride apart), or NULL */
 } lf_layer;
 
 typedef enum lf_rope_kind {
@@ -58,6 +58,12 @@ struct lf_model {
     lf_tokenizer *tok;
     lf_flash *flash;    /* bundle layout and index when the file is a flash file */
     lf_loader *loader;  /* reads bundles from a flash file */
+    lf_mode mode;
+    uint64_t dram_budget; /* 0: none */
+    lf_io_backend io_backend;
+    const uint8_t **tensor_ptr; /* (n_tensors) data of each tensor: in the mapping or in `resident` */
+    uint8_t *resident;  /* stream modes: resident tensors, read into memory */
+    uint64_t resident_bytes;
     bool verify_checksums;
     const lf_kernels *kernels;
     char **tensor_names; /* NUL-terminated copies, (n_tensors) */
@@ -65,5 +71,7 @@ struct lf_model {
 };
 
 lf_tensor_class lf_tensor_class_of(const char *name);
+/* Bytes the model holds in stream modes besides resident weights. */
+uint64_t lf_model_overhead_bytes(const lf_model *m);
 
 #endif

@@ -1,0 +1,416 @@
+/* ffn_stream.c - the FFN streamed from flash through the windowed cache.
+ *
+ * Per layer and token:
+ *   1. drop units outside the window (stream mode);
+ *   2. the mask names the active units: hits are in the cache, misses not;
+ *   3. misses take cache slots, evicting least recently used units the
+ *      token does not need, and are read into those slots;
+ *   4. misses that find no slot (the slab is full of active units) stream
+ *      through two transient buffers: one is computed while the other loads;
+ *   5. hits are computed while the reads run.
+ * A unit is a neuron record, or a compressed group of records. With a mask
+ * known before the layer's input (mask "all"), steps 1-4 run before
+ * attention so the reads overlap it.
+ *
+ * Modes: stream (cache from the budget), naive (no cache, one buffer: read,
+ * then compute), hybrid (the first half of each layer pinned, the rest
+ * streamed). */
+#include "session.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+
+typedef struct layer_counters {
+    uint64_t bytes_read, bytes_served, loaded;
+} layer_counters;
+
+struct lf_stream {
+    lf_mode mode;
+    uint32_t window;
+    lf_mask_source mask;
+    uint64_t token;           /* 1 for the first token */
+    uint32_t n_layer, n_units, group;
+    uint64_t unit_bytes;      /* raw bytes of a unit: group * record_bytes */
+    lf_ncache *cache;         /* (n_layer) */
+    /* the layer whose reads are planned */
+    int64_t plan_layer;
+    uint64_t plan_token;
+    uint32_t n_hits, n_ins, n_trans, n_chunks, next_chunk;
+    lf_load_batch *ins_batch;
+    lf_load_batch *chunk_batch[2];
+    /* lists, (n_units) each */
+    uint32_t *active, *misses;
+    int32_t *hit_slots, *ins_slots, *scratch; /* scratch: 4 * capacity */
+    const uint8_t **recs;     /* (n_ff) */
+    lf_load_req *reqs;        /* (max(n_units, chunk_units)) */
+    /* transient buffers */
+    uint8_t *tbuf[2];
+    uint32_t chunk_units;
+    bool double_buffer;
+    /* oracle: resident gate/up rows and the activations they give */
+    uint8_t *oracle;          /* (n_layer, n_ff, n_rows - 1, row_bytes) */
+    float *oracle_h;          /* (n_ff) */
+    /* stats */
+    layer_counters *layers;   /* (n_layer) */
+    uint64_t neurons_used, neurons_loaded;
+    uint64_t io_wait_ns;
+    uint64_t budget[LF_BUDGET_PARTS];
+};
+
+static uint64_t unit_neurons(const lf_stream *st, const lf_model *m, uint32_t u, uint64_t *first) {
+    uint64_t f, n;
+    lf_flash_group_neurons(m->flash, u, &f, &n);
+    if (first) *first = f;
+    (void)st;
+    return n;
+}
+
+static lf_load_req unit_req(const lf_session *s, uint32_t l, uint32_t u, void *dst) {
+    const lf_model *m = s->m;
+    const lf_flash_layer *F = &m->flash->layers[l];
+    const lf_bundle_entry *e = &F->index[u];
+    uint64_t first;
+    const uint64_t count = unit_neurons(s->stream, m, u, &first);
+    return (lf_load_req){.offset = F->data_offset + e->offset,
+                         .stored = e->stored,
+                         .raw = e->raw,
+                         .checksum = e->checksum,
+                         .dst = dst,
+                         .compression = m->flash->layout.compression,
+                         .verify = m->verify_checksums,
+                         .layer = l,
+                         .first = first,
+                         .count = count};
+}
+
+/* Transient chunk sizes: large enough to keep the queue full, small enough
+ * to leave the budget to the cache. */
+static uint64_t chunk_bytes_for(const lf_model *m, uint64_t unit_bytes) {
+    const uint64_t want = m->dram_budget ? m->dram_budget / 24 : (16u << 20);
+    return LF_MAX(LF_MIN(want, (uint64_t)16 << 20), unit_bytes);
+}
+
+uint64_t lf_stream_plan_bytes(const lf_model *m, const lf_session_params *p, uint64_t *io_bytes, uint64_t *oracle_bytes,
+                              uint64_t *scratch_bytes) {
+    const lf_bundle_layout *B = &m->flash->layout;
+    const uint64_t n_units = m->flash->layers[0].n_groups, unit_bytes = (uint64_t)B->group * B->record_bytes;
+    const uint64_t chunk = chunk_bytes_for(m, unit_bytes);
+    /* loader staging, two transient buffers, and the loader's per-batch
+     * tables for up to three batches of every unit */
+    *io_bytes = lf_loader_buffer_bytes(m->loader) + 2 * chunk + 3 * n_units * 256;
+    *oracle_bytes = p->mask == LF_MASK_ORACLE
+                        ? (uint64_t)m->info.n_layer * m->info.n_ff * (B->n_rows - 1) * B->row_bytes + m->info.n_ff * 4
+                        : 0;
+    *scratch_bytes = n_units * (4 * 2 + 4 * 2 + sizeof(lf_load_req)) + (uint64_t)m->info.n_ff * sizeof(void *) +
+                     (uint64_t)m->info.n_layer * n_units * sizeof(int32_t) /* cache indexes */;
+    return *io_bytes + *oracle_bytes + *scratch_bytes;
+}
+
+void lf_stream_destroy(lf_stream *st) {
+    if (!st) return;
+    if (st->cache)
+        for (uint32_t l = 0; l < st->n_layer; l++) lf_ncache_free(&st->cache[l]);
+    free(st->cache);
+    free(st->active);
+    free(st->misses);
+    free(st->hit_slots);
+    free(st->ins_slots);
+    free(st->scratch);
+    free(st->recs);
+    free(st->reqs);
+    lf_free_aligned(st->tbuf[0]);
+    lf_free_aligned(st->tbuf[1]);
+    lf_free_aligned(st->oracle);
+    free(st->oracle_h);
+    free(st->layers);
+    free(st);
+}
+
+/* Reads whole layers once at creation (hybrid's pinned half, the oracle's
+ * gate/up copy) through a temporary chunk. */
+static lf_status preload(lf_session *s, lf_err *err) {
+    lf_stream *st = s->stream;
+    const lf_model *m = s->m;
+    const lf_bundle_layout *B = &m->flash->layout;
+    lf_status rc = LF_OK;
+    for (uint32_t l = 0; l < st->n_layer && !rc; l++) {
+        lf_ncache *c = &st->cache[l];
+        const uint32_t pin = st->mode == LF_MODE_HYBRID ? c->capacity : 0;
+        const bool oracle = st->oracle != NULL;
+        for (uint32_t u0 = 0; u0 < st->n_units && !rc; u0 += st->chunk_units) {
+            const uint32_t n = LF_MIN(st->chunk_units, st->n_units - u0);
+            if (u0 >= pin && !oracle) break;
+            for (uint32_t k = 0; k < n; k++) st->reqs[k] = unit_req(s, l, u0 + k, st->tbuf[0] + (uint64_t)k * st->unit_bytes);
+            lf_load_batch *b;
+            if ((rc = lf_loader_submit(m->loader, st->reqs, n, &b, err)) || (rc = lf_loader_wait(m->loader, b, err))) break;
+            for (uint32_t k = 0; k < n; k++) {
+                const uint32_t u = u0 + k;
+                const uint8_t *src = st->tbuf[0] + (uint64_t)k * st->unit_bytes;
+                uint64_t first;
+                const uint64_t count = unit_neurons(st, m, u, &first);
+                if (u < pin) {
+                    const int32_t slot = lf_ncache_insert(c, u, 0);
+                    memcpy(lf_ncache_slot(c, slot), src, count * B->record_bytes);
+                    lf_ncache_pin(c, slot);
+                }
+                if (oracle)
+                    for (uint64_t i = 0; i < count; i++)
+                        memcpy(st->oracle + (((uint64_t)l * m->info.n_ff + first + i) * (B->n_rows - 1)) * B->row_bytes,
+                               src + i * B->record_bytes, (B->n_rows - 1) * B->row_bytes);
+            }
+        }
+    }
+    return rc;
+}
+
+lf_status lf_stream_create(lf_session *s, uint64_t cache_bytes, lf_err *err) {
+    const lf_model *m = s->m;
+    const lf_bundle_layout *B = &m->flash->layout;
+    lf_stream *st = calloc(1, sizeof *st);
+    if (!st) return LF_E_NOMEM;
+    s->stream = st;
+    st->mode = m->mode;
+    st->window = s->params.window ? s->params.window : 5;
+    st->mask = s->params.mask;
+    st->n_layer = m->info.n_layer;
+    st->n_units = (uint32_t)m->flash->layers[0].n_groups;
+    st->group = B->group;
+    st->unit_bytes = (uint64_t)B->group * B->record_bytes;
+    st->plan_layer = -1;
+    const uint64_t per_slot = st->unit_bytes + sizeof(int32_t) + sizeof(uint64_t) + 1;
+    uint64_t capacity = st->n_units;
+    if (st->mode == LF_MODE_NAIVE) capacity = 0;
+    else if (m->dram_budget) capacity = LF_MIN(capacity, cache_bytes / st->n_layer / per_slot);
+    if (st->mode == LF_MODE_HYBRID) {
+        const uint64_t half = st->n_units / 2;
+        if (capacity < half)
+            return lf_err_set(err, LF_E_BUDGET, "hybrid mode keeps half of each layer's FFN resident: %" PRIu64
+                              " bytes more are needed", (half - capacity) * per_slot * st->n_layer);
+        capacity = half;
+    }
+    st->chunk_units = (uint32_t)LF_MAX((uint64_t)1, chunk_bytes_for(m, st->unit_bytes) / st->unit_bytes);
+    st->double_buffer = st->mode != LF_MODE_NAIVE;
+    st->cache = calloc(st->n_layer, sizeof *st->cache);
+    st->layers = calloc(st->n_layer, sizeof *st->layers);
+    st->active = malloc(st->n_units * sizeof *st->active);
+    st->misses = malloc(st->n_units * sizeof *st->misses);
+    st->hit_slots = malloc(st->n_units * sizeof *st->hit_slots);
+    st->ins_slots = malloc(st->n_units * sizeof *st->ins_slots);
+    st->scratch = malloc((4 * capacity + 4) * sizeof *st->scratch);
+    st->recs = malloc((uint64_t)m->info.n_ff * sizeof *st->recs);
+    st->reqs = malloc(LF_MAX(st->n_units, st->chunk_units) * sizeof *st->reqs);
+    const bool need_transient = capacity < st->n_units || s->params.mask == LF_MASK_ORACLE || st->mode == LF_MODE_HYBRID;
+    for (int k = 0; k < (need_transient ? 2 : 1); k++)
+        st->tbuf[k] = lf_alloc_aligned((uint64_t)st->chunk_units * st->unit_bytes, 4096);
+    if (!st->cache || !st->layers || !st->active || !st->misses || !st->hit_slots || !st->ins_slots || !st->scratch ||
+        !st->recs || !st->reqs || !st->tbuf[0] || (need_transient && !st->tbuf[1]))
+        return lf_err_set(err, LF_E_NOMEM, "streaming state");
+    for (uint32_t l = 0; l < st->n_layer; l++)
+        if (lf_ncache_init(&st->cache[l], st->n_units, (uint32_t)capacity, st->unit_bytes))
+            return lf_err_set(err, LF_E_NOMEM, "neuron cache of layer %u (%" PRIu64 " slots)", l, capacity);
+    if (s->params.mask == LF_MASK_ORACLE) {
+        st->oracle = lf_alloc_aligned((uint64_t)st->n_layer * m->info.n_ff * (B->n_rows - 1) * B->row_bytes, 64);
+        st->oracle_h = malloc(m->info.n_ff * sizeof *st->oracle_h);
+        if (!st->oracle || !st->oracle_h) return lf_err_set(err, LF_E_NOMEM, "oracle copy of gate/up");
+    }
+    lf_log(&m->log, LF_LOG_INFO, "%s mode: %" PRIu64 " of %u units cached per layer (%" PRIu64 " bytes each), window %u, "
+           "transient chunks of %u units", lf_mode_name(st->mode), capacity, st->n_units, st->unit_bytes, st->window,
+           st->chunk_units);
+    return preload(s, err);
+}
+
+void lf_stream_next_token(lf_session *s) { s->stream->token++; }
+
+/* Submits transient chunk k into buffer k % 2. */
+static lf_status submit_chunk(lf_session *s, uint32_t l, uint32_t k) {
+    lf_stream *st = s->stream;
+    const uint32_t first = k * st->chunk_units, n = LF_MIN(st->chunk_units, st->n_trans - first);
+    uint8_t *buf = st->tbuf[st->double_buffer ? k % 2 : 0];
+    /* the loader copies the requests, so one array serves every batch */
+    for (uint32_t i = 0; i < n; i++)
+        st->reqs[i] = unit_req(s, l, st->misses[st->n_ins + first + i], buf + (uint64_t)i * st->unit_bytes);
+    return lf_loader_submit(s->m->loader, st->reqs, n, &st->chunk_batch[st->double_buffer ? k % 2 : 0], &s->err);
+}
+
+/* Oracle mask: units with any neuron whose activation is not zero. */
+static uint32_t oracle_mask(lf_session *s, uint32_t l, act *xb) {
+    lf_stream *st = s->stream;
+    const lf_model *m = s->m;
+    const lf_bundle_layout *B = &m->flash->layout;
+    const void *x = lf_ffn_input(s, xb);
+    const lf_vec_dot_fn dot = m->kernels->dot[B->type];
+    const uint32_t d = m->info.n_embd, rows = B->n_rows - 1;
+    const uint8_t *base = st->oracle + (uint64_t)l * m->info.n_ff * rows * B->row_bytes;
+    for (uint32_t i = 0; i < m->info.n_ff; i++) {
+        const uint8_t *r = base + (uint64_t)i * rows * B->row_bytes;
+        const float up = dot(r + (rows == 2 ? B->row_bytes : 0), x, d);
+        const float gate = rows == 2 ? dot(r, x, d) : 0.0f;
+        float h;
+        switch (m->info.activation) {
+        case LF_ACT_SILU_GATED: h = gate * (1.0f / (1.0f + expf(-gate))) * up; break;
+        case LF_ACT_RELU_GATED: h = (gate > 0.0f ? gate : 0.0f) * up; break;
+        default: h = up > 0.0f ? up : 0.0f; break;
+        }
+        st->oracle_h[i] = h;
+    }
+    uint32_t n = 0;
+    for (uint32_t u = 0; u < st->n_units; u++) {
+        uint64_t first;
+        const uint64_t count = unit_neurons(st, m, u, &first);
+        bool any = false;
+        for (uint64_t i = 0; i < count && !any; i++) any = st->oracle_h[first + i] != 0.0f;
+        if (any) st->active[n++] = u;
+    }
+    return n;
+}
+
+lf_status lf_stream_issue(lf_session *s, uint32_t l, act *xb) {
+    lf_stream *st = s->stream;
+    if (st->plan_layer == (int64_t)l && st->plan_token == st->token) return LF_OK;
+    if (st->mask == LF_MASK_ORACLE && !xb) return LF_OK; /* needs the layer's input */
+    const lf_model *m = s->m;
+    lf_ncache *c = &st->cache[l];
+    st->plan_layer = l;
+    st->plan_token = st->token;
+    st->ins_batch = st->chunk_batch[0] = st->chunk_batch[1] = NULL;
+    if (st->mode == LF_MODE_STREAM) lf_ncache_expire(c, st->token, st->window);
+    uint32_t n_active;
+    if (st->mask == LF_MASK_ORACLE) {
+        n_active = oracle_mask(s, l, xb);
+    } else {
+        for (uint32_t u = 0; u < st->n_units; u++) st->active[u] = u;
+        n_active = st->n_units;
+    }
+    uint32_t n_miss = 0;
+    st->n_hits = 0;
+    for (uint32_t k = 0; k < n_active; k++) {
+        const uint32_t u = st->active[k];
+        const int32_t slot = lf_ncache_find(c, u);
+        if (slot >= 0) {
+            lf_ncache_touch(c, slot, st->token);
+            st->hit_slots[st->n_hits++] = slot;
+        } else {
+            st->misses[n_miss++] = u;
+        }
+    }
+    st->n_ins = st->mode == LF_MODE_STREAM
+                    ? lf_ncache_insert_many(c, st->misses, n_miss, st->token, st->ins_slots, st->scratch)
+                    : 0;
+    st->n_trans = n_miss - st->n_ins;
+    st->n_chunks = (st->n_trans + st->chunk_units - 1) / st->chunk_units;
+    st->next_chunk = 0;
+    lf_status rc = LF_OK;
+    if (st->n_ins) {
+        for (uint32_t k = 0; k < st->n_ins; k++)
+            st->reqs[k] = unit_req(s, l, st->misses[k], lf_ncache_slot(c, st->ins_slots[k]));
+        rc = lf_loader_submit(m->loader, st->reqs, st->n_ins, &st->ins_batch, &s->err);
+    }
+    for (uint32_t k = 0; k < st->n_chunks && k < (st->double_buffer ? 2u : 1u) && !rc; k++) {
+        rc = submit_chunk(s, l, k);
+        st->next_chunk = k + 1;
+    }
+    /* counters */
+    layer_counters *lc = &st->layers[l];
+    const uint64_t rec = m->flash->layout.record_bytes;
+    uint64_t served = 0, loaded = 0;
+    for (uint32_t k = 0; k < st->n_hits; k++) served += unit_neurons(st, m, (uint32_t)c->unit_of[st->hit_slots[k]], NULL);
+    for (uint32_t k = 0; k < n_miss; k++) {
+        loaded += unit_neurons(st, m, st->misses[k], NULL);
+        lc->bytes_read += m->flash->layers[l].index[st->misses[k]].stored;
+    }
+    lc->bytes_served += served * rec;
+    lc->loaded += loaded;
+    st->neurons_loaded += loaded;
+    st->neurons_used += served + loaded;
+    return rc;
+}
+
+/* Waits for a batch, counting the time as I/O wait. */
+static lf_status wait_batch(lf_session *s, lf_load_batch **b) {
+    if (!*b) return LF_OK;
+    const uint64_t t0 = lf_now_ns();
+    const lf_status rc = lf_loader_wait(s->m->loader, *b, &s->err);
+    s->stream->io_wait_ns += lf_now_ns() - t0;
+    *b = NULL;
+    return rc;
+}
+
+/* Expands units into record pointers. */
+static size_t unit_records(const lf_session *s, const uint8_t *base, uint32_t u, size_t at) {
+    const lf_stream *st = s->stream;
+    const uint64_t count = unit_neurons(st, s->m, u, NULL), rec = s->m->flash->layout.record_bytes;
+    for (uint64_t i = 0; i < count; i++) st->recs[at + i] = base + i * rec;
+    return at + count;
+}
+
+lf_status lf_stream_ffn(lf_session *s, uint32_t l, act *xb) {
+    lf_stream *st = s->stream;
+    lf_status rc = lf_stream_issue(s, l, xb);
+    lf_ncache *c = &st->cache[l];
+    const void *x = lf_ffn_input(s, xb);
+    lf_ffn_begin(s);
+    /* hits first: computed while the misses load */
+    size_t n = 0;
+    for (uint32_t k = 0; k < st->n_hits; k++)
+        n = unit_records(s, lf_ncache_slot(c, st->hit_slots[k]), (uint32_t)c->unit_of[st->hit_slots[k]], n);
+    lf_ffn_accumulate(s, st->recs, n, x);
+    lf_status w = wait_batch(s, &st->ins_batch);
+    if (!rc) rc = w;
+    if (!rc) {
+        n = 0;
+        for (uint32_t k = 0; k < st->n_ins; k++)
+            n = unit_records(s, lf_ncache_slot(c, st->ins_slots[k]), st->misses[k], n);
+        lf_ffn_accumulate(s, st->recs, n, x);
+    } else {
+        /* units that failed to load must not stay in the cache as valid */
+        for (uint32_t k = 0; k < st->n_ins; k++) lf_ncache_remove(c, st->misses[k]);
+    }
+    for (uint32_t k = 0; k < st->n_chunks; k++) {
+        const int b = st->double_buffer ? (int)(k % 2) : 0;
+        w = wait_batch(s, &st->chunk_batch[b]);
+        if (!rc) rc = w;
+        if (rc) continue; /* drain the other buffer's batch too */
+        const uint32_t first = k * st->chunk_units, cnt = LF_MIN(st->chunk_units, st->n_trans - first);
+        n = 0;
+        for (uint32_t i = 0; i < cnt; i++)
+            n = unit_records(s, st->tbuf[b] + (uint64_t)i * st->unit_bytes, st->misses[st->n_ins + first + i], n);
+        lf_ffn_accumulate(s, st->recs, n, x);
+        if (st->next_chunk < st->n_chunks) {
+            rc = submit_chunk(s, l, st->next_chunk);
+            st->next_chunk++;
+        }
+    }
+    lf_ffn_end(s);
+    return rc;
+}
+
+void lf_stream_stats(const lf_session *s, lf_session_stats *out) {
+    const lf_stream *st = s->stream;
+    if (!st) return;
+    for (uint32_t l = 0; l < st->n_layer; l++) {
+        out->ffn_bytes_read += st->layers[l].bytes_read;
+        out->ffn_bytes_served += st->layers[l].bytes_served;
+        out->evictions += st->cache[l].evictions;
+        out->expirations += st->cache[l].expirations;
+        out->window_union += (uint64_t)st->cache[l].n_live * st->group;
+    }
+    out->neurons_loaded = st->neurons_loaded;
+    out->neurons_used = st->neurons_used;
+    out->io_wait_ms = lf_ns_to_ms(st->io_wait_ns);
+}
+
+void lf_stream_layer_stats(const lf_session *s, uint32_t l, uint64_t *read, uint64_t *served, uint64_t *loaded) {
+    const layer_counters *lc = &s->stream->layers[l];
+    *read = lc->bytes_read;
+    *served = lc->bytes_served;
+    *loaded = lc->loaded;
+}
+
+void lf_stream_cache_bytes(const lf_session *s, uint64_t *bytes) {
+    const lf_stream *st = s->stream;
+    *bytes = 0;
+    for (uint32_t l = 0; l < st->n_layer; l++)
+        *bytes += lf_ncache_bytes(0, st->cache[l].capacity, st->cache[l].slot_bytes);
+}
