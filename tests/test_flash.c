@@ -261,9 +261,16 @@ Test(flash, any_flipped_bundle_byte_is_detected) {
             snprintf(want, sizeof want, "layer %u, neurons %lu-%lu", l, (unsigned long)first,
                      (unsigned long)(first + count - 1));
             cr_assert(strstr(err, want), "'%s' does not name '%s'", err, want);
+            /* a streamed run checks each group as it is read */
             lf_model *m;
-            cr_assert_eq(lf_model_open(out, NULL, &m, err, sizeof err), LF_E_CORRUPT, "open checks groups by default");
-            cr_assert(strstr(err, want), "%s", err);
+            cr_assert_eq(lf_model_open(out, NULL, &m, err, sizeof err), LF_OK, "%s", err);
+            lf_session *sess;
+            cr_assert_eq(lf_session_create(m, NULL, &sess, err, sizeof err), LF_OK);
+            const lf_token bos = 1;
+            cr_assert_eq(lf_session_eval(sess, &bos, 1), LF_E_CORRUPT, "reads check groups by default");
+            cr_assert(strstr(lf_session_errmsg(sess), want), "%s", lf_session_errmsg(sess));
+            lf_session_destroy(sess);
+            lf_model_close(m);
             flip_byte(out, off); /* restore */
         }
         char err[256];
@@ -275,6 +282,11 @@ Test(flash, any_flipped_bundle_byte_is_detected) {
             mp.verify_checksums = false;
             lf_model *m;
             cr_assert_eq(lf_model_open(out, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+            lf_session *sess;
+            cr_assert_eq(lf_session_create(m, NULL, &sess, err, sizeof err), LF_OK);
+            const lf_token bos = 1;
+            cr_assert_eq(lf_session_eval(sess, &bos, 1), LF_OK, "%s", lf_session_errmsg(sess));
+            lf_session_destroy(sess);
             lf_model_close(m);
         }
         lf_flash_free(f);

@@ -85,10 +85,11 @@ static lf_load_req unit_req(const lf_session *s, uint32_t l, uint32_t u, void *d
                          .count = count};
 }
 
-/* Transient chunk sizes: large enough to keep the queue full, small enough
- * to leave the budget to the cache. */
+/* Transient chunks: a quarter of a layer's FFN, at most 16 MiB - large
+ * enough to keep the queue full, small enough to leave memory to the cache.
+ * Independent of the budget, so the bytes a session needs are well defined. */
 static uint64_t chunk_bytes_for(const lf_model *m, uint64_t unit_bytes) {
-    const uint64_t want = m->dram_budget ? m->dram_budget / 24 : (16u << 20);
+    const uint64_t want = m->flash->layers[0].data_bytes / 4;
     return LF_MAX(LF_MIN(want, (uint64_t)16 << 20), unit_bytes);
 }
 

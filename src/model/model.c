@@ -123,8 +123,9 @@ static lf_status read_hparams(lf_model *m) {
     return LF_OK;
 }
 
-/* The loader's I/O buffers follow the budget: a tiny model under a tiny
- * budget cannot afford 32 MiB of staging. */
+/* The loader's I/O buffers follow the size of a layer's FFN: a tiny model
+ * cannot afford 32 MiB of staging, a 7B model wants it. They do not depend
+ * on the budget, so the bytes a session needs are well defined. */
 static lf_status open_loader(lf_model *m) {
     lf_loader_params lp = lf_loader_default_params();
     lp.log = m->log;
@@ -136,10 +137,9 @@ static lf_status open_loader(lf_model *m) {
         for (uint64_t g = 0; g < m->flash->layers[l].n_groups; g++)
             max_stored = LF_MAX(max_stored, (uint64_t)m->flash->layers[l].index[g].stored);
     lp.max_unit = max_stored;
-    if (m->dram_budget) {
-        const uint64_t io = LF_MIN(LF_MAX(m->dram_budget / 32, (uint64_t)256 << 10), (uint64_t)32 << 20);
-        lp.max_read = LF_MAX((io / lp.queue_depth) / 4096 * 4096, (uint64_t)4096);
-    }
+    const uint64_t layer_ffn = m->flash->layers[0].data_bytes;
+    const uint64_t io = LF_MIN(LF_MAX(layer_ffn, (uint64_t)256 << 10), (uint64_t)32 << 20);
+    lp.max_read = LF_MAX((io / lp.queue_depth) / 4096 * 4096, (uint64_t)4096);
     lf_status st = lf_loader_open(m->path, &lp, &m->loader, &m->err);
     if (!st)
         lf_log(&m->log, LF_LOG_INFO, "bundle reads: %s back-end%s, %" PRIu64 " KiB of I/O buffers",

@@ -1,0 +1,215 @@
+/* test_stream.c - the streamed FFN through the public API: the golden text
+ * of stories260K at several budgets, masks and modes, budget errors, stats. */
+#include <criterion/criterion.h>
+
+#include "llmflash.h"
+#include "test_support.h"
+
+#include <string.h>
+#include <unistd.h>
+
+static char flash_path[128], relu_path[128];
+
+static void convert_one(const char *src_rel, char *out) {
+    snprintf(out, 128, "/tmp/lf_test_stream_%d_%s", (int)getpid(), strrchr(src_rel, '/') + 1);
+    lf_convert_params p = lf_convert_default_params();
+    p.force = true;
+    char err[256];
+    cr_assert_eq(lf_convert(shared_path(src_rel), out, &p, NULL, err, sizeof err), LF_OK, "%s", err);
+}
+
+static void setup(void) {
+    convert_one("models/stories260K.gguf", flash_path);
+    convert_one("models/stories260K-relu80.gguf", relu_path);
+}
+
+static void teardown(void) {
+    unlink(flash_path);
+    unlink(relu_path);
+}
+
+TestSuite(stream, .init = setup, .fini = teardown);
+
+typedef struct text_buf {
+    char data[4096];
+    size_t len;
+} text_buf;
+
+static bool collect(void *user, const char *piece, size_t len) {
+    text_buf *t = user;
+    cr_assert(t->len + len < sizeof t->data);
+    memcpy(t->data + t->len, piece, len);
+    t->len += len;
+    t->data[t->len] = '\0';
+    return true;
+}
+
+typedef struct run_cfg {
+    const char *path;
+    const char *golden_rel;
+    lf_mode mode;
+    uint64_t budget;
+    lf_mask_source mask;
+    uint32_t window;
+} run_cfg;
+
+/* Generates 200 greedy tokens; returns the status of the session's creation
+ * and fills stats on success. */
+static lf_status run(const run_cfg *c, lf_session_stats *stats, char *err, size_t errcap) {
+    lf_model_params mp = lf_model_default_params();
+    mp.mode = c->mode;
+    mp.dram_budget = c->budget;
+    lf_model *m;
+    lf_status st = lf_model_open(c->path, &mp, &m, err, errcap);
+    if (st) return st;
+    lf_session_params sp = lf_session_default_params();
+    sp.n_ctx = 256;
+    sp.mask = c->mask;
+    if (c->window) sp.window = c->window;
+    lf_session *s;
+    st = lf_session_create(m, &sp, &s, err, errcap);
+    if (st) {
+        lf_model_close(m);
+        return st;
+    }
+    lf_sampler_params gp = {.temperature = 0.0f};
+    lf_sampler *g;
+    lf_sampler_create(&gp, &g);
+    text_buf out = {.len = 0};
+    cr_assert_eq(lf_session_generate(s, g, "", 200, collect, &out, NULL), LF_OK, "%s", lf_session_errmsg(s));
+    char *want = slurp(shared_path(c->golden_rel), NULL);
+    cr_assert_str_eq(out.data, want, "mode %s budget %lu mask %d", lf_mode_name(c->mode), (unsigned long)c->budget,
+                     (int)c->mask);
+    free(want);
+    if (stats) lf_session_get_stats(s, stats);
+    char json[8192];
+    const size_t n = lf_session_stats_json(s, json, sizeof json);
+    cr_assert(n > 0 && n < sizeof json);
+    cr_assert(strstr(json, "\"cache_hit_rate\"") && strstr(json, "\"layers\""), "%s", json);
+    lf_sampler_destroy(g);
+    lf_session_destroy(s);
+    lf_model_close(m);
+    return LF_OK;
+}
+
+/* The bytes a session needs before any neuron is cached, and the FFN size. */
+static void sizes(const char *path, lf_mask_source mask, uint64_t *min, uint64_t *ffn) {
+    lf_model_params mp = lf_model_default_params();
+    mp.mode = LF_MODE_STREAM;
+    lf_model *m;
+    char err[256];
+    cr_assert_eq(lf_model_open(path, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+    lf_session_params sp = lf_session_default_params();
+    sp.n_ctx = 256;
+    sp.mask = mask;
+    *min = lf_session_min_budget(m, &sp);
+    lf_model_info in;
+    lf_model_get_info(m, &in);
+    *ffn = (uint64_t)in.n_layer * in.n_ff * in.bundle_record_bytes;
+    lf_model_close(m);
+}
+
+Test(stream, golden_at_cache_fractions_all_and_oracle) {
+    const lf_mask_source masks[] = {LF_MASK_ALL, LF_MASK_ORACLE};
+    for (int k = 0; k < 2; k++) {
+        uint64_t min, ffn;
+        sizes(flash_path, masks[k], &min, &ffn);
+        const double fracs[] = {1.0, 0.6, 0.35, 0.0};
+        for (size_t i = 0; i < 4; i++) {
+            run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM,
+                         min + (uint64_t)(fracs[i] * (double)ffn * 1.02), masks[k], 0};
+            lf_session_stats st;
+            char err[512];
+            cr_assert_eq(run(&c, &st, err, sizeof err), LF_OK, "%s", err);
+            const uint64_t all = st.ffn_bytes_read + st.ffn_bytes_served;
+            if (fracs[i] == 1.0) cr_assert(st.ffn_bytes_served > all * 9 / 10, "everything cached after the first token");
+            if (fracs[i] == 0.0) cr_assert_eq(st.ffn_bytes_served, 0, "nothing fits in the cache");
+            if (fracs[i] == 0.6)
+                cr_assert(st.ffn_bytes_served > all / 2 && st.ffn_bytes_served < all * 7 / 10, "60%%: served %lu of %lu",
+                          (unsigned long)st.ffn_bytes_served, (unsigned long)all);
+            uint64_t planned = 0;
+            for (int p = 0; p < LF_BUDGET_PARTS; p++) planned += st.budget_bytes[p];
+            cr_assert(planned <= c.budget, "planned %lu within budget %lu", (unsigned long)planned, (unsigned long)c.budget);
+        }
+    }
+}
+
+Test(stream, golden_at_percent_of_model_bytes) {
+    lf_model *m;
+    char err[512];
+    cr_assert_eq(lf_model_open(flash_path, NULL, &m, err, sizeof err), LF_OK);
+    lf_model_info in;
+    lf_model_get_info(m, &in);
+    lf_model_close(m);
+    uint64_t min, ffn;
+    sizes(flash_path, LF_MASK_ALL, &min, &ffn);
+    const double pcts[] = {1.0, 0.6, 0.35};
+    for (size_t i = 0; i < 3; i++) {
+        /* the file's bytes plus what a session needs besides weights */
+        const uint64_t budget = (uint64_t)(pcts[i] * (double)in.file_bytes) + (min - in.resident_bytes);
+        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, budget, LF_MASK_ALL, 0};
+        const lf_status st = run(&c, NULL, err, sizeof err);
+        if (budget >= min) cr_assert_eq(st, LF_OK, "%.0f%%: %s", pcts[i] * 100, err);
+        else cr_assert_eq(st, LF_E_BUDGET, "%.0f%%", pcts[i] * 100);
+    }
+}
+
+Test(stream, relu_oracle_loads_only_active_neurons) {
+    uint64_t min, ffn;
+    sizes(relu_path, LF_MASK_ORACLE, &min, &ffn);
+    run_cfg dense = {relu_path, "models/stories260K-relu80.greedy200.txt", LF_MODE_STREAM, min + ffn / 3, LF_MASK_ALL, 1};
+    run_cfg oracle = dense;
+    oracle.mask = LF_MASK_ORACLE;
+    lf_session_stats sd, so;
+    char err[512];
+    cr_assert_eq(run(&dense, &sd, err, sizeof err), LF_OK, "%s", err);
+    cr_assert_eq(run(&oracle, &so, err, sizeof err), LF_OK, "%s", err);
+    /* relu80 leaves about 80% of neurons inactive */
+    cr_assert(so.neurons_used < sd.neurons_used / 3, "oracle used %lu neurons, dense %lu", (unsigned long)so.neurons_used,
+              (unsigned long)sd.neurons_used);
+    cr_assert(so.ffn_bytes_read < sd.ffn_bytes_read, "oracle reads less");
+    cr_assert(so.expirations > 0, "a window of 1 drops neurons");
+}
+
+Test(stream, naive_hybrid_and_mmap_modes) {
+    const lf_mode modes[] = {LF_MODE_NAIVE, LF_MODE_HYBRID, LF_MODE_MMAP};
+    lf_session_stats st[3];
+    char err[512];
+    for (int k = 0; k < 3; k++) {
+        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", modes[k], 0, LF_MASK_ALL, 0};
+        cr_assert_eq(run(&c, &st[k], err, sizeof err), LF_OK, "%s: %s", lf_mode_name(modes[k]), err);
+    }
+    const uint64_t per_token = 5ull * 172 * 768; /* layers x neurons x record bytes */
+    cr_assert_eq(st[0].ffn_bytes_read, st[0].tokens * per_token, "naive reads the whole FFN every token");
+    cr_assert_eq(st[0].ffn_bytes_served, 0);
+    cr_assert_eq(st[1].ffn_bytes_read, st[1].tokens * (5ull * (172 - 86) * 768), "hybrid reads the other half");
+    cr_assert_eq(st[2].ffn_bytes_read, 0, "mmap counts no explicit reads");
+}
+
+Test(stream, budget_errors) {
+    char err[512];
+    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, 200000, LF_MASK_ALL, 0};
+    cr_assert_eq(run(&c, NULL, err, sizeof err), LF_E_BUDGET);
+    cr_assert(strstr(err, "needs") && strstr(err, "--dram-budget"), "%s", err);
+    uint64_t min, ffn;
+    sizes(flash_path, LF_MASK_ALL, &min, &ffn);
+    c.budget = min - 1;
+    cr_assert_eq(run(&c, NULL, err, sizeof err), LF_E_BUDGET);
+    cr_assert(strstr(err, "needed") && strstr(err, "--ctx"), "%s", err);
+    /* streaming a plain GGUF is a usage error */
+    lf_model_params mp = lf_model_default_params();
+    mp.mode = LF_MODE_STREAM;
+    lf_model *m;
+    cr_assert_eq(lf_model_open(shared_path("models/stories260K.gguf"), &mp, &m, err, sizeof err), LF_E_INVALID_ARG);
+    cr_assert(strstr(err, "llmflash convert"), "%s", err);
+}
+
+Test(stream, pread_backend_golden) {
+    setenv("LLMFLASH_IO", "pread", 1);
+    uint64_t min, ffn;
+    sizes(flash_path, LF_MASK_ALL, &min, &ffn);
+    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, min + ffn / 2, LF_MASK_ALL, 0};
+    char err[512];
+    cr_assert_eq(run(&c, NULL, err, sizeof err), LF_OK, "%s", err);
+    unsetenv("LLMFLASH_IO");
+}
