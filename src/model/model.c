@@ -172,6 +172,9 @@ static lf_status load_resident(lf_model *m) {
         m->tensor_ptr[i] = m->resident + at;
         at += lf_align_up(t->nbytes, 64);
     }
+    /* the copies are ours now: drop the page cache the reads filled, so the
+     * budget is not shadowed by a second copy in the kernel */
+    posix_fadvise(m->fd, 0, 0, POSIX_FADV_DONTNEED);
     return LF_OK;
 }
 
@@ -191,6 +194,7 @@ static lf_status map_file(lf_model *m) {
 uint64_t lf_model_overhead_bytes(const lf_model *m) {
     uint64_t b = m->gguf->header_len + m->gguf->n_tensors * (sizeof(lf_gguf_tensor) + 64) +
                  m->gguf->n_kv * (sizeof(lf_gguf_kv) + 48);
+    b += (uint64_t)m->info.n_vocab * 48; /* tokenizer: piece copies, scores, types, hash */
     b += (2ull * m->info.n_layer + 1) * m->info.n_embd * sizeof(float);
     if (m->flash)
         for (uint32_t l = 0; l < m->flash->n_layer; l++) b += m->flash->layers[l].n_groups * sizeof(lf_bundle_entry);
