@@ -339,7 +339,7 @@ static void bundle_ffn_worker(void *ctx, int ith, int nth) {
         const float up = dot(rec + (gated ? B->row_bytes : 0), j->x, d);
         const float gate = gated ? dot(rec, j->x, d) : 0.0f;
         const float h = activate(m->info.activation, gate, up);
-        if (h != 0.0f) lf_axpy_row(B->type, rec + (B->n_rows - 1) * B->row_bytes, h, acc, d, scratch);
+        if (h != 0.0f) lf_axpy_row(m->kernels, B->type, rec + (B->n_rows - 1) * B->row_bytes, h, acc, d, scratch);
     }
 }
 

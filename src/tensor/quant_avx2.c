@@ -287,6 +287,69 @@ static void quantize_q8a(const float *x, lf_block_q8a *y, int64_t n) {
     }
 }
 
+/* ---- axpy: y += a * row ------------------------------------------------- */
+
+static void axpy_f32(const void *row, float a, float *y, int64_t n) {
+    const float *x = row;
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+static void axpy_f16(const void *row, float a, float *y, int64_t n) {
+    const uint16_t *x = row;
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 w = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x + i)));
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, w, _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; i++) y[i] += a * fp16(x[i]);
+}
+
+static void axpy_bf16(const void *row, float a, float *y, int64_t n) {
+    const uint16_t *x = row;
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(x + i)));
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_castsi256_ps(_mm256_slli_epi32(u, 16)), _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; i++) y[i] += a * lf_bf16_to_fp32(x[i]);
+}
+
+/* 8 int8 lanes -> 8 floats */
+static inline __m256 i8x8_to_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+
+static void axpy_q8_0(const void *row, float a, float *y, int64_t n) {
+    const lf_block_q8_0 *b = row;
+    for (int64_t i = 0; i < n / 32; i++, y += 32) {
+        const __m256 s = _mm256_set1_ps(a * fp16(b[i].d));
+        const __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)b[i].qs);
+        const __m128i hi = _mm_loadu_si128((const __m128i *)(const void *)(b[i].qs + 16));
+        _mm256_storeu_ps(y, _mm256_fmadd_ps(s, i8x8_to_ps(lo), _mm256_loadu_ps(y)));
+        _mm256_storeu_ps(y + 8, _mm256_fmadd_ps(s, i8x8_to_ps(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(y + 8)));
+        _mm256_storeu_ps(y + 16, _mm256_fmadd_ps(s, i8x8_to_ps(hi), _mm256_loadu_ps(y + 16)));
+        _mm256_storeu_ps(y + 24, _mm256_fmadd_ps(s, i8x8_to_ps(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(y + 24)));
+    }
+}
+
+static void axpy_q4_0(const void *row, float a, float *y, int64_t n) {
+    const lf_block_q4_0 *b = row;
+    const __m128i low4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+    for (int64_t i = 0; i < n / 32; i++, y += 32) {
+        const __m256 s = _mm256_set1_ps(a * fp16(b[i].d));
+        const __m128i q = _mm_loadu_si128((const __m128i *)(const void *)b[i].qs);
+        const __m128i lo = _mm_sub_epi8(_mm_and_si128(q, low4), eight);                    /* elements 0..15 */
+        const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), low4), eight); /* 16..31 */
+        _mm256_storeu_ps(y, _mm256_fmadd_ps(s, i8x8_to_ps(lo), _mm256_loadu_ps(y)));
+        _mm256_storeu_ps(y + 8, _mm256_fmadd_ps(s, i8x8_to_ps(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(y + 8)));
+        _mm256_storeu_ps(y + 16, _mm256_fmadd_ps(s, i8x8_to_ps(hi), _mm256_loadu_ps(y + 16)));
+        _mm256_storeu_ps(y + 24, _mm256_fmadd_ps(s, i8x8_to_ps(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(y + 24)));
+    }
+}
+
 static const lf_kernels k_avx2 = {
     .name = "avx2",
     .dot = {
@@ -294,6 +357,10 @@ static const lf_kernels k_avx2 = {
         [LF_TYPE_Q4_0] = dot_q4_0, [LF_TYPE_Q4_1] = dot_q4_1, [LF_TYPE_Q5_0] = dot_q5_0,
         [LF_TYPE_Q5_1] = dot_q5_1, [LF_TYPE_Q8_0] = dot_q8_0, [LF_TYPE_Q4_K] = dot_q4_K,
         [LF_TYPE_Q5_K] = dot_q5_K, [LF_TYPE_Q6_K] = dot_q6_K,
+    },
+    .axpy = {
+        [LF_TYPE_F32] = axpy_f32, [LF_TYPE_F16] = axpy_f16, [LF_TYPE_BF16] = axpy_bf16,
+        [LF_TYPE_Q8_0] = axpy_q8_0, [LF_TYPE_Q4_0] = axpy_q4_0,
     },
     .quantize_q8a = quantize_q8a,
 };

@@ -146,7 +146,11 @@ void lf_dequantize_row(uint32_t type, const void *src, float *y, int64_t n) {
     }
 }
 
-void lf_axpy_row(uint32_t type, const void *row, float a, float *y, int64_t n, float *scratch) {
+void lf_axpy_row(const lf_kernels *k, uint32_t type, const void *row, float a, float *y, int64_t n, float *scratch) {
+    if (k && type < LF_TYPE_ID_MAX && k->axpy[type]) {
+        k->axpy[type](row, a, y, n);
+        return;
+    }
     const float *x = row;
     if (type != LF_TYPE_F32) {
         lf_dequantize_row(type, row, scratch, n);
