@@ -333,10 +333,12 @@ void lf_session_reset(lf_session *session);
 typedef struct lf_session_stats {
     uint64_t tokens;
     double compute_ms, io_wait_ms; /* time in the forward pass; part of it waiting for reads */
+    double io_span_ms;             /* reads from submission to completion: io_span - io_wait was hidden */
     uint64_t ffn_bytes_read, ffn_bytes_served;
     uint64_t neurons_loaded, neurons_used, evictions, expirations;
     uint64_t window_union;          /* neurons resident after the last token, all layers */
     uint64_t io_reads;              /* read requests issued by the loader */
+    uint64_t io_bytes;              /* bytes the loader read from the device (padding and gaps included) */
     /* budget: resident weights, KV cache, neuron cache, I/O buffers, scratch,
      * predictor/oracle, metadata; planned bytes of each */
     uint64_t budget_bytes[LF_BUDGET_PARTS];

@@ -107,6 +107,32 @@ expect_exit "run refuses the corrupted file" 1 "$bin" run -m "$tmp/bad.gguf" -n 
 head -c $(( $(stat -c %s "$tmp/f.gguf") - 4096 )) "$tmp/f.gguf" >"$tmp/short.gguf"
 expect_exit "a truncated flash file fails at open" 1 "$bin" run -m "$tmp/short.gguf" -n 5
 
+# streaming under a budget
+"$bin" run -m "$tmp/f.gguf" -p "" -n 200 --temp 0 --mode stream --dram-budget 3M --ctx 256 --window 3 \
+    --stats "$tmp/st.json" >"$tmp/st.txt" 2>"$tmp/st.err"
+check "stream mode under a budget reproduces the golden text" cmp -s "$tmp/st.txt" "$models/stories260K.greedy200.txt"
+check "the traffic summary goes to stderr" grep -q "read from flash, .* served from DRAM" "$tmp/st.err"
+check "the budget breakdown goes to stderr" grep -q "budget 3.00 MiB, planned" "$tmp/st.err"
+check "--stats writes JSON with per-layer counters" grep -q '"layers"' "$tmp/st.json"
+python3 -c "import json,sys; json.load(open('$tmp/st.json'))" 2>/dev/null
+check "--stats JSON parses" test $? -eq 0
+"$bin" convert "$models/stories260K.gguf" "$tmp/u.gguf" >/dev/null 2>&1
+for mode in naive hybrid mmap; do
+    "$bin" run -m "$tmp/u.gguf" -p "" -n 200 --temp 0 --mode $mode --ctx 256 >"$tmp/m.txt" 2>/dev/null
+    check "$mode mode reproduces the golden text" cmp -s "$tmp/m.txt" "$models/stories260K.greedy200.txt"
+done
+"$bin" run -m "$tmp/f.gguf" -p "" -n 200 --temp 0 --predictor oracle --dram-budget 3M --ctx 256 >"$tmp/o.txt" 2>/dev/null
+check "oracle predictor reproduces the golden text" cmp -s "$tmp/o.txt" "$models/stories260K.greedy200.txt"
+expect_exit "a budget below the resident part" 1 "$bin" run -m "$tmp/f.gguf" --dram-budget 300K -n 5
+check "says LF_E_BUDGET and what is needed" grep -q "LF_E_BUDGET.*\|needs .* bytes" "$tmp/err"
+expect_exit "mmap mode on a compressed flash file" 1 "$bin" run -m "$tmp/f.gguf" --mode mmap -n 5
+check "says it needs an uncompressed file" grep -q "uncompressed" "$tmp/err"
+expect_exit "stream mode on a plain GGUF" 1 "$bin" run -m "$models/stories260K.gguf" --mode stream -n 5
+check "says to convert" grep -q "llmflash convert" "$tmp/err"
+expect_exit "bad --mode" 2 "$bin" run -m "$tmp/f.gguf" --mode turbo
+expect_exit "bad --predictor" 2 "$bin" run -m "$tmp/f.gguf" --predictor magic
+expect_exit "bad --dram-budget" 2 "$bin" run -m "$tmp/f.gguf" --dram-budget lots
+
 data=$shared/data/tinystories-valid-excerpt.txt
 "$bin" convert "$models/stories260K.gguf" "$tmp/q8.gguf" --bundle-type q8_0 >/dev/null 2>&1
 p_src=$("$bin" perplexity -m "$models/stories260K.gguf" -f "$data" | awk '{print $2}')

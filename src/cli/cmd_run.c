@@ -27,10 +27,11 @@ static void print_summary(const lf_session *sess, const char *stats_path) {
         fprintf(stderr, "\nllmflash: FFN per token: %s read from flash, %s served from DRAM (cache hit rate %.1f%%)\n", a,
                 b, 100.0 * (double)st.ffn_bytes_served / (double)all);
         fprintf(stderr, "llmflash: neurons loaded %.1f/token, window union %llu neurons, evictions %llu, "
-                "I/O wait %.0f of %.0f ms (%.0f%%)\n",
+                "I/O wait %.0f of %.0f ms (%.0f%%), %.0f%% of read time hidden behind compute\n",
                 st.tokens ? (double)st.neurons_loaded / (double)st.tokens : 0.0, (unsigned long long)st.window_union,
                 (unsigned long long)(st.evictions + st.expirations), st.io_wait_ms, st.compute_ms,
-                st.compute_ms > 0 ? 100.0 * st.io_wait_ms / st.compute_ms : 0.0);
+                st.compute_ms > 0 ? 100.0 * st.io_wait_ms / st.compute_ms : 0.0,
+                st.io_span_ms > 0 ? 100.0 * (1.0 - st.io_wait_ms / st.io_span_ms) : 0.0);
     }
     if (st.budget_total) {
         uint64_t used = 0;

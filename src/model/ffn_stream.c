@@ -40,6 +40,7 @@ struct lf_stream {
     uint32_t n_hits, n_ins, n_trans, n_chunks, next_chunk;
     lf_load_batch *ins_batch;
     lf_load_batch *chunk_batch[2];
+    uint64_t ins_t0, chunk_t0[2]; /* submission times, for the hidden-I/O measure */
     /* lists, (n_units) each */
     uint32_t *active, *misses;
     int32_t *hit_slots, *ins_slots, *scratch; /* scratch: 4 * capacity */
@@ -56,7 +57,7 @@ struct lf_stream {
     layer_counters *layers;   /* (n_layer) */
     uint64_t neurons_used, neurons_loaded;
     uint64_t io_wait_ns;
-    uint64_t budget[LF_BUDGET_PARTS];
+    uint64_t io_span_ns;      /* submission to completion, summed over batches */
 };
 
 static uint64_t unit_neurons(const lf_stream *st, const lf_model *m, uint32_t u, uint64_t *first) {
@@ -232,6 +233,7 @@ static lf_status submit_chunk(lf_session *s, uint32_t l, uint32_t k) {
     /* the loader copies the requests, so one array serves every batch */
     for (uint32_t i = 0; i < n; i++)
         st->reqs[i] = unit_req(s, l, st->misses[st->n_ins + first + i], buf + (uint64_t)i * st->unit_bytes);
+    st->chunk_t0[st->double_buffer ? k % 2 : 0] = lf_now_ns();
     return lf_loader_submit(s->m->loader, st->reqs, n, &st->chunk_batch[st->double_buffer ? k % 2 : 0], &s->err);
 }
 
@@ -306,6 +308,7 @@ lf_status lf_stream_issue(lf_session *s, uint32_t l, act *xb) {
     if (st->n_ins) {
         for (uint32_t k = 0; k < st->n_ins; k++)
             st->reqs[k] = unit_req(s, l, st->misses[k], lf_ncache_slot(c, st->ins_slots[k]));
+        st->ins_t0 = lf_now_ns();
         rc = lf_loader_submit(m->loader, st->reqs, st->n_ins, &st->ins_batch, &s->err);
     }
     for (uint32_t k = 0; k < st->n_chunks && k < (st->double_buffer ? 2u : 1u) && !rc; k++) {
@@ -328,12 +331,16 @@ lf_status lf_stream_issue(lf_session *s, uint32_t l, act *xb) {
     return rc;
 }
 
-/* Waits for a batch, counting the time as I/O wait. */
-static lf_status wait_batch(lf_session *s, lf_load_batch **b) {
+/* Waits for a batch, counting the time as I/O wait. A batch's I/O time runs
+ * from submission to the end of the wait; what was not spent waiting was
+ * hidden behind compute. */
+static lf_status wait_batch(lf_session *s, lf_load_batch **b, uint64_t submitted) {
     if (!*b) return LF_OK;
     const uint64_t t0 = lf_now_ns();
     const lf_status rc = lf_loader_wait(s->m->loader, *b, &s->err);
-    s->stream->io_wait_ns += lf_now_ns() - t0;
+    const uint64_t t1 = lf_now_ns();
+    s->stream->io_wait_ns += t1 - t0;
+    s->stream->io_span_ns += t1 - submitted;
     *b = NULL;
     return rc;
 }
@@ -357,7 +364,7 @@ lf_status lf_stream_ffn(lf_session *s, uint32_t l, act *xb) {
     for (uint32_t k = 0; k < st->n_hits; k++)
         n = unit_records(s, lf_ncache_slot(c, st->hit_slots[k]), (uint32_t)c->unit_of[st->hit_slots[k]], n);
     lf_ffn_accumulate(s, st->recs, n, x);
-    lf_status w = wait_batch(s, &st->ins_batch);
+    lf_status w = wait_batch(s, &st->ins_batch, st->ins_t0);
     if (!rc) rc = w;
     if (!rc) {
         n = 0;
@@ -370,7 +377,7 @@ lf_status lf_stream_ffn(lf_session *s, uint32_t l, act *xb) {
     }
     for (uint32_t k = 0; k < st->n_chunks; k++) {
         const int b = st->double_buffer ? (int)(k % 2) : 0;
-        w = wait_batch(s, &st->chunk_batch[b]);
+        w = wait_batch(s, &st->chunk_batch[b], st->chunk_t0[b]);
         if (!rc) rc = w;
         if (rc) continue; /* drain the other buffer's batch too */
         const uint32_t first = k * st->chunk_units, cnt = LF_MIN(st->chunk_units, st->n_trans - first);
@@ -400,6 +407,7 @@ void lf_stream_stats(const lf_session *s, lf_session_stats *out) {
     out->neurons_loaded = st->neurons_loaded;
     out->neurons_used = st->neurons_used;
     out->io_wait_ms = lf_ns_to_ms(st->io_wait_ns);
+    out->io_span_ms = lf_ns_to_ms(st->io_span_ns);
 }
 
 void lf_stream_layer_stats(const lf_session *s, uint32_t l, uint64_t *read, uint64_t *served, uint64_t *loaded) {

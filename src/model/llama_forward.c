@@ -459,6 +459,7 @@ lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out) {
         lf_loader_stats ls;
         lf_loader_get_stats(s->m->loader, &ls);
         out->io_reads = ls.reads;
+        out->io_bytes = ls.bytes_read;
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -496,13 +497,15 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
     jprintf(&j, "{\n  \"mode\": \"%s\",\n  \"tokens\": %" PRIu64 ",\n  \"compute_ms\": %.3f,\n  \"io_wait_ms\": %.3f,\n",
             lf_mode_name(s->m->mode), st.tokens, st.compute_ms, st.io_wait_ms);
     jprintf(&j, "  \"tokens_per_s\": %.4f,\n", st.compute_ms > 0 ? (double)st.tokens * 1000.0 / st.compute_ms : 0.0);
+    jprintf(&j, "  \"io_span_ms\": %.3f,\n  \"io_hidden_fraction\": %.4f,\n", st.io_span_ms,
+            st.io_span_ms > 0 ? 1.0 - st.io_wait_ms / st.io_span_ms : 0.0);
     jprintf(&j, "  \"ffn_bytes_read\": %" PRIu64 ",\n  \"ffn_bytes_served\": %" PRIu64 ",\n", st.ffn_bytes_read,
             st.ffn_bytes_served);
     const uint64_t all = st.ffn_bytes_read + st.ffn_bytes_served;
     jprintf(&j, "  \"cache_hit_rate\": %.6f,\n", all ? (double)st.ffn_bytes_served / (double)all : 0.0);
     jprintf(&j, "  \"neurons_loaded\": %" PRIu64 ",\n  \"neurons_used\": %" PRIu64 ",\n  \"evictions\": %" PRIu64
-            ",\n  \"expirations\": %" PRIu64 ",\n  \"window_union\": %" PRIu64 ",\n  \"io_reads\": %" PRIu64 ",\n",
-            st.neurons_loaded, st.neurons_used, st.evictions, st.expirations, st.window_union, st.io_reads);
+            ",\n  \"expirations\": %" PRIu64 ",\n  \"window_union\": %" PRIu64 ",\n  \"io_reads\": %" PRIu64 ",\n  \"io_bytes\": %" PRIu64 ",\n",
+            st.neurons_loaded, st.neurons_used, st.evictions, st.expirations, st.window_union, st.io_reads, st.io_bytes);
     jprintf(&j, "  \"budget\": {\"limit\": %" PRIu64, st.budget_total);
     for (int i = 0; i < LF_BUDGET_PARTS; i++) jprintf(&j, ", \"%s\": %" PRIu64, lf_budget_part_name(i), st.budget_bytes[i]);
     jprintf(&j, "},\n  \"peak_rss_bytes\": %" PRIu64 ",\n  \"layers\": [", st.peak_rss_bytes);
