@@ -293,11 +293,19 @@ typedef enum lf_mask_source {
                            resident copy of gate/up: for tests and measurement only */
 } lf_mask_source;
 
+/* How the neuron cache is shared between layers. */
+typedef enum lf_cache_split {
+    LF_SPLIT_EVEN = 0,     /* the same number of slots per layer */
+    LF_SPLIT_MEASURED = 1, /* after the first 16 tokens, slots in proportion to the
+                              neurons each layer used (sparse layers need fewer) */
+} lf_cache_split;
+
 typedef struct lf_session_params {
     uint32_t n_ctx;     /* context length in tokens (0: model's, at most 4096) */
     int n_threads;      /* 0: the model's n_threads */
     uint32_t window;    /* stream mode: keep neurons used by the last `window` tokens (default 5) */
     lf_mask_source mask;
+    lf_cache_split split;
 } lf_session_params;
 
 lf_session_params lf_session_default_params(void);
@@ -349,9 +357,15 @@ typedef struct lf_session_stats {
 
 const char *lf_budget_part_name(int part);
 lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out);
-/* Per-layer counters of layer l: bytes read, bytes served, neurons loaded. */
-lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, uint64_t *bytes_read, uint64_t *bytes_served,
-                                 uint64_t *neurons_loaded);
+typedef struct lf_layer_stats {
+    uint64_t bytes_read, bytes_served;
+    uint64_t neurons_loaded, neurons_used;
+    uint32_t cache_slots;   /* units the layer's cache holds */
+    uint32_t resident;      /* units in it now */
+} lf_layer_stats;
+
+/* Counters of one layer (stream, naive and hybrid modes). */
+lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_layer_stats *out);
 /* The stats as JSON into buf (cap bytes, NUL-terminated); returns the full
  * length (retry with a bigger buffer if it is >= cap). */
 size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap);

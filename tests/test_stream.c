@@ -51,10 +51,13 @@ typedef struct run_cfg {
     uint64_t budget;
     lf_mask_source mask;
     uint32_t window;
+    lf_cache_split split;
 } run_cfg;
 
 /* Generates 200 greedy tokens; returns the status of the session's creation
  * and fills stats on success. */
+static lf_layer_stats *layers; /* when set, run() fills 5 layers' counters */
+
 static lf_status run(const run_cfg *c, lf_session_stats *stats, char *err, size_t errcap) {
     lf_model_params mp = lf_model_default_params();
     mp.mode = c->mode;
@@ -66,6 +69,7 @@ static lf_status run(const run_cfg *c, lf_session_stats *stats, char *err, size_
     sp.n_ctx = 256;
     sp.mask = c->mask;
     if (c->window) sp.window = c->window;
+    sp.split = c->split;
     lf_session *s;
     st = lf_session_create(m, &sp, &s, err, errcap);
     if (st) {
@@ -82,6 +86,8 @@ static lf_status run(const run_cfg *c, lf_session_stats *stats, char *err, size_
                      (int)c->mask);
     free(want);
     if (stats) lf_session_get_stats(s, stats);
+    if (layers)
+        for (uint32_t l = 0; l < 5; l++) cr_assert_eq(lf_session_layer_stats(s, l, &layers[l]), LF_OK);
     char json[8192];
     const size_t n = lf_session_stats_json(s, json, sizeof json);
     cr_assert(n > 0 && n < sizeof json);
@@ -117,7 +123,7 @@ Test(stream, golden_at_cache_fractions_all_and_oracle) {
         const double fracs[] = {1.0, 0.6, 0.35, 0.0};
         for (size_t i = 0; i < 4; i++) {
             run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM,
-                         min + (uint64_t)(fracs[i] * (double)ffn * 1.02), masks[k], 0};
+                         min + (uint64_t)(fracs[i] * (double)ffn * 1.02), masks[k], 0, LF_SPLIT_EVEN};
             lf_session_stats st;
             char err[512];
             cr_assert_eq(run(&c, &st, err, sizeof err), LF_OK, "%s", err);
@@ -147,7 +153,7 @@ Test(stream, golden_at_percent_of_model_bytes) {
     for (size_t i = 0; i < 3; i++) {
         /* the file's bytes plus what a session needs besides weights */
         const uint64_t budget = (uint64_t)(pcts[i] * (double)in.file_bytes) + (min - in.resident_bytes);
-        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, budget, LF_MASK_ALL, 0};
+        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, budget, LF_MASK_ALL, 0, LF_SPLIT_EVEN};
         const lf_status st = run(&c, NULL, err, sizeof err);
         if (budget >= min) cr_assert_eq(st, LF_OK, "%.0f%%: %s", pcts[i] * 100, err);
         else cr_assert_eq(st, LF_E_BUDGET, "%.0f%%", pcts[i] * 100);
@@ -157,7 +163,7 @@ Test(stream, golden_at_percent_of_model_bytes) {
 Test(stream, relu_oracle_loads_only_active_neurons) {
     uint64_t min, ffn;
     sizes(relu_path, LF_MASK_ORACLE, &min, &ffn);
-    run_cfg dense = {relu_path, "models/stories260K-relu80.greedy200.txt", LF_MODE_STREAM, min + ffn / 3, LF_MASK_ALL, 1};
+    run_cfg dense = {relu_path, "models/stories260K-relu80.greedy200.txt", LF_MODE_STREAM, min + ffn / 3, LF_MASK_ALL, 1, LF_SPLIT_EVEN};
     run_cfg oracle = dense;
     oracle.mask = LF_MASK_ORACLE;
     lf_session_stats sd, so;
@@ -176,7 +182,7 @@ Test(stream, naive_hybrid_and_mmap_modes) {
     lf_session_stats st[3];
     char err[512];
     for (int k = 0; k < 3; k++) {
-        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", modes[k], 0, LF_MASK_ALL, 0};
+        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", modes[k], 0, LF_MASK_ALL, 0, LF_SPLIT_EVEN};
         cr_assert_eq(run(&c, &st[k], err, sizeof err), LF_OK, "%s: %s", lf_mode_name(modes[k]), err);
     }
     const uint64_t per_token = 5ull * 172 * 768; /* layers x neurons x record bytes */
@@ -188,7 +194,7 @@ Test(stream, naive_hybrid_and_mmap_modes) {
 
 Test(stream, budget_errors) {
     char err[512];
-    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, 200000, LF_MASK_ALL, 0};
+    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, 200000, LF_MASK_ALL, 0, LF_SPLIT_EVEN};
     cr_assert_eq(run(&c, NULL, err, sizeof err), LF_E_BUDGET);
     cr_assert(strstr(err, "needs") && strstr(err, "--dram-budget"), "%s", err);
     uint64_t min, ffn;
@@ -208,8 +214,29 @@ Test(stream, pread_backend_golden) {
     setenv("LLMFLASH_IO", "pread", 1);
     uint64_t min, ffn;
     sizes(flash_path, LF_MASK_ALL, &min, &ffn);
-    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, min + ffn / 2, LF_MASK_ALL, 0};
+    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, min + ffn / 2, LF_MASK_ALL, 0, LF_SPLIT_EVEN};
     char err[512];
     cr_assert_eq(run(&c, NULL, err, sizeof err), LF_OK, "%s", err);
     unsetenv("LLMFLASH_IO");
+}
+
+Test(stream, measured_split_follows_each_layers_use) {
+    /* relu80's layer 0 is 91% sparse, the others 77-79%: with the oracle
+     * mask it needs the fewest slots */
+    uint64_t min, ffn;
+    sizes(relu_path, LF_MASK_ORACLE, &min, &ffn);
+    run_cfg c = {relu_path, "models/stories260K-relu80.greedy200.txt", LF_MODE_STREAM, min + ffn / 4, LF_MASK_ORACLE, 2,
+                 LF_SPLIT_MEASURED};
+    lf_layer_stats ls[5];
+    layers = ls;
+    char err[512];
+    cr_assert_eq(run(&c, NULL, err, sizeof err), LF_OK, "%s", err);
+    layers = NULL;
+    uint32_t total = 0;
+    for (int l = 0; l < 5; l++) total += ls[l].cache_slots;
+    for (int l = 1; l < 5; l++)
+        cr_assert(ls[0].cache_slots < ls[l].cache_slots, "layer 0 (%u slots) needs fewer than layer %d (%u)",
+                  ls[0].cache_slots, l, ls[l].cache_slots);
+    cr_assert(total > 0);
+    for (int l = 0; l < 5; l++) cr_assert(ls[l].resident <= ls[l].cache_slots);
 }

@@ -68,7 +68,7 @@ int cmd_run(int argc, char **argv) {
     float temp = 0.8f, top_p = 0.95f;
     uint64_t seed = 0;
     bool verbose = false, no_verify = false;
-    const char *mode = "auto", *predictor = "all", *stats_path = NULL, *io = "auto";
+    const char *mode = "auto", *predictor = "all", *stats_path = NULL, *io = "auto", *split = "even";
     uint64_t budget = 0;
     int window = 5;
     cli_opt opts[] = {
@@ -85,6 +85,7 @@ int cmd_run(int argc, char **argv) {
         {"--dram-budget", NULL, CLI_SIZE, &budget, "hard memory limit, e.g. 2G (stream/naive/hybrid)", false},
         {"--window", NULL, CLI_INT, &window, "keep neurons used by the last K tokens (default 5)", false},
         {"--predictor", NULL, CLI_STR, &predictor, "mask source: all or oracle (default all)", false},
+        {"--cache-split", NULL, CLI_STR, &split, "even, or measured: slots by each layer's use (default even)", false},
         {"--stats", NULL, CLI_STR, &stats_path, "write run statistics as JSON to FILE", false},
         {"--io", NULL, CLI_STR, &io, "flash read back-end: auto, uring or pread", false},
         {"--no-verify", NULL, CLI_FLAG, &no_verify, "flash files: skip bundle checksums", false},
@@ -136,6 +137,10 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "llmflash run: --io must be auto, uring or pread\n");
         return CLI_EXIT_USAGE;
     }
+    if (strcmp(split, "even") != 0 && strcmp(split, "measured") != 0) {
+        fprintf(stderr, "llmflash run: --cache-split must be even or measured\n");
+        return CLI_EXIT_USAGE;
+    }
     if (window < 1) {
         fprintf(stderr, "llmflash run: --window must be at least 1\n");
         return CLI_EXIT_USAGE;
@@ -166,6 +171,7 @@ int cmd_run(int argc, char **argv) {
     sp.n_ctx = (uint32_t)ctx;
     sp.window = (uint32_t)window;
     sp.mask = mask;
+    sp.split = strcmp(split, "measured") == 0 ? LF_SPLIT_MEASURED : LF_SPLIT_EVEN;
     if ((st = lf_session_create(model, &sp, &sess, err, sizeof err))) {
         fprintf(stderr, "llmflash run: %s (%s)\n", err, lf_strerror(st));
         goto out;

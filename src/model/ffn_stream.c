@@ -23,13 +23,15 @@
 #include <sys/resource.h>
 
 typedef struct layer_counters {
-    uint64_t bytes_read, bytes_served, loaded;
+    uint64_t bytes_read, bytes_served, loaded, used;
 } layer_counters;
 
 struct lf_stream {
     lf_mode mode;
     uint32_t window;
     lf_mask_source mask;
+    lf_cache_split split;
+    bool rebalanced;
     uint64_t token;           /* 1 for the first token */
     uint32_t n_layer, n_units, group;
     uint64_t unit_bytes;      /* raw bytes of a unit: group * record_bytes */
@@ -105,7 +107,7 @@ uint64_t lf_stream_plan_bytes(const lf_model *m, const lf_session_params *p, uin
     *oracle_bytes = p->mask == LF_MASK_ORACLE
                         ? (uint64_t)m->info.n_layer * m->info.n_ff * (B->n_rows - 1) * B->row_bytes + m->info.n_ff * 4
                         : 0;
-    *scratch_bytes = n_units * (4 * 2 + 4 * 2 + sizeof(lf_load_req)) + (uint64_t)m->info.n_ff * sizeof(void *) +
+    *scratch_bytes = n_units * (4 * 2 + 4 * 2 + 16 + sizeof(lf_load_req)) + (uint64_t)m->info.n_ff * sizeof(void *) +
                      (uint64_t)m->info.n_layer * n_units * sizeof(int32_t) /* cache indexes */;
     return *io_bytes + *oracle_bytes + *scratch_bytes;
 }
@@ -176,6 +178,7 @@ lf_status lf_stream_create(lf_session *s, uint64_t cache_bytes, lf_err *err) {
     st->mode = m->mode;
     st->window = s->params.window ? s->params.window : 5;
     st->mask = s->params.mask;
+    st->split = s->params.split;
     st->n_layer = m->info.n_layer;
     st->n_units = (uint32_t)m->flash->layers[0].n_groups;
     st->group = B->group;
@@ -200,7 +203,8 @@ lf_status lf_stream_create(lf_session *s, uint64_t cache_bytes, lf_err *err) {
     st->misses = malloc(st->n_units * sizeof *st->misses);
     st->hit_slots = malloc(st->n_units * sizeof *st->hit_slots);
     st->ins_slots = malloc(st->n_units * sizeof *st->ins_slots);
-    st->scratch = malloc((4 * capacity + 4) * sizeof *st->scratch);
+    /* sized for a whole layer: a measured split may give one layer every slot */
+    st->scratch = malloc((4 * (uint64_t)st->n_units + 4) * sizeof *st->scratch);
     st->recs = malloc((uint64_t)m->info.n_ff * sizeof *st->recs);
     st->reqs = malloc(LF_MAX(st->n_units, st->chunk_units) * sizeof *st->reqs);
     const bool need_transient = capacity < st->n_units || s->params.mask == LF_MASK_ORACLE || st->mode == LF_MODE_HYBRID;
@@ -223,7 +227,51 @@ lf_status lf_stream_create(lf_session *s, uint64_t cache_bytes, lf_err *err) {
     return preload(s, err);
 }
 
-void lf_stream_next_token(lf_session *s) { s->stream->token++; }
+/* LF_SPLIT_MEASURED: once the first LF_SPLIT_TOKENS tokens have shown what
+ * each layer uses, the same total of slots is shared in proportion to it.
+ * The caches restart empty (one reallocation per layer, once). */
+#define LF_SPLIT_TOKENS 16
+static void rebalance(lf_session *s) {
+    lf_stream *st = s->stream;
+    uint64_t total = 0, used = 0;
+    for (uint32_t l = 0; l < st->n_layer; l++) {
+        total += st->cache[l].capacity;
+        used += st->layers[l].used;
+    }
+    if (!used || st->mode != LF_MODE_STREAM) return;
+    uint64_t *cap = calloc(st->n_layer, sizeof *cap);
+    if (!cap) return;
+    uint64_t given = 0;
+    for (uint32_t l = 0; l < st->n_layer; l++) {
+        cap[l] = LF_MIN((uint64_t)st->n_units, total * st->layers[l].used / used);
+        given += cap[l];
+    }
+    /* slots a full layer could not take go to the others, in layer order */
+    for (uint32_t l = 0; l < st->n_layer && given < total; l++) {
+        const uint64_t more = LF_MIN(total - given, (uint64_t)st->n_units - cap[l]);
+        cap[l] += more;
+        given += more;
+    }
+    for (uint32_t l = 0; l < st->n_layer; l++) {
+        const uint64_t ev = st->cache[l].evictions, ex = st->cache[l].expirations;
+        lf_ncache_free(&st->cache[l]);
+        if (lf_ncache_init(&st->cache[l], st->n_units, (uint32_t)cap[l], st->unit_bytes) != LF_OK)
+            lf_ncache_init(&st->cache[l], st->n_units, 0, st->unit_bytes);
+        st->cache[l].evictions = ev;
+        st->cache[l].expirations = ex;
+        lf_log(&s->m->log, LF_LOG_INFO, "measured cache split: layer %u gets %u slots", l, st->cache[l].capacity);
+    }
+    free(cap);
+}
+
+void lf_stream_next_token(lf_session *s) {
+    lf_stream *st = s->stream;
+    st->token++;
+    if (st->split == LF_SPLIT_MEASURED && !st->rebalanced && st->token == LF_SPLIT_TOKENS + 1) {
+        rebalance(s);
+        st->rebalanced = true;
+    }
+}
 
 /* Submits transient chunk k into buffer k % 2. */
 static lf_status submit_chunk(lf_session *s, uint32_t l, uint32_t k) {
@@ -326,6 +374,7 @@ lf_status lf_stream_issue(lf_session *s, uint32_t l, act *xb) {
     }
     lc->bytes_served += served * rec;
     lc->loaded += loaded;
+    lc->used += served + loaded;
     st->neurons_loaded += loaded;
     st->neurons_used += served + loaded;
     return rc;
@@ -410,11 +459,14 @@ void lf_stream_stats(const lf_session *s, lf_session_stats *out) {
     out->io_span_ms = lf_ns_to_ms(st->io_span_ns);
 }
 
-void lf_stream_layer_stats(const lf_session *s, uint32_t l, uint64_t *read, uint64_t *served, uint64_t *loaded) {
+void lf_stream_layer_stats(const lf_session *s, uint32_t l, lf_layer_stats *out) {
     const layer_counters *lc = &s->stream->layers[l];
-    *read = lc->bytes_read;
-    *served = lc->bytes_served;
-    *loaded = lc->loaded;
+    out->bytes_read = lc->bytes_read;
+    out->bytes_served = lc->bytes_served;
+    out->neurons_loaded = lc->loaded;
+    out->neurons_used = lc->used;
+    out->cache_slots = s->stream->cache[l].capacity;
+    out->resident = s->stream->cache[l].n_live;
 }
 
 void lf_stream_cache_bytes(const lf_session *s, uint64_t *bytes) {

@@ -13,7 +13,7 @@
 #include <sys/resource.h>
 
 lf_session_params lf_session_default_params(void) {
-    return (lf_session_params){.n_ctx = 0, .n_threads = 0, .window = 5, .mask = LF_MASK_ALL};
+    return (lf_session_params){.n_ctx = 0, .n_threads = 0, .window = 5, .mask = LF_MASK_ALL, .split = LF_SPLIT_EVEN};
 }
 
 const char *lf_budget_part_name(int part) {
@@ -467,11 +467,9 @@ lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out) {
     return LF_OK;
 }
 
-lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, uint64_t *bytes_read, uint64_t *bytes_served,
-                                 uint64_t *neurons_loaded) {
-    if (!s || !s->stream || layer >= s->m->info.n_layer || !bytes_read || !bytes_served || !neurons_loaded)
-        return LF_E_INVALID_ARG;
-    lf_stream_layer_stats(s, layer, bytes_read, bytes_served, neurons_loaded);
+lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_layer_stats *out) {
+    if (!s || !s->stream || layer >= s->m->info.n_layer || !out) return LF_E_INVALID_ARG;
+    lf_stream_layer_stats(s, layer, out);
     return LF_OK;
 }
 
@@ -510,10 +508,12 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
     for (int i = 0; i < LF_BUDGET_PARTS; i++) jprintf(&j, ", \"%s\": %" PRIu64, lf_budget_part_name(i), st.budget_bytes[i]);
     jprintf(&j, "},\n  \"peak_rss_bytes\": %" PRIu64 ",\n  \"layers\": [", st.peak_rss_bytes);
     for (uint32_t l = 0; s->stream && l < st.n_layer; l++) {
-        uint64_t r, sv, ld;
-        lf_stream_layer_stats(s, l, &r, &sv, &ld);
+        lf_layer_stats ls;
+        lf_stream_layer_stats(s, l, &ls);
         jprintf(&j, "%s\n    {\"layer\": %u, \"bytes_read\": %" PRIu64 ", \"bytes_served\": %" PRIu64
-                ", \"neurons_loaded\": %" PRIu64 "}", l ? "," : "", l, r, sv, ld);
+                ", \"neurons_loaded\": %" PRIu64 ", \"neurons_used\": %" PRIu64 ", \"cache_slots\": %u, \"resident\": %u}",
+                l ? "," : "", l, ls.bytes_read, ls.bytes_served, ls.neurons_loaded, ls.neurons_used, ls.cache_slots,
+                ls.resident);
     }
     jprintf(&j, "\n  ]\n}\n");
     return j.len;

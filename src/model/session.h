@@ -70,6 +70,6 @@ lf_status lf_stream_ffn(lf_session *s, uint32_t l, act *xb);
 void lf_stream_next_token(lf_session *s);
 void lf_stream_stats(const lf_session *s, lf_session_stats *out);
 void lf_stream_cache_bytes(const lf_session *s, uint64_t *bytes);
-void lf_stream_layer_stats(const lf_session *s, uint32_t l, uint64_t *read, uint64_t *served, uint64_t *loaded);
+void lf_stream_layer_stats(const lf_session *s, uint32_t l, lf_layer_stats *out);
 
 #endif
