@@ -45,7 +45,9 @@ struct lf_stream {
     uint64_t ins_t0, chunk_t0[2]; /* submission times, for the hidden-I/O measure */
     /* lists, (n_units) each */
     uint32_t *active, *misses;
-    int32_t *hit_slots, *ins_slots, *scratch; /* scratch: 4 * capacity */
+    uint32_t *hits;           /* hit units; slots are looked up after insertion, since
+                                 evictions move slots (swap-delete) */
+    int32_t *ins_slots, *scratch; /* scratch: 4 * n_units */
     const uint8_t **recs;     /* (n_ff) */
     lf_load_req *reqs;        /* (max(n_units, chunk_units)) */
     /* transient buffers */
@@ -119,7 +121,7 @@ void lf_stream_destroy(lf_stream *st) {
     free(st->cache);
     free(st->active);
     free(st->misses);
-    free(st->hit_slots);
+    free(st->hits);
     free(st->ins_slots);
     free(st->scratch);
     free(st->recs);
@@ -201,7 +203,7 @@ lf_status lf_stream_create(lf_session *s, uint64_t cache_bytes, lf_err *err) {
     st->layers = calloc(st->n_layer, sizeof *st->layers);
     st->active = malloc(st->n_units * sizeof *st->active);
     st->misses = malloc(st->n_units * sizeof *st->misses);
-    st->hit_slots = malloc(st->n_units * sizeof *st->hit_slots);
+    st->hits = malloc(st->n_units * sizeof *st->hits);
     st->ins_slots = malloc(st->n_units * sizeof *st->ins_slots);
     /* sized for a whole layer: a measured split may give one layer every slot */
     st->scratch = malloc((4 * (uint64_t)st->n_units + 4) * sizeof *st->scratch);
@@ -210,7 +212,7 @@ lf_status lf_stream_create(lf_session *s, uint64_t cache_bytes, lf_err *err) {
     const bool need_transient = capacity < st->n_units || s->params.mask == LF_MASK_ORACLE || st->mode == LF_MODE_HYBRID;
     for (int k = 0; k < (need_transient ? 2 : 1); k++)
         st->tbuf[k] = lf_alloc_aligned((uint64_t)st->chunk_units * st->unit_bytes, 4096);
-    if (!st->cache || !st->layers || !st->active || !st->misses || !st->hit_slots || !st->ins_slots || !st->scratch ||
+    if (!st->cache || !st->layers || !st->active || !st->misses || !st->hits || !st->ins_slots || !st->scratch ||
         !st->recs || !st->reqs || !st->tbuf[0] || (need_transient && !st->tbuf[1]))
         return lf_err_set(err, LF_E_NOMEM, "streaming state");
     for (uint32_t l = 0; l < st->n_layer; l++)
@@ -341,7 +343,7 @@ lf_status lf_stream_issue(lf_session *s, uint32_t l, act *xb) {
         const int32_t slot = lf_ncache_find(c, u);
         if (slot >= 0) {
             lf_ncache_touch(c, slot, st->token);
-            st->hit_slots[st->n_hits++] = slot;
+            st->hits[st->n_hits++] = u;
         } else {
             st->misses[n_miss++] = u;
         }
@@ -367,7 +369,7 @@ lf_status lf_stream_issue(lf_session *s, uint32_t l, act *xb) {
     layer_counters *lc = &st->layers[l];
     const uint64_t rec = m->flash->layout.record_bytes;
     uint64_t served = 0, loaded = 0;
-    for (uint32_t k = 0; k < st->n_hits; k++) served += unit_neurons(st, m, (uint32_t)c->unit_of[st->hit_slots[k]], NULL);
+    for (uint32_t k = 0; k < st->n_hits; k++) served += unit_neurons(st, m, st->hits[k], NULL);
     for (uint32_t k = 0; k < n_miss; k++) {
         loaded += unit_neurons(st, m, st->misses[k], NULL);
         lc->bytes_read += m->flash->layers[l].index[st->misses[k]].stored;
@@ -411,7 +413,7 @@ lf_status lf_stream_ffn(lf_session *s, uint32_t l, act *xb) {
     /* hits first: computed while the misses load */
     size_t n = 0;
     for (uint32_t k = 0; k < st->n_hits; k++)
-        n = unit_records(s, lf_ncache_slot(c, st->hit_slots[k]), (uint32_t)c->unit_of[st->hit_slots[k]], n);
+        n = unit_records(s, lf_ncache_slot(c, lf_ncache_find(c, st->hits[k])), st->hits[k], n);
     lf_ffn_accumulate(s, st->recs, n, x);
     lf_status w = wait_batch(s, &st->ins_batch, st->ins_t0);
     if (!rc) rc = w;
