@@ -21,20 +21,6 @@ static char *tmp_path(const char *tag) {
     return p;
 }
 
-typedef struct text_buf {
-    char data[4096];
-    size_t len;
-} text_buf;
-
-static bool collect(void *user, const char *piece, size_t len) {
-    text_buf *t = user;
-    cr_assert(t->len + len < sizeof t->data);
-    memcpy(t->data + t->len, piece, len);
-    t->len += len;
-    t->data[t->len] = '\0';
-    return true;
-}
-
 static void expect_golden(const char *model_path, const char *golden_rel) {
     lf_model *m;
     char err[256];
@@ -48,7 +34,7 @@ static void expect_golden(const char *model_path, const char *golden_rel) {
     lf_sampler *g;
     lf_sampler_create(&gp, &g);
     text_buf out = {.len = 0};
-    cr_assert_eq(lf_session_generate(s, g, "", 200, collect, &out, NULL), LF_OK);
+    cr_assert_eq(lf_session_generate(s, g, "", 200, collect_piece, &out, NULL), LF_OK);
     char *want = slurp(shared_path(golden_rel), NULL);
     cr_assert_str_eq(out.data, want);
     free(want);

@@ -11,20 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef struct text_buf {
-    char data[8192];
-    size_t len;
-} text_buf;
-
-static bool collect(void *user, const char *piece, size_t len) {
-    text_buf *t = user;
-    cr_assert(t->len + len < sizeof t->data);
-    memcpy(t->data + t->len, piece, len);
-    t->len += len;
-    t->data[t->len] = '\0';
-    return true;
-}
-
 static void golden(const char *model_rel, const char *golden_rel, int threads) {
     char err[256];
     lf_model_params mp = lf_model_default_params();
@@ -38,7 +24,7 @@ static void golden(const char *model_rel, const char *golden_rel, int threads) {
     cr_assert_eq(lf_sampler_create(&gp, &g), LF_OK);
     text_buf out = {.len = 0};
     lf_generate_stats st;
-    cr_assert_eq(lf_session_generate(s, g, "", 200, collect, &out, &st), LF_OK);
+    cr_assert_eq(lf_session_generate(s, g, "", 200, collect_piece, &out, &st), LF_OK);
     cr_assert_eq(st.n_generated, 200);
     cr_assert_eq(st.n_prompt, 1);
     size_t len;

@@ -30,20 +30,6 @@ static void teardown(void) {
 
 TestSuite(stream, .init = setup, .fini = teardown);
 
-typedef struct text_buf {
-    char data[4096];
-    size_t len;
-} text_buf;
-
-static bool collect(void *user, const char *piece, size_t len) {
-    text_buf *t = user;
-    cr_assert(t->len + len < sizeof t->data);
-    memcpy(t->data + t->len, piece, len);
-    t->len += len;
-    t->data[t->len] = '\0';
-    return true;
-}
-
 typedef struct run_cfg {
     const char *path;
     const char *golden_rel;
@@ -80,7 +66,7 @@ static lf_status run(const run_cfg *c, lf_session_stats *stats, char *err, size_
     lf_sampler *g;
     lf_sampler_create(&gp, &g);
     text_buf out = {.len = 0};
-    cr_assert_eq(lf_session_generate(s, g, "", 200, collect, &out, NULL), LF_OK, "%s", lf_session_errmsg(s));
+    cr_assert_eq(lf_session_generate(s, g, "", 200, collect_piece, &out, NULL), LF_OK, "%s", lf_session_errmsg(s));
     char *want = slurp(shared_path(c->golden_rel), NULL);
     cr_assert_str_eq(out.data, want, "mode %s budget %lu mask %d", lf_mode_name(c->mode), (unsigned long)c->budget,
                      (int)c->mask);

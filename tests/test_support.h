@@ -2,8 +2,10 @@
 #ifndef LF_TEST_SUPPORT_H
 #define LF_TEST_SUPPORT_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Path of a file under ../shared (set by meson as LF_SHARED_DIR). */
 static inline const char *shared_path(const char *rel) {
@@ -31,6 +33,22 @@ static inline char *slurp(const char *path, size_t *len) {
     if (len) *len = (size_t)n;
     fclose(f);
     return b;
+}
+
+/* Collects generated text: pass collect_piece and a text_buf to
+ * lf_session_generate. */
+typedef struct text_buf {
+    char data[8192];
+    size_t len;
+} text_buf;
+
+static inline bool collect_piece(void *user, const char *piece, size_t len) {
+    text_buf *t = user;
+    if (t->len + len >= sizeof t->data) return false;
+    memcpy(t->data + t->len, piece, len);
+    t->len += len;
+    t->data[t->len] = '\0';
+    return true;
 }
 
 #endif
