@@ -197,7 +197,7 @@ lf_status lf_loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_
         st = lf_err_set(err, LF_E_NOMEM, "batch of %zu units", n);
         goto fail;
     }
-    memcpy(b->reqs, reqs, n * sizeof *reqs);
+    if (n) memcpy(b->reqs, reqs, n * sizeof *reqs); /* reqs may be NULL when n is 0 */
     for (size_t i = 0; i < n; i++) {
         const lf_load_req *r = &reqs[i];
         uint64_t end;
