@@ -41,7 +41,7 @@ static void uring_submit_now(lf_loader *ld) {
         const unsigned len = (unsigned)(op->len - op->done);
         const uint64_t off = op->off + op->done;
         const int file = us->fixed_files ? (fd == ld->fd ? 0 : 1) : fd;
-        if (us->fixed_buffers && fd == ld->fd)
+        if (us->fixed_buffers && fd == ld->fd && !op->sp->direct) /* registered buffers are the staging ones */
             io_uring_prep_read_fixed(sqe, file, buf, len, off, op->sp->staging);
         else
             io_uring_prep_read(sqe, file, buf, len, off);

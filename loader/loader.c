@@ -179,6 +179,28 @@ static int key_cmp(const void *a, const void *b) {
     return x->offset < y->offset ? -1 : x->offset > y->offset ? 1 : (x->index > y->index) - (x->index < y->index);
 }
 
+/* The span's memory when its units can be read in place: uncompressed, laid
+ * out as in the file from a page-aligned start, with room to the last page's
+ * end. NULL otherwise (the span goes through a staging buffer). */
+static uint8_t *direct_target(const lf_loader *ld, const lf_load_batch *b, const span *s) {
+    if (!ld->direct) return NULL;
+    const lf_load_req *r0 = &b->reqs[b->order[s->first]];
+    uint8_t *base = r0->dst;
+    if (r0->offset != s->off || ((uintptr_t)base & (LF_IO_PAGE - 1))) return NULL;
+    for (size_t k = 0; k < s->n; k++) {
+        const lf_load_req *r = &b->reqs[b->order[s->first + k]];
+        if (r->compression != LF_COMPRESS_NONE || r->raw != r->stored) return NULL;
+        if ((uint8_t *)r->dst != base + (r->offset - s->off)) return NULL;
+        /* the bytes read up to the next unit (padding), or up to the page
+         * boundary after the last one, must fall inside this unit's room */
+        const uint64_t cap = r->dst_cap ? r->dst_cap : r->raw;
+        const uint64_t reach = k + 1 < s->n ? b->reqs[b->order[s->first + k + 1]].offset - r->offset
+                                            : s->off + s->len - r->offset;
+        if (reach > cap) return NULL;
+    }
+    return base;
+}
+
 lf_status lf_loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_load_batch **out, lf_err *err) {
     *out = NULL;
     if (!ld || (!reqs && n)) return LF_E_INVALID_ARG;
@@ -247,6 +269,7 @@ lf_status lf_loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_
     }
     for (size_t k = 0; k < b->n_spans; k++) {
         span *s = &b->spans[k];
+        s->direct = direct_target(ld, b, s);
         uint64_t need_end = 0;
         for (size_t u = 0; u < s->n; u++) {
             const lf_load_req *r = &reqs[b->order[s->first + u]];
@@ -303,7 +326,7 @@ read_op *lf__next_op(lf_loader *ld) {
         if (!s) return NULL;
         /* a span's parts are issued back to back; it takes a staging
          * buffer with its first part */
-        if (s->staging < 0) {
+        if (!s->direct && s->staging < 0) {
             if (ld->n_free == 0) return NULL;
             s->staging = ld->free_staging[--ld->n_free];
         }
@@ -316,7 +339,9 @@ read_op *lf__next_op(lf_loader *ld) {
                 break;
             }
         }
-        op->buf = ld->staging + (uint64_t)s->staging * ld->staging_size + (op->off - s->off);
+        op->buf = s->direct ? s->direct + (op->off - s->off)
+                            : ld->staging + (uint64_t)s->staging * ld->staging_size + (op->off - s->off);
+        if (s->direct) ld->stats.direct_reads++;
         /* last part of the span: the span leaves the pending queue */
         if (op == &b->ops[s->first_op + s->n_ops - 1]) {
             ld->pending_head = s->next;
@@ -337,7 +362,7 @@ static void fmt_units(const lf_loader *ld, char *buf, size_t cap, const lf_load_
 /* Checks and decodes every unit of a completed span (mutex not held). */
 static void decode_span(lf_loader *ld, span *s, lf_status *unit_st, char (*unit_msg)[400]) {
     lf_load_batch *b = s->batch;
-    const uint8_t *base = ld->staging + (uint64_t)s->staging * ld->staging_size;
+    const uint8_t *base = s->direct ? s->direct : ld->staging + (uint64_t)s->staging * ld->staging_size;
     for (size_t k = 0; k < s->n; k++) {
         const lf_load_req *r = &b->reqs[b->order[s->first + k]];
         char who[128] = ""; /* formatted only on failure: this runs per unit */
@@ -355,6 +380,7 @@ static void decode_span(lf_loader *ld, span *s, lf_status *unit_st, char (*unit_
             snprintf(unit_msg[k], sizeof unit_msg[k], "%s fails its checksum", who);
             continue;
         }
+        if (s->direct) continue; /* already in place */
         lf_err e = {{0}};
         const lf_status st = lf_codec_decompress(r->compression, src, r->stored, r->dst, r->raw, &e);
         if (st) {
@@ -392,7 +418,7 @@ static void finish_span(lf_loader *ld, span *s) {
             }
         }
     }
-    ld->free_staging[ld->n_free++] = s->staging;
+    if (!s->direct) ld->free_staging[ld->n_free++] = s->staging;
     s->staging = -1;
     b->units_left -= s->n;
     if (b->units_left == 0) pthread_cond_broadcast(&ld->done);

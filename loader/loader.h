@@ -57,13 +57,19 @@ lf_loader_params lf_loader_default_params(void);
 
 /* One unit to load. The loader reads `stored` bytes at `offset`, checks the
  * checksum when verify is set, decodes them with `compression` into `raw`
- * bytes at dst. dst needs no alignment. */
+ * bytes at dst. dst needs no alignment.
+ *
+ * Zero copy: when uncompressed units are laid out in memory exactly as in
+ * the file (page-aligned first offset and dst, dst_i - dst_0 = offset_i -
+ * offset_0) and each dst has room up to the next page boundary (dst_cap),
+ * the loader reads them straight into dst, with no staging buffer. */
 typedef struct lf_load_req {
     uint64_t offset;
     uint32_t stored;
     uint32_t raw;
     uint64_t checksum;
     void *dst;
+    uint32_t dst_cap;        /* bytes writable at dst (0: raw) */
     lf_compression compression;
     bool verify;
     /* who it is, for error messages */
@@ -104,6 +110,7 @@ typedef struct lf_loader_stats {
     uint64_t latency_hist[LF_HIST_BUCKETS]; /* reads by log2(microseconds) */
     uint64_t qd_hist[65];                   /* reads in flight seen at each issue (capped at 64) */
     uint64_t wait_ns;                       /* time callers spent in wait */
+    uint64_t direct_reads;                  /* reads that went straight into the caller's memory */
     uint64_t decode_ns;                     /* checksum + decompression + copy */
 } lf_loader_stats;
 

@@ -27,6 +27,7 @@ struct span {
     lf_load_batch *batch;
     uint64_t off, len;   /* page-aligned range */
     int staging;         /* staging buffer index, -1 until issued */
+    uint8_t *direct;     /* zero copy: where byte 0 of the span goes, or NULL */
     uint32_t first_op, n_ops, ops_left;
     size_t first, n;     /* units, as indices into batch->order */
     lf_status status;    /* read failure of the whole span */

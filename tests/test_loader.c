@@ -303,3 +303,39 @@ Test(loader, percentiles) {
     cr_assert(lf_hist_percentile(h, LF_HIST_BUCKETS, 25) >= 16 && lf_hist_percentile(h, LF_HIST_BUCKETS, 25) < 32);
     cr_assert(lf_hist_percentile(h, LF_HIST_BUCKETS, 99) >= 1024);
 }
+
+Test(loader, zero_copy_into_page_aligned_slots) {
+    /* units laid out in memory as in the file: read in place, no staging */
+    for (int kind = LF_IO_URING; kind <= LF_IO_PREAD; kind++) {
+        lf_loader *ld = open_loader((lf_io_backend_kind)kind, true);
+        const size_t n = 64, stride = 8192;
+        uint8_t *dst = lf_alloc_aligned(n * stride, 4096);
+        memset(dst, 0, n * stride);
+        lf_load_req r[64];
+        for (size_t i = 0; i < n; i++) {
+            const uint64_t off = (1u << 20) + i * stride;
+            r[i] = (lf_load_req){.offset = off, .stored = 6912, .raw = 6912, .dst = dst + i * stride,
+                                 .dst_cap = (uint32_t)stride, .verify = true, .first = i, .count = 1};
+            r[i].checksum = lf_checksum64(content + off, 6912);
+        }
+        lf_load_batch *b;
+        lf_err err = {{0}};
+        cr_assert_eq(lf_loader_submit(ld, r, n, &b, &err), LF_OK);
+        cr_assert_eq(lf_loader_wait(ld, b, &err), LF_OK, "%s", err.msg);
+        for (size_t i = 0; i < n; i++) cr_assert_eq(memcmp(dst + i * stride, content + r[i].offset, 6912), 0);
+        lf_loader_stats st;
+        lf_loader_get_stats(ld, &st);
+        cr_assert(st.direct_reads > 0 && st.direct_reads == st.reads, "%lu of %lu reads direct",
+                  (unsigned long)st.direct_reads, (unsigned long)st.reads);
+        /* without room for the padding, the loader must not read in place */
+        for (size_t i = 0; i < n; i++) r[i].dst_cap = 6912;
+        lf_loader_reset_stats(ld);
+        cr_assert_eq(lf_loader_submit(ld, r, n, &b, &err), LF_OK);
+        cr_assert_eq(lf_loader_wait(ld, b, &err), LF_OK, "%s", err.msg);
+        lf_loader_get_stats(ld, &st);
+        cr_assert_eq(st.direct_reads, 0);
+        for (size_t i = 0; i < n; i++) cr_assert_eq(memcmp(dst + i * stride, content + r[i].offset, 6912), 0);
+        lf_free_aligned(dst);
+        lf_loader_close(ld);
+    }
+}

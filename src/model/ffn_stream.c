@@ -50,8 +50,10 @@ struct lf_stream {
     int32_t *ins_slots, *scratch; /* scratch: 4 * n_units */
     const uint8_t **recs;     /* (n_ff) */
     lf_load_req *reqs;        /* (max(n_units, chunk_units)) */
-    /* transient buffers */
+    /* transient buffers: slots at the file's stride when records are
+     * uncompressed, so the loader reads whole runs of them in place */
     uint8_t *tbuf[2];
+    uint64_t tslot;
     uint32_t chunk_units;
     bool double_buffer;
     /* oracle: resident gate/up rows and the activations they give */
@@ -102,7 +104,8 @@ uint64_t lf_stream_plan_bytes(const lf_model *m, const lf_session_params *p, uin
                               uint64_t *scratch_bytes) {
     const lf_bundle_layout *B = &m->flash->layout;
     const uint64_t n_units = m->flash->layers[0].n_groups, unit_bytes = (uint64_t)B->group * B->record_bytes;
-    const uint64_t chunk = chunk_bytes_for(m, unit_bytes);
+    const uint64_t tslot = B->compression == LF_COMPRESS_NONE ? B->stride : unit_bytes;
+    const uint64_t chunk = chunk_bytes_for(m, tslot) / tslot * tslot;
     /* loader staging, two transient buffers, and the loader's per-batch
      * tables for up to three batches of every unit */
     *io_bytes = lf_loader_buffer_bytes(m->loader) + 2 * chunk + 3 * n_units * 256;
@@ -148,12 +151,15 @@ static lf_status preload(lf_session *s, lf_err *err) {
         for (uint32_t u0 = 0; u0 < st->n_units && !rc; u0 += st->chunk_units) {
             const uint32_t n = LF_MIN(st->chunk_units, st->n_units - u0);
             if (u0 >= pin && !oracle) break;
-            for (uint32_t k = 0; k < n; k++) st->reqs[k] = unit_req(s, l, u0 + k, st->tbuf[0] + (uint64_t)k * st->unit_bytes);
+            for (uint32_t k = 0; k < n; k++) {
+                st->reqs[k] = unit_req(s, l, u0 + k, st->tbuf[0] + (uint64_t)k * st->tslot);
+                st->reqs[k].dst_cap = (uint32_t)st->tslot;
+            }
             lf_load_batch *b;
             if ((rc = lf_loader_submit(m->loader, st->reqs, n, &b, err)) || (rc = lf_loader_wait(m->loader, b, err))) break;
             for (uint32_t k = 0; k < n; k++) {
                 const uint32_t u = u0 + k;
-                const uint8_t *src = st->tbuf[0] + (uint64_t)k * st->unit_bytes;
+                const uint8_t *src = st->tbuf[0] + (uint64_t)k * st->tslot;
                 uint64_t first;
                 const uint64_t count = unit_neurons(st, m, u, &first);
                 if (u < pin) {
@@ -197,7 +203,8 @@ lf_status lf_stream_create(lf_session *s, uint64_t cache_bytes, lf_err *err) {
                               " bytes more are needed", (half - capacity) * per_slot * st->n_layer);
         capacity = half;
     }
-    st->chunk_units = (uint32_t)LF_MAX((uint64_t)1, chunk_bytes_for(m, st->unit_bytes) / st->unit_bytes);
+    st->tslot = B->compression == LF_COMPRESS_NONE ? B->stride : st->unit_bytes;
+    st->chunk_units = (uint32_t)LF_MAX((uint64_t)1, chunk_bytes_for(m, st->tslot) / st->tslot);
     st->double_buffer = st->mode != LF_MODE_NAIVE;
     st->cache = calloc(st->n_layer, sizeof *st->cache);
     st->layers = calloc(st->n_layer, sizeof *st->layers);
@@ -211,7 +218,7 @@ lf_status lf_stream_create(lf_session *s, uint64_t cache_bytes, lf_err *err) {
     st->reqs = malloc(LF_MAX(st->n_units, st->chunk_units) * sizeof *st->reqs);
     const bool need_transient = capacity < st->n_units || s->params.mask == LF_MASK_ORACLE || st->mode == LF_MODE_HYBRID;
     for (int k = 0; k < (need_transient ? 2 : 1); k++)
-        st->tbuf[k] = lf_alloc_aligned((uint64_t)st->chunk_units * st->unit_bytes, 4096);
+        st->tbuf[k] = lf_alloc_aligned((uint64_t)st->chunk_units * st->tslot, 4096);
     if (!st->cache || !st->layers || !st->active || !st->misses || !st->hits || !st->ins_slots || !st->scratch ||
         !st->recs || !st->reqs || !st->tbuf[0] || (need_transient && !st->tbuf[1]))
         return lf_err_set(err, LF_E_NOMEM, "streaming state");
@@ -281,8 +288,10 @@ static lf_status submit_chunk(lf_session *s, uint32_t l, uint32_t k) {
     const uint32_t first = k * st->chunk_units, n = LF_MIN(st->chunk_units, st->n_trans - first);
     uint8_t *buf = st->tbuf[st->double_buffer ? k % 2 : 0];
     /* the loader copies the requests, so one array serves every batch */
-    for (uint32_t i = 0; i < n; i++)
-        st->reqs[i] = unit_req(s, l, st->misses[st->n_ins + first + i], buf + (uint64_t)i * st->unit_bytes);
+    for (uint32_t i = 0; i < n; i++) {
+        st->reqs[i] = unit_req(s, l, st->misses[st->n_ins + first + i], buf + (uint64_t)i * st->tslot);
+        st->reqs[i].dst_cap = (uint32_t)st->tslot;
+    }
     st->chunk_t0[st->double_buffer ? k % 2 : 0] = lf_now_ns();
     return lf_loader_submit(s->m->loader, st->reqs, n, &st->chunk_batch[st->double_buffer ? k % 2 : 0], &s->err);
 }
@@ -434,7 +443,7 @@ lf_status lf_stream_ffn(lf_session *s, uint32_t l, act *xb) {
         const uint32_t first = k * st->chunk_units, cnt = LF_MIN(st->chunk_units, st->n_trans - first);
         n = 0;
         for (uint32_t i = 0; i < cnt; i++)
-            n = unit_records(s, st->tbuf[b] + (uint64_t)i * st->unit_bytes, st->misses[st->n_ins + first + i], n);
+            n = unit_records(s, st->tbuf[b] + (uint64_t)i * st->tslot, st->misses[st->n_ins + first + i], n);
         lf_ffn_accumulate(s, st->recs, n, x);
         if (st->next_chunk < st->n_chunks) {
             rc = submit_chunk(s, l, st->next_chunk);
