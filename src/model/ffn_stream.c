@@ -26,6 +26,27 @@ typedef struct layer_counters {
     uint64_t bytes_read, bytes_served, loaded, used;
 } layer_counters;
 
+/* One layer's reads for one token. */
+typedef struct plan {
+    int64_t layer;
+    uint64_t token;
+    uint32_t n_hits, n_ins, n_trans, n_chunks, next_chunk;
+    uint32_t *hits;           /* (n_units) hit units; slots are looked up after insertion,
+                                 since evictions move slots (swap-delete) */
+    uint32_t *misses;         /* (n_units) inserted ones first, then transient ones */
+    int32_t *ins_slots;       /* (n_units) */
+    lf_load_batch *ins_batch;
+    uint64_t ins_t0;          /* submission time, for the hidden-I/O measure */
+} plan;
+
+typedef struct inflight_chunk {
+    plan *p;
+    uint32_t chunk;
+    int buf;
+    lf_load_batch *batch;
+    uint64_t t0;
+} inflight_chunk;
+
 struct lf_stream {
     lf_mode mode;
     uint32_t window;
@@ -36,18 +57,15 @@ struct lf_stream {
     uint32_t n_layer, n_units, group;
     uint64_t unit_bytes;      /* raw bytes of a unit: group * record_bytes */
     lf_ncache *cache;         /* (n_layer) */
-    /* the layer whose reads are planned */
-    int64_t plan_layer;
-    uint64_t plan_token;
-    uint32_t n_hits, n_ins, n_trans, n_chunks, next_chunk;
-    lf_load_batch *ins_batch;
-    lf_load_batch *chunk_batch[2];
-    uint64_t ins_t0, chunk_t0[2]; /* submission times, for the hidden-I/O measure */
-    /* lists, (n_units) each */
-    uint32_t *active, *misses;
-    uint32_t *hits;           /* hit units; slots are looked up after insertion, since
-                                 evictions move slots (swap-delete) */
-    int32_t *ins_slots, *scratch; /* scratch: 4 * n_units */
+    /* two plans, by layer parity: while layer l computes, layer l+1's reads
+     * can already be planned and in flight */
+    plan plans[2];
+    /* transient chunks in flight, oldest first, across plans */
+    inflight_chunk fifo[2];
+    uint32_t fifo_n;
+    bool buf_busy[2];
+    uint32_t *active;         /* (n_units) */
+    int32_t *scratch;         /* 4 * n_units */
     const uint8_t **recs;     /* (n_ff) */
     lf_load_req *reqs;        /* (max(n_units, chunk_units)) */
     /* transient buffers: slots at the file's stride when records are
@@ -65,6 +83,8 @@ struct lf_stream {
     uint64_t io_wait_ns;
     uint64_t io_span_ns;      /* submission to completion, summed over batches */
 };
+
+static void drain(lf_session *s);
 
 static uint64_t unit_neurons(const lf_stream *st, const lf_model *m, uint32_t u, uint64_t *first) {
     uint64_t f, n;
@@ -112,20 +132,24 @@ uint64_t lf_stream_plan_bytes(const lf_model *m, const lf_session_params *p, uin
     *oracle_bytes = p->mask == LF_MASK_ORACLE
                         ? (uint64_t)m->info.n_layer * m->info.n_ff * (B->n_rows - 1) * B->row_bytes + m->info.n_ff * 4
                         : 0;
-    *scratch_bytes = n_units * (4 * 2 + 4 * 2 + 16 + sizeof(lf_load_req)) + (uint64_t)m->info.n_ff * sizeof(void *) +
+    *scratch_bytes = n_units * (4 + 2 * (4 + 4 + 4) + 16 + sizeof(lf_load_req)) + (uint64_t)m->info.n_ff * sizeof(void *) +
                      (uint64_t)m->info.n_layer * n_units * sizeof(int32_t) /* cache indexes */;
     return *io_bytes + *oracle_bytes + *scratch_bytes;
 }
 
 void lf_stream_destroy(lf_stream *st) {
     if (!st) return;
+    /* reads still in flight target our buffers: the session drains them
+     * before calling this (lf_stream_shutdown) */
     if (st->cache)
         for (uint32_t l = 0; l < st->n_layer; l++) lf_ncache_free(&st->cache[l]);
     free(st->cache);
     free(st->active);
-    free(st->misses);
-    free(st->hits);
-    free(st->ins_slots);
+    for (int k = 0; k < 2; k++) {
+        free(st->plans[k].hits);
+        free(st->plans[k].misses);
+        free(st->plans[k].ins_slots);
+    }
     free(st->scratch);
     free(st->recs);
     free(st->reqs);
@@ -191,7 +215,6 @@ lf_status lf_stream_create(lf_session *s, uint64_t cache_bytes, lf_err *err) {
     st->n_units = (uint32_t)m->flash->layers[0].n_groups;
     st->group = B->group;
     st->unit_bytes = (uint64_t)B->group * B->record_bytes;
-    st->plan_layer = -1;
     const uint64_t per_slot = st->unit_bytes + sizeof(int32_t) + sizeof(uint64_t) + 1;
     uint64_t capacity = st->n_units;
     if (st->mode == LF_MODE_NAIVE) capacity = 0;
@@ -209,9 +232,14 @@ lf_status lf_stream_create(lf_session *s, uint64_t cache_bytes, lf_err *err) {
     st->cache = calloc(st->n_layer, sizeof *st->cache);
     st->layers = calloc(st->n_layer, sizeof *st->layers);
     st->active = malloc(st->n_units * sizeof *st->active);
-    st->misses = malloc(st->n_units * sizeof *st->misses);
-    st->hits = malloc(st->n_units * sizeof *st->hits);
-    st->ins_slots = malloc(st->n_units * sizeof *st->ins_slots);
+    bool plans_ok = true;
+    for (int k = 0; k < 2; k++) {
+        st->plans[k].layer = -1;
+        st->plans[k].hits = malloc(st->n_units * sizeof *st->plans[k].hits);
+        st->plans[k].misses = malloc(st->n_units * sizeof *st->plans[k].misses);
+        st->plans[k].ins_slots = malloc(st->n_units * sizeof *st->plans[k].ins_slots);
+        plans_ok = plans_ok && st->plans[k].hits && st->plans[k].misses && st->plans[k].ins_slots;
+    }
     /* sized for a whole layer: a measured split may give one layer every slot */
     st->scratch = malloc((4 * (uint64_t)st->n_units + 4) * sizeof *st->scratch);
     st->recs = malloc((uint64_t)m->info.n_ff * sizeof *st->recs);
@@ -219,7 +247,7 @@ lf_status lf_stream_create(lf_session *s, uint64_t cache_bytes, lf_err *err) {
     const bool need_transient = capacity < st->n_units || s->params.mask == LF_MASK_ORACLE || st->mode == LF_MODE_HYBRID;
     for (int k = 0; k < (need_transient ? 2 : 1); k++)
         st->tbuf[k] = lf_alloc_aligned((uint64_t)st->chunk_units * st->tslot, 4096);
-    if (!st->cache || !st->layers || !st->active || !st->misses || !st->hits || !st->ins_slots || !st->scratch ||
+    if (!st->cache || !st->layers || !st->active || !plans_ok || !st->scratch ||
         !st->recs || !st->reqs || !st->tbuf[0] || (need_transient && !st->tbuf[1]))
         return lf_err_set(err, LF_E_NOMEM, "streaming state");
     for (uint32_t l = 0; l < st->n_layer; l++)
@@ -273,6 +301,10 @@ static void rebalance(lf_session *s) {
     free(cap);
 }
 
+void lf_stream_shutdown(lf_session *s) {
+    if (s->stream) drain(s);
+}
+
 void lf_stream_next_token(lf_session *s) {
     lf_stream *st = s->stream;
     st->token++;
@@ -282,18 +314,45 @@ void lf_stream_next_token(lf_session *s) {
     }
 }
 
-/* Submits transient chunk k into buffer k % 2. */
-static lf_status submit_chunk(lf_session *s, uint32_t l, uint32_t k) {
+/* Starts chunk p->next_chunk of plan p in free buffer `buf`. */
+static lf_status start_chunk(lf_session *s, plan *p, int buf) {
     lf_stream *st = s->stream;
-    const uint32_t first = k * st->chunk_units, n = LF_MIN(st->chunk_units, st->n_trans - first);
-    uint8_t *buf = st->tbuf[st->double_buffer ? k % 2 : 0];
+    const uint32_t k = p->next_chunk, first = k * st->chunk_units, n = LF_MIN(st->chunk_units, p->n_trans - first);
+    uint8_t *base = st->tbuf[buf];
     /* the loader copies the requests, so one array serves every batch */
     for (uint32_t i = 0; i < n; i++) {
-        st->reqs[i] = unit_req(s, l, st->misses[st->n_ins + first + i], buf + (uint64_t)i * st->tslot);
+        st->reqs[i] = unit_req(s, (uint32_t)p->layer, p->misses[p->n_ins + first + i], base + (uint64_t)i * st->tslot);
         st->reqs[i].dst_cap = (uint32_t)st->tslot;
     }
-    st->chunk_t0[st->double_buffer ? k % 2 : 0] = lf_now_ns();
-    return lf_loader_submit(s->m->loader, st->reqs, n, &st->chunk_batch[st->double_buffer ? k % 2 : 0], &s->err);
+    inflight_chunk *c = &st->fifo[st->fifo_n];
+    *c = (inflight_chunk){p, k, buf, NULL, lf_now_ns()};
+    const lf_status rc = lf_loader_submit(s->m->loader, st->reqs, n, &c->batch, &s->err);
+    if (rc) return rc;
+    st->fifo_n++;
+    st->buf_busy[buf] = true;
+    p->next_chunk++;
+    return LF_OK;
+}
+
+/* Fills free transient buffers: the current layer's chunks first, then the
+ * next layer's (planned early), so the queue does not drain between layers.
+ * Naive mode keeps one buffer: read, then compute. */
+static lf_status pump(lf_session *s, plan *cur) {
+    lf_stream *st = s->stream;
+    const int nbuf = st->double_buffer ? 2 : 1;
+    for (int buf = 0; buf < nbuf; buf++) {
+        if (st->buf_busy[buf]) continue;
+        plan *p = cur;
+        if (!p || p->next_chunk >= p->n_chunks) {
+            plan *other = cur ? &st->plans[(cur->layer + 1) % 2] : NULL;
+            p = other && other->layer == cur->layer + 1 && other->token == st->token && other->next_chunk < other->n_chunks
+                    ? other : NULL;
+        }
+        if (!p) break;
+        lf_status rc = start_chunk(s, p, buf);
+        if (rc) return rc;
+    }
+    return LF_OK;
 }
 
 /* Oracle mask: units with any neuron whose activation is not zero. */
@@ -330,13 +389,14 @@ static uint32_t oracle_mask(lf_session *s, uint32_t l, act *xb) {
 
 lf_status lf_stream_issue(lf_session *s, uint32_t l, act *xb) {
     lf_stream *st = s->stream;
-    if (st->plan_layer == (int64_t)l && st->plan_token == st->token) return LF_OK;
+    plan *p = &st->plans[l % 2];
+    if (p->layer == (int64_t)l && p->token == st->token) return LF_OK;
     if (st->mask == LF_MASK_ORACLE && !xb) return LF_OK; /* needs the layer's input */
     const lf_model *m = s->m;
     lf_ncache *c = &st->cache[l];
-    st->plan_layer = l;
-    st->plan_token = st->token;
-    st->ins_batch = st->chunk_batch[0] = st->chunk_batch[1] = NULL;
+    p->layer = l;
+    p->token = st->token;
+    p->ins_batch = NULL;
     if (st->mode == LF_MODE_STREAM) lf_ncache_expire(c, st->token, st->window);
     uint32_t n_active;
     if (st->mask == LF_MASK_ORACLE) {
@@ -346,42 +406,41 @@ lf_status lf_stream_issue(lf_session *s, uint32_t l, act *xb) {
         n_active = st->n_units;
     }
     uint32_t n_miss = 0;
-    st->n_hits = 0;
+    p->n_hits = 0;
     for (uint32_t k = 0; k < n_active; k++) {
         const uint32_t u = st->active[k];
         const int32_t slot = lf_ncache_find(c, u);
         if (slot >= 0) {
             lf_ncache_touch(c, slot, st->token);
-            st->hits[st->n_hits++] = u;
+            p->hits[p->n_hits++] = u;
         } else {
-            st->misses[n_miss++] = u;
+            p->misses[n_miss++] = u;
         }
     }
-    st->n_ins = st->mode == LF_MODE_STREAM
-                    ? lf_ncache_insert_many(c, st->misses, n_miss, st->token, st->ins_slots, st->scratch)
-                    : 0;
-    st->n_trans = n_miss - st->n_ins;
-    st->n_chunks = (st->n_trans + st->chunk_units - 1) / st->chunk_units;
-    st->next_chunk = 0;
+    p->n_ins = st->mode == LF_MODE_STREAM
+                   ? lf_ncache_insert_many(c, p->misses, n_miss, st->token, p->ins_slots, st->scratch)
+                   : 0;
+    p->n_trans = n_miss - p->n_ins;
+    p->n_chunks = (p->n_trans + st->chunk_units - 1) / st->chunk_units;
+    p->next_chunk = 0;
     lf_status rc = LF_OK;
-    if (st->n_ins) {
-        for (uint32_t k = 0; k < st->n_ins; k++)
-            st->reqs[k] = unit_req(s, l, st->misses[k], lf_ncache_slot(c, st->ins_slots[k]));
-        st->ins_t0 = lf_now_ns();
-        rc = lf_loader_submit(m->loader, st->reqs, st->n_ins, &st->ins_batch, &s->err);
+    if (p->n_ins) {
+        for (uint32_t k = 0; k < p->n_ins; k++)
+            st->reqs[k] = unit_req(s, l, p->misses[k], lf_ncache_slot(c, p->ins_slots[k]));
+        p->ins_t0 = lf_now_ns();
+        rc = lf_loader_submit(m->loader, st->reqs, p->n_ins, &p->ins_batch, &s->err);
     }
-    for (uint32_t k = 0; k < st->n_chunks && k < (st->double_buffer ? 2u : 1u) && !rc; k++) {
-        rc = submit_chunk(s, l, k);
-        st->next_chunk = k + 1;
-    }
+    /* the layer computing now, if any, keeps priority on the buffers */
+    plan *prev = &st->plans[(l + 1) % 2];
+    if (!rc) rc = pump(s, prev->layer == (int64_t)l - 1 && prev->token == st->token ? prev : p);
     /* counters */
     layer_counters *lc = &st->layers[l];
     const uint64_t rec = m->flash->layout.record_bytes;
     uint64_t served = 0, loaded = 0;
-    for (uint32_t k = 0; k < st->n_hits; k++) served += unit_neurons(st, m, st->hits[k], NULL);
+    for (uint32_t k = 0; k < p->n_hits; k++) served += unit_neurons(st, m, p->hits[k], NULL);
     for (uint32_t k = 0; k < n_miss; k++) {
-        loaded += unit_neurons(st, m, st->misses[k], NULL);
-        lc->bytes_read += m->flash->layers[l].index[st->misses[k]].stored;
+        loaded += unit_neurons(st, m, p->misses[k], NULL);
+        lc->bytes_read += m->flash->layers[l].index[p->misses[k]].stored;
     }
     lc->bytes_served += served * rec;
     lc->loaded += loaded;
@@ -413,43 +472,80 @@ static size_t unit_records(const lf_session *s, const uint8_t *base, uint32_t u,
     return at + count;
 }
 
+/* Waits for every chunk in flight (errors, teardown). */
+static void drain(lf_session *s) {
+    lf_stream *st = s->stream;
+    for (uint32_t i = 0; i < st->fifo_n; i++) {
+        lf_err ignored = {{0}};
+        lf_loader_wait(s->m->loader, st->fifo[i].batch, &ignored);
+        st->buf_busy[st->fifo[i].buf] = false;
+    }
+    st->fifo_n = 0;
+    for (int k = 0; k < 2; k++) {
+        plan *p = &st->plans[k];
+        if (p->ins_batch) {
+            lf_err ignored = {{0}};
+            lf_loader_wait(s->m->loader, p->ins_batch, &ignored);
+            p->ins_batch = NULL;
+        }
+        p->layer = -1;
+    }
+}
+
 lf_status lf_stream_ffn(lf_session *s, uint32_t l, act *xb) {
     lf_stream *st = s->stream;
     lf_status rc = lf_stream_issue(s, l, xb);
+    plan *p = &st->plans[l % 2];
     lf_ncache *c = &st->cache[l];
     const void *x = lf_ffn_input(s, xb);
     lf_ffn_begin(s);
     /* hits first: computed while the misses load */
     size_t n = 0;
-    for (uint32_t k = 0; k < st->n_hits; k++)
-        n = unit_records(s, lf_ncache_slot(c, lf_ncache_find(c, st->hits[k])), st->hits[k], n);
+    for (uint32_t k = 0; k < p->n_hits; k++)
+        n = unit_records(s, lf_ncache_slot(c, lf_ncache_find(c, p->hits[k])), p->hits[k], n);
     lf_ffn_accumulate(s, st->recs, n, x);
-    lf_status w = wait_batch(s, &st->ins_batch, st->ins_t0);
+    lf_status w = wait_batch(s, &p->ins_batch, p->ins_t0);
     if (!rc) rc = w;
     if (!rc) {
         n = 0;
-        for (uint32_t k = 0; k < st->n_ins; k++)
-            n = unit_records(s, lf_ncache_slot(c, st->ins_slots[k]), st->misses[k], n);
+        for (uint32_t k = 0; k < p->n_ins; k++)
+            n = unit_records(s, lf_ncache_slot(c, p->ins_slots[k]), p->misses[k], n);
         lf_ffn_accumulate(s, st->recs, n, x);
     } else {
         /* units that failed to load must not stay in the cache as valid */
-        for (uint32_t k = 0; k < st->n_ins; k++) lf_ncache_remove(c, st->misses[k]);
+        for (uint32_t k = 0; k < p->n_ins; k++) lf_ncache_remove(c, p->misses[k]);
     }
-    for (uint32_t k = 0; k < st->n_chunks; k++) {
-        const int b = st->double_buffer ? (int)(k % 2) : 0;
-        w = wait_batch(s, &st->chunk_batch[b], st->chunk_t0[b]);
-        if (!rc) rc = w;
-        if (rc) continue; /* drain the other buffer's batch too */
-        const uint32_t first = k * st->chunk_units, cnt = LF_MIN(st->chunk_units, st->n_trans - first);
+    for (uint32_t k = 0; k < p->n_chunks && !rc; k++) {
+        if (!st->fifo_n || st->fifo[0].p != p || st->fifo[0].chunk != k) {
+            rc = lf_err_set(&s->err, LF_E_IO, "internal: transient chunk %u of layer %u was not issued", k, l);
+            break;
+        }
+        inflight_chunk head = st->fifo[0];
+        w = wait_batch(s, &head.batch, head.t0);
+        if (w) {
+            rc = w;
+            st->fifo[0].batch = NULL;
+            break;
+        }
+        const uint32_t first = k * st->chunk_units, cnt = LF_MIN(st->chunk_units, p->n_trans - first);
         n = 0;
         for (uint32_t i = 0; i < cnt; i++)
-            n = unit_records(s, st->tbuf[b] + (uint64_t)i * st->tslot, st->misses[st->n_ins + first + i], n);
-        lf_ffn_accumulate(s, st->recs, n, x);
-        if (st->next_chunk < st->n_chunks) {
-            rc = submit_chunk(s, l, st->next_chunk);
-            st->next_chunk++;
+            n = unit_records(s, st->tbuf[head.buf] + (uint64_t)i * st->tslot, p->misses[p->n_ins + first + i], n);
+        /* the last chunk of this layer is in flight or done: plan the next
+         * layer now, so its reads start while this one computes */
+        if (p->next_chunk == p->n_chunks && st->mask == LF_MASK_ALL && st->mode != LF_MODE_NAIVE && l + 1 < st->n_layer) {
+            rc = lf_stream_issue(s, l + 1, NULL);
+            if (rc) break;
         }
+        lf_ffn_accumulate(s, st->recs, n, x);
+        st->buf_busy[head.buf] = false;
+        memmove(st->fifo, st->fifo + 1, (st->fifo_n - 1) * sizeof *st->fifo);
+        st->fifo_n--;
+        rc = pump(s, p);
     }
+    if (!rc && p->n_chunks == 0 && st->mask == LF_MASK_ALL && st->mode != LF_MODE_NAIVE && l + 1 < st->n_layer)
+        rc = lf_stream_issue(s, l + 1, NULL);
+    if (rc) drain(s);
     lf_ffn_end(s);
     return rc;
 }

@@ -77,6 +77,7 @@ void lf_session_destroy(lf_session *s) {
     free(s->rope_cos);
     free(s->rope_sin);
     lf_free_aligned(s->xq);
+    lf_stream_shutdown(s);
     lf_stream_destroy(s->stream);
     free(s->recs);
     free(s->ffn_acc);

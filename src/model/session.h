@@ -62,6 +62,8 @@ uint64_t lf_stream_plan_bytes(const lf_model *m, const lf_session_params *p, uin
                               uint64_t *scratch_bytes);
 lf_status lf_stream_create(lf_session *s, uint64_t cache_bytes, lf_err *err);
 void lf_stream_destroy(lf_stream *st);
+/* Waits for reads still in flight into the session's buffers. */
+void lf_stream_shutdown(lf_session *s);
 /* Plans layer l for the current token and issues its reads (mask "all" can
  * do this before attention). Idempotent per layer and token. */
 lf_status lf_stream_issue(lf_session *s, uint32_t l, act *xb);
