@@ -34,6 +34,19 @@ void cli_print_options(FILE *f, const cli_opt *opts, size_t n_opts);
 bool cli_parse_size(const char *s, uint64_t *out);
 void cli_format_bytes(uint64_t bytes, char *buf, size_t cap);
 
+/* Progress of a long write (synth, convert): a bar on a terminal, a line
+ * every 10% otherwise, nothing when quiet. Init also installs SIGINT,
+ * SIGTERM and SIGHUP handlers; after one, update returns false, which the
+ * library's progress callbacks turn into LF_E_INTERRUPTED (and no output). */
+typedef struct cli_progress {
+    const char *label;
+    bool tty, quiet;
+    int last_pct;
+} cli_progress;
+
+void cli_progress_init(cli_progress *p, const char *label, bool quiet);
+bool cli_progress_update(void *user, uint64_t done, uint64_t total);
+
 /* stderr logger for the library */
 void cli_log(void *user, lf_log_level level, const char *msg);
 

@@ -2,6 +2,8 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -146,4 +148,40 @@ void cli_log(void *user, lf_log_level level, const char *msg) {
     const int max_level = user ? *(const int *)user : LF_LOG_WARN;
     static const char *names[] = {"error", "warning", "info", "debug"};
     if ((int)level <= max_level) fprintf(stderr, "llmflash: %s: %s\n", names[level], msg);
+}
+
+static volatile sig_atomic_t g_stop_requested;
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    g_stop_requested = 1;
+}
+
+void cli_progress_init(cli_progress *p, const char *label, bool quiet) {
+    *p = (cli_progress){label, isatty(STDERR_FILENO) != 0, quiet, -1};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+bool cli_progress_update(void *user, uint64_t done, uint64_t total) {
+    cli_progress *p = user;
+    const int pct = total ? (int)(100.0 * (double)done / (double)total) : 100;
+    if (p->quiet) {
+        /* nothing to show; the callback still lets a signal stop the write */
+    } else if (p->tty) {
+        char bar[41];
+        for (int i = 0; i < 40; i++) bar[i] = i < pct * 40 / 100 ? '#' : '.';
+        bar[40] = '\0';
+        fprintf(stderr, "\r[%s] %3d%%", bar, pct);
+        if (done >= total) fputc('\n', stderr);
+    } else if (pct / 10 != p->last_pct / 10 || done >= total) {
+        fprintf(stderr, "%s: %d%% (%llu of %llu bytes)\n", p->label, pct, (unsigned long long)done,
+                (unsigned long long)total);
+    }
+    p->last_pct = pct;
+    return !g_stop_requested;
 }

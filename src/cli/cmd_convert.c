@@ -1,39 +1,10 @@
 /* cmd_convert.c - `llmflash convert` and `llmflash verify`. */
 #include "cli.h"
 
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-
-static volatile sig_atomic_t g_stop;
-
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
-typedef struct progress {
-    bool tty;
-    int last;
-} progress;
-
-static bool show(void *user, uint64_t done, uint64_t total) {
-    progress *p = user;
-    const int pct = total ? (int)(100.0 * (double)done / (double)total) : 100;
-    if (p->tty) {
-        char bar[41];
-        for (int i = 0; i < 40; i++) bar[i] = i < pct * 40 / 100 ? '#' : '.';
-        bar[40] = '\0';
-        fprintf(stderr, "\r[%s] %3d%%", bar, pct);
-        if (done >= total) fputc('\n', stderr);
-    } else if (pct / 10 != p->last / 10) {
-        fprintf(stderr, "convert: %d%%\n", pct);
-    }
-    p->last = pct;
-    return !g_stop;
-}
 
 int cmd_convert(int argc, char **argv) {
     const char *btype = "keep", *compress = "none", *align = "page";
@@ -89,15 +60,10 @@ int cmd_convert(int argc, char **argv) {
     p.group = (uint32_t)group;
     p.packed = strcmp(align, "none") == 0;
     p.force = force;
-    progress pr = {isatty(STDERR_FILENO) != 0, -1};
-    p.progress = show;
+    cli_progress pr;
+    cli_progress_init(&pr, "convert", false);
+    p.progress = cli_progress_update;
     p.progress_user = &pr;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
     char err[512];
     lf_convert_stats st;
     const lf_status rc = lf_convert(pos[0], pos[1], &p, &st, err, sizeof err);

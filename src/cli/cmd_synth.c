@@ -1,40 +1,8 @@
 /* cmd_synth.c - `llmflash synth`: write a random llama-architecture GGUF. */
 #include "cli.h"
 
-#include <signal.h>
 #include <string.h>
 #include <unistd.h>
-
-static volatile sig_atomic_t g_interrupted;
-
-static void on_signal(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
-
-typedef struct progress_state {
-    bool tty, quiet;
-    int last_pct;
-} progress_state;
-
-static bool show_progress(void *user, uint64_t done, uint64_t total) {
-    progress_state *ps = user;
-    const int pct = total ? (int)(100.0 * (double)done / (double)total) : 100;
-    if (ps->quiet) {
-        /* nothing to show; the callback still lets a signal stop the write */
-    } else if (ps->tty) {
-        char bar[41];
-        const int fill = pct * 40 / 100;
-        for (int i = 0; i < 40; i++) bar[i] = i < fill ? '#' : '.';
-        bar[40] = '\0';
-        fprintf(stderr, "\r[%s] %3d%%", bar, pct);
-        if (done == total) fputc('\n', stderr);
-    } else if (pct / 10 != ps->last_pct / 10 || done == total) {
-        fprintf(stderr, "synth: %d%% (%llu of %llu bytes)\n", pct, (unsigned long long)done, (unsigned long long)total);
-    }
-    ps->last_pct = pct;
-    return !g_interrupted;
-}
 
 int cmd_synth(int argc, char **argv) {
     lf_synth_params p = lf_synth_default_params();
@@ -106,14 +74,10 @@ int cmd_synth(int argc, char **argv) {
     p.seed = seed;
     p.tokenizer_from = tok;
     p.force = force;
-    progress_state ps = {isatty(STDERR_FILENO) != 0, quiet, -1};
-    p.progress = show_progress;
+    cli_progress ps;
+    cli_progress_init(&ps, "synth", quiet);
+    p.progress = cli_progress_update;
     p.progress_user = &ps;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
     char err[512];
     const lf_status st = lf_synth_write(out, &p, err, sizeof err);
     if (st) {
