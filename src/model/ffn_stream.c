@@ -86,11 +86,10 @@ struct lf_stream {
 
 static void drain(lf_session *s);
 
-static uint64_t unit_neurons(const lf_stream *st, const lf_model *m, uint32_t u, uint64_t *first) {
+static uint64_t unit_neurons(const lf_model *m, uint32_t u, uint64_t *first) {
     uint64_t f, n;
     lf_flash_group_neurons(m->flash, u, &f, &n);
     if (first) *first = f;
-    (void)st;
     return n;
 }
 
@@ -99,7 +98,7 @@ static lf_load_req unit_req(const lf_session *s, uint32_t l, uint32_t u, void *d
     const lf_flash_layer *F = &m->flash->layers[l];
     const lf_bundle_entry *e = &F->index[u];
     uint64_t first;
-    const uint64_t count = unit_neurons(s->stream, m, u, &first);
+    const uint64_t count = unit_neurons(m, u, &first);
     return (lf_load_req){.offset = F->data_offset + e->offset,
                          .stored = e->stored,
                          .raw = e->raw,
@@ -185,7 +184,7 @@ static lf_status preload(lf_session *s, lf_err *err) {
                 const uint32_t u = u0 + k;
                 const uint8_t *src = st->tbuf[0] + (uint64_t)k * st->tslot;
                 uint64_t first;
-                const uint64_t count = unit_neurons(st, m, u, &first);
+                const uint64_t count = unit_neurons(m, u, &first);
                 if (u < pin) {
                     const int32_t slot = lf_ncache_insert(c, u, 0);
                     memcpy(lf_ncache_slot(c, slot), src, count * B->record_bytes);
@@ -368,18 +367,12 @@ static uint32_t oracle_mask(lf_session *s, uint32_t l, act *xb) {
         const uint8_t *r = base + (uint64_t)i * rows * B->row_bytes;
         const float up = dot(r + (rows == 2 ? B->row_bytes : 0), x, d);
         const float gate = rows == 2 ? dot(r, x, d) : 0.0f;
-        float h;
-        switch (m->info.activation) {
-        case LF_ACT_SILU_GATED: h = gate * (1.0f / (1.0f + expf(-gate))) * up; break;
-        case LF_ACT_RELU_GATED: h = (gate > 0.0f ? gate : 0.0f) * up; break;
-        default: h = up > 0.0f ? up : 0.0f; break;
-        }
-        st->oracle_h[i] = h;
+        st->oracle_h[i] = lf_ffn_activate(m->info.activation, gate, up);
     }
     uint32_t n = 0;
     for (uint32_t u = 0; u < st->n_units; u++) {
         uint64_t first;
-        const uint64_t count = unit_neurons(st, m, u, &first);
+        const uint64_t count = unit_neurons(m, u, &first);
         bool any = false;
         for (uint64_t i = 0; i < count && !any; i++) any = st->oracle_h[first + i] != 0.0f;
         if (any) st->active[n++] = u;
@@ -437,9 +430,9 @@ lf_status lf_stream_issue(lf_session *s, uint32_t l, act *xb) {
     layer_counters *lc = &st->layers[l];
     const uint64_t rec = m->flash->layout.record_bytes;
     uint64_t served = 0, loaded = 0;
-    for (uint32_t k = 0; k < p->n_hits; k++) served += unit_neurons(st, m, p->hits[k], NULL);
+    for (uint32_t k = 0; k < p->n_hits; k++) served += unit_neurons(m, p->hits[k], NULL);
     for (uint32_t k = 0; k < n_miss; k++) {
-        loaded += unit_neurons(st, m, p->misses[k], NULL);
+        loaded += unit_neurons(m, p->misses[k], NULL);
         lc->bytes_read += m->flash->layers[l].index[p->misses[k]].stored;
     }
     lc->bytes_served += served * rec;
@@ -467,7 +460,7 @@ static lf_status wait_batch(lf_session *s, lf_load_batch **b, uint64_t submitted
 /* Expands units into record pointers. */
 static size_t unit_records(const lf_session *s, const uint8_t *base, uint32_t u, size_t at) {
     const lf_stream *st = s->stream;
-    const uint64_t count = unit_neurons(st, s->m, u, NULL), rec = s->m->flash->layout.record_bytes;
+    const uint64_t count = unit_neurons(s->m, u, NULL), rec = s->m->flash->layout.record_bytes;
     for (uint64_t i = 0; i < count; i++) st->recs[at + i] = base + i * rec;
     return at + count;
 }

@@ -304,15 +304,6 @@ static void attention(lf_session *s, uint32_t l, uint32_t pos) {
     for (uint32_t i = 0; i < in->n_embd; i++) s->x[i] += s->xb2[i];
 }
 
-static inline float activate(lf_activation a, float gate, float up) {
-    switch (a) {
-    case LF_ACT_SILU_GATED: return gate * (1.0f / (1.0f + expf(-gate))) * up;
-    case LF_ACT_RELU_GATED: return (gate > 0.0f ? gate : 0.0f) * up;
-    case LF_ACT_RELU: return up > 0.0f ? up : 0.0f;
-    }
-    return 0.0f;
-}
-
 /* FFN over neuron records: y = sum_i down_i * act(gate_i . x) * (up_i . x).
  * Each thread owns a range of neurons and its own accumulator; the
  * accumulators are summed in thread order, so results do not depend on
@@ -339,7 +330,7 @@ static void bundle_ffn_worker(void *ctx, int ith, int nth) {
         const uint8_t *rec = j->recs[i];
         const float up = dot(rec + (gated ? B->row_bytes : 0), j->x, d);
         const float gate = gated ? dot(rec, j->x, d) : 0.0f;
-        const float h = activate(m->info.activation, gate, up);
+        const float h = lf_ffn_activate(m->info.activation, gate, up);
         if (h != 0.0f) lf_axpy_row(m->kernels, B->type, rec + (B->n_rows - 1) * B->row_bytes, h, acc, d, scratch);
     }
 }
@@ -393,7 +384,7 @@ static void ffn(lf_session *s, uint32_t l) {
     }
     matvec(s, &L->up, &xb, s->hb2);
     if (in->activation != LF_ACT_RELU) matvec(s, &L->gate, &xb, s->hb);
-    for (uint32_t i = 0; i < in->n_ff; i++) s->hb[i] = activate(in->activation, s->hb[i], s->hb2[i]);
+    for (uint32_t i = 0; i < in->n_ff; i++) s->hb[i] = lf_ffn_activate(in->activation, s->hb[i], s->hb2[i]);
     act hb = act_of(s, s->hb, in->n_ff);
     matvec(s, &L->down, &hb, s->xb2);
     for (uint32_t i = 0; i < in->n_embd; i++) s->x[i] += s->xb2[i];

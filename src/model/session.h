@@ -4,6 +4,8 @@
 #define LF_SESSION_H
 
 #include "model.h"
+
+#include <math.h>
 #include "../cache/neuron_cache.h"
 
 /* An activation vector, quantized on demand for the weight type at hand. */
@@ -15,6 +17,17 @@ typedef struct act {
 } act;
 
 typedef struct lf_stream lf_stream;
+
+/* A neuron's activation from its gate and up projections: the one place
+ * the dense FFN, the bundle FFN and the oracle mask take it from. */
+static inline float lf_ffn_activate(lf_activation a, float gate, float up) {
+    switch (a) {
+    case LF_ACT_SILU_GATED: return gate * (1.0f / (1.0f + expf(-gate))) * up;
+    case LF_ACT_RELU_GATED: return (gate > 0.0f ? gate : 0.0f) * up;
+    case LF_ACT_RELU: return up > 0.0f ? up : 0.0f;
+    }
+    return 0.0f;
+}
 
 struct lf_session {
     lf_model *m;
