@@ -147,13 +147,26 @@ typedef struct lf_model_params {
     lf_log_fn log;      /* NULL: no logging */
     void *log_user;     /* passed to log */
     int n_threads;      /* compute threads for sessions (0: all cores) */
-    bool verify_checksums; /* flash files: check every bundle group read (default true) */
+    /* Flash files: check what is used against the checksums the file stores
+     * (default true). At open: the header and every resident tensor (xxh64,
+     * at memory speed). While running: every bundle group as it is read
+     * (stream, naive, hybrid), or the first time it is touched (mmap). */
+    bool verify_checksums;
     lf_mode mode;
-    /* Hard limit on the bytes llmflash holds for this model and its sessions:
-     * resident weights, KV cache, neuron cache, predictor, I/O buffers,
-     * scratch. 0: no limit. Stream/naive/hybrid modes only. */
+    /* Hard limit on the bytes llmflash holds for this model and all its
+     * sessions together: resident weights, KV caches, neuron caches,
+     * predictor, I/O buffers, scratch. The model keeps one ledger: it takes
+     * its resident part at open, and each session takes its part at
+     * creation (lf_session_params.budget_bytes) and gives it back when
+     * destroyed. 0: no limit. A budget needs a flash file in stream, naive
+     * or hybrid mode: with mmap mode, or a plain GGUF (convert it first),
+     * lf_model_open fails with LF_E_INVALID_ARG rather than ignore it. */
     uint64_t dram_budget;
     lf_io_backend io_backend;
+    /* FFN activation: LF_ACT_FROM_FILE (default) takes llmflash.ffn_activation
+     * when present, else SwiGLU; any other value overrides the file, for
+     * ReLU-family models that do not carry the key. */
+    int activation;
 } lf_model_params;
 
 lf_model_params lf_model_default_params(void);
@@ -172,7 +185,12 @@ void lf_model_close(lf_model *model);
  * the model. */
 const char *lf_model_errmsg(const lf_model *model);
 
+/* Bytes of the model's dram_budget that no one holds yet: what a new session
+ * may take. UINT64_MAX when the model has no budget. Thread-safe. */
+uint64_t lf_model_budget_left(const lf_model *model);
+
 typedef enum lf_activation {
+    LF_ACT_FROM_FILE = -1, /* lf_model_params.activation only: what the file says */
     LF_ACT_SILU_GATED = 0, /* down · (silu(gate·x) ⊙ up·x): Llama's SwiGLU */
     LF_ACT_RELU_GATED = 1, /* down · (relu(gate·x) ⊙ up·x): ReluLLaMA, ProSparse */
     LF_ACT_RELU = 2,       /* down · relu(up·x): no gate tensor */
@@ -271,15 +289,27 @@ typedef struct lf_sampler lf_sampler;
 typedef struct lf_sampler_params {
     float temperature;  /* <= 0: greedy (argmax) */
     int32_t top_k;      /* <= 0: off */
-    float top_p;        /* >= 1: off */
+    float top_p;        /* in [0, 1]; 0 or 1: off */
     uint64_t seed;
+    float min_p;        /* in [0, 1]: drop tokens below min_p x the top probability; 0: off */
+    float repeat_penalty; /* 1 or 0: off; > 1 penalises the last repeat_last_n accepted tokens */
+    int32_t repeat_last_n;
 } lf_sampler_params;
 
-lf_sampler_params lf_sampler_default_params(void); /* temp 0.8, k 40, p 0.95, seed 0 */
+/* temp 0.8, top-k 40, top-p 0.95, min-p 0 (off), repeat penalty 1 (off) over
+ * the last 64 tokens, seed 0. */
+lf_sampler_params lf_sampler_default_params(void);
+/* LF_E_INVALID_ARG for a parameter outside its range, LF_E_NOMEM. */
 lf_status lf_sampler_create(const lf_sampler_params *params, lf_sampler **out);
 void lf_sampler_destroy(lf_sampler *sampler);
-/* Picks a token from n_vocab logits. The logits are not modified. */
+/* Picks a token from n_vocab logits, after the repetition penalty. The
+ * logits are not modified. */
 lf_token lf_sampler_sample(lf_sampler *sampler, const float *logits, uint32_t n_vocab);
+/* Records a token of the sequence (prompt or generated) for the repetition
+ * penalty. lf_session_generate calls it for every token it feeds. */
+void lf_sampler_accept(lf_sampler *sampler, lf_token token);
+/* Forgets the recorded tokens and restarts the random stream from the seed. */
+void lf_sampler_reset(lf_sampler *sampler);
 
 /* ------------------------------------------------------------------------ */
 /* Sessions: a KV cache and scratch space for one sequence                   */
@@ -300,24 +330,38 @@ typedef enum lf_cache_split {
                               neurons each layer used (sparse layers need fewer) */
 } lf_cache_split;
 
+/* Element type of the KV cache. */
+typedef enum lf_kv_type {
+    LF_KV_F16 = 0, /* half the memory of F32, as llama.cpp's default (the default) */
+    LF_KV_F32 = 1,
+} lf_kv_type;
+
 typedef struct lf_session_params {
     uint32_t n_ctx;     /* context length in tokens (0: model's, at most 4096) */
     int n_threads;      /* 0: the model's n_threads */
     uint32_t window;    /* stream mode: keep neurons used by the last `window` tokens (default 5) */
     lf_mask_source mask;
     lf_cache_split split;
+    lf_kv_type kv_type; /* default LF_KV_F16 */
+    /* Bytes of the model's dram_budget this session takes: its own minimum
+     * (KV cache, transient buffers, scratch) plus its neuron cache.
+     * 0: everything still left in the ledger. Ignored without a budget. */
+    uint64_t budget_bytes;
 } lf_session_params;
 
 lf_session_params lf_session_default_params(void);
-/* Bytes a session with these params needs besides the neuron cache:
- * resident weights, KV cache, I/O buffers, scratch (and the oracle's copy
- * of gate/up). A dram_budget below this fails with LF_E_BUDGET. */
+/* The smallest dram_budget with which a model can run one session with
+ * these params: the model's own part (resident weights, metadata, the
+ * loader's staging) plus the session's (KV cache, transient buffers,
+ * scratch, the oracle's copy of gate/up), before any neuron is cached. */
 uint64_t lf_session_min_budget(const lf_model *model, const lf_session_params *params);
 
 /* Creates a session on an open model. The model must outlive the session.
- * In stream, naive and hybrid modes this splits the model's dram_budget:
- * LF_E_BUDGET (with the bytes needed and what to change) if the resident
- * part does not fit. */
+ * In stream, naive and hybrid modes the session takes its part of the
+ * model's budget ledger (see lf_model_params.dram_budget): LF_E_BUDGET, with
+ * the bytes needed and the bytes left, if it does not fit. Sessions on one
+ * model may be created, used and destroyed from different threads; each
+ * session is used by one thread at a time. */
 lf_status lf_session_create(lf_model *model, const lf_session_params *params,
                             lf_session **out, char *errbuf, size_t errcap);
 void lf_session_destroy(lf_session *session);
@@ -325,7 +369,24 @@ const char *lf_session_errmsg(const lf_session *session);
 
 /* Runs the model on n tokens at the next positions. Afterwards
  * lf_session_logits() holds the logits for the last one.
- * Errors: LF_E_CONTEXT_FULL, LF_E_INVALID_ARG (token out of range). */
+ *
+ * Checked before any work, leaving the session as it was:
+ *   LF_E_INVALID_ARG   a token outside the vocabulary;
+ *   LF_E_CONTEXT_FULL  the n tokens do not fit in what is left of the context.
+ * Failures while evaluating (flash files in stream, naive, hybrid or mmap
+ * mode):
+ *   LF_E_IO            a read failed (detail: layer, neurons, offset, errno);
+ *   LF_E_CORRUPT       data read fails its checksum;
+ *   LF_E_TRUNCATED     the file ends before the data;
+ *   LF_E_NOMEM         an allocation failed.
+ * The first failure stops the token at once; lf_session_errmsg() gives that
+ * failure's detail. The tokens before the failed one stay evaluated
+ * (lf_session_position() says how many), the failed one does not, and no
+ * logits are available until an eval succeeds. Nothing read by the failed
+ * token is kept as valid, so the session may simply be retried: calling
+ * lf_session_eval again with the failed token and those after it gives
+ * exactly the result of a run without the fault. lf_session_reset() is
+ * needed only to start another sequence. */
 lf_status lf_session_eval(lf_session *session, const lf_token *tokens, size_t n);
 /* n_vocab logits of the last evaluated token; owned by the session and valid
  * until the next eval or reset. NULL before the first eval. */
@@ -335,28 +396,52 @@ uint32_t lf_session_position(const lf_session *session);
 /* Forgets the sequence; the next eval starts at position 0. */
 void lf_session_reset(lf_session *session);
 
-/* What a session did, cumulative since creation or the last reset_stats.
- * Bytes "read" came from flash; bytes "served" came from the neuron cache. */
+/* What a session did, cumulative since creation or the last
+ * lf_session_reset_stats() (lf_session_reset does not clear them). Every
+ * counter is this session's own, even when other sessions share the model,
+ * except peak_rss_bytes, device_read_bytes and major_faults, which the
+ * kernel keeps per process. Bytes "read" came from flash; bytes "served"
+ * came from the neuron cache. */
 #define LF_BUDGET_PARTS 7
+
+/* Counters of one phase: prompt evaluation (lf_session_eval of more than one
+ * token, or generate's prompt) or generation (one token at a time). */
+typedef struct lf_phase_stats {
+    uint64_t tokens;                /* evaluated */
+    double ms;                      /* wall time in eval */
+    double io_wait_ms;              /* part of it waiting for flash reads */
+    uint64_t ffn_bytes_read, ffn_bytes_served;
+    uint64_t io_bytes;              /* bytes the loader read from the device for it */
+} lf_phase_stats;
+
 typedef struct lf_session_stats {
-    uint64_t tokens;
+    uint64_t tokens;                /* evaluated (not the position: reset keeps counting) */
     double compute_ms, io_wait_ms; /* time in the forward pass; part of it waiting for reads */
     double io_span_ms;             /* reads from submission to completion: io_span - io_wait was hidden */
     uint64_t ffn_bytes_read, ffn_bytes_served;
     uint64_t neurons_loaded, neurons_used, evictions, expirations;
     uint64_t window_union;          /* neurons resident after the last token, all layers */
-    uint64_t io_reads;              /* read requests issued by the loader */
-    uint64_t io_bytes;              /* bytes the loader read from the device (padding and gaps included) */
+    uint64_t io_reads;              /* read requests the loader issued for this session */
+    uint64_t io_bytes;              /* bytes the loader read from the device for it (padding and gaps included) */
+    lf_phase_stats prompt, generation;
+    /* mmap mode's traffic is the kernel's: bytes this process read from the
+     * device (/proc/self/io read_bytes) and major page faults (getrusage) */
+    uint64_t device_read_bytes, major_faults;
     /* budget: resident weights, KV cache, neuron cache, I/O buffers, scratch,
-     * predictor/oracle, metadata; planned bytes of each */
+     * predictor/oracle, metadata; bytes of each (the first, the metadata and
+     * the loader's staging are the model's, shared by its sessions) */
     uint64_t budget_bytes[LF_BUDGET_PARTS];
-    uint64_t budget_total;          /* the limit (0: none) */
+    uint64_t budget_total;          /* the model's limit (0: none) */
+    uint64_t budget_session;        /* what this session holds of it */
     uint64_t peak_rss_bytes;        /* of the process */
     uint32_t n_layer;
 } lf_session_stats;
 
+/* Name of a budget part as the JSON spells it ("resident_weights", ...). */
 const char *lf_budget_part_name(int part);
 lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out);
+/* Zeroes the session's counters (not the budget figures). */
+void lf_session_reset_stats(lf_session *s);
 typedef struct lf_layer_stats {
     uint64_t bytes_read, bytes_served;
     uint64_t neurons_loaded, neurons_used;
@@ -366,6 +451,21 @@ typedef struct lf_layer_stats {
 
 /* Counters of one layer (stream, naive and hybrid modes). */
 lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_layer_stats *out);
+/* Version of the JSON below. Keys are only ever added within a version; a
+ * key that is renamed or removed, or changes meaning, bumps it. Version 2:
+ * schema_version, model {path, name, architecture, n_params, n_layer, n_embd,
+ * n_ff, is_flash, file_bytes}, params {mode, dram_budget, n_ctx, n_threads,
+ * window, mask, cache_split, kv_type, verify_checksums, kernels}, tokens,
+ * compute_ms, io_wait_ms, tokens_per_s, prompt and generation {tokens, ms,
+ * ms_per_token, tokens_per_s, io_wait_ms, ffn_bytes_read, ffn_bytes_served,
+ * io_bytes}, io_span_ms, io_hidden_fraction, ffn_bytes_read,
+ * ffn_bytes_served, cache_hit_rate, neurons_loaded, neurons_used, evictions,
+ * expirations, window_union, io_reads, io_bytes, device_read_bytes,
+ * major_faults, budget {limit, session, and each lf_budget_part_name},
+ * peak_rss_bytes, layers [{layer, bytes_read, bytes_served, neurons_loaded,
+ * neurons_used, cache_slots, resident}]. Sizes in bytes, times in ms. */
+#define LF_STATS_SCHEMA_VERSION 2
+
 /* The stats as JSON into buf (cap bytes, NUL-terminated); returns the full
  * length (retry with a bigger buffer if it is >= cap). */
 size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap);
@@ -373,23 +473,38 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap);
 /* Called with each generated piece of text; return false to stop. */
 typedef bool (*lf_piece_fn)(void *user, const char *piece, size_t len);
 
+#define LF_PREDICT_UNTIL_DONE UINT32_MAX /* n_predict: until EOS or the context is full */
+
+typedef struct lf_generate_params {
+    uint32_t n_predict;  /* tokens to generate, or LF_PREDICT_UNTIL_DONE (default 128) */
+    bool ignore_eos;     /* never pick EOS: generate all n_predict tokens (default false) */
+    lf_piece_fn on_piece; /* receives each generated token's text; NULL: none */
+    void *user;          /* passed to on_piece */
+} lf_generate_params;
+
+lf_generate_params lf_generate_default_params(void);
+
 typedef struct lf_generate_stats {
     uint32_t n_prompt;      /* prompt tokens evaluated, BOS included */
     uint32_t n_generated;   /* tokens sampled */
+    uint32_t n_evaluated;   /* generated tokens fed back through the model (the last one is not) */
     double prompt_ms;       /* time spent evaluating the prompt */
-    double generate_ms;     /* time spent generating, including sampling */
+    double generate_ms;     /* time spent evaluating generated tokens and sampling */
     bool stopped_at_eos;
+    bool stopped_at_ctx;    /* the context filled up before n_predict tokens */
 } lf_generate_stats;
 
 /* Tokenizes prompt (with BOS), evaluates it, then samples up to n_predict
- * tokens, stopping early at EOS. Each generated token's text goes to on_piece.
- * An empty prompt starts from BOS alone, and the first piece's leading space
- * is dropped, as SentencePiece does at the start of a text. The session is
- * reset first. stats may be NULL. */
-lf_status lf_session_generate(lf_session *session, lf_sampler *sampler,
-                              const char *prompt, uint32_t n_predict,
-                              lf_piece_fn on_piece, void *user,
-                              lf_generate_stats *stats);
+ * tokens, stopping early at EOS or when on_piece returns false. An empty
+ * prompt starts from BOS alone, and the first piece's leading space is
+ * dropped, as SentencePiece does at the start of a text. The session and
+ * the sampler are reset first; every prompt and generated token is passed
+ * to lf_sampler_accept. A prompt that does not fit in the context fails up
+ * front with LF_E_CONTEXT_FULL; a generation that reaches the end of the
+ * context stops there and returns LF_OK with stats->stopped_at_ctx set.
+ * Other errors are lf_session_eval's. params and stats may be NULL. */
+lf_status lf_session_generate(lf_session *session, lf_sampler *sampler, const char *prompt,
+                              const lf_generate_params *params, lf_generate_stats *stats);
 
 /* ------------------------------------------------------------------------ */
 /* Synthetic models: llama-architecture GGUF files with seeded random weights */

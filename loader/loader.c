@@ -54,22 +54,11 @@ lf_status lf_loader_open(const char *path, const lf_loader_params *params, lf_lo
     pthread_cond_init(&ld->done, NULL);
     atomic_init(&ld->reads_issued, 0);
     lf_status st;
-    ld->fd_buffered = open(path, O_RDONLY | O_CLOEXEC);
-    if (ld->fd_buffered < 0) {
-        st = lf_err_set(err, LF_E_IO, "open %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    struct stat sb;
-    if (fstat(ld->fd_buffered, &sb) != 0) {
-        st = lf_err_set(err, LF_E_IO, "stat %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    ld->file_size = (uint64_t)sb.st_size;
+    if ((st = lf_open_input(path, 0, &ld->fd_buffered, &ld->file_size, err))) goto fail;
     if (p.direct) {
-        ld->fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
-        if (ld->fd < 0)
-            lf_log(&p.log, LF_LOG_WARN, "O_DIRECT not available for %s (%s): reads go through the page cache", path,
-                   strerror(errno));
+        lf_err ignored = {{0}};
+        if (lf_open_input(path, O_DIRECT, &ld->fd, NULL, &ignored) != LF_OK)
+            lf_log(&p.log, LF_LOG_WARN, "O_DIRECT not available (%s): reads go through the page cache", ignored.msg);
     }
     ld->direct = ld->fd >= 0;
     if (!ld->direct) ld->fd = dup(ld->fd_buffered);
@@ -457,6 +446,7 @@ void lf__read_done(lf_loader *ld, read_op *op, int64_t res) {
         }
     } else {
         ld->stats.reads++;
+        s->batch->io_reads++;
         ld->stats.latency_hist[log2_bucket(us ? us : 1)]++;
         if (res < 0) {
             s->status = LF_E_IO;
@@ -464,6 +454,7 @@ void lf__read_done(lf_loader *ld, read_op *op, int64_t res) {
         } else {
             op->done += (uint64_t)res;
             ld->stats.bytes_read += op->done;
+            s->batch->io_bytes += op->done;
             ld->stats.size_hist[log2_bucket(op->len)]++;
             if (op->done < op->need) { /* EOF before the data */
                 s->status = LF_E_TRUNCATED;
@@ -478,11 +469,19 @@ void lf__read_done(lf_loader *ld, read_op *op, int64_t res) {
 }
 
 lf_status lf_loader_wait(lf_loader *ld, lf_load_batch *b, lf_err *err) {
+    return lf_loader_wait_io(ld, b, err, NULL);
+}
+
+lf_status lf_loader_wait_io(lf_loader *ld, lf_load_batch *b, lf_err *err, lf_batch_io *io) {
     if (!ld || !b) return LF_E_INVALID_ARG;
     const uint64_t t0 = lf_now_ns();
     pthread_mutex_lock(&ld->mu);
     while (b->units_left > 0) pthread_cond_wait(&ld->done, &ld->mu);
     ld->stats.wait_ns += lf_now_ns() - t0;
+    if (io) {
+        io->reads += b->io_reads;
+        io->bytes += b->io_bytes;
+    }
     const lf_status st = b->status;
     if (st) lf_err_set(err, st, "%s", b->err.msg);
     /* unlink and free */

@@ -96,6 +96,13 @@ lf_status lf_loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_
  * layer, units and file offset in err. A unit whose read failed is never
  * reported as loaded. Frees the batch. */
 lf_status lf_loader_wait(lf_loader *ld, lf_load_batch *batch, lf_err *err);
+/* Reads the device completed for batches, added up by whoever waited: the
+ * loader is shared, so per-caller figures come from here, not the stats. */
+typedef struct lf_batch_io {
+    uint64_t reads, bytes;
+} lf_batch_io;
+/* lf_loader_wait that also adds the batch's reads and bytes to *io (may be NULL). */
+lf_status lf_loader_wait_io(lf_loader *ld, lf_load_batch *batch, lf_err *err, lf_batch_io *io);
 /* True when the batch has finished (wait will not block). */
 bool lf_loader_done(lf_loader *ld, const lf_load_batch *batch);
 /* Per-unit outcome after wait: LF_OK or the unit's error. */

@@ -47,6 +47,7 @@ struct lf_load_batch {
     size_t n_ops;
     lf_status status;    /* first error */
     lf_err err;
+    uint64_t io_reads, io_bytes; /* completed reads of this batch, for per-caller counters */
     lf_load_batch *next_live; /* loader's list of live batches */
 };
 

@@ -34,7 +34,7 @@ static void expect_golden(const char *model_path, const char *golden_rel) {
     lf_sampler *g;
     lf_sampler_create(&gp, &g);
     text_buf out = {.len = 0};
-    cr_assert_eq(lf_session_generate(s, g, "", 200, collect_piece, &out, NULL), LF_OK);
+    cr_assert_eq(generate_text(s, g, "", 200, &out, NULL), LF_OK);
     char *want = slurp(shared_path(golden_rel), NULL);
     cr_assert_str_eq(out.data, want);
     free(want);

@@ -24,7 +24,7 @@ static void golden(const char *model_rel, const char *golden_rel, int threads) {
     cr_assert_eq(lf_sampler_create(&gp, &g), LF_OK);
     text_buf out = {.len = 0};
     lf_generate_stats st;
-    cr_assert_eq(lf_session_generate(s, g, "", 200, collect_piece, &out, &st), LF_OK);
+    cr_assert_eq(generate_text(s, g, "", 200, &out, &st), LF_OK);
     cr_assert_eq(st.n_generated, 200);
     cr_assert_eq(st.n_prompt, 1);
     size_t len;
@@ -114,7 +114,13 @@ Test(model, session_errors) {
     cr_assert_eq(lf_session_eval(s, &bad, 1), LF_E_INVALID_ARG);
     cr_assert(strstr(lf_session_errmsg(s), "512"), "%s", lf_session_errmsg(s));
     const lf_token toks[5] = {1, 100, 101, 102, 103};
+    /* a batch that does not fit fails before any work: nothing evaluated */
     cr_assert_eq(lf_session_eval(s, toks, 5), LF_E_CONTEXT_FULL);
+    cr_assert_eq(lf_session_position(s), 0);
+    cr_assert_null(lf_session_logits(s));
+    cr_assert(strstr(lf_session_errmsg(s), "do not fit"), "%s", lf_session_errmsg(s));
+    cr_assert_eq(lf_session_eval(s, toks, 4), LF_OK);
+    cr_assert_eq(lf_session_eval(s, toks, 1), LF_E_CONTEXT_FULL);
     cr_assert_eq(lf_session_position(s), 4);
     cr_assert_not_null(lf_session_logits(s));
     lf_session_reset(s);

@@ -51,4 +51,16 @@ static inline bool collect_piece(void *user, const char *piece, size_t len) {
     return true;
 }
 
+/* lf_session_generate of n tokens into out. */
+#ifdef LLMFLASH_H
+static inline lf_status generate_text(lf_session *s, lf_sampler *g, const char *prompt, uint32_t n, text_buf *out,
+                                      lf_generate_stats *stats) {
+    lf_generate_params gp = lf_generate_default_params();
+    gp.n_predict = n;
+    gp.on_piece = collect_piece;
+    gp.user = out;
+    return lf_session_generate(s, g, prompt, &gp, stats);
+}
+#endif
+
 #endif

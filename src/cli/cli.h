@@ -47,6 +47,45 @@ typedef struct cli_progress {
 void cli_progress_init(cli_progress *p, const char *label, bool quiet);
 bool cli_progress_update(void *user, uint64_t done, uint64_t total);
 
+/* Options that open a model and its sessions, shared by run, bench and
+ * perplexity. CLI_MODEL_OPTIONS(o) expands to their cli_opt entries. */
+typedef struct cli_model_opts {
+    const char *mode, *io, *activation, *cache_type;
+    uint64_t budget;
+    bool budget_seen;   /* set by the caller from the option's `seen` */
+    int threads, ctx;
+    bool no_verify, verbose;
+    int log_level;      /* for cli_log, set by cli_model_params */
+} cli_model_opts;
+
+#define CLI_MODEL_OPTIONS(o)                                                                                          \
+    {"--threads", "-t", CLI_INT, &(o).threads, "compute threads (default: all cores)", false},                        \
+    {"--ctx", "-c", CLI_INT, &(o).ctx, "context length (default: the model's, at most 4096)", false},                 \
+    {"--mode", NULL, CLI_STR, &(o).mode, "auto, mmap, stream, naive or hybrid (default auto: stream for flash files)", \
+     false},                                                                                                          \
+    {"--dram-budget", NULL, CLI_SIZE, &(o).budget, "hard memory limit, e.g. 2G (flash files: stream/naive/hybrid)",  \
+     false},                                                                                                          \
+    {"--io", NULL, CLI_STR, &(o).io, "flash read back-end: auto, uring or pread", false},                            \
+    {"--activation", NULL, CLI_STR, &(o).activation, "FFN activation: auto (from the file), silu, relu, relu_plain",  \
+     false},                                                                                                          \
+    {"--cache-type", NULL, CLI_STR, &(o).cache_type, "KV cache element type: f16 (default) or f32", false},          \
+    {"--no-verify", NULL, CLI_FLAG, &(o).no_verify, "flash files: skip checksums (header, tensors, bundles)", false}, \
+    {"--verbose", "-v", CLI_FLAG, &(o).verbose, "log loading details to stderr", false}
+
+cli_model_opts cli_model_opts_default(void);
+/* Validates the options and fills model params; prints the problem and
+ * returns false on a usage error. */
+bool cli_model_params(const char *cmd, cli_model_opts *o, lf_model_params *mp);
+/* Session params from the options (context, KV cache type). */
+void cli_session_params(const cli_model_opts *o, lf_session_params *sp);
+int cli_cpu_count(void);
+/* A whole file ("-": stdin), NUL-terminated; NULL with the reason in why
+ * (a directory is refused). The caller frees it. */
+char *cli_read_text(const char *path, size_t *len, char *why, size_t why_cap);
+/* Writes the session's JSON stats to path ("-": stdout), replacing it
+ * whole or not at all; prints why and returns false on failure. */
+bool cli_write_stats(const char *cmd, const lf_session *sess, const char *path);
+
 /* stderr logger for the library */
 void cli_log(void *user, lf_log_level level, const char *msg);
 

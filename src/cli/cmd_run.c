@@ -2,9 +2,9 @@
  * prompt and the generated text; everything else goes to stderr. */
 #include "cli.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,8 +15,15 @@ static bool write_piece(void *user, const char *piece, size_t len) {
     return true;
 }
 
-/* The flash-against-DRAM traffic summary, and the JSON stats file. */
-static void print_summary(const lf_session *sess, const char *stats_path) {
+static void print_phase(const char *name, const lf_phase_stats *p) {
+    char a[32];
+    cli_format_bytes(p->tokens ? p->ffn_bytes_read / p->tokens : 0, a, sizeof a);
+    fprintf(stderr, "llmflash: %s: %" PRIu64 " tokens, %.2f ms/token, %s/token read from flash, I/O wait %.0f ms\n", name,
+            p->tokens, p->tokens ? p->ms / (double)p->tokens : 0.0, a, p->io_wait_ms);
+}
+
+/* The flash-against-DRAM traffic summary. */
+static void print_summary(const lf_session *sess) {
     lf_session_stats st;
     if (lf_session_get_stats(sess, &st)) return;
     char a[32], b[32], c[32];
@@ -32,6 +39,12 @@ static void print_summary(const lf_session *sess, const char *stats_path) {
                 (unsigned long long)(st.evictions + st.expirations), st.io_wait_ms, st.compute_ms,
                 st.compute_ms > 0 ? 100.0 * st.io_wait_ms / st.compute_ms : 0.0,
                 st.io_span_ms > 0 ? 100.0 * (1.0 - st.io_wait_ms / st.io_span_ms) : 0.0);
+        print_phase("prompt", &st.prompt);
+        print_phase("generation", &st.generation);
+    } else if (st.device_read_bytes || st.major_faults) {
+        cli_format_bytes(st.device_read_bytes, a, sizeof a);
+        fprintf(stderr, "\nllmflash: read from the device: %s in %" PRIu64 " major page faults (page cache)\n", a,
+                st.major_faults);
     }
     if (st.budget_total) {
         uint64_t used = 0;
@@ -47,94 +60,66 @@ static void print_summary(const lf_session *sess, const char *stats_path) {
         }
         fprintf(stderr, "), peak RSS %s\n", c);
     }
-    if (stats_path) {
-        const size_t n = lf_session_stats_json(sess, NULL, 0);
-        char *json = malloc(n + 1);
-        FILE *f = json ? fopen(stats_path, "w") : NULL;
-        if (f) {
-            lf_session_stats_json(sess, json, n + 1);
-            fputs(json, f);
-            fclose(f);
-        } else {
-            fprintf(stderr, "llmflash run: cannot write %s\n", stats_path);
-        }
-        free(json);
-    }
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = "";
-    int n_predict = 128, threads = 0, top_k = 40, ctx = 0;
-    float temp = 0.8f, top_p = 0.95f;
+    const char *model_path = NULL, *prompt_arg = NULL, *prompt_file = NULL;
+    int n_predict = 128, top_k = 40, repeat_last_n = 64;
+    float temp = 0.8f, top_p = 0.95f, min_p = 0.0f, repeat_penalty = 1.0f;
     uint64_t seed = 0;
-    bool verbose = false, no_verify = false;
-    const char *mode = "auto", *predictor = "all", *stats_path = NULL, *io = "auto", *split = "even";
-    uint64_t budget = 0;
+    bool ignore_eos = false;
+    const char *predictor = "all", *stats_path = NULL, *split = "even";
     int window = 5;
+    cli_model_opts mo = cli_model_opts_default();
     cli_opt opts[] = {
         {"--model", "-m", CLI_STR, &model_path, "GGUF model file (required)", false},
-        {"--prompt", "-p", CLI_STR, &prompt, "prompt text; \"\" starts from BOS (default \"\")", false},
-        {"--n-predict", "-n", CLI_INT, &n_predict, "tokens to generate (default 128)", false},
-        {"--threads", "-t", CLI_INT, &threads, "compute threads (default: all cores)", false},
-        {"--ctx", "-c", CLI_INT, &ctx, "context length (default: the model's, at most 4096)", false},
+        {"--prompt", "-p", CLI_STR, &prompt_arg, "prompt text, or - to read it from stdin (default: start from BOS)",
+         false},
+        {"--file", "-f", CLI_STR, &prompt_file, "read the prompt from FILE", false},
+        {"--n-predict", "-n", CLI_INT, &n_predict, "tokens to generate; -1: until EOS or the context is full (default 128)",
+         false},
         {"--temp", NULL, CLI_FLOAT, &temp, "temperature; 0 is greedy (default 0.8)", false},
         {"--top-k", NULL, CLI_INT, &top_k, "top-k sampling, 0 disables (default 40)", false},
         {"--top-p", NULL, CLI_FLOAT, &top_p, "top-p sampling, 1 disables (default 0.95)", false},
-        {"--seed", NULL, CLI_U64, &seed, "random seed (default: from the clock)", false},
-        {"--mode", NULL, CLI_STR, &mode, "auto, mmap, stream, naive or hybrid (default auto: stream for flash files)", false},
-        {"--dram-budget", NULL, CLI_SIZE, &budget, "hard memory limit, e.g. 2G (stream/naive/hybrid)", false},
+        {"--min-p", NULL, CLI_FLOAT, &min_p, "min-p sampling, 0 disables (default 0)", false},
+        {"--repeat-penalty", NULL, CLI_FLOAT, &repeat_penalty, "penalise recent tokens, 1 disables (default 1)", false},
+        {"--repeat-last-n", NULL, CLI_INT, &repeat_last_n, "tokens the repeat penalty looks back on (default 64)", false},
+        {"--ignore-eos", NULL, CLI_FLAG, &ignore_eos, "never stop at end-of-sequence", false},
+        {"--seed", NULL, CLI_U64, &seed, "random seed (default: from the clock; -v prints it)", false},
         {"--window", NULL, CLI_INT, &window, "keep neurons used by the last K tokens (default 5)", false},
         {"--predictor", NULL, CLI_STR, &predictor, "mask source: all or oracle (default all)", false},
         {"--cache-split", NULL, CLI_STR, &split, "even, or measured: slots by each layer's use (default even)", false},
-        {"--stats", NULL, CLI_STR, &stats_path, "write run statistics as JSON to FILE", false},
-        {"--io", NULL, CLI_STR, &io, "flash read back-end: auto, uring or pread", false},
-        {"--no-verify", NULL, CLI_FLAG, &no_verify, "flash files: skip bundle checksums", false},
-        {"--verbose", "-v", CLI_FLAG, &verbose, "log loading details to stderr", false},
+        {"--stats", NULL, CLI_STR, &stats_path, "write run statistics as JSON to FILE (- for stdout)", false},
+        CLI_MODEL_OPTIONS(mo),
     };
+    const size_t n_opts = sizeof opts / sizeof *opts;
     const char *pos[1];
     size_t n_pos;
     bool help;
-    if (!cli_parse("run", argc, argv, 2, opts, sizeof opts / sizeof *opts, pos, 0, &n_pos, &help))
-        return CLI_EXIT_USAGE;
+    if (!cli_parse("run", argc, argv, 2, opts, n_opts, pos, 0, &n_pos, &help)) return CLI_EXIT_USAGE;
     if (help) {
-        printf("usage: llmflash run -m MODEL.gguf [-p PROMPT] [-n N] [options]\n\n"
+        printf("usage: llmflash run -m MODEL.gguf [-p PROMPT | -f FILE] [-n N] [options]\n\n"
                "Generates text. stdout holds the prompt followed by the generated text;\n"
                "timings go to stderr.\n\noptions:\n");
-        cli_print_options(stdout, opts, sizeof opts / sizeof *opts);
+        cli_print_options(stdout, opts, n_opts);
         return CLI_EXIT_OK;
     }
     if (!model_path) {
         fprintf(stderr, "llmflash run: -m MODEL is required (see llmflash run --help)\n");
         return CLI_EXIT_USAGE;
     }
-    if (n_predict < 0 || threads < 0 || ctx < 0 || temp < 0.0f || top_p <= 0.0f) {
-        fprintf(stderr, "llmflash run: -n, -t, -c and --temp must not be negative, --top-p must be positive\n");
+    if (prompt_arg && prompt_file) {
+        fprintf(stderr, "llmflash run: give the prompt with -p or -f, not both\n");
         return CLI_EXIT_USAGE;
     }
-    if (!opts[8].seen) seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    lf_mode run_mode;
-    if (strcmp(mode, "auto") == 0) run_mode = LF_MODE_AUTO;
-    else if (strcmp(mode, "mmap") == 0) run_mode = LF_MODE_MMAP;
-    else if (strcmp(mode, "stream") == 0) run_mode = LF_MODE_STREAM;
-    else if (strcmp(mode, "naive") == 0) run_mode = LF_MODE_NAIVE;
-    else if (strcmp(mode, "hybrid") == 0) run_mode = LF_MODE_HYBRID;
-    else {
-        fprintf(stderr, "llmflash run: --mode must be auto, mmap, stream, naive or hybrid\n");
+    if (n_predict < -1 || temp < 0.0f || !(top_p > 0.0f && top_p <= 1.0f) || min_p < 0.0f || min_p > 1.0f ||
+        repeat_penalty <= 0.0f || repeat_last_n < 0) {
+        fprintf(stderr, "llmflash run: -n must be -1 or more, --temp not negative, --top-p in (0, 1], --min-p in "
+                "[0, 1], --repeat-penalty positive, --repeat-last-n not negative\n");
         return CLI_EXIT_USAGE;
     }
-    lf_mask_source mask;
-    if (strcmp(predictor, "all") == 0) mask = LF_MASK_ALL;
-    else if (strcmp(predictor, "oracle") == 0) mask = LF_MASK_ORACLE;
-    else {
+    if (strcmp(predictor, "all") != 0 && strcmp(predictor, "oracle") != 0) {
         fprintf(stderr, "llmflash run: --predictor must be all or oracle\n");
-        return CLI_EXIT_USAGE;
-    }
-    lf_io_backend io_backend;
-    if (strcmp(io, "auto") == 0) io_backend = LF_IO_BACKEND_AUTO;
-    else if (strcmp(io, "uring") == 0) io_backend = LF_IO_BACKEND_URING;
-    else if (strcmp(io, "pread") == 0) io_backend = LF_IO_BACKEND_PREAD;
-    else {
-        fprintf(stderr, "llmflash run: --io must be auto, uring or pread\n");
         return CLI_EXIT_USAGE;
     }
     if (strcmp(split, "even") != 0 && strcmp(split, "measured") != 0) {
@@ -145,16 +130,35 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "llmflash run: --window must be at least 1\n");
         return CLI_EXIT_USAGE;
     }
+    for (size_t i = 0; i < n_opts; i++)
+        if (opts[i].dst == &mo.budget) mo.budget_seen = opts[i].seen;
+    lf_model_params mp;
+    if (!cli_model_params("run", &mo, &mp)) return CLI_EXIT_USAGE;
+    bool seed_given = false;
+    for (size_t i = 0; i < n_opts; i++)
+        if (opts[i].dst == &seed) seed_given = opts[i].seen;
+    if (!seed_given) seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 
-    int log_level = verbose ? LF_LOG_INFO : LF_LOG_WARN;
-    lf_model_params mp = lf_model_default_params();
-    mp.log = cli_log;
-    mp.log_user = &log_level;
-    mp.n_threads = threads;
-    mp.verify_checksums = !no_verify;
-    mp.mode = run_mode;
-    mp.dram_budget = budget;
-    mp.io_backend = io_backend;
+    char *prompt_buf = NULL;
+    const char *prompt = prompt_arg ? prompt_arg : "";
+    if (prompt_file || (prompt_arg && strcmp(prompt_arg, "-") == 0)) {
+        size_t len;
+        char why[128];
+        const char *src = prompt_file ? prompt_file : "-";
+        if (!(prompt_buf = cli_read_text(src, &len, why, sizeof why))) {
+            fprintf(stderr, "llmflash run: cannot read the prompt from %s: %s\n", prompt_file ? prompt_file : "stdin",
+                    why);
+            return CLI_EXIT_RUNTIME;
+        }
+        if (strlen(prompt_buf) != len) {
+            fprintf(stderr, "llmflash run: the prompt in %s contains a NUL byte\n", prompt_file ? prompt_file : "stdin");
+            free(prompt_buf);
+            return CLI_EXIT_RUNTIME;
+        }
+        prompt = prompt_buf;
+    }
+    if (mo.verbose) fprintf(stderr, "llmflash: seed %" PRIu64 "%s\n", seed, seed_given ? "" : " (from the clock)");
+
     char err[512];
     lf_model *model = NULL;
     lf_session *sess = NULL;
@@ -165,12 +169,13 @@ int cmd_run(int argc, char **argv) {
     lf_status st = lf_model_open(model_path, &mp, &model, err, sizeof err);
     if (st) {
         fprintf(stderr, "llmflash run: cannot open %s: %s (%s)\n", model_path, err, lf_strerror(st));
+        free(prompt_buf);
         return CLI_EXIT_RUNTIME;
     }
-    lf_session_params sp = lf_session_default_params();
-    sp.n_ctx = (uint32_t)ctx;
+    lf_session_params sp;
+    cli_session_params(&mo, &sp);
     sp.window = (uint32_t)window;
-    sp.mask = mask;
+    sp.mask = strcmp(predictor, "oracle") == 0 ? LF_MASK_ORACLE : LF_MASK_ALL;
     sp.split = strcmp(split, "measured") == 0 ? LF_SPLIT_MEASURED : LF_SPLIT_EVEN;
     if ((st = lf_session_create(model, &sp, &sess, err, sizeof err))) {
         fprintf(stderr, "llmflash run: %s (%s)\n", err, lf_strerror(st));
@@ -178,29 +183,52 @@ int cmd_run(int argc, char **argv) {
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     const double load_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-    lf_sampler_params smp = {.temperature = temp, .top_k = top_k, .top_p = top_p, .seed = seed};
+    lf_sampler_params smp = lf_sampler_default_params();
+    smp.temperature = temp;
+    smp.top_k = top_k;
+    smp.top_p = top_p;
+    smp.seed = seed;
+    smp.min_p = min_p;
+    smp.repeat_penalty = repeat_penalty;
+    smp.repeat_last_n = repeat_last_n;
     if ((st = lf_sampler_create(&smp, &sampler))) {
         fprintf(stderr, "llmflash run: bad sampling parameters (%s)\n", lf_strerror(st));
         rc = CLI_EXIT_USAGE;
         goto out;
     }
+    lf_generate_params gp = lf_generate_default_params();
+    gp.n_predict = n_predict < 0 ? LF_PREDICT_UNTIL_DONE : (uint32_t)n_predict;
+    gp.ignore_eos = ignore_eos;
+    gp.on_piece = write_piece;
     fputs(prompt, stdout);
     fflush(stdout);
     lf_generate_stats gs;
-    st = lf_session_generate(sess, sampler, prompt, (uint32_t)n_predict, write_piece, NULL, &gs);
+    st = lf_session_generate(sess, sampler, prompt, &gp, &gs);
+    /* a terminal gets a newline, so the stderr summary starts on its own line */
     if (isatty(STDOUT_FILENO)) fputc('\n', stdout);
     fflush(stdout);
     if (st) {
         fprintf(stderr, "llmflash run: generation failed: %s (%s)\n", lf_session_errmsg(sess), lf_strerror(st));
         goto out;
     }
-    print_summary(sess, stats_path);
-    fprintf(stderr, "\nllmflash: load %.1f ms | prompt %u tokens, %.2f ms/token | generated %u tokens, %.2f ms/token, %.2f tokens/s%s\n",
-            load_ms, gs.n_prompt, gs.n_prompt ? gs.prompt_ms / gs.n_prompt : 0.0, gs.n_generated,
-            gs.n_generated ? gs.generate_ms / gs.n_generated : 0.0,
-            gs.generate_ms > 0 ? gs.n_generated * 1000.0 / gs.generate_ms : 0.0, gs.stopped_at_eos ? " (stopped at EOS)" : "");
+    if (gs.stopped_at_ctx)
+        fprintf(stderr, "llmflash: warning: the context of %u tokens is full: stopped after %u generated tokens "
+                "(raise --ctx for more)\n", lf_session_position(sess), gs.n_generated);
+    print_summary(sess);
+    /* ms/token counts only tokens that went through the model: the last
+     * sampled token is not evaluated, so -n 1 evaluates none */
+    fprintf(stderr, "\nllmflash: load %.1f ms | prompt %u tokens, %.2f ms/token | generated %u tokens", load_ms,
+            gs.n_prompt, gs.n_prompt ? gs.prompt_ms / gs.n_prompt : 0.0, gs.n_generated);
+    if (gs.n_evaluated)
+        fprintf(stderr, ", %.2f ms/token, %.2f tokens/s", gs.generate_ms / gs.n_evaluated,
+                gs.n_evaluated * 1000.0 / gs.generate_ms);
+    else
+        fprintf(stderr, " (none evaluated after the prompt, so no generation speed)");
+    fprintf(stderr, "%s\n", gs.stopped_at_eos ? " (stopped at EOS)" : "");
     rc = CLI_EXIT_OK;
+    if (stats_path && !cli_write_stats("run", sess, stats_path)) rc = CLI_EXIT_RUNTIME;
 out:
+    free(prompt_buf);
     lf_sampler_destroy(sampler);
     lf_session_destroy(sess);
     lf_model_close(model);

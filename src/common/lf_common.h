@@ -101,5 +101,14 @@ void lf_pool_run(lf_pool *pool, lf_pool_fn fn, void *ctx);
 void lf_split_range(uint64_t n, int ith, int nth, uint64_t grain, uint64_t *begin, uint64_t *end);
 
 int lf_cpu_count(void);
+/* More compute threads than this many per core only thrash (a 2-core
+ * machine ran 100x slower with 999): refused with LF_E_INVALID_ARG. */
+#define LF_THREADS_PER_CORE_MAX 8
+
+/* Opens an input file read-only (plus flags such as O_DIRECT). Accepts only
+ * a regular file or a block device, and never blocks in open (a FIFO is
+ * refused at once). *size (may be NULL) gets its size. LF_E_IO on failure,
+ * with the reason in err. */
+lf_status lf_open_input(const char *path, int flags, int *fd_out, uint64_t *size, lf_err *err);
 
 #endif

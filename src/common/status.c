@@ -35,10 +35,15 @@ const char *lf_strerror(lf_status status) {
 
 lf_status lf_err_set(lf_err *err, lf_status status, const char *fmt, ...) {
     if (err) {
+        /* formatted aside first: an argument may be err->msg itself
+         * ("writing X: %s", err->msg), and vsnprintf into its own source
+         * is undefined */
+        char tmp[LF_ERRMSG_CAP];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        vsnprintf(tmp, sizeof tmp, fmt, ap);
         va_end(ap);
+        memcpy(err->msg, tmp, sizeof tmp);
     }
     return status;
 }

@@ -1,7 +1,12 @@
 /* util.c - aligned allocation, clocks, half floats and the seeded RNG. */
 #include "lf_common.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <math.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,4 +126,36 @@ float lf_rng_normal(lf_rng *rng) {
     const float s = (float)(r & 0xffff) + (float)((r >> 16) & 0xffff) + (float)((r >> 32) & 0xffff) +
                     (float)(r >> 48);
     return (s / 65536.0f - 2.0f) * 1.7320508f;
+}
+
+lf_status lf_open_input(const char *path, int flags, int *fd_out, uint64_t *size, lf_err *err) {
+    *fd_out = -1;
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+     * writer forever; it is cleared again before any read */
+    const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags);
+    if (fd < 0) return lf_err_set(err, LF_E_IO, "open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        const int e = errno;
+        close(fd);
+        return lf_err_set(err, LF_E_IO, "stat %s: %s", path, strerror(e));
+    }
+    uint64_t bytes = (uint64_t)sb.st_size;
+    if (S_ISBLK(sb.st_mode)) {
+        if (ioctl(fd, BLKGETSIZE64, &bytes) != 0) bytes = 0;
+    } else if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return lf_err_set(err, LF_E_IO, "%s is not a regular file or block device (a %s)", path,
+                          S_ISDIR(sb.st_mode) ? "directory" : S_ISFIFO(sb.st_mode) ? "FIFO" :
+                          S_ISCHR(sb.st_mode) ? "character device" : S_ISSOCK(sb.st_mode) ? "socket" : "special file");
+    }
+    const int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        const int e = errno;
+        close(fd);
+        return lf_err_set(err, LF_E_IO, "fcntl %s: %s", path, strerror(e));
+    }
+    *fd_out = fd;
+    if (size) *size = bytes;
+    return LF_OK;
 }

@@ -545,11 +545,7 @@ lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert
     lf_gguf_writer *w = NULL;
     lf_status st;
     struct stat in_sb, out_sb;
-    c.in_fd = open(in_path, O_RDONLY | O_CLOEXEC);
-    if (c.in_fd < 0) {
-        st = lf_err_set(&err, LF_E_IO, "open %s: %s", in_path, strerror(errno));
-        goto done;
-    }
+    if ((st = lf_open_input(in_path, 0, &c.in_fd, NULL, &err))) goto done;
     if (fstat(c.in_fd, &in_sb) != 0 || !S_ISREG(in_sb.st_mode)) {
         st = lf_err_set(&err, LF_E_IO, "%s is not a regular file", in_path);
         goto done;

@@ -120,6 +120,13 @@ lf_status lf_flash_read_layer(const lf_flash *f, int fd, uint32_t layer, void *d
  * (its key/value entry: u64 length, key, u32 type, u64 value), or NULL. */
 uint8_t *lf_flash_header_checksum_field(uint8_t *hdr, uint64_t len);
 
+/* The header (every byte before the tensor data) against
+ * llmflash.header_checksum: LF_E_CORRUPT, or the read's error. */
+lf_status lf_flash_verify_header(int fd, const lf_gguf *g, lf_err *err);
+/* Tensor i's bytes at data against llmflash.tensor_checksums (bundle data,
+ * whose entry is 0, is checked group by group instead): LF_E_CORRUPT. */
+lf_status lf_flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data, lf_err *err);
+
 /* pread of exactly n bytes, retrying short reads; LF_E_IO/LF_E_TRUNCATED. */
 lf_status lf_pread_all(int fd, void *buf, size_t n, uint64_t off, lf_err *err);
 

@@ -9,7 +9,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-static lf_status check_header(int fd, const lf_gguf *g, lf_err *err) {
+lf_status lf_flash_verify_header(int fd, const lf_gguf *g, lf_err *err) {
     uint8_t *hdr = malloc(g->data_offset);
     if (!hdr) return LF_E_NOMEM;
     lf_status st = lf_pread_all(fd, hdr, g->data_offset, 0, err);
@@ -26,6 +26,18 @@ static lf_status check_header(int fd, const lf_gguf *g, lf_err *err) {
     }
     free(hdr);
     return st;
+}
+
+lf_status lf_flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data, lf_err *err) {
+    const lf_gguf_kv *sums = lf_gguf_find(g, LF_KEY_TENSOR_CHECKSUMS);
+    if (!sums || sums->type != LF_GGUF_ARRAY || sums->arr_type != LF_GGUF_U64 || sums->arr_n != g->n_tensors)
+        return lf_err_set(err, LF_E_CORRUPT, "%s is missing or has the wrong length", LF_KEY_TENSOR_CHECKSUMS);
+    const uint64_t want = lf_load_u64(sums->data + 8 * i);
+    const lf_gguf_tensor *t = &g->tensors[i];
+    if (want != 0 && lf_checksum64(data, t->nbytes) != want)
+        return lf_err_set(err, LF_E_CORRUPT, "tensor '%.*s' fails its checksum: the file is corrupt",
+                          (int)LF_MIN(t->name.len, (uint64_t)128), t->name.ptr);
+    return LF_OK;
 }
 
 static lf_status check_tensors(int fd, const lf_gguf *g, lf_err *err) {
@@ -83,19 +95,16 @@ lf_status lf_verify(const char *path, uint64_t *groups_checked, char *errbuf, si
     lf_gguf *g = NULL;
     lf_flash *f = NULL;
     lf_status st;
-    const int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        st = lf_err_set(&err, LF_E_IO, "open %s: %s", path, strerror(errno));
-        goto out;
-    }
-    if ((st = lf_gguf_read_fd(fd, (uint64_t)sb.st_size, &g, &err))) goto out;
+    int fd = -1;
+    uint64_t size = 0;
+    if ((st = lf_open_input(path, 0, &fd, &size, &err))) goto out;
+    if ((st = lf_gguf_read_fd(fd, size, &g, &err))) goto out;
     if (!lf_flash_detect(g)) {
         st = lf_err_set(&err, LF_E_INVALID_ARG, "%s is not a flash file (no %s); convert it first", path, LF_KEY_FORMAT);
         goto out;
     }
     if ((st = lf_flash_check_size(g, &err))) goto out;
-    if ((st = check_header(fd, g, &err))) goto out;
+    if ((st = lf_flash_verify_header(fd, g, &err))) goto out;
     if ((st = check_tensors(fd, g, &err))) goto out;
     if ((st = lf_flash_open(g, fd, &f, &err))) goto out;
     st = check_groups(fd, f, &checked, &err);

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -46,7 +47,7 @@ static lf_status cur_need(cursor *c, uint64_t n, const char *what) {
     while (c->len < want) {
         ssize_t r = pread(c->fd, c->buf + c->len, want - c->len, (off_t)c->len);
         if (r < 0) {
-            if (errno == EINTR) continue;
+            if (errno == EINTR || errno == EAGAIN) continue;
             return lf_err_set(c->err, LF_E_IO, "read header at offset %" PRIu64 ": %s", c->len, strerror(errno));
         }
         if (r == 0)
@@ -229,7 +230,7 @@ static void fmt_name(char *dst, size_t cap, const uint8_t *p, uint64_t len) {
 
 static lf_status parse(cursor *c, lf_gguf **out) {
     lf_err *err = c->err;
-    lf_status st;
+    lf_status st = LF_OK;
     kv_rec *kvs = NULL;
     tensor_rec *trecs = NULL;
     span *spans = NULL;
@@ -237,7 +238,9 @@ static lf_status parse(cursor *c, lf_gguf **out) {
     if (!g) return LF_E_NOMEM;
     g->file_size = c->file_size;
 
-    if (c->file_size < 4 || (st = cur_need(c, 4, "magic")) != LF_OK) {
+    /* an I/O error on the first read is an I/O error, not a bad magic */
+    if (c->file_size >= 4 && (st = cur_need(c, 4, "magic")) != LF_OK && st != LF_E_TRUNCATED) goto fail;
+    if (c->file_size < 4 || st) {
         st = lf_err_set(err, LF_E_GGUF_MAGIC, "file of %" PRIu64 " bytes is too short for the GGUF magic",
                         c->file_size);
         goto fail;
@@ -355,7 +358,11 @@ static lf_status parse(cursor *c, lf_gguf **out) {
                             name, t->ne[0], tt->name, tt->block);
             goto fail;
         }
-        t->nbytes = nelem / tt->block * tt->block_size;
+        if (!lf_mul_u64(nelem / tt->block, tt->block_size, &t->nbytes)) {
+            st = lf_err_set(err, LF_E_GGUF_SHAPE, "tensor '%s': %" PRIu64 " elements of %s overflow a 64-bit byte size",
+                            name, nelem, tt->name);
+            goto fail;
+        }
         if ((st = cur_u64(c, &t->offset, name))) goto fail;
         if (t->offset % g->alignment) {
             st = lf_err_set(err, LF_E_GGUF_ALIGNMENT, "tensor '%s': data offset %" PRIu64 " is not a multiple of the alignment %u",
@@ -472,19 +479,11 @@ lf_status lf_gguf_read_mem(const void *data, size_t size, lf_gguf **out, lf_err 
 
 lf_status lf_gguf_read_file(const char *path, lf_gguf **out, lf_err *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return lf_err_set(err, LF_E_IO, "open %s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        lf_status st = lf_err_set(err, LF_E_IO, "stat %s: %s", path, strerror(errno));
-        close(fd);
-        return st;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return lf_err_set(err, LF_E_IO, "%s is not a regular file", path);
-    }
-    lf_status st = lf_gguf_read_fd(fd, (uint64_t)sb.st_size, out, err);
+    int fd;
+    uint64_t size;
+    lf_status st = lf_open_input(path, 0, &fd, &size, err);
+    if (st) return st;
+    st = lf_gguf_read_fd(fd, size, out, err);
     close(fd);
     return st;
 }
@@ -588,7 +587,11 @@ lf_status lf_gguf_get_f32_or(const lf_gguf *g, const char *key, float dflt, floa
     }
     if (!lf_gguf_vtype_size(kv->type) || kv->type == LF_GGUF_BOOL)
         return lf_err_set(err, LF_E_MODEL, "metadata key '%s' (%s) is not a number", key, lf_gguf_vtype_name(kv->type));
-    *out = (float)scalar_as_f64(kv->type, kv->data);
+    const double v = scalar_as_f64(kv->type, kv->data);
+    /* checked before the cast: a double outside float's range is undefined */
+    if (!(v >= -FLT_MAX && v <= FLT_MAX))
+        return lf_err_set(err, LF_E_MODEL, "metadata key '%s' = %g is not a finite 32-bit float", key, v);
+    *out = (float)v;
     return LF_OK;
 }
 

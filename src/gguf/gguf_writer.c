@@ -269,6 +269,10 @@ lf_status lf_outfile_open(lf_outfile *f, const char *path, bool force, lf_err *e
     struct stat sb;
     if (!force && lstat(path, &sb) == 0)
         return lf_err_set(err, LF_E_EXISTS, "%s exists (use --force to overwrite)", path);
+    /* forced: only a regular file is replaced, never a device, FIFO,
+     * directory or symbolic link that happens to have the name */
+    if (force && lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return lf_err_set(err, LF_E_EXISTS, "%s exists and is not a regular file; it is never replaced", path);
     f->path = strdup(path);
     char *dircopy = strdup(path);
     if (!f->path || !dircopy) {

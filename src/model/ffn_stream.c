@@ -36,6 +36,8 @@ typedef struct plan {
     uint32_t *misses;         /* (n_units) inserted ones first, then transient ones */
     int32_t *ins_slots;       /* (n_units) */
     lf_load_batch *ins_batch;
+    bool ins_ready;           /* the inserted units' reads succeeded: until then their
+                                 slots hold no valid data, and an error removes them */
     uint64_t ins_t0;          /* submission time, for the hidden-I/O measure */
 } plan;
 
@@ -82,6 +84,7 @@ struct lf_stream {
     uint64_t neurons_used, neurons_loaded;
     uint64_t io_wait_ns;
     uint64_t io_span_ns;      /* submission to completion, summed over batches */
+    lf_batch_io io;           /* this session's reads (the loader is shared) */
 };
 
 static void drain(lf_session *s);
@@ -125,9 +128,9 @@ uint64_t lf_stream_plan_bytes(const lf_model *m, const lf_session_params *p, uin
     const uint64_t n_units = m->flash->layers[0].n_groups, unit_bytes = (uint64_t)B->group * B->record_bytes;
     const uint64_t tslot = B->compression == LF_COMPRESS_NONE ? B->stride : unit_bytes;
     const uint64_t chunk = chunk_bytes_for(m, tslot) / tslot * tslot;
-    /* loader staging, two transient buffers, and the loader's per-batch
-     * tables for up to three batches of every unit */
-    *io_bytes = lf_loader_buffer_bytes(m->loader) + 2 * chunk + 3 * n_units * 256;
+    /* two transient buffers, and the loader's per-batch tables for up to
+     * three batches of every unit (the loader's staging is the model's) */
+    *io_bytes = 2 * chunk + 3 * n_units * 256;
     *oracle_bytes = p->mask == LF_MASK_ORACLE
                         ? (uint64_t)m->info.n_layer * m->info.n_ff * (B->n_rows - 1) * B->row_bytes + m->info.n_ff * 4
                         : 0;
@@ -390,6 +393,7 @@ lf_status lf_stream_issue(lf_session *s, uint32_t l, act *xb) {
     p->layer = l;
     p->token = st->token;
     p->ins_batch = NULL;
+    p->ins_ready = false;
     if (st->mode == LF_MODE_STREAM) lf_ncache_expire(c, st->token, st->window);
     uint32_t n_active;
     if (st->mask == LF_MASK_ORACLE) {
@@ -449,7 +453,7 @@ lf_status lf_stream_issue(lf_session *s, uint32_t l, act *xb) {
 static lf_status wait_batch(lf_session *s, lf_load_batch **b, uint64_t submitted) {
     if (!*b) return LF_OK;
     const uint64_t t0 = lf_now_ns();
-    const lf_status rc = lf_loader_wait(s->m->loader, *b, &s->err);
+    const lf_status rc = lf_loader_wait_io(s->m->loader, *b, &s->err, &s->stream->io);
     const uint64_t t1 = lf_now_ns();
     s->stream->io_wait_ns += t1 - t0;
     s->stream->io_span_ns += t1 - submitted;
@@ -465,12 +469,15 @@ static size_t unit_records(const lf_session *s, const uint8_t *base, uint32_t u,
     return at + count;
 }
 
-/* Waits for every chunk in flight (errors, teardown). */
+/* Waits for every read in flight (errors, teardown) and forgets the plans.
+ * Units inserted for a plan whose reads were not confirmed are removed from
+ * the cache: a slot becomes valid only once its read has succeeded and been
+ * verified, so a failed or abandoned token leaves no garbage behind. */
 static void drain(lf_session *s) {
     lf_stream *st = s->stream;
     for (uint32_t i = 0; i < st->fifo_n; i++) {
         lf_err ignored = {{0}};
-        lf_loader_wait(s->m->loader, st->fifo[i].batch, &ignored);
+        if (st->fifo[i].batch) lf_loader_wait_io(s->m->loader, st->fifo[i].batch, &ignored, &st->io);
         st->buf_busy[st->fifo[i].buf] = false;
     }
     st->fifo_n = 0;
@@ -478,16 +485,27 @@ static void drain(lf_session *s) {
         plan *p = &st->plans[k];
         if (p->ins_batch) {
             lf_err ignored = {{0}};
-            lf_loader_wait(s->m->loader, p->ins_batch, &ignored);
+            lf_loader_wait_io(s->m->loader, p->ins_batch, &ignored, &st->io);
             p->ins_batch = NULL;
         }
+        if (p->layer >= 0 && !p->ins_ready)
+            for (uint32_t u = 0; u < p->n_ins; u++) lf_ncache_remove(&st->cache[p->layer], p->misses[u]);
         p->layer = -1;
+        p->n_ins = 0;
     }
 }
 
+void lf_stream_abort(lf_session *s) {
+    if (s->stream) drain(s);
+}
+
+/* Computes layer l's FFN. The first error stops it: its message stays in
+ * s->err (nothing after it overwrites it), every read in flight is waited
+ * for, and unconfirmed units leave the cache. */
 lf_status lf_stream_ffn(lf_session *s, uint32_t l, act *xb) {
     lf_stream *st = s->stream;
     lf_status rc = lf_stream_issue(s, l, xb);
+    if (rc) goto fail;
     plan *p = &st->plans[l % 2];
     lf_ncache *c = &st->cache[l];
     const void *x = lf_ffn_input(s, xb);
@@ -497,49 +515,42 @@ lf_status lf_stream_ffn(lf_session *s, uint32_t l, act *xb) {
     for (uint32_t k = 0; k < p->n_hits; k++)
         n = unit_records(s, lf_ncache_slot(c, lf_ncache_find(c, p->hits[k])), p->hits[k], n);
     lf_ffn_accumulate(s, st->recs, n, x);
-    lf_status w = wait_batch(s, &p->ins_batch, p->ins_t0);
-    if (!rc) rc = w;
-    if (!rc) {
-        n = 0;
-        for (uint32_t k = 0; k < p->n_ins; k++)
-            n = unit_records(s, lf_ncache_slot(c, p->ins_slots[k]), p->misses[k], n);
-        lf_ffn_accumulate(s, st->recs, n, x);
-    } else {
-        /* units that failed to load must not stay in the cache as valid */
-        for (uint32_t k = 0; k < p->n_ins; k++) lf_ncache_remove(c, p->misses[k]);
-    }
-    for (uint32_t k = 0; k < p->n_chunks && !rc; k++) {
+    if ((rc = wait_batch(s, &p->ins_batch, p->ins_t0))) goto fail;
+    p->ins_ready = true;
+    n = 0;
+    for (uint32_t k = 0; k < p->n_ins; k++) n = unit_records(s, lf_ncache_slot(c, p->ins_slots[k]), p->misses[k], n);
+    lf_ffn_accumulate(s, st->recs, n, x);
+    for (uint32_t k = 0; k < p->n_chunks; k++) {
         if (!st->fifo_n || st->fifo[0].p != p || st->fifo[0].chunk != k) {
             rc = lf_err_set(&s->err, LF_E_IO, "internal: transient chunk %u of layer %u was not issued", k, l);
-            break;
+            goto fail;
         }
-        inflight_chunk head = st->fifo[0];
-        w = wait_batch(s, &head.batch, head.t0);
-        if (w) {
-            rc = w;
-            st->fifo[0].batch = NULL;
-            break;
-        }
+        inflight_chunk *head = &st->fifo[0];
+        rc = wait_batch(s, &head->batch, head->t0);
+        if (rc) goto fail;
+        const int buf = head->buf;
         const uint32_t first = k * st->chunk_units, cnt = LF_MIN(st->chunk_units, p->n_trans - first);
         n = 0;
         for (uint32_t i = 0; i < cnt; i++)
-            n = unit_records(s, st->tbuf[head.buf] + (uint64_t)i * st->tslot, p->misses[p->n_ins + first + i], n);
+            n = unit_records(s, st->tbuf[buf] + (uint64_t)i * st->tslot, p->misses[p->n_ins + first + i], n);
         /* the last chunk of this layer is in flight or done: plan the next
          * layer now, so its reads start while this one computes */
-        if (p->next_chunk == p->n_chunks && st->mask == LF_MASK_ALL && st->mode != LF_MODE_NAIVE && l + 1 < st->n_layer) {
-            rc = lf_stream_issue(s, l + 1, NULL);
-            if (rc) break;
-        }
+        if (p->next_chunk == p->n_chunks && st->mask == LF_MASK_ALL && st->mode != LF_MODE_NAIVE && l + 1 < st->n_layer &&
+            (rc = lf_stream_issue(s, l + 1, NULL)))
+            goto fail;
         lf_ffn_accumulate(s, st->recs, n, x);
-        st->buf_busy[head.buf] = false;
+        st->buf_busy[buf] = false;
         memmove(st->fifo, st->fifo + 1, (st->fifo_n - 1) * sizeof *st->fifo);
         st->fifo_n--;
-        rc = pump(s, p);
+        if ((rc = pump(s, p))) goto fail;
     }
-    if (!rc && p->n_chunks == 0 && st->mask == LF_MASK_ALL && st->mode != LF_MODE_NAIVE && l + 1 < st->n_layer)
-        rc = lf_stream_issue(s, l + 1, NULL);
-    if (rc) drain(s);
+    if (p->n_chunks == 0 && st->mask == LF_MASK_ALL && st->mode != LF_MODE_NAIVE && l + 1 < st->n_layer &&
+        (rc = lf_stream_issue(s, l + 1, NULL)))
+        goto fail;
     lf_ffn_end(s);
+    return LF_OK;
+fail:
+    drain(s);
     return rc;
 }
 
@@ -556,7 +567,19 @@ void lf_stream_stats(const lf_session *s, lf_session_stats *out) {
     out->neurons_loaded = st->neurons_loaded;
     out->neurons_used = st->neurons_used;
     out->io_wait_ms = lf_ns_to_ms(st->io_wait_ns);
+    out->io_reads = st->io.reads;
+    out->io_bytes = st->io.bytes;
     out->io_span_ms = lf_ns_to_ms(st->io_span_ns);
+}
+
+void lf_stream_reset_stats(lf_session *s) {
+    lf_stream *st = s->stream;
+    if (!st) return;
+    memset(st->layers, 0, st->n_layer * sizeof *st->layers);
+    for (uint32_t l = 0; l < st->n_layer; l++) st->cache[l].evictions = st->cache[l].expirations = 0;
+    st->neurons_used = st->neurons_loaded = 0;
+    st->io_wait_ns = st->io_span_ns = 0;
+    st->io = (lf_batch_io){0, 0};
 }
 
 void lf_stream_layer_stats(const lf_session *s, uint32_t l, lf_layer_stats *out) {

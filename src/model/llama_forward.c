@@ -10,15 +10,17 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <sys/resource.h>
 
 lf_session_params lf_session_default_params(void) {
-    return (lf_session_params){.n_ctx = 0, .n_threads = 0, .window = 5, .mask = LF_MASK_ALL, .split = LF_SPLIT_EVEN};
+    return (lf_session_params){.n_ctx = 0, .n_threads = 0, .window = 5, .mask = LF_MASK_ALL, .split = LF_SPLIT_EVEN,
+                               .kv_type = LF_KV_F16, .budget_bytes = 0};
 }
 
 const char *lf_budget_part_name(int part) {
-    static const char *names[LF_BUDGET_PARTS] = {"resident weights", "KV cache", "neuron cache", "I/O buffers",
-                                                 "scratch", "predictor/oracle", "metadata"};
+    static const char *names[LF_BUDGET_PARTS] = {"resident_weights", "kv_cache", "neuron_cache", "io_buffers",
+                                                 "scratch", "predictor", "metadata"};
     return part >= 0 && part < LF_BUDGET_PARTS ? names[part] : "?";
 }
 
@@ -29,7 +31,11 @@ static uint32_t session_ctx(const lf_model *m, const lf_session_params *p) {
     return n ? n : 2048;
 }
 
-/* Every byte a session needs besides the neuron cache, by budget part. */
+static uint64_t kv_elem_bytes(const lf_session_params *p) { return p->kv_type == LF_KV_F32 ? 4 : 2; }
+
+/* Every byte one session needs besides its neuron cache, by budget part,
+ * the model's shared parts included (resident weights, metadata, the
+ * loader's staging). Returns the session's own share. */
 static uint64_t session_plan(const lf_model *m, const lf_session_params *p, uint64_t parts[LF_BUDGET_PARTS]) {
     const lf_model_info *in = &m->info;
     const uint64_t n_ctx = session_ctx(m, p), hd = m->head_dim;
@@ -37,29 +43,70 @@ static uint64_t session_plan(const lf_model *m, const lf_session_params *p, uint
     const uint64_t max_in = LF_MAX(LF_MAX((uint64_t)in->n_embd, (uint64_t)in->n_ff), q_dim);
     const uint64_t nth = (uint64_t)(p->n_threads > 0 ? p->n_threads : m->n_threads);
     memset(parts, 0, LF_BUDGET_PARTS * sizeof *parts);
-    parts[PART_KV] = 2ull * in->n_layer * n_ctx * kv_dim * sizeof(float);
-    parts[PART_SCRATCH] = (3ull * in->n_embd + 2 * q_dim + in->n_head * n_ctx + 2ull * in->n_ff + in->n_vocab +
+    parts[PART_KV] = 2ull * in->n_layer * n_ctx * kv_dim * kv_elem_bytes(p);
+    parts[PART_SCRATCH] = (3ull * in->n_embd + 2 * q_dim + 2 * kv_dim + in->n_head * n_ctx + 2ull * in->n_ff + in->n_vocab +
                            in->n_rot + 2 + 2 * nth * in->n_embd) * sizeof(float) +
                           (max_in / LF_QK + 1) * sizeof(lf_block_q8a) + sizeof(lf_session);
+    uint64_t own = parts[PART_KV] + parts[PART_SCRATCH];
     if (m->mode != LF_MODE_MMAP && m->flash) {
-        parts[PART_RESIDENT] = m->resident_bytes;
-        parts[PART_META] = lf_model_overhead_bytes(m);
         uint64_t io, oracle, scratch;
         lf_stream_plan_bytes(m, p, &io, &oracle, &scratch);
-        parts[PART_IO] = io;
+        own += io + oracle + scratch;
+        parts[PART_RESIDENT] = m->resident_bytes;
+        parts[PART_META] = lf_model_overhead_bytes(m);
+        parts[PART_IO] = io + lf_loader_buffer_bytes(m->loader);
         parts[PART_ORACLE] = oracle;
         parts[PART_SCRATCH] += scratch;
     }
-    uint64_t total = 0;
-    for (int i = 0; i < LF_BUDGET_PARTS; i++) total += parts[i];
-    return total;
+    return own;
 }
 
 uint64_t lf_session_min_budget(const lf_model *m, const lf_session_params *params) {
     if (!m) return 0;
     lf_session_params p = params ? *params : lf_session_default_params();
     uint64_t parts[LF_BUDGET_PARTS];
-    return session_plan(m, &p, parts);
+    return session_plan(m, &p, parts) + m->budget_fixed;
+}
+
+/* The model's budget ledger: sessions take their part at creation and give
+ * it back when destroyed. */
+static lf_status ledger_take(lf_model *m, uint64_t own, uint64_t want, uint64_t *taken, lf_err *err) {
+    pthread_mutex_lock(&m->budget_mu);
+    const uint64_t left = m->dram_budget - m->budget_used;
+    const uint64_t take = want ? want : left;
+    lf_status st = LF_OK;
+    if (own > left || take > left || take < own) {
+        const uint64_t sessions = m->budget_used - m->budget_fixed;
+        st = lf_err_set(err, LF_E_BUDGET,
+                        "this session needs %" PRIu64 " bytes (%.1f MiB) before any neuron is cached%s%s, but %" PRIu64
+                        " bytes (%.1f MiB) of the budget of %.1f MiB are left: the model holds %.1f MiB and other "
+                        "sessions %.1f MiB. Raise the budget, lower the context, or destroy a session",
+                        own, (double)own / 1048576.0, want ? " and asks for " : "",
+                        want ? (take < own ? "less than that" : "more than is left") : "", left,
+                        (double)left / 1048576.0, (double)m->dram_budget / 1048576.0,
+                        (double)m->budget_fixed / 1048576.0, (double)sessions / 1048576.0);
+    } else {
+        m->budget_used += take;
+        *taken = take;
+    }
+    pthread_mutex_unlock(&m->budget_mu);
+    return st;
+}
+
+static void ledger_give_back(lf_model *m, uint64_t bytes) {
+    if (!bytes) return;
+    pthread_mutex_lock(&m->budget_mu);
+    m->budget_used -= bytes;
+    pthread_mutex_unlock(&m->budget_mu);
+}
+
+uint64_t lf_model_budget_left(const lf_model *m) {
+    if (!m || !m->dram_budget) return UINT64_MAX;
+    lf_model *mm = (lf_model *)m; /* the mutex only */
+    pthread_mutex_lock(&mm->budget_mu);
+    const uint64_t left = m->dram_budget - m->budget_used;
+    pthread_mutex_unlock(&mm->budget_mu);
+    return left;
 }
 
 void lf_session_destroy(lf_session *s) {
@@ -71,6 +118,8 @@ void lf_session_destroy(lf_session *s) {
     free(s->q);
     free(s->att);
     free(s->att_out);
+    free(s->k_new);
+    free(s->v_new);
     free(s->hb);
     free(s->hb2);
     free(s->logits);
@@ -84,8 +133,11 @@ void lf_session_destroy(lf_session *s) {
     free(s->ffn_scratch);
     free(s->key_cache);
     free(s->value_cache);
+    ledger_give_back(s->m, s->budget_taken);
     free(s);
 }
+
+static void process_counters(uint64_t *read_bytes, uint64_t *major_faults);
 
 lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_session **out, char *errbuf,
                             size_t errcap) {
@@ -102,11 +154,28 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     const int n_threads = p.n_threads > 0 ? p.n_threads : m->n_threads;
     const uint64_t q_dim = (uint64_t)in->n_head * m->head_dim, kv_dim = (uint64_t)in->n_head_kv * m->head_dim;
     const uint64_t max_in = LF_MAX(LF_MAX((uint64_t)in->n_embd, (uint64_t)in->n_ff), q_dim);
-    uint64_t cache_elems;
+    uint64_t cache_elems = 0;
     lf_status st = LF_E_NOMEM;
+    if (p.kv_type != LF_KV_F16 && p.kv_type != LF_KV_F32) {
+        st = lf_err_set(&s->err, LF_E_INVALID_ARG, "KV cache type %d is neither F16 nor F32", (int)p.kv_type);
+        goto fail;
+    }
+    if (p.n_threads < 0 || p.n_threads > LF_THREADS_PER_CORE_MAX * lf_cpu_count()) {
+        st = lf_err_set(&s->err, LF_E_INVALID_ARG, "%d compute threads on %d cores: at most %d", p.n_threads,
+                        lf_cpu_count(), LF_THREADS_PER_CORE_MAX * lf_cpu_count());
+        goto fail;
+    }
     if (!lf_mul_u64((uint64_t)in->n_layer * s->n_ctx, kv_dim, &cache_elems) || cache_elems > ((uint64_t)1 << 40)) {
         st = lf_err_set(&s->err, LF_E_INVALID_ARG, "context of %u tokens is too large", s->n_ctx);
         goto fail;
+    }
+    if (s->n_ctx > in->n_ctx_train && in->n_ctx_train)
+        lf_log(&m->log, LF_LOG_WARN, "context of %u tokens is longer than the %u the model was trained on: "
+               "quality may drop past that", s->n_ctx, in->n_ctx_train);
+    if (m->flash && m->mode != LF_MODE_MMAP && m->dram_budget) {
+        uint64_t parts[LF_BUDGET_PARTS];
+        const uint64_t own = session_plan(m, &p, parts);
+        if ((st = ledger_take(m, own, p.budget_bytes, &s->budget_taken, &s->err))) goto fail;
     }
     if (lf_pool_create(n_threads, &s->pool)) goto fail_nomem;
     s->x = malloc(in->n_embd * sizeof(float));
@@ -115,6 +184,8 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     s->q = malloc(q_dim * sizeof(float));
     s->att = malloc((uint64_t)in->n_head * s->n_ctx * sizeof(float));
     s->att_out = malloc(q_dim * sizeof(float));
+    s->k_new = malloc(kv_dim * sizeof(float));
+    s->v_new = malloc(kv_dim * sizeof(float));
     s->hb = malloc(in->n_ff * sizeof(float));
     s->hb2 = malloc(in->n_ff * sizeof(float));
     s->logits = malloc(in->n_vocab * sizeof(float));
@@ -123,34 +194,23 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     s->xq = lf_alloc_aligned((max_in / LF_QK + 1) * sizeof(lf_block_q8a), 64);
     s->ffn_acc = malloc((size_t)n_threads * in->n_embd * sizeof(float));
     s->ffn_scratch = malloc((size_t)n_threads * in->n_embd * sizeof(float));
-    s->key_cache = calloc(cache_elems, sizeof(float));
-    s->value_cache = calloc(cache_elems, sizeof(float));
-    if (!s->x || !s->xb || !s->xb2 || !s->q || !s->att || !s->att_out || !s->hb || !s->hb2 || !s->logits ||
+    s->key_cache = calloc(cache_elems, kv_elem_bytes(&p));
+    s->value_cache = calloc(cache_elems, kv_elem_bytes(&p));
+    if (!s->x || !s->xb || !s->xb2 || !s->q || !s->att || !s->att_out || !s->k_new || !s->v_new || !s->hb || !s->hb2 || !s->logits ||
         !s->rope_cos || !s->rope_sin || !s->xq || !s->ffn_acc || !s->ffn_scratch || !s->key_cache || !s->value_cache)
         goto fail_nomem;
     if (m->flash && m->mode == LF_MODE_MMAP && !(s->recs = malloc(in->n_ff * sizeof *s->recs))) goto fail_nomem;
     if (m->flash && m->mode != LF_MODE_MMAP) {
         uint64_t parts[LF_BUDGET_PARTS];
-        const uint64_t need = session_plan(m, &p, parts);
-        if (m->dram_budget && need > m->dram_budget) {
-            st = lf_err_set(&s->err, LF_E_BUDGET,
-                            "the budget of %" PRIu64 " bytes (%.1f MiB) is below the %" PRIu64 " bytes (%.1f MiB) needed "
-                            "before any neuron is cached: resident weights %.1f MiB, KV cache %.1f MiB for %u tokens, "
-                            "I/O buffers %.1f MiB, scratch %.1f MiB, oracle %.1f MiB, metadata %.1f MiB. Raise "
-                            "--dram-budget, lower --ctx, or use a smaller quant type",
-                            m->dram_budget, (double)m->dram_budget / 1048576.0, need, (double)need / 1048576.0,
-                            (double)parts[PART_RESIDENT] / 1048576.0, (double)parts[PART_KV] / 1048576.0, s->n_ctx,
-                            (double)parts[PART_IO] / 1048576.0, (double)parts[PART_SCRATCH] / 1048576.0,
-                            (double)parts[PART_ORACLE] / 1048576.0, (double)parts[PART_META] / 1048576.0);
-            goto fail;
-        }
-        if ((st = lf_stream_create(s, m->dram_budget ? m->dram_budget - need : 0, &s->err))) goto fail;
+        const uint64_t own = session_plan(m, &p, parts);
+        if ((st = lf_stream_create(s, m->dram_budget ? s->budget_taken - own : 0, &s->err))) goto fail;
     }
+    process_counters(&s->base_read_bytes, &s->base_major_faults);
     *out = s;
     return LF_OK;
 fail_nomem:
     st = lf_err_set(&s->err, LF_E_NOMEM, "session buffers for a context of %u tokens (KV cache %" PRIu64 " MiB)",
-                    s->n_ctx, cache_elems * 8 >> 20);
+                    s->n_ctx, cache_elems * 2 * kv_elem_bytes(&p) >> 20);
 fail:
     lf_err_copy_out(&s->err, errbuf, errcap);
     lf_session_destroy(s);
@@ -246,26 +306,42 @@ typedef struct attn_job {
     uint32_t layer, pos;
 } attn_job;
 
+/* One cached key or value row of kv_dim elements, F32 or F16. */
+static inline const void *kv_row(const lf_session *s, const void *cache, uint32_t layer, uint32_t t) {
+    const uint64_t kv_dim = (uint64_t)s->m->info.n_head_kv * s->m->head_dim;
+    return (const uint8_t *)cache + (((uint64_t)layer * s->n_ctx + t) * kv_dim) * kv_elem_bytes(&s->params);
+}
+
 static void attention_worker(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
     lf_session *s = j->s;
     const lf_model_info *in = &s->m->info;
+    const lf_kernels *k = s->m->kernels;
     const uint32_t hd = s->m->head_dim, group = in->n_head / in->n_head_kv;
-    const uint64_t kv_dim = (uint64_t)in->n_head_kv * hd;
-    const float *kc = s->key_cache + (uint64_t)j->layer * s->n_ctx * kv_dim;
-    const float *vc = s->value_cache + (uint64_t)j->layer * s->n_ctx * kv_dim;
+    const bool f16 = s->params.kv_type == LF_KV_F16;
+    const uint64_t esz = kv_elem_bytes(&s->params);
+    /* F16 rows go through the F16 weight kernels: a key row is a weight row
+     * dotted with the (float) query, a value row is axpy'd into the output */
+    const lf_vec_dot_fn dot16 = k->dot[LF_TYPE_F16];
     const float scale = sqrtf((float)hd); /* divided, not multiplied, as the reference does */
     uint64_t h0, h1;
     lf_split_range(in->n_head, ith, nth, 1, &h0, &h1);
+    float *scratch = s->ffn_scratch + (uint64_t)ith * in->n_embd;
     for (uint64_t h = h0; h < h1; h++) {
         const float *q = s->q + h * hd;
         float *att = s->att + h * s->n_ctx;
         const uint64_t kvh = h / group;
         float max = -INFINITY;
         for (uint32_t t = 0; t <= j->pos; t++) {
-            const float *k = kc + t * kv_dim + kvh * hd;
-            float score = 0.0f;
-            for (uint32_t i = 0; i < hd; i++) score += q[i] * k[i];
+            const uint8_t *krow = (const uint8_t *)kv_row(s, s->key_cache, j->layer, t) + kvh * hd * esz;
+            float score;
+            if (f16) {
+                score = dot16(krow, q, hd);
+            } else {
+                const float *kf = (const float *)krow;
+                score = 0.0f;
+                for (uint32_t i = 0; i < hd; i++) score += q[i] * kf[i];
+            }
             att[t] = score / scale;
             max = fmaxf(max, att[t]);
         }
@@ -278,25 +354,44 @@ static void attention_worker(void *ctx, int ith, int nth) {
         memset(out, 0, hd * sizeof(float));
         for (uint32_t t = 0; t <= j->pos; t++) {
             const float a = att[t] / sum;
-            const float *v = vc + t * kv_dim + kvh * hd;
-            for (uint32_t i = 0; i < hd; i++) out[i] += a * v[i];
+            const uint8_t *vrow = (const uint8_t *)kv_row(s, s->value_cache, j->layer, t) + kvh * hd * esz;
+            if (f16) {
+                lf_axpy_row(k, LF_TYPE_F16, vrow, a, out, hd, scratch);
+            } else {
+                const float *vf = (const float *)vrow;
+                for (uint32_t i = 0; i < hd; i++) out[i] += a * vf[i];
+            }
         }
+    }
+}
+
+/* Stores the new key and value rows at pos. */
+static void kv_store(lf_session *s, uint32_t l, uint32_t pos) {
+    const uint64_t kv_dim = (uint64_t)s->m->info.n_head_kv * s->m->head_dim;
+    void *kd = (void *)kv_row(s, s->key_cache, l, pos), *vd = (void *)kv_row(s, s->value_cache, l, pos);
+    if (s->params.kv_type == LF_KV_F32) {
+        memcpy(kd, s->k_new, kv_dim * sizeof(float));
+        memcpy(vd, s->v_new, kv_dim * sizeof(float));
+        return;
+    }
+    uint16_t *k16 = kd, *v16 = vd;
+    for (uint64_t i = 0; i < kv_dim; i++) {
+        k16[i] = lf_fp32_to_fp16(s->k_new[i]);
+        v16[i] = lf_fp32_to_fp16(s->v_new[i]);
     }
 }
 
 static void attention(lf_session *s, uint32_t l, uint32_t pos) {
     const lf_model_info *in = &s->m->info;
     const lf_layer *L = &s->m->layers[l];
-    const uint64_t kv_dim = (uint64_t)in->n_head_kv * s->m->head_dim;
-    float *k = s->key_cache + ((uint64_t)l * s->n_ctx + pos) * kv_dim;
-    float *v = s->value_cache + ((uint64_t)l * s->n_ctx + pos) * kv_dim;
     rmsnorm(s->xb, s->x, L->attn_norm, in->n_embd, in->rms_eps);
     act xb = act_of(s, s->xb, in->n_embd);
     matvec(s, &L->wq, &xb, s->q);
-    matvec(s, &L->wk, &xb, k);
-    matvec(s, &L->wv, &xb, v);
+    matvec(s, &L->wk, &xb, s->k_new);
+    matvec(s, &L->wv, &xb, s->v_new);
     rope_apply(s, s->q, in->n_head);
-    rope_apply(s, k, in->n_head_kv);
+    rope_apply(s, s->k_new, in->n_head_kv);
+    kv_store(s, l, pos);
     attn_job job = {s, l, pos};
     lf_pool_run(s->pool, attention_worker, &job);
     act ao = act_of(s, s->att_out, (int64_t)in->n_head * s->m->head_dim);
@@ -365,22 +460,20 @@ const void *lf_ffn_input(lf_session *s, act *xb) {
     return xb->q;
 }
 
-static void ffn(lf_session *s, uint32_t l) {
+static lf_status ffn(lf_session *s, uint32_t l) {
     const lf_model_info *in = &s->m->info;
     const lf_layer *L = &s->m->layers[l];
     rmsnorm(s->xb, s->x, L->ffn_norm, in->n_embd, in->rms_eps);
     act xb = act_of(s, s->xb, in->n_embd);
-    if (s->stream) {
-        const lf_status st = lf_stream_ffn(s, l, &xb);
-        if (st && !s->io_error) s->io_error = st;
-        return;
-    }
+    if (s->stream) return lf_stream_ffn(s, l, &xb);
     if (L->bundle) { /* a flash file mapped whole: records at the file's stride */
+        const lf_status st = lf_model_check_mapped_layer(s->m, l, &s->err);
+        if (st) return st;
         for (uint32_t i = 0; i < in->n_ff; i++) s->recs[i] = L->bundle + (uint64_t)i * s->m->flash->layout.stride;
         lf_ffn_begin(s);
         lf_ffn_accumulate(s, (const uint8_t *const *)s->recs, s->m->info.n_ff, lf_ffn_input(s, &xb));
         lf_ffn_end(s);
-        return;
+        return LF_OK;
     }
     matvec(s, &L->up, &xb, s->hb2);
     if (in->activation != LF_ACT_RELU) matvec(s, &L->gate, &xb, s->hb);
@@ -388,71 +481,139 @@ static void ffn(lf_session *s, uint32_t l) {
     act hb = act_of(s, s->hb, in->n_ff);
     matvec(s, &L->down, &hb, s->xb2);
     for (uint32_t i = 0; i < in->n_embd; i++) s->x[i] += s->xb2[i];
+    return LF_OK;
 }
 
-static void forward(lf_session *s, lf_token token, uint32_t pos) {
+/* One token. The first failure ends it: the remaining layers do not run,
+ * so the message in s->err is the first error's. */
+static lf_status forward(lf_session *s, lf_token token, uint32_t pos) {
     const lf_model *m = s->m;
     const lf_model_info *in = &m->info;
     lf_dequantize_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (uint64_t)token * m->tok_embd.row_bytes,
                       s->x, in->n_embd);
     rope_prepare(s, pos);
     if (s->stream) lf_stream_next_token(s);
+    lf_status st = LF_OK;
     for (uint32_t l = 0; l < in->n_layer; l++) {
         /* a mask known before the layer's input: its reads overlap attention */
-        if (s->stream && s->params.mask == LF_MASK_ALL) {
-            const lf_status st = lf_stream_issue(s, l, NULL);
-            if (st && !s->io_error) s->io_error = st;
+        if (s->stream && s->params.mask == LF_MASK_ALL && (st = lf_stream_issue(s, l, NULL))) {
+            lf_stream_abort(s);
+            return st;
         }
         attention(s, l, pos);
-        ffn(s, l);
+        if ((st = ffn(s, l))) return st;
     }
     rmsnorm(s->x, s->x, m->output_norm, in->n_embd, in->rms_eps);
     act x = act_of(s, s->x, in->n_embd);
     matvec(s, &m->output, &x, s->logits);
-}
-
-lf_status lf_session_eval(lf_session *s, const lf_token *tokens, size_t n) {
-    if (!s || (!tokens && n)) return LF_E_INVALID_ARG;
-    for (size_t i = 0; i < n; i++) {
-        if (tokens[i] < 0 || (uint32_t)tokens[i] >= s->m->info.n_vocab)
-            return lf_err_set(&s->err, LF_E_INVALID_ARG, "token %d is outside the vocabulary of %u", tokens[i],
-                              s->m->info.n_vocab);
-        if (s->pos >= s->n_ctx)
-            return lf_err_set(&s->err, LF_E_CONTEXT_FULL, "context of %u tokens is full", s->n_ctx);
-        const uint64_t t0 = lf_now_ns();
-        s->io_error = LF_OK;
-        forward(s, tokens[i], s->pos);
-        s->compute_ms += lf_ns_to_ms(lf_now_ns() - t0);
-        if (s->io_error) { /* the stream engine put the detail in s->err */
-            s->has_logits = false;
-            return s->io_error;
-        }
-        s->pos++;
-        s->has_logits = true;
-    }
     return LF_OK;
 }
 
 /* ---- statistics ------------------------------------------------------------ */
 
+/* Bytes this process read from storage and its major page faults: the
+ * kernel's view, which is all there is of mmap mode's traffic. */
+static void process_counters(uint64_t *read_bytes, uint64_t *major_faults) {
+    *read_bytes = 0;
+    FILE *f = fopen("/proc/self/io", "r");
+    if (f) {
+        char line[128];
+        unsigned long long v;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "read_bytes: %llu", &v) == 1) *read_bytes = v;
+        fclose(f);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    *major_faults = (uint64_t)ru.ru_majflt;
+}
+
+/* The counters a phase adds up, as they stand now. */
+static void session_counters(const lf_session *s, lf_phase_stats *now) {
+    memset(now, 0, sizeof *now);
+    if (!s->stream) return;
+    lf_session_stats st;
+    memset(&st, 0, sizeof st);
+    lf_stream_stats(s, &st);
+    now->io_wait_ms = st.io_wait_ms;
+    now->ffn_bytes_read = st.ffn_bytes_read;
+    now->ffn_bytes_served = st.ffn_bytes_served;
+    now->io_bytes = st.io_bytes;
+}
+
+static void phase_add(lf_phase_stats *ph, const lf_phase_stats *before, const lf_phase_stats *after, uint64_t tokens,
+                      double ms) {
+    ph->tokens += tokens;
+    ph->ms += ms;
+    ph->io_wait_ms += after->io_wait_ms - before->io_wait_ms;
+    ph->ffn_bytes_read += after->ffn_bytes_read - before->ffn_bytes_read;
+    ph->ffn_bytes_served += after->ffn_bytes_served - before->ffn_bytes_served;
+    ph->io_bytes += after->io_bytes - before->io_bytes;
+}
+
+lf_status lf_session_eval(lf_session *s, const lf_token *tokens, size_t n) {
+    if (!s || (!tokens && n)) return LF_E_INVALID_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= s->m->info.n_vocab)
+            return lf_err_set(&s->err, LF_E_INVALID_ARG, "token %d (at %zu of %zu) is outside the vocabulary of %u",
+                              tokens[i], i, n, s->m->info.n_vocab);
+    /* checked up front: a batch that cannot fit fails before any work */
+    if (n > s->n_ctx - s->pos)
+        return lf_err_set(&s->err, LF_E_CONTEXT_FULL, "%zu tokens do not fit: the context of %u tokens has %u left", n,
+                          s->n_ctx, s->n_ctx - s->pos);
+    lf_phase_stats *ph = n > 1 || s->in_prompt ? &s->prompt : &s->generation;
+    lf_phase_stats before, after;
+    session_counters(s, &before);
+    const uint64_t t0 = lf_now_ns();
+    lf_status st = LF_OK;
+    size_t done = 0;
+    for (; done < n; done++) {
+        if ((st = forward(s, tokens[done], s->pos))) { /* detail in s->err */
+            s->has_logits = false;
+            break;
+        }
+        s->pos++;
+        s->has_logits = true;
+    }
+    const double ms = lf_ns_to_ms(lf_now_ns() - t0);
+    s->compute_ms += ms;
+    s->tokens += done;
+    session_counters(s, &after);
+    phase_add(ph, &before, &after, done, ms);
+    return st;
+}
+
+void lf_session_reset_stats(lf_session *s) {
+    if (!s) return;
+    s->compute_ms = 0.0;
+    s->tokens = 0;
+    memset(&s->prompt, 0, sizeof s->prompt);
+    memset(&s->generation, 0, sizeof s->generation);
+    lf_stream_reset_stats(s);
+    process_counters(&s->base_read_bytes, &s->base_major_faults);
+}
+
 lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out) {
     if (!s || !out) return LF_E_INVALID_ARG;
     memset(out, 0, sizeof *out);
-    out->tokens = s->pos;
+    out->tokens = s->tokens;
     out->compute_ms = s->compute_ms;
     out->n_layer = s->m->info.n_layer;
     out->budget_total = s->m->mode == LF_MODE_MMAP ? 0 : s->m->dram_budget;
+    out->budget_session = s->budget_taken;
+    out->prompt = s->prompt;
+    out->generation = s->generation;
     session_plan(s->m, &s->params, out->budget_bytes);
     if (s->stream) {
         lf_stream_stats(s, out);
         uint64_t cache = 0;
         lf_stream_cache_bytes(s, &cache);
         out->budget_bytes[PART_CACHE] = cache;
-        lf_loader_stats ls;
-        lf_loader_get_stats(s->m->loader, &ls);
-        out->io_reads = ls.reads;
-        out->io_bytes = ls.bytes_read;
     }
+    uint64_t rb, mf;
+    process_counters(&rb, &mf);
+    out->device_read_bytes = rb - LF_MIN(rb, s->base_read_bytes);
+    out->major_faults = mf - LF_MIN(mf, s->base_major_faults);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     out->peak_rss_bytes = (uint64_t)ru.ru_maxrss * 1024;
@@ -479,14 +640,51 @@ static void jprintf(jbuf *j, const char *fmt, ...) {
     if (n > 0) j->len += (size_t)n;
 }
 
+/* A JSON string: quotes, backslashes and control bytes escaped. */
+static void jstring(jbuf *j, const char *str) {
+    jprintf(j, "\"");
+    for (const unsigned char *c = (const unsigned char *)str; *c; c++) {
+        if (*c == '"' || *c == '\\') jprintf(j, "\\%c", *c);
+        else if (*c < 0x20) jprintf(j, "\\u%04x", *c);
+        else jprintf(j, "%c", *c);
+    }
+    jprintf(j, "\"");
+}
+
+static void jphase(jbuf *j, const char *name, const lf_phase_stats *p) {
+    jprintf(j, "  \"%s\": {\"tokens\": %" PRIu64 ", \"ms\": %.3f, \"ms_per_token\": %.4f, \"tokens_per_s\": %.4f, "
+            "\"io_wait_ms\": %.3f, \"ffn_bytes_read\": %" PRIu64 ", \"ffn_bytes_served\": %" PRIu64 ", \"io_bytes\": %" PRIu64
+            "},\n", name, p->tokens, p->ms, p->tokens ? p->ms / (double)p->tokens : 0.0,
+            p->ms > 0 ? (double)p->tokens * 1000.0 / p->ms : 0.0, p->io_wait_ms, p->ffn_bytes_read, p->ffn_bytes_served,
+            p->io_bytes);
+}
+
 size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
     lf_session_stats st;
     if (lf_session_get_stats(s, &st)) return 0;
+    const lf_model *m = s->m;
     jbuf j = {buf, cap, 0};
     if (cap) buf[0] = '\0';
-    jprintf(&j, "{\n  \"mode\": \"%s\",\n  \"tokens\": %" PRIu64 ",\n  \"compute_ms\": %.3f,\n  \"io_wait_ms\": %.3f,\n",
-            lf_mode_name(s->m->mode), st.tokens, st.compute_ms, st.io_wait_ms);
+    jprintf(&j, "{\n  \"schema_version\": %d,\n  \"model\": {\"path\": ", LF_STATS_SCHEMA_VERSION);
+    jstring(&j, m->path);
+    jprintf(&j, ", \"name\": ");
+    jstring(&j, m->info.name);
+    jprintf(&j, ", \"architecture\": ");
+    jstring(&j, m->info.architecture);
+    jprintf(&j, ", \"n_params\": %" PRIu64 ", \"n_layer\": %u, \"n_embd\": %u, \"n_ff\": %u, \"is_flash\": %s, "
+            "\"file_bytes\": %" PRIu64 "},\n", m->info.n_params, m->info.n_layer, m->info.n_embd, m->info.n_ff,
+            m->info.is_flash ? "true" : "false", m->info.file_bytes);
+    jprintf(&j, "  \"params\": {\"mode\": \"%s\", \"dram_budget\": %" PRIu64 ", \"n_ctx\": %u, \"n_threads\": %d, "
+            "\"window\": %u, \"mask\": \"%s\", \"cache_split\": \"%s\", \"kv_type\": \"%s\", \"verify_checksums\": %s, "
+            "\"kernels\": \"%s\"},\n", lf_mode_name(m->mode), m->dram_budget, s->n_ctx, lf_pool_size(s->pool),
+            s->params.window ? s->params.window : 5, s->params.mask == LF_MASK_ORACLE ? "oracle" : "all",
+            s->params.split == LF_SPLIT_MEASURED ? "measured" : "even", s->params.kv_type == LF_KV_F32 ? "f32" : "f16",
+            m->verify_checksums ? "true" : "false", m->kernels->name);
+    jprintf(&j, "  \"tokens\": %" PRIu64 ",\n  \"compute_ms\": %.3f,\n  \"io_wait_ms\": %.3f,\n", st.tokens,
+            st.compute_ms, st.io_wait_ms);
     jprintf(&j, "  \"tokens_per_s\": %.4f,\n", st.compute_ms > 0 ? (double)st.tokens * 1000.0 / st.compute_ms : 0.0);
+    jphase(&j, "prompt", &st.prompt);
+    jphase(&j, "generation", &st.generation);
     jprintf(&j, "  \"io_span_ms\": %.3f,\n  \"io_hidden_fraction\": %.4f,\n", st.io_span_ms,
             st.io_span_ms > 0 ? 1.0 - st.io_wait_ms / st.io_span_ms : 0.0);
     jprintf(&j, "  \"ffn_bytes_read\": %" PRIu64 ",\n  \"ffn_bytes_served\": %" PRIu64 ",\n", st.ffn_bytes_read,
@@ -496,7 +694,9 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
     jprintf(&j, "  \"neurons_loaded\": %" PRIu64 ",\n  \"neurons_used\": %" PRIu64 ",\n  \"evictions\": %" PRIu64
             ",\n  \"expirations\": %" PRIu64 ",\n  \"window_union\": %" PRIu64 ",\n  \"io_reads\": %" PRIu64 ",\n  \"io_bytes\": %" PRIu64 ",\n",
             st.neurons_loaded, st.neurons_used, st.evictions, st.expirations, st.window_union, st.io_reads, st.io_bytes);
-    jprintf(&j, "  \"budget\": {\"limit\": %" PRIu64, st.budget_total);
+    jprintf(&j, "  \"device_read_bytes\": %" PRIu64 ",\n  \"major_faults\": %" PRIu64 ",\n", st.device_read_bytes,
+            st.major_faults);
+    jprintf(&j, "  \"budget\": {\"limit\": %" PRIu64 ", \"session\": %" PRIu64, st.budget_total, st.budget_session);
     for (int i = 0; i < LF_BUDGET_PARTS; i++) jprintf(&j, ", \"%s\": %" PRIu64, lf_budget_part_name(i), st.budget_bytes[i]);
     jprintf(&j, "},\n  \"peak_rss_bytes\": %" PRIu64 ",\n  \"layers\": [", st.peak_rss_bytes);
     for (uint32_t l = 0; s->stream && l < st.n_layer; l++) {
@@ -513,13 +713,19 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
 
 /* ---- generation ----------------------------------------------------------- */
 
-lf_status lf_session_generate(lf_session *s, lf_sampler *sampler, const char *prompt, uint32_t n_predict,
-                              lf_piece_fn on_piece, void *user, lf_generate_stats *stats) {
+lf_generate_params lf_generate_default_params(void) {
+    return (lf_generate_params){.n_predict = 128, .ignore_eos = false, .on_piece = NULL, .user = NULL};
+}
+
+lf_status lf_session_generate(lf_session *s, lf_sampler *sampler, const char *prompt, const lf_generate_params *params,
+                              lf_generate_stats *stats) {
     if (!s || !sampler || !prompt) return LF_E_INVALID_ARG;
+    const lf_generate_params gp = params ? *params : lf_generate_default_params();
     lf_generate_stats st_local = {0};
     lf_generate_stats *gs = stats ? stats : &st_local;
     memset(gs, 0, sizeof *gs);
     lf_session_reset(s);
+    lf_sampler_reset(sampler);
     const lf_model *m = s->m;
     const size_t plen = strlen(prompt);
     size_t n_tok = 0;
@@ -535,11 +741,16 @@ lf_status lf_session_generate(lf_session *s, lf_sampler *sampler, const char *pr
         free(toks);
         return lf_err_set(&s->err, LF_E_INVALID_ARG, "empty prompt and the model has no BOS token");
     }
-    if (n_tok + n_predict > s->n_ctx)
-        lf_log(&m->log, LF_LOG_WARN, "prompt (%zu tokens) plus %u to generate exceeds the context of %u", n_tok,
-               n_predict, s->n_ctx);
+    if (n_tok > s->n_ctx) {
+        free(toks);
+        return lf_err_set(&s->err, LF_E_CONTEXT_FULL, "the prompt is %zu tokens but the context holds %u", n_tok,
+                          s->n_ctx);
+    }
+    for (size_t i = 0; i < n_tok; i++) lf_sampler_accept(sampler, toks[i]);
     uint64_t t0 = lf_now_ns();
+    s->in_prompt = true;
     st = lf_session_eval(s, toks, n_tok);
+    s->in_prompt = false;
     free(toks);
     gs->n_prompt = (uint32_t)n_tok;
     gs->prompt_ms = lf_ns_to_ms(lf_now_ns() - t0);
@@ -548,13 +759,15 @@ lf_status lf_session_generate(lf_session *s, lf_sampler *sampler, const char *pr
     const lf_token eos = lf_token_eos(m);
     bool strip_space = plen == 0; /* SentencePiece drops the leading space of a text */
     char piece[256];
-    for (uint32_t i = 0; i < n_predict; i++) {
+    for (uint32_t i = 0; gp.n_predict == LF_PREDICT_UNTIL_DONE || i < gp.n_predict; i++) {
+        if (gp.ignore_eos && eos >= 0) s->logits[eos] = -INFINITY; /* the session's copy: never sampled */
         const lf_token tok = lf_sampler_sample(sampler, s->logits, m->info.n_vocab);
         if (tok == eos) {
             gs->stopped_at_eos = true;
             break;
         }
         gs->n_generated++;
+        lf_sampler_accept(sampler, tok);
         int len = lf_token_to_piece(m, tok, piece, sizeof piece);
         if (len < 0) len = 0;
         if (len > (int)sizeof piece) len = (int)sizeof piece;
@@ -566,8 +779,14 @@ lf_status lf_session_generate(lf_session *s, lf_sampler *sampler, const char *pr
             }
             strip_space = false;
         }
-        if (on_piece && len > 0 && !on_piece(user, p, (size_t)len)) break;
-        if (i + 1 < n_predict && (st = lf_session_eval(s, &tok, 1))) break;
+        if (gp.on_piece && len > 0 && !gp.on_piece(gp.user, p, (size_t)len)) break;
+        if (gp.n_predict != LF_PREDICT_UNTIL_DONE && i + 1 >= gp.n_predict) break;
+        if (s->pos >= s->n_ctx) { /* the context is full: a clean stop, not an error */
+            gs->stopped_at_ctx = true;
+            break;
+        }
+        if ((st = lf_session_eval(s, &tok, 1))) break;
+        gs->n_evaluated++;
     }
     gs->generate_ms = lf_ns_to_ms(lf_now_ns() - t0);
     return st;

@@ -12,7 +12,8 @@
 
 lf_model_params lf_model_default_params(void) {
     return (lf_model_params){.log = NULL, .log_user = NULL, .n_threads = 0, .verify_checksums = true,
-                             .mode = LF_MODE_AUTO, .dram_budget = 0, .io_backend = LF_IO_BACKEND_AUTO};
+                             .mode = LF_MODE_AUTO, .dram_budget = 0, .io_backend = LF_IO_BACKEND_AUTO,
+                             .activation = LF_ACT_FROM_FILE};
 }
 
 const char *lf_mode_name(lf_mode mode) {
@@ -76,7 +77,7 @@ static lf_status bind_norm(lf_model *m, const char *name, uint64_t n, float **ou
     return LF_OK;
 }
 
-static lf_status read_hparams(lf_model *m) {
+static lf_status read_hparams(lf_model *m, int activation) {
     const lf_gguf *g = m->gguf;
     lf_model_info *in = &m->info;
     lf_err *err = &m->err;
@@ -120,7 +121,37 @@ static lf_status read_hparams(lf_model *m) {
             return lf_err_set(err, LF_E_UNSUPPORTED, "llmflash.ffn_activation '%.*s' is not one of silu, relu, relu_plain",
                               (int)LF_MIN(act.len, (uint64_t)32), act.ptr);
     }
+    if (activation != LF_ACT_FROM_FILE) {
+        if (activation != LF_ACT_SILU_GATED && activation != LF_ACT_RELU_GATED && activation != LF_ACT_RELU)
+            return lf_err_set(err, LF_E_INVALID_ARG, "activation %d is not an lf_activation", activation);
+        in->activation = (lf_activation)activation;
+    }
     return LF_OK;
+}
+
+/* LLMFLASH_TEST_FAULT=KIND:NTH[:COUNT] (tests only): bundle reads go through
+ * the fault-injecting back-end, which makes read NTH (0-based) and the
+ * COUNT-1 after it (default 1) fail. KIND is eio, short, eagain or
+ * corrupt. It exists so that the streaming engine's error paths can be
+ * tested end to end, through a model and its sessions. */
+static lf_status test_fault_params(lf_loader_params *lp, lf_err *err) {
+    const char *env = getenv("LLMFLASH_TEST_FAULT");
+    if (!env || !*env) return LF_OK;
+    char kind[16];
+    unsigned long long nth = 0, count = 1;
+    const int n = sscanf(env, "%15[a-z]:%llu:%llu", kind, &nth, &count);
+    static const struct { const char *name; lf_fault_kind kind; } kinds[] = {
+        {"eio", LF_FAULT_EIO}, {"short", LF_FAULT_SHORT}, {"eagain", LF_FAULT_EAGAIN}, {"corrupt", LF_FAULT_CORRUPT}};
+    for (size_t i = 0; n >= 2 && i < LF_ARRAY_LEN(kinds); i++)
+        if (strcmp(kind, kinds[i].name) == 0 && count >= 1 && count <= UINT32_MAX) {
+            lp->backend = LF_IO_FAULT;
+            lp->fault = kinds[i].kind;
+            lp->fault_nth = nth;
+            lp->fault_count = (uint32_t)count;
+            return LF_OK;
+        }
+    return lf_err_set(err, LF_E_INVALID_ARG, "LLMFLASH_TEST_FAULT='%.64s' is not KIND:NTH[:COUNT] with KIND eio, short, "
+                      "eagain or corrupt", env);
 }
 
 /* The loader's I/O buffers follow the size of a layer's FFN: a tiny model
@@ -140,7 +171,9 @@ static lf_status open_loader(lf_model *m) {
     const uint64_t layer_ffn = m->flash->layers[0].data_bytes;
     const uint64_t io = LF_MIN(LF_MAX(layer_ffn, (uint64_t)256 << 10), (uint64_t)32 << 20);
     lp.max_read = LF_MAX((io / lp.queue_depth) / 4096 * 4096, (uint64_t)4096);
-    lf_status st = lf_loader_open(m->path, &lp, &m->loader, &m->err);
+    lf_status st = test_fault_params(&lp, &m->err);
+    if (st) return st;
+    st = lf_loader_open(m->path, &lp, &m->loader, &m->err);
     if (!st)
         lf_log(&m->log, LF_LOG_INFO, "bundle reads: %s back-end%s, %" PRIu64 " KiB of I/O buffers",
                lf_loader_backend_name(m->loader), lf_loader_direct(m->loader) ? ", O_DIRECT" : "",
@@ -178,6 +211,39 @@ static lf_status load_resident(lf_model *m) {
     return LF_OK;
 }
 
+/* Flash files: every tensor the model keeps resident (embeddings,
+ * attention, norms) against its stored checksum, once, at open. xxh64 runs
+ * at memory speed, a fraction of the time the bytes took to read. */
+static lf_status verify_resident(lf_model *m) {
+    if (!lf_flash_detect(m->gguf) || !m->verify_checksums) return LF_OK;
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
+        if (is_bundle_data(m->tensor_names[i])) continue;
+        const lf_status st = lf_flash_verify_tensor(m->gguf, i, m->tensor_ptr[i], &m->err);
+        if (st) return st;
+    }
+    return LF_OK;
+}
+
+lf_status lf_model_check_mapped_layer(lf_model *m, uint32_t l, lf_err *err) {
+    if (!m->verify_checksums || !m->group_checked) return LF_OK;
+    const lf_flash_layer *F = &m->flash->layers[l];
+    const uint8_t *base = (const uint8_t *)m->map + F->data_offset;
+    for (uint64_t g = 0; g < F->n_groups; g++) {
+        if (__atomic_load_n(&m->group_checked[l][g], __ATOMIC_ACQUIRE)) continue;
+        /* two sessions may check the same group at once: both compute the
+         * same answer, and the flag only goes from 0 to 1 */
+        if (lf_checksum64(base + F->index[g].offset, F->index[g].stored) != F->index[g].checksum) {
+            uint64_t first, count;
+            lf_flash_group_neurons(m->flash, g, &first, &count);
+            return lf_err_set(err, LF_E_CORRUPT, "bundle group of layer %u, neurons %" PRIu64 "-%" PRIu64
+                              " at offset 0x%" PRIx64 " fails its checksum: the file is corrupt", l, first,
+                              first + count - 1, F->data_offset + F->index[g].offset);
+        }
+        __atomic_store_n(&m->group_checked[l][g], 1, __ATOMIC_RELEASE);
+    }
+    return LF_OK;
+}
+
 static lf_status map_file(lf_model *m) {
     m->map = mmap(NULL, m->map_size, PROT_READ, MAP_SHARED, m->fd, 0);
     if (m->map == MAP_FAILED) {
@@ -186,6 +252,13 @@ static lf_status map_file(lf_model *m) {
     }
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
         m->tensor_ptr[i] = (const uint8_t *)m->map + m->gguf->tensors[i].file_offset;
+    if (m->flash && m->verify_checksums) {
+        if (!(m->group_checked = calloc(m->flash->n_layer, sizeof *m->group_checked)))
+            return lf_err_set(&m->err, LF_E_NOMEM, "checked-group bitmap");
+        for (uint32_t l = 0; l < m->flash->n_layer; l++)
+            if (!(m->group_checked[l] = calloc(m->flash->layers[l].n_groups ? m->flash->layers[l].n_groups : 1, 1)))
+                return lf_err_set(&m->err, LF_E_NOMEM, "checked-group bitmap");
+    }
     return LF_OK;
 }
 
@@ -255,7 +328,9 @@ static void describe_tensors(lf_model *m) {
         const lf_gguf_tensor *t = &m->gguf->tensors[i];
         uint64_t n = 1;
         for (uint32_t k = 0; k < t->n_dims; k++) n *= t->ne[k];
-        in->n_params += n;
+        /* a flash file's bundles hold the FFN's parameters in another
+         * shape (and padding): they are counted from the layout instead */
+        if (!strstr(m->tensor_names[i], ".ffn_bundle")) in->n_params += n;
         in->class_bytes[lf_tensor_class_of(m->tensor_names[i])] += t->nbytes;
     }
 }
@@ -277,25 +352,31 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     lf_model *m = calloc(1, sizeof *m);
     if (!m) return LF_E_NOMEM;
     m->fd = -1;
+    pthread_mutex_init(&m->budget_mu, NULL);
     m->log = (lf_logger){p.log, p.log_user};
     m->n_threads = p.n_threads > 0 ? p.n_threads : lf_cpu_count();
     m->kernels = lf_kernels_best();
     lf_status st;
     m->path = strdup(path);
-    m->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (!m->path || m->fd < 0) {
-        st = lf_err_set(&m->err, m->path ? LF_E_IO : LF_E_NOMEM, "open %s: %s", path, strerror(errno));
+    if (!m->path) {
+        st = LF_E_NOMEM;
         goto fail;
     }
-    struct stat sb;
-    if (fstat(m->fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = lf_err_set(&m->err, LF_E_IO, "%s is not a readable regular file", path);
-        goto fail;
-    }
-    m->map_size = (uint64_t)sb.st_size;
+    if ((st = lf_open_input(path, 0, &m->fd, &m->map_size, &m->err))) goto fail;
     m->info.file_bytes = m->map_size;
     if ((st = lf_gguf_read_fd(m->fd, m->map_size, &m->gguf, &m->err))) goto fail;
     m->info.gguf_version = m->gguf->version;
+    m->verify_checksums = p.verify_checksums;
+    m->dram_budget = p.dram_budget;
+    m->io_backend = p.io_backend;
+    /* a flash file's header is checked before any of its metadata is used */
+    if (lf_flash_detect(m->gguf) && m->verify_checksums && (st = lf_flash_verify_header(m->fd, m->gguf, &m->err)))
+        goto fail;
+    if (p.n_threads < 0 || p.n_threads > LF_THREADS_PER_CORE_MAX * lf_cpu_count()) {
+        st = lf_err_set(&m->err, LF_E_INVALID_ARG, "%d compute threads on %d cores: at most %d", p.n_threads,
+                        lf_cpu_count(), LF_THREADS_PER_CORE_MAX * lf_cpu_count());
+        goto fail;
+    }
     m->tensor_names = calloc(m->gguf->n_tensors + 1, sizeof *m->tensor_names);
     m->meta_keys = calloc(m->gguf->n_kv + 1, sizeof *m->meta_keys);
     if (!m->tensor_names || !m->meta_keys) {
@@ -313,17 +394,25 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
             goto fail;
         }
     describe_tensors(m);
-    if ((st = read_hparams(m))) goto fail;
+    if ((st = read_hparams(m, p.activation))) goto fail;
     if ((st = lf_tokenizer_load(m->gguf, &m->tok, &m->err))) goto fail;
-    m->verify_checksums = p.verify_checksums;
-    m->dram_budget = p.dram_budget;
-    m->io_backend = p.io_backend;
     if (lf_flash_detect(m->gguf) && (st = lf_flash_open(m->gguf, m->fd, &m->flash, &m->err))) goto fail;
+    if (m->flash) { /* the model's parameters, not the bundles' bytes */
+        const lf_bundle_layout *B = &m->flash->layout;
+        m->info.n_params += (uint64_t)m->info.n_layer * m->info.n_ff * m->info.n_embd * B->n_rows;
+    }
     m->info.n_vocab = lf_tokenizer_vocab_size(m->tok);
     m->mode = p.mode == LF_MODE_AUTO ? (m->flash ? LF_MODE_STREAM : LF_MODE_MMAP) : p.mode;
     if (m->mode != LF_MODE_MMAP && !m->flash) {
         st = lf_err_set(&m->err, LF_E_INVALID_ARG, "%s mode reads FFN bundles from a flash file; convert %s first "
                         "(llmflash convert)", lf_mode_name(m->mode), path);
+        goto fail;
+    }
+    if (m->dram_budget && m->mode == LF_MODE_MMAP) { /* never ignored in silence */
+        st = m->flash ? lf_err_set(&m->err, LF_E_INVALID_ARG, "a DRAM budget cannot be enforced in mmap mode, where the "
+                                   "page cache decides; use stream, naive or hybrid mode, or cap mmap with a cgroup")
+                      : lf_err_set(&m->err, LF_E_INVALID_ARG, "a DRAM budget needs a flash file, whose FFN can be "
+                                   "streamed; %s is a plain GGUF: convert it first (llmflash convert)", path);
         goto fail;
     }
     if (m->mode == LF_MODE_MMAP && m->flash && m->flash->layout.compression != LF_COMPRESS_NONE) {
@@ -355,7 +444,16 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
             goto fail;
         }
         if ((st = load_resident(m)) || (st = open_loader(m))) goto fail;
+        m->budget_fixed = need + lf_loader_buffer_bytes(m->loader);
+        if (m->dram_budget && m->budget_fixed > m->dram_budget) {
+            st = lf_err_set(&m->err, LF_E_BUDGET, "the resident part of %s and the loader's buffers need %" PRIu64
+                            " bytes (%.1f MiB) but the budget is %" PRIu64 " bytes (%.1f MiB)", path, m->budget_fixed,
+                            (double)m->budget_fixed / 1048576.0, m->dram_budget, (double)m->dram_budget / 1048576.0);
+            goto fail;
+        }
+        m->budget_used = m->budget_fixed;
     }
+    if ((st = verify_resident(m))) goto fail;
     if ((st = bind_tensors(m))) goto fail;
     {
         uint64_t total = 0;
@@ -397,6 +495,10 @@ void lf_model_close(lf_model *m) {
     if (m->map) munmap(m->map, m->map_size);
     if (m->fd >= 0) close(m->fd);
     lf_gguf_free(m->gguf);
+    if (m->group_checked)
+        for (uint32_t l = 0; l < m->info.n_layer; l++) free(m->group_checked[l]);
+    free(m->group_checked);
+    pthread_mutex_destroy(&m->budget_mu);
     free(m->path);
     free(m);
 }

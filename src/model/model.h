@@ -13,6 +13,8 @@
 #include "../flash/flash_format.h"
 #include "../tokenizer/tokenizer.h"
 
+#include <pthread.h>
+
 /* A 2-D weight: `rows` rows of `cols` elements, row-major, each row_bytes. */
 typedef struct lf_weight {
     const void *data;
@@ -68,9 +70,20 @@ struct lf_model {
     const lf_kernels *kernels;
     char **tensor_names; /* NUL-terminated copies, (n_tensors) */
     char **meta_keys;    /* (n_kv) */
+    /* the budget ledger, shared by the model and its sessions */
+    pthread_mutex_t budget_mu;
+    uint64_t budget_fixed; /* the model's own part: resident weights, metadata, loader staging */
+    uint64_t budget_used;  /* budget_fixed plus what sessions hold */
+    /* mmap mode: bundle groups checked so far, one byte per group of each
+     * layer (set once, by whichever session touches it first) */
+    uint8_t **group_checked; /* (n_layer) of (n_groups) */
 };
 
 lf_tensor_class lf_tensor_class_of(const char *name);
+/* mmap mode: checks the bundle groups of layer l not checked before against
+ * their checksums (no-op with verify_checksums off). LF_E_CORRUPT names
+ * the layer and neurons. Thread-safe. */
+lf_status lf_model_check_mapped_layer(lf_model *m, uint32_t l, lf_err *err);
 /* Bytes the model holds in stream modes besides resident weights. */
 uint64_t lf_model_overhead_bytes(const lf_model *m);
 

@@ -9,6 +9,7 @@
 #include "kernels.h"
 
 #if defined(__x86_64__) && defined(LF_HAVE_AVX2_BUILD)
+#include <cpuid.h>
 #include <immintrin.h>
 
 static inline float fp16(uint16_t h) { return _cvtsh_ss(h); }
@@ -365,13 +366,26 @@ static const lf_kernels k_avx2 = {
     .quantize_q8a = quantize_q8a,
 };
 
+/* cpuid leaf 1, ECX bit 29 (F16C); __builtin_cpu_supports has no name for it */
+static bool cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 const lf_kernels *lf_kernels_avx2(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &k_avx2;
+    /* the kernels convert halves with F16C (vcvtph2ps) too */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c()) return &k_avx2;
     return NULL;
 }
 
 #else
+
+/* cpuid leaf 1, ECX bit 29 (F16C); __builtin_cpu_supports has no name for it */
+static bool cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
 
 const lf_kernels *lf_kernels_avx2(void) { return NULL; }
 

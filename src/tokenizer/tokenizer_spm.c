@@ -5,6 +5,7 @@
  * emitted as byte tokens <0xNN>. */
 #include "tokenizer.h"
 
+#include <float.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,15 +43,27 @@ lf_token lf_tokenizer_find(const lf_tokenizer *t, const char *piece, size_t len)
     }
 }
 
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* "<0xNN>" with exactly two hex digits: no sign, no spaces, no prefix games
+ * (strtoul would take "<0x-D>" and give a negative index). */
 static bool parse_byte_piece(const char *p, uint32_t len, int *byte) {
     if (len != 6 || memcmp(p, "<0x", 3) != 0 || p[5] != '>') return false;
-    unsigned v;
-    char hex[3] = {p[3], p[4], 0};
-    char *end;
-    v = (unsigned)strtoul(hex, &end, 16);
-    if (*end) return false;
-    *byte = (int)v;
+    const int hi = hex_digit(p[3]), lo = hex_digit(p[4]);
+    if (hi < 0 || lo < 0) return false;
+    *byte = hi * 16 + lo;
     return true;
+}
+
+/* A metadata number as a token type: an integer in 0..255, else -1. */
+static int token_type_of(double v) {
+    if (!(v >= 0.0 && v <= 255.0) || v != (double)(int)v) return -1;
+    return (int)v;
 }
 
 static lf_status encode_spm(const lf_tokenizer *t, const char *text, size_t len, lf_token *out, size_t cap, size_t *n);
@@ -120,10 +133,22 @@ lf_status lf_tokenizer_load(const lf_gguf *g, lf_tokenizer **out, lf_err *err) {
         memcpy(t->pieces[i], s.ptr, s.len);
         t->pieces[i][s.len] = '\0';
         t->lens[i] = (uint32_t)s.len;
-        t->scores[i] = scores ? (float)lf_gguf_arr_get_num(scores, i) : 0.0f;
+        /* numbers from the file are range-checked before any cast */
+        const double score = scores ? lf_gguf_arr_get_num(scores, i) : 0.0;
+        if (!(score >= -FLT_MAX && score <= FLT_MAX)) {
+            lf_tokenizer_free(t);
+            return lf_err_set(err, LF_E_MODEL, "token %u has score %g, not a finite float", i, score);
+        }
+        t->scores[i] = (float)score;
         int byte;
         const bool is_byte = parse_byte_piece(t->pieces[i], t->lens[i], &byte);
-        t->types[i] = types ? (uint8_t)lf_gguf_arr_get_num(types, i) : (is_byte ? LF_TOKEN_BYTE : LF_TOKEN_NORMAL);
+        const int type = types ? token_type_of(lf_gguf_arr_get_num(types, i)) : (is_byte ? LF_TOKEN_BYTE : LF_TOKEN_NORMAL);
+        if (type < 0) {
+            lf_tokenizer_free(t);
+            return lf_err_set(err, LF_E_MODEL, "token %u has type %g, not an integer in 0..255", i,
+                              lf_gguf_arr_get_num(types, i));
+        }
+        t->types[i] = (uint8_t)type;
         if (t->types[i] == LF_TOKEN_BYTE && is_byte) t->byte_tokens[byte] = (lf_token)i;
         /* first occurrence wins for duplicate pieces */
         if (lf_tokenizer_find(t, t->pieces[i], t->lens[i]) < 0) {

@@ -1,0 +1,160 @@
+/* cli_model.c - what run, bench and perplexity share: the options that
+ * open a model and a session, reading a text argument, and writing stats. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+cli_model_opts cli_model_opts_default(void) {
+    return (cli_model_opts){.mode = "auto", .io = "auto", .activation = "auto", .cache_type = "f16", .budget = 0,
+                            .threads = 0, .ctx = 0, .no_verify = false, .verbose = false, .log_level = LF_LOG_WARN};
+}
+
+/* Index of name in a NULL-terminated list, or -1. */
+static int pick(const char *name, const char *const *names) {
+    for (int i = 0; names[i]; i++)
+        if (strcmp(name, names[i]) == 0) return i;
+    return -1;
+}
+
+bool cli_model_params(const char *cmd, cli_model_opts *o, lf_model_params *mp) {
+    static const char *const modes[] = {"auto", "mmap", "stream", "naive", "hybrid", NULL};
+    static const lf_mode mode_vals[] = {LF_MODE_AUTO, LF_MODE_MMAP, LF_MODE_STREAM, LF_MODE_NAIVE, LF_MODE_HYBRID};
+    static const char *const ios[] = {"auto", "uring", "pread", NULL};
+    static const lf_io_backend io_vals[] = {LF_IO_BACKEND_AUTO, LF_IO_BACKEND_URING, LF_IO_BACKEND_PREAD};
+    static const char *const acts[] = {"auto", "silu", "relu", "relu_plain", NULL};
+    static const int act_vals[] = {LF_ACT_FROM_FILE, LF_ACT_SILU_GATED, LF_ACT_RELU_GATED, LF_ACT_RELU};
+    const int mode = pick(o->mode, modes), io = pick(o->io, ios), act = pick(o->activation, acts);
+    if (mode < 0) {
+        fprintf(stderr, "llmflash %s: --mode must be auto, mmap, stream, naive or hybrid\n", cmd);
+        return false;
+    }
+    if (io < 0) {
+        fprintf(stderr, "llmflash %s: --io must be auto, uring or pread\n", cmd);
+        return false;
+    }
+    if (act < 0) {
+        fprintf(stderr, "llmflash %s: --activation must be auto, silu, relu or relu_plain\n", cmd);
+        return false;
+    }
+    if (strcmp(o->cache_type, "f16") != 0 && strcmp(o->cache_type, "f32") != 0) {
+        fprintf(stderr, "llmflash %s: --cache-type must be f16 or f32\n", cmd);
+        return false;
+    }
+    const int max_threads = 4 * cli_cpu_count();
+    if (o->threads < 0 || o->threads > max_threads) {
+        fprintf(stderr, "llmflash %s: -t %d is out of range: this machine has %d cores, so use 1 to %d threads "
+                "(more than the cores only slows the run)\n", cmd, o->threads, cli_cpu_count(), max_threads);
+        return false;
+    }
+    if (o->ctx < 0) {
+        fprintf(stderr, "llmflash %s: --ctx must not be negative\n", cmd);
+        return false;
+    }
+    if (o->budget_seen && o->budget == 0) {
+        fprintf(stderr, "llmflash %s: --dram-budget rounds to 0 bytes, which would mean no limit; give a size such "
+                "as 512M or 4G\n", cmd);
+        return false;
+    }
+    o->log_level = o->verbose ? LF_LOG_INFO : LF_LOG_WARN;
+    *mp = lf_model_default_params();
+    mp->log = cli_log;
+    mp->log_user = &o->log_level;
+    mp->n_threads = o->threads;
+    mp->verify_checksums = !o->no_verify;
+    mp->mode = mode_vals[mode];
+    mp->dram_budget = o->budget;
+    mp->io_backend = io_vals[io];
+    mp->activation = act_vals[act];
+    return true;
+}
+
+void cli_session_params(const cli_model_opts *o, lf_session_params *sp) {
+    *sp = lf_session_default_params();
+    sp->n_ctx = (uint32_t)o->ctx;
+    sp->kv_type = strcmp(o->cache_type, "f32") == 0 ? LF_KV_F32 : LF_KV_F16;
+}
+
+int cli_cpu_count(void) {
+    const long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+char *cli_read_text(const char *path, size_t *len, char *why, size_t why_cap) {
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        snprintf(why, why_cap, "%s", strerror(errno));
+        return NULL;
+    }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(why, why_cap, "it is a directory");
+        if (f != stdin) fclose(f);
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        if (n == cap) {
+            char *nb = realloc(buf, (cap *= 2) + 1);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+        }
+        const size_t r = fread(buf + n, 1, cap - n, f);
+        if (r == 0) break;
+        n += r;
+    }
+    const bool failed = ferror(f) != 0;
+    const int e = errno;
+    if (f != stdin) fclose(f);
+    if (!buf || failed) {
+        snprintf(why, why_cap, "%s", buf ? strerror(e) : "out of memory");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+bool cli_write_stats(const char *cmd, const lf_session *sess, const char *path) {
+    const size_t n = lf_session_stats_json(sess, NULL, 0);
+    char *json = malloc(n + 1);
+    if (!json) {
+        fprintf(stderr, "llmflash %s: out of memory for the stats\n", cmd);
+        return false;
+    }
+    lf_session_stats_json(sess, json, n + 1);
+    bool ok;
+    if (strcmp(path, "-") == 0) {
+        ok = fwrite(json, 1, n, stdout) == n && fflush(stdout) == 0;
+    } else {
+        /* written beside the target and renamed: a failed write leaves no
+         * half-written file, and an old one stays whole */
+        const size_t plen = strlen(path) + 16;
+        char *tmp = malloc(plen);
+        FILE *f = NULL;
+        if (tmp) {
+            snprintf(tmp, plen, "%s.tmp%ld", path, (long)getpid());
+            f = fopen(tmp, "w");
+        }
+        ok = f && fwrite(json, 1, n, f) == n;
+        if (f && fclose(f) != 0) ok = false;
+        if (ok && rename(tmp, path) != 0) ok = false;
+        if (!ok && tmp) unlink(tmp);
+        if (!ok) fprintf(stderr, "llmflash %s: cannot write the stats to %s: %s\n", cmd, path, strerror(errno));
+        free(tmp);
+        free(json);
+        return ok;
+    }
+    if (!ok) fprintf(stderr, "llmflash %s: cannot write the stats to stdout\n", cmd);
+    free(json);
+    return ok;
+}
