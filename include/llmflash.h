@@ -551,7 +551,11 @@ typedef struct lf_convert_params {
     int compression_level;      /* 0: the codec's default (zstd 3, lz4 fast) */
     uint32_t group;             /* neurons per compressed group (0: 16); 1 when uncompressed */
     bool packed;                /* no padding between uncompressed records */
-    bool force;                 /* overwrite an existing output */
+    bool force;                 /* overwrite an existing regular file (nothing else is replaced) */
+    /* FFN activation: LF_ACT_FROM_FILE (default) keeps the source's
+     * llmflash.ffn_activation (SwiGLU when absent); any other value is
+     * recorded in the flash file, for ReLU models that lack the key. */
+    int activation;
     /* Called after each tensor; return false to stop (LF_E_INTERRUPTED). */
     bool (*progress)(void *user, uint64_t done, uint64_t total);
     void *progress_user;

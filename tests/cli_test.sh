@@ -1,28 +1,7 @@
 #!/usr/bin/env bash
 # cli_test.sh LLMFLASH SHARED_DIR - end-to-end tests of the llmflash command:
 # golden outputs of the real models, stdout discipline, exit codes.
-set -u
-bin=$1
-shared=$2
-models=$shared/models
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; }
-check() { # name, command... : passes when the command succeeds
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else bad "$name"; fi
-}
-expect_exit() { # name, code, command...
-    local name=$1 code=$2
-    shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    local rc=$?
-    if [ "$rc" -eq "$code" ] && [ -s "$tmp/err" ]; then ok "$name"; else bad "$name (exit $rc, want $code)"; cat "$tmp/err"; fi
-}
+source "$(dirname "$0")/cli_lib.sh" "$@"
 
 for m in stories260K stories260K-relu80 stories260K-relu64; do
     "$bin" run -m "$models/$m.gguf" -p "" -n 200 --temp 0 >"$tmp/$m.txt" 2>"$tmp/$m.err"
@@ -75,85 +54,4 @@ check "interrupted synth fails" test "$rc" -ne 0
 check "interrupted synth leaves no file" test ! -e "$tmp/big.gguf"
 check "and no temporary file" bash -c "! ls -A '$tmp' | grep -q '^\.'"
 
-# flash files
-"$bin" convert "$models/stories260K.gguf" "$tmp/f.gguf" --compress zstd >/dev/null 2>"$tmp/conv.err"
-check "convert reports the compression ratio" grep -q "ratio" "$tmp/conv.err"
-check "convert reports peak RSS" grep -q "peak RSS" "$tmp/conv.err"
-check "convert prints plain progress lines off a terminal" grep -q "^convert: [0-9]*%" "$tmp/conv.err"
-"$bin" run -m "$tmp/f.gguf" -p "" -n 200 --temp 0 >"$tmp/f.txt" 2>/dev/null
-check "flash file reproduces the golden text" cmp -s "$tmp/f.txt" "$models/stories260K.greedy200.txt"
-check "verify passes a good file" "$bin" verify "$tmp/f.gguf"
-LLMFLASH_IO=pread "$bin" run -m "$tmp/f.gguf" -p "" -n 200 --temp 0 -v >"$tmp/fp.txt" 2>"$tmp/fp.err"
-check "with io_uring unavailable the pread back-end takes over" grep -q "using the pread back-end" "$tmp/fp.err"
-check "and the golden text still comes out" cmp -s "$tmp/fp.txt" "$models/stories260K.greedy200.txt"
-"$bin" run -m "$tmp/f.gguf" -p "" -n 5 --temp 0 -v 2>"$tmp/fu.err" >/dev/null
-check "io_uring is the default back-end" grep -q "io_uring back-end" "$tmp/fu.err"
-"$bin" inspect "$tmp/f.gguf" --no-tensors >"$tmp/fi.txt"
-check "inspect shows bytes per neuron" grep -q "bytes/neuron: *768" "$tmp/fi.txt"
-check "inspect shows streamed bytes" grep -q "streamed:" "$tmp/fi.txt"
-expect_exit "convert refuses to overwrite" 1 "$bin" convert "$models/stories260K.gguf" "$tmp/f.gguf"
-expect_exit "convert bad bundle type" 2 "$bin" convert "$models/stories260K.gguf" "$tmp/g.gguf" --bundle-type q5_1
-expect_exit "convert bad compression" 2 "$bin" convert "$models/stories260K.gguf" "$tmp/g.gguf" --compress gzip
-expect_exit "convert q4_k on d_model 64" 1 "$bin" convert "$models/stories260K.gguf" "$tmp/g.gguf" --bundle-type q4_k
-expect_exit "convert of a missing file" 1 "$bin" convert "$tmp/none.gguf" "$tmp/g.gguf"
-check "no output from failed conversions" test ! -e "$tmp/g.gguf"
-expect_exit "verify of a plain GGUF" 2 "$bin" verify "$models/stories260K.gguf"
-cp "$tmp/f.gguf" "$tmp/bad.gguf"
-off=$(( $(stat -c %s "$tmp/bad.gguf") - 20000 ))
-printf '\xff\xff\xff\xff' | dd of="$tmp/bad.gguf" bs=1 seek=$off conv=notrunc status=none
-expect_exit "verify finds a corrupted group" 1 "$bin" verify "$tmp/bad.gguf"
-check "and names the layer and neurons" grep -q "layer [0-9]*, neurons [0-9]*-[0-9]*" "$tmp/err"
-expect_exit "run refuses the corrupted file" 1 "$bin" run -m "$tmp/bad.gguf" -n 5
-head -c $(( $(stat -c %s "$tmp/f.gguf") - 4096 )) "$tmp/f.gguf" >"$tmp/short.gguf"
-expect_exit "a truncated flash file fails at open" 1 "$bin" run -m "$tmp/short.gguf" -n 5
-
-# streaming under a budget
-"$bin" run -m "$tmp/f.gguf" -p "" -n 200 --temp 0 --mode stream --dram-budget 3M --ctx 256 --window 3 \
-    --stats "$tmp/st.json" >"$tmp/st.txt" 2>"$tmp/st.err"
-check "stream mode under a budget reproduces the golden text" cmp -s "$tmp/st.txt" "$models/stories260K.greedy200.txt"
-check "the traffic summary goes to stderr" grep -q "read from flash, .* served from DRAM" "$tmp/st.err"
-check "the budget breakdown goes to stderr" grep -q "budget 3.00 MiB, planned" "$tmp/st.err"
-check "--stats writes JSON with per-layer counters" grep -q '"layers"' "$tmp/st.json"
-python3 -c "import json,sys; json.load(open('$tmp/st.json'))" 2>/dev/null
-check "--stats JSON parses" test $? -eq 0
-"$bin" convert "$models/stories260K.gguf" "$tmp/u.gguf" >/dev/null 2>&1
-for mode in naive hybrid mmap; do
-    "$bin" run -m "$tmp/u.gguf" -p "" -n 200 --temp 0 --mode $mode --ctx 256 >"$tmp/m.txt" 2>/dev/null
-    check "$mode mode reproduces the golden text" cmp -s "$tmp/m.txt" "$models/stories260K.greedy200.txt"
-done
-"$bin" run -m "$tmp/f.gguf" -p "" -n 200 --temp 0 --predictor oracle --dram-budget 3M --ctx 256 >"$tmp/o.txt" 2>/dev/null
-check "oracle predictor reproduces the golden text" cmp -s "$tmp/o.txt" "$models/stories260K.greedy200.txt"
-expect_exit "a budget below the resident part" 1 "$bin" run -m "$tmp/f.gguf" --dram-budget 300K -n 5
-check "says LF_E_BUDGET and what is needed" grep -q "LF_E_BUDGET.*\|needs .* bytes" "$tmp/err"
-expect_exit "mmap mode on a compressed flash file" 1 "$bin" run -m "$tmp/f.gguf" --mode mmap -n 5
-check "says it needs an uncompressed file" grep -q "uncompressed" "$tmp/err"
-expect_exit "stream mode on a plain GGUF" 1 "$bin" run -m "$models/stories260K.gguf" --mode stream -n 5
-check "says to convert" grep -q "llmflash convert" "$tmp/err"
-expect_exit "bad --mode" 2 "$bin" run -m "$tmp/f.gguf" --mode turbo
-expect_exit "bad --predictor" 2 "$bin" run -m "$tmp/f.gguf" --predictor magic
-expect_exit "bad --dram-budget" 2 "$bin" run -m "$tmp/f.gguf" --dram-budget lots
-
-data=$shared/data/tinystories-valid-excerpt.txt
-"$bin" convert "$models/stories260K.gguf" "$tmp/q8.gguf" --bundle-type q8_0 >/dev/null 2>&1
-p_src=$("$bin" perplexity -m "$models/stories260K.gguf" -f "$data" | awk '{print $2}')
-p_q8=$("$bin" perplexity -m "$tmp/q8.gguf" -f "$data" | awk '{print $2}')
-echo "# perplexity: F32 source $p_src, q8_0 bundles $p_q8"
-check "reference perplexity of stories260K is 6.76" awk -v p="$p_src" 'BEGIN { exit !(p > 6.755 && p < 6.775) }'
-check "q8_0 bundles stay within 1% perplexity of the F32 source" awk -v a="$p_src" -v b="$p_q8" 'BEGIN { exit !(b < a * 1.01) }'
-
-# a conversion killed midway leaves nothing behind
-"$bin" synth --shape small --vocab 1000 --layers 6 --type f16 -o "$tmp/mid.gguf" -q
-for sig in INT KILL; do
-    "$bin" convert "$tmp/mid.gguf" "$tmp/mid.flash.gguf" --compress zstd:5 2>/dev/null &
-    pid=$!
-    sleep 0.4
-    kill -$sig $pid 2>/dev/null
-    wait $pid
-    rc=$?
-    check "convert killed by SIG$sig exits non-zero" test "$rc" -ne 0
-    check "convert killed by SIG$sig leaves no output" test ! -e "$tmp/mid.flash.gguf"
-    check "convert killed by SIG$sig leaves no temporary file" bash -c "! ls -A '$tmp' | grep -q 'tmp'"
-done
-
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

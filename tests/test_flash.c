@@ -56,6 +56,10 @@ static void convert(const char *in, const char *out, int type, lf_compression c,
     cr_assert(st.peak_rss_bytes > 0);
 }
 
+
+static void need_shared(void) { require_shared(); }
+TestSuite(flash, .init = need_shared);
+
 Test(flash, keep_round_trips_reproduce_golden) {
     const lf_compression cs[] = {LF_COMPRESS_NONE, LF_COMPRESS_LZ4, LF_COMPRESS_ZSTD};
     for (size_t i = 0; i < 3; i++) {
@@ -392,3 +396,5 @@ Test(flash, disk_full_is_an_io_error) {
     cr_assert_str_eq(count, "0\n", "no file left on the full disk");
     free(count);
 }
+
+LF_TEST_MAIN_NEEDS_SHARED

@@ -328,6 +328,37 @@ Test(gguf, overflowing_shape) {
     free(b.data);
 }
 
+Test(gguf, byte_size_that_would_wrap_is_rejected) {
+    /* [2^31, 2^31] F32: 2^62 elements pass the element-count check, but
+     * 2^62 x 4 bytes wraps a 64-bit size to 0 */
+    blob b = make_file();
+    const uint64_t d = 1ull << 31;
+    const size_t at = tensor_info(&b, "a") + 4;
+    memcpy(b.data + at, &d, 8);
+    memcpy(b.data + at + 8, &d, 8);
+    lf_err err = {{0}};
+    cr_assert_eq(parse(&b, &err), LF_E_GGUF_SHAPE);
+    cr_assert(strstr(err.msg, "overflow a 64-bit byte size"), "%s", err.msg);
+    free(b.data);
+}
+
+Test(gguf, io_error_is_not_a_bad_magic) {
+    /* a descriptor that cannot be read (opened for writing only): EBADF on
+     * the very first read must come back as an I/O error */
+    char path[] = "/tmp/lf_test_gguf_io_XXXXXX";
+    const int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, "GGUF\3\0\0\0", 8), 8);
+    const int wfd = open(path, O_WRONLY);
+    unlink(path);
+    lf_gguf *g;
+    lf_err err = {{0}};
+    cr_assert_eq(lf_gguf_read_fd(wfd, 8, &g, &err), LF_E_IO, "%s", err.msg);
+    cr_assert(strstr(err.msg, "read header"), "%s", err.msg);
+    close(wfd);
+    close(fd);
+}
+
 Test(gguf, row_not_multiple_of_block) {
     blob b = make_file();
     const uint64_t odd = 48; /* Q8_0 blocks are 32 */
@@ -450,6 +481,15 @@ Test(gguf, read_file_errors) {
     cr_assert_eq(lf_gguf_read_file("/nonexistent/x.gguf", &g, &err), LF_E_IO);
     cr_assert(strstr(err.msg, "/nonexistent/x.gguf"), "%s", err.msg);
     cr_assert_eq(lf_gguf_read_file("/tmp", &g, &err), LF_E_IO);
+    cr_assert(strstr(err.msg, "directory"), "%s", err.msg);
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "/tmp/lf_test_gguf_fifo_%d", (int)getpid());
+    unlink(fifo);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    /* returns at once (no writer needed) with the reason */
+    cr_assert_eq(lf_gguf_read_file(fifo, &g, &err), LF_E_IO);
+    cr_assert(strstr(err.msg, "FIFO"), "%s", err.msg);
+    unlink(fifo);
 }
 
 Test(gguf, outfile_is_atomic) {

@@ -38,6 +38,10 @@ static void golden(const char *model_rel, const char *golden_rel, int threads) {
     lf_model_close(m);
 }
 
+
+static void need_shared(void) { require_shared(); }
+TestSuite(model, .init = need_shared);
+
 Test(model, golden_silu) { golden("models/stories260K.gguf", "models/stories260K.greedy200.txt", 1); }
 Test(model, golden_silu_threads) { golden("models/stories260K.gguf", "models/stories260K.greedy200.txt", 3); }
 Test(model, golden_relu80) { golden("models/stories260K-relu80.gguf", "models/stories260K-relu80.greedy200.txt", 2); }
@@ -292,3 +296,5 @@ Test(model, unsupported_architecture_and_type) {
     free(data);
     unlink(path);
 }
+
+LF_TEST_MAIN_NEEDS_SHARED

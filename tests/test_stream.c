@@ -19,6 +19,7 @@ static void convert_one(const char *src_rel, char *out) {
 }
 
 static void setup(void) {
+    require_shared();
     convert_one("models/stories260K.gguf", flash_path);
     convert_one("models/stories260K-relu80.gguf", relu_path);
 }
@@ -228,3 +229,5 @@ Test(stream, measured_split_follows_each_layers_use) {
     cr_assert(total > 0);
     for (int l = 0; l < 5; l++) cr_assert(ls[l].resident <= ls[l].cache_slots);
 }
+
+LF_TEST_MAIN_NEEDS_SHARED

@@ -9,6 +9,7 @@
 static lf_model *model;
 
 static void setup(void) {
+    require_shared();
     char err[256];
     const lf_status st = lf_model_open(shared_path("models/stories260K.gguf"), NULL, &model, err, sizeof err);
     cr_assert_eq(st, LF_OK, "%s", err);
@@ -124,4 +125,79 @@ Test(tokenizer, long_text_is_fast_enough_to_finish) {
     free(out);
     free(toks);
     free(text);
+}
+
+/* ---- hostile vocabularies: built in memory, no shared files needed ------ */
+#include "../src/tokenizer/tokenizer.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Writes a vocabulary-only GGUF (SentencePiece keys) to a memfd and loads
+ * its tokenizer. types/scores may be NULL. */
+static lf_status load_vocab(const char *const *pieces, uint64_t n, uint32_t types_type, const void *types,
+                            uint32_t scores_type, const void *scores, lf_tokenizer **t, lf_err *err) {
+    lf_gguf_writer *w;
+    cr_assert_eq(lf_gguf_writer_create(32, &w), LF_OK);
+    lf_gguf_str strs[16];
+    for (uint64_t i = 0; i < n; i++) strs[i] = (lf_gguf_str){pieces[i], strlen(pieces[i])};
+    cr_assert_eq(lf_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama"), LF_OK);
+    cr_assert_eq(lf_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", strs, n), LF_OK);
+    if (types) cr_assert_eq(lf_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", types_type, types, n), LF_OK);
+    if (scores) cr_assert_eq(lf_gguf_writer_set_arr(w, "tokenizer.ggml.scores", scores_type, scores, n), LF_OK);
+    const int fd = memfd_create("vocab", 0);
+    cr_assert(fd >= 0);
+    cr_assert_eq(lf_gguf_writer_write_header(w, fd, err), LF_OK, "%s", err->msg);
+    const uint64_t size = lf_gguf_writer_file_size(w);
+    lf_gguf_writer_destroy(w);
+    lf_gguf *g;
+    cr_assert_eq(lf_gguf_read_fd(fd, size, &g, err), LF_OK, "%s", err->msg);
+    const lf_status st = lf_tokenizer_load(g, t, err);
+    lf_gguf_free(g);
+    close(fd);
+    return st;
+}
+
+Test(tokenizer_hostile, byte_pieces_need_exactly_two_hex_digits) {
+    /* "<0x-D>" once passed strtoul, indexed byte_tokens[-13] and overwrote
+     * the tokenizer; none of these is a byte piece */
+    const char *pieces[] = {"<unk>", "<s>", "</s>", "<0x-D>", "<0x+1>", "<0x 1>", "<0xG0>", "<0x41>", "a"};
+    const int32_t types[] = {2, 3, 3, 6, 6, 6, 6, 6, 1};
+    lf_tokenizer *t;
+    lf_err err = {{0}};
+    cr_assert_eq(load_vocab(pieces, 9, LF_GGUF_I32, types, 0, NULL, &t, &err), LF_OK, "%s", err.msg);
+    char buf[16];
+    for (int i = 3; i <= 6; i++) {
+        const int len = lf_tokenizer_piece(t, i, buf, sizeof buf);
+        cr_assert_eq(len, 6, "piece %d is printed as text, not as a byte", i);
+        cr_assert_eq(memcmp(buf, pieces[i], 6), 0);
+    }
+    cr_assert_eq(lf_tokenizer_piece(t, 7, buf, sizeof buf), 1);
+    cr_assert_eq(buf[0], 'A');
+    /* encoding falls back to the only real byte token */
+    lf_token out[8];
+    size_t n;
+    cr_assert_eq(lf_tokenizer_encode(t, "A", 1, false, out, 8, &n), LF_OK);
+    cr_assert(n >= 1 && out[n - 1] == 7, "A is byte token 7");
+    lf_tokenizer_free(t);
+}
+
+Test(tokenizer_hostile, out_of_range_types_and_scores_are_errors) {
+    const char *pieces[] = {"<unk>", "a", "b"};
+    lf_tokenizer *t;
+    lf_err err = {{0}};
+    const int32_t big[] = {2, 300, 1}, neg[] = {2, -1, 1};
+    cr_assert_eq(load_vocab(pieces, 3, LF_GGUF_I32, big, 0, NULL, &t, &err), LF_E_MODEL);
+    cr_assert(strstr(err.msg, "token 1") && strstr(err.msg, "type"), "%s", err.msg);
+    cr_assert_eq(load_vocab(pieces, 3, LF_GGUF_I32, neg, 0, NULL, &t, &err), LF_E_MODEL);
+    const float frac[] = {2.0f, 1.5f, 1.0f};
+    cr_assert_eq(load_vocab(pieces, 3, LF_GGUF_F32, frac, 0, NULL, &t, &err), LF_E_MODEL);
+    const double huge[] = {0.0, 1e300, 0.0}, nan_score[] = {0.0, 0.0, __builtin_nan("")};
+    cr_assert_eq(load_vocab(pieces, 3, 0, NULL, LF_GGUF_F64, huge, &t, &err), LF_E_MODEL);
+    cr_assert(strstr(err.msg, "score"), "%s", err.msg);
+    cr_assert_eq(load_vocab(pieces, 3, 0, NULL, LF_GGUF_F64, nan_score, &t, &err), LF_E_MODEL);
+    const int32_t ok[] = {2, 1, 1};
+    const double fine[] = {0.0, -3.5, 1e30};
+    cr_assert_eq(load_vocab(pieces, 3, LF_GGUF_I32, ok, LF_GGUF_F64, fine, &t, &err), LF_OK, "%s", err.msg);
+    lf_tokenizer_free(t);
 }

@@ -134,7 +134,8 @@ bool cli_write_stats(const char *cmd, const lf_session *sess, const char *path) 
     lf_session_stats_json(sess, json, n + 1);
     bool ok;
     if (strcmp(path, "-") == 0) {
-        ok = fwrite(json, 1, n, stdout) == n && fflush(stdout) == 0;
+        /* after the generated text, on a line of its own */
+        ok = fputc('\n', stdout) != EOF && fwrite(json, 1, n, stdout) == n && fflush(stdout) == 0;
     } else {
         /* written beside the target and renamed: a failed write leaves no
          * half-written file, and an old one stays whole */

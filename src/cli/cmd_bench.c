@@ -15,14 +15,15 @@ static double now_ms(void) {
 
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL;
-    int n_tokens = 16, threads = 0, warmup = 2;
+    int n_tokens = 16, warmup = 2;
     bool no_membw = false;
+    cli_model_opts mo = cli_model_opts_default();
     cli_opt opts[] = {
         {"--model", "-m", CLI_STR, &model_path, "GGUF model file (required)", false},
         {"--n-tokens", "-n", CLI_INT, &n_tokens, "tokens to time (default 16)", false},
         {"--warmup", NULL, CLI_INT, &warmup, "untimed tokens first, to fault the weights in (default 2)", false},
-        {"--threads", "-t", CLI_INT, &threads, "compute threads (default: all cores)", false},
         {"--no-membw", NULL, CLI_FLAG, &no_membw, "skip the memory-bandwidth measurement", false},
+        CLI_MODEL_OPTIONS(mo),
     };
     const size_t n_opts = sizeof opts / sizeof *opts;
     const char *pos[1];
@@ -30,18 +31,21 @@ int cmd_bench(int argc, char **argv) {
     bool help;
     if (!cli_parse("bench", argc, argv, 2, opts, n_opts, pos, 0, &n_pos, &help)) return CLI_EXIT_USAGE;
     if (help) {
-        printf("usage: llmflash bench -m MODEL.gguf [-n N] [-t T]\n\n"
+        printf("usage: llmflash bench -m MODEL.gguf [-n N] [-t T] [--mode M] [--dram-budget B]\n\n"
                "Times single-token generation and compares it with the time needed to read\n"
                "every weight once at the measured DRAM bandwidth.\n\noptions:\n");
         cli_print_options(stdout, opts, n_opts);
         return CLI_EXIT_OK;
     }
-    if (!model_path || n_tokens < 1 || warmup < 0 || threads < 0) {
+    if (!model_path || n_tokens < 1 || warmup < 0) {
         fprintf(stderr, "llmflash bench: -m MODEL is required; -n must be positive\n");
         return CLI_EXIT_USAGE;
     }
-    lf_model_params mp = lf_model_default_params();
-    mp.n_threads = threads;
+    for (size_t i = 0; i < n_opts; i++)
+        if (opts[i].dst == &mo.budget) mo.budget_seen = opts[i].seen;
+    lf_model_params mp;
+    if (!cli_model_params("bench", &mo, &mp)) return CLI_EXIT_USAGE;
+    const int threads = mo.threads;
     char err[512];
     lf_model *m = NULL;
     lf_session *s = NULL;
@@ -50,7 +54,8 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "llmflash bench: cannot open %s: %s (%s)\n", model_path, err, lf_strerror(st));
         return CLI_EXIT_RUNTIME;
     }
-    lf_session_params sp = lf_session_default_params();
+    lf_session_params sp;
+    cli_session_params(&mo, &sp);
     sp.n_ctx = (uint32_t)(n_tokens + warmup + 1);
     if ((st = lf_session_create(m, &sp, &s, err, sizeof err))) {
         fprintf(stderr, "llmflash bench: %s (%s)\n", err, lf_strerror(st));
@@ -94,8 +99,17 @@ int cmd_bench(int argc, char **argv) {
     printf("model:                 %s (%s, d_model %u, %u layers)\n", model_path, in.name[0] ? in.name : in.architecture,
            in.n_embd, in.n_layer);
     printf("weights read / token:  %s\n", b);
+    lf_session_stats ss;
+    lf_session_get_stats(s, &ss);
+    printf("mode:                  %s%s\n", lf_mode_name(mp.mode), mp.dram_budget ? " under a DRAM budget" : "");
     printf("generation:            %.2f ms/token (%.2f tokens/s) over %d tokens, %d threads\n", ms_tok, 1e3 / ms_tok,
-           n_tokens, threads ? threads : 0);
+           n_tokens, threads ? threads : cli_cpu_count());
+    if (ss.ffn_bytes_read) {
+        char r[32];
+        cli_format_bytes(ss.ffn_bytes_read / (ss.tokens ? ss.tokens : 1), r, sizeof r);
+        printf("read from flash:       %s/token, I/O wait %.0f%% of the time\n", r,
+               ss.compute_ms > 0 ? 100.0 * ss.io_wait_ms / ss.compute_ms : 0.0);
+    }
     printf("effective bandwidth:   %.2f GB/s\n", eff_gbs);
     if (!no_membw) {
         const double bw = lf_memory_read_bandwidth(threads, 1ull << 30);

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 int cmd_convert(int argc, char **argv) {
-    const char *btype = "keep", *compress = "none", *align = "page";
+    const char *btype = "keep", *compress = "none", *align = "page", *activation = "auto";
     int group = 0;
     bool force = false;
     cli_opt opts[] = {
@@ -15,7 +15,9 @@ int cmd_convert(int argc, char **argv) {
         {"--compress", NULL, CLI_STR, &compress, "none, lz4, zstd or zstd:LEVEL (default none)", false},
         {"--group", NULL, CLI_INT, &group, "neurons per compressed group (default 16)", false},
         {"--align", NULL, CLI_STR, &align, "page: pad uncompressed records to whole pages; none: pack them", false},
-        {"--force", "-f", CLI_FLAG, &force, "overwrite an existing output file", false},
+        {"--activation", NULL, CLI_STR, &activation, "FFN activation to record: auto (the source's), silu, relu, relu_plain",
+         false},
+        {"--force", "-f", CLI_FLAG, &force, "overwrite an existing output file (regular files only)", false},
     };
     const size_t n_opts = sizeof opts / sizeof *opts;
     const char *pos[2];
@@ -55,6 +57,14 @@ int cmd_convert(int argc, char **argv) {
     }
     if (strcmp(align, "page") != 0 && strcmp(align, "none") != 0) {
         fprintf(stderr, "llmflash convert: --align must be page or none\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(activation, "auto") == 0) p.activation = LF_ACT_FROM_FILE;
+    else if (strcmp(activation, "silu") == 0) p.activation = LF_ACT_SILU_GATED;
+    else if (strcmp(activation, "relu") == 0) p.activation = LF_ACT_RELU_GATED;
+    else if (strcmp(activation, "relu_plain") == 0) p.activation = LF_ACT_RELU;
+    else {
+        fprintf(stderr, "llmflash convert: --activation must be auto, silu, relu or relu_plain\n");
         return CLI_EXIT_USAGE;
     }
     p.group = (uint32_t)group;

@@ -6,40 +6,20 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-        }
-        const size_t r = fread(buf + n, 1, cap - n, f);
-        if (r == 0) break;
-        n += r;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
+#include <unistd.h>
 
 int cmd_perplexity(int argc, char **argv) {
     const char *model_path = NULL, *text_path = NULL;
-    int chunk = 255, threads = 0, max_chunks = 0;
+    int chunk = 255, max_chunks = 0;
+    bool quiet = false;
+    cli_model_opts mo = cli_model_opts_default();
     cli_opt opts[] = {
         {"--model", "-m", CLI_STR, &model_path, "GGUF or flash model (required)", false},
-        {"--file", "-f", CLI_STR, &text_path, "UTF-8 text to score (required)", false},
+        {"--file", "-f", CLI_STR, &text_path, "UTF-8 text to score, - for stdin (required)", false},
         {"--chunk", NULL, CLI_INT, &chunk, "tokens per chunk, each after a BOS (default 255)", false},
         {"--max-chunks", NULL, CLI_INT, &max_chunks, "score at most this many chunks (default all)", false},
-        {"--threads", "-t", CLI_INT, &threads, "compute threads (default: all cores)", false},
+        {"--quiet", "-q", CLI_FLAG, &quiet, "no progress on stderr", false},
+        CLI_MODEL_OPTIONS(mo),
     };
     const size_t n_opts = sizeof opts / sizeof *opts;
     const char *pos[1];
@@ -47,22 +27,25 @@ int cmd_perplexity(int argc, char **argv) {
     bool help;
     if (!cli_parse("perplexity", argc, argv, 2, opts, n_opts, pos, 0, &n_pos, &help)) return CLI_EXIT_USAGE;
     if (help) {
-        printf("usage: llmflash perplexity -m MODEL -f TEXT [--chunk N]\n\noptions:\n");
+        printf("usage: llmflash perplexity -m MODEL -f TEXT [--chunk N] [--mode M] [--dram-budget B]\n\noptions:\n");
         cli_print_options(stdout, opts, n_opts);
         return CLI_EXIT_OK;
     }
-    if (!model_path || !text_path || chunk < 2 || threads < 0 || max_chunks < 0) {
+    if (!model_path || !text_path || chunk < 2 || max_chunks < 0) {
         fprintf(stderr, "llmflash perplexity: -m MODEL and -f TEXT are required; --chunk must be at least 2\n");
         return CLI_EXIT_USAGE;
     }
+    for (size_t i = 0; i < n_opts; i++)
+        if (opts[i].dst == &mo.budget) mo.budget_seen = opts[i].seen;
+    lf_model_params mp;
+    if (!cli_model_params("perplexity", &mo, &mp)) return CLI_EXIT_USAGE;
     size_t len;
-    char *text = read_file(text_path, &len);
+    char why[128];
+    char *text = cli_read_text(text_path, &len, why, sizeof why);
     if (!text) {
-        fprintf(stderr, "llmflash perplexity: cannot read %s\n", text_path);
+        fprintf(stderr, "llmflash perplexity: cannot read %s: %s\n", text_path, why);
         return CLI_EXIT_RUNTIME;
     }
-    lf_model_params mp = lf_model_default_params();
-    mp.n_threads = threads;
     char err[512];
     lf_model *m = NULL;
     lf_session *s = NULL;
@@ -73,10 +56,11 @@ int cmd_perplexity(int argc, char **argv) {
         fprintf(stderr, "llmflash perplexity: cannot open %s: %s (%s)\n", model_path, err, lf_strerror(st));
         goto out;
     }
-    lf_session_params sp = lf_session_default_params();
+    lf_session_params sp;
+    cli_session_params(&mo, &sp);
     sp.n_ctx = (uint32_t)chunk + 1;
     if ((st = lf_session_create(m, &sp, &s, err, sizeof err))) {
-        fprintf(stderr, "llmflash perplexity: %s\n", err);
+        fprintf(stderr, "llmflash perplexity: %s (%s)\n", err, lf_strerror(st));
         goto out;
     }
     size_t n_tok = 0;
@@ -86,7 +70,14 @@ int cmd_perplexity(int argc, char **argv) {
         fprintf(stderr, "llmflash perplexity: tokenizing %s failed\n", text_path);
         goto out;
     }
+    if (n_tok == 0) { /* an empty text has no perplexity: never print -nan with exit 0 */
+        fprintf(stderr, "llmflash perplexity: %s holds no text to score\n", text_path);
+        goto out;
+    }
+    const size_t total_chunks = (n_tok + (size_t)chunk - 1) / (size_t)chunk;
+    const size_t todo = max_chunks && (size_t)max_chunks < total_chunks ? (size_t)max_chunks : total_chunks;
     const uint32_t n_vocab = lf_vocab_size(m);
+    const bool tty = isatty(STDERR_FILENO) != 0;
     const lf_token bos = lf_token_bos(m);
     double nll = 0.0;
     size_t scored = 0, chunks = 0;
@@ -96,7 +87,7 @@ int cmd_perplexity(int argc, char **argv) {
         lf_token prev = bos;
         for (size_t i = c0; i < c1; i++) {
             if ((st = lf_session_eval(s, &prev, 1))) {
-                fprintf(stderr, "llmflash perplexity: %s\n", lf_session_errmsg(s));
+                fprintf(stderr, "\nllmflash perplexity: %s (%s)\n", lf_session_errmsg(s), lf_strerror(st));
                 goto out;
             }
             const float *lg = lf_session_logits(s);
@@ -108,7 +99,13 @@ int cmd_perplexity(int argc, char **argv) {
             scored++;
             prev = toks[i];
         }
+        /* progress: updated in place on a terminal, a line per 10% otherwise */
+        if (!quiet && tty)
+            fprintf(stderr, "\rperplexity: chunk %zu of %zu, %.4f so far", chunks + 1, todo, exp(nll / (double)scored));
+        else if (!quiet && (chunks + 1) * 10 / todo != chunks * 10 / todo)
+            fprintf(stderr, "perplexity: chunk %zu of %zu, %.4f so far\n", chunks + 1, todo, exp(nll / (double)scored));
     }
+    if (!quiet && tty) fputc('\n', stderr);
     printf("perplexity %.4f over %zu tokens in %zu chunks of up to %d (%s on %s)\n", exp(nll / (double)scored), scored,
            chunks, chunk, model_path, text_path);
     rc = CLI_EXIT_OK;

@@ -36,6 +36,7 @@ typedef struct conv {
     lf_gguf *in;
     uint32_t n_embd, n_ff, n_layer;
     bool gated;
+    const char *act_override; /* llmflash.ffn_activation to record, or NULL: the source's */
     lf_bundle_layout layout;
     /* per layer, filled while writing */
     uint64_t *bundle_bytes;  /* (n_layer) */
@@ -54,7 +55,8 @@ typedef struct conv {
 } conv;
 
 lf_convert_params lf_convert_default_params(void) {
-    return (lf_convert_params){.bundle_type = LF_BUNDLE_KEEP, .compression = LF_COMPRESS_NONE};
+    return (lf_convert_params){.bundle_type = LF_BUNDLE_KEEP, .compression = LF_COMPRESS_NONE,
+                               .activation = LF_ACT_FROM_FILE};
 }
 
 static bool is_ffn_weight(lf_gguf_str name) {
@@ -115,7 +117,15 @@ static lf_status read_source(conv *c) {
         return st;
     if (!c->n_embd || !c->n_ff || !c->n_layer || c->n_layer > 4096)
         return lf_err_set(err, LF_E_MODEL, "inconsistent hyperparameters");
-    c->gated = !lf_gguf_str_eq(act, "relu_plain");
+    static const char *const act_names[] = {"silu", "relu", "relu_plain"};
+    if (c->p->activation != LF_ACT_FROM_FILE) {
+        if (c->p->activation < LF_ACT_SILU_GATED || c->p->activation > LF_ACT_RELU)
+            return lf_err_set(err, LF_E_INVALID_ARG, "activation %d is not an lf_activation", c->p->activation);
+        c->act_override = act_names[c->p->activation];
+        c->gated = c->p->activation != LF_ACT_RELU;
+    } else {
+        c->gated = !lf_gguf_str_eq(act, "relu_plain");
+    }
     if ((st = find_ffn(c))) return st;
     /* the bundle type: the source up projection's type for `keep` */
     const int type = c->p->bundle_type == LF_BUNDLE_KEEP ? (int)c->ffn[0][1]->type : c->p->bundle_type;
@@ -149,7 +159,11 @@ static lf_status build_header(conv *c, lf_gguf_writer **out) {
     if (st) return st;
     const lf_gguf *g = c->in;
     for (uint64_t i = 0; i < g->n_kv && !st; i++)
-        if (!is_flash_key(g->kv[i].key)) st = lf_gguf_writer_copy_kv(w, &g->kv[i]);
+        if (!is_flash_key(g->kv[i].key) && !(c->act_override && lf_gguf_str_eq(g->kv[i].key, "llmflash.ffn_activation")))
+            st = lf_gguf_writer_copy_kv(w, &g->kv[i]);
+    /* an activation given at conversion is recorded, so the flash file runs
+     * right without the flag */
+    if (!st && c->act_override) st = lf_gguf_writer_set_str(w, "llmflash.ffn_activation", c->act_override);
     const lf_bundle_layout *L = &c->layout;
     if (!st) st = lf_gguf_writer_set_u32(w, LF_KEY_FORMAT, LF_FLASH_FORMAT_VERSION);
     if (!st) st = lf_gguf_writer_set_str(w, LF_KEY_LAYOUT, L->n_rows == 3 ? "gate,up,down" : "up,down");
