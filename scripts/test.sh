@@ -32,10 +32,19 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
     tee build-asan/summary.txt || status=1
 count build-asan/summary.txt
 
-echo "== ThreadSanitizer: loader stress"
+echo "== ThreadSanitizer: loader stress, and two sessions sharing one model and budget"
 rm -rf build-tsan && meson setup build-tsan -Dwerror=true -Db_sanitize=thread --buildtype=debug >/dev/null
-ninja -C build-tsan tests/stress_loader
+ninja -C build-tsan tests/stress_loader tests/multi_session
 if TSAN_OPTIONS=halt_on_error=1 ./build-tsan/tests/stress_loader; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
+# pread back-end: TSan cannot see the ordering io_uring's rings provide (see multi_session.c)
+tsan_model=$(mktemp /tmp/lf_tsan_XXXXXX.gguf)
+./build-test/llmflash convert "$shared/models/stories260K.gguf" "$tsan_model" --force >/dev/null 2>&1
+if LLMFLASH_IO=pread TSAN_OPTIONS=halt_on_error=1 ./build-tsan/tests/multi_session "$tsan_model" $((8 << 20)) 2 24; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1)); status=1
+fi
+rm -f "$tsan_model"
 
 echo "== libFuzzer on the GGUF reader, 60 s"
 if bash tests/fuzz/run_fuzz.sh 60 build-test/llmflash; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi

@@ -5,6 +5,7 @@
 # (skipped) where cgroups are not writable.
 set -u
 bin=$1
+multi=${2:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 overhead=$((24 << 20)) # code, libc, thread stacks, allocator slack: see README
 [ -w /sys/fs/cgroup/memory ] || { echo "cgroup memory controller not writable: skipped"; exit 77; }
@@ -28,6 +29,21 @@ for mode in stream naive hybrid; do
         pass=$((pass + 1)); echo "ok - $mode completes under the cap and within budget + overhead"
     else
         fail=$((fail + 1)); echo "not ok - $mode (exit $rc)"; tail -3 "$tmp/$mode.err"
+    fi
+done
+# two and three sessions on one model share its budget: one ledger, so the
+# group capped at budget + overhead is never overrun
+for n in 2 3; do
+    [ -n "$multi" ] || break
+    bash "$root/scripts/cgroup_run.sh" $((budget + overhead)) "$multi" "$tmp/m.flash.gguf" "$budget" $n 16 \
+        >"$tmp/multi$n.out" 2>"$tmp/multi$n.err"
+    rc=$?
+    echo "# $n sessions: exit $rc, $(cat "$tmp/multi$n.out"), $(grep cgroup: "$tmp/multi$n.err")"
+    peak=$(sed -n 's/.*peak RSS \([0-9]*\) bytes.*/\1/p' "$tmp/multi$n.out")
+    if [ "$rc" -eq 0 ] && grep -q "oom_kills 0" "$tmp/multi$n.err" && [ -n "$peak" ] && [ "$peak" -le $((budget + overhead)) ]; then
+        pass=$((pass + 1)); echo "ok - $n sessions in one budget complete under the cap, same text"
+    else
+        fail=$((fail + 1)); echo "not ok - $n sessions (exit $rc)"; tail -3 "$tmp/multi$n.err"
     fi
 done
 echo "$pass passed, $fail failed"

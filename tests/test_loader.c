@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 
 #include "../loader/loader.h"
+#include "test_support.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -94,8 +95,14 @@ static void check_exact(lf_io_backend_kind kind, bool coalesce) {
     lf_loader_close(ld);
 }
 
-Test(loader, uring_exact_bytes) { check_exact(LF_IO_URING, true); }
-Test(loader, uring_exact_bytes_no_coalescing) { check_exact(LF_IO_URING, false); }
+Test(loader, uring_exact_bytes) {
+    require_uring();
+    check_exact(LF_IO_URING, true);
+}
+Test(loader, uring_exact_bytes_no_coalescing) {
+    require_uring();
+    check_exact(LF_IO_URING, false);
+}
 Test(loader, pread_exact_bytes) { check_exact(LF_IO_PREAD, true); }
 Test(loader, pread_exact_bytes_no_coalescing) { check_exact(LF_IO_PREAD, false); }
 
@@ -124,7 +131,7 @@ Test(loader, compressed_units_decode) {
         free(frame);
     }
     close(fd);
-    for (int kind = LF_IO_URING; kind <= LF_IO_PREAD; kind++) {
+    for (int kind = uring_usable() ? LF_IO_URING : LF_IO_PREAD; kind <= LF_IO_PREAD; kind++) {
         lf_loader_params p = lf_loader_default_params();
         p.backend = (lf_io_backend_kind)kind;
         lf_loader *ld;
@@ -232,7 +239,7 @@ Test(loader, checksum_failure_is_corrupt) {
 }
 
 Test(loader, several_batches_in_flight) {
-    lf_loader *ld = open_loader(LF_IO_URING, true);
+    lf_loader *ld = open_loader(uring_usable() ? LF_IO_URING : LF_IO_PREAD, true);
     lf_load_batch *b[4];
     lf_load_req *r[4];
     uint8_t *dst[4];
@@ -253,7 +260,8 @@ Test(loader, several_batches_in_flight) {
 
 Test(loader, close_with_reads_in_flight) {
     for (int kind = 0; kind < 2; kind++) {
-        lf_loader *ld = kind ? open_loader(LF_IO_URING, false) : open_faulty(LF_FAULT_DELAY, 0, 100);
+        lf_loader *ld = kind ? open_loader(uring_usable() ? LF_IO_URING : LF_IO_PREAD, false)
+                             : open_faulty(LF_FAULT_DELAY, 0, 100);
         uint8_t *dst;
         lf_load_req *r = random_reqs(200, 30000, 9, &dst);
         lf_load_batch *b;
@@ -292,7 +300,7 @@ Test(loader, auto_falls_back_to_pread) {
     lf_loader_close(ld);
     unsetenv("LLMFLASH_IO");
     ld = open_loader(LF_IO_AUTO, true);
-    cr_assert_str_eq(lf_loader_backend_name(ld), "io_uring");
+    if (uring_usable()) cr_assert_str_eq(lf_loader_backend_name(ld), "io_uring");
     lf_loader_close(ld);
 }
 
@@ -306,7 +314,7 @@ Test(loader, percentiles) {
 
 Test(loader, zero_copy_into_page_aligned_slots) {
     /* units laid out in memory as in the file: read in place, no staging */
-    for (int kind = LF_IO_URING; kind <= LF_IO_PREAD; kind++) {
+    for (int kind = uring_usable() ? LF_IO_URING : LF_IO_PREAD; kind <= LF_IO_PREAD; kind++) {
         lf_loader *ld = open_loader((lf_io_backend_kind)kind, true);
         const size_t n = 64, stride = 8192;
         uint8_t *dst = lf_alloc_aligned(n * stride, 4096);

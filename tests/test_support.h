@@ -58,6 +58,24 @@ static inline bool shared_present(void) {
     }
 #endif
 
+/* Whether this process may use io_uring: containers often forbid it with
+ * seccomp, and then its tests skip while the pread fallback is tested.
+ * LF_TEST_NO_URING=1 pretends it is forbidden, to test the skip itself. */
+#include <liburing.h>
+static inline bool uring_usable(void) {
+    if (getenv("LF_TEST_NO_URING")) return false;
+    struct io_uring ring;
+    if (io_uring_queue_init(2, &ring, 0) < 0) return false;
+    io_uring_queue_exit(&ring);
+    return true;
+}
+#ifdef CRITERION_H_
+#define require_uring()                                                                                  \
+    do {                                                                                                 \
+        if (!uring_usable()) cr_skip_test("io_uring is not available here (seccomp?): pread is tested"); \
+    } while (0)
+#endif
+
 /* Reads a whole file; NULL if missing. Caller frees. */
 static inline char *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
