@@ -119,6 +119,7 @@ Test(hardening, flipped_resident_tensor_fails_at_open_in_every_mode) {
     lf_model *m = open_model(bad, LF_MODE_STREAM, 0, false, err, sizeof err, &st);
     cr_assert_eq(st, LF_OK, "%s", err);
     lf_model_close(m);
+    unlink(bad);
     snprintf(bad, sizeof bad, "%s.attn", flash_path);
     corrupt_copy(bad, tensor_offset("blk.3.attn_v.weight") + 7);
     m = open_model(bad, LF_MODE_STREAM, 0, true, err, sizeof err, &st);

@@ -168,6 +168,15 @@ static inline float maxf(float a, float b) { return a > b ? a : b; }
 static inline float minf(float a, float b) { return a < b ? a : b; }
 static inline int nearest(float x) { return (int)lrintf(x); }
 
+/* Truncates x to an integer in [lo, hi]. The range is checked before the
+ * cast: converting a float outside int's range, or NaN (weights of a
+ * corrupt model), is undefined behaviour. NaN gives lo. */
+static inline int trunc_clamped(float x, int lo, int hi) {
+    if (!(x >= (float)lo)) return lo;
+    if (x >= (float)hi) return hi;
+    return (int)x;
+}
+
 /* Value with the largest magnitude, keeping its sign (the first of equals). */
 static float signed_absmax(const float *x, int n) {
     float amax = 0.0f;
@@ -182,7 +191,7 @@ static void quantize_q4_0(const float *x, lf_block_q4_0 *b, int64_t nb) {
         const float d = signed_absmax(x, 32) / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         b[i].d = lf_fp32_to_fp16(d);
         for (int e = 0; e < 16; e++) {
-            const int lo = clampi((int)(x[e] * id + 8.5f), 0, 15), hi = clampi((int)(x[e + 16] * id + 8.5f), 0, 15);
+            const int lo = trunc_clamped(x[e] * id + 8.5f, 0, 15), hi = trunc_clamped(x[e + 16] * id + 8.5f, 0, 15);
             b[i].qs[e] = (uint8_t)(lo | hi << 4);
         }
     }
@@ -206,7 +215,7 @@ static void quantize_q4_1(const float *x, lf_block_q4_1 *b, int64_t nb) {
         b[i].m = lf_fp32_to_fp16(lo);
         memset(b[i].qs, 0, 16);
         for (int e = 0; e < 32; e++)
-            b[i].qs[e % 16] |= (uint8_t)(clampi((int)((x[e] - lo) * id + 0.5f), 0, 15) << (4 * (e / 16)));
+            b[i].qs[e % 16] |= (uint8_t)(trunc_clamped((x[e] - lo) * id + 0.5f, 0, 15) << (4 * (e / 16)));
     }
 }
 
@@ -224,7 +233,7 @@ static void quantize_q5_0(const float *x, lf_block_q5_0 *b, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += 32) {
         const float d = signed_absmax(x, 32) / -16.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         int q[32];
-        for (int e = 0; e < 32; e++) q[e] = clampi((int)(x[e] * id + 16.5f), 0, 31);
+        for (int e = 0; e < 32; e++) q[e] = trunc_clamped(x[e] * id + 16.5f, 0, 31);
         b[i].d = lf_fp32_to_fp16(d);
         put_q5(b[i].qs, b[i].qh, q);
     }
@@ -236,7 +245,7 @@ static void quantize_q5_1(const float *x, lf_block_q5_1 *b, int64_t nb) {
         minmax(x, 32, &lo, &hi);
         const float d = (hi - lo) / 31.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         int q[32];
-        for (int e = 0; e < 32; e++) q[e] = clampi((int)((x[e] - lo) * id + 0.5f), 0, 31);
+        for (int e = 0; e < 32; e++) q[e] = trunc_clamped((x[e] - lo) * id + 0.5f, 0, 31);
         b[i].d = lf_fp32_to_fp16(d);
         b[i].m = lf_fp32_to_fp16(lo);
         put_q5(b[i].qs, b[i].qh, q);
@@ -274,7 +283,7 @@ static void quantize_k4(const float *x, int nmax, uint16_t *dd, uint16_t *ddmin,
     uint8_t sc[8], m[8];
     for (int j = 0; j < 8; j++) {
         /* round the scale up so the top of the range stays representable */
-        sc[j] = (uint8_t)clampi(dq > 0.0f ? (int)ceilf(scale[j] / dq - 1e-4f) : 0, 0, 63);
+        sc[j] = (uint8_t)(dq > 0.0f ? trunc_clamped(ceilf(scale[j] / dq - 1e-4f), 0, 63) : 0);
         m[j] = (uint8_t)clampi(dminq > 0.0f ? nearest(minv[j] / dminq) : 0, 0, 63);
         const float s = dq * (float)sc[j], mm = dminq * (float)m[j], is = s > 0.0f ? 1.0f / s : 0.0f;
         for (int e = 0; e < 32; e++) q[32 * j + e] = clampi(nearest((x[32 * j + e] + mm) * is), 0, nmax);
@@ -317,7 +326,7 @@ static void quantize_q6_K(const float *x, lf_block_q6_K *b, int64_t nb) {
         b[i].d = lf_fp32_to_fp16(d);
         const float dq = FP16(b[i].d);
         for (int g = 0; g < 16; g++)
-            b[i].scales[g] = (int8_t)clampi(dq > 0.0f ? (int)ceilf(scale[g] / dq - 1e-4f) : 0, 0, 127);
+            b[i].scales[g] = (int8_t)(dq > 0.0f ? trunc_clamped(ceilf(scale[g] / dq - 1e-4f), 0, 127) : 0);
         memset(b[i].ql, 0, sizeof b[i].ql);
         memset(b[i].qh, 0, sizeof b[i].qh);
         for (int e = 0; e < 256; e++) {
