@@ -219,3 +219,133 @@ Test(tensor, axpy_fast_paths_match_reference) {
         free(q);
     }
 }
+
+/* ---- against ggml's own output ------------------------------------------ */
+/* tests/data/ggml_golden.h holds what ggml's reference code makes of the
+ * input below: quantized bytes for each type, and a hash and the first
+ * values of its dequantization. Files quantized by llama.cpp are read with
+ * our dequantizers and dot kernels, so those must agree with ggml exactly. */
+#include "data/ggml_golden.h"
+
+#define GOLDEN_N 512
+
+/* Exactly representable values (integers / 64), so both sides see the same
+ * floats: a 32-bit LCG, with an outlier every 97 elements. */
+static void golden_input(float *x) {
+    uint32_t s = 12345;
+    for (int i = 0; i < GOLDEN_N; i++) {
+        s = s * 1103515245u + 12345u;
+        int v = (int)((s >> 8) % 2001) - 1000;
+        if (i % 97 == 5) v *= 7;
+        x[i] = (float)v / 64.0f;
+    }
+}
+
+static uint64_t fnv1a(const void *p, size_t n) {
+    const uint8_t *b = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+typedef struct golden {
+    uint32_t type;
+    const uint8_t *bytes;
+    size_t n_bytes;
+    uint64_t dequant_fnv;
+    const float *first;
+    bool same_quantizer; /* our quantizer is ggml's reference algorithm */
+} golden;
+
+#define G(T, same) {LF_TYPE_##T, golden_##T, sizeof golden_##T, GOLDEN_##T##_DEQUANT_FNV, golden_##T##_first, same}
+static const golden goldens[] = {
+    G(F16, true), G(BF16, true), G(Q4_0, true), G(Q4_1, true), G(Q5_0, true), G(Q5_1, true), G(Q8_0, true),
+    /* K-quants: ggml's reference searches scales iteratively (make_qkx2_quants);
+     * ours is simpler, so only its error is compared */
+    G(Q4_K, false), G(Q5_K, false), G(Q6_K, false),
+};
+
+Test(tensor, dequantize_equals_ggml_bit_for_bit) {
+    float out[GOLDEN_N];
+    for (size_t k = 0; k < sizeof goldens / sizeof *goldens; k++) {
+        const golden *g = &goldens[k];
+        cr_assert_eq(lf_type_row_bytes(g->type, GOLDEN_N), g->n_bytes, "%s row size", lf_type_name((int)g->type));
+        lf_dequantize_row(g->type, g->bytes, out, GOLDEN_N);
+        for (int i = 0; i < 4; i++)
+            cr_assert_eq(out[i], g->first[i], "%s element %d: %.9g, ggml %.9g", lf_type_name((int)g->type), i, out[i],
+                         g->first[i]);
+        cr_assert_eq(fnv1a(out, sizeof out), g->dequant_fnv, "%s: every dequantized value equals ggml's",
+                     lf_type_name((int)g->type));
+    }
+}
+
+Test(tensor, golden_blocks_decoded_by_hand) {
+    /* Q8_0 block 0: fp16 scale d, then 32 int8: x0 = d * q0 */
+    const float d8 = lf_fp16_to_fp32(lf_load_u16(golden_Q8_0));
+    cr_assert_eq(d8 * (float)(int8_t)golden_Q8_0[2], golden_Q8_0_first[0]);
+    cr_assert_eq(d8 * (float)(int8_t)golden_Q8_0[3], golden_Q8_0_first[1]);
+    /* Q4_0 block 0: fp16 scale, 16 bytes; element j is the low nibble of
+     * byte j, element j+16 the high one, each minus 8 */
+    const float d4 = lf_fp16_to_fp32(lf_load_u16(golden_Q4_0));
+    cr_assert_eq(d4 * (float)((golden_Q4_0[2] & 0xF) - 8), golden_Q4_0_first[0]);
+    cr_assert_eq(d4 * (float)((golden_Q4_0[3] & 0xF) - 8), golden_Q4_0_first[1]);
+    /* Q4_1 block 0: fp16 d and m, then nibbles: x = d * q + m */
+    const float d41 = lf_fp16_to_fp32(lf_load_u16(golden_Q4_1)), m41 = lf_fp16_to_fp32(lf_load_u16(golden_Q4_1 + 2));
+    cr_assert_eq(d41 * (float)(golden_Q4_1[4] & 0xF) + m41, golden_Q4_1_first[0]);
+    /* BF16: the top half of the float's bits */
+    cr_assert_eq(lf_bf16_to_fp32(lf_load_u16(golden_BF16)), golden_BF16_first[0]);
+}
+
+Test(tensor, quantize_equals_ggml_or_is_as_accurate) {
+    float x[GOLDEN_N], ours_f[GOLDEN_N], ggml_f[GOLDEN_N];
+    golden_input(x);
+    uint8_t ours[GOLDEN_N * 4];
+    for (size_t k = 0; k < sizeof goldens / sizeof *goldens; k++) {
+        const golden *g = &goldens[k];
+        cr_assert_eq(lf_quantize_row(g->type, x, ours, GOLDEN_N), LF_OK);
+        if (g->same_quantizer) {
+            cr_assert_eq(memcmp(ours, g->bytes, g->n_bytes), 0, "%s: the same bytes as ggml's quantize_row_*_ref",
+                         lf_type_name((int)g->type));
+            continue;
+        }
+        lf_dequantize_row(g->type, ours, ours_f, GOLDEN_N);
+        lf_dequantize_row(g->type, g->bytes, ggml_f, GOLDEN_N);
+        double e_ours = 0, e_ggml = 0;
+        for (int i = 0; i < GOLDEN_N; i++) {
+            e_ours += ((double)ours_f[i] - x[i]) * ((double)ours_f[i] - x[i]);
+            e_ggml += ((double)ggml_f[i] - x[i]) * ((double)ggml_f[i] - x[i]);
+        }
+        cr_assert(e_ours <= e_ggml * 1.5, "%s: squared error %g against ggml's %g", lf_type_name((int)g->type), e_ours,
+                  e_ggml);
+    }
+}
+
+/* Dots of every kernel table with ggml-quantized rows, against the float
+ * dot of ggml's own dequantization. */
+static void check_golden_dots(const lf_kernels *k, const char *name) {
+    float y[GOLDEN_N], w[GOLDEN_N];
+    fill_normal(y, GOLDEN_N, 99, 1.0f);
+    lf_block_q8a ya[GOLDEN_N / 32];
+    k->quantize_q8a(y, ya, GOLDEN_N);
+    for (size_t j = 0; j < sizeof goldens / sizeof *goldens; j++) {
+        const golden *g = &goldens[j];
+        lf_dequantize_row(g->type, g->bytes, w, GOLDEN_N);
+        double ref = 0, mag = 0;
+        for (int i = 0; i < GOLDEN_N; i++) {
+            ref += (double)w[i] * y[i];
+            mag += fabs((double)w[i] * y[i]);
+        }
+        const float got = k->dot[g->type](g->bytes, lf_type_uses_q8a(g->type) ? (const void *)ya : (const void *)y, GOLDEN_N);
+        /* quantized types see y through its 8-bit quantization */
+        const double tol = lf_type_uses_q8a(g->type) ? 0.01 * mag : 1e-5 * mag;
+        cr_assert(fabs(got - ref) <= tol, "%s %s: dot %g, ggml's values give %g", name, lf_type_name((int)g->type), got,
+                  ref);
+    }
+}
+
+Test(tensor, dots_on_ggml_blocks) {
+    check_golden_dots(lf_kernels_scalar(), "scalar");
+    const lf_kernels *avx2 = lf_kernels_avx2();
+    if (avx2) check_golden_dots(avx2, "avx2");
+    else cr_log_warn("AVX2 kernels not available on this CPU: only the scalar path was checked");
+}
