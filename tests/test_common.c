@@ -88,3 +88,12 @@ Test(common, memory_bandwidth_is_positive) {
     const double bw = lf_memory_read_bandwidth(1, 64 << 20);
     cr_assert(bw > 1e8, "%g bytes/s", bw);
 }
+
+Test(common, err_set_may_quote_its_own_message) {
+    /* "writing X: %s", err.msg - formatting a message into itself was
+     * undefined (synth's disk-full path did it) */
+    lf_err e = {{0}};
+    lf_err_set(&e, LF_E_IO, "No space left on device");
+    cr_assert_eq(lf_err_set(&e, LF_E_IO, "writing tensor '%s' to %s: %s", "blk.0.ffn_up.weight", "/x.gguf", e.msg), LF_E_IO);
+    cr_assert_str_eq(e.msg, "writing tensor 'blk.0.ffn_up.weight' to /x.gguf: No space left on device");
+}
