@@ -33,6 +33,12 @@ static uint32_t session_ctx(const lf_model *m, const lf_session_params *p) {
 
 static uint64_t kv_elem_bytes(const lf_session_params *p) { return p->kv_type == LF_KV_F32 ? 4 : 2; }
 
+/* The FFN engine's params from the session's. */
+static lf_ffn_params ffn_params(const lf_session_params *p, uint64_t cache_bytes) {
+    return (lf_ffn_params){.window = p->window, .mask = p->mask, .split = p->split, .max_batch = 1,
+                           .cache_bytes = cache_bytes};
+}
+
 /* Every byte one session needs besides its neuron cache, by budget part,
  * the model's shared parts included (resident weights, metadata, the
  * loader's staging). Returns the session's own share. */
@@ -45,18 +51,22 @@ static uint64_t session_plan(const lf_model *m, const lf_session_params *p, uint
     memset(parts, 0, LF_BUDGET_PARTS * sizeof *parts);
     parts[PART_KV] = 2ull * in->n_layer * n_ctx * kv_dim * kv_elem_bytes(p);
     parts[PART_SCRATCH] = (3ull * in->n_embd + 2 * q_dim + 2 * kv_dim + in->n_head * n_ctx + 2ull * in->n_ff + in->n_vocab +
-                           in->n_rot + 2 + 2 * nth * in->n_embd) * sizeof(float) +
+                           in->n_rot + 2 + nth * in->n_embd) * sizeof(float) +
                           (max_in / LF_QK + 1) * sizeof(lf_block_q8a) + sizeof(lf_session);
     uint64_t own = parts[PART_KV] + parts[PART_SCRATCH];
+    if (m->flash) {
+        const lf_ffn_params fp = ffn_params(p, 0);
+        uint64_t io, mask, scratch;
+        lf_ffn_plan_bytes(m, &fp, (int)nth, &io, &mask, &scratch);
+        own += io + mask + scratch;
+        parts[PART_IO] = io;
+        parts[PART_ORACLE] = mask;
+        parts[PART_SCRATCH] += scratch;
+    }
     if (m->mode != LF_MODE_MMAP && m->flash) {
-        uint64_t io, oracle, scratch;
-        lf_stream_plan_bytes(m, p, &io, &oracle, &scratch);
-        own += io + oracle + scratch;
         parts[PART_RESIDENT] = m->resident_bytes;
         parts[PART_META] = lf_model_overhead_bytes(m);
-        parts[PART_IO] = io + lf_loader_buffer_bytes(m->loader);
-        parts[PART_ORACLE] = oracle;
-        parts[PART_SCRATCH] += scratch;
+        parts[PART_IO] += lf_loader_buffer_bytes(m->loader);
     }
     return own;
 }
@@ -111,6 +121,8 @@ uint64_t lf_model_budget_left(const lf_model *m) {
 
 void lf_session_destroy(lf_session *s) {
     if (!s) return;
+    lf_ffn_destroy(s->ffn); /* waits for its reads; it computes on the pool */
+    s->ffn = NULL;
     lf_pool_destroy(s->pool);
     free(s->x);
     free(s->xb);
@@ -126,11 +138,7 @@ void lf_session_destroy(lf_session *s) {
     free(s->rope_cos);
     free(s->rope_sin);
     lf_free_aligned(s->xq);
-    lf_stream_shutdown(s);
-    lf_stream_destroy(s->stream);
-    free(s->recs);
-    free(s->ffn_acc);
-    free(s->ffn_scratch);
+    free(s->thread_scratch);
     free(s->key_cache);
     free(s->value_cache);
     ledger_give_back(s->m, s->budget_taken);
@@ -192,18 +200,17 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     s->rope_cos = malloc((in->n_rot / 2 + 1) * sizeof(float));
     s->rope_sin = malloc((in->n_rot / 2 + 1) * sizeof(float));
     s->xq = lf_alloc_aligned((max_in / LF_QK + 1) * sizeof(lf_block_q8a), 64);
-    s->ffn_acc = malloc((size_t)n_threads * in->n_embd * sizeof(float));
-    s->ffn_scratch = malloc((size_t)n_threads * in->n_embd * sizeof(float));
+    s->thread_scratch = malloc((size_t)n_threads * in->n_embd * sizeof(float));
     s->key_cache = calloc(cache_elems, kv_elem_bytes(&p));
     s->value_cache = calloc(cache_elems, kv_elem_bytes(&p));
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->att || !s->att_out || !s->k_new || !s->v_new || !s->hb || !s->hb2 || !s->logits ||
-        !s->rope_cos || !s->rope_sin || !s->xq || !s->ffn_acc || !s->ffn_scratch || !s->key_cache || !s->value_cache)
+        !s->rope_cos || !s->rope_sin || !s->xq || !s->thread_scratch || !s->key_cache || !s->value_cache)
         goto fail_nomem;
-    if (m->flash && m->mode == LF_MODE_MMAP && !(s->recs = malloc(in->n_ff * sizeof *s->recs))) goto fail_nomem;
-    if (m->flash && m->mode != LF_MODE_MMAP) {
+    if (m->flash) {
         uint64_t parts[LF_BUDGET_PARTS];
         const uint64_t own = session_plan(m, &p, parts);
-        if ((st = lf_stream_create(s, m->dram_budget ? s->budget_taken - own : 0, &s->err))) goto fail;
+        const lf_ffn_params fp = ffn_params(&p, m->dram_budget ? s->budget_taken - own : 0);
+        if ((st = lf_ffn_create(m, s->pool, &fp, &s->ffn, &s->err))) goto fail;
     }
     process_counters(&s->base_read_bytes, &s->base_major_faults);
     *out = s;
@@ -326,7 +333,7 @@ static void attention_worker(void *ctx, int ith, int nth) {
     const float scale = sqrtf((float)hd); /* divided, not multiplied, as the reference does */
     uint64_t h0, h1;
     lf_split_range(in->n_head, ith, nth, 1, &h0, &h1);
-    float *scratch = s->ffn_scratch + (uint64_t)ith * in->n_embd;
+    float *scratch = s->thread_scratch + (uint64_t)ith * in->n_embd;
     for (uint64_t h = h0; h < h1; h++) {
         const float *q = s->q + h * hd;
         float *att = s->att + h * s->n_ctx;
@@ -399,87 +406,27 @@ static void attention(lf_session *s, uint32_t l, uint32_t pos) {
     for (uint32_t i = 0; i < in->n_embd; i++) s->x[i] += s->xb2[i];
 }
 
-/* FFN over neuron records: y = sum_i down_i * act(gate_i . x) * (up_i . x).
- * Each thread owns a range of neurons and its own accumulator; the
- * accumulators are summed in thread order, so results do not depend on
- * scheduling. */
-typedef struct bundle_job {
-    lf_session *s;
-    const uint8_t *const *recs; /* (n) neuron records */
-    size_t n;
-    const void *x;              /* float* or lf_block_q8a* */
-} bundle_job;
-
-static void bundle_ffn_worker(void *ctx, int ith, int nth) {
-    const bundle_job *j = ctx;
-    lf_session *s = j->s;
-    const lf_model *m = s->m;
-    const lf_bundle_layout *B = &m->flash->layout;
-    const uint32_t d = m->info.n_embd;
-    const lf_vec_dot_fn dot = m->kernels->dot[B->type];
-    float *acc = s->ffn_acc + (uint64_t)ith * d, *scratch = s->ffn_scratch + (uint64_t)ith * d;
-    uint64_t n0, n1;
-    lf_split_range(j->n, ith, nth, 16, &n0, &n1);
-    const bool gated = B->n_rows == 3;
-    for (uint64_t i = n0; i < n1; i++) {
-        const uint8_t *rec = j->recs[i];
-        const float up = dot(rec + (gated ? B->row_bytes : 0), j->x, d);
-        const float gate = gated ? dot(rec, j->x, d) : 0.0f;
-        const float h = lf_ffn_activate(m->info.activation, gate, up);
-        if (h != 0.0f) lf_axpy_row(m->kernels, B->type, rec + (B->n_rows - 1) * B->row_bytes, h, acc, d, scratch);
-    }
-}
-
-void lf_ffn_begin(lf_session *s) {
-    memset(s->ffn_acc, 0, (size_t)lf_pool_size(s->pool) * s->m->info.n_embd * sizeof(float));
-}
-
-void lf_ffn_accumulate(lf_session *s, const uint8_t *const *recs, size_t n, const void *x) {
-    if (n == 0) return;
-    bundle_job job = {s, recs, n, x};
-    lf_pool_run(s->pool, bundle_ffn_worker, &job);
-}
-
-/* Thread accumulators are added in thread order: results do not depend on
- * scheduling. */
-void lf_ffn_end(lf_session *s) {
-    const uint32_t d = s->m->info.n_embd;
-    const int nth = lf_pool_size(s->pool);
-    for (int t = 0; t < nth; t++) {
-        const float *acc = s->ffn_acc + (uint64_t)t * d;
-        for (uint32_t i = 0; i < d; i++) s->x[i] += acc[i];
-    }
-}
-
-const void *lf_ffn_input(lf_session *s, act *xb) {
-    if (!lf_type_uses_q8a(s->m->flash->layout.type)) return xb->f;
-    if (!xb->quantized) {
-        s->m->kernels->quantize_q8a(xb->f, xb->q, xb->n);
-        xb->quantized = true;
-    }
-    return xb->q;
+/* A failure of the FFN engine: its detail becomes the session's. */
+static lf_status ffn_failed(lf_session *s, lf_status st) {
+    lf_err_set(&s->err, st, "%s", lf_ffn_errmsg(s->ffn));
+    return st;
 }
 
 static lf_status ffn(lf_session *s, uint32_t l) {
     const lf_model_info *in = &s->m->info;
     const lf_layer *L = &s->m->layers[l];
     rmsnorm(s->xb, s->x, L->ffn_norm, in->n_embd, in->rms_eps);
-    act xb = act_of(s, s->xb, in->n_embd);
-    if (s->stream) return lf_stream_ffn(s, l, &xb);
-    if (L->bundle) { /* a flash file mapped whole: records at the file's stride */
-        const lf_status st = lf_model_check_mapped_layer(s->m, l, &s->err);
-        if (st) return st;
-        for (uint32_t i = 0; i < in->n_ff; i++) s->recs[i] = L->bundle + (uint64_t)i * s->m->flash->layout.stride;
-        lf_ffn_begin(s);
-        lf_ffn_accumulate(s, (const uint8_t *const *)s->recs, s->m->info.n_ff, lf_ffn_input(s, &xb));
-        lf_ffn_end(s);
-        return LF_OK;
+    if (s->ffn) { /* a flash file: the engine computes, the residual is ours */
+        const lf_status st = lf_ffn_forward(s->ffn, l, s->xb, 1, s->xb2);
+        if (st) return ffn_failed(s, st);
+    } else {
+        act xb = act_of(s, s->xb, in->n_embd);
+        matvec(s, &L->up, &xb, s->hb2);
+        if (in->activation != LF_ACT_RELU) matvec(s, &L->gate, &xb, s->hb);
+        for (uint32_t i = 0; i < in->n_ff; i++) s->hb[i] = lf_ffn_activate(in->activation, s->hb[i], s->hb2[i]);
+        act hb = act_of(s, s->hb, in->n_ff);
+        matvec(s, &L->down, &hb, s->xb2);
     }
-    matvec(s, &L->up, &xb, s->hb2);
-    if (in->activation != LF_ACT_RELU) matvec(s, &L->gate, &xb, s->hb);
-    for (uint32_t i = 0; i < in->n_ff; i++) s->hb[i] = lf_ffn_activate(in->activation, s->hb[i], s->hb2[i]);
-    act hb = act_of(s, s->hb, in->n_ff);
-    matvec(s, &L->down, &hb, s->xb2);
     for (uint32_t i = 0; i < in->n_embd; i++) s->x[i] += s->xb2[i];
     return LF_OK;
 }
@@ -492,13 +439,13 @@ static lf_status forward(lf_session *s, lf_token token, uint32_t pos) {
     lf_dequantize_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (uint64_t)token * m->tok_embd.row_bytes,
                       s->x, in->n_embd);
     rope_prepare(s, pos);
-    if (s->stream) lf_stream_next_token(s);
+    if (s->ffn) lf_ffn_next_tokens(s->ffn, 1);
     lf_status st = LF_OK;
     for (uint32_t l = 0; l < in->n_layer; l++) {
         /* a mask known before the layer's input: its reads overlap attention */
-        if (s->stream && s->params.mask == LF_MASK_ALL && (st = lf_stream_issue(s, l, NULL))) {
-            lf_stream_abort(s);
-            return st;
+        if (s->ffn && lf_ffn_mask_is_early(s->ffn) && (st = lf_ffn_prefetch(s->ffn, l, NULL, 1))) {
+            lf_ffn_abort(s->ffn);
+            return ffn_failed(s, st);
         }
         attention(s, l, pos);
         if ((st = ffn(s, l))) return st;
@@ -531,10 +478,10 @@ static void process_counters(uint64_t *read_bytes, uint64_t *major_faults) {
 /* The counters a phase adds up, as they stand now. */
 static void session_counters(const lf_session *s, lf_phase_stats *now) {
     memset(now, 0, sizeof *now);
-    if (!s->stream) return;
+    if (!s->ffn) return;
     lf_session_stats st;
     memset(&st, 0, sizeof st);
-    lf_stream_stats(s, &st);
+    lf_ffn_stats(s->ffn, &st);
     now->io_wait_ms = st.io_wait_ms;
     now->ffn_bytes_read = st.ffn_bytes_read;
     now->ffn_bytes_served = st.ffn_bytes_served;
@@ -589,7 +536,7 @@ void lf_session_reset_stats(lf_session *s) {
     s->tokens = 0;
     memset(&s->prompt, 0, sizeof s->prompt);
     memset(&s->generation, 0, sizeof s->generation);
-    lf_stream_reset_stats(s);
+    lf_ffn_reset_stats(s->ffn);
     process_counters(&s->base_read_bytes, &s->base_major_faults);
 }
 
@@ -604,11 +551,9 @@ lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out) {
     out->prompt = s->prompt;
     out->generation = s->generation;
     session_plan(s->m, &s->params, out->budget_bytes);
-    if (s->stream) {
-        lf_stream_stats(s, out);
-        uint64_t cache = 0;
-        lf_stream_cache_bytes(s, &cache);
-        out->budget_bytes[PART_CACHE] = cache;
+    if (s->ffn) {
+        lf_ffn_stats(s->ffn, out);
+        out->budget_bytes[PART_CACHE] = lf_ffn_cache_bytes(s->ffn);
     }
     uint64_t rb, mf;
     process_counters(&rb, &mf);
@@ -621,8 +566,8 @@ lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out) {
 }
 
 lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_layer_stats *out) {
-    if (!s || !s->stream || layer >= s->m->info.n_layer || !out) return LF_E_INVALID_ARG;
-    lf_stream_layer_stats(s, layer, out);
+    if (!s || !s->ffn || layer >= s->m->info.n_layer || !out) return LF_E_INVALID_ARG;
+    lf_ffn_layer_stats(s->ffn, layer, out);
     return LF_OK;
 }
 
@@ -699,9 +644,9 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
     jprintf(&j, "  \"budget\": {\"limit\": %" PRIu64 ", \"session\": %" PRIu64, st.budget_total, st.budget_session);
     for (int i = 0; i < LF_BUDGET_PARTS; i++) jprintf(&j, ", \"%s\": %" PRIu64, lf_budget_part_name(i), st.budget_bytes[i]);
     jprintf(&j, "},\n  \"peak_rss_bytes\": %" PRIu64 ",\n  \"layers\": [", st.peak_rss_bytes);
-    for (uint32_t l = 0; s->stream && l < st.n_layer; l++) {
+    for (uint32_t l = 0; s->ffn && s->m->mode != LF_MODE_MMAP && l < st.n_layer; l++) {
         lf_layer_stats ls;
-        lf_stream_layer_stats(s, l, &ls);
+        lf_ffn_layer_stats(s->ffn, l, &ls);
         jprintf(&j, "%s\n    {\"layer\": %u, \"bytes_read\": %" PRIu64 ", \"bytes_served\": %" PRIu64
                 ", \"neurons_loaded\": %" PRIu64 ", \"neurons_used\": %" PRIu64 ", \"cache_slots\": %u, \"resident\": %u}",
                 l ? "," : "", l, ls.bytes_read, ls.bytes_served, ls.neurons_loaded, ls.neurons_used, ls.cache_slots,

@@ -1,0 +1,598 @@
+/* ffn_engine.c - the FFN engine (see ffn_engine.h). */
+#include "ffn_engine.h"
+#include "ffn_kernel.h"
+#include "../cache/neuron_cache.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+
+typedef struct layer_counters {
+    uint64_t bytes_read, bytes_served, loaded, used;
+} layer_counters;
+
+/* One layer's reads for one token. */
+typedef struct plan {
+    int64_t layer;
+    uint64_t token;
+    uint32_t n_hits, n_ins, n_trans, n_chunks, next_chunk;
+    uint32_t *hits;           /* (n_units) hit units; slots are looked up after insertion,
+                                 since evictions move slots (swap-delete) */
+    uint32_t *misses;         /* (n_units) inserted ones first, then transient ones */
+    int32_t *ins_slots;       /* (n_units) */
+    lf_load_batch *ins_batch;
+    bool ins_ready;           /* the inserted units' reads succeeded: until then their
+                                 slots hold no valid data, and an error removes them */
+    uint64_t ins_t0;          /* submission time, for the hidden-I/O measure */
+} plan;
+
+typedef struct inflight_chunk {
+    plan *p;
+    uint32_t chunk;
+    int buf;
+    lf_load_batch *batch;
+    uint64_t t0;
+} inflight_chunk;
+
+struct lf_ffn {
+    lf_model *m;
+    lf_err err;
+    lf_ffn_kernel kernel;
+    lf_mask mask_src;
+    bool mask_borrowed;       /* the caller's mask source: not ours to destroy */
+    uint32_t max_batch;
+    size_t batch;             /* tokens of the batch in progress */
+    lf_mode mode;
+    uint32_t window;
+    lf_cache_split split;
+    uint64_t token;           /* the batch's last token, counting from 1 */
+    uint32_t n_layer, n_units, group;
+    uint64_t unit_bytes;      /* raw bytes of a unit: group * record_bytes */
+    lf_ncache *cache;         /* (n_layer) */
+    /* two plans, by layer parity: while layer l computes, layer l+1's reads
+     * can already be planned and in flight */
+    plan plans[2];
+    /* transient chunks in flight, oldest first, across plans */
+    inflight_chunk fifo[2];
+    uint32_t fifo_n;
+    bool buf_busy[2];
+    uint32_t *active;         /* (n_units) */
+    int32_t *scratch;         /* 4 * n_units */
+    const uint8_t **recs;     /* (n_ff) */
+    lf_load_req *reqs;        /* (max(n_units, chunk_units)) */
+    /* transient buffers: slots at the file's stride when records are
+     * uncompressed, so the loader reads whole runs of them in place */
+    uint8_t *tbuf[2];
+    uint64_t tslot;
+    uint32_t chunk_units;
+    bool double_buffer;
+    /* stats */
+    layer_counters *layers;   /* (n_layer) */
+    uint64_t neurons_used, neurons_loaded;
+    uint64_t io_wait_ns;
+    uint64_t io_span_ns;      /* submission to completion, summed over batches */
+    lf_batch_io io;           /* this engine's reads (the loader is shared) */
+};
+
+static void drain(lf_ffn *f);
+
+static uint64_t unit_neurons(const lf_model *m, uint32_t u, uint64_t *first) {
+    uint64_t fi, n;
+    lf_flash_group_neurons(m->flash, u, &fi, &n);
+    if (first) *first = fi;
+    return n;
+}
+
+static lf_load_req unit_req(const lf_ffn *f, uint32_t l, uint32_t u, void *dst) {
+    const lf_model *m = f->m;
+    const lf_flash_layer *F = &m->flash->layers[l];
+    const lf_bundle_entry *e = &F->index[u];
+    uint64_t first;
+    const uint64_t count = unit_neurons(m, u, &first);
+    return (lf_load_req){.offset = F->data_offset + e->offset,
+                         .stored = e->stored,
+                         .raw = e->raw,
+                         .checksum = e->checksum,
+                         .dst = dst,
+                         .compression = m->flash->layout.compression,
+                         .verify = m->verify_checksums,
+                         .layer = l,
+                         .first = first,
+                         .count = count};
+}
+
+/* Transient chunks: a quarter of a layer's FFN, at most 16 MiB - large
+ * enough to keep the queue full, small enough to leave memory to the cache.
+ * Independent of the budget, so the bytes a session needs are well defined. */
+static uint64_t chunk_bytes_for(const lf_model *m, uint64_t unit_bytes) {
+    const uint64_t want = m->flash->layers[0].data_bytes / 4;
+    return LF_MAX(LF_MIN(want, (uint64_t)16 << 20), unit_bytes);
+}
+
+void lf_ffn_plan_bytes(const lf_model *m, const lf_ffn_params *p, int n_threads, uint64_t *io, uint64_t *mask,
+                       uint64_t *scratch) {
+    const lf_bundle_layout *B = &m->flash->layout;
+    const uint64_t n_units = m->flash->layers[0].n_groups, unit_bytes = (uint64_t)B->group * B->record_bytes;
+    const uint32_t max_batch = p->max_batch ? p->max_batch : 1;
+    *io = *mask = 0;
+    *scratch = lf_ffn_kernel_bytes(m->info.n_embd, max_batch, n_threads) + (uint64_t)m->info.n_ff * sizeof(void *) +
+               sizeof(lf_ffn);
+    if (m->mode == LF_MODE_MMAP) return;
+    const uint64_t tslot = B->compression == LF_COMPRESS_NONE ? B->stride : unit_bytes;
+    const uint64_t chunk = chunk_bytes_for(m, tslot) / tslot * tslot;
+    /* two transient buffers, and the loader's per-batch tables for up to
+     * three batches of every unit (the loader's staging is the model's) */
+    *io = 2 * chunk + 3 * n_units * 256;
+    *mask = p->mask == LF_MASK_ORACLE ? lf_mask_oracle_bytes(m->flash) : 0;
+    *scratch += n_units * (4 + 2 * (4 + 4 + 4) + 16 + sizeof(lf_load_req)) +
+                (uint64_t)m->info.n_layer * n_units * sizeof(int32_t) /* cache indexes */;
+}
+
+void lf_ffn_destroy(lf_ffn *f) {
+    if (!f) return;
+    /* reads still in flight target our buffers */
+    if (f->cache) drain(f);
+    if (f->cache)
+        for (uint32_t l = 0; l < f->n_layer; l++) lf_ncache_free(&f->cache[l]);
+    free(f->cache);
+    free(f->active);
+    for (int k = 0; k < 2; k++) {
+        free(f->plans[k].hits);
+        free(f->plans[k].misses);
+        free(f->plans[k].ins_slots);
+    }
+    free(f->scratch);
+    free(f->recs);
+    free(f->reqs);
+    lf_free_aligned(f->tbuf[0]);
+    lf_free_aligned(f->tbuf[1]);
+    free(f->layers);
+    lf_ffn_kernel_free(&f->kernel);
+    if (!f->mask_borrowed) lf_mask_destroy(&f->mask_src);
+    free(f);
+}
+
+/* Hybrid mode: reads the first half of every layer once at creation, into
+ * pinned cache slots, through the first transient buffer. */
+static lf_status preload_pinned(lf_ffn *f) {
+    const lf_model *m = f->m;
+    const lf_bundle_layout *B = &m->flash->layout;
+    lf_status rc = LF_OK;
+    for (uint32_t l = 0; l < f->n_layer && !rc; l++) {
+        lf_ncache *c = &f->cache[l];
+        const uint32_t pin = c->capacity;
+        for (uint32_t u0 = 0; u0 < pin && !rc; u0 += f->chunk_units) {
+            const uint32_t n = LF_MIN(f->chunk_units, pin - u0);
+            for (uint32_t k = 0; k < n; k++) {
+                f->reqs[k] = unit_req(f, l, u0 + k, f->tbuf[0] + (uint64_t)k * f->tslot);
+                f->reqs[k].dst_cap = (uint32_t)f->tslot;
+            }
+            lf_load_batch *b;
+            if ((rc = lf_loader_submit(m->loader, f->reqs, n, &b, &f->err)) ||
+                (rc = lf_loader_wait_io(m->loader, b, &f->err, &f->io)))
+                break;
+            for (uint32_t k = 0; k < n; k++) {
+                const int32_t slot = lf_ncache_insert(c, u0 + k, 0);
+                memcpy(lf_ncache_slot(c, slot), f->tbuf[0] + (uint64_t)k * f->tslot,
+                       unit_neurons(m, u0 + k, NULL) * B->record_bytes);
+                lf_ncache_pin(c, slot);
+            }
+        }
+    }
+    return rc;
+}
+
+static lf_status create_stream_state(lf_ffn *f, const lf_ffn_params *p) {
+    const lf_model *m = f->m;
+    const lf_bundle_layout *B = &m->flash->layout;
+    f->unit_bytes = (uint64_t)B->group * B->record_bytes;
+    const uint64_t per_slot = f->unit_bytes + sizeof(int32_t) + sizeof(uint64_t) + 1;
+    uint64_t capacity = f->n_units;
+    if (f->mode == LF_MODE_NAIVE) capacity = 0;
+    else if (m->dram_budget) capacity = LF_MIN(capacity, p->cache_bytes / f->n_layer / per_slot);
+    if (f->mode == LF_MODE_HYBRID) {
+        const uint64_t half = f->n_units / 2;
+        if (capacity < half)
+            return lf_err_set(&f->err, LF_E_BUDGET, "hybrid mode keeps half of each layer's FFN resident: %" PRIu64
+                              " bytes more are needed", (half - capacity) * per_slot * f->n_layer);
+        capacity = half;
+    }
+    f->tslot = B->compression == LF_COMPRESS_NONE ? B->stride : f->unit_bytes;
+    f->chunk_units = (uint32_t)LF_MAX((uint64_t)1, chunk_bytes_for(m, f->tslot) / f->tslot);
+    f->double_buffer = f->mode != LF_MODE_NAIVE;
+    f->cache = calloc(f->n_layer, sizeof *f->cache);
+    bool plans_ok = true;
+    for (int k = 0; k < 2; k++) {
+        f->plans[k].layer = -1;
+        f->plans[k].hits = malloc(f->n_units * sizeof *f->plans[k].hits);
+        f->plans[k].misses = malloc(f->n_units * sizeof *f->plans[k].misses);
+        f->plans[k].ins_slots = malloc(f->n_units * sizeof *f->plans[k].ins_slots);
+        plans_ok = plans_ok && f->plans[k].hits && f->plans[k].misses && f->plans[k].ins_slots;
+    }
+    /* sized for a whole layer: a measured split may give one layer every slot */
+    f->scratch = malloc((4 * (uint64_t)f->n_units + 4) * sizeof *f->scratch);
+    f->reqs = malloc(LF_MAX(f->n_units, f->chunk_units) * sizeof *f->reqs);
+    const bool need_transient = capacity < f->n_units || f->mask_src.ops->needs_input || f->mode == LF_MODE_HYBRID;
+    for (int k = 0; k < (need_transient ? 2 : 1); k++)
+        f->tbuf[k] = lf_alloc_aligned((uint64_t)f->chunk_units * f->tslot, 4096);
+    if (!f->cache || !plans_ok || !f->scratch || !f->reqs || !f->tbuf[0] || (need_transient && !f->tbuf[1]))
+        return lf_err_set(&f->err, LF_E_NOMEM, "streaming state");
+    for (uint32_t l = 0; l < f->n_layer; l++)
+        if (lf_ncache_init(&f->cache[l], f->n_units, (uint32_t)capacity, f->unit_bytes))
+            return lf_err_set(&f->err, LF_E_NOMEM, "neuron cache of layer %u (%" PRIu64 " slots)", l, capacity);
+    lf_log(&m->log, LF_LOG_INFO, "%s mode: %" PRIu64 " of %u units cached per layer (%" PRIu64 " bytes each), window %u, "
+           "transient chunks of %u units, mask %s", lf_mode_name(f->mode), capacity, f->n_units, f->unit_bytes, f->window,
+           f->chunk_units, f->mask_src.ops->name);
+    return f->mode == LF_MODE_HYBRID ? preload_pinned(f) : LF_OK;
+}
+
+lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_ffn **out, lf_err *err) {
+    *out = NULL;
+    if (!m->flash) return lf_err_set(err, LF_E_INVALID_ARG, "the FFN engine needs a flash file");
+    lf_ffn *f = calloc(1, sizeof *f);
+    if (!f) return lf_err_set(err, LF_E_NOMEM, "FFN engine");
+    f->m = m;
+    f->mode = m->mode;
+    f->window = p->window ? p->window : 5;
+    f->split = p->split;
+    f->max_batch = p->max_batch ? p->max_batch : 1;
+    f->n_layer = m->info.n_layer;
+    f->n_units = (uint32_t)m->flash->layers[0].n_groups;
+    f->group = m->flash->layout.group;
+    lf_status st = lf_ffn_kernel_init(&f->kernel, m->kernels, &m->flash->layout, m->info.activation, m->info.n_embd,
+                                      f->max_batch, pool);
+    if (st) {
+        lf_err_set(err, st, "FFN kernel buffers");
+        lf_ffn_destroy(f);
+        return st;
+    }
+    f->layers = calloc(f->n_layer, sizeof *f->layers);
+    f->active = malloc(f->n_units * sizeof *f->active);
+    f->recs = malloc((uint64_t)m->info.n_ff * sizeof *f->recs);
+    if (!f->layers || !f->active || !f->recs) {
+        lf_ffn_destroy(f);
+        return lf_err_set(err, LF_E_NOMEM, "FFN engine tables");
+    }
+    if (p->mask_ops) {
+        f->mask_src = (lf_mask){p->mask_ops, p->mask_state, 0};
+        f->mask_borrowed = true;
+    } else if (p->mask == LF_MASK_ORACLE && f->mode != LF_MODE_MMAP) {
+        /* mmap mode computes every record in place: no mask to ask */
+        st = lf_mask_oracle_create(m->flash, m->fd, m->verify_checksums, m->kernels, m->info.activation, &f->mask_src,
+                                   &f->err);
+    } else {
+        st = lf_mask_all_create(f->n_units, &f->mask_src);
+    }
+    if (!st && f->mode != LF_MODE_MMAP) st = create_stream_state(f, p);
+    if (st) {
+        lf_err_copy_out(&f->err, err->msg, sizeof err->msg);
+        lf_ffn_destroy(f);
+        return st;
+    }
+    *out = f;
+    return LF_OK;
+}
+
+const char *lf_ffn_errmsg(const lf_ffn *f) { return f->err.msg; }
+bool lf_ffn_mask_is_early(const lf_ffn *f) { return !f->mask_src.ops->needs_input; }
+
+/* LF_SPLIT_MEASURED: once the first LF_SPLIT_TOKENS tokens have shown what
+ * each layer uses, the same total of slots is shared in proportion to it.
+ * The caches restart empty (one reallocation per layer, once). */
+#define LF_SPLIT_TOKENS 16
+static void rebalance(lf_ffn *f) {
+    uint64_t total = 0, used = 0;
+    for (uint32_t l = 0; l < f->n_layer; l++) {
+        total += f->cache[l].capacity;
+        used += f->layers[l].used;
+    }
+    if (!used || f->mode != LF_MODE_STREAM) return;
+    uint64_t *cap = calloc(f->n_layer, sizeof *cap);
+    if (!cap) return;
+    uint64_t given = 0;
+    for (uint32_t l = 0; l < f->n_layer; l++) {
+        cap[l] = LF_MIN((uint64_t)f->n_units, total * f->layers[l].used / used);
+        given += cap[l];
+    }
+    /* slots a full layer could not take go to the others, in layer order */
+    for (uint32_t l = 0; l < f->n_layer && given < total; l++) {
+        const uint64_t more = LF_MIN(total - given, (uint64_t)f->n_units - cap[l]);
+        cap[l] += more;
+        given += more;
+    }
+    for (uint32_t l = 0; l < f->n_layer; l++) {
+        const uint64_t ev = f->cache[l].evictions, ex = f->cache[l].expirations;
+        lf_ncache_free(&f->cache[l]);
+        if (lf_ncache_init(&f->cache[l], f->n_units, (uint32_t)cap[l], f->unit_bytes) != LF_OK)
+            lf_ncache_init(&f->cache[l], f->n_units, 0, f->unit_bytes);
+        f->cache[l].evictions = ev;
+        f->cache[l].expirations = ex;
+        lf_log(&f->m->log, LF_LOG_INFO, "measured cache split: layer %u gets %u slots", l, f->cache[l].capacity);
+    }
+    free(cap);
+}
+
+void lf_ffn_next_tokens(lf_ffn *f, size_t n) {
+    /* a batch left unfinished (the forward pass runs every layer, so this
+     * is a caller that stopped early) must not leave reads in flight */
+    if (f->cache && (f->fifo_n || f->plans[0].ins_batch || f->plans[1].ins_batch)) drain(f);
+    const uint64_t before = f->token;
+    f->token += n ? n : 1;
+    if (f->cache && f->split == LF_SPLIT_MEASURED && before <= LF_SPLIT_TOKENS && f->token > LF_SPLIT_TOKENS) {
+        rebalance(f);
+    }
+}
+
+/* Starts chunk p->next_chunk of plan p in free buffer `buf`. */
+static lf_status start_chunk(lf_ffn *f, plan *p, int buf) {
+    const uint32_t k = p->next_chunk, first = k * f->chunk_units, n = LF_MIN(f->chunk_units, p->n_trans - first);
+    uint8_t *base = f->tbuf[buf];
+    /* the loader copies the requests, so one array serves every batch */
+    for (uint32_t i = 0; i < n; i++) {
+        f->reqs[i] = unit_req(f, (uint32_t)p->layer, p->misses[p->n_ins + first + i], base + (uint64_t)i * f->tslot);
+        f->reqs[i].dst_cap = (uint32_t)f->tslot;
+    }
+    inflight_chunk *c = &f->fifo[f->fifo_n];
+    *c = (inflight_chunk){p, k, buf, NULL, lf_now_ns()};
+    const lf_status rc = lf_loader_submit(f->m->loader, f->reqs, n, &c->batch, &f->err);
+    if (rc) return rc;
+    f->fifo_n++;
+    f->buf_busy[buf] = true;
+    p->next_chunk++;
+    return LF_OK;
+}
+
+/* Fills free transient buffers: the current layer's chunks first, then the
+ * next layer's (planned early), so the queue does not drain between layers.
+ * Naive mode keeps one buffer: read, then compute. */
+static lf_status pump(lf_ffn *f, plan *cur) {
+    const int nbuf = f->double_buffer ? 2 : 1;
+    for (int buf = 0; buf < nbuf; buf++) {
+        if (f->buf_busy[buf]) continue;
+        plan *p = cur;
+        if (!p || p->next_chunk >= p->n_chunks) {
+            plan *other = cur ? &f->plans[(cur->layer + 1) % 2] : NULL;
+            p = other && other->layer == cur->layer + 1 && other->token == f->token && other->next_chunk < other->n_chunks
+                    ? other : NULL;
+        }
+        if (!p) break;
+        lf_status rc = start_chunk(f, p, buf);
+        if (rc) return rc;
+    }
+    return LF_OK;
+}
+
+/* Whether a plan still has reads in flight into our memory. */
+static bool plan_busy(const lf_ffn *f, const plan *p) {
+    if (p->ins_batch) return true;
+    for (uint32_t i = 0; i < f->fifo_n; i++)
+        if (f->fifo[i].p == p) return true;
+    return false;
+}
+
+lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t l, const float *x, size_t n) {
+    if (f->mode == LF_MODE_MMAP) return LF_OK;
+    plan *p = &f->plans[l % 2];
+    if (p->layer == (int64_t)l && p->token == f->token) return LF_OK;
+    if (f->mask_src.ops->needs_input && !x) return LF_OK; /* needs the layer's input */
+    /* the slot still holds a plan that was never computed (a caller that
+     * moved on to another batch or skipped layers): its reads are waited
+     * for and its unconfirmed units dropped before the slot is reused */
+    if (plan_busy(f, p)) drain(f);
+    const lf_model *m = f->m;
+    lf_ncache *c = &f->cache[l];
+    p->layer = l;
+    p->token = f->token;
+    p->ins_batch = NULL;
+    p->ins_ready = false;
+    p->n_ins = 0;
+    if (f->mode == LF_MODE_STREAM) lf_ncache_expire(c, f->token, f->window);
+    const uint32_t n_active = f->mask_src.ops->select(f->mask_src.state, l, x, n, f->active);
+    uint32_t n_miss = 0;
+    p->n_hits = 0;
+    for (uint32_t k = 0; k < n_active; k++) {
+        const uint32_t u = f->active[k];
+        const int32_t slot = lf_ncache_find(c, u);
+        if (slot >= 0) {
+            lf_ncache_touch(c, slot, f->token);
+            p->hits[p->n_hits++] = u;
+        } else {
+            p->misses[n_miss++] = u;
+        }
+    }
+    p->n_ins = f->mode == LF_MODE_STREAM
+                   ? lf_ncache_insert_many(c, p->misses, n_miss, f->token, p->ins_slots, f->scratch)
+                   : 0;
+    p->n_trans = n_miss - p->n_ins;
+    p->n_chunks = (p->n_trans + f->chunk_units - 1) / f->chunk_units;
+    p->next_chunk = 0;
+    lf_status rc = LF_OK;
+    if (p->n_ins) {
+        for (uint32_t k = 0; k < p->n_ins; k++)
+            f->reqs[k] = unit_req(f, l, p->misses[k], lf_ncache_slot(c, p->ins_slots[k]));
+        p->ins_t0 = lf_now_ns();
+        rc = lf_loader_submit(m->loader, f->reqs, p->n_ins, &p->ins_batch, &f->err);
+    }
+    /* the layer computing now, if any, keeps priority on the buffers */
+    plan *prev = &f->plans[(l + 1) % 2];
+    if (!rc) rc = pump(f, prev->layer == (int64_t)l - 1 && prev->token == f->token ? prev : p);
+    /* counters */
+    layer_counters *lc = &f->layers[l];
+    const uint64_t rec = m->flash->layout.record_bytes;
+    uint64_t served = 0, loaded = 0;
+    for (uint32_t k = 0; k < p->n_hits; k++) served += unit_neurons(m, p->hits[k], NULL);
+    for (uint32_t k = 0; k < n_miss; k++) {
+        loaded += unit_neurons(m, p->misses[k], NULL);
+        lc->bytes_read += m->flash->layers[l].index[p->misses[k]].stored;
+    }
+    lc->bytes_served += served * rec;
+    lc->loaded += loaded;
+    lc->used += served + loaded;
+    f->neurons_loaded += loaded;
+    f->neurons_used += served + loaded;
+    return rc;
+}
+
+/* Waits for a batch, counting the time as I/O wait. A batch's I/O time runs
+ * from submission to the end of the wait; what was not spent waiting was
+ * hidden behind compute. */
+static lf_status wait_batch(lf_ffn *f, lf_load_batch **b, uint64_t submitted) {
+    if (!*b) return LF_OK;
+    const uint64_t t0 = lf_now_ns();
+    const lf_status rc = lf_loader_wait_io(f->m->loader, *b, &f->err, &f->io);
+    const uint64_t t1 = lf_now_ns();
+    f->io_wait_ns += t1 - t0;
+    f->io_span_ns += t1 - submitted;
+    *b = NULL;
+    return rc;
+}
+
+/* Expands units into record pointers. */
+static size_t unit_records(const lf_ffn *f, const uint8_t *base, uint32_t u, size_t at) {
+    const uint64_t count = unit_neurons(f->m, u, NULL), rec = f->m->flash->layout.record_bytes;
+    for (uint64_t i = 0; i < count; i++) f->recs[at + i] = base + i * rec;
+    return at + count;
+}
+
+/* Waits for every read in flight (errors, teardown) and forgets the plans.
+ * Units inserted for a plan whose reads were not confirmed are removed from
+ * the cache: a slot becomes valid only once its read has succeeded and been
+ * verified, so a failed or abandoned batch leaves no garbage behind. */
+static void drain(lf_ffn *f) {
+    for (uint32_t i = 0; i < f->fifo_n; i++) {
+        lf_err ignored = {{0}};
+        if (f->fifo[i].batch) lf_loader_wait_io(f->m->loader, f->fifo[i].batch, &ignored, &f->io);
+        f->buf_busy[f->fifo[i].buf] = false;
+    }
+    f->fifo_n = 0;
+    for (int k = 0; k < 2; k++) {
+        plan *p = &f->plans[k];
+        if (p->ins_batch) {
+            lf_err ignored = {{0}};
+            lf_loader_wait_io(f->m->loader, p->ins_batch, &ignored, &f->io);
+            p->ins_batch = NULL;
+        }
+        if (p->layer >= 0 && !p->ins_ready)
+            for (uint32_t u = 0; u < p->n_ins; u++) lf_ncache_remove(&f->cache[p->layer], p->misses[u]);
+        p->layer = -1;
+        p->n_ins = 0;
+    }
+}
+
+void lf_ffn_abort(lf_ffn *f) {
+    if (f && f->cache) drain(f);
+}
+
+/* mmap mode: every record of the layer, in place in the mapping, checked
+ * the first time it is touched. */
+static lf_status forward_mapped(lf_ffn *f, uint32_t l) {
+    const lf_status st = lf_model_check_mapped_layer(f->m, l, &f->err);
+    if (st) return st;
+    const uint8_t *base = f->m->layers[l].bundle;
+    for (uint32_t i = 0; i < f->m->info.n_ff; i++) f->recs[i] = base + (uint64_t)i * f->m->flash->layout.stride;
+    lf_ffn_kernel_accumulate(&f->kernel, f->recs, f->m->info.n_ff);
+    return LF_OK;
+}
+
+lf_status lf_ffn_forward(lf_ffn *f, uint32_t l, const float *x, size_t n, float *y) {
+    if (n == 0 || n > f->max_batch)
+        return lf_err_set(&f->err, LF_E_INVALID_ARG, "a batch of %zu tokens (this engine takes 1 to %u)", n, f->max_batch);
+    lf_ffn_kernel_begin(&f->kernel, x, n);
+    lf_status rc;
+    if (f->mode == LF_MODE_MMAP) {
+        if ((rc = forward_mapped(f, l))) return rc;
+        lf_ffn_kernel_end(&f->kernel, y);
+        return LF_OK;
+    }
+    if ((rc = lf_ffn_prefetch(f, l, x, n))) goto fail;
+    plan *p = &f->plans[l % 2];
+    lf_ncache *c = &f->cache[l];
+    const bool early = !f->mask_src.ops->needs_input;
+    /* hits first: computed while the misses load */
+    size_t k_recs = 0;
+    for (uint32_t k = 0; k < p->n_hits; k++)
+        k_recs = unit_records(f, lf_ncache_slot(c, lf_ncache_find(c, p->hits[k])), p->hits[k], k_recs);
+    lf_ffn_kernel_accumulate(&f->kernel, f->recs, k_recs);
+    if ((rc = wait_batch(f, &p->ins_batch, p->ins_t0))) goto fail;
+    p->ins_ready = true;
+    k_recs = 0;
+    for (uint32_t k = 0; k < p->n_ins; k++) k_recs = unit_records(f, lf_ncache_slot(c, p->ins_slots[k]), p->misses[k], k_recs);
+    lf_ffn_kernel_accumulate(&f->kernel, f->recs, k_recs);
+    for (uint32_t k = 0; k < p->n_chunks; k++) {
+        if (!f->fifo_n || f->fifo[0].p != p || f->fifo[0].chunk != k) {
+            rc = lf_err_set(&f->err, LF_E_IO, "internal: transient chunk %u of layer %u was not issued", k, l);
+            goto fail;
+        }
+        inflight_chunk *head = &f->fifo[0];
+        if ((rc = wait_batch(f, &head->batch, head->t0))) goto fail;
+        const int buf = head->buf;
+        const uint32_t first = k * f->chunk_units, cnt = LF_MIN(f->chunk_units, p->n_trans - first);
+        k_recs = 0;
+        for (uint32_t i = 0; i < cnt; i++)
+            k_recs = unit_records(f, f->tbuf[buf] + (uint64_t)i * f->tslot, p->misses[p->n_ins + first + i], k_recs);
+        /* the last chunk of this layer is in flight or done: plan the next
+         * layer now, so its reads start while this one computes */
+        if (p->next_chunk == p->n_chunks && early && f->mode != LF_MODE_NAIVE && l + 1 < f->n_layer &&
+            (rc = lf_ffn_prefetch(f, l + 1, NULL, n)))
+            goto fail;
+        lf_ffn_kernel_accumulate(&f->kernel, f->recs, k_recs);
+        f->buf_busy[buf] = false;
+        memmove(f->fifo, f->fifo + 1, (f->fifo_n - 1) * sizeof *f->fifo);
+        f->fifo_n--;
+        if ((rc = pump(f, p))) goto fail;
+    }
+    if (p->n_chunks == 0 && early && f->mode != LF_MODE_NAIVE && l + 1 < f->n_layer &&
+        (rc = lf_ffn_prefetch(f, l + 1, NULL, n)))
+        goto fail;
+    lf_ffn_kernel_end(&f->kernel, y);
+    return LF_OK;
+fail:
+    drain(f);
+    return rc;
+}
+
+void lf_ffn_stats(const lf_ffn *f, lf_session_stats *out) {
+    if (!f) return;
+    for (uint32_t l = 0; l < f->n_layer; l++) {
+        out->ffn_bytes_read += f->layers[l].bytes_read;
+        out->ffn_bytes_served += f->layers[l].bytes_served;
+        if (f->cache) {
+            out->evictions += f->cache[l].evictions;
+            out->expirations += f->cache[l].expirations;
+            out->window_union += (uint64_t)f->cache[l].n_live * f->group;
+        }
+    }
+    out->neurons_loaded = f->neurons_loaded;
+    out->neurons_used = f->neurons_used;
+    out->io_wait_ms = lf_ns_to_ms(f->io_wait_ns);
+    out->io_span_ms = lf_ns_to_ms(f->io_span_ns);
+    out->io_reads = f->io.reads;
+    out->io_bytes = f->io.bytes;
+}
+
+void lf_ffn_reset_stats(lf_ffn *f) {
+    if (!f) return;
+    memset(f->layers, 0, f->n_layer * sizeof *f->layers);
+    for (uint32_t l = 0; f->cache && l < f->n_layer; l++) f->cache[l].evictions = f->cache[l].expirations = 0;
+    f->neurons_used = f->neurons_loaded = 0;
+    f->io_wait_ns = f->io_span_ns = 0;
+    f->io = (lf_batch_io){0, 0};
+}
+
+void lf_ffn_layer_stats(const lf_ffn *f, uint32_t l, lf_layer_stats *out) {
+    const layer_counters *lc = &f->layers[l];
+    out->bytes_read = lc->bytes_read;
+    out->bytes_served = lc->bytes_served;
+    out->neurons_loaded = lc->loaded;
+    out->neurons_used = lc->used;
+    out->cache_slots = f->cache ? f->cache[l].capacity : 0;
+    out->resident = f->cache ? f->cache[l].n_live : 0;
+}
+
+uint64_t lf_ffn_cache_bytes(const lf_ffn *f) {
+    uint64_t bytes = 0;
+    for (uint32_t l = 0; f->cache && l < f->n_layer; l++)
+        bytes += lf_ncache_bytes(0, f->cache[l].capacity, f->cache[l].slot_bytes);
+    return bytes;
+}

@@ -1,0 +1,102 @@
+/* ffn_kernel.c - the bundle kernel (see ffn_kernel.h). */
+#include "ffn_kernel.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+uint64_t lf_ffn_kernel_bytes(uint32_t n_embd, uint32_t max_batch, int nth) {
+    return ((uint64_t)nth * max_batch * n_embd + (uint64_t)nth * n_embd) * sizeof(float) +
+           (uint64_t)max_batch * (n_embd / LF_QK + 1) * sizeof(lf_block_q8a) + max_batch * sizeof(void *);
+}
+
+lf_status lf_ffn_kernel_init(lf_ffn_kernel *fk, const lf_kernels *k, const lf_bundle_layout *layout, lf_activation act,
+                             uint32_t n_embd, uint32_t max_batch, lf_pool *pool) {
+    memset(fk, 0, sizeof *fk);
+    fk->k = k;
+    fk->layout = *layout;
+    fk->act = act;
+    fk->n_embd = n_embd;
+    fk->max_batch = max_batch ? max_batch : 1;
+    fk->pool = pool;
+    fk->nth = lf_pool_size(pool);
+    fk->acc = malloc((size_t)fk->nth * fk->max_batch * n_embd * sizeof(float));
+    fk->scratch = malloc((size_t)fk->nth * n_embd * sizeof(float));
+    fk->xq = lf_alloc_aligned((size_t)fk->max_batch * (n_embd / LF_QK + 1) * sizeof(lf_block_q8a), 64);
+    fk->x = malloc(fk->max_batch * sizeof *fk->x);
+    if (!fk->acc || !fk->scratch || !fk->xq || !fk->x) {
+        lf_ffn_kernel_free(fk);
+        return LF_E_NOMEM;
+    }
+    return LF_OK;
+}
+
+void lf_ffn_kernel_free(lf_ffn_kernel *fk) {
+    free(fk->acc);
+    free(fk->scratch);
+    lf_free_aligned(fk->xq);
+    free(fk->x);
+    memset(fk, 0, sizeof *fk);
+}
+
+void lf_ffn_kernel_begin(lf_ffn_kernel *fk, const float *x, size_t n) {
+    fk->n = n;
+    const bool q8a = lf_type_uses_q8a(fk->layout.type);
+    const uint64_t blocks = fk->n_embd / LF_QK + 1;
+    for (size_t t = 0; t < n; t++) {
+        const float *xt = x + t * fk->n_embd;
+        if (q8a) {
+            fk->k->quantize_q8a(xt, fk->xq + t * blocks, fk->n_embd);
+            fk->x[t] = fk->xq + t * blocks;
+        } else {
+            fk->x[t] = xt;
+        }
+    }
+    memset(fk->acc, 0, (size_t)fk->nth * fk->max_batch * fk->n_embd * sizeof(float));
+}
+
+typedef struct kernel_job {
+    lf_ffn_kernel *fk;
+    const uint8_t *const *recs;
+    size_t n;
+} kernel_job;
+
+static void kernel_worker(void *ctx, int ith, int nth) {
+    const kernel_job *j = ctx;
+    lf_ffn_kernel *fk = j->fk;
+    const lf_bundle_layout *B = &fk->layout;
+    const uint32_t d = fk->n_embd;
+    const lf_vec_dot_fn dot = fk->k->dot[B->type];
+    float *acc = fk->acc + (uint64_t)ith * fk->max_batch * d, *scratch = fk->scratch + (uint64_t)ith * d;
+    uint64_t n0, n1;
+    lf_split_range(j->n, ith, nth, 16, &n0, &n1);
+    const bool gated = B->n_rows == 3;
+    for (uint64_t i = n0; i < n1; i++) {
+        const uint8_t *rec = j->recs[i];
+        const uint8_t *down = rec + (B->n_rows - 1) * B->row_bytes;
+        for (size_t t = 0; t < fk->n; t++) {
+            const float up = dot(rec + (gated ? B->row_bytes : 0), fk->x[t], d);
+            const float gate = gated ? dot(rec, fk->x[t], d) : 0.0f;
+            const float h = lf_ffn_activate(fk->act, gate, up);
+            if (h != 0.0f) lf_axpy_row(fk->k, B->type, down, h, acc + t * d, d, scratch);
+        }
+    }
+}
+
+void lf_ffn_kernel_accumulate(lf_ffn_kernel *fk, const uint8_t *const *recs, size_t n_recs) {
+    if (n_recs == 0) return;
+    kernel_job job = {fk, recs, n_recs};
+    lf_pool_run(fk->pool, kernel_worker, &job);
+}
+
+/* Thread accumulators are added in thread order: results do not depend on
+ * scheduling. */
+void lf_ffn_kernel_end(lf_ffn_kernel *fk, float *y) {
+    const uint32_t d = fk->n_embd;
+    memset(y, 0, fk->n * d * sizeof(float));
+    for (int th = 0; th < fk->nth; th++)
+        for (size_t t = 0; t < fk->n; t++) {
+            const float *acc = fk->acc + ((uint64_t)th * fk->max_batch + t) * d;
+            float *yt = y + t * d;
+            for (uint32_t i = 0; i < d; i++) yt[i] += acc[i];
+        }
+}

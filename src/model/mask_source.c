@@ -1,0 +1,134 @@
+/* mask_source.c - the `all` and `oracle` mask sources (see mask_source.h). */
+#include "mask_source.h"
+#include "ffn_kernel.h"
+
+#include <stdlib.h>
+
+/* ---- all ----------------------------------------------------------------- */
+
+static uint32_t all_select(void *state, uint32_t layer, const float *x, size_t n, uint32_t *units) {
+    (void)layer, (void)x, (void)n;
+    const uint32_t n_units = (uint32_t)(uintptr_t)state;
+    for (uint32_t u = 0; u < n_units; u++) units[u] = u;
+    return n_units;
+}
+
+static void no_destroy(void *state) { (void)state; }
+
+static const lf_mask_ops all_ops = {"all", false, all_select, no_destroy};
+
+lf_status lf_mask_all_create(uint32_t n_units, lf_mask *out) {
+    *out = (lf_mask){&all_ops, (void *)(uintptr_t)n_units, 0};
+    return LF_OK;
+}
+
+/* ---- oracle -------------------------------------------------------------- */
+
+typedef struct oracle {
+    const lf_flash *f;
+    const lf_kernels *k;
+    lf_activation act;
+    uint32_t rows;            /* gate/up rows per neuron: 2 (gated) or 1 */
+    uint8_t *copy;            /* (n_layer, n_ff, rows, row_bytes) */
+    float *h;                 /* (n_ff) activations of one token */
+    lf_block_q8a *xq;         /* (n_embd / 32 + 1) */
+    uint8_t *any;             /* (n_groups) unit flags of the batch */
+} oracle;
+
+uint64_t lf_mask_oracle_bytes(const lf_flash *f) {
+    const lf_bundle_layout *B = &f->layout;
+    return (uint64_t)f->n_layer * f->n_ff * (B->n_rows - 1) * B->row_bytes + (uint64_t)f->n_ff * sizeof(float) +
+           (f->n_embd / LF_QK + 1) * sizeof(lf_block_q8a) + f->layers[0].n_groups;
+}
+
+static uint32_t oracle_select(void *state, uint32_t layer, const float *x, size_t n, uint32_t *units) {
+    oracle *o = state;
+    const lf_flash *f = o->f;
+    const lf_bundle_layout *B = &f->layout;
+    const uint32_t d = f->n_embd;
+    const lf_vec_dot_fn dot = o->k->dot[B->type];
+    const uint8_t *base = o->copy + (uint64_t)layer * f->n_ff * o->rows * B->row_bytes;
+    const uint64_t n_groups = f->layers[layer].n_groups;
+    memset(o->any, 0, n_groups);
+    for (size_t t = 0; t < n; t++) {
+        const float *xt = x + t * d;
+        const void *xin = xt;
+        if (lf_type_uses_q8a(B->type)) {
+            o->k->quantize_q8a(xt, o->xq, d);
+            xin = o->xq;
+        }
+        for (uint32_t i = 0; i < f->n_ff; i++) {
+            const uint8_t *r = base + (uint64_t)i * o->rows * B->row_bytes;
+            const float up = dot(r + (o->rows == 2 ? B->row_bytes : 0), xin, d);
+            const float gate = o->rows == 2 ? dot(r, xin, d) : 0.0f;
+            if (lf_ffn_activate(o->act, gate, up) != 0.0f) o->any[i / B->group] = 1;
+        }
+    }
+    uint32_t m = 0;
+    for (uint64_t g = 0; g < n_groups; g++)
+        if (o->any[g]) units[m++] = (uint32_t)g;
+    return m;
+}
+
+static void oracle_destroy(void *state) {
+    oracle *o = state;
+    if (!o) return;
+    lf_free_aligned(o->copy);
+    free(o->h);
+    lf_free_aligned(o->xq);
+    free(o->any);
+    free(o);
+}
+
+static const lf_mask_ops oracle_ops = {"oracle", true, oracle_select, oracle_destroy};
+
+lf_status lf_mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf_kernels *k, lf_activation act,
+                                lf_mask *out, lf_err *err) {
+    const lf_bundle_layout *B = &f->layout;
+    oracle *o = calloc(1, sizeof *o);
+    if (!o) return lf_err_set(err, LF_E_NOMEM, "oracle mask");
+    o->f = f;
+    o->k = k;
+    o->act = act;
+    o->rows = B->n_rows - 1;
+    const uint64_t per_neuron = (uint64_t)o->rows * B->row_bytes;
+    o->copy = lf_alloc_aligned((uint64_t)f->n_layer * f->n_ff * per_neuron, 64);
+    o->h = malloc(f->n_ff * sizeof *o->h);
+    o->xq = lf_alloc_aligned((f->n_embd / LF_QK + 1) * sizeof(lf_block_q8a), 64);
+    o->any = malloc(f->layers[0].n_groups ? f->layers[0].n_groups : 1);
+    uint64_t max_stored = 0;
+    for (uint32_t l = 0; l < f->n_layer; l++)
+        for (uint64_t g = 0; g < f->layers[l].n_groups; g++)
+            max_stored = LF_MAX(max_stored, (uint64_t)f->layers[l].index[g].stored);
+    uint8_t *stored = malloc(max_stored ? max_stored : 1);
+    uint8_t *raw = malloc((uint64_t)B->group * B->record_bytes);
+    lf_status st = o->copy && o->h && o->xq && o->any && stored && raw
+                       ? LF_OK
+                       : lf_err_set(err, LF_E_NOMEM, "oracle copy of gate/up");
+    /* group by group, through one group's buffers: the copy is all the
+     * oracle holds */
+    for (uint32_t l = 0; l < f->n_layer && !st; l++) {
+        const lf_flash_layer *L = &f->layers[l];
+        for (uint64_t g = 0; g < L->n_groups && !st; g++) {
+            st = lf_pread_all(fd, stored, L->index[g].stored, L->data_offset + L->index[g].offset, err);
+            if (!st) st = lf_flash_decode_group(f, l, g, stored, raw, verify, err);
+            uint64_t first, count;
+            lf_flash_group_neurons(f, g, &first, &count);
+            for (uint64_t i = 0; i < count && !st; i++)
+                memcpy(o->copy + ((uint64_t)l * f->n_ff + first + i) * per_neuron, raw + i * B->record_bytes, per_neuron);
+        }
+    }
+    free(stored);
+    free(raw);
+    if (st) {
+        oracle_destroy(o);
+        return st;
+    }
+    *out = (lf_mask){&oracle_ops, o, lf_mask_oracle_bytes(f)};
+    return LF_OK;
+}
+
+void lf_mask_destroy(lf_mask *ms) {
+    if (ms->ops) ms->ops->destroy(ms->state);
+    *ms = (lf_mask){0};
+}

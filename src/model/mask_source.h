@@ -1,0 +1,50 @@
+/* mask_source.h - who decides which FFN units a batch of tokens needs.
+ *
+ * A mask source is a small table of functions and its state. The FFN engine
+ * asks it, per layer, for the units (neuron records, compressed groups of
+ * them, and later experts) that the batch's tokens need; the engine reads the
+ * missing ones and computes only those. Sources:
+ *   all     every unit, known before the layer's input: its reads can start
+ *           before the layer's attention runs;
+ *   oracle  exactly the units with a non-zero activation, from a resident
+ *           copy of gate/up (tests and measurement: the upper bound of any
+ *           predictor).
+ * A sparsity predictor and MoE routing are further sources. */
+#ifndef LF_MASK_SOURCE_H
+#define LF_MASK_SOURCE_H
+
+#include "../common/lf_common.h"
+#include "../flash/flash_format.h"
+#include "../tensor/kernels.h"
+
+typedef struct lf_mask_ops {
+    const char *name;
+    /* false: the units do not depend on the layer's input, so the engine may
+     * ask before it has it (select gets x == NULL) */
+    bool needs_input;
+    /* Writes the units layer `layer` needs for the n tokens x (n, n_embd),
+     * the FFN's normalised input, to units in ascending order; returns how
+     * many. units has room for every unit of the layer. */
+    uint32_t (*select)(void *state, uint32_t layer, const float *x, size_t n, uint32_t *units);
+    void (*destroy)(void *state);
+} lf_mask_ops;
+
+typedef struct lf_mask {
+    const lf_mask_ops *ops;
+    void *state;
+    uint64_t bytes;      /* what the state holds, for the budget */
+} lf_mask;
+
+/* Every unit of every layer. */
+lf_status lf_mask_all_create(uint32_t n_units, lf_mask *out);
+
+/* Exact activations from a resident copy of every layer's gate and up rows,
+ * read from the flash file open on fd (verified when verify is set). */
+lf_status lf_mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf_kernels *k, lf_activation act,
+                                lf_mask *out, lf_err *err);
+/* Bytes the oracle's copy takes, for planning a budget. */
+uint64_t lf_mask_oracle_bytes(const lf_flash *f);
+
+void lf_mask_destroy(lf_mask *ms);
+
+#endif
