@@ -1,0 +1,257 @@
+/* lowrank.c - fitting and applying low-rank sparsity predictors (see
+ * lowrank.h). Matrix products are cblas_sgemm; the SVD is LAPACK's sgesdd. */
+#include "lowrank.h"
+
+#include <cblas.h>
+#include <inttypes.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+
+lf_status lf_lowrank_alloc(lf_lowrank *p, uint32_t n_in, uint32_t n_out, uint32_t rank) {
+    memset(p, 0, sizeof *p);
+    if (!n_in || !n_out || !rank) return LF_E_INVALID_ARG;
+    p->n_in = n_in;
+    p->n_out = n_out;
+    p->rank = rank;
+    p->A = calloc((size_t)rank * n_in, sizeof *p->A);
+    p->B = calloc((size_t)n_out * rank, sizeof *p->B);
+    p->b = calloc(n_out, sizeof *p->b);
+    if (!p->A || !p->B || !p->b) {
+        lf_lowrank_free(p);
+        return LF_E_NOMEM;
+    }
+    return LF_OK;
+}
+
+void lf_lowrank_free(lf_lowrank *p) {
+    free(p->A);
+    free(p->B);
+    free(p->b);
+    memset(p, 0, sizeof *p);
+}
+
+uint64_t lf_lowrank_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank) {
+    return ((uint64_t)rank * n_in + (uint64_t)n_out * rank + n_out) * sizeof(float);
+}
+
+lf_status lf_lowrank_init_svd(lf_lowrank *p, const float *W, uint32_t n_out, uint32_t n_in, uint32_t rank, lf_err *err) {
+    const uint32_t k = LF_MIN(n_out, n_in);
+    if (rank == 0 || rank > k) return lf_err_set(err, LF_E_INVALID_ARG, "rank %u of a %ux%u matrix", rank, n_out, n_in);
+    lf_status st = lf_lowrank_alloc(p, n_in, n_out, rank);
+    if (st) return lf_err_set(err, st, "predictor of rank %u", rank);
+    /* sgesdd overwrites its input */
+    float *a = malloc((size_t)n_out * n_in * sizeof *a), *s = malloc(k * sizeof *s);
+    float *u = malloc((size_t)n_out * k * sizeof *u), *vt = malloc((size_t)k * n_in * sizeof *vt);
+    if (!a || !s || !u || !vt) {
+        st = lf_err_set(err, LF_E_NOMEM, "SVD of a %ux%u matrix", n_out, n_in);
+        goto out;
+    }
+    memcpy(a, W, (size_t)n_out * n_in * sizeof *a);
+    const lapack_int info = LAPACKE_sgesdd(LAPACK_ROW_MAJOR, 'S', (lapack_int)n_out, (lapack_int)n_in, a,
+                                           (lapack_int)n_in, s, u, (lapack_int)k, vt, (lapack_int)n_in);
+    if (info != 0) {
+        st = lf_err_set(err, LF_E_INVALID_ARG, "LAPACK sgesdd failed (info %d)", (int)info);
+        goto out;
+    }
+    for (uint32_t r = 0; r < rank; r++) /* A = Σ_r Vtᵀ rows */
+        for (uint32_t j = 0; j < n_in; j++) p->A[(size_t)r * n_in + j] = s[r] * vt[(size_t)r * n_in + j];
+    for (uint32_t i = 0; i < n_out; i++)
+        for (uint32_t r = 0; r < rank; r++) p->B[(size_t)i * rank + r] = u[(size_t)i * k + r];
+out:
+    free(a);
+    free(s);
+    free(u);
+    free(vt);
+    if (st) lf_lowrank_free(p);
+    return st;
+}
+
+void lf_lowrank_logits(const lf_lowrank *p, const float *x, float *h, float *z) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)p->rank, (int)p->n_in, 1.0f, p->A, (int)p->n_in, x, 1, 0.0f, h, 1);
+    memcpy(z, p->b, p->n_out * sizeof *z);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)p->n_out, (int)p->rank, 1.0f, p->B, (int)p->rank, h, 1, 1.0f, z, 1);
+}
+
+/* Logits of samples [i0, i0 + m): H (m, rank), Z (m, n_out). */
+static void logits_rows(const lf_lowrank *p, const float *X, uint64_t i0, uint64_t m, float *H, float *Z) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)p->rank, (int)p->n_in, 1.0f,
+                X + i0 * p->n_in, (int)p->n_in, p->A, (int)p->n_in, 0.0f, H, (int)p->rank);
+    for (uint64_t r = 0; r < m; r++) memcpy(Z + r * p->n_out, p->b, p->n_out * sizeof *Z);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)p->n_out, (int)p->rank, 1.0f, H, (int)p->rank,
+                p->B, (int)p->rank, 1.0f, Z, (int)p->n_out);
+}
+
+/* One Adam update of w (n) from its gradient g. */
+static void adam(float *w, const float *g, float *m1, float *m2, uint64_t n, float lr, uint64_t step) {
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    const float c1 = 1.0f - powf(b1, (float)step), c2 = 1.0f - powf(b2, (float)step);
+    for (uint64_t i = 0; i < n; i++) {
+        m1[i] = b1 * m1[i] + (1 - b1) * g[i];
+        m2[i] = b2 * m2[i] + (1 - b2) * g[i] * g[i];
+        w[i] -= lr * (m1[i] / c1) / (sqrtf(m2[i] / c2) + eps);
+    }
+}
+
+lf_status lf_lowrank_fit(lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, const lf_lowrank_fit_params *fp,
+                         lf_err *err) {
+    if (!p->A || n == 0) return lf_err_set(err, LF_E_INVALID_ARG, "no predictor or no samples to fit");
+    const uint32_t epochs = fp && fp->epochs ? fp->epochs : 20;
+    const uint64_t bs = LF_MIN(fp && fp->batch ? fp->batch : 256u, n);
+    const float lr = fp && fp->lr > 0 ? fp->lr : 3e-3f;
+    const uint32_t d = p->n_in, m = p->n_out, r = p->rank;
+    uint64_t pos = 0;
+    for (uint64_t i = 0; i < n * m; i++) pos += Y[i] != 0;
+    float wpos = fp && fp->pos_weight > 0 ? fp->pos_weight
+                 : pos ? (float)LF_MIN(20.0, (double)(n * m - pos) / (double)pos) : 1.0f;
+    if (wpos < 1.0f) wpos = 1.0f;
+    const uint64_t nA = (uint64_t)r * d, nB = (uint64_t)m * r;
+    float *H = malloc(bs * r * sizeof *H), *Z = malloc(bs * m * sizeof *Z), *dH = malloc(bs * r * sizeof *dH);
+    float *Xb = malloc(bs * d * sizeof *Xb);
+    uint8_t *Yb = malloc(bs * m);
+    float *gA = malloc(nA * sizeof *gA), *gB = malloc(nB * sizeof *gB), *gb = malloc(m * sizeof *gb);
+    float *mom = calloc(2 * (nA + nB + m), sizeof *mom);
+    uint64_t *order = malloc(n * sizeof *order);
+    lf_status st = LF_OK;
+    if (!H || !Z || !dH || !Xb || !Yb || !gA || !gB || !gb || !mom || !order) {
+        st = lf_err_set(err, LF_E_NOMEM, "fitting buffers for %" PRIu64 " samples", n);
+        goto out;
+    }
+    lf_rng rng;
+    lf_rng_seed(&rng, fp ? fp->seed : 1);
+    for (uint64_t i = 0; i < n; i++) order[i] = i;
+    uint64_t step = 0;
+    for (uint32_t e = 0; e < epochs; e++) {
+        for (uint64_t i = n - 1; i > 0; i--) { /* a new order each epoch */
+            const uint64_t j = lf_rng_next(&rng) % (i + 1), t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        for (uint64_t i0 = 0; i0 + bs <= n; i0 += bs) {
+            for (uint64_t k = 0; k < bs; k++) {
+                memcpy(Xb + k * d, X + order[i0 + k] * d, d * sizeof *Xb);
+                memcpy(Yb + k * m, Y + order[i0 + k] * m, m);
+            }
+            logits_rows(p, Xb, 0, bs, H, Z);
+            /* dL/dz of the weighted cross-entropy, averaged over the batch */
+            const float scale = 1.0f / (float)bs;
+            for (uint64_t k = 0; k < bs * m; k++) {
+                const float sg = 1.0f / (1.0f + expf(-Z[k]));
+                Z[k] = Yb[k] ? wpos * (sg - 1.0f) * scale : sg * scale;
+            }
+            memset(gb, 0, m * sizeof *gb);
+            for (uint64_t k = 0; k < bs; k++)
+                for (uint32_t i = 0; i < m; i++) gb[i] += Z[k * m + i];
+            /* gB = dZᵀ H, dH = dZ B, gA = dHᵀ X */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)r, (int)bs, 1.0f, Z, (int)m, H, (int)r, 0.0f,
+                        gB, (int)r);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)bs, (int)r, (int)m, 1.0f, Z, (int)m, p->B, (int)r,
+                        0.0f, dH, (int)r);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)d, (int)bs, 1.0f, dH, (int)r, Xb, (int)d,
+                        0.0f, gA, (int)d);
+            step++;
+            adam(p->A, gA, mom, mom + nA, nA, lr, step);
+            adam(p->B, gB, mom + 2 * nA, mom + 2 * nA + nB, nB, lr, step);
+            adam(p->b, gb, mom + 2 * (nA + nB), mom + 2 * (nA + nB) + m, m, lr, step);
+        }
+    }
+out:
+    free(H);
+    free(Z);
+    free(dH);
+    free(Xb);
+    free(Yb);
+    free(gA);
+    free(gB);
+    free(gb);
+    free(mom);
+    free(order);
+    return st;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Runs f over the logits of every sample, a block of rows at a time. */
+typedef void (*logit_visit)(void *ctx, const float *z, const uint8_t *y, uint32_t m);
+static lf_status visit_logits(const lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, logit_visit f, void *ctx) {
+    const uint64_t bs = LF_MIN((uint64_t)256, n);
+    float *H = malloc(bs * p->rank * sizeof *H), *Z = malloc(bs * p->n_out * sizeof *Z);
+    if (!H || !Z) {
+        free(H);
+        free(Z);
+        return LF_E_NOMEM;
+    }
+    for (uint64_t i0 = 0; i0 < n; i0 += bs) {
+        const uint64_t rows = LF_MIN(bs, n - i0);
+        logits_rows(p, X, i0, rows, H, Z);
+        for (uint64_t k = 0; k < rows; k++) f(ctx, Z + k * p->n_out, Y + (i0 + k) * p->n_out, p->n_out);
+    }
+    free(H);
+    free(Z);
+    return LF_OK;
+}
+
+typedef struct pos_logits {
+    float *v;
+    uint64_t n;
+} pos_logits;
+
+static void collect_positive(void *ctx, const float *z, const uint8_t *y, uint32_t m) {
+    pos_logits *pl = ctx;
+    for (uint32_t i = 0; i < m; i++)
+        if (y[i]) pl->v[pl->n++] = z[i];
+}
+
+lf_status lf_lowrank_calibrate(lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, double recall, lf_err *err) {
+    if (!(recall > 0.0 && recall <= 1.0)) return lf_err_set(err, LF_E_INVALID_ARG, "recall %g is not in (0, 1]", recall);
+    uint64_t pos = 0;
+    for (uint64_t i = 0; i < n * p->n_out; i++) pos += Y[i] != 0;
+    if (pos == 0) {
+        p->threshold = INFINITY;
+        return LF_OK;
+    }
+    pos_logits pl = {malloc(pos * sizeof(float)), 0};
+    if (!pl.v || visit_logits(p, X, Y, n, collect_positive, &pl)) {
+        free(pl.v);
+        return lf_err_set(err, LF_E_NOMEM, "logits of %" PRIu64 " positives", pos);
+    }
+    qsort(pl.v, pl.n, sizeof *pl.v, cmp_float);
+    /* keep at least recall * pos positives strictly above the threshold */
+    const uint64_t miss = (uint64_t)floor((1.0 - recall) * (double)pl.n);
+    /* just below the logit of positive `miss` (ascending): it and every
+     * positive above it are predicted, at least recall * pos of them */
+    p->threshold = nextafterf(pl.v[miss], -INFINITY);
+    free(pl.v);
+    return LF_OK;
+}
+
+typedef struct counts {
+    float t;
+    uint64_t tp, fp, fn, total;
+} counts;
+
+static void count_outcomes(void *ctx, const float *z, const uint8_t *y, uint32_t m) {
+    counts *c = ctx;
+    for (uint32_t i = 0; i < m; i++) {
+        const bool pred = z[i] > c->t;
+        c->tp += pred && y[i];
+        c->fp += pred && !y[i];
+        c->fn += !pred && y[i];
+    }
+    c->total += m;
+}
+
+lf_status lf_lowrank_evaluate(const lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, lf_lowrank_quality *q) {
+    counts c = {p->threshold, 0, 0, 0, 0};
+    const lf_status st = visit_logits(p, X, Y, n, count_outcomes, &c);
+    if (st) return st;
+    q->recall = c.tp + c.fn ? (double)c.tp / (double)(c.tp + c.fn) : 1.0;
+    q->precision = c.tp + c.fp ? (double)c.tp / (double)(c.tp + c.fp) : 1.0;
+    q->predicted_density = c.total ? (double)(c.tp + c.fp) / (double)c.total : 0.0;
+    q->true_density = c.total ? (double)(c.tp + c.fn) / (double)c.total : 0.0;
+    q->false_negatives = c.fn;
+    return LF_OK;
+}

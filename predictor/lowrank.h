@@ -1,0 +1,72 @@
+/* lowrank.h - a low-rank sparsity predictor for one FFN layer, as in "LLM in
+ * a Flash": logits z = B·(A·x) + b, and unit i is predicted active when
+ * z_i > threshold.
+ *
+ *   A  (rank, n_in)   row-major
+ *   B  (n_out, rank)
+ *   b  (n_out)
+ *
+ * Built in three steps, each usable on its own:
+ *   1. lf_lowrank_init_svd: from a truncated SVD of the layer's gate matrix
+ *      (of up for plain ReLU), z approximates the gate's pre-activation; for
+ *      ReLU-type FFNs its sign is already a training-free predictor;
+ *   2. lf_lowrank_fit: weighted binary cross-entropy on collected samples,
+ *      positives weighted so that recall is favoured (Adam, mini-batches);
+ *   3. lf_lowrank_calibrate: the threshold that reaches a target recall on
+ *      held-out samples.
+ * Dense linear algebra (SVD, matrix products) goes through LAPACK and BLAS.
+ * Depends only on src/common. */
+#ifndef LF_PREDICTOR_LOWRANK_H
+#define LF_PREDICTOR_LOWRANK_H
+
+#include "../src/common/lf_common.h"
+
+typedef struct lf_lowrank {
+    uint32_t n_in, n_out, rank;
+    float *A;          /* (rank, n_in) */
+    float *B;          /* (n_out, rank) */
+    float *b;          /* (n_out) */
+    float threshold;   /* on z */
+} lf_lowrank;
+
+typedef struct lf_lowrank_fit_params {
+    uint32_t epochs;       /* passes over the samples (0: 20) */
+    uint32_t batch;        /* samples per step (0: 256) */
+    float lr;              /* Adam step size (0: 3e-3) */
+    float pos_weight;      /* weight of a positive's loss; 0: negatives/positives, at most 20 */
+    uint64_t seed;         /* sample order */
+} lf_lowrank_fit_params;
+
+typedef struct lf_lowrank_quality {
+    double recall;         /* active units predicted active */
+    double precision;      /* predicted units that were active */
+    double predicted_density, true_density;
+    uint64_t false_negatives;
+} lf_lowrank_quality;
+
+/* Allocates a predictor of the given shape, all zero. */
+lf_status lf_lowrank_alloc(lf_lowrank *p, uint32_t n_in, uint32_t n_out, uint32_t rank);
+void lf_lowrank_free(lf_lowrank *p);
+/* Bytes its weights take as F32. */
+uint64_t lf_lowrank_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank);
+
+/* A = Σ_r V_rᵀ, B = U_r, b = 0 from the truncated SVD of W (n_out, n_in),
+ * so that B·A is W's best rank-r approximation. rank <= min(n_out, n_in).
+ * LF_E_NOMEM, or LF_E_INVALID_ARG when LAPACK fails (detail in err). */
+lf_status lf_lowrank_init_svd(lf_lowrank *p, const float *W, uint32_t n_out, uint32_t n_in, uint32_t rank, lf_err *err);
+
+/* Fits A, B and b on n samples: X (n, n_in), labels Y (n, n_out) of 0 or 1. */
+lf_status lf_lowrank_fit(lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, const lf_lowrank_fit_params *fp,
+                         lf_err *err);
+
+/* Sets the threshold to the largest value whose recall on (X, Y) is at least
+ * `recall` (0 < recall <= 1). With no positive at all, the threshold is +inf. */
+lf_status lf_lowrank_calibrate(lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, double recall, lf_err *err);
+
+/* Recall, precision and densities of the thresholded predictor on (X, Y). */
+lf_status lf_lowrank_evaluate(const lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, lf_lowrank_quality *q);
+
+/* Logits of one input: h (rank) is scratch, z (n_out) the output. */
+void lf_lowrank_logits(const lf_lowrank *p, const float *x, float *h, float *z);
+
+#endif
