@@ -321,6 +321,8 @@ typedef enum lf_mask_source {
     LF_MASK_ALL = 0,    /* every neuron: dense, streamed through the cache */
     LF_MASK_ORACLE = 1, /* exactly the neurons with a non-zero activation, computed from a
                            resident copy of gate/up: for tests and measurement only */
+    LF_MASK_PREDICTOR = 2, /* the neurons a calibrated low-rank predictor expects to fire
+                              (lf_calibrate; lf_session_params.predictor_path) */
 } lf_mask_source;
 
 /* How the neuron cache is shared between layers. */
@@ -347,6 +349,9 @@ typedef struct lf_session_params {
      * (KV cache, transient buffers, scratch) plus its neuron cache.
      * 0: everything still left in the ledger. Ignored without a budget. */
     uint64_t budget_bytes;
+    /* LF_MASK_PREDICTOR: the predictor file; NULL: the model's path with
+     * ".predictor" appended, where lf_calibrate writes it by default */
+    const char *predictor_path;
 } lf_session_params;
 
 lf_session_params lf_session_default_params(void);
@@ -582,6 +587,45 @@ lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert
  * bundle group. On LF_E_CORRUPT, errbuf names the first bad part (layer and
  * neuron range for a bundle group). *groups_checked may be NULL. */
 lf_status lf_verify(const char *path, uint64_t *groups_checked, char *errbuf, size_t errcap);
+
+/* ------------------------------------------------------------------------ */
+/* Calibration: sparsity predictors fitted to a flash model                   */
+/* ------------------------------------------------------------------------ */
+typedef struct lf_calibrate_params {
+    uint32_t tokens;        /* calibration tokens taken from the text (0: 4096); a fifth is held out */
+    uint32_t rank;          /* predictor rank per layer (0: 128, at most d_model) */
+    double recall;          /* target recall on the held-out tokens (0: 0.99) */
+    float sparsity;         /* SwiGLU models: the ground truth keeps neurons with |activation| >= tau_l,
+                               tau_l chosen for this FFN sparsity (0: 0.5); ReLU models: unused */
+    uint32_t epochs;        /* fitting passes (0: 20) */
+    bool force;             /* overwrite an existing output file (regular files only) */
+    /* Called after each layer with its held-out quality; may be NULL. */
+    void (*on_layer)(void *user, uint32_t layer, uint32_t n_layer, double recall, double precision,
+                     double predicted_density, double true_density);
+    void *user;
+} lf_calibrate_params;
+
+typedef struct lf_calibrate_stats {
+    uint64_t tokens, held_out;  /* samples fitted on, and held out for the threshold and the report */
+    double recall, precision;   /* over every layer's held-out samples */
+    double predicted_density, true_density;
+    uint64_t predictor_bytes;   /* what the predictor adds to a session's budget */
+    double seconds;
+} lf_calibrate_stats;
+
+lf_calibrate_params lf_calibrate_default_params(void);
+/* Runs the flash model at model_path over text (len bytes of UTF-8), and
+ * fits one low-rank predictor per layer: initialised from a truncated SVD of
+ * the layer's gate (up for plain ReLU), fitted by weighted cross-entropy on
+ * the FFN inputs seen, its threshold set on held-out tokens for the target
+ * recall. Activations are collected one layer at a time through temporary
+ * files, so memory holds one layer's samples. Writes the predictor to
+ * out_path (NULL: model_path + ".predictor", where sessions look for it),
+ * complete or not at all. Errors: the model's open errors, LF_E_INVALID_ARG
+ * (not a flash file, a text too short, bad params), LF_E_EXISTS, LF_E_IO,
+ * LF_E_NOMEM. */
+lf_status lf_calibrate(const char *model_path, const char *text, size_t len, const char *out_path,
+                       const lf_calibrate_params *params, lf_calibrate_stats *stats, char *errbuf, size_t errcap);
 
 /* ------------------------------------------------------------------------ */
 /* Measurement helpers                                                        */

@@ -31,6 +31,16 @@ void lf_lowrank_free(lf_lowrank *p) {
     memset(p, 0, sizeof *p);
 }
 
+lf_status lf_lowrank_copy(lf_lowrank *dst, const lf_lowrank *src) {
+    const lf_status st = lf_lowrank_alloc(dst, src->n_in, src->n_out, src->rank);
+    if (st) return st;
+    memcpy(dst->A, src->A, (size_t)src->rank * src->n_in * sizeof *dst->A);
+    memcpy(dst->B, src->B, (size_t)src->n_out * src->rank * sizeof *dst->B);
+    memcpy(dst->b, src->b, src->n_out * sizeof *dst->b);
+    dst->threshold = src->threshold;
+    return LF_OK;
+}
+
 uint64_t lf_lowrank_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank) {
     return ((uint64_t)rank * n_in + (uint64_t)n_out * rank + n_out) * sizeof(float);
 }
@@ -67,10 +77,26 @@ out:
     return st;
 }
 
+/* Dot product of n floats, four independent sums (vectorised by the compiler). */
+static float dot(const float *a, const float *b, uint32_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* The per-token path runs on the engine's thread, between layers: plain
+ * matrix-vector products, not BLAS, whose worker threads would contend with
+ * the compute pool for the same cores on every call. */
 void lf_lowrank_logits(const lf_lowrank *p, const float *x, float *h, float *z) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)p->rank, (int)p->n_in, 1.0f, p->A, (int)p->n_in, x, 1, 0.0f, h, 1);
-    memcpy(z, p->b, p->n_out * sizeof *z);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)p->n_out, (int)p->rank, 1.0f, p->B, (int)p->rank, h, 1, 1.0f, z, 1);
+    for (uint32_t r = 0; r < p->rank; r++) h[r] = dot(p->A + (size_t)r * p->n_in, x, p->n_in);
+    for (uint32_t i = 0; i < p->n_out; i++) z[i] = p->b[i] + dot(p->B + (size_t)i * p->rank, h, p->rank);
 }
 
 /* Logits of samples [i0, i0 + m): H (m, rank), Z (m, n_out). */

@@ -47,6 +47,8 @@ typedef struct lf_lowrank_quality {
 /* Allocates a predictor of the given shape, all zero. */
 lf_status lf_lowrank_alloc(lf_lowrank *p, uint32_t n_in, uint32_t n_out, uint32_t rank);
 void lf_lowrank_free(lf_lowrank *p);
+/* dst becomes a copy of src (dst allocated by it). */
+lf_status lf_lowrank_copy(lf_lowrank *dst, const lf_lowrank *src);
 /* Bytes its weights take as F32. */
 uint64_t lf_lowrank_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank);
 

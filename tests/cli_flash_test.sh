@@ -67,11 +67,39 @@ expect_exit "bad --dram-budget" 2 "$bin" run -m "$tmp/f.gguf" --dram-budget lots
 
 data=$shared/data/tinystories-valid-excerpt.txt
 "$bin" convert "$models/stories260K.gguf" "$tmp/q8.gguf" --bundle-type q8_0 >/dev/null 2>&1
-p_src=$("$bin" perplexity -m "$models/stories260K.gguf" -f "$data" | awk '{print $2}')
-p_q8=$("$bin" perplexity -m "$tmp/q8.gguf" -f "$data" | awk '{print $2}')
+p_src=$("$bin" perplexity -m "$models/stories260K.gguf" -f "$data" -q | awk '/^perplexity/ {print $2}')
+p_q8=$("$bin" perplexity -m "$tmp/q8.gguf" -f "$data" -q | awk '/^perplexity/ {print $2}')
 echo "# perplexity: F32 source $p_src, q8_0 bundles $p_q8"
 check "reference perplexity of stories260K is 6.76" awk -v p="$p_src" 'BEGIN { exit !(p > 6.755 && p < 6.775) }'
 check "q8_0 bundles stay within 1% perplexity of the F32 source" awk -v a="$p_src" -v b="$p_q8" 'BEGIN { exit !(b < a * 1.01) }'
+
+# sparsity predictors: calibrate a ReLU model, then run and perplexity find it
+"$bin" convert "$models/stories260K-relu80.gguf" "$tmp/r80.gguf" >/dev/null 2>&1
+expect_exit "--predictor predictor before calibrating" 1 "$bin" run -m "$tmp/r80.gguf" --predictor predictor -n 4
+check "  says to calibrate first" grep -q "calibrate the model first" "$tmp/err"
+expect_exit "bad --predictor" 2 "$bin" run -m "$tmp/r80.gguf" --predictor magic -n 4
+"$bin" calibrate -m "$tmp/r80.gguf" -f "$data" >"$tmp/cal.out" 2>"$tmp/cal.err"
+check "calibrate succeeds" test $? -eq 0
+check "  reports per-layer recall and density on held-out tokens" grep -q "^layer   5/5: recall 0\.99" "$tmp/cal.err"
+check "  and writes MODEL.predictor" test -s "$tmp/r80.gguf.predictor"
+expect_exit "calibrate refuses to overwrite it" 1 "$bin" calibrate -m "$tmp/r80.gguf" -f "$data"
+for p in all auto; do
+    "$bin" run -m "$tmp/r80.gguf" -p "" -n 60 --temp 0 --mode naive --predictor $p --stats "$tmp/pr_$p.json" \
+        >"$tmp/pr_$p.txt" 2>/dev/null
+done
+check "run --predictor auto finds the predictor" grep -q '"mask": "predictor"' "$tmp/pr_auto.json"
+python3 - "$tmp/pr_all.json" "$tmp/pr_auto.json" <<'PY' >"$tmp/pr.py" 2>&1
+import json, sys
+a, p = (json.load(open(f)) for f in sys.argv[1:3])
+ratio = p['ffn_bytes_read'] / a['ffn_bytes_read']
+density = p['neurons_used'] / a['neurons_used']
+assert ratio < 0.5 and abs(ratio - density) < 0.02, (ratio, density)
+print('ok', ratio, density)
+PY
+check "  and reads fewer flash bytes per token than --predictor all, by the density it reports" grep -q "^ok" "$tmp/pr.py"
+check "  with the same text as the dense run's first 60 tokens" cmp -s "$tmp/pr_auto.txt" "$tmp/pr_all.txt"
+"$bin" perplexity -m "$tmp/r80.gguf" -f "$data" --max-chunks 4 -q >"$tmp/ppl.txt"
+check "perplexity reports the FFN density the predictor let through" grep -q "^FFN density 0\.[0-4].*(predictor mask)" "$tmp/ppl.txt"
 
 # a conversion killed midway leaves nothing behind
 "$bin" synth --shape small --vocab 1000 --layers 6 --type f16 -o "$tmp/mid.gguf" -q

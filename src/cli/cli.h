@@ -50,7 +50,7 @@ bool cli_progress_update(void *user, uint64_t done, uint64_t total);
 /* Options that open a model and its sessions, shared by run, bench and
  * perplexity. CLI_MODEL_OPTIONS(o) expands to their cli_opt entries. */
 typedef struct cli_model_opts {
-    const char *mode, *io, *activation, *cache_type;
+    const char *mode, *io, *activation, *cache_type, *predictor, *predictor_file;
     uint64_t budget;
     bool budget_seen;   /* set by the caller from the option's `seen` */
     int threads, ctx;
@@ -69,6 +69,9 @@ typedef struct cli_model_opts {
     {"--activation", NULL, CLI_STR, &(o).activation, "FFN activation: auto (from the file), silu, relu, relu_plain",  \
      false},                                                                                                          \
     {"--cache-type", NULL, CLI_STR, &(o).cache_type, "KV cache element type: f16 (default) or f32", false},          \
+    {"--predictor", NULL, CLI_STR, &(o).predictor,                                                                   \
+     "FFN mask: auto (the calibrated predictor if there is one, else all), off/all, oracle, predictor", false},       \
+    {"--predictor-file", NULL, CLI_STR, &(o).predictor_file, "the predictor to use (default: MODEL.predictor)", false}, \
     {"--no-verify", NULL, CLI_FLAG, &(o).no_verify, "flash files: skip checksums (header, tensors, bundles)", false}, \
     {"--verbose", "-v", CLI_FLAG, &(o).verbose, "log loading details to stderr", false}
 
@@ -76,8 +79,10 @@ cli_model_opts cli_model_opts_default(void);
 /* Validates the options and fills model params; prints the problem and
  * returns false on a usage error. */
 bool cli_model_params(const char *cmd, cli_model_opts *o, lf_model_params *mp);
-/* Session params from the options (context, KV cache type). */
-void cli_session_params(const cli_model_opts *o, lf_session_params *sp);
+/* Session params from the options (context, KV cache type, mask source),
+ * for the model at model_path; false (with the problem printed) for a bad
+ * --predictor. */
+bool cli_session_params(const char *cmd, const cli_model_opts *o, const char *model_path, lf_session_params *sp);
 int cli_cpu_count(void);
 /* A whole file ("-": stdin), NUL-terminated; NULL with the reason in why
  * (a directory is refused). The caller frees it. */
@@ -97,5 +102,6 @@ int cmd_convert(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_iobench(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
 
 #endif

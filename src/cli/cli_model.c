@@ -9,7 +9,8 @@
 #include <unistd.h>
 
 cli_model_opts cli_model_opts_default(void) {
-    return (cli_model_opts){.mode = "auto", .io = "auto", .activation = "auto", .cache_type = "f16", .budget = 0,
+    return (cli_model_opts){.mode = "auto", .io = "auto", .activation = "auto", .cache_type = "f16", .predictor = "auto",
+                            .predictor_file = NULL, .budget = 0,
                             .threads = 0, .ctx = 0, .no_verify = false, .verbose = false, .log_level = LF_LOG_WARN};
 }
 
@@ -72,10 +73,29 @@ bool cli_model_params(const char *cmd, cli_model_opts *o, lf_model_params *mp) {
     return true;
 }
 
-void cli_session_params(const cli_model_opts *o, lf_session_params *sp) {
+bool cli_session_params(const char *cmd, const cli_model_opts *o, const char *model_path, lf_session_params *sp) {
     *sp = lf_session_default_params();
     sp->n_ctx = (uint32_t)o->ctx;
     sp->kv_type = strcmp(o->cache_type, "f32") == 0 ? LF_KV_F32 : LF_KV_F16;
+    sp->predictor_path = o->predictor_file;
+    if (strcmp(o->predictor, "all") == 0 || strcmp(o->predictor, "off") == 0) {
+        sp->mask = LF_MASK_ALL;
+    } else if (strcmp(o->predictor, "oracle") == 0) {
+        sp->mask = LF_MASK_ORACLE;
+    } else if (strcmp(o->predictor, "predictor") == 0) {
+        sp->mask = LF_MASK_PREDICTOR;
+    } else if (strcmp(o->predictor, "auto") == 0) {
+        /* the calibrated predictor when one sits beside the model (or was named) */
+        char dflt[4096];
+        snprintf(dflt, sizeof dflt, "%s.predictor", model_path);
+        sp->mask = access(o->predictor_file ? o->predictor_file : dflt, R_OK) == 0 ? LF_MASK_PREDICTOR : LF_MASK_ALL;
+        if (o->verbose && sp->mask == LF_MASK_PREDICTOR)
+            fprintf(stderr, "llmflash: using the predictor %s\n", o->predictor_file ? o->predictor_file : dflt);
+    } else {
+        fprintf(stderr, "llmflash %s: --predictor must be auto, off, all, oracle or predictor\n", cmd);
+        return false;
+    }
+    return true;
 }
 
 int cli_cpu_count(void) {

@@ -44,7 +44,8 @@ int cmd_bench(int argc, char **argv) {
     for (size_t i = 0; i < n_opts; i++)
         if (opts[i].dst == &mo.budget) mo.budget_seen = opts[i].seen;
     lf_model_params mp;
-    if (!cli_model_params("bench", &mo, &mp)) return CLI_EXIT_USAGE;
+    lf_session_params sp;
+    if (!cli_model_params("bench", &mo, &mp) || !cli_session_params("bench", &mo, model_path, &sp)) return CLI_EXIT_USAGE;
     const int threads = mo.threads;
     char err[512];
     lf_model *m = NULL;
@@ -54,8 +55,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "llmflash bench: cannot open %s: %s (%s)\n", model_path, err, lf_strerror(st));
         return CLI_EXIT_RUNTIME;
     }
-    lf_session_params sp;
-    cli_session_params(&mo, &sp);
+
     sp.n_ctx = (uint32_t)(n_tokens + warmup + 1);
     if ((st = lf_session_create(m, &sp, &s, err, sizeof err))) {
         fprintf(stderr, "llmflash bench: %s (%s)\n", err, lf_strerror(st));

@@ -38,7 +38,8 @@ int cmd_perplexity(int argc, char **argv) {
     for (size_t i = 0; i < n_opts; i++)
         if (opts[i].dst == &mo.budget) mo.budget_seen = opts[i].seen;
     lf_model_params mp;
-    if (!cli_model_params("perplexity", &mo, &mp)) return CLI_EXIT_USAGE;
+    lf_session_params sp;
+    if (!cli_model_params("perplexity", &mo, &mp) || !cli_session_params("perplexity", &mo, model_path, &sp)) return CLI_EXIT_USAGE;
     size_t len;
     char why[128];
     char *text = cli_read_text(text_path, &len, why, sizeof why);
@@ -56,8 +57,7 @@ int cmd_perplexity(int argc, char **argv) {
         fprintf(stderr, "llmflash perplexity: cannot open %s: %s (%s)\n", model_path, err, lf_strerror(st));
         goto out;
     }
-    lf_session_params sp;
-    cli_session_params(&mo, &sp);
+
     sp.n_ctx = (uint32_t)chunk + 1;
     if ((st = lf_session_create(m, &sp, &s, err, sizeof err))) {
         fprintf(stderr, "llmflash perplexity: %s (%s)\n", err, lf_strerror(st));
@@ -108,6 +108,16 @@ int cmd_perplexity(int argc, char **argv) {
     if (!quiet && tty) fputc('\n', stderr);
     printf("perplexity %.4f over %zu tokens in %zu chunks of up to %d (%s on %s)\n", exp(nll / (double)scored), scored,
            chunks, chunk, model_path, text_path);
+    /* the share of FFN neurons the mask let through: what was computed */
+    lf_session_stats ss;
+    lf_model_info info;
+    lf_session_get_stats(s, &ss);
+    lf_model_get_info(m, &info);
+    if (ss.neurons_used)
+        printf("FFN density %.4f (%s mask), %llu tokens evaluated\n",
+               (double)ss.neurons_used / ((double)ss.tokens * info.n_layer * info.n_ff),
+               sp.mask == LF_MASK_PREDICTOR ? "predictor" : sp.mask == LF_MASK_ORACLE ? "oracle" : "all",
+               (unsigned long long)ss.tokens);
     rc = CLI_EXIT_OK;
 out:
     free(toks);

@@ -68,7 +68,7 @@ int cmd_run(int argc, char **argv) {
     float temp = 0.8f, top_p = 0.95f, min_p = 0.0f, repeat_penalty = 1.0f;
     uint64_t seed = 0;
     bool ignore_eos = false;
-    const char *predictor = "all", *stats_path = NULL, *split = "even";
+    const char *stats_path = NULL, *split = "even";
     int window = 5;
     cli_model_opts mo = cli_model_opts_default();
     cli_opt opts[] = {
@@ -87,7 +87,6 @@ int cmd_run(int argc, char **argv) {
         {"--ignore-eos", NULL, CLI_FLAG, &ignore_eos, "never stop at end-of-sequence", false},
         {"--seed", NULL, CLI_U64, &seed, "random seed (default: from the clock; -v prints it)", false},
         {"--window", NULL, CLI_INT, &window, "keep neurons used by the last K tokens (default 5)", false},
-        {"--predictor", NULL, CLI_STR, &predictor, "mask source: all or oracle (default all)", false},
         {"--cache-split", NULL, CLI_STR, &split, "even, or measured: slots by each layer's use (default even)", false},
         {"--stats", NULL, CLI_STR, &stats_path, "write run statistics as JSON to FILE (- for stdout)", false},
         CLI_MODEL_OPTIONS(mo),
@@ -118,10 +117,6 @@ int cmd_run(int argc, char **argv) {
                 "[0, 1], --repeat-penalty positive, --repeat-last-n not negative\n");
         return CLI_EXIT_USAGE;
     }
-    if (strcmp(predictor, "all") != 0 && strcmp(predictor, "oracle") != 0) {
-        fprintf(stderr, "llmflash run: --predictor must be all or oracle\n");
-        return CLI_EXIT_USAGE;
-    }
     if (strcmp(split, "even") != 0 && strcmp(split, "measured") != 0) {
         fprintf(stderr, "llmflash run: --cache-split must be even or measured\n");
         return CLI_EXIT_USAGE;
@@ -133,7 +128,8 @@ int cmd_run(int argc, char **argv) {
     for (size_t i = 0; i < n_opts; i++)
         if (opts[i].dst == &mo.budget) mo.budget_seen = opts[i].seen;
     lf_model_params mp;
-    if (!cli_model_params("run", &mo, &mp)) return CLI_EXIT_USAGE;
+    lf_session_params sp;
+    if (!cli_model_params("run", &mo, &mp) || !cli_session_params("run", &mo, model_path, &sp)) return CLI_EXIT_USAGE;
     bool seed_given = false;
     for (size_t i = 0; i < n_opts; i++)
         if (opts[i].dst == &seed) seed_given = opts[i].seen;
@@ -172,10 +168,7 @@ int cmd_run(int argc, char **argv) {
         free(prompt_buf);
         return CLI_EXIT_RUNTIME;
     }
-    lf_session_params sp;
-    cli_session_params(&mo, &sp);
     sp.window = (uint32_t)window;
-    sp.mask = strcmp(predictor, "oracle") == 0 ? LF_MASK_ORACLE : LF_MASK_ALL;
     sp.split = strcmp(split, "measured") == 0 ? LF_SPLIT_MEASURED : LF_SPLIT_EVEN;
     if ((st = lf_session_create(model, &sp, &sess, err, sizeof err))) {
         fprintf(stderr, "llmflash run: %s (%s)\n", err, lf_strerror(st));

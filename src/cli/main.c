@@ -14,6 +14,7 @@ static void usage(FILE *f) {
             "  inspect   describe a GGUF model: hyperparameters, tensors, bytes by class\n"
             "  convert   write a flash file: FFN neurons bundled for streaming\n"
             "  verify    check every checksum of a flash file\n"
+            "  calibrate fit a sparsity predictor to a flash model on a text\n"
             "  perplexity  score a text file with a model\n"
             "  synth     write a llama-architecture GGUF with seeded random weights\n"
             "  bench     measure generation speed against the memory-bandwidth limit\n"
@@ -45,6 +46,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "verify") == 0) return cmd_verify(argc, argv);
     if (strcmp(cmd, "perplexity") == 0) return cmd_perplexity(argc, argv);
     if (strcmp(cmd, "iobench") == 0) return cmd_iobench(argc, argv);
+    if (strcmp(cmd, "calibrate") == 0) return cmd_calibrate(argc, argv);
     fprintf(stderr, "llmflash: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return CLI_EXIT_USAGE;

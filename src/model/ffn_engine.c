@@ -2,6 +2,7 @@
 #include "ffn_engine.h"
 #include "ffn_kernel.h"
 #include "../cache/neuron_cache.h"
+#include "predictor_file.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -125,6 +126,11 @@ void lf_ffn_plan_bytes(const lf_model *m, const lf_ffn_params *p, int n_threads,
      * three batches of every unit (the loader's staging is the model's) */
     *io = 2 * chunk + 3 * n_units * 256;
     *mask = p->mask == LF_MASK_ORACLE ? lf_mask_oracle_bytes(m->flash) : 0;
+    if (p->mask == LF_MASK_PREDICTOR) {
+        char *dflt = p->predictor_path ? NULL : lf_predictor_default_path(m->path);
+        *mask = lf_predictor_file_bytes(p->predictor_path ? p->predictor_path : dflt ? dflt : "", m);
+        free(dflt);
+    }
     *scratch += n_units * (4 + 2 * (4 + 4 + 4) + 16 + sizeof(lf_load_req)) +
                 (uint64_t)m->info.n_layer * n_units * sizeof(int32_t) /* cache indexes */;
 }
@@ -227,6 +233,22 @@ static lf_status create_stream_state(lf_ffn *f, const lf_ffn_params *p) {
     return f->mode == LF_MODE_HYBRID ? preload_pinned(f) : LF_OK;
 }
 
+/* The calibrated predictor as the mask source. */
+static lf_status open_predictor(lf_ffn *f, const char *path) {
+    char *dflt = path ? NULL : lf_predictor_default_path(f->m->path);
+    if (!path && !dflt) return lf_err_set(&f->err, LF_E_NOMEM, "predictor path");
+    lf_predictor_set set;
+    lf_status st = lf_predictor_load(path ? path : dflt, f->m, &set, &f->err);
+    if (st == LF_E_IO)
+        lf_err_set(&f->err, LF_E_INVALID_ARG, "no predictor for %s at %s (%s): calibrate the model first (llmflash "
+                   "calibrate)", f->m->path, path ? path : dflt, f->err.msg);
+    if (st == LF_E_IO) st = LF_E_INVALID_ARG;
+    if (!st) st = lf_mask_predictor_create(f->m->flash, &set, &f->mask_src, &f->err);
+    if (!st) lf_log(&f->m->log, LF_LOG_INFO, "predictor: %s", path ? path : dflt);
+    free(dflt);
+    return st;
+}
+
 lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_ffn **out, lf_err *err) {
     *out = NULL;
     if (!m->flash) return lf_err_set(err, LF_E_INVALID_ARG, "the FFN engine needs a flash file");
@@ -261,6 +283,8 @@ lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_f
         /* mmap mode computes every record in place: no mask to ask */
         st = lf_mask_oracle_create(m->flash, m->fd, m->verify_checksums, m->kernels, m->info.activation, &f->mask_src,
                                    &f->err);
+    } else if (p->mask == LF_MASK_PREDICTOR && f->mode != LF_MODE_MMAP) {
+        st = open_predictor(f, p->predictor_path);
     } else {
         st = lf_mask_all_create(f->n_units, &f->mask_src);
     }

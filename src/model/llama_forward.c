@@ -36,7 +36,7 @@ static uint64_t kv_elem_bytes(const lf_session_params *p) { return p->kv_type ==
 /* The FFN engine's params from the session's. */
 static lf_ffn_params ffn_params(const lf_session_params *p, uint64_t cache_bytes) {
     return (lf_ffn_params){.window = p->window, .mask = p->mask, .split = p->split, .max_batch = 1,
-                           .cache_bytes = cache_bytes};
+                           .cache_bytes = cache_bytes, .predictor_path = p->predictor_path};
 }
 
 /* Every byte one session needs besides its neuron cache, by budget part,
@@ -416,6 +416,7 @@ static lf_status ffn(lf_session *s, uint32_t l) {
     const lf_model_info *in = &s->m->info;
     const lf_layer *L = &s->m->layers[l];
     rmsnorm(s->xb, s->x, L->ffn_norm, in->n_embd, in->rms_eps);
+    if (s->ffn_tap) s->ffn_tap(s->ffn_tap_user, l, s->xb);
     if (s->ffn) { /* a flash file: the engine computes, the residual is ours */
         const lf_status st = lf_ffn_forward(s->ffn, l, s->xb, 1, s->xb2);
         if (st) return ffn_failed(s, st);
@@ -622,7 +623,7 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
     jprintf(&j, "  \"params\": {\"mode\": \"%s\", \"dram_budget\": %" PRIu64 ", \"n_ctx\": %u, \"n_threads\": %d, "
             "\"window\": %u, \"mask\": \"%s\", \"cache_split\": \"%s\", \"kv_type\": \"%s\", \"verify_checksums\": %s, "
             "\"kernels\": \"%s\"},\n", lf_mode_name(m->mode), m->dram_budget, s->n_ctx, lf_pool_size(s->pool),
-            s->params.window ? s->params.window : 5, s->params.mask == LF_MASK_ORACLE ? "oracle" : "all",
+            s->params.window ? s->params.window : 5, s->params.mask == LF_MASK_ORACLE ? "oracle" : s->params.mask == LF_MASK_PREDICTOR ? "predictor" : "all",
             s->params.split == LF_SPLIT_MEASURED ? "measured" : "even", s->params.kv_type == LF_KV_F32 ? "f32" : "f16",
             m->verify_checksums ? "true" : "false", m->kernels->name);
     jprintf(&j, "  \"tokens\": %" PRIu64 ",\n  \"compute_ms\": %.3f,\n  \"io_wait_ms\": %.3f,\n", st.tokens,

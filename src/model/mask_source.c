@@ -1,6 +1,7 @@
 /* mask_source.c - the `all` and `oracle` mask sources (see mask_source.h). */
 #include "mask_source.h"
 #include "ffn_kernel.h"
+#include "predictor_file.h"
 
 #include <stdlib.h>
 
@@ -131,4 +132,60 @@ lf_status lf_mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf
 void lf_mask_destroy(lf_mask *ms) {
     if (ms->ops) ms->ops->destroy(ms->state);
     *ms = (lf_mask){0};
+}
+
+/* ---- predictor ------------------------------------------------------------ */
+
+typedef struct predictor {
+    lf_predictor_set set;     /* owned */
+    uint32_t group, n_ff;
+    float *h, *z;             /* (rank), (n_ff) */
+    uint8_t *any;             /* (n_groups) */
+    uint64_t n_groups;
+} predictor;
+
+static uint32_t predictor_select(void *state, uint32_t layer, const float *x, size_t n, uint32_t *units) {
+    predictor *pr = state;
+    const lf_lowrank *p = &pr->set.layers[layer];
+    memset(pr->any, 0, pr->n_groups);
+    for (size_t t = 0; t < n; t++) {
+        lf_lowrank_logits(p, x + t * p->n_in, pr->h, pr->z);
+        for (uint32_t i = 0; i < pr->n_ff; i++)
+            if (pr->z[i] > p->threshold) pr->any[i / pr->group] = 1;
+    }
+    uint32_t m = 0;
+    for (uint64_t g = 0; g < pr->n_groups; g++)
+        if (pr->any[g]) units[m++] = (uint32_t)g;
+    return m;
+}
+
+static void predictor_destroy(void *state) {
+    predictor *pr = state;
+    if (!pr) return;
+    lf_predictor_set_free(&pr->set);
+    free(pr->h);
+    free(pr->z);
+    free(pr->any);
+    free(pr);
+}
+
+static const lf_mask_ops predictor_ops = {"predictor", true, predictor_select, predictor_destroy};
+
+lf_status lf_mask_predictor_create(const lf_flash *f, lf_predictor_set *set, lf_mask *out, lf_err *err) {
+    predictor *pr = calloc(1, sizeof *pr);
+    if (!pr) return lf_err_set(err, LF_E_NOMEM, "predictor mask");
+    pr->set = *set;
+    memset(set, 0, sizeof *set);
+    pr->group = f->layout.group;
+    pr->n_ff = f->n_ff;
+    pr->n_groups = f->layers[0].n_groups;
+    pr->h = malloc(pr->set.layers[0].rank * sizeof *pr->h);
+    pr->z = malloc(f->n_ff * sizeof *pr->z);
+    pr->any = malloc(pr->n_groups ? pr->n_groups : 1);
+    if (!pr->h || !pr->z || !pr->any) {
+        predictor_destroy(pr);
+        return lf_err_set(err, LF_E_NOMEM, "predictor mask scratch");
+    }
+    *out = (lf_mask){&predictor_ops, pr, lf_predictor_set_bytes(&pr->set) + f->n_ff * sizeof(float) + pr->n_groups};
+    return LF_OK;
 }

@@ -45,6 +45,11 @@ lf_status lf_mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf
 /* Bytes the oracle's copy takes, for planning a budget. */
 uint64_t lf_mask_oracle_bytes(const lf_flash *f);
 
+/* A calibrated predictor (see predictor_file.h), whose set the mask takes
+ * over (set is emptied). */
+typedef struct lf_predictor_set lf_predictor_set;
+lf_status lf_mask_predictor_create(const lf_flash *f, lf_predictor_set *set, lf_mask *out, lf_err *err);
+
 void lf_mask_destroy(lf_mask *ms);
 
 #endif

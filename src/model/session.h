@@ -42,6 +42,9 @@ struct lf_session {
     float *thread_scratch; /* (n_threads, n_embd) per-thread scratch of the attention workers */
     void *key_cache;    /* (n_layer, n_ctx, kv_dim) of F16 or F32 (params.kv_type) */
     lf_ffn *ffn;        /* flash files: the FFN engine (every mode) */
+    /* calibration: called with each layer's normalised FFN input (n_embd) */
+    void (*ffn_tap)(void *user, uint32_t layer, const float *x);
+    void *ffn_tap_user;
     lf_session_params params;
     double compute_ms;  /* in eval, since creation or the last reset_stats */
     uint64_t tokens;    /* evaluated, same span */

@@ -1,0 +1,259 @@
+/* calibrate.c - lf_calibrate: low-rank predictors fitted to a flash model.
+ *
+ * One pass of the model over the text writes every layer's FFN inputs to a
+ * temporary file of its own; then, one layer at a time, those samples are
+ * read back, labelled with the layer's exact activations, and a predictor is
+ * initialised from the SVD of the gate (up for plain ReLU), fitted, given a
+ * threshold on held-out samples and evaluated on others. Memory holds one
+ * layer's samples, gate/up and logits at a time. */
+#include "session.h"
+#include "predictor_file.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+lf_calibrate_params lf_calibrate_default_params(void) {
+    return (lf_calibrate_params){.tokens = 4096, .rank = 128, .recall = 0.99, .sparsity = 0.5f, .epochs = 20};
+}
+
+typedef struct collector {
+    FILE **files;         /* (n_layer) one layer's inputs each, n_embd floats per sample */
+    uint32_t n_embd;
+    bool failed;
+} collector;
+
+static void collect(void *user, uint32_t layer, const float *x) {
+    collector *c = user;
+    if (fwrite(x, sizeof *x, c->n_embd, c->files[layer]) != c->n_embd) c->failed = true;
+}
+
+/* Runs the model over tokens in chunks after a BOS, collecting FFN inputs. */
+static lf_status run_text(lf_model *m, const lf_token *toks, size_t n, collector *c, uint64_t *samples, lf_err *err) {
+    lf_session_params sp = lf_session_default_params();
+    sp.n_ctx = 256;
+    lf_session *s;
+    char msg[LF_ERRMSG_CAP];
+    lf_status st = lf_session_create(m, &sp, &s, msg, sizeof msg);
+    if (st) return lf_err_set(err, st, "%s", msg);
+    s->ffn_tap = collect;
+    s->ffn_tap_user = c;
+    const lf_token bos = lf_token_bos(m) >= 0 ? lf_token_bos(m) : toks[0];
+    *samples = 0;
+    for (size_t c0 = 0; c0 < n && !st; c0 += 255) {
+        lf_session_reset(s);
+        const size_t c1 = LF_MIN(c0 + 255, n);
+        lf_token prev = bos;
+        for (size_t i = c0; i < c1 && !st; i++) {
+            if ((st = lf_session_eval(s, &prev, 1))) lf_err_set(err, st, "%s", lf_session_errmsg(s));
+            (*samples)++;
+            prev = toks[i];
+        }
+    }
+    lf_session_destroy(s);
+    if (!st && c->failed) st = lf_err_set(err, LF_E_IO, "writing the collected activations to a temporary file failed");
+    return st;
+}
+
+/* One layer's gate and up rows as floats (n_ff, n_embd) each. */
+static lf_status layer_rows(const lf_model *m, uint32_t l, float *G, float *U, lf_err *err) {
+    const lf_bundle_layout *B = &m->flash->layout;
+    const uint32_t d = m->info.n_embd, n_ff = m->info.n_ff;
+    uint8_t *recs = malloc((uint64_t)n_ff * B->record_bytes);
+    if (!recs) return lf_err_set(err, LF_E_NOMEM, "layer %u's records", l);
+    const lf_status st = lf_flash_read_layer(m->flash, m->fd, l, recs, m->verify_checksums, err);
+    for (uint32_t i = 0; i < n_ff && !st; i++) {
+        const uint8_t *r = recs + (uint64_t)i * B->record_bytes;
+        if (B->n_rows == 3) lf_dequantize_row(B->type, r, G + (uint64_t)i * d, d);
+        lf_dequantize_row(B->type, r + (B->n_rows == 3 ? B->row_bytes : 0), U + (uint64_t)i * d, d);
+    }
+    free(recs);
+    return st;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Labels (N, n_ff) of the exact activations: non-zero for ReLU-type FFNs,
+ * |h| >= tau for SwiGLU with tau set for the target sparsity. */
+static lf_status label(const lf_model *m, const float *X, uint64_t N, const float *G, const float *U, float sparsity,
+                       uint8_t *Y, float *tau, lf_err *err) {
+    const uint32_t d = m->info.n_embd, n_ff = m->info.n_ff;
+    const lf_activation act = m->info.activation;
+    float *zg = act != LF_ACT_RELU ? malloc(N * n_ff * sizeof *zg) : NULL, *zu = malloc(N * n_ff * sizeof *zu);
+    if ((act != LF_ACT_RELU && !zg) || !zu) {
+        free(zg);
+        free(zu);
+        return lf_err_set(err, LF_E_NOMEM, "logits of %" PRIu64 " samples", N);
+    }
+    if (zg)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)n_ff, (int)d, 1.0f, X, (int)d, G, (int)d, 0.0f,
+                    zg, (int)n_ff);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)n_ff, (int)d, 1.0f, X, (int)d, U, (int)d, 0.0f, zu,
+                (int)n_ff);
+    *tau = 0.0f;
+    for (uint64_t k = 0; k < N * n_ff; k++) zu[k] = fabsf(lf_ffn_activate(act, zg ? zg[k] : 0.0f, zu[k]));
+    if (act == LF_ACT_SILU_GATED) {
+        /* the |h| quantile at the target sparsity, from a sorted copy */
+        float *sorted = zg; /* gate logits are no longer needed */
+        memcpy(sorted, zu, N * n_ff * sizeof *sorted);
+        qsort(sorted, N * n_ff, sizeof *sorted, cmp_float);
+        *tau = sorted[(uint64_t)LF_MIN((double)(N * n_ff - 1), floor((double)sparsity * (double)(N * n_ff)))];
+    }
+    for (uint64_t k = 0; k < N * n_ff; k++) Y[k] = act == LF_ACT_SILU_GATED ? zu[k] >= *tau : zu[k] != 0.0f;
+    free(zg);
+    free(zu);
+    return LF_OK;
+}
+
+/* Fits layer l's predictor from its collected samples. */
+static lf_status fit_layer(const lf_model *m, uint32_t l, FILE *f, uint64_t N, const lf_calibrate_params *p,
+                           lf_lowrank *pred, float *tau, lf_lowrank_quality *q, lf_err *err) {
+    const uint32_t d = m->info.n_embd, n_ff = m->info.n_ff;
+    float *X = malloc(N * d * sizeof *X), *G = malloc((uint64_t)n_ff * d * sizeof *G), *U = malloc((uint64_t)n_ff * d * sizeof *U);
+    uint8_t *Y = malloc(N * n_ff);
+    lf_status st = X && G && U && Y ? LF_OK : lf_err_set(err, LF_E_NOMEM, "layer %u: %" PRIu64 " samples", l, N);
+    if (!st && (fseek(f, 0, SEEK_SET) != 0 || fread(X, sizeof *X, N * d, f) != N * d))
+        st = lf_err_set(err, LF_E_IO, "reading back layer %u's activations failed", l);
+    if (!st) st = layer_rows(m, l, G, U, err);
+    if (!st) st = label(m, X, N, G, U, p->sparsity, Y, tau, err);
+    /* 60% to fit, 20% for the threshold, 20% to report on */
+    const uint64_t n_fit = N * 3 / 5, n_thr = N / 5, n_rep = N - n_fit - n_thr;
+    const uint32_t rank = LF_MIN(p->rank, LF_MIN(d, n_ff));
+    if (!st) st = lf_lowrank_init_svd(pred, m->info.activation == LF_ACT_RELU ? U : G, n_ff, d, rank, err);
+    /* the threshold aims halfway above the target recall on its split, so
+     * that unseen tokens still reach the target */
+    const double aim = 1.0 - (1.0 - p->recall) / 2.0;
+    /* the SVD alone is a training-free predictor; fitting must beat it on
+     * the threshold split (precision at the target recall), or it is kept */
+    lf_lowrank init = {0};
+    lf_lowrank_quality q_init, q_fit;
+    const float *Xt = X + n_fit * d;
+    const uint8_t *Yt = Y + n_fit * n_ff;
+    if (!st) st = lf_lowrank_calibrate(pred, Xt, Yt, n_thr, aim, err);
+    if (!st) st = lf_lowrank_evaluate(pred, Xt, Yt, n_thr, &q_init);
+    if (!st && lf_lowrank_copy(&init, pred)) st = lf_err_set(err, LF_E_NOMEM, "predictor copy");
+    lf_lowrank_fit_params fp = {.epochs = p->epochs, .seed = 1 + l};
+    if (!st) st = lf_lowrank_fit(pred, X, Y, n_fit, &fp, err);
+    if (!st) st = lf_lowrank_calibrate(pred, Xt, Yt, n_thr, aim, err);
+    if (!st) st = lf_lowrank_evaluate(pred, Xt, Yt, n_thr, &q_fit);
+    if (!st && q_init.precision >= q_fit.precision) {
+        lf_lowrank_free(pred);
+        *pred = init;
+        init = (lf_lowrank){0};
+        lf_log(&m->log, LF_LOG_INFO, "layer %u: the SVD predictor (precision %.3f) beats the fitted one (%.3f)", l,
+               q_init.precision, q_fit.precision);
+    }
+    lf_lowrank_free(&init);
+    if (!st) st = lf_lowrank_evaluate(pred, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
+    free(X);
+    free(G);
+    free(U);
+    free(Y);
+    return st;
+}
+
+lf_status lf_calibrate(const char *model_path, const char *text, size_t len, const char *out_path,
+                       const lf_calibrate_params *params, lf_calibrate_stats *stats, char *errbuf, size_t errcap) {
+    lf_err err = {{0}};
+    if (errbuf && errcap) errbuf[0] = '\0';
+    if (!model_path || (!text && len)) return LF_E_INVALID_ARG;
+    lf_calibrate_params p = params ? *params : lf_calibrate_default_params();
+    if (!p.tokens) p.tokens = 4096;
+    if (!p.rank) p.rank = 128;
+    if (p.recall == 0.0) p.recall = 0.99;
+    if (p.sparsity == 0.0f) p.sparsity = 0.5f;
+    const uint64_t t0 = lf_now_ns();
+    lf_calibrate_stats local = {0};
+    lf_calibrate_stats *cs = stats ? stats : &local;
+    memset(cs, 0, sizeof *cs);
+    lf_model *m = NULL;
+    lf_token *toks = NULL;
+    char *out_dflt = NULL;
+    collector c = {0};
+    lf_predictor_set set = {0};
+    lf_status st;
+    if (!(p.recall > 0.0 && p.recall <= 1.0) || !(p.sparsity > 0.0f && p.sparsity < 1.0f) || p.tokens < 64) {
+        st = lf_err_set(&err, LF_E_INVALID_ARG, "recall must be in (0, 1], sparsity in (0, 1) and tokens at least 64");
+        goto out;
+    }
+    lf_model_params mp = lf_model_default_params(); /* auto: stream for a flash file, every unit cached */
+    char msg[LF_ERRMSG_CAP];
+    if ((st = lf_model_open(model_path, &mp, &m, msg, sizeof msg))) {
+        lf_err_set(&err, st, "%s", msg);
+        goto out;
+    }
+    if (!m->flash) {
+        st = lf_err_set(&err, LF_E_INVALID_ARG, "%s is a plain GGUF: calibrate a flash file (llmflash convert)", model_path);
+        goto out;
+    }
+    size_t n_tok = 0;
+    lf_tokenize(m, text ? text : "", len, false, NULL, 0, &n_tok);
+    if (n_tok < 64) {
+        st = lf_err_set(&err, LF_E_INVALID_ARG, "the calibration text gives %zu tokens; at least 64 are needed", n_tok);
+        goto out;
+    }
+    if (!(toks = malloc(n_tok * sizeof *toks)) || lf_tokenize(m, text, len, false, toks, n_tok, &n_tok)) {
+        st = lf_err_set(&err, LF_E_NOMEM, "tokens of the calibration text");
+        goto out;
+    }
+    n_tok = LF_MIN(n_tok, (size_t)p.tokens);
+    const uint32_t n_layer = m->info.n_layer;
+    c.n_embd = m->info.n_embd;
+    c.files = calloc(n_layer, sizeof *c.files);
+    set.n_layer = n_layer;
+    set.layers = calloc(n_layer, sizeof *set.layers);
+    set.taus = calloc(n_layer, sizeof *set.taus);
+    if (!c.files || !set.layers || !set.taus) {
+        st = lf_err_set(&err, LF_E_NOMEM, "calibration tables");
+        goto out;
+    }
+    for (uint32_t l = 0; l < n_layer; l++)
+        if (!(c.files[l] = tmpfile())) {
+            st = lf_err_set(&err, LF_E_IO, "a temporary file for layer %u's activations: %s", l, strerror(errno));
+            goto out;
+        }
+    uint64_t N = 0;
+    if ((st = run_text(m, toks, n_tok, &c, &N, &err))) goto out;
+    double tp = 0, pred = 0, truth = 0, total = 0;
+    for (uint32_t l = 0; l < n_layer; l++) {
+        lf_lowrank_quality q;
+        if ((st = fit_layer(m, l, c.files[l], N, &p, &set.layers[l], &set.taus[l], &q, &err))) goto out;
+        fclose(c.files[l]); /* one layer's samples on disk at a time from here */
+        c.files[l] = NULL;
+        if (p.on_layer) p.on_layer(p.user, l, n_layer, q.recall, q.precision, q.predicted_density, q.true_density);
+        tp += q.recall * q.true_density;
+        pred += q.predicted_density;
+        truth += q.true_density;
+        total += 1;
+    }
+    cs->tokens = N * 3 / 5;
+    cs->held_out = N - cs->tokens;
+    cs->recall = truth > 0 ? tp / truth : 1.0;
+    cs->precision = pred > 0 ? tp / pred : 1.0;
+    cs->predicted_density = pred / total;
+    cs->true_density = truth / total;
+    cs->predictor_bytes = lf_predictor_set_bytes(&set);
+    if (!out_path && !(out_path = out_dflt = lf_predictor_default_path(model_path))) {
+        st = lf_err_set(&err, LF_E_NOMEM, "output path");
+        goto out;
+    }
+    st = lf_predictor_save(&set, m, out_path, p.force, &err);
+out:
+    if (c.files)
+        for (uint32_t l = 0; m && l < m->info.n_layer; l++)
+            if (c.files[l]) fclose(c.files[l]);
+    free(c.files);
+    lf_predictor_set_free(&set);
+    free(toks);
+    free(out_dflt);
+    lf_model_close(m);
+    cs->seconds = lf_ns_to_ms(lf_now_ns() - t0) / 1e3;
+    if (st) lf_err_copy_out(&err, errbuf, errcap);
+    return st;
+}

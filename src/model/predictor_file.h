@@ -1,0 +1,36 @@
+/* predictor_file.h - a flash model's calibrated predictors, stored beside it
+ * as a GGUF file of their own ("MODEL.predictor" by default):
+ *   general.architecture            "llmflash-predictor"
+ *   llmflash.predictor.format_version 1
+ *   llmflash.predictor.kind         "lowrank"
+ *   llmflash.predictor.model_checksum the flash file's header checksum: a
+ *                                   predictor fitted to another file is refused
+ *   llmflash.predictor.n_layer, .n_embd, .n_ff, .rank
+ *   llmflash.predictor.thresholds   f32 per layer
+ *   llmflash.predictor.taus         f32 per layer (SwiGLU ground truth; 0 for ReLU)
+ *   blk.N.pred_a [n_embd, rank], blk.N.pred_b [rank, n_ff], blk.N.pred_bias [n_ff], F32 */
+#ifndef LF_PREDICTOR_FILE_H
+#define LF_PREDICTOR_FILE_H
+
+#include "model.h"
+#include "../../predictor/lowrank.h"
+
+struct lf_predictor_set {
+    uint32_t n_layer;
+    lf_lowrank *layers;  /* (n_layer) */
+    float *taus;         /* (n_layer) */
+};
+typedef struct lf_predictor_set lf_predictor_set;
+
+lf_status lf_predictor_save(const lf_predictor_set *ps, const lf_model *m, const char *path, bool force, lf_err *err);
+/* Loads and checks it against the model (shape and model checksum). */
+lf_status lf_predictor_load(const char *path, const lf_model *m, lf_predictor_set *ps, lf_err *err);
+void lf_predictor_set_free(lf_predictor_set *ps);
+uint64_t lf_predictor_set_bytes(const lf_predictor_set *ps);
+/* Bytes the predictor at path will take once loaded (0 if it cannot be
+ * read: loading it then says why). Reads only its header. */
+uint64_t lf_predictor_file_bytes(const char *path, const lf_model *m);
+/* The default path of a model's predictor, malloc'ed. */
+char *lf_predictor_default_path(const char *model_path);
+
+#endif

@@ -1,0 +1,184 @@
+/* test_calibrate.c - predictors calibrated on the real ReLU models: held-out
+ * recall, perplexity against the dense ReLU run on held-out text, flash
+ * bytes against mask all, and the predictor file's checks. */
+#include <criterion/criterion.h>
+
+#include "llmflash.h"
+#include "test_support.h"
+
+#include <math.h>
+#include <unistd.h>
+
+static char relu80[128], relu64[128], silu[128];
+static char *text;
+static size_t text_len;
+
+static void convert_to(const char *rel, char *out, const char *tag) {
+    snprintf(out, 128, "/tmp/lf_test_calibrate_%d_%s.gguf", (int)getpid(), tag);
+    lf_convert_params p = lf_convert_default_params();
+    p.force = true;
+    char err[256];
+    cr_assert_eq(lf_convert(shared_path(rel), out, &p, NULL, err, sizeof err), LF_OK, "%s", err);
+}
+
+static void predictor_path(const char *model, char *out, size_t cap) { snprintf(out, cap, "%s.predictor", model); }
+
+static void setup(void) {
+    convert_to("models/stories260K-relu80.gguf", relu80, "relu80");
+    convert_to("models/stories260K-relu64.gguf", relu64, "relu64");
+    convert_to("models/stories260K.gguf", silu, "silu");
+    text = slurp(shared_path("data/tinystories-valid-excerpt.txt"), &text_len);
+    cr_assert_not_null(text);
+}
+
+static void teardown(void) {
+    char p[160];
+    const char *models[] = {relu80, relu64, silu};
+    for (int i = 0; i < 3; i++) {
+        predictor_path(models[i], p, sizeof p);
+        unlink(p);
+        unlink(models[i]);
+    }
+    free(text);
+}
+
+TestSuite(calibrate, .init = setup, .fini = teardown);
+
+/* Perplexity of text[0..len) in chunks of 127 tokens after a BOS. Also the
+ * FFN density the mask let through and the flash bytes read per token. */
+static double perplexity(const char *model, lf_mode mode, lf_mask_source mask, const char *t, size_t len, double *density,
+                         double *bytes_per_token) {
+    lf_model_params mp = lf_model_default_params();
+    mp.mode = mode;
+    lf_model *m;
+    char err[512];
+    cr_assert_eq(lf_model_open(model, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+    lf_session_params sp = lf_session_default_params();
+    sp.n_ctx = 128;
+    sp.mask = mask;
+    lf_session *s;
+    cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_OK, "%s", err);
+    size_t n = 0;
+    lf_tokenize(m, t, len, false, NULL, 0, &n);
+    lf_token *toks = malloc(n * sizeof *toks);
+    cr_assert_eq(lf_tokenize(m, t, len, false, toks, n, &n), LF_OK);
+    double nll = 0;
+    size_t scored = 0;
+    const uint32_t nv = lf_vocab_size(m);
+    for (size_t c0 = 0; c0 < n; c0 += 127) {
+        lf_session_reset(s);
+        lf_token prev = lf_token_bos(m);
+        for (size_t i = c0; i < n && i < c0 + 127; i++) {
+            cr_assert_eq(lf_session_eval(s, &prev, 1), LF_OK, "%s", lf_session_errmsg(s));
+            const float *lg = lf_session_logits(s);
+            double mx = lg[0], sum = 0;
+            for (uint32_t v = 1; v < nv; v++) mx = lg[v] > mx ? lg[v] : mx;
+            for (uint32_t v = 0; v < nv; v++) sum += exp(lg[v] - mx);
+            nll += -(lg[toks[i]] - mx - log(sum));
+            scored++;
+            prev = toks[i];
+        }
+    }
+    lf_session_stats st;
+    lf_session_get_stats(s, &st);
+    lf_model_info in;
+    lf_model_get_info(m, &in);
+    if (density) *density = (double)st.neurons_used / ((double)st.tokens * in.n_layer * in.n_ff);
+    if (bytes_per_token) *bytes_per_token = (double)st.ffn_bytes_read / (double)st.tokens;
+    free(toks);
+    lf_session_destroy(s);
+    lf_model_close(m);
+    return exp(nll / (double)scored);
+}
+
+/* Calibrates on the first half of the text: the second half is held out. */
+static lf_calibrate_stats calibrate_half(const char *model, float sparsity) {
+    lf_calibrate_params p = lf_calibrate_default_params();
+    p.force = true;
+    if (sparsity > 0) p.sparsity = sparsity;
+    lf_calibrate_stats st;
+    char err[512];
+    cr_assert_eq(lf_calibrate(model, text, text_len / 2, NULL, &p, &st, err, sizeof err), LF_OK, "%s", err);
+    return st;
+}
+
+Test(calibrate, relu_models_reach_the_recall_and_keep_the_perplexity) {
+    const char *models[] = {relu80, relu64};
+    for (int k = 0; k < 2; k++) {
+        const lf_calibrate_stats cs = calibrate_half(models[k], 0);
+        cr_assert(cs.recall >= 0.99, "%s: held-out recall %g", models[k], cs.recall);
+        cr_assert(cs.predicted_density < 0.6, "%s: predicted density %g", models[k], cs.predicted_density);
+        const char *held = text + text_len / 2;
+        const size_t held_len = text_len - text_len / 2;
+        double d_all, d_pred, b_all, b_pred;
+        /* perplexity with everything cached (stream mode, no budget) */
+        const double p_all = perplexity(models[k], LF_MODE_STREAM, LF_MASK_ALL, held, held_len, &d_all, NULL);
+        const double p_pred = perplexity(models[k], LF_MODE_STREAM, LF_MASK_PREDICTOR, held, held_len, &d_pred, NULL);
+        /* flash bytes in naive mode, which reads what the mask names every
+         * token, over the first 2 KiB of the held-out text */
+        perplexity(models[k], LF_MODE_NAIVE, LF_MASK_ALL, held, 2048, NULL, &b_all);
+        perplexity(models[k], LF_MODE_NAIVE, LF_MASK_PREDICTOR, held, 2048, &d_pred, &b_pred);
+        cr_log_info("%s: perplexity %.4f dense, %.4f with the predictor at FFN density %.3f; flash bytes/token %.0f "
+                    "against %.0f", models[k], p_all, p_pred, d_pred, b_pred, b_all);
+        cr_assert(p_pred <= p_all * 1.01, "%s: predictor perplexity %g against dense %g", models[k], p_pred, p_all);
+        cr_assert(d_all == 1.0 && d_pred < 0.6);
+        /* the bytes fall by the density the stats report */
+        cr_assert(b_pred < b_all, "fewer flash bytes per token");
+        cr_assert(fabs(b_pred / b_all - d_pred) < 0.02, "bytes ratio %g against density %g", b_pred / b_all, d_pred);
+    }
+}
+
+Test(calibrate, silu_ground_truth_at_a_target_sparsity) {
+    const lf_calibrate_stats cs = calibrate_half(silu, 0.3f);
+    cr_assert(cs.recall >= 0.99, "held-out recall %g", cs.recall);
+    cr_assert(fabs(cs.true_density - 0.7) < 0.05, "true density %g for sparsity 0.3", cs.true_density);
+}
+
+Test(calibrate, a_predictor_belongs_to_its_model) {
+    char err[512];
+    lf_model_params mp = lf_model_default_params();
+    lf_model *m;
+    cr_assert_eq(lf_model_open(relu64, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+    lf_session_params sp = lf_session_default_params();
+    sp.mask = LF_MASK_PREDICTOR;
+    sp.predictor_path = "/nonexistent/x.predictor";
+    lf_session *s;
+    cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_E_INVALID_ARG);
+    cr_assert(strstr(err, "calibrate the model first"), "%s", err);
+    /* relu80's predictor on relu64: same shape, another model */
+    calibrate_half(relu80, 0);
+    char other[160];
+    predictor_path(relu80, other, sizeof other);
+    sp.predictor_path = other;
+    cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_E_MODEL);
+    cr_assert(strstr(err, "another model"), "%s", err);
+    lf_model_close(m);
+    /* a plain GGUF cannot be calibrated; a text too short is refused */
+    lf_calibrate_params p = lf_calibrate_default_params();
+    cr_assert_eq(lf_calibrate(shared_path("models/stories260K.gguf"), text, text_len, "/tmp/x", &p, NULL, err, sizeof err),
+                 LF_E_INVALID_ARG);
+    cr_assert(strstr(err, "plain GGUF"), "%s", err);
+    cr_assert_eq(lf_calibrate(relu80, "Once upon a time", 16, "/tmp/x", &p, NULL, err, sizeof err), LF_E_INVALID_ARG);
+    cr_assert(strstr(err, "at least 64"), "%s", err);
+}
+
+Test(calibrate, the_predictor_counts_against_the_budget) {
+    calibrate_half(relu80, 0);
+    char err[512];
+    lf_model_params mp = lf_model_default_params();
+    mp.dram_budget = 8u << 20;
+    lf_model *m;
+    cr_assert_eq(lf_model_open(relu80, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+    lf_session_params sp = lf_session_default_params();
+    sp.mask = LF_MASK_PREDICTOR;
+    sp.n_ctx = 64;
+    lf_session *s;
+    cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_OK, "%s", err);
+    lf_session_stats st;
+    lf_session_get_stats(s, &st);
+    cr_assert(st.budget_bytes[5] > 100000, "predictor part %lu", (unsigned long)st.budget_bytes[5]);
+    lf_session_destroy(s);
+    lf_model_close(m);
+}
+
+LF_TEST_MAIN_NEEDS_SHARED
