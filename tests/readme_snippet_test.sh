@@ -9,7 +9,8 @@ shared=$3
 sanitize=${4:-none}
 san=()
 [ "$sanitize" != none ] && san=(-fsanitize="$sanitize")
-deps=$(pkg-config --libs liburing libzstd liblz4 libxxhash)
+# the libraries come from the pkg-config file meson generates, so it is tested too
+deps=$(PKG_CONFIG_PATH="$build/meson-private" pkg-config --libs llmflash)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 sed -n '/<!-- snippet:begin -->/,/<!-- snippet:end -->/p' "$src/README.md" | sed '1,2d;$d' | sed '$d' >"$tmp/snippet.c"
@@ -17,7 +18,7 @@ if ! grep -q "int main" "$tmp/snippet.c"; then echo "not ok - no snippet found i
 pass=0
 fail=0
 # shellcheck disable=SC2086
-if cc -std=c11 -Wall -Wextra -Werror "${san[@]}" -I"$src/include" "$tmp/snippet.c" -L"$build" -lllmflash $deps \
+if cc -std=c11 -Wall -Wextra -Werror "${san[@]}" -I"$src/include" "$tmp/snippet.c" -L"$build" $deps \
     -lpthread -lm -o "$tmp/snippet" 2>"$tmp/cc.err"; then
     pass=$((pass + 1)); echo "ok - the README's example compiles as written"
 else

@@ -81,13 +81,12 @@ Test(ffn, a_batch_equals_its_tokens_one_by_one_in_every_mode) {
                 for (size_t t = 0; t < 3; t++) {
                     lf_ffn_next_tokens(r.f, 1);
                     cr_assert_eq(lf_ffn_forward(r.f, l, x + t * r.d, 1, y1), LF_OK, "%s", lf_ffn_errmsg(r.f));
-                    /* the same records in the same split: bit for bit. With the
-                     * oracle a batch computes the union of its tokens' units
-                     * (zero for the others), which splits the sum differently
-                     * across threads: equal up to float summation order */
+                    /* equal up to float summation order: a batch may split its
+                     * records across threads differently from a single token
+                     * (more work), and with the oracle it computes the union
+                     * of its tokens' units (zero for the others) */
                     for (uint32_t i = 0; i < r.d; i++)
-                        cr_assert(ki ? fabsf(yb[t * r.d + i] - y1[i]) <= 1e-5f * (1.0f + fabsf(y1[i]))
-                                     : yb[t * r.d + i] == y1[i],
+                        cr_assert(fabsf(yb[t * r.d + i] - y1[i]) <= 1e-5f * (1.0f + fabsf(y1[i])),
                                   "%s/%s layer %u token %zu [%u]: batch %.9g, alone %.9g", lf_mode_name(modes[mi]),
                                   ki ? "oracle" : "all", l, t, i, yb[t * r.d + i], y1[i]);
                 }

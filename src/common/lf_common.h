@@ -97,6 +97,10 @@ lf_status lf_pool_create(int n_threads, lf_pool **out);
 void lf_pool_destroy(lf_pool *pool);
 int lf_pool_size(const lf_pool *pool);
 void lf_pool_run(lf_pool *pool, lf_pool_fn fn, void *ctx);
+/* lf_pool_run for a job of about `work` multiply-adds: one below
+ * LF_POOL_MIN_WORK runs on the caller's thread alone (fn(ctx, 0, 1)). */
+#define LF_POOL_MIN_WORK (1u << 16)
+void lf_pool_run_work(lf_pool *pool, lf_pool_fn fn, void *ctx, uint64_t work);
 /* Rows [*begin, *end) of n that thread ith of nth owns (chunks of `grain`). */
 void lf_split_range(uint64_t n, int ith, int nth, uint64_t grain, uint64_t *begin, uint64_t *end);
 

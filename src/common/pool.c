@@ -148,6 +148,14 @@ void lf_pool_run(lf_pool *pool, lf_pool_fn fn, void *ctx) {
     }
 }
 
+void lf_pool_run_work(lf_pool *pool, lf_pool_fn fn, void *ctx, uint64_t work) {
+    /* below this, waking and waiting for the workers costs more than the
+     * job; and on a machine shared with other processes a worker may not be
+     * running at all, so every handoff of a tiny job can wait a time slice */
+    if (work < LF_POOL_MIN_WORK) fn(ctx, 0, 1);
+    else lf_pool_run(pool, fn, ctx);
+}
+
 void lf_split_range(uint64_t n, int ith, int nth, uint64_t grain, uint64_t *begin, uint64_t *end) {
     if (grain == 0) grain = 1;
     const uint64_t chunks = (n + grain - 1) / grain;

@@ -85,7 +85,7 @@ static void kernel_worker(void *ctx, int ith, int nth) {
 void lf_ffn_kernel_accumulate(lf_ffn_kernel *fk, const uint8_t *const *recs, size_t n_recs) {
     if (n_recs == 0) return;
     kernel_job job = {fk, recs, n_recs};
-    lf_pool_run(fk->pool, kernel_worker, &job);
+    lf_pool_run_work(fk->pool, kernel_worker, &job, (uint64_t)n_recs * fk->layout.n_rows * fk->n_embd * fk->n);
 }
 
 /* Thread accumulators are added in thread order: results do not depend on

@@ -267,7 +267,7 @@ static void matvec(lf_session *s, const lf_weight *w, act *x, float *y) {
         xin = x->q;
     }
     matvec_job job = {w, xin, y, k->dot[w->type]};
-    lf_pool_run(s->pool, matvec_worker, &job);
+    lf_pool_run_work(s->pool, matvec_worker, &job, w->rows * w->cols);
 }
 
 static act act_of(lf_session *s, const float *f, int64_t n) { return (act){f, s->xq, n, false}; }
@@ -400,7 +400,7 @@ static void attention(lf_session *s, uint32_t l, uint32_t pos) {
     rope_apply(s, s->k_new, in->n_head_kv);
     kv_store(s, l, pos);
     attn_job job = {s, l, pos};
-    lf_pool_run(s->pool, attention_worker, &job);
+    lf_pool_run_work(s->pool, attention_worker, &job, 2ull * in->n_head * (pos + 1) * s->m->head_dim);
     act ao = act_of(s, s->att_out, (int64_t)in->n_head * s->m->head_dim);
     matvec(s, &L->wo, &ao, s->xb2);
     for (uint32_t i = 0; i < in->n_embd; i++) s->x[i] += s->xb2[i];
