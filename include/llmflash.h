@@ -423,6 +423,7 @@ typedef struct lf_session_stats {
     uint64_t tokens;                /* evaluated (not the position: reset keeps counting) */
     double compute_ms, io_wait_ms; /* time in the forward pass; part of it waiting for reads */
     double io_span_ms;             /* reads from submission to completion: io_span - io_wait was hidden */
+    double mask_ms;                /* part of compute_ms spent choosing units (the predictor's time) */
     uint64_t ffn_bytes_read, ffn_bytes_served;
     uint64_t neurons_loaded, neurons_used, evictions, expirations;
     uint64_t window_union;          /* neurons resident after the last token, all layers */
@@ -461,7 +462,7 @@ lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_layer_s
  * schema_version, model {path, name, architecture, n_params, n_layer, n_embd,
  * n_ff, is_flash, file_bytes}, params {mode, dram_budget, n_ctx, n_threads,
  * window, mask, cache_split, kv_type, verify_checksums, kernels}, tokens,
- * compute_ms, io_wait_ms, tokens_per_s, prompt and generation {tokens, ms,
+ * compute_ms, io_wait_ms, mask_ms, tokens_per_s, prompt and generation {tokens, ms,
  * ms_per_token, tokens_per_s, io_wait_ms, ffn_bytes_read, ffn_bytes_served,
  * io_bytes}, io_span_ms, io_hidden_fraction, ffn_bytes_read,
  * ffn_bytes_served, cache_hit_rate, neurons_loaded, neurons_used, evictions,
@@ -611,6 +612,7 @@ typedef struct lf_calibrate_stats {
     double predicted_density, true_density;
     uint64_t predictor_bytes;   /* what the predictor adds to a session's budget */
     double seconds;
+    lf_activation activation;   /* the model's: SwiGLU predictors need a quality check (see the README) */
 } lf_calibrate_stats;
 
 lf_calibrate_params lf_calibrate_default_params(void);

@@ -91,9 +91,12 @@ check "run --predictor auto finds the predictor" grep -q '"mask": "predictor"' "
 python3 - "$tmp/pr_all.json" "$tmp/pr_auto.json" <<'PY' >"$tmp/pr.py" 2>&1
 import json, sys
 a, p = (json.load(open(f)) for f in sys.argv[1:3])
+def j_ok(j): return j['schema_version'] == 2
 ratio = p['ffn_bytes_read'] / a['ffn_bytes_read']
 density = p['neurons_used'] / a['neurons_used']
 assert ratio < 0.5 and abs(ratio - density) < 0.02, (ratio, density)
+assert p['mask_ms'] > 0 and p['mask_ms'] < p['compute_ms'], 'the predictor time is in the stats'
+assert j_ok(a) and j_ok(p)
 print('ok', ratio, density)
 PY
 check "  and reads fewer flash bytes per token than --predictor all, by the density it reports" grep -q "^ok" "$tmp/pr.py"

@@ -128,10 +128,32 @@ Test(calibrate, relu_models_reach_the_recall_and_keep_the_perplexity) {
     }
 }
 
-Test(calibrate, silu_ground_truth_at_a_target_sparsity) {
-    const lf_calibrate_stats cs = calibrate_half(silu, 0.3f);
-    cr_assert(cs.recall >= 0.99, "held-out recall %g", cs.recall);
-    cr_assert(fabs(cs.true_density - 0.7) < 0.05, "true density %g for sparsity 0.3", cs.true_density);
+Test(calibrate, silu_sparsity_sweep) {
+    /* for S in {0.1, 0.2, 0.3, 0.5}: dense, the oracle at S (|h| >= tau_l),
+     * and the predictor at S, on the held-out half. The oracle's numbers are
+     * asserted; the predictor's are reported: on SwiGLU it reaches its
+     * recall by count but misses neurons of large |h| (see the README), so
+     * the issue's "at most 1% more than the oracle" does not hold yet */
+    const float S[] = {0.1f, 0.2f, 0.3f, 0.5f};
+    const char *held = text + text_len / 2;
+    const size_t held_len = text_len - text_len / 2;
+    const double dense = perplexity(silu, LF_MODE_STREAM, LF_MASK_ALL, held, held_len, NULL, NULL);
+    double prev_loss = -1.0;
+    for (int k = 0; k < 4; k++) {
+        const lf_calibrate_stats cs = calibrate_half(silu, S[k]);
+        double d_or, d_pr;
+        const double oracle = perplexity(silu, LF_MODE_STREAM, LF_MASK_ORACLE, held, held_len, &d_or, NULL);
+        const double pred = perplexity(silu, LF_MODE_STREAM, LF_MASK_PREDICTOR, held, held_len, &d_pr, NULL);
+        cr_log_info("S %.1f: perplexity dense %.4f, oracle %.4f (%+.2f%%, density %.3f), predictor %.4f (%+.2f%%, "
+                    "density %.3f, held-out recall %.4f)", S[k], dense, oracle, 100 * (oracle / dense - 1), d_or, pred,
+                    100 * (pred / dense - 1), d_pr, cs.recall);
+        cr_assert(cs.recall >= 0.99, "held-out recall %g at S %.1f", cs.recall, S[k]);
+        cr_assert(fabs(d_or - (1.0 - S[k])) < 0.06, "the oracle at S %.1f keeps %.3f of the FFN", S[k], d_or);
+        const double loss = oracle / dense - 1;
+        cr_assert(loss >= prev_loss - 1e-4, "the oracle loses more as S grows: %g after %g", loss, prev_loss);
+        prev_loss = loss;
+        if (S[k] <= 0.3f) cr_assert(loss <= 0.02, "the oracle at S %.1f loses %.2f%%", S[k], 100 * loss);
+    }
 }
 
 Test(calibrate, a_predictor_belongs_to_its_model) {

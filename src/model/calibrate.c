@@ -239,6 +239,7 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     cs->predicted_density = pred / total;
     cs->true_density = truth / total;
     cs->predictor_bytes = lf_predictor_set_bytes(&set);
+    cs->activation = m->info.activation;
     if (!out_path && !(out_path = out_dflt = lf_predictor_default_path(model_path))) {
         st = lf_err_set(&err, LF_E_NOMEM, "output path");
         goto out;

@@ -73,6 +73,7 @@ struct lf_ffn {
     uint64_t neurons_used, neurons_loaded;
     uint64_t io_wait_ns;
     uint64_t io_span_ns;      /* submission to completion, summed over batches */
+    uint64_t mask_ns;         /* time the mask source took to choose units */
     lf_batch_io io;           /* this engine's reads (the loader is shared) */
 };
 
@@ -280,9 +281,18 @@ lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_f
         f->mask_src = (lf_mask){p->mask_ops, p->mask_state, 0};
         f->mask_borrowed = true;
     } else if (p->mask == LF_MASK_ORACLE && f->mode != LF_MODE_MMAP) {
-        /* mmap mode computes every record in place: no mask to ask */
-        st = lf_mask_oracle_create(m->flash, m->fd, m->verify_checksums, m->kernels, m->info.activation, &f->mask_src,
-                                   &f->err);
+        /* mmap mode computes every record in place: no mask to ask. The
+         * SwiGLU ground truth's thresholds come from the calibrated
+         * predictor file, when there is one */
+        lf_predictor_set set = {0};
+        char *dflt = p->predictor_path ? NULL : lf_predictor_default_path(m->path);
+        lf_err ignored = {{0}};
+        const bool have = (p->predictor_path || dflt) &&
+                          lf_predictor_load(p->predictor_path ? p->predictor_path : dflt, m, &set, &ignored) == LF_OK;
+        st = lf_mask_oracle_create(m->flash, m->fd, m->verify_checksums, m->kernels, m->info.activation,
+                                   have ? set.taus : NULL, &f->mask_src, &f->err);
+        lf_predictor_set_free(&set);
+        free(dflt);
     } else if (p->mask == LF_MASK_PREDICTOR && f->mode != LF_MODE_MMAP) {
         st = open_predictor(f, p->predictor_path);
     } else {
@@ -412,7 +422,9 @@ lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t l, const float *x, size_t n) {
     p->ins_ready = false;
     p->n_ins = 0;
     if (f->mode == LF_MODE_STREAM) lf_ncache_expire(c, f->token, f->window);
+    const uint64_t t_mask = lf_now_ns();
     const uint32_t n_active = f->mask_src.ops->select(f->mask_src.state, l, x, n, f->active);
+    f->mask_ns += lf_now_ns() - t_mask;
     uint32_t n_miss = 0;
     p->n_hits = 0;
     for (uint32_t k = 0; k < n_active; k++) {
@@ -591,6 +603,7 @@ void lf_ffn_stats(const lf_ffn *f, lf_session_stats *out) {
     out->neurons_used = f->neurons_used;
     out->io_wait_ms = lf_ns_to_ms(f->io_wait_ns);
     out->io_span_ms = lf_ns_to_ms(f->io_span_ns);
+    out->mask_ms = lf_ns_to_ms(f->mask_ns);
     out->io_reads = f->io.reads;
     out->io_bytes = f->io.bytes;
 }
@@ -600,7 +613,7 @@ void lf_ffn_reset_stats(lf_ffn *f) {
     memset(f->layers, 0, f->n_layer * sizeof *f->layers);
     for (uint32_t l = 0; f->cache && l < f->n_layer; l++) f->cache[l].evictions = f->cache[l].expirations = 0;
     f->neurons_used = f->neurons_loaded = 0;
-    f->io_wait_ns = f->io_span_ns = 0;
+    f->io_wait_ns = f->io_span_ns = f->mask_ns = 0;
     f->io = (lf_batch_io){0, 0};
 }
 

@@ -626,8 +626,8 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
             s->params.window ? s->params.window : 5, s->params.mask == LF_MASK_ORACLE ? "oracle" : s->params.mask == LF_MASK_PREDICTOR ? "predictor" : "all",
             s->params.split == LF_SPLIT_MEASURED ? "measured" : "even", s->params.kv_type == LF_KV_F32 ? "f32" : "f16",
             m->verify_checksums ? "true" : "false", m->kernels->name);
-    jprintf(&j, "  \"tokens\": %" PRIu64 ",\n  \"compute_ms\": %.3f,\n  \"io_wait_ms\": %.3f,\n", st.tokens,
-            st.compute_ms, st.io_wait_ms);
+    jprintf(&j, "  \"tokens\": %" PRIu64 ",\n  \"compute_ms\": %.3f,\n  \"io_wait_ms\": %.3f,\n  \"mask_ms\": %.3f,\n",
+            st.tokens, st.compute_ms, st.io_wait_ms, st.mask_ms);
     jprintf(&j, "  \"tokens_per_s\": %.4f,\n", st.compute_ms > 0 ? (double)st.tokens * 1000.0 / st.compute_ms : 0.0);
     jphase(&j, "prompt", &st.prompt);
     jphase(&j, "generation", &st.generation);

@@ -3,6 +3,7 @@
 #include "ffn_kernel.h"
 #include "predictor_file.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 /* ---- all ----------------------------------------------------------------- */
@@ -34,6 +35,7 @@ typedef struct oracle {
     float *h;                 /* (n_ff) activations of one token */
     lf_block_q8a *xq;         /* (n_embd / 32 + 1) */
     uint8_t *any;             /* (n_groups) unit flags of the batch */
+    float *taus;              /* (n_layer) SwiGLU ground-truth thresholds, 0: non-zero */
 } oracle;
 
 uint64_t lf_mask_oracle_bytes(const lf_flash *f) {
@@ -62,7 +64,8 @@ static uint32_t oracle_select(void *state, uint32_t layer, const float *x, size_
             const uint8_t *r = base + (uint64_t)i * o->rows * B->row_bytes;
             const float up = dot(r + (o->rows == 2 ? B->row_bytes : 0), xin, d);
             const float gate = o->rows == 2 ? dot(r, xin, d) : 0.0f;
-            if (lf_ffn_activate(o->act, gate, up) != 0.0f) o->any[i / B->group] = 1;
+            const float h = lf_ffn_activate(o->act, gate, up);
+            if (o->taus[layer] > 0.0f ? fabsf(h) >= o->taus[layer] : h != 0.0f) o->any[i / B->group] = 1;
         }
     }
     uint32_t m = 0;
@@ -78,13 +81,14 @@ static void oracle_destroy(void *state) {
     free(o->h);
     lf_free_aligned(o->xq);
     free(o->any);
+    free(o->taus);
     free(o);
 }
 
 static const lf_mask_ops oracle_ops = {"oracle", true, oracle_select, oracle_destroy};
 
 lf_status lf_mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf_kernels *k, lf_activation act,
-                                lf_mask *out, lf_err *err) {
+                                const float *taus, lf_mask *out, lf_err *err) {
     const lf_bundle_layout *B = &f->layout;
     oracle *o = calloc(1, sizeof *o);
     if (!o) return lf_err_set(err, LF_E_NOMEM, "oracle mask");
@@ -97,13 +101,15 @@ lf_status lf_mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf
     o->h = malloc(f->n_ff * sizeof *o->h);
     o->xq = lf_alloc_aligned((f->n_embd / LF_QK + 1) * sizeof(lf_block_q8a), 64);
     o->any = malloc(f->layers[0].n_groups ? f->layers[0].n_groups : 1);
+    o->taus = calloc(f->n_layer, sizeof *o->taus);
+    if (o->taus && taus) memcpy(o->taus, taus, f->n_layer * sizeof *o->taus);
     uint64_t max_stored = 0;
     for (uint32_t l = 0; l < f->n_layer; l++)
         for (uint64_t g = 0; g < f->layers[l].n_groups; g++)
             max_stored = LF_MAX(max_stored, (uint64_t)f->layers[l].index[g].stored);
     uint8_t *stored = malloc(max_stored ? max_stored : 1);
     uint8_t *raw = malloc((uint64_t)B->group * B->record_bytes);
-    lf_status st = o->copy && o->h && o->xq && o->any && stored && raw
+    lf_status st = o->copy && o->h && o->xq && o->any && o->taus && stored && raw
                        ? LF_OK
                        : lf_err_set(err, LF_E_NOMEM, "oracle copy of gate/up");
     /* group by group, through one group's buffers: the copy is all the

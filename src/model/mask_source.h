@@ -39,9 +39,11 @@ typedef struct lf_mask {
 lf_status lf_mask_all_create(uint32_t n_units, lf_mask *out);
 
 /* Exact activations from a resident copy of every layer's gate and up rows,
- * read from the flash file open on fd (verified when verify is set). */
+ * read from the flash file open on fd (verified when verify is set). A
+ * neuron is active when |activation| >= taus[layer], or, where taus is NULL
+ * or 0 (ReLU-type FFNs), when its activation is not zero. taus is copied. */
 lf_status lf_mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf_kernels *k, lf_activation act,
-                                lf_mask *out, lf_err *err);
+                                const float *taus, lf_mask *out, lf_err *err);
 /* Bytes the oracle's copy takes, for planning a budget. */
 uint64_t lf_mask_oracle_bytes(const lf_flash *f);
 
