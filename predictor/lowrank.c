@@ -270,14 +270,77 @@ static void count_outcomes(void *ctx, const float *z, const uint8_t *y, uint32_t
     c->total += m;
 }
 
+static void quality_of(const counts *c, lf_lowrank_quality *q) {
+    q->recall = c->tp + c->fn ? (double)c->tp / (double)(c->tp + c->fn) : 1.0;
+    q->precision = c->tp + c->fp ? (double)c->tp / (double)(c->tp + c->fp) : 1.0;
+    q->predicted_density = c->total ? (double)(c->tp + c->fp) / (double)c->total : 0.0;
+    q->true_density = c->total ? (double)(c->tp + c->fn) / (double)c->total : 0.0;
+    q->false_negatives = c->fn;
+}
+
 lf_status lf_lowrank_evaluate(const lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, lf_lowrank_quality *q) {
     counts c = {p->threshold, 0, 0, 0, 0};
     const lf_status st = visit_logits(p, X, Y, n, count_outcomes, &c);
-    if (st) return st;
-    q->recall = c.tp + c.fn ? (double)c.tp / (double)(c.tp + c.fn) : 1.0;
-    q->precision = c.tp + c.fp ? (double)c.tp / (double)(c.tp + c.fp) : 1.0;
-    q->predicted_density = c.total ? (double)(c.tp + c.fp) / (double)c.total : 0.0;
-    q->true_density = c.total ? (double)(c.tp + c.fn) / (double)c.total : 0.0;
-    q->false_negatives = c.fn;
+    if (!st) quality_of(&c, q);
+    return st;
+}
+
+/* ---- SwiGLU pairs ----------------------------------------------------------- */
+
+void lf_swiglu_scores(const lf_swiglu_predictor *p, const float *x, float *scratch, float *score) {
+    const uint32_t m = p->gate.n_out, r = p->gate.rank;
+    float *zg = scratch, *zu = scratch + m, *h = scratch + 2 * (uint64_t)m;
+    lf_lowrank_logits(&p->gate, x, h, zg);
+    lf_lowrank_logits(&p->up, x, h + r, zu);
+    for (uint32_t i = 0; i < m; i++) score[i] = fabsf(zg[i] / (1.0f + expf(-zg[i])) * zu[i]);
+}
+
+/* Scores of every sample through f, as visit_logits does for logits. */
+static lf_status visit_scores(const lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n, logit_visit f,
+                              void *ctx) {
+    const uint32_t m = p->gate.n_out, d = p->gate.n_in;
+    float *scratch = malloc(2 * ((uint64_t)p->gate.rank + p->up.rank + m) * sizeof *scratch);
+    float *score = malloc(m * sizeof *score);
+    if (!scratch || !score) {
+        free(scratch);
+        free(score);
+        return LF_E_NOMEM;
+    }
+    for (uint64_t k = 0; k < n; k++) {
+        lf_swiglu_scores(p, X + k * d, scratch, score);
+        f(ctx, score, Y + k * m, m);
+    }
+    free(scratch);
+    free(score);
     return LF_OK;
+}
+
+lf_status lf_swiglu_calibrate(lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n, double recall,
+                              lf_err *err) {
+    if (!(recall > 0.0 && recall <= 1.0)) return lf_err_set(err, LF_E_INVALID_ARG, "recall %g is not in (0, 1]", recall);
+    const uint32_t m = p->gate.n_out;
+    uint64_t pos = 0;
+    for (uint64_t i = 0; i < n * m; i++) pos += Y[i] != 0;
+    if (pos == 0) {
+        p->threshold = INFINITY;
+        return LF_OK;
+    }
+    pos_logits pl = {malloc(pos * sizeof(float)), 0};
+    if (!pl.v || visit_scores(p, X, Y, n, collect_positive, &pl)) {
+        free(pl.v);
+        return lf_err_set(err, LF_E_NOMEM, "scores of %" PRIu64 " positives", pos);
+    }
+    qsort(pl.v, pl.n, sizeof *pl.v, cmp_float);
+    const uint64_t miss = (uint64_t)floor((1.0 - recall) * (double)pl.n);
+    p->threshold = nextafterf(pl.v[miss], -INFINITY);
+    free(pl.v);
+    return LF_OK;
+}
+
+lf_status lf_swiglu_evaluate(const lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n,
+                             lf_lowrank_quality *q) {
+    counts c = {p->threshold, 0, 0, 0, 0};
+    const lf_status st = visit_scores(p, X, Y, n, count_outcomes, &c);
+    if (!st) quality_of(&c, q);
+    return st;
 }

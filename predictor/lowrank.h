@@ -71,4 +71,23 @@ lf_status lf_lowrank_evaluate(const lf_lowrank *p, const float *X, const uint8_t
 /* Logits of one input: h (rank) is scratch, z (n_out) the output. */
 void lf_lowrank_logits(const lf_lowrank *p, const float *x, float *h, float *z);
 
+/* SwiGLU FFNs: whether |silu(gate·x) · (up·x)| is large depends on both
+ * projections, and a predictor of the gate alone misses neurons whose up is
+ * large. This one is a pair of low-rank predictors, of the gate's and of
+ * up's pre-activations (both from truncated SVDs, training-free), and
+ * scores neuron i as |silu(zg_i) · zu_i|: active when the score exceeds the
+ * threshold. */
+typedef struct lf_swiglu_predictor {
+    lf_lowrank gate, up;       /* thresholds unused */
+    float threshold;           /* on the score */
+} lf_swiglu_predictor;
+
+/* Scores of one input: scratch holds 2 * (rank + n_out) floats. */
+void lf_swiglu_scores(const lf_swiglu_predictor *p, const float *x, float *scratch, float *score);
+/* The threshold for a target recall, and the quality, as for lf_lowrank. */
+lf_status lf_swiglu_calibrate(lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n, double recall,
+                              lf_err *err);
+lf_status lf_swiglu_evaluate(const lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n,
+                             lf_lowrank_quality *q);
+
 #endif

@@ -77,9 +77,5 @@ int cmd_calibrate(int argc, char **argv) {
     fprintf(stderr, "held out %llu tokens: recall %.4f, precision %.3f, predicted density %.3f against %.3f; "
             "predictor %s; %.1f s\n", (unsigned long long)st.held_out, st.recall, st.precision, st.predicted_density,
             st.true_density, b, st.seconds);
-    if (st.activation == LF_ACT_SILU_GATED)
-        fprintf(stderr, "llmflash calibrate: warning: on SwiGLU models the predictor reaches its recall by count but "
-                "can miss neurons of large activation; check the quality with llmflash perplexity --predictor auto "
-                "against --predictor all before relying on it\n");
     return CLI_EXIT_OK;
 }

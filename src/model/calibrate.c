@@ -112,8 +112,24 @@ static lf_status label(const lf_model *m, const float *X, uint64_t N, const floa
 }
 
 /* Fits layer l's predictor from its collected samples. */
+/* SwiGLU: the training-free pair of SVD predictors (gate and up), scored by
+ * |silu(zg)·zu|, its threshold on the threshold split. */
+static lf_status fit_swiglu(const float *X, const uint8_t *Y, const float *G, const float *U, uint32_t n_ff, uint32_t d,
+                            uint32_t rank, uint64_t n_fit, uint64_t n_thr, uint64_t n_rep, double aim, lf_lowrank *gate,
+                            lf_lowrank *up, lf_lowrank_quality *q, lf_err *err) {
+    lf_swiglu_predictor sp = {0};
+    lf_status st = lf_lowrank_init_svd(&sp.gate, G, n_ff, d, rank, err);
+    if (!st) st = lf_lowrank_init_svd(&sp.up, U, n_ff, d, rank, err);
+    if (!st) st = lf_swiglu_calibrate(&sp, X + n_fit * d, Y + n_fit * n_ff, n_thr, aim, err);
+    if (!st) st = lf_swiglu_evaluate(&sp, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
+    sp.gate.threshold = sp.threshold;
+    *gate = sp.gate;
+    *up = sp.up;
+    return st;
+}
+
 static lf_status fit_layer(const lf_model *m, uint32_t l, FILE *f, uint64_t N, const lf_calibrate_params *p,
-                           lf_lowrank *pred, float *tau, lf_lowrank_quality *q, lf_err *err) {
+                           lf_lowrank *pred, lf_lowrank *up, float *tau, lf_lowrank_quality *q, lf_err *err) {
     const uint32_t d = m->info.n_embd, n_ff = m->info.n_ff;
     float *X = malloc(N * d * sizeof *X), *G = malloc((uint64_t)n_ff * d * sizeof *G), *U = malloc((uint64_t)n_ff * d * sizeof *U);
     uint8_t *Y = malloc(N * n_ff);
@@ -129,6 +145,14 @@ static lf_status fit_layer(const lf_model *m, uint32_t l, FILE *f, uint64_t N, c
     /* the threshold aims halfway above the target recall on its split, so
      * that unseen tokens still reach the target */
     const double aim = 1.0 - (1.0 - p->recall) / 2.0;
+    if (up) {
+        if (!st) st = fit_swiglu(X, Y, G, U, n_ff, d, rank, n_fit, n_thr, n_rep, aim, pred, up, q, err);
+        free(X);
+        free(G);
+        free(U);
+        free(Y);
+        return st;
+    }
     /* the SVD alone is a training-free predictor; fitting must beat it on
      * the threshold split (precision at the target recall), or it is kept */
     lf_lowrank init = {0};
@@ -209,7 +233,8 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     set.n_layer = n_layer;
     set.layers = calloc(n_layer, sizeof *set.layers);
     set.taus = calloc(n_layer, sizeof *set.taus);
-    if (!c.files || !set.layers || !set.taus) {
+    if (m->info.activation == LF_ACT_SILU_GATED) set.up = calloc(n_layer, sizeof *set.up);
+    if (!c.files || !set.layers || !set.taus || (m->info.activation == LF_ACT_SILU_GATED && !set.up)) {
         st = lf_err_set(&err, LF_E_NOMEM, "calibration tables");
         goto out;
     }
@@ -223,7 +248,9 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     double tp = 0, pred = 0, truth = 0, total = 0;
     for (uint32_t l = 0; l < n_layer; l++) {
         lf_lowrank_quality q;
-        if ((st = fit_layer(m, l, c.files[l], N, &p, &set.layers[l], &set.taus[l], &q, &err))) goto out;
+        if ((st = fit_layer(m, l, c.files[l], N, &p, &set.layers[l], set.up ? &set.up[l] : NULL, &set.taus[l], &q,
+                            &err)))
+            goto out;
         fclose(c.files[l]); /* one layer's samples on disk at a time from here */
         c.files[l] = NULL;
         if (p.on_layer) p.on_layer(p.user, l, n_layer, q.recall, q.precision, q.predicted_density, q.true_density);

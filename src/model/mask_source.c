@@ -145,7 +145,7 @@ void lf_mask_destroy(lf_mask *ms) {
 typedef struct predictor {
     lf_predictor_set set;     /* owned */
     uint32_t group, n_ff;
-    float *h, *z;             /* (rank), (n_ff) */
+    float *h, *z;             /* (2 * (rank + n_ff)) scratch, (n_ff) logits or scores */
     uint8_t *any;             /* (n_groups) */
     uint64_t n_groups;
 } predictor;
@@ -155,7 +155,12 @@ static uint32_t predictor_select(void *state, uint32_t layer, const float *x, si
     const lf_lowrank *p = &pr->set.layers[layer];
     memset(pr->any, 0, pr->n_groups);
     for (size_t t = 0; t < n; t++) {
-        lf_lowrank_logits(p, x + t * p->n_in, pr->h, pr->z);
+        if (pr->set.up) { /* SwiGLU: |silu(zg) * zu| */
+            const lf_swiglu_predictor sp = {*p, pr->set.up[layer], p->threshold};
+            lf_swiglu_scores(&sp, x + t * p->n_in, pr->h, pr->z);
+        } else {
+            lf_lowrank_logits(p, x + t * p->n_in, pr->h, pr->z);
+        }
         for (uint32_t i = 0; i < pr->n_ff; i++)
             if (pr->z[i] > p->threshold) pr->any[i / pr->group] = 1;
     }
@@ -185,7 +190,7 @@ lf_status lf_mask_predictor_create(const lf_flash *f, lf_predictor_set *set, lf_
     pr->group = f->layout.group;
     pr->n_ff = f->n_ff;
     pr->n_groups = f->layers[0].n_groups;
-    pr->h = malloc(pr->set.layers[0].rank * sizeof *pr->h);
+    pr->h = malloc(2 * ((uint64_t)pr->set.layers[0].rank + f->n_ff) * sizeof *pr->h);
     pr->z = malloc(f->n_ff * sizeof *pr->z);
     pr->any = malloc(pr->n_groups ? pr->n_groups : 1);
     if (!pr->h || !pr->z || !pr->any) {

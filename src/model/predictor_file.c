@@ -14,7 +14,9 @@
 
 void lf_predictor_set_free(lf_predictor_set *ps) {
     for (uint32_t l = 0; ps->layers && l < ps->n_layer; l++) lf_lowrank_free(&ps->layers[l]);
+    for (uint32_t l = 0; ps->up && l < ps->n_layer; l++) lf_lowrank_free(&ps->up[l]);
     free(ps->layers);
+    free(ps->up);
     free(ps->taus);
     memset(ps, 0, sizeof *ps);
 }
@@ -22,7 +24,7 @@ void lf_predictor_set_free(lf_predictor_set *ps) {
 uint64_t lf_predictor_set_bytes(const lf_predictor_set *ps) {
     uint64_t b = 0;
     for (uint32_t l = 0; l < ps->n_layer; l++)
-        b += lf_lowrank_bytes(ps->layers[l].n_in, ps->layers[l].n_out, ps->layers[l].rank);
+        b += lf_lowrank_bytes(ps->layers[l].n_in, ps->layers[l].n_out, ps->layers[l].rank) * (ps->up ? 2 : 1);
     return b + ps->n_layer * sizeof(float);
 }
 
@@ -52,7 +54,7 @@ lf_status lf_predictor_save(const lf_predictor_set *ps, const lf_model *m, const
     for (uint32_t l = 0; l < ps->n_layer; l++) thr[l] = ps->layers[l].threshold;
     const uint32_t rank = ps->layers[0].rank;
     if ((st = lf_gguf_writer_set_str(w, "general.architecture", "llmflash-predictor")) ||
-        (st = lf_gguf_writer_set_u32(w, VERSION_KEY, 1)) || (st = lf_gguf_writer_set_str(w, KIND_KEY, "lowrank")) ||
+        (st = lf_gguf_writer_set_u32(w, VERSION_KEY, 1)) || (st = lf_gguf_writer_set_str(w, KIND_KEY, ps->up ? "lowrank-gate-up" : "lowrank")) ||
         (st = lf_gguf_writer_set_u64(w, CHECKSUM_KEY, model_checksum(m))) ||
         (st = lf_gguf_writer_set_u32(w, "llmflash.predictor.n_layer", ps->n_layer)) ||
         (st = lf_gguf_writer_set_u32(w, "llmflash.predictor.n_embd", m->info.n_embd)) ||
@@ -72,18 +74,26 @@ lf_status lf_predictor_save(const lf_predictor_set *ps, const lf_model *m, const
         if (!st) st = lf_gguf_writer_add_tensor(w, name, LF_TYPE_F32, 2, ne_b, NULL);
         snprintf(name, sizeof name, "blk.%u.pred_bias", l);
         if (!st) st = lf_gguf_writer_add_tensor(w, name, LF_TYPE_F32, 1, ne_c, NULL);
+        if (!ps->up) continue;
+        snprintf(name, sizeof name, "blk.%u.pred_up_a", l);
+        if (!st) st = lf_gguf_writer_add_tensor(w, name, LF_TYPE_F32, 2, ne_a, NULL);
+        snprintf(name, sizeof name, "blk.%u.pred_up_b", l);
+        if (!st) st = lf_gguf_writer_add_tensor(w, name, LF_TYPE_F32, 2, ne_b, NULL);
+        snprintf(name, sizeof name, "blk.%u.pred_up_bias", l);
+        if (!st) st = lf_gguf_writer_add_tensor(w, name, LF_TYPE_F32, 1, ne_c, NULL);
     }
     if (st) {
         lf_err_set(err, st, "predictor tensors");
         goto out;
     }
     if ((st = lf_outfile_open(&out, path, force, err)) || (st = lf_gguf_writer_write_header(w, out.fd, err))) goto out;
-    for (uint32_t l = 0; l < ps->n_layer && !st; l++) {
-        const lf_lowrank *p = &ps->layers[l];
-        st = lf_gguf_writer_write_data(w, out.fd, p->A, (uint64_t)p->rank * p->n_in * sizeof(float), err);
-        if (!st) st = lf_gguf_writer_write_data(w, out.fd, p->B, (uint64_t)p->n_out * p->rank * sizeof(float), err);
-        if (!st) st = lf_gguf_writer_write_data(w, out.fd, p->b, (uint64_t)p->n_out * sizeof(float), err);
-    }
+    for (uint32_t l = 0; l < ps->n_layer && !st; l++)
+        for (int k = 0; k < (ps->up ? 2 : 1) && !st; k++) {
+            const lf_lowrank *p = k ? &ps->up[l] : &ps->layers[l];
+            st = lf_gguf_writer_write_data(w, out.fd, p->A, (uint64_t)p->rank * p->n_in * sizeof(float), err);
+            if (!st) st = lf_gguf_writer_write_data(w, out.fd, p->B, (uint64_t)p->n_out * p->rank * sizeof(float), err);
+            if (!st) st = lf_gguf_writer_write_data(w, out.fd, p->b, (uint64_t)p->n_out * sizeof(float), err);
+        }
     if (!st) st = lf_gguf_writer_finish(w, err);
     if (!st) st = lf_outfile_commit(&out, err);
 out:
@@ -121,7 +131,8 @@ lf_status lf_predictor_load(const char *path, const lf_model *m, lf_predictor_se
         (st = lf_gguf_get_u32(g, "llmflash.predictor.n_ff", &n_ff, err)) ||
         (st = lf_gguf_get_u32(g, "llmflash.predictor.rank", &rank, err)))
         goto out;
-    if (!lf_gguf_str_eq(kind, "lowrank") || version != 1) {
+    const bool pair = lf_gguf_str_eq(kind, "lowrank-gate-up");
+    if ((!lf_gguf_str_eq(kind, "lowrank") && !pair) || version != 1) {
         st = lf_err_set(err, LF_E_UNSUPPORTED, "%s: predictor kind or version not supported", path);
         goto out;
     }
@@ -141,7 +152,8 @@ lf_status lf_predictor_load(const char *path, const lf_model *m, lf_predictor_se
     ps->n_layer = n_layer;
     ps->layers = calloc(n_layer, sizeof *ps->layers);
     ps->taus = malloc(n_layer * sizeof *ps->taus);
-    if (!ps->layers || !ps->taus) {
+    if (pair) ps->up = calloc(n_layer, sizeof *ps->up);
+    if (!ps->layers || !ps->taus || (pair && !ps->up)) {
         st = lf_err_set(err, LF_E_NOMEM, "predictor of %u layers", n_layer);
         goto out;
     }
@@ -165,6 +177,18 @@ lf_status lf_predictor_load(const char *path, const lf_model *m, lf_predictor_se
         if ((st = read_tensor(g, fd, name, rank, n_ff, p->B, err))) break;
         snprintf(name, sizeof name, "blk.%u.pred_bias", l);
         if ((st = read_tensor(g, fd, name, n_ff, 1, p->b, err))) break;
+        if (!pair) continue;
+        lf_lowrank *u = &ps->up[l];
+        if ((st = lf_lowrank_alloc(u, n_embd, n_ff, rank))) {
+            lf_err_set(err, st, "up predictor of layer %u", l);
+            break;
+        }
+        snprintf(name, sizeof name, "blk.%u.pred_up_a", l);
+        if ((st = read_tensor(g, fd, name, n_embd, rank, u->A, err))) break;
+        snprintf(name, sizeof name, "blk.%u.pred_up_b", l);
+        if ((st = read_tensor(g, fd, name, rank, n_ff, u->B, err))) break;
+        snprintf(name, sizeof name, "blk.%u.pred_up_bias", l);
+        if ((st = read_tensor(g, fd, name, n_ff, 1, u->b, err))) break;
     }
 out:
     if (st) lf_predictor_set_free(ps);
@@ -178,8 +202,12 @@ uint64_t lf_predictor_file_bytes(const char *path, const lf_model *m) {
     lf_err ignored = {{0}};
     if (lf_gguf_read_file(path, &g, &ignored)) return 0;
     uint32_t rank = 0;
+    lf_gguf_str kind = {0};
     lf_gguf_get_u32_or(g, "llmflash.predictor.rank", 0, &rank, &ignored);
+    lf_gguf_get_str(g, KIND_KEY, &kind, &ignored);
+    const bool pair = lf_gguf_str_eq(kind, "lowrank-gate-up"); /* two predictors per layer */
     lf_gguf_free(g);
-    return (uint64_t)m->info.n_layer * (lf_lowrank_bytes(m->info.n_embd, m->info.n_ff, rank) + sizeof(float)) +
-           (rank + 2ull * m->info.n_ff) * sizeof(float) + m->flash->layers[0].n_groups;
+    return (uint64_t)m->info.n_layer *
+               (lf_lowrank_bytes(m->info.n_embd, m->info.n_ff, rank) * (pair ? 2 : 1) + sizeof(float)) +
+           2 * (rank + 2ull * m->info.n_ff) * sizeof(float) + m->flash->layers[0].n_groups;
 }

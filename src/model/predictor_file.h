@@ -2,13 +2,16 @@
  * as a GGUF file of their own ("MODEL.predictor" by default):
  *   general.architecture            "llmflash-predictor"
  *   llmflash.predictor.format_version 1
- *   llmflash.predictor.kind         "lowrank"
+ *   llmflash.predictor.kind         "lowrank" (the gate's, thresholded logits), or
+ *                                   "lowrank-gate-up" (SwiGLU: gate's and up's,
+ *                                   thresholded |silu(zg)·zu|, see lf_swiglu_predictor)
  *   llmflash.predictor.model_checksum the flash file's header checksum: a
  *                                   predictor fitted to another file is refused
  *   llmflash.predictor.n_layer, .n_embd, .n_ff, .rank
  *   llmflash.predictor.thresholds   f32 per layer
  *   llmflash.predictor.taus         f32 per layer (SwiGLU ground truth; 0 for ReLU)
- *   blk.N.pred_a [n_embd, rank], blk.N.pred_b [rank, n_ff], blk.N.pred_bias [n_ff], F32 */
+ *   blk.N.pred_a [n_embd, rank], blk.N.pred_b [rank, n_ff], blk.N.pred_bias [n_ff], F32,
+ *   and for "lowrank-gate-up" also blk.N.pred_up_a, blk.N.pred_up_b, blk.N.pred_up_bias */
 #ifndef LF_PREDICTOR_FILE_H
 #define LF_PREDICTOR_FILE_H
 
@@ -17,7 +20,8 @@
 
 struct lf_predictor_set {
     uint32_t n_layer;
-    lf_lowrank *layers;  /* (n_layer) */
+    lf_lowrank *layers;  /* (n_layer) the gate's (up's for plain ReLU); its threshold is the layer's */
+    lf_lowrank *up;      /* (n_layer) SwiGLU: up's, or NULL */
     float *taus;         /* (n_layer) */
 };
 typedef struct lf_predictor_set lf_predictor_set;
