@@ -231,27 +231,41 @@ static void collect_positive(void *ctx, const float *z, const uint8_t *y, uint32
         if (y[i]) pl->v[pl->n++] = z[i];
 }
 
-lf_status lf_lowrank_calibrate(lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, double recall, lf_err *err) {
+/* Visits every sample's logits or scores: visit_logits or visit_scores. */
+typedef lf_status (*sample_visit)(const void *pred, const float *X, const uint8_t *Y, uint64_t n, logit_visit f,
+                                  void *ctx);
+
+/* The threshold that keeps at least `recall` of the positives' values
+ * strictly above it, whatever produces those values. */
+static lf_status threshold_for(sample_visit visit, const void *pred, const float *X, const uint8_t *Y, uint64_t n,
+                               uint32_t m, double recall, float *threshold, lf_err *err) {
     if (!(recall > 0.0 && recall <= 1.0)) return lf_err_set(err, LF_E_INVALID_ARG, "recall %g is not in (0, 1]", recall);
     uint64_t pos = 0;
-    for (uint64_t i = 0; i < n * p->n_out; i++) pos += Y[i] != 0;
+    for (uint64_t i = 0; i < n * m; i++) pos += Y[i] != 0;
     if (pos == 0) {
-        p->threshold = INFINITY;
+        *threshold = INFINITY;
         return LF_OK;
     }
     pos_logits pl = {malloc(pos * sizeof(float)), 0};
-    if (!pl.v || visit_logits(p, X, Y, n, collect_positive, &pl)) {
+    if (!pl.v || visit(pred, X, Y, n, collect_positive, &pl)) {
         free(pl.v);
-        return lf_err_set(err, LF_E_NOMEM, "logits of %" PRIu64 " positives", pos);
+        return lf_err_set(err, LF_E_NOMEM, "values of %" PRIu64 " positives", pos);
     }
     qsort(pl.v, pl.n, sizeof *pl.v, cmp_float);
-    /* keep at least recall * pos positives strictly above the threshold */
-    const uint64_t miss = (uint64_t)floor((1.0 - recall) * (double)pl.n);
-    /* just below the logit of positive `miss` (ascending): it and every
+    /* just below the value of positive `miss` (ascending): it and every
      * positive above it are predicted, at least recall * pos of them */
-    p->threshold = nextafterf(pl.v[miss], -INFINITY);
+    const uint64_t miss = (uint64_t)floor((1.0 - recall) * (double)pl.n);
+    *threshold = nextafterf(pl.v[miss], -INFINITY);
     free(pl.v);
     return LF_OK;
+}
+
+static lf_status visit_lowrank(const void *pred, const float *X, const uint8_t *Y, uint64_t n, logit_visit f, void *ctx) {
+    return visit_logits(pred, X, Y, n, f, ctx);
+}
+
+lf_status lf_lowrank_calibrate(lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, double recall, lf_err *err) {
+    return threshold_for(visit_lowrank, p, X, Y, n, p->n_out, recall, &p->threshold, err);
 }
 
 typedef struct counts {
@@ -315,26 +329,13 @@ static lf_status visit_scores(const lf_swiglu_predictor *p, const float *X, cons
     return LF_OK;
 }
 
+static lf_status visit_pair(const void *pred, const float *X, const uint8_t *Y, uint64_t n, logit_visit f, void *ctx) {
+    return visit_scores(pred, X, Y, n, f, ctx);
+}
+
 lf_status lf_swiglu_calibrate(lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n, double recall,
                               lf_err *err) {
-    if (!(recall > 0.0 && recall <= 1.0)) return lf_err_set(err, LF_E_INVALID_ARG, "recall %g is not in (0, 1]", recall);
-    const uint32_t m = p->gate.n_out;
-    uint64_t pos = 0;
-    for (uint64_t i = 0; i < n * m; i++) pos += Y[i] != 0;
-    if (pos == 0) {
-        p->threshold = INFINITY;
-        return LF_OK;
-    }
-    pos_logits pl = {malloc(pos * sizeof(float)), 0};
-    if (!pl.v || visit_scores(p, X, Y, n, collect_positive, &pl)) {
-        free(pl.v);
-        return lf_err_set(err, LF_E_NOMEM, "scores of %" PRIu64 " positives", pos);
-    }
-    qsort(pl.v, pl.n, sizeof *pl.v, cmp_float);
-    const uint64_t miss = (uint64_t)floor((1.0 - recall) * (double)pl.n);
-    p->threshold = nextafterf(pl.v[miss], -INFINITY);
-    free(pl.v);
-    return LF_OK;
+    return threshold_for(visit_pair, p, X, Y, n, p->gate.n_out, recall, &p->threshold, err);
 }
 
 lf_status lf_swiglu_evaluate(const lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n,
