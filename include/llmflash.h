@@ -146,7 +146,8 @@ typedef struct lf_model lf_model;
 typedef struct lf_model_params {
     lf_log_fn log;      /* NULL: no logging */
     void *log_user;     /* passed to log */
-    int n_threads;      /* compute threads for sessions (0: all cores) */
+    int n_threads;      /* compute threads for sessions (0: all cores); more than 8 per core is
+                           LF_E_INVALID_ARG (they only thrash) */
     /* Flash files: check what is used against the checksums the file stores
      * (default true). At open: the header and every resident tensor (xxh64,
      * at memory speed). While running: every bundle group as it is read
@@ -173,10 +174,15 @@ lf_model_params lf_model_default_params(void);
 
 /* Opens a GGUF model. In dense mode the file is mapped read-only; the model
  * keeps it open until lf_model_close(). `params` may be NULL (defaults).
+ * Only a regular file or a block device is opened (a FIFO or directory is
+ * LF_E_IO at once). A flash file's header and resident tensors are checked
+ * against their checksums unless verify_checksums is off (LF_E_CORRUPT).
  * On failure *out is NULL and, when errbuf is not NULL, a message naming the
  * offending field or tensor is written there (NUL-terminated, truncated to
  * errcap). Errors: LF_E_IO, LF_E_TRUNCATED, any LF_E_GGUF_*, LF_E_UNSUPPORTED
- * (architecture or tensor type), LF_E_MODEL, LF_E_NOMEM. */
+ * (architecture or tensor type), LF_E_MODEL, LF_E_NOMEM, LF_E_CORRUPT,
+ * LF_E_BUDGET (the resident part does not fit dram_budget) and
+ * LF_E_INVALID_ARG (bad params, a budget that cannot be enforced). */
 lf_status lf_model_open(const char *path, const lf_model_params *params,
                         lf_model **out, char *errbuf, size_t errcap);
 void lf_model_close(lf_model *model);
