@@ -358,6 +358,10 @@ typedef struct lf_session_params {
     /* LF_MASK_PREDICTOR: the predictor file; NULL: the model's path with
      * ".predictor" appended, where lf_calibrate writes it by default */
     const char *predictor_path;
+    /* Measurement: run the oracle alongside the mask source and count, per
+     * layer, the units it wanted that the source skipped (lf_layer_stats).
+     * Costs the oracle's resident copy of gate/up, counted in the budget. */
+    bool measure_recall;
 } lf_session_params;
 
 lf_session_params lf_session_default_params(void);
@@ -459,6 +463,9 @@ typedef struct lf_layer_stats {
     uint64_t neurons_loaded, neurons_used;
     uint32_t cache_slots;   /* units the layer's cache holds */
     uint32_t resident;      /* units in it now */
+    /* with lf_session_params.measure_recall: units the oracle wanted, and
+     * those of them the mask source skipped (its false negatives) */
+    uint64_t oracle_units, false_negatives;
 } lf_layer_stats;
 
 /* Counters of one layer (stream, naive and hybrid modes). */
@@ -475,7 +482,7 @@ lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_layer_s
  * expirations, window_union, io_reads, io_bytes, device_read_bytes,
  * major_faults, budget {limit, session, and each lf_budget_part_name},
  * peak_rss_bytes, layers [{layer, bytes_read, bytes_served, neurons_loaded,
- * neurons_used, cache_slots, resident}]. Sizes in bytes, times in ms. */
+ * neurons_used, cache_slots, resident, oracle_units, false_negatives}]. Sizes in bytes, times in ms. */
 #define LF_STATS_SCHEMA_VERSION 2
 
 /* The stats as JSON into buf (cap bytes, NUL-terminated); returns the full

@@ -101,6 +101,16 @@ print('ok', ratio, density)
 PY
 check "  and reads fewer flash bytes per token than --predictor all, by the density it reports" grep -q "^ok" "$tmp/pr.py"
 check "  with the same text as the dense run's first 60 tokens" cmp -s "$tmp/pr_auto.txt" "$tmp/pr_all.txt"
+"$bin" run -m "$tmp/r80.gguf" -p "" -n 40 --temp 0 --measure-recall --stats "$tmp/mr.json" >/dev/null 2>&1
+python3 - "$tmp/mr.json" <<'PY' >"$tmp/mr.py" 2>&1
+import json, sys
+j = json.load(open(sys.argv[1]))
+want = sum(l['oracle_units'] for l in j['layers'])
+missed = sum(l['false_negatives'] for l in j['layers'])
+assert want > 0 and 0 <= missed <= want * 0.05, (want, missed)
+print('ok', missed, 'of', want)
+PY
+check "--measure-recall counts per layer the oracle's units the predictor skipped (recall >= 0.95)" grep -q "^ok" "$tmp/mr.py"
 "$bin" perplexity -m "$tmp/r80.gguf" -f "$data" --max-chunks 4 -q >"$tmp/ppl.txt"
 check "perplexity reports the FFN density the predictor let through" grep -q "^FFN density 0\.[0-4].*(predictor mask)" "$tmp/ppl.txt"
 

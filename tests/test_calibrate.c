@@ -208,4 +208,38 @@ Test(calibrate, the_predictor_counts_against_the_budget) {
     lf_model_close(m);
 }
 
+Test(calibrate, measured_false_negatives_match_the_recall) {
+    calibrate_half(relu80, 0);
+    const lf_mask_source masks[] = {LF_MASK_ALL, LF_MASK_PREDICTOR};
+    for (int k = 0; k < 2; k++) {
+        char err[512];
+        lf_model *m;
+        cr_assert_eq(lf_model_open(relu80, NULL, &m, err, sizeof err), LF_OK, "%s", err);
+        lf_session_params sp = lf_session_default_params();
+        sp.mask = masks[k];
+        sp.measure_recall = true;
+        sp.n_ctx = 128;
+        lf_session *s;
+        cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_OK, "%s", err);
+        size_t n = 0;
+        lf_token toks[128];
+        const char *held = text + text_len / 2;
+        cr_assert_eq(lf_tokenize(m, held, 200, true, toks, 128, &n), LF_OK, "%zu tokens", n);
+        cr_assert_eq(lf_session_eval(s, toks, n), LF_OK, "%s", lf_session_errmsg(s));
+        uint64_t want = 0, missed = 0;
+        for (uint32_t l = 0; l < 5; l++) {
+            lf_layer_stats ls;
+            cr_assert_eq(lf_session_layer_stats(s, l, &ls), LF_OK);
+            want += ls.oracle_units;
+            missed += ls.false_negatives;
+        }
+        cr_assert(want > 0);
+        if (k == 0) cr_assert_eq(missed, 0, "mask all misses nothing");
+        else cr_assert((double)missed <= 0.02 * (double)want, "predictor misses %lu of %lu", (unsigned long)missed,
+                       (unsigned long)want);
+        lf_session_destroy(s);
+        lf_model_close(m);
+    }
+}
+
 LF_TEST_MAIN_NEEDS_SHARED

@@ -54,7 +54,7 @@ typedef struct cli_model_opts {
     uint64_t budget;
     bool budget_seen;   /* set by the caller from the option's `seen` */
     int threads, ctx;
-    bool no_verify, verbose;
+    bool no_verify, verbose, measure_recall;
     int log_level;      /* for cli_log, set by cli_model_params */
 } cli_model_opts;
 
@@ -72,6 +72,8 @@ typedef struct cli_model_opts {
     {"--predictor", NULL, CLI_STR, &(o).predictor,                                                                   \
      "FFN mask: auto (the calibrated predictor if there is one, else all), off/all, oracle, predictor", false},       \
     {"--predictor-file", NULL, CLI_STR, &(o).predictor_file, "the predictor to use (default: MODEL.predictor)", false}, \
+    {"--measure-recall", NULL, CLI_FLAG, &(o).measure_recall,                                                        \
+     "run the oracle alongside and count the mask's false negatives per layer (--stats)", false},                    \
     {"--no-verify", NULL, CLI_FLAG, &(o).no_verify, "flash files: skip checksums (header, tensors, bundles)", false}, \
     {"--verbose", "-v", CLI_FLAG, &(o).verbose, "log loading details to stderr", false}
 

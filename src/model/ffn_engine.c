@@ -11,6 +11,7 @@
 
 typedef struct layer_counters {
     uint64_t bytes_read, bytes_served, loaded, used;
+    uint64_t oracle_units, false_negatives; /* measure_recall */
 } layer_counters;
 
 /* One layer's reads for one token. */
@@ -42,6 +43,9 @@ struct lf_ffn {
     lf_ffn_kernel kernel;
     lf_mask mask_src;
     bool mask_borrowed;       /* the caller's mask source: not ours to destroy */
+    lf_mask truth;            /* measure_recall: the oracle, run alongside */
+    uint32_t *truth_units;    /* (n_units) */
+    uint8_t *truth_flags;     /* (n_units) */
     uint32_t max_batch;
     size_t batch;             /* tokens of the batch in progress */
     lf_mode mode;
@@ -132,6 +136,7 @@ void lf_ffn_plan_bytes(const lf_model *m, const lf_ffn_params *p, int n_threads,
         *mask = lf_predictor_file_bytes(p->predictor_path ? p->predictor_path : dflt ? dflt : "", m);
         free(dflt);
     }
+    if (p->measure_recall && p->mask != LF_MASK_ORACLE) *mask += lf_mask_oracle_bytes(m->flash) + n_units * 5;
     *scratch += n_units * (4 + 2 * (4 + 4 + 4) + 16 + sizeof(lf_load_req)) +
                 (uint64_t)m->info.n_layer * n_units * sizeof(int32_t) /* cache indexes */;
 }
@@ -157,6 +162,9 @@ void lf_ffn_destroy(lf_ffn *f) {
     free(f->layers);
     lf_ffn_kernel_free(&f->kernel);
     if (!f->mask_borrowed) lf_mask_destroy(&f->mask_src);
+    lf_mask_destroy(&f->truth);
+    free(f->truth_units);
+    free(f->truth_flags);
     free(f);
 }
 
@@ -234,6 +242,23 @@ static lf_status create_stream_state(lf_ffn *f, const lf_ffn_params *p) {
     return f->mode == LF_MODE_HYBRID ? preload_pinned(f) : LF_OK;
 }
 
+/* The oracle (for the mask, or to measure another mask against). The SwiGLU
+ * ground truth's thresholds come from the calibrated predictor file, when
+ * there is one. */
+static lf_status open_oracle(lf_ffn *f, const char *predictor_path, lf_mask *out) {
+    const lf_model *m = f->m;
+    lf_predictor_set set = {0};
+    char *dflt = predictor_path ? NULL : lf_predictor_default_path(m->path);
+    lf_err ignored = {{0}};
+    const bool have = (predictor_path || dflt) &&
+                      lf_predictor_load(predictor_path ? predictor_path : dflt, m, &set, &ignored) == LF_OK;
+    const lf_status st = lf_mask_oracle_create(m->flash, m->fd, m->verify_checksums, m->kernels, m->info.activation,
+                                               have ? set.taus : NULL, out, &f->err);
+    lf_predictor_set_free(&set);
+    free(dflt);
+    return st;
+}
+
 /* The calibrated predictor as the mask source. */
 static lf_status open_predictor(lf_ffn *f, const char *path) {
     char *dflt = path ? NULL : lf_predictor_default_path(f->m->path);
@@ -281,22 +306,18 @@ lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_f
         f->mask_src = (lf_mask){p->mask_ops, p->mask_state, 0};
         f->mask_borrowed = true;
     } else if (p->mask == LF_MASK_ORACLE && f->mode != LF_MODE_MMAP) {
-        /* mmap mode computes every record in place: no mask to ask. The
-         * SwiGLU ground truth's thresholds come from the calibrated
-         * predictor file, when there is one */
-        lf_predictor_set set = {0};
-        char *dflt = p->predictor_path ? NULL : lf_predictor_default_path(m->path);
-        lf_err ignored = {{0}};
-        const bool have = (p->predictor_path || dflt) &&
-                          lf_predictor_load(p->predictor_path ? p->predictor_path : dflt, m, &set, &ignored) == LF_OK;
-        st = lf_mask_oracle_create(m->flash, m->fd, m->verify_checksums, m->kernels, m->info.activation,
-                                   have ? set.taus : NULL, &f->mask_src, &f->err);
-        lf_predictor_set_free(&set);
-        free(dflt);
+        /* mmap mode computes every record in place: no mask to ask */
+        st = open_oracle(f, p->predictor_path, &f->mask_src);
     } else if (p->mask == LF_MASK_PREDICTOR && f->mode != LF_MODE_MMAP) {
         st = open_predictor(f, p->predictor_path);
     } else {
         st = lf_mask_all_create(f->n_units, &f->mask_src);
+    }
+    if (!st && p->measure_recall && p->mask != LF_MASK_ORACLE && f->mode != LF_MODE_MMAP) {
+        st = open_oracle(f, p->predictor_path, &f->truth);
+        f->truth_flags = malloc(f->n_units ? f->n_units : 1);
+        if (!st && (!(f->truth_units = malloc(f->n_units * sizeof *f->truth_units)) || !f->truth_flags))
+            st = lf_err_set(&f->err, LF_E_NOMEM, "recall measurement");
     }
     if (!st && f->mode != LF_MODE_MMAP) st = create_stream_state(f, p);
     if (st) {
@@ -520,6 +541,20 @@ void lf_ffn_abort(lf_ffn *f) {
     if (f && f->cache) drain(f);
 }
 
+/* measure_recall: the units the oracle wants for this batch that the plan
+ * (hits and misses) does not hold. */
+static void measure_recall(lf_ffn *f, const plan *p, uint32_t l, const float *x, size_t n) {
+    uint8_t *planned = f->truth_flags;
+    memset(planned, 0, f->n_units);
+    for (uint32_t k = 0; k < p->n_hits; k++) planned[p->hits[k]] = 1;
+    for (uint32_t k = 0; k < p->n_ins + p->n_trans; k++) planned[p->misses[k]] = 1;
+    const uint32_t n_true = f->truth.ops->select(f->truth.state, l, x, n, f->truth_units);
+    uint64_t fn = 0;
+    for (uint32_t a = 0; a < n_true; a++) fn += !planned[f->truth_units[a]];
+    f->layers[l].oracle_units += n_true;
+    f->layers[l].false_negatives += fn;
+}
+
 /* mmap mode: every record of the layer, in place in the mapping, checked
  * the first time it is touched. */
 static lf_status forward_mapped(lf_ffn *f, uint32_t l) {
@@ -543,6 +578,7 @@ lf_status lf_ffn_forward(lf_ffn *f, uint32_t l, const float *x, size_t n, float 
     }
     if ((rc = lf_ffn_prefetch(f, l, x, n))) goto fail;
     plan *p = &f->plans[l % 2];
+    if (f->truth.ops) measure_recall(f, p, l, x, n);
     lf_ncache *c = &f->cache[l];
     const bool early = !f->mask_src.ops->needs_input;
     /* hits first: computed while the misses load */
@@ -623,6 +659,8 @@ void lf_ffn_layer_stats(const lf_ffn *f, uint32_t l, lf_layer_stats *out) {
     out->bytes_served = lc->bytes_served;
     out->neurons_loaded = lc->loaded;
     out->neurons_used = lc->used;
+    out->oracle_units = lc->oracle_units;
+    out->false_negatives = lc->false_negatives;
     out->cache_slots = f->cache ? f->cache[l].capacity : 0;
     out->resident = f->cache ? f->cache[l].n_live : 0;
 }

@@ -36,7 +36,8 @@ static uint64_t kv_elem_bytes(const lf_session_params *p) { return p->kv_type ==
 /* The FFN engine's params from the session's. */
 static lf_ffn_params ffn_params(const lf_session_params *p, uint64_t cache_bytes) {
     return (lf_ffn_params){.window = p->window, .mask = p->mask, .split = p->split, .max_batch = 1,
-                           .cache_bytes = cache_bytes, .predictor_path = p->predictor_path};
+                           .cache_bytes = cache_bytes, .predictor_path = p->predictor_path,
+                           .measure_recall = p->measure_recall};
 }
 
 /* Every byte one session needs besides its neuron cache, by budget part,
@@ -649,9 +650,10 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
         lf_layer_stats ls;
         lf_ffn_layer_stats(s->ffn, l, &ls);
         jprintf(&j, "%s\n    {\"layer\": %u, \"bytes_read\": %" PRIu64 ", \"bytes_served\": %" PRIu64
-                ", \"neurons_loaded\": %" PRIu64 ", \"neurons_used\": %" PRIu64 ", \"cache_slots\": %u, \"resident\": %u}",
+                ", \"neurons_loaded\": %" PRIu64 ", \"neurons_used\": %" PRIu64 ", \"cache_slots\": %u, \"resident\": %u"
+                ", \"oracle_units\": %" PRIu64 ", \"false_negatives\": %" PRIu64 "}",
                 l ? "," : "", l, ls.bytes_read, ls.bytes_served, ls.neurons_loaded, ls.neurons_used, ls.cache_slots,
-                ls.resident);
+                ls.resident, ls.oracle_units, ls.false_negatives);
     }
     jprintf(&j, "\n  ]\n}\n");
     return j.len;
