@@ -423,9 +423,11 @@ static void finish_span(lf_loader *ld, span *s) {
 #define LF_MAX_RETRIES 64
 
 void lf__read_done(lf_loader *ld, read_op *op, int64_t res) {
-    span *s = op->sp;
     bool finished = false;
+    /* op is read under the mutex it was issued under: the kernel's ring
+     * orders the two threads too, but ThreadSanitizer cannot see that */
     pthread_mutex_lock(&ld->mu);
+    span *s = op->sp;
     ld->inflight--;
     const uint64_t us = (lf_now_ns() - op->t_issue) / 1000;
     if (res == -EAGAIN || res == -EINTR || (res >= 0 && op->done + (uint64_t)res < op->need && res > 0)) {
