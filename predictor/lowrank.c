@@ -202,7 +202,8 @@ static int cmp_float(const void *a, const void *b) {
 
 /* Runs f over the logits of every sample, a block of rows at a time. */
 typedef void (*logit_visit)(void *ctx, const float *z, const uint8_t *y, uint32_t m);
-static lf_status visit_logits(const lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, logit_visit f, void *ctx) {
+static lf_status visit_logits(const void *pred, const float *X, const uint8_t *Y, uint64_t n, logit_visit f, void *ctx) {
+    const lf_lowrank *p = pred;
     const uint64_t bs = LF_MIN((uint64_t)256, n);
     float *H = malloc(bs * p->rank * sizeof *H), *Z = malloc(bs * p->n_out * sizeof *Z);
     if (!H || !Z) {
@@ -260,12 +261,8 @@ static lf_status threshold_for(sample_visit visit, const void *pred, const float
     return LF_OK;
 }
 
-static lf_status visit_lowrank(const void *pred, const float *X, const uint8_t *Y, uint64_t n, logit_visit f, void *ctx) {
-    return visit_logits(pred, X, Y, n, f, ctx);
-}
-
 lf_status lf_lowrank_calibrate(lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, double recall, lf_err *err) {
-    return threshold_for(visit_lowrank, p, X, Y, n, p->n_out, recall, &p->threshold, err);
+    return threshold_for(visit_logits, p, X, Y, n, p->n_out, recall, &p->threshold, err);
 }
 
 typedef struct counts {
@@ -310,8 +307,8 @@ void lf_swiglu_scores(const lf_swiglu_predictor *p, const float *x, float *scrat
 }
 
 /* Scores of every sample through f, as visit_logits does for logits. */
-static lf_status visit_scores(const lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n, logit_visit f,
-                              void *ctx) {
+static lf_status visit_scores(const void *pred, const float *X, const uint8_t *Y, uint64_t n, logit_visit f, void *ctx) {
+    const lf_swiglu_predictor *p = pred;
     const uint32_t m = p->gate.n_out, d = p->gate.n_in;
     float *scratch = malloc(2 * ((uint64_t)p->gate.rank + p->up.rank + m) * sizeof *scratch);
     float *score = malloc(m * sizeof *score);
@@ -329,13 +326,9 @@ static lf_status visit_scores(const lf_swiglu_predictor *p, const float *X, cons
     return LF_OK;
 }
 
-static lf_status visit_pair(const void *pred, const float *X, const uint8_t *Y, uint64_t n, logit_visit f, void *ctx) {
-    return visit_scores(pred, X, Y, n, f, ctx);
-}
-
 lf_status lf_swiglu_calibrate(lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n, double recall,
                               lf_err *err) {
-    return threshold_for(visit_pair, p, X, Y, n, p->gate.n_out, recall, &p->threshold, err);
+    return threshold_for(visit_scores, p, X, Y, n, p->gate.n_out, recall, &p->threshold, err);
 }
 
 lf_status lf_swiglu_evaluate(const lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n,

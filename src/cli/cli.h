@@ -30,6 +30,8 @@ typedef struct cli_opt {
 bool cli_parse(const char *cmd, int argc, char **argv, int first, cli_opt *opts, size_t n_opts,
                const char **pos, size_t max_pos, size_t *n_pos, bool *help);
 void cli_print_options(FILE *f, const cli_opt *opts, size_t n_opts);
+/* Whether the option whose value lives at dst was given. */
+bool cli_opt_seen(const cli_opt *opts, size_t n_opts, const void *dst);
 /* Parses sizes like 512M, 4G, 1.5GiB. */
 bool cli_parse_size(const char *s, uint64_t *out);
 void cli_format_bytes(uint64_t bytes, char *buf, size_t cap);

@@ -105,6 +105,12 @@ bool cli_parse(const char *cmd, int argc, char **argv, int first, cli_opt *opts,
     return true;
 }
 
+bool cli_opt_seen(const cli_opt *opts, size_t n_opts, const void *dst) {
+    for (size_t k = 0; k < n_opts; k++)
+        if (opts[k].dst == dst) return opts[k].seen;
+    return false;
+}
+
 void cli_print_options(FILE *f, const cli_opt *opts, size_t n_opts) {
     for (size_t k = 0; k < n_opts; k++) {
         char names[64];

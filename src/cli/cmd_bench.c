@@ -41,8 +41,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "llmflash bench: -m MODEL is required; -n must be positive\n");
         return CLI_EXIT_USAGE;
     }
-    for (size_t i = 0; i < n_opts; i++)
-        if (opts[i].dst == &mo.budget) mo.budget_seen = opts[i].seen;
+    mo.budget_seen = cli_opt_seen(opts, n_opts, &mo.budget);
     lf_model_params mp;
     lf_session_params sp;
     if (!cli_model_params("bench", &mo, &mp) || !cli_session_params("bench", &mo, model_path, &sp)) return CLI_EXIT_USAGE;

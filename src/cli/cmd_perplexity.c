@@ -35,8 +35,7 @@ int cmd_perplexity(int argc, char **argv) {
         fprintf(stderr, "llmflash perplexity: -m MODEL and -f TEXT are required; --chunk must be at least 2\n");
         return CLI_EXIT_USAGE;
     }
-    for (size_t i = 0; i < n_opts; i++)
-        if (opts[i].dst == &mo.budget) mo.budget_seen = opts[i].seen;
+    mo.budget_seen = cli_opt_seen(opts, n_opts, &mo.budget);
     lf_model_params mp;
     lf_session_params sp;
     if (!cli_model_params("perplexity", &mo, &mp) || !cli_session_params("perplexity", &mo, model_path, &sp)) return CLI_EXIT_USAGE;

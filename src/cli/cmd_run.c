@@ -125,14 +125,11 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "llmflash run: --window must be at least 1\n");
         return CLI_EXIT_USAGE;
     }
-    for (size_t i = 0; i < n_opts; i++)
-        if (opts[i].dst == &mo.budget) mo.budget_seen = opts[i].seen;
+    mo.budget_seen = cli_opt_seen(opts, n_opts, &mo.budget);
     lf_model_params mp;
     lf_session_params sp;
     if (!cli_model_params("run", &mo, &mp) || !cli_session_params("run", &mo, model_path, &sp)) return CLI_EXIT_USAGE;
-    bool seed_given = false;
-    for (size_t i = 0; i < n_opts; i++)
-        if (opts[i].dst == &seed) seed_given = opts[i].seen;
+    const bool seed_given = cli_opt_seen(opts, n_opts, &seed);
     if (!seed_given) seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 
     char *prompt_buf = NULL;

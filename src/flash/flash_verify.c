@@ -28,10 +28,20 @@ lf_status lf_flash_verify_header(int fd, const lf_gguf *g, lf_err *err) {
     return st;
 }
 
-lf_status lf_flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data, lf_err *err) {
+/* The per-tensor checksum array, checked for its type and length; NULL
+ * (with the reason in err) if it is not usable. */
+static const lf_gguf_kv *tensor_checksums(const lf_gguf *g, lf_err *err) {
     const lf_gguf_kv *sums = lf_gguf_find(g, LF_KEY_TENSOR_CHECKSUMS);
-    if (!sums || sums->type != LF_GGUF_ARRAY || sums->arr_type != LF_GGUF_U64 || sums->arr_n != g->n_tensors)
-        return lf_err_set(err, LF_E_CORRUPT, "%s is missing or has the wrong length", LF_KEY_TENSOR_CHECKSUMS);
+    if (!sums || sums->type != LF_GGUF_ARRAY || sums->arr_type != LF_GGUF_U64 || sums->arr_n != g->n_tensors) {
+        lf_err_set(err, LF_E_CORRUPT, "%s is missing or has the wrong length", LF_KEY_TENSOR_CHECKSUMS);
+        return NULL;
+    }
+    return sums;
+}
+
+lf_status lf_flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data, lf_err *err) {
+    const lf_gguf_kv *sums = tensor_checksums(g, err);
+    if (!sums) return LF_E_CORRUPT;
     const uint64_t want = lf_load_u64(sums->data + 8 * i);
     const lf_gguf_tensor *t = &g->tensors[i];
     if (want != 0 && lf_checksum64(data, t->nbytes) != want)
@@ -41,9 +51,8 @@ lf_status lf_flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data,
 }
 
 static lf_status check_tensors(int fd, const lf_gguf *g, lf_err *err) {
-    const lf_gguf_kv *sums = lf_gguf_find(g, LF_KEY_TENSOR_CHECKSUMS);
-    if (!sums || sums->type != LF_GGUF_ARRAY || sums->arr_type != LF_GGUF_U64 || sums->arr_n != g->n_tensors)
-        return lf_err_set(err, LF_E_CORRUPT, "%s is missing or has the wrong length", LF_KEY_TENSOR_CHECKSUMS);
+    const lf_gguf_kv *sums = tensor_checksums(g, err);
+    if (!sums) return LF_E_CORRUPT;
     const size_t chunk = 4u << 20;
     uint8_t *buf = malloc(chunk);
     XXH64_state_t *h = XXH64_createState();

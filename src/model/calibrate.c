@@ -128,6 +128,38 @@ static lf_status fit_swiglu(const float *X, const uint8_t *Y, const float *G, co
     return st;
 }
 
+/* ReLU-type FFNs: the SVD of W (the gate, or up for plain ReLU) is a
+ * training-free predictor; fitting must beat it on the threshold split
+ * (precision at the target recall), or the SVD one is kept. */
+static lf_status fit_relu(const lf_model *m, uint32_t l, const float *X, const uint8_t *Y, const float *W, uint32_t rank,
+                          uint64_t n_fit, uint64_t n_thr, uint64_t n_rep, double aim, uint32_t epochs, lf_lowrank *pred,
+                          lf_lowrank_quality *q, lf_err *err) {
+    const uint32_t d = m->info.n_embd, n_ff = m->info.n_ff;
+    const float *Xt = X + n_fit * d;
+    const uint8_t *Yt = Y + n_fit * n_ff;
+    lf_lowrank init = {0};
+    lf_lowrank_quality q_init, q_fit;
+    lf_status st = lf_lowrank_init_svd(pred, W, n_ff, d, rank, err);
+    if (!st) st = lf_lowrank_calibrate(pred, Xt, Yt, n_thr, aim, err);
+    if (!st) st = lf_lowrank_evaluate(pred, Xt, Yt, n_thr, &q_init);
+    if (!st && lf_lowrank_copy(&init, pred)) st = lf_err_set(err, LF_E_NOMEM, "predictor copy");
+    lf_lowrank_fit_params fp = {.epochs = epochs, .seed = 1 + l};
+    if (!st) st = lf_lowrank_fit(pred, X, Y, n_fit, &fp, err);
+    if (!st) st = lf_lowrank_calibrate(pred, Xt, Yt, n_thr, aim, err);
+    if (!st) st = lf_lowrank_evaluate(pred, Xt, Yt, n_thr, &q_fit);
+    if (!st && q_init.precision >= q_fit.precision) {
+        lf_lowrank_free(pred);
+        *pred = init;
+        init = (lf_lowrank){0};
+        lf_log(&m->log, LF_LOG_INFO, "layer %u: the SVD predictor (precision %.3f) beats the fitted one (%.3f)", l,
+               q_init.precision, q_fit.precision);
+    }
+    lf_lowrank_free(&init);
+    if (!st) st = lf_lowrank_evaluate(pred, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
+    return st;
+}
+
+/* Fits layer l's predictor (and, for SwiGLU, up's) from its collected samples. */
 static lf_status fit_layer(const lf_model *m, uint32_t l, FILE *f, uint64_t N, const lf_calibrate_params *p,
                            lf_lowrank *pred, lf_lowrank *up, float *tau, lf_lowrank_quality *q, lf_err *err) {
     const uint32_t d = m->info.n_embd, n_ff = m->info.n_ff;
@@ -141,40 +173,13 @@ static lf_status fit_layer(const lf_model *m, uint32_t l, FILE *f, uint64_t N, c
     /* 60% to fit, 20% for the threshold, 20% to report on */
     const uint64_t n_fit = N * 3 / 5, n_thr = N / 5, n_rep = N - n_fit - n_thr;
     const uint32_t rank = LF_MIN(p->rank, LF_MIN(d, n_ff));
-    if (!st) st = lf_lowrank_init_svd(pred, m->info.activation == LF_ACT_RELU ? U : G, n_ff, d, rank, err);
     /* the threshold aims halfway above the target recall on its split, so
      * that unseen tokens still reach the target */
     const double aim = 1.0 - (1.0 - p->recall) / 2.0;
-    if (up) {
-        if (!st) st = fit_swiglu(X, Y, G, U, n_ff, d, rank, n_fit, n_thr, n_rep, aim, pred, up, q, err);
-        free(X);
-        free(G);
-        free(U);
-        free(Y);
-        return st;
-    }
-    /* the SVD alone is a training-free predictor; fitting must beat it on
-     * the threshold split (precision at the target recall), or it is kept */
-    lf_lowrank init = {0};
-    lf_lowrank_quality q_init, q_fit;
-    const float *Xt = X + n_fit * d;
-    const uint8_t *Yt = Y + n_fit * n_ff;
-    if (!st) st = lf_lowrank_calibrate(pred, Xt, Yt, n_thr, aim, err);
-    if (!st) st = lf_lowrank_evaluate(pred, Xt, Yt, n_thr, &q_init);
-    if (!st && lf_lowrank_copy(&init, pred)) st = lf_err_set(err, LF_E_NOMEM, "predictor copy");
-    lf_lowrank_fit_params fp = {.epochs = p->epochs, .seed = 1 + l};
-    if (!st) st = lf_lowrank_fit(pred, X, Y, n_fit, &fp, err);
-    if (!st) st = lf_lowrank_calibrate(pred, Xt, Yt, n_thr, aim, err);
-    if (!st) st = lf_lowrank_evaluate(pred, Xt, Yt, n_thr, &q_fit);
-    if (!st && q_init.precision >= q_fit.precision) {
-        lf_lowrank_free(pred);
-        *pred = init;
-        init = (lf_lowrank){0};
-        lf_log(&m->log, LF_LOG_INFO, "layer %u: the SVD predictor (precision %.3f) beats the fitted one (%.3f)", l,
-               q_init.precision, q_fit.precision);
-    }
-    lf_lowrank_free(&init);
-    if (!st) st = lf_lowrank_evaluate(pred, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
+    if (!st)
+        st = up ? fit_swiglu(X, Y, G, U, n_ff, d, rank, n_fit, n_thr, n_rep, aim, pred, up, q, err)
+                : fit_relu(m, l, X, Y, m->info.activation == LF_ACT_RELU ? U : G, rank, n_fit, n_thr, n_rep, aim, p->epochs,
+                           pred, q, err);
     free(X);
     free(G);
     free(U);
@@ -198,7 +203,7 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     memset(cs, 0, sizeof *cs);
     lf_model *m = NULL;
     lf_token *toks = NULL;
-    char *out_dflt = NULL;
+    char *save_path = NULL;
     collector c = {0};
     lf_predictor_set set = {0};
     lf_status st;
@@ -267,11 +272,11 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     cs->true_density = truth / total;
     cs->predictor_bytes = lf_predictor_set_bytes(&set);
     cs->activation = m->info.activation;
-    if (!out_path && !(out_path = out_dflt = lf_predictor_default_path(model_path))) {
+    if (!(save_path = lf_predictor_path(model_path, out_path))) {
         st = lf_err_set(&err, LF_E_NOMEM, "output path");
         goto out;
     }
-    st = lf_predictor_save(&set, m, out_path, p.force, &err);
+    st = lf_predictor_save(&set, m, save_path, p.force, &err);
 out:
     if (c.files)
         for (uint32_t l = 0; m && l < m->info.n_layer; l++)
@@ -279,7 +284,7 @@ out:
     free(c.files);
     lf_predictor_set_free(&set);
     free(toks);
-    free(out_dflt);
+    free(save_path);
     lf_model_close(m);
     cs->seconds = lf_ns_to_ms(lf_now_ns() - t0) / 1e3;
     if (st) lf_err_copy_out(&err, errbuf, errcap);

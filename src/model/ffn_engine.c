@@ -132,9 +132,9 @@ void lf_ffn_plan_bytes(const lf_model *m, const lf_ffn_params *p, int n_threads,
     *io = 2 * chunk + 3 * n_units * 256;
     *mask = p->mask == LF_MASK_ORACLE ? lf_mask_oracle_bytes(m->flash) : 0;
     if (p->mask == LF_MASK_PREDICTOR) {
-        char *dflt = p->predictor_path ? NULL : lf_predictor_default_path(m->path);
-        *mask = lf_predictor_file_bytes(p->predictor_path ? p->predictor_path : dflt ? dflt : "", m);
-        free(dflt);
+        char *path = lf_predictor_path(m->path, p->predictor_path);
+        *mask = path ? lf_predictor_file_bytes(path, m) : 0;
+        free(path);
     }
     if (p->measure_recall && p->mask != LF_MASK_ORACLE) *mask += lf_mask_oracle_bytes(m->flash) + n_units * 5;
     *scratch += n_units * (4 + 2 * (4 + 4 + 4) + 16 + sizeof(lf_load_req)) +
@@ -248,30 +248,28 @@ static lf_status create_stream_state(lf_ffn *f, const lf_ffn_params *p) {
 static lf_status open_oracle(lf_ffn *f, const char *predictor_path, lf_mask *out) {
     const lf_model *m = f->m;
     lf_predictor_set set = {0};
-    char *dflt = predictor_path ? NULL : lf_predictor_default_path(m->path);
+    char *path = lf_predictor_path(m->path, predictor_path);
     lf_err ignored = {{0}};
-    const bool have = (predictor_path || dflt) &&
-                      lf_predictor_load(predictor_path ? predictor_path : dflt, m, &set, &ignored) == LF_OK;
+    const bool have = path && lf_predictor_load(path, m, &set, &ignored) == LF_OK;
     const lf_status st = lf_mask_oracle_create(m->flash, m->fd, m->verify_checksums, m->kernels, m->info.activation,
                                                have ? set.taus : NULL, out, &f->err);
     lf_predictor_set_free(&set);
-    free(dflt);
+    free(path);
     return st;
 }
 
 /* The calibrated predictor as the mask source. */
-static lf_status open_predictor(lf_ffn *f, const char *path) {
-    char *dflt = path ? NULL : lf_predictor_default_path(f->m->path);
-    if (!path && !dflt) return lf_err_set(&f->err, LF_E_NOMEM, "predictor path");
+static lf_status open_predictor(lf_ffn *f, const char *given) {
+    char *path = lf_predictor_path(f->m->path, given);
+    if (!path) return lf_err_set(&f->err, LF_E_NOMEM, "predictor path");
     lf_predictor_set set;
-    lf_status st = lf_predictor_load(path ? path : dflt, f->m, &set, &f->err);
+    lf_status st = lf_predictor_load(path, f->m, &set, &f->err);
     if (st == LF_E_IO)
-        lf_err_set(&f->err, LF_E_INVALID_ARG, "no predictor for %s at %s (%s): calibrate the model first (llmflash "
-                   "calibrate)", f->m->path, path ? path : dflt, f->err.msg);
-    if (st == LF_E_IO) st = LF_E_INVALID_ARG;
+        st = lf_err_set(&f->err, LF_E_INVALID_ARG, "no predictor for %s at %s (%s): calibrate the model first "
+                        "(llmflash calibrate)", f->m->path, path, f->err.msg);
     if (!st) st = lf_mask_predictor_create(f->m->flash, &set, &f->mask_src, &f->err);
-    if (!st) lf_log(&f->m->log, LF_LOG_INFO, "predictor: %s", path ? path : dflt);
-    free(dflt);
+    if (!st) lf_log(&f->m->log, LF_LOG_INFO, "predictor: %s", path);
+    free(path);
     return st;
 }
 
@@ -368,10 +366,18 @@ static void rebalance(lf_ffn *f) {
     free(cap);
 }
 
+/* Whether a plan still has reads in flight into our memory. */
+static bool plan_busy(const lf_ffn *f, const plan *p) {
+    if (p->ins_batch) return true;
+    for (uint32_t i = 0; i < f->fifo_n; i++)
+        if (f->fifo[i].p == p) return true;
+    return false;
+}
+
 void lf_ffn_next_tokens(lf_ffn *f, size_t n) {
     /* a batch left unfinished (the forward pass runs every layer, so this
      * is a caller that stopped early) must not leave reads in flight */
-    if (f->cache && (f->fifo_n || f->plans[0].ins_batch || f->plans[1].ins_batch)) drain(f);
+    if (f->cache && (plan_busy(f, &f->plans[0]) || plan_busy(f, &f->plans[1]))) drain(f);
     const uint64_t before = f->token;
     f->token += n ? n : 1;
     if (f->cache && f->split == LF_SPLIT_MEASURED && before <= LF_SPLIT_TOKENS && f->token > LF_SPLIT_TOKENS) {
@@ -416,14 +422,6 @@ static lf_status pump(lf_ffn *f, plan *cur) {
         if (rc) return rc;
     }
     return LF_OK;
-}
-
-/* Whether a plan still has reads in flight into our memory. */
-static bool plan_busy(const lf_ffn *f, const plan *p) {
-    if (p->ins_batch) return true;
-    for (uint32_t i = 0; i < f->fifo_n; i++)
-        if (f->fifo[i].p == p) return true;
-    return false;
 }
 
 lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t l, const float *x, size_t n) {

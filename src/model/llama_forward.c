@@ -181,11 +181,12 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     if (s->n_ctx > in->n_ctx_train && in->n_ctx_train)
         lf_log(&m->log, LF_LOG_WARN, "context of %u tokens is longer than the %u the model was trained on: "
                "quality may drop past that", s->n_ctx, in->n_ctx_train);
-    if (m->flash && m->mode != LF_MODE_MMAP && m->dram_budget) {
-        uint64_t parts[LF_BUDGET_PARTS];
-        const uint64_t own = session_plan(m, &p, parts);
-        if ((st = ledger_take(m, own, p.budget_bytes, &s->budget_taken, &s->err))) goto fail;
-    }
+    /* planned once: the parts are fixed for the session's life (and the
+     * predictor's size comes from its file) */
+    s->plan_own = session_plan(m, &p, s->plan_parts);
+    if (m->flash && m->mode != LF_MODE_MMAP && m->dram_budget &&
+        (st = ledger_take(m, s->plan_own, p.budget_bytes, &s->budget_taken, &s->err)))
+        goto fail;
     if (lf_pool_create(n_threads, &s->pool)) goto fail_nomem;
     s->x = malloc(in->n_embd * sizeof(float));
     s->xb = malloc(in->n_embd * sizeof(float));
@@ -208,9 +209,7 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
         !s->rope_cos || !s->rope_sin || !s->xq || !s->thread_scratch || !s->key_cache || !s->value_cache)
         goto fail_nomem;
     if (m->flash) {
-        uint64_t parts[LF_BUDGET_PARTS];
-        const uint64_t own = session_plan(m, &p, parts);
-        const lf_ffn_params fp = ffn_params(&p, m->dram_budget ? s->budget_taken - own : 0);
+        const lf_ffn_params fp = ffn_params(&p, m->dram_budget ? s->budget_taken - s->plan_own : 0);
         if ((st = lf_ffn_create(m, s->pool, &fp, &s->ffn, &s->err))) goto fail;
     }
     process_counters(&s->base_read_bytes, &s->base_major_faults);
@@ -552,7 +551,7 @@ lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out) {
     out->budget_session = s->budget_taken;
     out->prompt = s->prompt;
     out->generation = s->generation;
-    session_plan(s->m, &s->params, out->budget_bytes);
+    memcpy(out->budget_bytes, s->plan_parts, sizeof out->budget_bytes);
     if (s->ffn) {
         lf_ffn_stats(s->ffn, out);
         out->budget_bytes[PART_CACHE] = lf_ffn_cache_bytes(s->ffn);

@@ -225,7 +225,7 @@ static lf_status verify_resident(lf_model *m) {
 }
 
 lf_status lf_model_check_mapped_layer(lf_model *m, uint32_t l, lf_err *err) {
-    if (!m->verify_checksums || !m->group_checked) return LF_OK;
+    if (!m->verify_checksums || !m->group_checked || __atomic_load_n(&m->layer_checked[l], __ATOMIC_ACQUIRE)) return LF_OK;
     const lf_flash_layer *F = &m->flash->layers[l];
     const uint8_t *base = (const uint8_t *)m->map + F->data_offset;
     for (uint64_t g = 0; g < F->n_groups; g++) {
@@ -241,6 +241,7 @@ lf_status lf_model_check_mapped_layer(lf_model *m, uint32_t l, lf_err *err) {
         }
         __atomic_store_n(&m->group_checked[l][g], 1, __ATOMIC_RELEASE);
     }
+    __atomic_store_n(&m->layer_checked[l], 1, __ATOMIC_RELEASE);
     return LF_OK;
 }
 
@@ -253,8 +254,9 @@ static lf_status map_file(lf_model *m) {
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
         m->tensor_ptr[i] = (const uint8_t *)m->map + m->gguf->tensors[i].file_offset;
     if (m->flash && m->verify_checksums) {
-        if (!(m->group_checked = calloc(m->flash->n_layer, sizeof *m->group_checked)))
-            return lf_err_set(&m->err, LF_E_NOMEM, "checked-group bitmap");
+        m->group_checked = calloc(m->flash->n_layer, sizeof *m->group_checked);
+        m->layer_checked = calloc(m->flash->n_layer, 1);
+        if (!m->group_checked || !m->layer_checked) return lf_err_set(&m->err, LF_E_NOMEM, "checked-group bitmap");
         for (uint32_t l = 0; l < m->flash->n_layer; l++)
             if (!(m->group_checked[l] = calloc(m->flash->layers[l].n_groups ? m->flash->layers[l].n_groups : 1, 1)))
                 return lf_err_set(&m->err, LF_E_NOMEM, "checked-group bitmap");
@@ -498,6 +500,7 @@ void lf_model_close(lf_model *m) {
     if (m->group_checked)
         for (uint32_t l = 0; l < m->info.n_layer; l++) free(m->group_checked[l]);
     free(m->group_checked);
+    free(m->layer_checked);
     pthread_mutex_destroy(&m->budget_mu);
     free(m->path);
     free(m);

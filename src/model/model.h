@@ -77,6 +77,7 @@ struct lf_model {
     /* mmap mode: bundle groups checked so far, one byte per group of each
      * layer (set once, by whichever session touches it first) */
     uint8_t **group_checked; /* (n_layer) of (n_groups) */
+    uint8_t *layer_checked;  /* (n_layer) every group of the layer checked: the per-token test is one load */
 };
 
 lf_tensor_class lf_tensor_class_of(const char *name);

@@ -28,7 +28,8 @@ uint64_t lf_predictor_set_bytes(const lf_predictor_set *ps) {
     return b + ps->n_layer * sizeof(float);
 }
 
-char *lf_predictor_default_path(const char *model_path) {
+char *lf_predictor_path(const char *model_path, const char *given) {
+    if (given) return strdup(given);
     const size_t n = strlen(model_path) + sizeof ".predictor";
     char *p = malloc(n);
     if (p) snprintf(p, n, "%s.predictor", model_path);

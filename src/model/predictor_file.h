@@ -34,7 +34,8 @@ uint64_t lf_predictor_set_bytes(const lf_predictor_set *ps);
 /* Bytes the predictor at path will take once loaded (0 if it cannot be
  * read: loading it then says why). Reads only its header. */
 uint64_t lf_predictor_file_bytes(const char *path, const lf_model *m);
-/* The default path of a model's predictor, malloc'ed. */
-char *lf_predictor_default_path(const char *model_path);
+/* The predictor file to use: `given`, or when NULL the model's default
+ * (model_path + ".predictor"). Malloc'ed; NULL when out of memory. */
+char *lf_predictor_path(const char *model_path, const char *given);
 
 #endif

@@ -1,5 +1,5 @@
-/* session.h - a session's state, shared by the forward pass and the
- * streaming FFN. */
+/* session.h - a session's state: the forward pass's buffers and KV cache,
+ * its FFN engine, counters and its part of the budget. */
 #ifndef LF_SESSION_H
 #define LF_SESSION_H
 
@@ -51,6 +51,8 @@ struct lf_session {
     bool in_prompt;     /* generate() is evaluating its prompt */
     lf_phase_stats prompt, generation;
     uint64_t budget_taken; /* bytes of the model's budget ledger this session holds */
+    uint64_t plan_parts[LF_BUDGET_PARTS]; /* planned bytes by part, the model's shared ones included */
+    uint64_t plan_own;     /* the session's own share of them, before its neuron cache */
     /* process counters at creation or reset_stats (mmap mode's device traffic) */
     uint64_t base_read_bytes, base_major_faults;
     void *value_cache;  /* (n_layer, n_ctx, kv_dim) of F16 or F32 */
