@@ -83,6 +83,10 @@ check "calibrate succeeds" test $? -eq 0
 check "  reports per-layer recall and density on held-out tokens" grep -q "^layer   5/5: recall 0\.99" "$tmp/cal.err"
 check "  and writes MODEL.predictor" test -s "$tmp/r80.gguf.predictor"
 expect_exit "calibrate refuses to overwrite it" 1 "$bin" calibrate -m "$tmp/r80.gguf" -f "$data"
+expect_exit "calibrate with a recall above 1" 2 "$bin" calibrate -m "$tmp/r80.gguf" -f "$data" --recall 1.5 -o "$tmp/x.pred"
+expect_exit "calibrate of a plain GGUF" 2 "$bin" calibrate -m "$models/stories260K.gguf" -f "$data" -o "$tmp/x.pred"
+check "  says to convert it" grep -q "plain GGUF" "$tmp/err"
+check "  and writes nothing" test ! -e "$tmp/x.pred"
 for p in all auto; do
     "$bin" run -m "$tmp/r80.gguf" -p "" -n 60 --temp 0 --mode naive --predictor $p --stats "$tmp/pr_$p.json" \
         >"$tmp/pr_$p.txt" 2>/dev/null

@@ -180,6 +180,23 @@ Test(calibrate, a_predictor_belongs_to_its_model) {
     cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_E_MODEL);
     cr_assert(strstr(err, "another model"), "%s", err);
     lf_model_close(m);
+    /* a truncated predictor file is refused with the GGUF reader's reason */
+    cr_assert_eq(lf_model_open(relu80, NULL, &m, err, sizeof err), LF_OK, "%s", err);
+    size_t plen;
+    char *pbytes = slurp(other, &plen);
+    cr_assert_not_null(pbytes);
+    char cut[192];
+    snprintf(cut, sizeof cut, "%s.cut", other);
+    FILE *fc = fopen(cut, "wb");
+    cr_assert_eq(fwrite(pbytes, 1, plen / 2, fc), plen / 2);
+    fclose(fc);
+    free(pbytes);
+    sp.predictor_path = cut;
+    const lf_status cst = lf_session_create(m, &sp, &s, err, sizeof err);
+    cr_assert(cst == LF_E_TRUNCATED || cst == LF_E_GGUF_BOUNDS, "%s (%s)", err, lf_strerror(cst));
+    cr_assert(err[0]);
+    unlink(cut);
+    lf_model_close(m);
     /* a plain GGUF cannot be calibrated; a text too short is refused */
     lf_calibrate_params p = lf_calibrate_default_params();
     cr_assert_eq(lf_calibrate(shared_path("models/stories260K.gguf"), text, text_len, "/tmp/x", &p, NULL, err, sizeof err),
