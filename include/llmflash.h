@@ -466,6 +466,13 @@ typedef struct lf_layer_stats {
     /* with lf_session_params.measure_recall: units the oracle wanted, and
      * those of them the mask source skipped (its false negatives) */
     uint64_t oracle_units, false_negatives;
+    /* with measure_recall, the oracle's sets token by token (how sparse,
+     * skewed and persistent the layer's activations are): tokens measured,
+     * the sum of their set sizes, the sum of the sizes of the union over the
+     * last 5 tokens, units not active in the token before, and the share of
+     * all activations carried by the most active 20% of units */
+    uint64_t oracle_tokens, oracle_token_units, oracle_window_units, oracle_new_units;
+    double oracle_hot_share;
 } lf_layer_stats;
 
 /* Counters of one layer (stream, naive and hybrid modes). */
@@ -482,7 +489,9 @@ lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_layer_s
  * expirations, window_union, io_reads, io_bytes, device_read_bytes,
  * major_faults, budget {limit, session, and each lf_budget_part_name},
  * peak_rss_bytes, layers [{layer, bytes_read, bytes_served, neurons_loaded,
- * neurons_used, cache_slots, resident, oracle_units, false_negatives}]. Sizes in bytes, times in ms. */
+ * neurons_used, cache_slots, resident, oracle_units, false_negatives,
+ * oracle_tokens, oracle_token_units, oracle_window_units, oracle_new_units,
+ * oracle_hot_share}]. Sizes in bytes, times in ms. */
 #define LF_STATS_SCHEMA_VERSION 2
 
 /* The stats as JSON into buf (cap bytes, NUL-terminated); returns the full
@@ -535,6 +544,17 @@ typedef struct lf_synth_params {
     uint64_t seed;
     const char *tokenizer_from; /* GGUF whose tokenizer to copy; NULL: built-in byte-level */
     bool force;                 /* overwrite an existing output file */
+    /* Realistic activations (0: plain random weights, about half of the FFN
+     * active and nothing shared between tokens). sparsity: the mean share
+     * of FFN neurons inactive per token (ReLU: the gate is <= 0; SiLU: the
+     * gate is mostly negative, so the SwiGLU ground truth at this sparsity
+     * finds them). hot: the share of activations the busiest 20% of
+     * neurons carry (0: 0.2 + 0.6 * sparsity, or 90% of the way to the most
+     * the sparsity allows; PowerInfer measured about 0.8). temporal: the union of the sets of 5 consecutive tokens over
+     * one token's set (0: the recent tokens make up 90% of the stream's
+     * varying part; OPT shows about 2). Out-of-reach combinations are
+     * refused with the range that is reachable. */
+    double sparsity, hot, temporal;
     /* Progress: called after each tensor with bytes written so far and total.
      * Return false to stop (the call then fails with LF_E_INTERRUPTED). */
     bool (*progress)(void *user, uint64_t done, uint64_t total);
@@ -545,12 +565,27 @@ typedef struct lf_synth_params {
 lf_synth_params lf_synth_default_params(void);
 /* Fills the shape fields from a preset: "tiny" (dim 256, 4 layers),
  * "small" (dim 1024, 8 layers), "llama2-7b" (dim 4096, 32 layers, FFN 11008,
- * 32 heads, vocab 32000), "llama2-13b". LF_E_INVALID_ARG if unknown. */
+ * 32 heads, vocab 32000), "llama2-13b". The sparse presets set the
+ * activation and the activity knobs too: "llama2-7b-relu" (gated ReLU,
+ * sparsity 0.95, hot 0.8, temporal 2.0: ReluLLaMA/OPT-like) and
+ * "llama2-7b-silu" (SwiGLU, sparsity 0.3: the largest at which the
+ * stories260K predictor loses under 1% perplexity), and "tiny-relu" and
+ * "tiny-silu" of the tiny shape. LF_E_INVALID_ARG if unknown. */
 lf_status lf_synth_shape_preset(const char *name, lf_synth_params *params);
 /* Names of the presets, comma-separated, static string. */
 const char *lf_synth_shape_names(void);
 /* Bytes the file will have. */
 uint64_t lf_synth_file_bytes(const lf_synth_params *params);
+/* What a forward pass of a model with params.sparsity set will show, as
+ * lf_layer_stats measures it with measure_recall over tokens drawn at
+ * random: the oracle's density, the hot share, the 5-token union over one
+ * token's set, the share of neurons new since the token before; and the
+ * share of the stream's varying part that the recent tokens make up. */
+typedef struct lf_synth_activity {
+    double density, hot_share, union5, new_share, context_share;
+} lf_synth_activity;
+lf_status lf_synth_predict_activity(const lf_synth_params *params, lf_synth_activity *out, char *errbuf,
+                                    size_t errcap);
 /* Writes the model to path, tensor by tensor, holding at most a few rows in
  * memory. The file appears complete or not at all: it is written under a
  * temporary name and renamed after fsync. Errors: LF_E_EXISTS, LF_E_IO

@@ -95,6 +95,13 @@ char *cli_read_text(const char *path, size_t *len, char *why, size_t why_cap);
  * whole or not at all; prints why and returns false on failure. */
 bool cli_write_stats(const char *cmd, const lf_session *sess, const char *path);
 
+/* With measure_recall: per layer, the oracle's density (units per token over
+ * n_units), the share of its units the mask skipped, the share of
+ * activations its busiest fifth of units carries, the union over 5 tokens
+ * against one token's set, and the share of units new since the token
+ * before. */
+void cli_print_mask_quality(FILE *out, const lf_session *sess, uint32_t n_layer, uint32_t n_units);
+
 /* stderr logger for the library */
 void cli_log(void *user, lf_log_level level, const char *msg);
 

@@ -180,3 +180,16 @@ bool cli_write_stats(const char *cmd, const lf_session *sess, const char *path) 
     free(json);
     return ok;
 }
+
+void cli_print_mask_quality(FILE *out, const lf_session *sess, uint32_t n_layer, uint32_t n_units) {
+    fprintf(out, "layer  oracle density  false negatives  hot-20%% share  5-token union  new per token\n");
+    for (uint32_t l = 0; l < n_layer; l++) {
+        lf_layer_stats ls;
+        if (lf_session_layer_stats(sess, l, &ls) || !ls.oracle_tokens || !ls.oracle_token_units) continue;
+        const double per_token = (double)ls.oracle_token_units / (double)ls.oracle_tokens;
+        fprintf(out, "%5u  %14.4f  %15.4f  %13.3f  %12.2fx  %13.4f\n", l, per_token / n_units,
+                ls.oracle_units ? (double)ls.false_negatives / (double)ls.oracle_units : 0.0, ls.oracle_hot_share,
+                (double)ls.oracle_window_units / (double)ls.oracle_token_units,
+                (double)ls.oracle_new_units / (double)ls.oracle_tokens / n_units);
+    }
+}

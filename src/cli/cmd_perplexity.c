@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 int cmd_perplexity(int argc, char **argv) {
-    const char *model_path = NULL, *text_path = NULL;
+    const char *model_path = NULL, *text_path = NULL, *stats_path = NULL;
     int chunk = 255, max_chunks = 0;
     bool quiet = false;
     cli_model_opts mo = cli_model_opts_default();
@@ -19,6 +19,7 @@ int cmd_perplexity(int argc, char **argv) {
         {"--chunk", NULL, CLI_INT, &chunk, "tokens per chunk, each after a BOS (default 255)", false},
         {"--max-chunks", NULL, CLI_INT, &max_chunks, "score at most this many chunks (default all)", false},
         {"--quiet", "-q", CLI_FLAG, &quiet, "no progress on stderr", false},
+        {"--stats", NULL, CLI_STR, &stats_path, "write statistics as JSON to FILE (- for stdout)", false},
         CLI_MODEL_OPTIONS(mo),
     };
     const size_t n_opts = sizeof opts / sizeof *opts;
@@ -117,7 +118,10 @@ int cmd_perplexity(int argc, char **argv) {
                (double)ss.neurons_used / ((double)ss.tokens * info.n_layer * info.n_ff),
                sp.mask == LF_MASK_PREDICTOR ? "predictor" : sp.mask == LF_MASK_ORACLE ? "oracle" : "all",
                (unsigned long long)ss.tokens);
+    if (mo.measure_recall && info.is_flash)
+        cli_print_mask_quality(stdout, s, info.n_layer, (info.n_ff + info.bundle_group - 1) / info.bundle_group);
     rc = CLI_EXIT_OK;
+    if (stats_path && !cli_write_stats("perplexity", s, stats_path)) rc = CLI_EXIT_RUNTIME;
 out:
     free(toks);
     free(text);

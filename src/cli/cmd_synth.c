@@ -9,6 +9,7 @@ int cmd_synth(int argc, char **argv) {
     const char *out = NULL, *shape = NULL, *type = NULL, *act = NULL, *tok = NULL;
     int dim = 0, layers = 0, ffn = 0, heads = 0, kv_heads = 0, vocab = 0, ctx = 0;
     uint64_t seed = 1;
+    float sparsity = -1, hot = -1, temporal = -1;
     bool force = false, quiet = false;
     cli_opt opts[] = {
         {"--output", "-o", CLI_STR, &out, "output GGUF file (required; or give it as the argument)", false},
@@ -22,6 +23,13 @@ int cmd_synth(int argc, char **argv) {
         {"--ctx", NULL, CLI_INT, &ctx, "context length recorded in the file", false},
         {"--type", NULL, CLI_STR, &type, "type of the weight matrices: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K (default Q8_0)", false},
         {"--activation", NULL, CLI_STR, &act, "silu, relu (gated) or relu_plain (default silu)", false},
+        {"--act", NULL, CLI_STR, &act, "the same as --activation", false},
+        {"--sparsity", NULL, CLI_FLOAT, &sparsity,
+         "realistic activations: mean share of FFN neurons inactive per token, e.g. 0.95 (default: random weights)", false},
+        {"--hot", NULL, CLI_FLOAT, &hot, "share of activations on the busiest 20% of neurons (default 0.2 + 0.6 * sparsity)",
+         false},
+        {"--temporal", NULL, CLI_FLOAT, &temporal,
+         "union over 5 consecutive tokens / one token's set (default: recent tokens make 90% of the stream)", false},
         {"--seed", NULL, CLI_U64, &seed, "random seed (default 1)", false},
         {"--tokenizer-from", NULL, CLI_STR, &tok, "copy the tokenizer of this GGUF (sets the vocabulary)", false},
         {"--force", "-f", CLI_FLAG, &force, "overwrite an existing output file", false},
@@ -71,14 +79,30 @@ int cmd_synth(int argc, char **argv) {
             return CLI_EXIT_USAGE;
         }
     }
+    const float *knob_in[] = {&sparsity, &hot, &temporal};
+    double *knob_out[] = {&p.sparsity, &p.hot, &p.temporal};
+    for (size_t i = 0; i < 3; i++)
+        if (*knob_in[i] >= 0) *knob_out[i] = *knob_in[i];
+        else if (*knob_in[i] != -1) {
+            fprintf(stderr, "llmflash synth: --sparsity, --hot and --temporal take values of 0 or more\n");
+            return CLI_EXIT_USAGE;
+        }
     p.seed = seed;
     p.tokenizer_from = tok;
     p.force = force;
+    char err[512];
+    lf_synth_activity act_pred;
+    if (p.sparsity > 0.0) {
+        const lf_status pst = lf_synth_predict_activity(&p, &act_pred, err, sizeof err);
+        if (pst) {
+            fprintf(stderr, "llmflash synth: %s (%s)\n", err, lf_strerror(pst));
+            return pst == LF_E_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
+        }
+    }
     cli_progress ps;
     cli_progress_init(&ps, "synth", quiet);
     p.progress = cli_progress_update;
     p.progress_user = &ps;
-    char err[512];
     const lf_status st = lf_synth_write(out, &p, err, sizeof err);
     if (st) {
         fprintf(stderr, "llmflash synth: %s (%s)\n", err, lf_strerror(st));
@@ -89,6 +113,12 @@ int cmd_synth(int argc, char **argv) {
         cli_format_bytes(lf_synth_file_bytes(&p), b, sizeof b);
         fprintf(stderr, "wrote %s (%s): d_model %u, %u layers, FFN %u, %u/%u heads, vocab %u, %s\n", out, b, p.n_embd,
                 p.n_layer, p.n_ff, p.n_head, p.n_head_kv, p.n_vocab, lf_type_name((int)p.type));
+        if (p.sparsity > 0.0)
+            fprintf(stderr,
+                    "activity by design (random tokens, long runs): density %.4f, busiest 20%% carry %.3f, "
+                    "5-token union %.2fx one token's set, %.4f new per token, recent tokens %.0f%% of the stream\n",
+                    act_pred.density, act_pred.hot_share, act_pred.union5, act_pred.new_share,
+                    100.0 * act_pred.context_share);
     }
     return CLI_EXIT_OK;
 }

@@ -12,6 +12,9 @@
 typedef struct layer_counters {
     uint64_t bytes_read, bytes_served, loaded, used;
     uint64_t oracle_units, false_negatives; /* measure_recall */
+    /* measure_recall, token by token: the oracle's sets, their union over
+     * the window and the units new since the token before */
+    uint64_t oracle_tokens, oracle_token_units, oracle_window_units, oracle_new_units;
 } layer_counters;
 
 /* One layer's reads for one token. */
@@ -46,6 +49,8 @@ struct lf_ffn {
     lf_mask truth;            /* measure_recall: the oracle, run alongside */
     uint32_t *truth_units;    /* (n_units) */
     uint8_t *truth_flags;     /* (n_units) */
+    uint64_t *truth_last;     /* (n_layer, n_units) the last token each unit was active in, 0: never */
+    uint32_t *truth_count;    /* (n_layer, n_units) tokens each unit was active in */
     uint32_t max_batch;
     size_t batch;             /* tokens of the batch in progress */
     lf_mode mode;
@@ -82,6 +87,9 @@ struct lf_ffn {
 };
 
 static void drain(lf_ffn *f);
+
+/* The window of the oracle's union statistic: the paper's k = 5. */
+#define ORACLE_WINDOW 5
 
 static uint64_t unit_neurons(const lf_model *m, uint32_t u, uint64_t *first) {
     uint64_t fi, n;
@@ -136,7 +144,9 @@ void lf_ffn_plan_bytes(const lf_model *m, const lf_ffn_params *p, int n_threads,
         *mask = path ? lf_predictor_file_bytes(path, m) : 0;
         free(path);
     }
-    if (p->measure_recall && p->mask != LF_MASK_ORACLE) *mask += lf_mask_oracle_bytes(m->flash) + n_units * 5;
+    if (p->measure_recall && p->mask != LF_MASK_ORACLE)
+        *mask += lf_mask_oracle_bytes(m->flash) + n_units * 5 +
+                 (uint64_t)m->info.n_layer * n_units * (sizeof(uint64_t) + sizeof(uint32_t));
     *scratch += n_units * (4 + 2 * (4 + 4 + 4) + 16 + sizeof(lf_load_req)) +
                 (uint64_t)m->info.n_layer * n_units * sizeof(int32_t) /* cache indexes */;
 }
@@ -165,6 +175,8 @@ void lf_ffn_destroy(lf_ffn *f) {
     lf_mask_destroy(&f->truth);
     free(f->truth_units);
     free(f->truth_flags);
+    free(f->truth_last);
+    free(f->truth_count);
     free(f);
 }
 
@@ -314,7 +326,10 @@ lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_f
     if (!st && p->measure_recall && p->mask != LF_MASK_ORACLE && f->mode != LF_MODE_MMAP) {
         st = open_oracle(f, p->predictor_path, &f->truth);
         f->truth_flags = malloc(f->n_units ? f->n_units : 1);
-        if (!st && (!(f->truth_units = malloc(f->n_units * sizeof *f->truth_units)) || !f->truth_flags))
+        f->truth_last = calloc((uint64_t)f->n_layer * f->n_units, sizeof *f->truth_last);
+        f->truth_count = calloc((uint64_t)f->n_layer * f->n_units, sizeof *f->truth_count);
+        if (!st && (!(f->truth_units = malloc(f->n_units * sizeof *f->truth_units)) || !f->truth_flags ||
+                    !f->truth_last || !f->truth_count))
             st = lf_err_set(&f->err, LF_E_NOMEM, "recall measurement");
     }
     if (!st && f->mode != LF_MODE_MMAP) st = create_stream_state(f, p);
@@ -540,17 +555,37 @@ void lf_ffn_abort(lf_ffn *f) {
 }
 
 /* measure_recall: the units the oracle wants for this batch that the plan
- * (hits and misses) does not hold. */
+ * (hits and misses) does not hold, and the oracle's sets token by token. */
 static void measure_recall(lf_ffn *f, const plan *p, uint32_t l, const float *x, size_t n) {
     uint8_t *planned = f->truth_flags;
     memset(planned, 0, f->n_units);
     for (uint32_t k = 0; k < p->n_hits; k++) planned[p->hits[k]] = 1;
     for (uint32_t k = 0; k < p->n_ins + p->n_trans; k++) planned[p->misses[k]] = 1;
-    const uint32_t n_true = f->truth.ops->select(f->truth.state, l, x, n, f->truth_units);
-    uint64_t fn = 0;
-    for (uint32_t a = 0; a < n_true; a++) fn += !planned[f->truth_units[a]];
-    f->layers[l].oracle_units += n_true;
-    f->layers[l].false_negatives += fn;
+    layer_counters *lc = &f->layers[l];
+    uint64_t *last = f->truth_last + (uint64_t)l * f->n_units;
+    uint32_t *count = f->truth_count + (uint64_t)l * f->n_units;
+    const uint32_t d = f->m->info.n_embd;
+    for (size_t t = 0; t < n; t++) {
+        const uint64_t token = f->token - n + 1 + t;
+        const uint32_t n_true = f->truth.ops->select(f->truth.state, l, x + t * d, 1, f->truth_units);
+        for (uint32_t a = 0; a < n_true; a++) {
+            const uint32_t u = f->truth_units[a];
+            lc->oracle_new_units += last[u] == 0 || last[u] + 1 != token;
+            last[u] = token;
+            count[u]++;
+            /* bit 0: planned; bit 1: counted for this batch already */
+            if (!(planned[u] & 2)) {
+                lc->oracle_units++;
+                lc->false_negatives += !(planned[u] & 1);
+                planned[u] |= 2;
+            }
+        }
+        uint64_t in_window = 0;
+        for (uint32_t u = 0; u < f->n_units; u++) in_window += last[u] && last[u] + ORACLE_WINDOW > token;
+        lc->oracle_tokens++;
+        lc->oracle_token_units += n_true;
+        lc->oracle_window_units += in_window;
+    }
 }
 
 /* mmap mode: every record of the layer, in place in the mapping, checked
@@ -645,10 +680,33 @@ void lf_ffn_stats(const lf_ffn *f, lf_session_stats *out) {
 void lf_ffn_reset_stats(lf_ffn *f) {
     if (!f) return;
     memset(f->layers, 0, f->n_layer * sizeof *f->layers);
+    if (f->truth_count) memset(f->truth_count, 0, (uint64_t)f->n_layer * f->n_units * sizeof *f->truth_count);
     for (uint32_t l = 0; f->cache && l < f->n_layer; l++) f->cache[l].evictions = f->cache[l].expirations = 0;
     f->neurons_used = f->neurons_loaded = 0;
     f->io_wait_ns = f->io_span_ns = f->mask_ns = 0;
     f->io = (lf_batch_io){0, 0};
+}
+
+static int by_count_desc(const void *a, const void *b) {
+    const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x < y) - (x > y);
+}
+
+/* The share of a layer's activations that its most active fifth of units
+ * carries (0 without measurements). */
+static double hot_share(const lf_ffn *f, uint32_t l) {
+    if (!f->truth_count || !f->layers[l].oracle_token_units) return 0.0;
+    uint32_t *c = malloc(f->n_units * sizeof *c);
+    if (!c) return 0.0;
+    memcpy(c, f->truth_count + (uint64_t)l * f->n_units, f->n_units * sizeof *c);
+    qsort(c, f->n_units, sizeof *c, by_count_desc);
+    uint64_t top = 0, all = 0;
+    for (uint32_t u = 0; u < f->n_units; u++) {
+        all += c[u];
+        if (u < (f->n_units + 4) / 5) top += c[u];
+    }
+    free(c);
+    return (double)top / (double)all;
 }
 
 void lf_ffn_layer_stats(const lf_ffn *f, uint32_t l, lf_layer_stats *out) {
@@ -659,6 +717,11 @@ void lf_ffn_layer_stats(const lf_ffn *f, uint32_t l, lf_layer_stats *out) {
     out->neurons_used = lc->used;
     out->oracle_units = lc->oracle_units;
     out->false_negatives = lc->false_negatives;
+    out->oracle_tokens = lc->oracle_tokens;
+    out->oracle_token_units = lc->oracle_token_units;
+    out->oracle_window_units = lc->oracle_window_units;
+    out->oracle_new_units = lc->oracle_new_units;
+    out->oracle_hot_share = hot_share(f, l);
     out->cache_slots = f->cache ? f->cache[l].capacity : 0;
     out->resident = f->cache ? f->cache[l].n_live : 0;
 }

@@ -650,9 +650,12 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
         lf_ffn_layer_stats(s->ffn, l, &ls);
         jprintf(&j, "%s\n    {\"layer\": %u, \"bytes_read\": %" PRIu64 ", \"bytes_served\": %" PRIu64
                 ", \"neurons_loaded\": %" PRIu64 ", \"neurons_used\": %" PRIu64 ", \"cache_slots\": %u, \"resident\": %u"
-                ", \"oracle_units\": %" PRIu64 ", \"false_negatives\": %" PRIu64 "}",
+                ", \"oracle_units\": %" PRIu64 ", \"false_negatives\": %" PRIu64 ", \"oracle_tokens\": %" PRIu64
+                ", \"oracle_token_units\": %" PRIu64 ", \"oracle_window_units\": %" PRIu64 ", \"oracle_new_units\": %" PRIu64
+                ", \"oracle_hot_share\": %.4f}",
                 l ? "," : "", l, ls.bytes_read, ls.bytes_served, ls.neurons_loaded, ls.neurons_used, ls.cache_slots,
-                ls.resident, ls.oracle_units, ls.false_negatives);
+                ls.resident, ls.oracle_units, ls.false_negatives, ls.oracle_tokens, ls.oracle_token_units,
+                ls.oracle_window_units, ls.oracle_new_units, ls.oracle_hot_share);
     }
     jprintf(&j, "\n  ]\n}\n");
     return j.len;

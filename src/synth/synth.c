@@ -3,6 +3,7 @@
  * Benchmarks at real scale need 7B-shaped models that cannot be downloaded
  * here. The writer streams tensor by tensor, a few rows at a time, so memory
  * stays in megabytes whatever the model size. */
+#include "synth_sparse.h"
 #include "../gguf/gguf.h"
 #include "../tensor/kernels.h"
 
@@ -17,18 +18,28 @@
 typedef struct shape_preset {
     const char *name;
     uint32_t n_embd, n_layer, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
+    lf_activation act;
+    double sparsity, hot, temporal; /* 0 sparsity: plain random weights */
 } shape_preset;
 
 static const shape_preset k_presets[] = {
-    {"tiny", 256, 4, 768, 4, 4, 512, 512},
-    {"small", 1024, 8, 2816, 16, 16, 32000, 2048},
-    {"1b", 2048, 16, 5632, 32, 4, 32000, 2048},
-    {"llama2-7b", 4096, 32, 11008, 32, 32, 32000, 4096},
-    {"mistral-7b", 4096, 32, 14336, 32, 8, 32000, 4096},
-    {"llama2-13b", 5120, 40, 13824, 40, 40, 32000, 4096},
+    {"tiny", 256, 4, 768, 4, 4, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0},
+    {"small", 1024, 8, 2816, 16, 16, 32000, 2048, LF_ACT_SILU_GATED, 0, 0, 0},
+    {"1b", 2048, 16, 5632, 32, 4, 32000, 2048, LF_ACT_SILU_GATED, 0, 0, 0},
+    {"llama2-7b", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0},
+    {"mistral-7b", 4096, 32, 14336, 32, 8, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0},
+    {"llama2-13b", 5120, 40, 13824, 40, 40, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0},
+    /* ReluLLaMA / OPT-like activity, and SwiGLU at the sparsity the real
+     * stories260K predictor holds within 1% perplexity */
+    {"llama2-7b-relu", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_RELU_GATED, 0.95, 0.8, 2.0},
+    {"llama2-7b-silu", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_SILU_GATED, 0.3, 0, 0},
+    {"tiny-relu", 256, 4, 768, 4, 4, 512, 512, LF_ACT_RELU_GATED, 0.95, 0.8, 2.0},
+    {"tiny-silu", 256, 4, 768, 4, 4, 512, 512, LF_ACT_SILU_GATED, 0.3, 0, 0},
 };
 
-const char *lf_synth_shape_names(void) { return "tiny, small, 1b, llama2-7b, mistral-7b, llama2-13b"; }
+const char *lf_synth_shape_names(void) {
+    return "tiny, small, 1b, llama2-7b, mistral-7b, llama2-13b, llama2-7b-relu, llama2-7b-silu, tiny-relu, tiny-silu";
+}
 
 lf_status lf_synth_shape_preset(const char *name, lf_synth_params *p) {
     if (!name || !p) return LF_E_INVALID_ARG;
@@ -42,6 +53,10 @@ lf_status lf_synth_shape_preset(const char *name, lf_synth_params *p) {
             p->n_head_kv = s->n_head_kv;
             p->n_vocab = s->n_vocab;
             p->n_ctx = s->n_ctx;
+            p->activation = s->act;
+            p->sparsity = s->sparsity;
+            p->hot = s->hot;
+            p->temporal = s->temporal;
             return LF_OK;
         }
     }
@@ -74,15 +89,17 @@ typedef struct tensor_plan {
     uint32_t type;
     uint64_t rows, cols;
     float scale; /* standard deviation of the weights; 0 means all ones (norms) */
+    lf_sparse_role role; /* with sparsity: how the design shapes it */
 } tensor_plan;
 
 static void plan_add(tensor_plan *t, size_t *k, const char *name, uint32_t type, uint64_t rows, uint64_t cols,
-                     float scale) {
+                     float scale, lf_sparse_role role) {
     snprintf(t[*k].name, sizeof t[*k].name, "%s", name);
     t[*k].type = scale == 0.0f ? LF_TYPE_F32 : type_for_cols(type, cols);
     t[*k].rows = rows;
     t[*k].cols = cols;
     t[*k].scale = scale;
+    t[*k].role = role;
     (*k)++;
 }
 
@@ -102,20 +119,25 @@ static lf_status plan_tensors(const lf_synth_params *p, tensor_plan **out, size_
     size_t k = 0;
     char nm[64];
     const float sd = 1.0f / sqrtf((float)d), sf = 1.0f / sqrtf((float)ff);
-    plan_add(t, &k, "token_embd.weight", p->type, p->n_vocab, d, 1.0f);
+    /* with sparsity, the roles the design gives each tensor (synth_sparse.h) */
+    const bool sp = p->sparsity > 0.0;
+    const lf_sparse_role R = LF_SPARSE_RANDOM;
+    plan_add(t, &k, "token_embd.weight", p->type, p->n_vocab, d, 1.0f, sp ? LF_SPARSE_EMBED : R);
     for (uint32_t l = 0; l < p->n_layer; l++) {
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_norm"), LF_TYPE_F32, 1, d, 0.0f);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_q"), p->type, d, d, sd);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_k"), p->type, kv, d, sd);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_v"), p->type, kv, d, sd);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_output"), p->type, d, d, sd);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_norm"), LF_TYPE_F32, 1, d, 0.0f);
-        if (gated) plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_gate"), p->type, ff, d, sd);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_up"), p->type, ff, d, sd);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_down"), p->type, d, ff, sf);
+        const bool first = sp && l == 0;
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_norm"), LF_TYPE_F32, 1, d, 0.0f, R);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_q"), p->type, d, d, sd, first ? LF_SPARSE_Q0 : R);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_k"), p->type, kv, d, sd, first ? LF_SPARSE_K0 : R);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_v"), p->type, kv, d, sd, first ? LF_SPARSE_V0 : R);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_output"), p->type, d, d, sd,
+                 first ? LF_SPARSE_O0 : sp ? LF_SPARSE_QUIET : R);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_norm"), LF_TYPE_F32, 1, d, 0.0f, R);
+        if (gated) plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_gate"), p->type, ff, d, sd, sp ? LF_SPARSE_GATE : R);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_up"), p->type, ff, d, sd, sp && !gated ? LF_SPARSE_GATE : R);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_down"), p->type, d, ff, sf, sp ? LF_SPARSE_QUIET : R);
     }
-    plan_add(t, &k, "output_norm.weight", LF_TYPE_F32, 1, d, 0.0f);
-    plan_add(t, &k, "output.weight", p->type, p->n_vocab, d, sd);
+    plan_add(t, &k, "output_norm.weight", LF_TYPE_F32, 1, d, 0.0f, R);
+    plan_add(t, &k, "output.weight", p->type, p->n_vocab, d, sd, R);
     *out = t;
     *n_out = k;
     return LF_OK;
@@ -133,6 +155,10 @@ static lf_status check_params(const lf_synth_params *p, lf_err *err) {
         return lf_err_set(err, LF_E_INVALID_ARG, "%s needs --dim and --ffn to be multiples of 32", lf_type_name((int)p->type));
     if (p->n_embd > (1u << 16) || p->n_ff > (1u << 18) || p->n_layer > 1024 || p->n_vocab > (1u << 20))
         return lf_err_set(err, LF_E_INVALID_ARG, "shape too large");
+    if ((p->hot != 0.0 || p->temporal != 0.0) && p->sparsity == 0.0)
+        return lf_err_set(err, LF_E_INVALID_ARG, "--hot and --temporal shape a sparse model: give --sparsity too");
+    if (p->sparsity != 0.0 && p->n_embd / p->n_head < 8)
+        return lf_err_set(err, LF_E_INVALID_ARG, "--sparsity needs heads of at least 8 dimensions");
     if (!p->tokenizer_from && p->n_vocab < 259)
         return lf_err_set(err, LF_E_INVALID_ARG, "--vocab %u is below the 259 tokens of the built-in byte tokenizer",
                           p->n_vocab);
@@ -224,6 +250,9 @@ static lf_status build_writer(const lf_synth_params *p, uint32_t *n_vocab, tenso
     if (!st) st = lf_gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
     if (!st) st = lf_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
     if (!st) st = lf_gguf_writer_set_u64(w, "llmflash.synth.seed", p->seed);
+    if (!st && p->sparsity > 0.0) st = lf_gguf_writer_set_f32(w, "llmflash.synth.sparsity", (float)p->sparsity);
+    if (!st && p->sparsity > 0.0) st = lf_gguf_writer_set_f32(w, "llmflash.synth.hot", (float)p->hot);
+    if (!st && p->sparsity > 0.0) st = lf_gguf_writer_set_f32(w, "llmflash.synth.temporal", (float)p->temporal);
     if (!st && p->activation != LF_ACT_SILU_GATED)
         st = lf_gguf_writer_set_str(w, "llmflash.ffn_activation", p->activation == LF_ACT_RELU ? "relu_plain" : "relu");
     *n_vocab = p->n_vocab;
@@ -247,6 +276,31 @@ static lf_status build_writer(const lf_synth_params *p, uint32_t *n_vocab, tenso
 fail:
     lf_gguf_writer_destroy(w);
     if (!err->msg[0]) lf_err_set(err, st, "building the GGUF header failed");
+    return st;
+}
+
+static lf_status solve_design(const lf_synth_params *p, lf_sparse_design *sd, lf_err *err) {
+    *sd = (lf_sparse_design){.n_embd = p->n_embd,
+                             .n_head = p->n_head,
+                             .n_head_kv = p->n_head_kv,
+                             .n_ff = p->n_ff,
+                             .rope_base = 10000.0f,
+                             .sparsity = p->sparsity,
+                             .hot = p->hot,
+                             .temporal = p->temporal};
+    return lf_sparse_design_solve(sd, err);
+}
+
+lf_status lf_synth_predict_activity(const lf_synth_params *p, lf_synth_activity *out, char *errbuf, size_t errcap) {
+    lf_err err = {{0}};
+    lf_status st = !p || !out ? LF_E_INVALID_ARG : check_params(p, &err);
+    if (!st && p->sparsity == 0.0) st = lf_err_set(&err, LF_E_INVALID_ARG, "plain random weights: no sparsity asked for");
+    lf_sparse_design sd = {0};
+    if (!st) st = solve_design(p, &sd, &err);
+    if (!st)
+        *out = (lf_synth_activity){sd.pred_density, sd.pred_hot, sd.pred_union5, sd.pred_new, sd.ctx_share};
+    lf_sparse_design_free(&sd);
+    if (st) lf_err_copy_out(&err, errbuf, errcap);
     return st;
 }
 
@@ -276,7 +330,10 @@ lf_status lf_synth_write(const char *path, const lf_synth_params *p, char *errbu
     float *rows = NULL;
     uint8_t *qbuf = NULL;
     lf_outfile out = {.fd = -1};
-    if ((st = build_writer(p, &n_vocab, &plan, &n_plan, &w, &err))) goto done;
+    lf_sparse_design design = {0};
+    lf_sparse_tensor *gen = NULL;
+    if (p->sparsity > 0.0 && (st = solve_design(p, &design, &err))) goto cleanup;
+    if ((st = build_writer(p, &n_vocab, &plan, &n_plan, &w, &err))) goto cleanup;
     uint64_t max_cols = 0, max_row_bytes = 0;
     for (size_t i = 0; i < n_plan; i++) {
         max_cols = LF_MAX(max_cols, plan[i].cols);
@@ -300,10 +357,17 @@ lf_status lf_synth_write(const char *path, const lf_synth_params *p, char *errbu
         /* each tensor has its own stream, so one tensor's values do not
          * depend on the shapes of the tensors before it */
         lf_rng_seed(&rng, p->seed * 1000003u + i);
+        if (p->sparsity > 0.0 && t->scale != 0.0f &&
+            (st = lf_sparse_tensor_begin(&design, t->role, t->rows, t->cols, t->scale, &rng, &gen))) {
+            lf_err_set(&err, st, "shaping tensor '%s'", t->name);
+            goto cleanup;
+        }
         for (uint64_t r = 0; r < t->rows; r += SYNTH_ROWS_PER_CHUNK) {
             const uint64_t nr = LF_MIN((uint64_t)SYNTH_ROWS_PER_CHUNK, t->rows - r);
-            for (uint64_t k = 0; k < nr * t->cols; k++)
-                rows[k] = t->scale == 0.0f ? 1.0f : t->scale * lf_rng_normal(&rng);
+            if (gen) lf_sparse_tensor_rows(gen, r, nr, &rng, rows);
+            else
+                for (uint64_t k = 0; k < nr * t->cols; k++)
+                    rows[k] = t->scale == 0.0f ? 1.0f : t->scale * lf_rng_normal(&rng);
             for (uint64_t k = 0; k < nr; k++)
                 lf_quantize_row(t->type, rows + k * t->cols, qbuf + k * row_bytes, (int64_t)t->cols);
             if ((st = lf_gguf_writer_write_data(w, out.fd, qbuf, nr * row_bytes, &err))) {
@@ -311,6 +375,8 @@ lf_status lf_synth_write(const char *path, const lf_synth_params *p, char *errbu
                 goto cleanup;
             }
         }
+        lf_sparse_tensor_end(gen);
+        gen = NULL;
         done_bytes += lf_align_up(row_bytes * t->rows, 32);
         if (p->progress && !p->progress(p->progress_user, done_bytes, total)) {
             st = lf_err_set(&err, LF_E_INTERRUPTED, "interrupted after tensor '%s'; %s was not written", t->name, path);
@@ -320,6 +386,8 @@ lf_status lf_synth_write(const char *path, const lf_synth_params *p, char *errbu
     if ((st = lf_gguf_writer_finish(w, &err))) goto cleanup;
     st = lf_outfile_commit(&out, &err);
 cleanup:
+    lf_sparse_tensor_end(gen);
+    lf_sparse_design_free(&design);
     if (out.fd >= 0) lf_outfile_abort(&out);
     free(rows);
     free(qbuf);
