@@ -640,6 +640,16 @@ lf_status lf_verify(const char *path, uint64_t *groups_checked, char *errbuf, si
 /* ------------------------------------------------------------------------ */
 /* Calibration: sparsity predictors fitted to a flash model                   */
 /* ------------------------------------------------------------------------ */
+/* One layer's held-out quality, as calibrate reports it. */
+typedef struct lf_calibrate_layer {
+    uint32_t layer, n_layer;
+    double recall, precision, predicted_density, true_density;
+    /* with lookahead, from layer 1 on: the lookahead predictor's (layer
+     * l's units from layer l-1's FFN input), against the same truth */
+    double ahead_recall, ahead_precision, ahead_density;
+    double seconds;         /* fitting the layer took */
+} lf_calibrate_layer;
+
 typedef struct lf_calibrate_params {
     uint32_t tokens;        /* calibration tokens taken from the text (0: 4096); a fifth is held out */
     uint32_t rank;          /* predictor rank per layer (0: 128, at most d_model) */
@@ -648,9 +658,17 @@ typedef struct lf_calibrate_params {
                                tau_l chosen for this FFN sparsity (0: 0.5); ReLU models: unused */
     uint32_t epochs;        /* fitting passes (0: 20) */
     bool force;             /* overwrite an existing output file (regular files only) */
+    /* Lookahead: also fit, for every layer l >= 1, a predictor of its units
+     * from layer l-1's FFN input, so that stream mode starts layer l's
+     * reads while layer l-1 computes (and the in-layer predictor reads only
+     * what it missed). Its rank: lookahead_rank (0: rank). */
+    bool lookahead;
+    uint32_t lookahead_rank;
     /* Called after each layer with its held-out quality; may be NULL. */
-    void (*on_layer)(void *user, uint32_t layer, uint32_t n_layer, double recall, double precision,
-                     double predicted_density, double true_density);
+    void (*on_layer)(void *user, const lf_calibrate_layer *q);
+    /* Called while the model runs over the text, with tokens done and in
+     * all; return false to stop (LF_E_INTERRUPTED). May be NULL. */
+    bool (*progress)(void *user, uint64_t done, uint64_t total);
     void *user;
 } lf_calibrate_params;
 
@@ -658,7 +676,8 @@ typedef struct lf_calibrate_stats {
     uint64_t tokens, held_out;  /* samples fitted on, and held out for the threshold and the report */
     double recall, precision;   /* over every layer's held-out samples */
     double predicted_density, true_density;
-    uint64_t predictor_bytes;   /* what the predictor adds to a session's budget */
+    double ahead_recall, ahead_precision; /* the lookahead's, over layers 1 on (0 without) */
+    uint64_t predictor_bytes;   /* what the predictor adds to a session's budget (F16 weights) */
     double seconds;
     lf_activation activation;   /* the model's: SwiGLU predictors need a quality check (see the README) */
 } lf_calibrate_stats;

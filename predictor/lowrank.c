@@ -45,34 +45,95 @@ uint64_t lf_lowrank_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank) {
     return ((uint64_t)rank * n_in + (uint64_t)n_out * rank + n_out) * sizeof(float);
 }
 
+/* Orthonormalises the columns of Y (m, k), row-major, in place (QR). */
+static lf_status orthonormalise(float *Y, uint32_t m, uint32_t k, float *tau, lf_err *err) {
+    lapack_int info = LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, (lapack_int)m, (lapack_int)k, Y, (lapack_int)k, tau);
+    if (!info) info = LAPACKE_sorgqr(LAPACK_ROW_MAJOR, (lapack_int)m, (lapack_int)k, (lapack_int)k, Y, (lapack_int)k, tau);
+    return info ? lf_err_set(err, LF_E_INVALID_ARG, "LAPACK QR failed (info %d)", (int)info) : LF_OK;
+}
+
+/* The leading `rank` singular triplets of W (n_out, n_in): s (rank),
+ * u (n_out, rank) and vt (rank, n_in). Exact (sgesdd) for small matrices or
+ * large ranks; otherwise randomised (Halko, Martinsson and Tropp 2011): the
+ * range of W from W·Omega with 16 extra columns and two power iterations,
+ * then the SVD of the small projection Qᵀ·W. On a 11008x4096 gate at rank
+ * 128 that is seconds instead of minutes. */
+static lf_status truncated_svd(const float *W, uint32_t n_out, uint32_t n_in, uint32_t rank, float *s_out, float *u_out,
+                               float *vt_out, lf_err *err) {
+    const uint32_t kmin = LF_MIN(n_out, n_in);
+    const bool exact = (uint64_t)n_out * n_in <= (1u << 20) || rank * 4 > kmin;
+    const uint32_t k = exact ? kmin : LF_MIN(kmin, rank + 16);
+    float *a = NULL, *Y = NULL, *Z = NULL, *tau = NULL;
+    float *s = malloc(k * sizeof *s), *ub = malloc((size_t)(exact ? n_out : k) * k * sizeof *ub);
+    float *vt = malloc((size_t)k * n_in * sizeof *vt);
+    lf_status st = s && ub && vt ? LF_OK : lf_err_set(err, LF_E_NOMEM, "SVD of a %ux%u matrix", n_out, n_in);
+    lapack_int info = 0;
+    if (!st && exact) { /* sgesdd overwrites its input */
+        if (!(a = malloc((size_t)n_out * n_in * sizeof *a))) st = lf_err_set(err, LF_E_NOMEM, "SVD of a %ux%u matrix", n_out, n_in);
+        if (!st) {
+            memcpy(a, W, (size_t)n_out * n_in * sizeof *a);
+            info = LAPACKE_sgesdd(LAPACK_ROW_MAJOR, 'S', (lapack_int)n_out, (lapack_int)n_in, a, (lapack_int)n_in, s, ub,
+                                  (lapack_int)k, vt, (lapack_int)n_in);
+        }
+        if (!st && !info)
+            for (uint32_t i = 0; i < n_out; i++) memcpy(u_out + (size_t)i * rank, ub + (size_t)i * k, rank * sizeof *u_out);
+    } else if (!st) {
+        Y = malloc((size_t)n_out * k * sizeof *Y);     /* range basis Q */
+        Z = malloc((size_t)n_in * k * sizeof *Z);      /* Omega, then Wᵀ·Q, then (Qᵀ·W) */
+        tau = malloc(k * sizeof *tau);
+        if (!Y || !Z || !tau) st = lf_err_set(err, LF_E_NOMEM, "randomised SVD of a %ux%u matrix", n_out, n_in);
+        lf_rng rng;
+        lf_rng_seed(&rng, 0x5bd1e995u);
+        for (size_t i = 0; !st && i < (size_t)n_in * k; i++) Z[i] = lf_rng_normal(&rng);
+        if (!st)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_out, (int)k, (int)n_in, 1.0f, W, (int)n_in, Z,
+                        (int)k, 0.0f, Y, (int)k);
+        for (int it = 0; !st && it < 2; it++) {
+            if ((st = orthonormalise(Y, n_out, k, tau, err))) break;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n_in, (int)k, (int)n_out, 1.0f, W, (int)n_in, Y,
+                        (int)k, 0.0f, Z, (int)k);
+            if ((st = orthonormalise(Z, n_in, k, tau, err))) break;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_out, (int)k, (int)n_in, 1.0f, W, (int)n_in, Z,
+                        (int)k, 0.0f, Y, (int)k);
+        }
+        if (!st) st = orthonormalise(Y, n_out, k, tau, err);
+        if (!st) { /* Bs = Qᵀ·W (k, n_in) into Z, then its SVD: Bs = Ub·S·Vt */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)n_in, (int)n_out, 1.0f, Y, (int)k, W,
+                        (int)n_in, 0.0f, Z, (int)n_in);
+            info = LAPACKE_sgesdd(LAPACK_ROW_MAJOR, 'S', (lapack_int)k, (lapack_int)n_in, Z, (lapack_int)n_in, s, ub,
+                                  (lapack_int)k, vt, (lapack_int)n_in);
+        }
+        if (!st && !info) /* u = Q·Ub, the leading rank columns */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_out, (int)rank, (int)k, 1.0f, Y, (int)k, ub,
+                        (int)k, 0.0f, u_out, (int)rank);
+    }
+    if (!st && info) st = lf_err_set(err, LF_E_INVALID_ARG, "LAPACK sgesdd failed (info %d)", (int)info);
+    if (!st) {
+        memcpy(s_out, s, rank * sizeof *s_out);
+        memcpy(vt_out, vt, (size_t)rank * n_in * sizeof *vt_out);
+    }
+    free(a);
+    free(Y);
+    free(Z);
+    free(tau);
+    free(s);
+    free(ub);
+    free(vt);
+    return st;
+}
+
 lf_status lf_lowrank_init_svd(lf_lowrank *p, const float *W, uint32_t n_out, uint32_t n_in, uint32_t rank, lf_err *err) {
     const uint32_t k = LF_MIN(n_out, n_in);
     if (rank == 0 || rank > k) return lf_err_set(err, LF_E_INVALID_ARG, "rank %u of a %ux%u matrix", rank, n_out, n_in);
     lf_status st = lf_lowrank_alloc(p, n_in, n_out, rank);
     if (st) return lf_err_set(err, st, "predictor of rank %u", rank);
-    /* sgesdd overwrites its input */
-    float *a = malloc((size_t)n_out * n_in * sizeof *a), *s = malloc(k * sizeof *s);
-    float *u = malloc((size_t)n_out * k * sizeof *u), *vt = malloc((size_t)k * n_in * sizeof *vt);
-    if (!a || !s || !u || !vt) {
-        st = lf_err_set(err, LF_E_NOMEM, "SVD of a %ux%u matrix", n_out, n_in);
-        goto out;
-    }
-    memcpy(a, W, (size_t)n_out * n_in * sizeof *a);
-    const lapack_int info = LAPACKE_sgesdd(LAPACK_ROW_MAJOR, 'S', (lapack_int)n_out, (lapack_int)n_in, a,
-                                           (lapack_int)n_in, s, u, (lapack_int)k, vt, (lapack_int)n_in);
-    if (info != 0) {
-        st = lf_err_set(err, LF_E_INVALID_ARG, "LAPACK sgesdd failed (info %d)", (int)info);
-        goto out;
-    }
-    for (uint32_t r = 0; r < rank; r++) /* A = Σ_r Vtᵀ rows */
-        for (uint32_t j = 0; j < n_in; j++) p->A[(size_t)r * n_in + j] = s[r] * vt[(size_t)r * n_in + j];
-    for (uint32_t i = 0; i < n_out; i++)
-        for (uint32_t r = 0; r < rank; r++) p->B[(size_t)i * rank + r] = u[(size_t)i * k + r];
-out:
-    free(a);
+    float *s = malloc(rank * sizeof *s);
+    if (!s) st = lf_err_set(err, LF_E_NOMEM, "SVD of a %ux%u matrix", n_out, n_in);
+    /* B = U_r directly; A = Σ_r·Vt_r */
+    if (!st) st = truncated_svd(W, n_out, n_in, rank, s, p->B, p->A, err);
+    for (uint32_t r = 0; !st && r < rank; r++)
+        for (uint32_t j = 0; j < n_in; j++) p->A[(size_t)r * n_in + j] *= s[r];
     free(s);
-    free(u);
-    free(vt);
     if (st) lf_lowrank_free(p);
     return st;
 }
@@ -337,4 +398,73 @@ lf_status lf_swiglu_evaluate(const lf_swiglu_predictor *p, const float *X, const
     const lf_status st = visit_scores(p, X, Y, n, count_outcomes, &c);
     if (!st) quality_of(&c, q);
     return st;
+}
+
+/* ---- half-precision form ------------------------------------------------- */
+
+void lf_lowrank_round_f16(lf_lowrank *p) {
+    for (size_t i = 0; i < (size_t)p->rank * p->n_in; i++) p->A[i] = lf_fp16_to_fp32(lf_fp32_to_fp16(p->A[i]));
+    for (size_t i = 0; i < (size_t)p->n_out * p->rank; i++) p->B[i] = lf_fp16_to_fp32(lf_fp32_to_fp16(p->B[i]));
+}
+
+lf_status lf_lowrank_f16_alloc(lf_lowrank_f16 *p, uint32_t n_in, uint32_t n_out, uint32_t rank) {
+    memset(p, 0, sizeof *p);
+    if (!n_in || !n_out || !rank) return LF_E_INVALID_ARG;
+    *p = (lf_lowrank_f16){n_in, n_out, rank, malloc((size_t)rank * n_in * sizeof(uint16_t)),
+                          malloc((size_t)n_out * rank * sizeof(uint16_t)), calloc(n_out, sizeof(float)), 0.0f};
+    if (!p->A || !p->B || !p->b) {
+        lf_lowrank_f16_free(p);
+        return LF_E_NOMEM;
+    }
+    return LF_OK;
+}
+
+lf_status lf_lowrank_f16_from(lf_lowrank_f16 *dst, const lf_lowrank *src) {
+    const lf_status st = lf_lowrank_f16_alloc(dst, src->n_in, src->n_out, src->rank);
+    if (st) return st;
+    for (size_t i = 0; i < (size_t)src->rank * src->n_in; i++) dst->A[i] = lf_fp32_to_fp16(src->A[i]);
+    for (size_t i = 0; i < (size_t)src->n_out * src->rank; i++) dst->B[i] = lf_fp32_to_fp16(src->B[i]);
+    memcpy(dst->b, src->b, src->n_out * sizeof *dst->b);
+    dst->threshold = src->threshold;
+    return LF_OK;
+}
+
+void lf_lowrank_f16_free(lf_lowrank_f16 *p) {
+    free(p->A);
+    free(p->B);
+    free(p->b);
+    memset(p, 0, sizeof *p);
+}
+
+uint64_t lf_lowrank_f16_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank) {
+    return ((uint64_t)rank * n_in + (uint64_t)n_out * rank) * sizeof(uint16_t) + (uint64_t)n_out * sizeof(float);
+}
+
+void lf_lowrank_f16_logits(const lf_lowrank_f16 *p, lf_dot_f16_fn dot, const float *x, float *h, float *z) {
+    for (uint32_t r = 0; r < p->rank; r++) h[r] = dot(p->A + (size_t)r * p->n_in, x, p->n_in);
+    for (uint32_t i = 0; i < p->n_out; i++) z[i] = p->b[i] + dot(p->B + (size_t)i * p->rank, h, p->rank);
+}
+
+void lf_layer_predictor_scores(const lf_layer_predictor *p, lf_dot_f16_fn dot, const float *x, float *scratch,
+                               float *score) {
+    const uint32_t m = p->gate.n_out;
+    if (!p->up.rank) {
+        lf_lowrank_f16_logits(&p->gate, dot, x, scratch, score);
+        return;
+    }
+    float *zu = scratch, *h = scratch + m;
+    lf_lowrank_f16_logits(&p->gate, dot, x, h, score);
+    lf_lowrank_f16_logits(&p->up, dot, x, h, zu);
+    for (uint32_t i = 0; i < m; i++) score[i] = fabsf(score[i] / (1.0f + expf(-score[i])) * zu[i]);
+}
+
+uint64_t lf_layer_predictor_bytes(const lf_layer_predictor *p) {
+    return (p->gate.rank ? lf_lowrank_f16_bytes(p->gate.n_in, p->gate.n_out, p->gate.rank) : 0) +
+           (p->up.rank ? lf_lowrank_f16_bytes(p->up.n_in, p->up.n_out, p->up.rank) : 0);
+}
+
+void lf_layer_predictor_free(lf_layer_predictor *p) {
+    lf_lowrank_f16_free(&p->gate);
+    lf_lowrank_f16_free(&p->up);
+    p->threshold = 0.0f;
 }

@@ -71,6 +71,47 @@ lf_status lf_lowrank_evaluate(const lf_lowrank *p, const float *X, const uint8_t
 /* Logits of one input: h (rank) is scratch, z (n_out) the output. */
 void lf_lowrank_logits(const lf_lowrank *p, const float *x, float *h, float *z);
 
+/* The form a predictor runs in: A and B as IEEE half floats (half the DRAM
+ * of F32), the bias and threshold as float. Calibrate rounds a fitted
+ * predictor's weights to F16 (lf_lowrank_round_f16) before it sets the
+ * threshold, so the threshold is the one for these very weights and the
+ * target recall holds for them. */
+typedef struct lf_lowrank_f16 {
+    uint32_t n_in, n_out, rank;
+    uint16_t *A;       /* (rank, n_in) */
+    uint16_t *B;       /* (n_out, rank) */
+    float *b;          /* (n_out) */
+    float threshold;
+} lf_lowrank_f16;
+
+/* A dot product of n halves at w with n floats at x (the kernels' F16 dot). */
+typedef float (*lf_dot_f16_fn)(const void *w, const void *x, int64_t n);
+
+/* Rounds A and B to the nearest F16 values, in place. */
+void lf_lowrank_round_f16(lf_lowrank *p);
+lf_status lf_lowrank_f16_alloc(lf_lowrank_f16 *p, uint32_t n_in, uint32_t n_out, uint32_t rank);
+/* dst (allocated by it) becomes src in half precision. */
+lf_status lf_lowrank_f16_from(lf_lowrank_f16 *dst, const lf_lowrank *src);
+void lf_lowrank_f16_free(lf_lowrank_f16 *p);
+uint64_t lf_lowrank_f16_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank);
+/* Logits of one input, as lf_lowrank_logits: h (rank) scratch, z (n_out). */
+void lf_lowrank_f16_logits(const lf_lowrank_f16 *p, lf_dot_f16_fn dot, const float *x, float *h, float *z);
+
+/* One layer's predictor as it runs: a single low-rank predictor whose
+ * logits are thresholded (ReLU-type FFNs), or the SwiGLU pair whose
+ * |silu(zg)·zu| is. */
+typedef struct lf_layer_predictor {
+    lf_lowrank_f16 gate;   /* the gate's (up's for plain ReLU) */
+    lf_lowrank_f16 up;     /* the pair's up (rank 0: no pair) */
+    float threshold;
+} lf_layer_predictor;
+
+/* Scores of one input (n_out): scratch holds 2 * (rank + n_out) floats. */
+void lf_layer_predictor_scores(const lf_layer_predictor *p, lf_dot_f16_fn dot, const float *x, float *scratch,
+                               float *score);
+uint64_t lf_layer_predictor_bytes(const lf_layer_predictor *p);
+void lf_layer_predictor_free(lf_layer_predictor *p);
+
 /* SwiGLU FFNs: whether |silu(gate·x) · (up·x)| is large depends on both
  * projections, and a predictor of the gate alone misses neurons whose up is
  * large. This one is a pair of low-rank predictors, of the gate's and of

@@ -126,3 +126,44 @@ Test(predictor, threshold_meets_the_target_recall_exactly_on_its_samples) {
     lf_lowrank_free(&lr);
     free_problem(&p);
 }
+
+/* A matrix too large for the exact SVD takes the randomised path: its rank-r
+ * approximation is as good as the best one, up to the noise beyond rank r. */
+Test(predictor, randomised_svd_of_a_large_matrix_is_near_optimal) {
+    enum { BM = 3000, BD = 512, BR = 24 };
+    lf_rng rng;
+    lf_rng_seed(&rng, 21);
+    float *U = malloc((size_t)BM * BR * sizeof *U), *V = malloc((size_t)BR * BD * sizeof *V);
+    float *W = malloc((size_t)BM * BD * sizeof *W), *noise = malloc((size_t)BM * BD * sizeof *noise);
+    for (int i = 0; i < BM * BR; i++) U[i] = lf_rng_normal(&rng);
+    for (int i = 0; i < BR * BD; i++) V[i] = lf_rng_normal(&rng);
+    double noise2 = 0;
+    for (int i = 0; i < BM; i++)
+        for (int j = 0; j < BD; j++) {
+            float w = 0;
+            for (int r = 0; r < BR; r++) w += U[i * BR + r] * V[r * BD + j];
+            noise[(size_t)i * BD + j] = 0.05f * lf_rng_normal(&rng);
+            noise2 += (double)noise[(size_t)i * BD + j] * noise[(size_t)i * BD + j];
+            W[(size_t)i * BD + j] = w + noise[(size_t)i * BD + j];
+        }
+    lf_lowrank lr;
+    lf_err err = {{0}};
+    cr_assert_eq(lf_lowrank_init_svd(&lr, W, BM, BD, BR, &err), LF_OK, "%s", err.msg);
+    double err2 = 0, w2 = 0;
+    for (int i = 0; i < BM; i++)
+        for (int j = 0; j < BD; j++) {
+            float a = 0;
+            for (int r = 0; r < BR; r++) a += lr.B[(size_t)i * BR + r] * lr.A[(size_t)r * BD + j];
+            const double e = (double)W[(size_t)i * BD + j] - a;
+            err2 += e * e;
+            w2 += (double)W[(size_t)i * BD + j] * W[(size_t)i * BD + j];
+        }
+    cr_log_info("rank-%d error %.4g of %.4g; noise %.4g", BR, sqrt(err2), sqrt(w2), sqrt(noise2));
+    /* the best rank-r error is below the noise's norm; allow 2% over it */
+    cr_expect(sqrt(err2) <= 1.02 * sqrt(noise2), "error %.4g against noise %.4g", sqrt(err2), sqrt(noise2));
+    lf_lowrank_free(&lr);
+    free(U);
+    free(V);
+    free(W);
+    free(noise);
+}

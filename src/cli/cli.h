@@ -42,6 +42,7 @@ void cli_format_bytes(uint64_t bytes, char *buf, size_t cap);
  * library's progress callbacks turn into LF_E_INTERRUPTED (and no output). */
 typedef struct cli_progress {
     const char *label;
+    const char *unit;   /* of the counts, in the non-terminal lines: "bytes" unless set */
     bool tty, quiet;
     int last_pct;
 } cli_progress;

@@ -164,7 +164,7 @@ static void on_stop_signal(int sig) {
 }
 
 void cli_progress_init(cli_progress *p, const char *label, bool quiet) {
-    *p = (cli_progress){label, isatty(STDERR_FILENO) != 0, quiet, -1};
+    *p = (cli_progress){.label = label, .unit = "bytes", .tty = isatty(STDERR_FILENO) != 0, .quiet = quiet, .last_pct = -1};
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
@@ -185,8 +185,8 @@ bool cli_progress_update(void *user, uint64_t done, uint64_t total) {
         fprintf(stderr, "\r[%s] %3d%%", bar, pct);
         if (done >= total) fputc('\n', stderr);
     } else if (pct / 10 != p->last_pct / 10 || done >= total) {
-        fprintf(stderr, "%s: %d%% (%llu of %llu bytes)\n", p->label, pct, (unsigned long long)done,
-                (unsigned long long)total);
+        fprintf(stderr, "%s: %d%% (%llu of %llu %s)\n", p->label, pct, (unsigned long long)done,
+                (unsigned long long)total, p->unit ? p->unit : "bytes");
     }
     p->last_pct = pct;
     return !g_stop_requested;

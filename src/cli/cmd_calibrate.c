@@ -6,18 +6,20 @@
 #include <string.h>
 #include <unistd.h>
 
-static void on_layer(void *user, uint32_t layer, uint32_t n_layer, double recall, double precision, double pred,
-                     double truth) {
+static void on_layer(void *user, const lf_calibrate_layer *q) {
     (void)user;
-    fprintf(stderr, "layer %3u/%u: recall %.4f, precision %.3f, predicted density %.3f, true density %.3f\n", layer + 1,
-            n_layer, recall, precision, pred, truth);
+    fprintf(stderr, "layer %3u/%u: recall %.4f, precision %.3f, predicted density %.3f, true density %.3f", q->layer + 1,
+            q->n_layer, q->recall, q->precision, q->predicted_density, q->true_density);
+    if (q->ahead_density > 0)
+        fprintf(stderr, "; lookahead recall %.4f, precision %.3f", q->ahead_recall, q->ahead_precision);
+    fprintf(stderr, " (%.1f s)\n", q->seconds);
 }
 
 int cmd_calibrate(int argc, char **argv) {
     const char *model_path = NULL, *text_path = NULL, *out = NULL;
-    int tokens = 4096, rank = 128, epochs = 20;
+    int tokens = 4096, rank = 128, epochs = 20, ahead_rank = 0;
     float recall = 0.99f, sparsity = 0.5f;
-    bool force = false;
+    bool force = false, lookahead = false, quiet = false;
     cli_opt opts[] = {
         {"--model", "-m", CLI_STR, &model_path, "flash model (required)", false},
         {"--file", "-f", CLI_STR, &text_path, "calibration text, - for stdin (required)", false},
@@ -27,7 +29,11 @@ int cmd_calibrate(int argc, char **argv) {
         {"--recall", NULL, CLI_FLOAT, &recall, "target recall on held-out tokens (default 0.99)", false},
         {"--sparsity", NULL, CLI_FLOAT, &sparsity, "SwiGLU: FFN sparsity of the ground truth (default 0.5)", false},
         {"--epochs", NULL, CLI_INT, &epochs, "fitting passes (default 20)", false},
+        {"--lookahead", NULL, CLI_FLAG, &lookahead,
+         "also fit lookahead predictors (layer l's units from layer l-1's input): reads start a layer early", false},
+        {"--lookahead-rank", NULL, CLI_INT, &ahead_rank, "rank of the lookahead predictors (default: --rank)", false},
         {"--force", NULL, CLI_FLAG, &force, "overwrite an existing predictor file (regular files only)", false},
+        {"--quiet", "-q", CLI_FLAG, &quiet, "no progress while the model runs over the text", false},
     };
     const size_t n_opts = sizeof opts / sizeof *opts;
     const char *pos[1];
@@ -35,7 +41,8 @@ int cmd_calibrate(int argc, char **argv) {
     bool help;
     if (!cli_parse("calibrate", argc, argv, 2, opts, n_opts, pos, 0, &n_pos, &help)) return CLI_EXIT_USAGE;
     if (help) {
-        printf("usage: llmflash calibrate -m MODEL.flash.gguf -f TEXT [-o OUT] [--tokens N] [--rank R] [--recall Q]\n\n"
+        printf("usage: llmflash calibrate -m MODEL.flash.gguf -f TEXT [-o OUT] [--tokens N] [--sparsity S] [--rank R]\n"
+               "                          [--recall Q] [--lookahead]\n\n"
                "Fits one low-rank sparsity predictor per layer on the model's FFN inputs over TEXT\n"
                "(initialised from the SVD of the gate, fitted by weighted cross-entropy, its threshold\n"
                "set on held-out tokens for the target recall) and writes it beside the model, where\n"
@@ -44,9 +51,9 @@ int cmd_calibrate(int argc, char **argv) {
         return CLI_EXIT_OK;
     }
     if (!model_path || !text_path || tokens < 64 || rank < 1 || epochs < 1 || !(recall > 0.0f && recall <= 1.0f) ||
-        !(sparsity > 0.0f && sparsity < 1.0f)) {
+        !(sparsity > 0.0f && sparsity < 1.0f) || ahead_rank < 0 || (ahead_rank && !lookahead)) {
         fprintf(stderr, "llmflash calibrate: -m MODEL and -f TEXT are required; --tokens at least 64, --rank and "
-                "--epochs positive, --recall in (0, 1], --sparsity in (0, 1)\n");
+                "--epochs positive, --recall in (0, 1], --sparsity in (0, 1), --lookahead-rank with --lookahead\n");
         return CLI_EXIT_USAGE;
     }
     size_t len;
@@ -63,7 +70,14 @@ int cmd_calibrate(int argc, char **argv) {
     p.sparsity = sparsity;
     p.epochs = (uint32_t)epochs;
     p.force = force;
+    p.lookahead = lookahead;
+    p.lookahead_rank = (uint32_t)ahead_rank;
     p.on_layer = on_layer;
+    cli_progress ps;
+    cli_progress_init(&ps, "calibrate: running the model over the text", quiet);
+    ps.unit = "tokens";
+    p.progress = cli_progress_update;
+    p.user = &ps;
     lf_calibrate_stats st;
     char err[512];
     const lf_status rc = lf_calibrate(model_path, text, len, out, &p, &st, err, sizeof err);
@@ -77,5 +91,7 @@ int cmd_calibrate(int argc, char **argv) {
     fprintf(stderr, "held out %llu tokens: recall %.4f, precision %.3f, predicted density %.3f against %.3f; "
             "predictor %s; %.1f s\n", (unsigned long long)st.held_out, st.recall, st.precision, st.predicted_density,
             st.true_density, b, st.seconds);
+    if (lookahead)
+        fprintf(stderr, "lookahead (layers 2 on): recall %.4f, precision %.3f\n", st.ahead_recall, st.ahead_precision);
     return CLI_EXIT_OK;
 }

@@ -32,7 +32,8 @@ static void collect(void *user, uint32_t layer, const float *x) {
 }
 
 /* Runs the model over tokens in chunks after a BOS, collecting FFN inputs. */
-static lf_status run_text(lf_model *m, const lf_token *toks, size_t n, collector *c, uint64_t *samples, lf_err *err) {
+static lf_status run_text(lf_model *m, const lf_token *toks, size_t n, collector *c, const lf_calibrate_params *p,
+                          uint64_t *samples, lf_err *err) {
     lf_session_params sp = lf_session_default_params();
     sp.n_ctx = 256;
     lf_session *s;
@@ -52,6 +53,8 @@ static lf_status run_text(lf_model *m, const lf_token *toks, size_t n, collector
             (*samples)++;
             prev = toks[i];
         }
+        if (!st && p->progress && !p->progress(p->user, c1, n))
+            st = lf_err_set(err, LF_E_INTERRUPTED, "interrupted after %zu of %zu tokens; nothing was written", c1, n);
     }
     lf_session_destroy(s);
     if (!st && c->failed) st = lf_err_set(err, LF_E_IO, "writing the collected activations to a temporary file failed");
@@ -111,76 +114,113 @@ static lf_status label(const lf_model *m, const float *X, uint64_t N, const floa
     return LF_OK;
 }
 
-/* Fits layer l's predictor from its collected samples. */
 /* SwiGLU: the training-free pair of SVD predictors (gate and up), scored by
- * |silu(zg)·zu|, its threshold on the threshold split. */
+ * |silu(zg)·zu|, rounded to F16, its threshold on the threshold split. X
+ * may be another layer's inputs (the lookahead's). */
 static lf_status fit_swiglu(const float *X, const uint8_t *Y, const float *G, const float *U, uint32_t n_ff, uint32_t d,
-                            uint32_t rank, uint64_t n_fit, uint64_t n_thr, uint64_t n_rep, double aim, lf_lowrank *gate,
-                            lf_lowrank *up, lf_lowrank_quality *q, lf_err *err) {
+                            uint32_t rank, uint64_t n_fit, uint64_t n_thr, uint64_t n_rep, double aim,
+                            lf_layer_predictor *out, lf_lowrank_quality *q, lf_err *err) {
     lf_swiglu_predictor sp = {0};
     lf_status st = lf_lowrank_init_svd(&sp.gate, G, n_ff, d, rank, err);
     if (!st) st = lf_lowrank_init_svd(&sp.up, U, n_ff, d, rank, err);
-    if (!st) st = lf_swiglu_calibrate(&sp, X + n_fit * d, Y + n_fit * n_ff, n_thr, aim, err);
+    if (!st) {
+        lf_lowrank_round_f16(&sp.gate);
+        lf_lowrank_round_f16(&sp.up);
+        st = lf_swiglu_calibrate(&sp, X + n_fit * d, Y + n_fit * n_ff, n_thr, aim, err);
+    }
     if (!st) st = lf_swiglu_evaluate(&sp, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
-    sp.gate.threshold = sp.threshold;
-    *gate = sp.gate;
-    *up = sp.up;
+    if (!st && (lf_lowrank_f16_from(&out->gate, &sp.gate) || lf_lowrank_f16_from(&out->up, &sp.up)))
+        st = lf_err_set(err, LF_E_NOMEM, "predictor of rank %u", rank);
+    out->threshold = sp.threshold;
+    lf_lowrank_free(&sp.gate);
+    lf_lowrank_free(&sp.up);
     return st;
 }
 
 /* ReLU-type FFNs: the SVD of W (the gate, or up for plain ReLU) is a
  * training-free predictor; fitting must beat it on the threshold split
- * (precision at the target recall), or the SVD one is kept. */
+ * (precision at the target recall), or the SVD one is kept. Weights are
+ * rounded to F16 before each threshold is set. X may be another layer's
+ * inputs (the lookahead's). */
 static lf_status fit_relu(const lf_model *m, uint32_t l, const float *X, const uint8_t *Y, const float *W, uint32_t rank,
-                          uint64_t n_fit, uint64_t n_thr, uint64_t n_rep, double aim, uint32_t epochs, lf_lowrank *pred,
-                          lf_lowrank_quality *q, lf_err *err) {
+                          uint64_t n_fit, uint64_t n_thr, uint64_t n_rep, double aim, uint32_t epochs,
+                          lf_layer_predictor *out, lf_lowrank_quality *q, lf_err *err) {
     const uint32_t d = m->info.n_embd, n_ff = m->info.n_ff;
     const float *Xt = X + n_fit * d;
     const uint8_t *Yt = Y + n_fit * n_ff;
-    lf_lowrank init = {0};
+    lf_lowrank pred = {0}, init = {0};
     lf_lowrank_quality q_init, q_fit;
-    lf_status st = lf_lowrank_init_svd(pred, W, n_ff, d, rank, err);
-    if (!st) st = lf_lowrank_calibrate(pred, Xt, Yt, n_thr, aim, err);
-    if (!st) st = lf_lowrank_evaluate(pred, Xt, Yt, n_thr, &q_init);
-    if (!st && lf_lowrank_copy(&init, pred)) st = lf_err_set(err, LF_E_NOMEM, "predictor copy");
+    lf_status st = lf_lowrank_init_svd(&pred, W, n_ff, d, rank, err);
+    if (!st) {
+        lf_lowrank_round_f16(&pred);
+        st = lf_lowrank_calibrate(&pred, Xt, Yt, n_thr, aim, err);
+    }
+    if (!st) st = lf_lowrank_evaluate(&pred, Xt, Yt, n_thr, &q_init);
+    if (!st && lf_lowrank_copy(&init, &pred)) st = lf_err_set(err, LF_E_NOMEM, "predictor copy");
     lf_lowrank_fit_params fp = {.epochs = epochs, .seed = 1 + l};
-    if (!st) st = lf_lowrank_fit(pred, X, Y, n_fit, &fp, err);
-    if (!st) st = lf_lowrank_calibrate(pred, Xt, Yt, n_thr, aim, err);
-    if (!st) st = lf_lowrank_evaluate(pred, Xt, Yt, n_thr, &q_fit);
+    if (!st) st = lf_lowrank_fit(&pred, X, Y, n_fit, &fp, err);
+    if (!st) {
+        lf_lowrank_round_f16(&pred);
+        st = lf_lowrank_calibrate(&pred, Xt, Yt, n_thr, aim, err);
+    }
+    if (!st) st = lf_lowrank_evaluate(&pred, Xt, Yt, n_thr, &q_fit);
     if (!st && q_init.precision >= q_fit.precision) {
-        lf_lowrank_free(pred);
-        *pred = init;
+        lf_lowrank_free(&pred);
+        pred = init;
         init = (lf_lowrank){0};
         lf_log(&m->log, LF_LOG_INFO, "layer %u: the SVD predictor (precision %.3f) beats the fitted one (%.3f)", l,
                q_init.precision, q_fit.precision);
     }
     lf_lowrank_free(&init);
-    if (!st) st = lf_lowrank_evaluate(pred, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
+    if (!st) st = lf_lowrank_evaluate(&pred, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
+    if (!st && lf_lowrank_f16_from(&out->gate, &pred)) st = lf_err_set(err, LF_E_NOMEM, "predictor of rank %u", rank);
+    out->threshold = pred.threshold;
+    lf_lowrank_free(&pred);
     return st;
 }
 
-/* Fits layer l's predictor (and, for SwiGLU, up's) from its collected samples. */
-static lf_status fit_layer(const lf_model *m, uint32_t l, FILE *f, uint64_t N, const lf_calibrate_params *p,
-                           lf_lowrank *pred, lf_lowrank *up, float *tau, lf_lowrank_quality *q, lf_err *err) {
+/* One layer's samples, read back from its temporary file. */
+static lf_status read_samples(FILE *f, uint32_t l, uint64_t N, uint32_t d, float *X, lf_err *err) {
+    if (fseek(f, 0, SEEK_SET) != 0 || fread(X, sizeof *X, N * d, f) != N * d)
+        return lf_err_set(err, LF_E_IO, "reading back layer %u's activations failed", l);
+    return LF_OK;
+}
+
+/* Fits layer l's predictor, and with X_prev (layer l-1's samples) its
+ * lookahead, from the layer's samples X. */
+static lf_status fit_layer(const lf_model *m, uint32_t l, const float *X, const float *X_prev, uint64_t N,
+                           const lf_calibrate_params *p, lf_predictor_set *set, lf_calibrate_layer *q, lf_err *err) {
     const uint32_t d = m->info.n_embd, n_ff = m->info.n_ff;
-    float *X = malloc(N * d * sizeof *X), *G = malloc((uint64_t)n_ff * d * sizeof *G), *U = malloc((uint64_t)n_ff * d * sizeof *U);
+    float *G = malloc((uint64_t)n_ff * d * sizeof *G), *U = malloc((uint64_t)n_ff * d * sizeof *U);
     uint8_t *Y = malloc(N * n_ff);
-    lf_status st = X && G && U && Y ? LF_OK : lf_err_set(err, LF_E_NOMEM, "layer %u: %" PRIu64 " samples", l, N);
-    if (!st && (fseek(f, 0, SEEK_SET) != 0 || fread(X, sizeof *X, N * d, f) != N * d))
-        st = lf_err_set(err, LF_E_IO, "reading back layer %u's activations failed", l);
+    lf_status st = G && U && Y ? LF_OK : lf_err_set(err, LF_E_NOMEM, "layer %u: %" PRIu64 " samples", l, N);
     if (!st) st = layer_rows(m, l, G, U, err);
-    if (!st) st = label(m, X, N, G, U, p->sparsity, Y, tau, err);
+    if (!st) st = label(m, X, N, G, U, p->sparsity, Y, &set->taus[l], err);
     /* 60% to fit, 20% for the threshold, 20% to report on */
     const uint64_t n_fit = N * 3 / 5, n_thr = N / 5, n_rep = N - n_fit - n_thr;
     const uint32_t rank = LF_MIN(p->rank, LF_MIN(d, n_ff));
+    const uint32_t ahead_rank = LF_MIN(p->lookahead_rank ? p->lookahead_rank : p->rank, LF_MIN(d, n_ff));
     /* the threshold aims halfway above the target recall on its split, so
      * that unseen tokens still reach the target */
     const double aim = 1.0 - (1.0 - p->recall) / 2.0;
+    const float *W = m->info.activation == LF_ACT_RELU ? U : G;
+    lf_lowrank_quality lq = {0}, aq = {0};
     if (!st)
-        st = up ? fit_swiglu(X, Y, G, U, n_ff, d, rank, n_fit, n_thr, n_rep, aim, pred, up, q, err)
-                : fit_relu(m, l, X, Y, m->info.activation == LF_ACT_RELU ? U : G, rank, n_fit, n_thr, n_rep, aim, p->epochs,
-                           pred, q, err);
-    free(X);
+        st = set->pair ? fit_swiglu(X, Y, G, U, n_ff, d, rank, n_fit, n_thr, n_rep, aim, &set->layers[l], &lq, err)
+                       : fit_relu(m, l, X, Y, W, rank, n_fit, n_thr, n_rep, aim, p->epochs, &set->layers[l], &lq, err);
+    /* the lookahead: the same truth from the layer before's input */
+    if (!st && X_prev)
+        st = set->pair
+                 ? fit_swiglu(X_prev, Y, G, U, n_ff, d, ahead_rank, n_fit, n_thr, n_rep, aim, &set->ahead[l], &aq, err)
+                 : fit_relu(m, l, X_prev, Y, W, ahead_rank, n_fit, n_thr, n_rep, aim, p->epochs, &set->ahead[l], &aq,
+                            err);
+    q->recall = lq.recall;
+    q->precision = lq.precision;
+    q->predicted_density = lq.predicted_density;
+    q->true_density = lq.true_density;
+    q->ahead_recall = aq.recall;
+    q->ahead_precision = aq.precision;
+    q->ahead_density = aq.predicted_density;
     free(G);
     free(U);
     free(Y);
@@ -206,9 +246,12 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     char *save_path = NULL;
     collector c = {0};
     lf_predictor_set set = {0};
+    float *X = NULL, *X_prev = NULL;
     lf_status st;
-    if (!(p.recall > 0.0 && p.recall <= 1.0) || !(p.sparsity > 0.0f && p.sparsity < 1.0f) || p.tokens < 64) {
-        st = lf_err_set(&err, LF_E_INVALID_ARG, "recall must be in (0, 1], sparsity in (0, 1) and tokens at least 64");
+    if (!(p.recall > 0.0 && p.recall <= 1.0) || !(p.sparsity > 0.0f && p.sparsity < 1.0f) || p.tokens < 64 ||
+        (p.lookahead_rank && !p.lookahead)) {
+        st = lf_err_set(&err, LF_E_INVALID_ARG, "recall must be in (0, 1], sparsity in (0, 1), tokens at least 64, "
+                         "and a lookahead rank needs lookahead");
         goto out;
     }
     lf_model_params mp = lf_model_default_params(); /* auto: stream for a flash file, every unit cached */
@@ -236,10 +279,11 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     c.n_embd = m->info.n_embd;
     c.files = calloc(n_layer, sizeof *c.files);
     set.n_layer = n_layer;
+    set.pair = m->info.activation == LF_ACT_SILU_GATED;
     set.layers = calloc(n_layer, sizeof *set.layers);
     set.taus = calloc(n_layer, sizeof *set.taus);
-    if (m->info.activation == LF_ACT_SILU_GATED) set.up = calloc(n_layer, sizeof *set.up);
-    if (!c.files || !set.layers || !set.taus || (m->info.activation == LF_ACT_SILU_GATED && !set.up)) {
+    if (p.lookahead) set.ahead = calloc(n_layer, sizeof *set.ahead);
+    if (!c.files || !set.layers || !set.taus || (p.lookahead && !set.ahead)) {
         st = lf_err_set(&err, LF_E_NOMEM, "calibration tables");
         goto out;
     }
@@ -249,20 +293,38 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
             goto out;
         }
     uint64_t N = 0;
-    if ((st = run_text(m, toks, n_tok, &c, &N, &err))) goto out;
-    double tp = 0, pred = 0, truth = 0, total = 0;
+    if ((st = run_text(m, toks, n_tok, &c, &p, &N, &err))) goto out;
+    const uint32_t d = m->info.n_embd;
+    double tp = 0, pred = 0, truth = 0, total = 0, a_tp = 0, a_pred = 0, a_truth = 0;
+    /* this layer's samples, and the layer before's for the lookahead */
+    if (!(X = malloc(N * d * sizeof *X)) || (p.lookahead && !(X_prev = malloc(N * d * sizeof *X_prev)))) {
+        st = lf_err_set(&err, LF_E_NOMEM, "%" PRIu64 " samples of one layer", N);
+        goto out;
+    }
     for (uint32_t l = 0; l < n_layer; l++) {
-        lf_lowrank_quality q;
-        if ((st = fit_layer(m, l, c.files[l], N, &p, &set.layers[l], set.up ? &set.up[l] : NULL, &set.taus[l], &q,
-                            &err)))
+        const uint64_t t_layer = lf_now_ns();
+        lf_calibrate_layer q = {.layer = l, .n_layer = n_layer};
+        if ((st = read_samples(c.files[l], l, N, d, X, &err)) ||
+            (st = fit_layer(m, l, X, p.lookahead && l > 0 ? X_prev : NULL, N, &p, &set, &q, &err)))
             goto out;
         fclose(c.files[l]); /* one layer's samples on disk at a time from here */
         c.files[l] = NULL;
-        if (p.on_layer) p.on_layer(p.user, l, n_layer, q.recall, q.precision, q.predicted_density, q.true_density);
+        if (p.lookahead) {
+            float *t = X_prev;
+            X_prev = X;
+            X = t;
+        }
+        q.seconds = lf_ns_to_ms(lf_now_ns() - t_layer) / 1e3;
+        if (p.on_layer) p.on_layer(p.user, &q);
         tp += q.recall * q.true_density;
         pred += q.predicted_density;
         truth += q.true_density;
         total += 1;
+        if (p.lookahead && l > 0) {
+            a_tp += q.ahead_recall * q.true_density;
+            a_pred += q.ahead_density;
+            a_truth += q.true_density;
+        }
     }
     cs->tokens = N * 3 / 5;
     cs->held_out = N - cs->tokens;
@@ -270,6 +332,8 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     cs->precision = pred > 0 ? tp / pred : 1.0;
     cs->predicted_density = pred / total;
     cs->true_density = truth / total;
+    cs->ahead_recall = a_truth > 0 ? a_tp / a_truth : 0.0;
+    cs->ahead_precision = a_pred > 0 ? a_tp / a_pred : 0.0;
     cs->predictor_bytes = lf_predictor_set_bytes(&set);
     cs->activation = m->info.activation;
     if (!(save_path = lf_predictor_path(model_path, out_path))) {
@@ -282,6 +346,8 @@ out:
         for (uint32_t l = 0; m && l < m->info.n_layer; l++)
             if (c.files[l]) fclose(c.files[l]);
     free(c.files);
+    free(X);
+    free(X_prev);
     lf_predictor_set_free(&set);
     free(toks);
     free(save_path);

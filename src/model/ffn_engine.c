@@ -279,7 +279,7 @@ static lf_status open_predictor(lf_ffn *f, const char *given) {
     if (st == LF_E_IO)
         st = lf_err_set(&f->err, LF_E_INVALID_ARG, "no predictor for %s at %s (%s): calibrate the model first "
                         "(llmflash calibrate)", f->m->path, path, f->err.msg);
-    if (!st) st = lf_mask_predictor_create(f->m->flash, &set, &f->mask_src, &f->err);
+    if (!st) st = lf_mask_predictor_create(f->m->flash, f->m->kernels, &set, &f->mask_src, &f->err);
     if (!st) lf_log(&f->m->log, LF_LOG_INFO, "predictor: %s", path);
     free(path);
     return st;

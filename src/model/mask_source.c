@@ -17,7 +17,7 @@ static uint32_t all_select(void *state, uint32_t layer, const float *x, size_t n
 
 static void no_destroy(void *state) { (void)state; }
 
-static const lf_mask_ops all_ops = {"all", false, all_select, no_destroy};
+static const lf_mask_ops all_ops = {"all", false, all_select, NULL, no_destroy};
 
 lf_status lf_mask_all_create(uint32_t n_units, lf_mask *out) {
     *out = (lf_mask){&all_ops, (void *)(uintptr_t)n_units, 0};
@@ -85,7 +85,7 @@ static void oracle_destroy(void *state) {
     free(o);
 }
 
-static const lf_mask_ops oracle_ops = {"oracle", true, oracle_select, oracle_destroy};
+static const lf_mask_ops oracle_ops = {"oracle", true, oracle_select, NULL, oracle_destroy};
 
 lf_status lf_mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf_kernels *k, lf_activation act,
                                 const float *taus, lf_mask *out, lf_err *err) {
@@ -144,23 +144,18 @@ void lf_mask_destroy(lf_mask *ms) {
 
 typedef struct predictor {
     lf_predictor_set set;     /* owned */
+    lf_dot_f16_fn dot;
     uint32_t group, n_ff;
     float *h, *z;             /* (2 * (rank + n_ff)) scratch, (n_ff) logits or scores */
     uint8_t *any;             /* (n_groups) */
     uint64_t n_groups;
 } predictor;
 
-static uint32_t predictor_select(void *state, uint32_t layer, const float *x, size_t n, uint32_t *units) {
-    predictor *pr = state;
-    const lf_lowrank *p = &pr->set.layers[layer];
+/* The groups any of the n tokens x has a unit predicted active in, by p. */
+static uint32_t predicted_units(predictor *pr, const lf_layer_predictor *p, const float *x, size_t n, uint32_t *units) {
     memset(pr->any, 0, pr->n_groups);
     for (size_t t = 0; t < n; t++) {
-        if (pr->set.up) { /* SwiGLU: |silu(zg) * zu| */
-            const lf_swiglu_predictor sp = {*p, pr->set.up[layer], p->threshold};
-            lf_swiglu_scores(&sp, x + t * p->n_in, pr->h, pr->z);
-        } else {
-            lf_lowrank_logits(p, x + t * p->n_in, pr->h, pr->z);
-        }
+        lf_layer_predictor_scores(p, pr->dot, x + t * p->gate.n_in, pr->h, pr->z);
         for (uint32_t i = 0; i < pr->n_ff; i++)
             if (pr->z[i] > p->threshold) pr->any[i / pr->group] = 1;
     }
@@ -168,6 +163,16 @@ static uint32_t predictor_select(void *state, uint32_t layer, const float *x, si
     for (uint64_t g = 0; g < pr->n_groups; g++)
         if (pr->any[g]) units[m++] = (uint32_t)g;
     return m;
+}
+
+static uint32_t predictor_select(void *state, uint32_t layer, const float *x, size_t n, uint32_t *units) {
+    predictor *pr = state;
+    return predicted_units(pr, &pr->set.layers[layer], x, n, units);
+}
+
+static uint32_t predictor_select_ahead(void *state, uint32_t layer, const float *x_prev, size_t n, uint32_t *units) {
+    predictor *pr = state;
+    return layer > 0 ? predicted_units(pr, &pr->set.ahead[layer], x_prev, n, units) : 0;
 }
 
 static void predictor_destroy(void *state) {
@@ -180,23 +185,31 @@ static void predictor_destroy(void *state) {
     free(pr);
 }
 
-static const lf_mask_ops predictor_ops = {"predictor", true, predictor_select, predictor_destroy};
+static const lf_mask_ops predictor_ops = {"predictor", true, predictor_select, NULL, predictor_destroy};
+static const lf_mask_ops predictor_ahead_ops = {"predictor", true, predictor_select, predictor_select_ahead,
+                                                predictor_destroy};
 
-lf_status lf_mask_predictor_create(const lf_flash *f, lf_predictor_set *set, lf_mask *out, lf_err *err) {
+lf_status lf_mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_predictor_set *set, lf_mask *out,
+                                   lf_err *err) {
     predictor *pr = calloc(1, sizeof *pr);
     if (!pr) return lf_err_set(err, LF_E_NOMEM, "predictor mask");
     pr->set = *set;
     memset(set, 0, sizeof *set);
+    pr->dot = k->dot[LF_TYPE_F16];
     pr->group = f->layout.group;
     pr->n_ff = f->n_ff;
     pr->n_groups = f->layers[0].n_groups;
-    pr->h = malloc(2 * ((uint64_t)pr->set.layers[0].rank + f->n_ff) * sizeof *pr->h);
+    uint32_t rank = pr->set.layers[0].gate.rank;
+    if (pr->set.ahead && pr->set.n_layer > 1) rank = LF_MAX(rank, pr->set.ahead[1].gate.rank);
+    pr->h = malloc(2 * ((uint64_t)rank + f->n_ff) * sizeof *pr->h);
     pr->z = malloc(f->n_ff * sizeof *pr->z);
     pr->any = malloc(pr->n_groups ? pr->n_groups : 1);
     if (!pr->h || !pr->z || !pr->any) {
         predictor_destroy(pr);
         return lf_err_set(err, LF_E_NOMEM, "predictor mask scratch");
     }
-    *out = (lf_mask){&predictor_ops, pr, lf_predictor_set_bytes(&pr->set) + f->n_ff * sizeof(float) + pr->n_groups};
+    *out = (lf_mask){pr->set.ahead ? &predictor_ahead_ops : &predictor_ops, pr,
+                     lf_predictor_set_bytes(&pr->set) + 2 * ((uint64_t)rank + f->n_ff) * sizeof(float) +
+                         f->n_ff * sizeof(float) + pr->n_groups};
     return LF_OK;
 }

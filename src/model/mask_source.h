@@ -26,6 +26,11 @@ typedef struct lf_mask_ops {
      * the FFN's normalised input, to units in ascending order; returns how
      * many. units has room for every unit of the layer. */
     uint32_t (*select)(void *state, uint32_t layer, const float *x, size_t n, uint32_t *units);
+    /* Optional (NULL: none): the units layer `layer` (>= 1) will need, guessed
+     * from layer - 1's FFN input x_prev (n, n_embd), so that their reads can
+     * start a layer early. The engine still asks select once the layer's own
+     * input is known, and reads only what this missed. */
+    uint32_t (*select_ahead)(void *state, uint32_t layer, const float *x_prev, size_t n, uint32_t *units);
     void (*destroy)(void *state);
 } lf_mask_ops;
 
@@ -48,9 +53,11 @@ lf_status lf_mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf
 uint64_t lf_mask_oracle_bytes(const lf_flash *f);
 
 /* A calibrated predictor (see predictor_file.h), whose set the mask takes
- * over (set is emptied). */
+ * over (set is emptied); with lookahead predictors in the set, the mask
+ * has select_ahead. Products run on k's F16 dot. */
 typedef struct lf_predictor_set lf_predictor_set;
-lf_status lf_mask_predictor_create(const lf_flash *f, lf_predictor_set *set, lf_mask *out, lf_err *err);
+lf_status lf_mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_predictor_set *set, lf_mask *out,
+                                   lf_err *err);
 
 void lf_mask_destroy(lf_mask *ms);
 

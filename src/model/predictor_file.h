@@ -1,17 +1,23 @@
 /* predictor_file.h - a flash model's calibrated predictors, stored beside it
  * as a GGUF file of their own ("MODEL.predictor" by default):
  *   general.architecture            "llmflash-predictor"
- *   llmflash.predictor.format_version 1
+ *   llmflash.predictor.format_version 2
  *   llmflash.predictor.kind         "lowrank" (the gate's, thresholded logits), or
  *                                   "lowrank-gate-up" (SwiGLU: gate's and up's,
- *                                   thresholded |silu(zg)·zu|, see lf_swiglu_predictor)
+ *                                   thresholded |silu(zg)·zu|, see lf_layer_predictor)
  *   llmflash.predictor.model_checksum the flash file's header checksum: a
  *                                   predictor fitted to another file is refused
  *   llmflash.predictor.n_layer, .n_embd, .n_ff, .rank
  *   llmflash.predictor.thresholds   f32 per layer
  *   llmflash.predictor.taus         f32 per layer (SwiGLU ground truth; 0 for ReLU)
- *   blk.N.pred_a [n_embd, rank], blk.N.pred_b [rank, n_ff], blk.N.pred_bias [n_ff], F32,
- *   and for "lowrank-gate-up" also blk.N.pred_up_a, blk.N.pred_up_b, blk.N.pred_up_bias */
+ *   llmflash.predictor.lookahead_rank 0, or the rank of the lookahead predictors
+ *   llmflash.predictor.lookahead_thresholds f32 per layer (layer 0's unused)
+ *   blk.N.pred_a [n_embd, rank] and blk.N.pred_b [rank, n_ff] F16, blk.N.pred_bias
+ *   [n_ff] F32; for "lowrank-gate-up" also blk.N.pred_up_{a,b,bias}; with a
+ *   lookahead, blk.N.ahead_{a,b,bias} (and ahead_up_*) for N >= 1: layer N's
+ *   units predicted from layer N-1's FFN input.
+ * Weights are stored and run as F16: calibrate rounds them before it sets
+ * the thresholds, so the recall it reports is that of these weights. */
 #ifndef LF_PREDICTOR_FILE_H
 #define LF_PREDICTOR_FILE_H
 
@@ -20,9 +26,10 @@
 
 struct lf_predictor_set {
     uint32_t n_layer;
-    lf_lowrank *layers;  /* (n_layer) the gate's (up's for plain ReLU); its threshold is the layer's */
-    lf_lowrank *up;      /* (n_layer) SwiGLU: up's, or NULL */
-    float *taus;         /* (n_layer) */
+    bool pair;                   /* SwiGLU: gate and up predictors per layer */
+    lf_layer_predictor *layers;  /* (n_layer) */
+    lf_layer_predictor *ahead;   /* (n_layer) lookahead, entry 0 empty; NULL: none */
+    float *taus;                 /* (n_layer) */
 };
 typedef struct lf_predictor_set lf_predictor_set;
 
@@ -31,8 +38,9 @@ lf_status lf_predictor_save(const lf_predictor_set *ps, const lf_model *m, const
 lf_status lf_predictor_load(const char *path, const lf_model *m, lf_predictor_set *ps, lf_err *err);
 void lf_predictor_set_free(lf_predictor_set *ps);
 uint64_t lf_predictor_set_bytes(const lf_predictor_set *ps);
-/* Bytes the predictor at path will take once loaded (0 if it cannot be
- * read: loading it then says why). Reads only its header. */
+/* Bytes the predictor at path will take once loaded, with the mask's
+ * scratch (0 if it cannot be read: loading it then says why). Reads only
+ * its header. */
 uint64_t lf_predictor_file_bytes(const char *path, const lf_model *m);
 /* The predictor file to use: `given`, or when NULL the model's default
  * (model_path + ".predictor"). Malloc'ed; NULL when out of memory. */
