@@ -473,6 +473,10 @@ typedef struct lf_layer_stats {
      * all activations carried by the most active 20% of units */
     uint64_t oracle_tokens, oracle_token_units, oracle_window_units, oracle_new_units;
     double oracle_hot_share;
+    /* with a lookahead predictor (stream mode): units read a layer early,
+     * those of them the layer then used, and units it used that were
+     * neither cached nor read early (read late, in the layer itself) */
+    uint64_t ahead_units, ahead_used, ahead_late;
 } lf_layer_stats;
 
 /* Counters of one layer (stream, naive and hybrid modes). */
@@ -491,7 +495,8 @@ lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_layer_s
  * peak_rss_bytes, layers [{layer, bytes_read, bytes_served, neurons_loaded,
  * neurons_used, cache_slots, resident, oracle_units, false_negatives,
  * oracle_tokens, oracle_token_units, oracle_window_units, oracle_new_units,
- * oracle_hot_share}]. Sizes in bytes, times in ms. */
+ * oracle_hot_share, ahead_units, ahead_used, ahead_late}], lookahead {units,
+ * used, late, recall, precision}. Sizes in bytes, times in ms. */
 #define LF_STATS_SCHEMA_VERSION 2
 
 /* The stats as JSON into buf (cap bytes, NUL-terminated); returns the full
@@ -661,9 +666,13 @@ typedef struct lf_calibrate_params {
     /* Lookahead: also fit, for every layer l >= 1, a predictor of its units
      * from layer l-1's FFN input, so that stream mode starts layer l's
      * reads while layer l-1 computes (and the in-layer predictor reads only
-     * what it missed). Its rank: lookahead_rank (0: rank). */
+     * what it missed). Its rank: lookahead_rank (0: rank). Its threshold
+     * aims at lookahead_recall (0: 0.9): what it misses is read in the
+     * layer itself, and what it reads in vain costs bandwidth, so it aims
+     * lower than the in-layer predictor. */
     bool lookahead;
     uint32_t lookahead_rank;
+    double lookahead_recall;
     /* Called after each layer with its held-out quality; may be NULL. */
     void (*on_layer)(void *user, const lf_calibrate_layer *q);
     /* Called while the model runs over the text, with tokens done and in

@@ -37,6 +37,8 @@ static void teardown(void) {
     for (int i = 0; i < 3; i++) {
         predictor_path(models[i], p, sizeof p);
         unlink(p);
+        snprintf(p, sizeof p, "%s.ahead", models[i]);
+        unlink(p);
         unlink(models[i]);
     }
     free(text);
@@ -260,3 +262,84 @@ Test(calibrate, measured_false_negatives_match_the_recall) {
 }
 
 LF_TEST_MAIN_NEEDS_SHARED
+
+/* Greedy text from a session on relu80 in stream mode with three quarters
+ * of the FFN cacheable (room for the window's union and the guesses read
+ * early), through the given predictor file; failures counts the evals a
+ * fault failed (each is retried). */
+static void greedy_with(const char *predictor, const char *fault, text_buf *out, lf_session_stats *st, int *failures,
+                        double *ahead_recall) {
+    char err[512];
+    lf_model *m;
+    lf_model_params mp = lf_model_default_params();
+    cr_assert_eq(lf_model_open(relu80, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+    lf_session_params sp = lf_session_default_params();
+    sp.mask = LF_MASK_PREDICTOR;
+    sp.predictor_path = predictor;
+    sp.n_ctx = 128;
+    lf_model_info in;
+    lf_model_get_info(m, &in);
+    const uint64_t budget =
+        lf_session_min_budget(m, &sp) + (uint64_t)in.n_layer * in.n_ff * in.bundle_record_bytes * 3 / 4;
+    lf_model_close(m);
+    if (fault) setenv("LLMFLASH_TEST_FAULT", fault, 1);
+    mp.dram_budget = budget;
+    cr_assert_eq(lf_model_open(relu80, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+    unsetenv("LLMFLASH_TEST_FAULT");
+    lf_session *s;
+    cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_OK, "%s", err);
+    cr_assert_eq(greedy(m, s, 80, 8, out, failures), LF_OK, "%s", lf_session_errmsg(s));
+    lf_session_get_stats(s, st);
+    uint64_t used = 0, late = 0;
+    for (uint32_t l = 0; l < in.n_layer; l++) {
+        lf_layer_stats ls;
+        cr_assert_eq(lf_session_layer_stats(s, l, &ls), LF_OK);
+        used += ls.ahead_used;
+        late += ls.ahead_late;
+        if (l == 0) cr_assert_eq(ls.ahead_units, 0, "nothing is read before layer 0");
+    }
+    *ahead_recall = used + late ? (double)used / (double)(used + late) : 0.0;
+    lf_session_destroy(s);
+    lf_model_close(m);
+}
+
+Test(calibrate, lookahead_reads_early_and_changes_nothing) {
+    calibrate_half(relu80, 0);
+    char ahead[160], err[512];
+    snprintf(ahead, sizeof ahead, "%s.ahead", relu80);
+    lf_calibrate_params p = lf_calibrate_default_params();
+    p.force = true;
+    p.lookahead = true;
+    lf_calibrate_stats cs;
+    cr_assert_eq(lf_calibrate(relu80, text, text_len / 2, ahead, &p, &cs, err, sizeof err), LF_OK, "%s", err);
+    cr_log_info("lookahead held out: recall %.4f precision %.3f", cs.ahead_recall, cs.ahead_precision);
+    cr_assert(cs.ahead_recall >= 0.85, "lookahead recall %.4f", cs.ahead_recall);
+    text_buf plain, early;
+    lf_session_stats s_plain, s_early;
+    int failures;
+    double r_plain, r_early;
+    greedy_with(NULL, NULL, &plain, &s_plain, &failures, &r_plain);
+    greedy_with(ahead, NULL, &early, &s_early, &failures, &r_early);
+    /* the in-layer predictor decides what is computed: the same text, and
+     * the same units up to the float summation order (units read early are
+     * added in another order, which can move a logit across a threshold) */
+    cr_assert_str_eq(early.data, plain.data);
+    cr_assert(fabs((double)s_plain.neurons_used - (double)s_early.neurons_used) <= 1e-3 * (double)s_plain.neurons_used,
+              "the same units computed: %lu against %lu", (unsigned long)s_plain.neurons_used,
+              (unsigned long)s_early.neurons_used);
+    cr_log_info("lookahead at run time: recall %.3f; I/O wait %.2f of %.2f ms span, against %.2f of %.2f", r_early,
+                s_early.io_wait_ms, s_early.io_span_ms, s_plain.io_wait_ms, s_plain.io_span_ms);
+    cr_assert(r_early >= 0.8, "at run time the lookahead read %.3f of what the layers then read", r_early);
+    cr_assert_eq(r_plain, 0.0);
+    /* faults in early reads are errors like any other: retried, the same text */
+    const char *faults[] = {"eio:3:1", "eio:40:3", "corrupt:30:6"};
+    for (size_t f = 0; f < sizeof faults / sizeof *faults; f++) {
+        text_buf t;
+        lf_session_stats st;
+        double r;
+        greedy_with(ahead, faults[f], &t, &st, &failures, &r);
+        cr_assert(failures > 0, "%s: the fault was injected", faults[f]);
+        cr_assert_str_eq(t.data, plain.data, "%s", faults[f]);
+    }
+    unlink(ahead);
+}

@@ -122,4 +122,37 @@ static inline lf_status generate_text(lf_session *s, lf_sampler *g, const char *
 }
 #endif
 
+/* Greedy decoding of n tokens from BOS into out, each failed eval retried
+ * up to `retries` times (failures counts them; a failed eval leaves no
+ * logits: LF_E_INVALID_ARG if one does). */
+static inline lf_status greedy(lf_model *m, lf_session *s, int n, int retries, text_buf *out, int *failures) {
+    lf_token tok = lf_token_bos(m);
+    out->len = 0;
+    out->data[0] = '\0';
+    *failures = 0;
+    bool first = true;
+    for (int i = 0; i < n; i++) {
+        lf_status st;
+        int tries = 0;
+        while ((st = lf_session_eval(s, &tok, 1)) != LF_OK) {
+            (*failures)++;
+            if (lf_session_logits(s)) return LF_E_INVALID_ARG; /* logits after a failed eval */
+            if (++tries > retries) return st;
+        }
+        const float *lg = lf_session_logits(s);
+        lf_token best = 0;
+        for (uint32_t v = 1; v < lf_vocab_size(m); v++)
+            if (lg[v] > lg[best]) best = (lf_token)v;
+        tok = best;
+        char piece[64];
+        const int len = lf_token_to_piece(m, tok, piece, sizeof piece);
+        const char *p = piece;
+        int l = len;
+        if (first && l > 0 && p[0] == ' ') p++, l--;
+        first = false;
+        if (l > 0) collect_piece(out, p, (size_t)l);
+    }
+    return LF_OK;
+}
+
 #endif

@@ -18,7 +18,7 @@ static void on_layer(void *user, const lf_calibrate_layer *q) {
 int cmd_calibrate(int argc, char **argv) {
     const char *model_path = NULL, *text_path = NULL, *out = NULL;
     int tokens = 4096, rank = 128, epochs = 20, ahead_rank = 0;
-    float recall = 0.99f, sparsity = 0.5f;
+    float recall = 0.99f, sparsity = 0.5f, ahead_recall = 0.0f;
     bool force = false, lookahead = false, quiet = false;
     cli_opt opts[] = {
         {"--model", "-m", CLI_STR, &model_path, "flash model (required)", false},
@@ -32,6 +32,8 @@ int cmd_calibrate(int argc, char **argv) {
         {"--lookahead", NULL, CLI_FLAG, &lookahead,
          "also fit lookahead predictors (layer l's units from layer l-1's input): reads start a layer early", false},
         {"--lookahead-rank", NULL, CLI_INT, &ahead_rank, "rank of the lookahead predictors (default: --rank)", false},
+        {"--lookahead-recall", NULL, CLI_FLOAT, &ahead_recall,
+         "target recall of the lookahead; the in-layer predictor reads what it misses (default 0.9)", false},
         {"--force", NULL, CLI_FLAG, &force, "overwrite an existing predictor file (regular files only)", false},
         {"--quiet", "-q", CLI_FLAG, &quiet, "no progress while the model runs over the text", false},
     };
@@ -51,9 +53,11 @@ int cmd_calibrate(int argc, char **argv) {
         return CLI_EXIT_OK;
     }
     if (!model_path || !text_path || tokens < 64 || rank < 1 || epochs < 1 || !(recall > 0.0f && recall <= 1.0f) ||
-        !(sparsity > 0.0f && sparsity < 1.0f) || ahead_rank < 0 || (ahead_rank && !lookahead)) {
+        !(sparsity > 0.0f && sparsity < 1.0f) || ahead_rank < 0 || ((ahead_rank || ahead_recall != 0.0f) && !lookahead) ||
+        !(ahead_recall >= 0.0f && ahead_recall <= 1.0f)) {
         fprintf(stderr, "llmflash calibrate: -m MODEL and -f TEXT are required; --tokens at least 64, --rank and "
-                "--epochs positive, --recall in (0, 1], --sparsity in (0, 1), --lookahead-rank with --lookahead\n");
+                "--epochs positive, --recall in (0, 1], --sparsity in (0, 1), --lookahead-rank and --lookahead-recall (in (0, 1]) "
+                "with --lookahead\n");
         return CLI_EXIT_USAGE;
     }
     size_t len;
@@ -72,6 +76,7 @@ int cmd_calibrate(int argc, char **argv) {
     p.force = force;
     p.lookahead = lookahead;
     p.lookahead_rank = (uint32_t)ahead_rank;
+    p.lookahead_recall = ahead_recall;
     p.on_layer = on_layer;
     cli_progress ps;
     cli_progress_init(&ps, "calibrate: running the model over the text", quiet);

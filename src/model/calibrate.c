@@ -203,6 +203,7 @@ static lf_status fit_layer(const lf_model *m, uint32_t l, const float *X, const 
     /* the threshold aims halfway above the target recall on its split, so
      * that unseen tokens still reach the target */
     const double aim = 1.0 - (1.0 - p->recall) / 2.0;
+    const double ahead_aim = 1.0 - (1.0 - (p->lookahead_recall > 0 ? p->lookahead_recall : 0.9)) / 2.0;
     const float *W = m->info.activation == LF_ACT_RELU ? U : G;
     lf_lowrank_quality lq = {0}, aq = {0};
     if (!st)
@@ -211,9 +212,10 @@ static lf_status fit_layer(const lf_model *m, uint32_t l, const float *X, const 
     /* the lookahead: the same truth from the layer before's input */
     if (!st && X_prev)
         st = set->pair
-                 ? fit_swiglu(X_prev, Y, G, U, n_ff, d, ahead_rank, n_fit, n_thr, n_rep, aim, &set->ahead[l], &aq, err)
-                 : fit_relu(m, l, X_prev, Y, W, ahead_rank, n_fit, n_thr, n_rep, aim, p->epochs, &set->ahead[l], &aq,
-                            err);
+                 ? fit_swiglu(X_prev, Y, G, U, n_ff, d, ahead_rank, n_fit, n_thr, n_rep, ahead_aim, &set->ahead[l], &aq,
+                              err)
+                 : fit_relu(m, l, X_prev, Y, W, ahead_rank, n_fit, n_thr, n_rep, ahead_aim, p->epochs, &set->ahead[l],
+                            &aq, err);
     q->recall = lq.recall;
     q->precision = lq.precision;
     q->predicted_density = lq.predicted_density;
@@ -249,7 +251,8 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     float *X = NULL, *X_prev = NULL;
     lf_status st;
     if (!(p.recall > 0.0 && p.recall <= 1.0) || !(p.sparsity > 0.0f && p.sparsity < 1.0f) || p.tokens < 64 ||
-        (p.lookahead_rank && !p.lookahead)) {
+        ((p.lookahead_rank || p.lookahead_recall != 0.0) && !p.lookahead) ||
+        !(p.lookahead_recall >= 0.0 && p.lookahead_recall <= 1.0)) {
         st = lf_err_set(&err, LF_E_INVALID_ARG, "recall must be in (0, 1], sparsity in (0, 1), tokens at least 64, "
                          "and a lookahead rank needs lookahead");
         goto out;

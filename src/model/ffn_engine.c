@@ -15,7 +15,26 @@ typedef struct layer_counters {
     /* measure_recall, token by token: the oracle's sets, their union over
      * the window and the units new since the token before */
     uint64_t oracle_tokens, oracle_token_units, oracle_window_units, oracle_new_units;
+    /* lookahead: units read a layer early, those of them the layer used,
+     * and the units it needed that were neither cached nor read early */
+    uint64_t ahead_units, ahead_used, ahead_late;
 } layer_counters;
+
+/* Lookahead: the reads of layer `layer`'s predicted units, started while the
+ * layer before computes. The units are in the cache (inserted for `token`,
+ * so neither the window nor an eviction drops them); their slots hold valid
+ * data once `ready`. */
+typedef struct warm {
+    int64_t layer;            /* -1: none */
+    uint64_t token;
+    uint32_t n;
+    uint32_t *units;          /* (n_units) */
+    int32_t *slots;           /* (n_units) */
+    uint8_t *flag;            /* (n_units) 1: read early for this token */
+    lf_load_batch *batch;
+    bool ready;
+    uint64_t t0;
+} warm;
 
 /* One layer's reads for one token. */
 typedef struct plan {
@@ -63,6 +82,7 @@ struct lf_ffn {
     /* two plans, by layer parity: while layer l computes, layer l+1's reads
      * can already be planned and in flight */
     plan plans[2];
+    warm ahead;
     /* transient chunks in flight, oldest first, across plans */
     inflight_chunk fifo[2];
     uint32_t fifo_n;
@@ -147,7 +167,7 @@ void lf_ffn_plan_bytes(const lf_model *m, const lf_ffn_params *p, int n_threads,
     if (p->measure_recall && p->mask != LF_MASK_ORACLE)
         *mask += lf_mask_oracle_bytes(m->flash) + n_units * 5 +
                  (uint64_t)m->info.n_layer * n_units * (sizeof(uint64_t) + sizeof(uint32_t));
-    *scratch += n_units * (4 + 2 * (4 + 4 + 4) + 16 + sizeof(lf_load_req)) +
+    *scratch += n_units * (4 + 2 * (4 + 4 + 4) + 16 + sizeof(lf_load_req) + 9 /* lookahead */) +
                 (uint64_t)m->info.n_layer * n_units * sizeof(int32_t) /* cache indexes */;
 }
 
@@ -164,6 +184,9 @@ void lf_ffn_destroy(lf_ffn *f) {
         free(f->plans[k].misses);
         free(f->plans[k].ins_slots);
     }
+    free(f->ahead.units);
+    free(f->ahead.slots);
+    free(f->ahead.flag);
     free(f->scratch);
     free(f->recs);
     free(f->reqs);
@@ -236,6 +259,13 @@ static lf_status create_stream_state(lf_ffn *f, const lf_ffn_params *p) {
         f->plans[k].misses = malloc(f->n_units * sizeof *f->plans[k].misses);
         f->plans[k].ins_slots = malloc(f->n_units * sizeof *f->plans[k].ins_slots);
         plans_ok = plans_ok && f->plans[k].hits && f->plans[k].misses && f->plans[k].ins_slots;
+    }
+    f->ahead.layer = -1;
+    if (f->mode == LF_MODE_STREAM && f->mask_src.ops->select_ahead) {
+        f->ahead.units = malloc(f->n_units * sizeof *f->ahead.units);
+        f->ahead.slots = malloc(f->n_units * sizeof *f->ahead.slots);
+        f->ahead.flag = calloc(f->n_units, 1);
+        plans_ok = plans_ok && f->ahead.units && f->ahead.slots && f->ahead.flag;
     }
     /* sized for a whole layer: a measured split may give one layer every slot */
     f->scratch = malloc((4 * (uint64_t)f->n_units + 4) * sizeof *f->scratch);
@@ -392,7 +422,7 @@ static bool plan_busy(const lf_ffn *f, const plan *p) {
 void lf_ffn_next_tokens(lf_ffn *f, size_t n) {
     /* a batch left unfinished (the forward pass runs every layer, so this
      * is a caller that stopped early) must not leave reads in flight */
-    if (f->cache && (plan_busy(f, &f->plans[0]) || plan_busy(f, &f->plans[1]))) drain(f);
+    if (f->cache && (plan_busy(f, &f->plans[0]) || plan_busy(f, &f->plans[1]) || f->ahead.batch)) drain(f);
     const uint64_t before = f->token;
     f->token += n ? n : 1;
     if (f->cache && f->split == LF_SPLIT_MEASURED && before <= LF_SPLIT_TOKENS && f->token > LF_SPLIT_TOKENS) {
@@ -439,6 +469,62 @@ static lf_status pump(lf_ffn *f, plan *cur) {
     return LF_OK;
 }
 
+/* Lookahead: guesses layer l's units from x_prev, the layer before's input,
+ * and starts reading the ones not cached into cache slots, behind the reads
+ * already queued. */
+static lf_status warm_layer(lf_ffn *f, uint32_t l, const float *x_prev, size_t n) {
+    warm *w = &f->ahead;
+    if (w->batch || w->layer >= 0) drain(f); /* a guess nobody consumed (a caller that skipped layers) */
+    lf_ncache *c = &f->cache[l];
+    lf_ncache_expire(c, f->token, f->window);
+    const uint64_t t_mask = lf_now_ns();
+    const uint32_t n_guess = f->mask_src.ops->select_ahead(f->mask_src.state, l, x_prev, n, f->active);
+    f->mask_ns += lf_now_ns() - t_mask;
+    uint32_t n_new = 0;
+    for (uint32_t k = 0; k < n_guess; k++) {
+        const uint32_t u = f->active[k];
+        const int32_t slot = lf_ncache_find(c, u);
+        if (slot >= 0) lf_ncache_touch(c, slot, f->token); /* not evicted by the guess's own inserts */
+        else w->units[n_new++] = u;
+    }
+    w->n = lf_ncache_insert_many(c, w->units, n_new, f->token, w->slots, f->scratch);
+    /* a guess is not a use: the layer's plan touches what it needs and may
+     * evict the guessed units it does not need before older ones */
+    const uint64_t guessed = f->token - 1;
+    for (uint32_t k = 0; k < n_guess; k++) {
+        const int32_t slot = lf_ncache_find(c, f->active[k]);
+        if (slot >= 0) lf_ncache_touch(c, slot, guessed);
+    }
+    w->layer = l;
+    w->token = f->token;
+    w->ready = false;
+    if (!w->n) {
+        w->ready = true;
+        return LF_OK;
+    }
+    layer_counters *lc = &f->layers[l];
+    for (uint32_t k = 0; k < w->n; k++) {
+        f->reqs[k] = unit_req(f, l, w->units[k], lf_ncache_slot(c, w->slots[k]));
+        w->flag[w->units[k]] = 1;
+        lc->bytes_read += f->m->flash->layers[l].index[w->units[k]].stored;
+    }
+    lc->ahead_units += w->n;
+    w->t0 = lf_now_ns();
+    return lf_loader_submit(f->m->loader, f->reqs, w->n, &w->batch, &f->err);
+}
+
+static lf_status wait_batch(lf_ffn *f, lf_load_batch **b, uint64_t submitted);
+
+/* Before layer l's plan changes its cache (evictions move slots), the reads
+ * started early into it must have landed. */
+static lf_status settle_warm(lf_ffn *f, uint32_t l) {
+    warm *w = &f->ahead;
+    if (w->layer != (int64_t)l || w->token != f->token || w->ready) return LF_OK;
+    const lf_status rc = wait_batch(f, &w->batch, w->t0);
+    if (!rc) w->ready = true;
+    return rc;
+}
+
 lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t l, const float *x, size_t n) {
     if (f->mode == LF_MODE_MMAP) return LF_OK;
     plan *p = &f->plans[l % 2];
@@ -448,6 +534,8 @@ lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t l, const float *x, size_t n) {
      * moved on to another batch or skipped layers): its reads are waited
      * for and its unconfirmed units dropped before the slot is reused */
     if (plan_busy(f, p)) drain(f);
+    lf_status rc = settle_warm(f, l);
+    if (rc) return rc;
     const lf_model *m = f->m;
     lf_ncache *c = &f->cache[l];
     p->layer = l;
@@ -477,7 +565,6 @@ lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t l, const float *x, size_t n) {
     p->n_trans = n_miss - p->n_ins;
     p->n_chunks = (p->n_trans + f->chunk_units - 1) / f->chunk_units;
     p->next_chunk = 0;
-    lf_status rc = LF_OK;
     if (p->n_ins) {
         for (uint32_t k = 0; k < p->n_ins; k++)
             f->reqs[k] = unit_req(f, l, p->misses[k], lf_ncache_slot(c, p->ins_slots[k]));
@@ -491,7 +578,20 @@ lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t l, const float *x, size_t n) {
     layer_counters *lc = &f->layers[l];
     const uint64_t rec = m->flash->layout.record_bytes;
     uint64_t served = 0, loaded = 0;
-    for (uint32_t k = 0; k < p->n_hits; k++) served += unit_neurons(m, p->hits[k], NULL);
+    warm *w = &f->ahead;
+    const bool warmed = w->layer == (int64_t)l && w->token == f->token;
+    for (uint32_t k = 0; k < p->n_hits; k++) {
+        /* a unit read early for this token was loaded, not served */
+        const bool early = warmed && w->flag[p->hits[k]];
+        (early ? &loaded : &served)[0] += unit_neurons(m, p->hits[k], NULL);
+        lc->ahead_used += early;
+    }
+    if (warmed) {
+        lc->ahead_late += n_miss;
+        for (uint32_t k = 0; k < w->n; k++) w->flag[w->units[k]] = 0;
+        w->layer = -1;
+        w->n = 0;
+    }
     for (uint32_t k = 0; k < n_miss; k++) {
         loaded += unit_neurons(m, p->misses[k], NULL);
         lc->bytes_read += m->flash->layers[l].index[p->misses[k]].stored;
@@ -530,6 +630,12 @@ static size_t unit_records(const lf_ffn *f, const uint8_t *base, uint32_t u, siz
  * the cache: a slot becomes valid only once its read has succeeded and been
  * verified, so a failed or abandoned batch leaves no garbage behind. */
 static void drain(lf_ffn *f) {
+    warm *w = &f->ahead;
+    if (w->batch) {
+        lf_err ignored = {{0}};
+        lf_loader_wait_io(f->m->loader, w->batch, &ignored, &f->io);
+        w->batch = NULL;
+    }
     for (uint32_t i = 0; i < f->fifo_n; i++) {
         lf_err ignored = {{0}};
         if (f->fifo[i].batch) lf_loader_wait_io(f->m->loader, f->fifo[i].batch, &ignored, &f->io);
@@ -548,6 +654,12 @@ static void drain(lf_ffn *f) {
         p->layer = -1;
         p->n_ins = 0;
     }
+    if (w->layer >= 0 && !w->ready)
+        for (uint32_t k = 0; k < w->n; k++) lf_ncache_remove(&f->cache[w->layer], w->units[k]);
+    if (w->layer >= 0)
+        for (uint32_t k = 0; k < w->n; k++) w->flag[w->units[k]] = 0;
+    w->layer = -1;
+    w->n = 0;
 }
 
 void lf_ffn_abort(lf_ffn *f) {
@@ -610,6 +722,8 @@ lf_status lf_ffn_forward(lf_ffn *f, uint32_t l, const float *x, size_t n, float 
         return LF_OK;
     }
     if ((rc = lf_ffn_prefetch(f, l, x, n))) goto fail;
+    /* lookahead: the next layer's guessed units load while this one computes */
+    if (f->ahead.units && l + 1 < f->n_layer && (rc = warm_layer(f, l + 1, x, n))) goto fail;
     plan *p = &f->plans[l % 2];
     if (f->truth.ops) measure_recall(f, p, l, x, n);
     lf_ncache *c = &f->cache[l];
@@ -722,6 +836,9 @@ void lf_ffn_layer_stats(const lf_ffn *f, uint32_t l, lf_layer_stats *out) {
     out->oracle_window_units = lc->oracle_window_units;
     out->oracle_new_units = lc->oracle_new_units;
     out->oracle_hot_share = hot_share(f, l);
+    out->ahead_units = lc->ahead_units;
+    out->ahead_used = lc->ahead_used;
+    out->ahead_late = lc->ahead_late;
     out->cache_slots = f->cache ? f->cache[l].capacity : 0;
     out->resident = f->cache ? f->cache[l].n_live : 0;
 }

@@ -645,6 +645,7 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
     jprintf(&j, "  \"budget\": {\"limit\": %" PRIu64 ", \"session\": %" PRIu64, st.budget_total, st.budget_session);
     for (int i = 0; i < LF_BUDGET_PARTS; i++) jprintf(&j, ", \"%s\": %" PRIu64, lf_budget_part_name(i), st.budget_bytes[i]);
     jprintf(&j, "},\n  \"peak_rss_bytes\": %" PRIu64 ",\n  \"layers\": [", st.peak_rss_bytes);
+    uint64_t ah_units = 0, ah_used = 0, ah_late = 0;
     for (uint32_t l = 0; s->ffn && s->m->mode != LF_MODE_MMAP && l < st.n_layer; l++) {
         lf_layer_stats ls;
         lf_ffn_layer_stats(s->ffn, l, &ls);
@@ -652,12 +653,20 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
                 ", \"neurons_loaded\": %" PRIu64 ", \"neurons_used\": %" PRIu64 ", \"cache_slots\": %u, \"resident\": %u"
                 ", \"oracle_units\": %" PRIu64 ", \"false_negatives\": %" PRIu64 ", \"oracle_tokens\": %" PRIu64
                 ", \"oracle_token_units\": %" PRIu64 ", \"oracle_window_units\": %" PRIu64 ", \"oracle_new_units\": %" PRIu64
-                ", \"oracle_hot_share\": %.4f}",
+                ", \"oracle_hot_share\": %.4f, \"ahead_units\": %" PRIu64 ", \"ahead_used\": %" PRIu64
+                ", \"ahead_late\": %" PRIu64 "}",
                 l ? "," : "", l, ls.bytes_read, ls.bytes_served, ls.neurons_loaded, ls.neurons_used, ls.cache_slots,
                 ls.resident, ls.oracle_units, ls.false_negatives, ls.oracle_tokens, ls.oracle_token_units,
-                ls.oracle_window_units, ls.oracle_new_units, ls.oracle_hot_share);
+                ls.oracle_window_units, ls.oracle_new_units, ls.oracle_hot_share, ls.ahead_units, ls.ahead_used,
+                ls.ahead_late);
+        ah_units += ls.ahead_units;
+        ah_used += ls.ahead_used;
+        ah_late += ls.ahead_late;
     }
-    jprintf(&j, "\n  ]\n}\n");
+    jprintf(&j, "\n  ],\n  \"lookahead\": {\"units\": %" PRIu64 ", \"used\": %" PRIu64 ", \"late\": %" PRIu64
+            ", \"recall\": %.4f, \"precision\": %.4f}\n}\n", ah_units, ah_used, ah_late,
+            ah_used + ah_late ? (double)ah_used / (double)(ah_used + ah_late) : 0.0,
+            ah_units ? (double)ah_used / (double)ah_units : 0.0);
     return j.len;
 }
 
