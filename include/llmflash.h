@@ -673,6 +673,14 @@ typedef struct lf_calibrate_params {
     bool lookahead;
     uint32_t lookahead_rank;
     double lookahead_recall;
+    /* Co-activation placement: also write a copy of the model to this path
+     * with each layer's records reordered so that neurons that fire
+     * together (and the hottest) sit side by side, and the loader reads a
+     * token's neurons in fewer, larger reads. The output is the same sum in
+     * another order. The predictor is then written for that copy (at
+     * out_path, or reorder_path + ".predictor"). Uncompressed flash files
+     * only. NULL: no placement. */
+    const char *reorder_path;
     /* Called after each layer with its held-out quality; may be NULL. */
     void (*on_layer)(void *user, const lf_calibrate_layer *q);
     /* Called while the model runs over the text, with tokens done and in
@@ -698,8 +706,8 @@ lf_calibrate_params lf_calibrate_default_params(void);
  * the FFN inputs seen, its threshold set on held-out tokens for the target
  * recall. Activations are collected one layer at a time through temporary
  * files, so memory holds one layer's samples. Writes the predictor to
- * out_path (NULL: model_path + ".predictor", where sessions look for it),
- * complete or not at all. Errors: the model's open errors, LF_E_INVALID_ARG
+ * out_path (NULL: model_path + ".predictor", where sessions look for it;
+ * with reorder_path, that of the placed copy), complete or not at all. Errors: the model's open errors, LF_E_INVALID_ARG
  * (not a flash file, a text too short, bad params), LF_E_EXISTS, LF_E_IO,
  * LF_E_NOMEM. */
 lf_status lf_calibrate(const char *model_path, const char *text, size_t len, const char *out_path,

@@ -468,3 +468,23 @@ void lf_layer_predictor_free(lf_layer_predictor *p) {
     lf_lowrank_f16_free(&p->up);
     p->threshold = 0.0f;
 }
+
+lf_status lf_lowrank_f16_permute_outputs(lf_lowrank_f16 *p, const uint32_t *order) {
+    if (!p->rank) return LF_OK;
+    uint16_t *B = malloc((size_t)p->n_out * p->rank * sizeof *B);
+    float *b = malloc(p->n_out * sizeof *b);
+    if (!B || !b) {
+        free(B);
+        free(b);
+        return LF_E_NOMEM;
+    }
+    for (uint32_t q = 0; q < p->n_out; q++) {
+        memcpy(B + (size_t)q * p->rank, p->B + (size_t)order[q] * p->rank, p->rank * sizeof *B);
+        b[q] = p->b[order[q]];
+    }
+    free(p->B);
+    free(p->b);
+    p->B = B;
+    p->b = b;
+    return LF_OK;
+}

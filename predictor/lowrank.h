@@ -97,6 +97,10 @@ uint64_t lf_lowrank_f16_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank);
 /* Logits of one input, as lf_lowrank_logits: h (rank) scratch, z (n_out). */
 void lf_lowrank_f16_logits(const lf_lowrank_f16 *p, lf_dot_f16_fn dot, const float *x, float *h, float *z);
 
+/* Reorders the outputs: output q becomes the old output order[q] (rows of
+ * B and b), for a layer whose neurons were placed in that order. */
+lf_status lf_lowrank_f16_permute_outputs(lf_lowrank_f16 *p, const uint32_t *order);
+
 /* One layer's predictor as it runs: a single low-rank predictor whose
  * logits are thresholded (ReLU-type FFNs), or the SwiGLU pair whose
  * |silu(zg)·zu| is. */

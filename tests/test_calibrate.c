@@ -343,3 +343,73 @@ Test(calibrate, lookahead_reads_early_and_changes_nothing) {
     }
     unlink(ahead);
 }
+
+/* Reads of a session on model through its default predictor, greedy, with
+ * a budget that caches three quarters of the FFN. */
+static void placed_run(const char *model, text_buf *out, lf_session_stats *st) {
+    char err[512];
+    lf_model *m;
+    lf_model_params mp = lf_model_default_params();
+    cr_assert_eq(lf_model_open(model, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+    lf_session_params sp = lf_session_default_params();
+    sp.mask = LF_MASK_PREDICTOR;
+    sp.n_ctx = 128;
+    lf_model_info in;
+    lf_model_get_info(m, &in);
+    mp.dram_budget =
+        lf_session_min_budget(m, &sp) + (uint64_t)in.n_layer * in.n_ff * in.bundle_record_bytes * 3 / 4;
+    lf_model_close(m);
+    cr_assert_eq(lf_model_open(model, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+    lf_session *s;
+    cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_OK, "%s", err);
+    int failures;
+    cr_assert_eq(greedy(m, s, 80, 0, out, &failures), LF_OK, "%s", lf_session_errmsg(s));
+    lf_session_get_stats(s, st);
+    lf_session_destroy(s);
+    lf_model_close(m);
+}
+
+Test(calibrate, placement_reads_less_often_and_changes_nothing) {
+    char placed[160], err[512];
+    snprintf(placed, sizeof placed, "%s.placed", relu80);
+    lf_calibrate_params p = lf_calibrate_default_params();
+    p.force = true;
+    cr_assert_eq(lf_calibrate(relu80, text, text_len / 2, NULL, &p, NULL, err, sizeof err), LF_OK, "%s", err);
+    p.reorder_path = placed;
+    cr_assert_eq(lf_calibrate(relu80, text, text_len / 2, NULL, &p, NULL, err, sizeof err), LF_OK, "%s", err);
+    char placed_pred[200];
+    snprintf(placed_pred, sizeof placed_pred, "%s.predictor", placed);
+    cr_assert(access(placed_pred, F_OK) == 0, "the placed copy's predictor is beside it");
+    text_buf a, b;
+    lf_session_stats sa, sb;
+    placed_run(relu80, &a, &sa);
+    placed_run(placed, &b, &sb);
+    cr_log_info("reads %lu -> %lu, %lu -> %lu bytes read (gaps included)", (unsigned long)sa.io_reads,
+                (unsigned long)sb.io_reads, (unsigned long)sa.io_bytes, (unsigned long)sb.io_bytes);
+    cr_assert_str_eq(b.data, a.data, "the same sum in another order");
+    cr_assert(fabs((double)sa.neurons_used - (double)sb.neurons_used) <= 1e-3 * (double)sa.neurons_used);
+    cr_assert(sb.io_reads < sa.io_reads, "placement merges reads: %lu against %lu", (unsigned long)sb.io_reads,
+              (unsigned long)sa.io_reads);
+    /* the same perplexity on held-out text, through the placed copy's predictor */
+    double d0, d1;
+    const double p0 = perplexity(relu80, LF_MODE_STREAM, LF_MASK_PREDICTOR, text + text_len / 2, 4096, &d0, NULL);
+    const double p1 = perplexity(placed, LF_MODE_STREAM, LF_MASK_PREDICTOR, text + text_len / 2, 4096, &d1, NULL);
+    cr_assert(fabs(p0 - p1) <= 1e-4 * p0 && fabs(d0 - d1) <= 1e-3, "perplexity %.5f vs %.5f, density %.4f vs %.4f", p0,
+              p1, d0, d1);
+    /* a compressed file cannot be placed, and says why */
+    char packed[160];
+    snprintf(packed, sizeof packed, "%s.zstd", relu80);
+    lf_convert_params cp = lf_convert_default_params();
+    cp.force = true;
+    cp.compression = LF_COMPRESS_ZSTD;
+    cr_assert_eq(lf_convert(shared_path("models/stories260K-relu80.gguf"), packed, &cp, NULL, err, sizeof err), LF_OK,
+                 "%s", err);
+    p.reorder_path = "/tmp/lf_test_never_placed.gguf";
+    cr_assert_eq(lf_calibrate(packed, text, text_len / 2, "/tmp/lf_test_never.predictor", &p, NULL, err, sizeof err),
+                 LF_E_UNSUPPORTED);
+    cr_assert(strstr(err, "compressed"), "%s", err);
+    cr_assert(access("/tmp/lf_test_never_placed.gguf", F_OK) != 0 && access("/tmp/lf_test_never.predictor", F_OK) != 0);
+    unlink(packed);
+    unlink(placed);
+    unlink(placed_pred);
+}

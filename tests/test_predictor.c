@@ -167,3 +167,37 @@ Test(predictor, randomised_svd_of_a_large_matrix_is_near_optimal) {
     free(W);
     free(noise);
 }
+
+#include "../predictor/placement.h"
+
+/* Neurons in scattered clusters that fire together: placement puts each
+ * cluster in one contiguous run, and the hottest cluster first. */
+Test(predictor, placement_gathers_coactivated_neurons) {
+    enum { PN = 240, PK = 8, PT = 3000 }; /* 240 neurons in 8 clusters of 30 */
+    lf_rng rng;
+    lf_rng_seed(&rng, 5);
+    uint32_t cluster[PN];
+    for (uint32_t i = 0; i < PN; i++) cluster[i] = i % PK; /* interleaved: neighbours never share a cluster */
+    uint8_t *Y = calloc((size_t)PT * PN, 1);
+    for (uint32_t t = 0; t < PT; t++)
+        for (uint32_t k = 0; k < PK; k++) {
+            /* cluster k fires in a share of tokens falling with k; its
+             * members mostly fire together */
+            if (lf_rng_uniform(&rng) >= 0.4f / (float)(k + 1)) continue;
+            for (uint32_t i = 0; i < PN; i++)
+                if (cluster[i] == k && lf_rng_uniform(&rng) < 0.9f) Y[(size_t)t * PN + i] = 1;
+        }
+    uint32_t order[PN];
+    lf_err err = {{0}};
+    cr_assert_eq(lf_placement_order(Y, PT, PN, order, &err), LF_OK, "%s", err.msg);
+    uint8_t seen[PN] = {0};
+    for (uint32_t q = 0; q < PN; q++) {
+        cr_assert(order[q] < PN && !seen[order[q]], "a permutation");
+        seen[order[q]] = 1;
+    }
+    uint32_t changes = 0;
+    for (uint32_t q = 1; q < PN; q++) changes += cluster[order[q]] != cluster[order[q - 1]];
+    cr_assert_eq(changes, PK - 1, "each cluster is one run: %u cluster changes along the order", changes);
+    cr_assert_eq(cluster[order[0]], 0, "the hottest cluster comes first");
+    free(Y);
+}

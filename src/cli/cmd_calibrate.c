@@ -16,7 +16,7 @@ static void on_layer(void *user, const lf_calibrate_layer *q) {
 }
 
 int cmd_calibrate(int argc, char **argv) {
-    const char *model_path = NULL, *text_path = NULL, *out = NULL;
+    const char *model_path = NULL, *text_path = NULL, *out = NULL, *reorder = NULL;
     int tokens = 4096, rank = 128, epochs = 20, ahead_rank = 0;
     float recall = 0.99f, sparsity = 0.5f, ahead_recall = 0.0f;
     bool force = false, lookahead = false, quiet = false;
@@ -34,7 +34,10 @@ int cmd_calibrate(int argc, char **argv) {
         {"--lookahead-rank", NULL, CLI_INT, &ahead_rank, "rank of the lookahead predictors (default: --rank)", false},
         {"--lookahead-recall", NULL, CLI_FLOAT, &ahead_recall,
          "target recall of the lookahead; the in-layer predictor reads what it misses (default 0.9)", false},
-        {"--force", NULL, CLI_FLAG, &force, "overwrite an existing predictor file (regular files only)", false},
+        {"--reorder", NULL, CLI_STR, &reorder,
+         "also write a copy of the model with co-activated neurons side by side (fewer, larger reads), and the "
+         "predictor for it", false},
+        {"--force", NULL, CLI_FLAG, &force, "overwrite existing output files (regular files only)", false},
         {"--quiet", "-q", CLI_FLAG, &quiet, "no progress while the model runs over the text", false},
     };
     const size_t n_opts = sizeof opts / sizeof *opts;
@@ -44,7 +47,7 @@ int cmd_calibrate(int argc, char **argv) {
     if (!cli_parse("calibrate", argc, argv, 2, opts, n_opts, pos, 0, &n_pos, &help)) return CLI_EXIT_USAGE;
     if (help) {
         printf("usage: llmflash calibrate -m MODEL.flash.gguf -f TEXT [-o OUT] [--tokens N] [--sparsity S] [--rank R]\n"
-               "                          [--recall Q] [--lookahead]\n\n"
+               "                          [--recall Q] [--lookahead] [--reorder PLACED.flash.gguf]\n\n"
                "Fits one low-rank sparsity predictor per layer on the model's FFN inputs over TEXT\n"
                "(initialised from the SVD of the gate, fitted by weighted cross-entropy, its threshold\n"
                "set on held-out tokens for the target recall) and writes it beside the model, where\n"
@@ -77,6 +80,7 @@ int cmd_calibrate(int argc, char **argv) {
     p.lookahead = lookahead;
     p.lookahead_rank = (uint32_t)ahead_rank;
     p.lookahead_recall = ahead_recall;
+    p.reorder_path = reorder;
     p.on_layer = on_layer;
     cli_progress ps;
     cli_progress_init(&ps, "calibrate: running the model over the text", quiet);
@@ -96,6 +100,7 @@ int cmd_calibrate(int argc, char **argv) {
     fprintf(stderr, "held out %llu tokens: recall %.4f, precision %.3f, predicted density %.3f against %.3f; "
             "predictor %s; %.1f s\n", (unsigned long long)st.held_out, st.recall, st.precision, st.predicted_density,
             st.true_density, b, st.seconds);
+    if (reorder) fprintf(stderr, "placed copy: %s (its predictor beside it)\n", reorder);
     if (lookahead)
         fprintf(stderr, "lookahead (layers 2 on): recall %.4f, precision %.3f\n", st.ahead_recall, st.ahead_precision);
     return CLI_EXIT_OK;

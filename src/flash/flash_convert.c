@@ -52,6 +52,10 @@ typedef struct conv {
     const lf_gguf_tensor *(*ffn)[3];
     /* progress */
     uint64_t done, total;
+    /* reorder: the input's records by new position, and the composed order
+     * to record (position -> source neuron), (n_layer * n_ff) */
+    const uint32_t *const *perm;
+    uint32_t *order;
 } conv;
 
 lf_convert_params lf_convert_default_params(void) {
@@ -72,8 +76,21 @@ static bool is_ffn_weight(lf_gguf_str name) {
 static bool is_flash_key(lf_gguf_str key) {
     return (key.len >= 16 && memcmp(key.ptr, "llmflash.bundle.", 16) == 0) ||
            lf_gguf_str_eq(key, LF_KEY_FORMAT) || lf_gguf_str_eq(key, LF_KEY_HEADER_CHECKSUM) ||
-           lf_gguf_str_eq(key, LF_KEY_TENSOR_CHECKSUMS) || lf_gguf_str_eq(key, "general.alignment");
+           lf_gguf_str_eq(key, LF_KEY_TENSOR_CHECKSUMS) || lf_gguf_str_eq(key, LF_KEY_FILE_SIZE) ||
+           lf_gguf_str_eq(key, "general.alignment");
 }
+
+/* A flash file's own tensors (blk.N.ffn_bundle and blk.N.ffn_bundle_index). */
+static bool is_bundle_tensor(lf_gguf_str name) {
+    static const char suffix[] = ".ffn_bundle", suffix_index[] = ".ffn_bundle_index";
+    const size_t a = sizeof suffix - 1, b = sizeof suffix_index - 1;
+    return name.len > 4 && memcmp(name.ptr, "blk.", 4) == 0 &&
+           ((name.len > a && memcmp(name.ptr + name.len - a, suffix, a) == 0) ||
+            (name.len > b && memcmp(name.ptr + name.len - b, suffix_index, b) == 0));
+}
+
+/* A tensor of the output's resident part (copied as it is). */
+static bool is_resident(lf_gguf_str name) { return !is_ffn_weight(name) && !is_bundle_tensor(name); }
 
 static lf_status find_ffn(conv *c) {
     c->ffn = calloc(c->n_layer, sizeof *c->ffn);
@@ -180,9 +197,11 @@ static lf_status build_header(conv *c, lf_gguf_writer **out) {
     if (!st) st = lf_gguf_writer_set_arr(w, LF_KEY_TENSOR_CHECKSUMS, LF_GGUF_U64, c->checksums, c->n_out_tensors);
     if (!st) st = lf_gguf_writer_set_u64(w, LF_KEY_FILE_SIZE, c->file_size);
     if (!st) st = lf_gguf_writer_set_u64(w, LF_KEY_HEADER_CHECKSUM, c->header_checksum);
+    if (!st && c->order)
+        st = lf_gguf_writer_set_arr(w, LF_KEY_NEURON_ORDER, LF_GGUF_U32, c->order, (uint64_t)c->n_layer * c->n_ff);
     for (uint64_t i = 0; i < g->n_tensors && !st; i++) {
         const lf_gguf_tensor *t = &g->tensors[i];
-        if (is_ffn_weight(t->name)) continue;
+        if (!is_resident(t->name)) continue;
         char name[256];
         snprintf(name, sizeof name, "%.*s", (int)LF_MIN(t->name.len, (uint64_t)255), t->name.ptr);
         st = lf_gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne, NULL);
@@ -571,7 +590,7 @@ lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert
     if ((st = lf_gguf_read_fd(c.in_fd, (uint64_t)in_sb.st_size, &c.in, &err))) goto done;
     if ((st = read_source(&c))) goto done;
     c.n_out_tensors = 0;
-    for (uint64_t i = 0; i < c.in->n_tensors; i++) c.n_out_tensors += !is_ffn_weight(c.in->tensors[i].name);
+    for (uint64_t i = 0; i < c.in->n_tensors; i++) c.n_out_tensors += is_resident(c.in->tensors[i].name);
     c.n_out_tensors += 2ull * c.n_layer;
     c.bundle_bytes = calloc(c.n_layer, sizeof *c.bundle_bytes);
     c.table_offsets = calloc(c.n_layer, sizeof *c.table_offsets);
@@ -605,7 +624,7 @@ lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert
     uint64_t ti = 0;
     for (uint64_t i = 0; i < c.in->n_tensors; i++) {
         const lf_gguf_tensor *t = &c.in->tensors[i];
-        if (is_ffn_weight(t->name)) continue;
+        if (!is_resident(t->name)) continue;
         if ((st = copy_tensor(&c, &o, t, copybuf, &c.checksums[ti++]))) goto done;
         if ((st = out_pad(&o, LF_FLASH_ALIGNMENT, &err))) goto done;
         if (!report(&c, t->nbytes)) goto interrupted;
@@ -672,5 +691,154 @@ done:
     lf_gguf_free(c.in);
     if (c.in_fd >= 0) close(c.in_fd);
     if (st) lf_err_copy_out(&err, errbuf, errcap);
+    return st;
+}
+
+/* ---- co-activation placement: an uncompressed flash file, records reordered */
+
+lf_status lf_flash_reorder(const char *in_path, const char *out_path, const uint32_t *const *perm, bool force,
+                           lf_err *err) {
+    const lf_convert_params p = lf_convert_default_params();
+    conv c = {.err = err, .p = &p, .in_fd = -1, .perm = perm};
+    lf_flash *fl = NULL;
+    lf_outfile out = {.fd = -1};
+    outpos o = {.fd = -1};
+    uint8_t *copybuf = NULL, *layer = NULL, *seen = NULL;
+    lf_gguf_writer *w = NULL;
+    uint64_t size;
+    lf_status st;
+    if ((st = lf_open_input(in_path, 0, &c.in_fd, &size, err))) goto done;
+    if ((st = lf_gguf_read_fd(c.in_fd, size, &c.in, err))) goto done;
+    if (!lf_flash_detect(c.in)) {
+        st = lf_err_set(err, LF_E_INVALID_ARG, "%s is not a flash file (llmflash convert)", in_path);
+        goto done;
+    }
+    if ((st = lf_flash_open(c.in, c.in_fd, &fl, err))) goto done;
+    if (fl->layout.compression != LF_COMPRESS_NONE) {
+        st = lf_err_set(err, LF_E_UNSUPPORTED, "placement reorders single neurons: %s is compressed in groups "
+                        "(convert it with --compress none)", in_path);
+        goto done;
+    }
+    c.n_embd = fl->n_embd;
+    c.n_ff = fl->n_ff;
+    c.n_layer = fl->n_layer;
+    c.layout = fl->layout;
+    c.n_groups = fl->n_ff;
+    /* the order to record: the input's own (if it was placed before), composed */
+    const lf_gguf_kv *old = lf_gguf_find(c.in, LF_KEY_NEURON_ORDER);
+    const uint64_t n_all = (uint64_t)c.n_layer * c.n_ff;
+    c.order = malloc(n_all * sizeof *c.order);
+    seen = malloc(c.n_ff);
+    if (!c.order || !seen) {
+        st = lf_err_set(err, LF_E_NOMEM, "neuron order");
+        goto done;
+    }
+    for (uint32_t l = 0; l < c.n_layer; l++) {
+        memset(seen, 0, c.n_ff);
+        for (uint32_t q = 0; q < c.n_ff; q++) {
+            const uint32_t src = perm[l][q];
+            if (src >= c.n_ff || seen[src]) {
+                st = lf_err_set(err, LF_E_INVALID_ARG, "layer %u's order is not a permutation of its %u neurons", l,
+                                c.n_ff);
+                goto done;
+            }
+            seen[src] = 1;
+            const uint64_t at = (uint64_t)l * c.n_ff + src;
+            c.order[(uint64_t)l * c.n_ff + q] =
+                old && old->arr_n == n_all ? (uint32_t)lf_gguf_arr_get_num(old, at) : src;
+        }
+    }
+    c.n_out_tensors = 0;
+    for (uint64_t i = 0; i < c.in->n_tensors; i++) c.n_out_tensors += is_resident(c.in->tensors[i].name);
+    c.n_out_tensors += 2ull * c.n_layer;
+    c.bundle_bytes = calloc(c.n_layer, sizeof *c.bundle_bytes);
+    c.table_offsets = calloc(c.n_layer, sizeof *c.table_offsets);
+    c.data_offsets = calloc(c.n_layer, sizeof *c.data_offsets);
+    c.checksums = calloc(c.n_out_tensors, sizeof *c.checksums);
+    c.index = calloc(c.n_layer, sizeof *c.index);
+    copybuf = malloc(COPY_CHUNK);
+    layer = malloc((size_t)c.n_ff * c.layout.stride);
+    if (!c.bundle_bytes || !c.table_offsets || !c.data_offsets || !c.checksums || !c.index || !copybuf || !layer) {
+        st = lf_err_set(err, LF_E_NOMEM, "reorder tables");
+        goto done;
+    }
+    for (uint32_t l = 0; l < c.n_layer; l++)
+        if (!(c.index[l] = calloc(c.n_ff, sizeof(lf_bundle_entry)))) {
+            st = lf_err_set(err, LF_E_NOMEM, "bundle index");
+            goto done;
+        }
+    if ((st = build_header(&c, &w))) goto done;
+    if ((st = lf_outfile_open(&out, out_path, force, err))) goto done;
+    if ((st = lf_gguf_writer_write_header(w, out.fd, err))) goto done;
+    o.fd = out.fd;
+    o.pos = (uint64_t)lseek(out.fd, 0, SEEK_CUR);
+    o.data_start = o.pos;
+    if (!(o.buf = lf_alloc_aligned(OUT_BUF, LF_FLASH_ALIGNMENT))) {
+        st = lf_err_set(err, LF_E_NOMEM, "output buffer");
+        goto done;
+    }
+    o.direct = fcntl(out.fd, F_SETFL, fcntl(out.fd, F_GETFL) | O_DIRECT) == 0;
+    uint64_t ti = 0;
+    for (uint64_t i = 0; i < c.in->n_tensors; i++) {
+        const lf_gguf_tensor *t = &c.in->tensors[i];
+        if (!is_resident(t->name)) continue;
+        if ((st = copy_tensor(&c, &o, t, copybuf, &c.checksums[ti++]))) goto done;
+        if ((st = out_pad(&o, LF_FLASH_ALIGNMENT, err))) goto done;
+    }
+    const uint64_t stride = c.layout.stride;
+    for (uint32_t l = 0; l < c.n_layer; l++) {
+        const lf_flash_layer *F = &fl->layers[l];
+        /* records are stride apart from the tensor's start (entry i at i * stride) */
+        if ((st = lf_pread_all(c.in_fd, layer, (size_t)c.n_ff * stride, F->data_offset, err))) goto done;
+        c.data_offsets[l] = o.pos;
+        for (uint32_t q = 0; q < c.n_ff; q++) {
+            const lf_bundle_entry *e = &F->index[perm[l][q]];
+            if (e->offset != (uint64_t)perm[l][q] * stride) {
+                st = lf_err_set(err, LF_E_CORRUPT, "layer %u: neuron %u's record is not at its stride", l, perm[l][q]);
+                goto done;
+            }
+            c.index[l][q] = (lf_bundle_entry){(uint64_t)q * stride, e->stored, e->raw, e->checksum};
+            if ((st = out_write(&o, layer + e->offset, stride, err))) goto done;
+        }
+        c.bundle_bytes[l] = o.pos - c.data_offsets[l];
+        c.checksums[ti++] = 0; /* bundle data: covered by the group checksums */
+        if ((st = out_pad(&o, LF_FLASH_ALIGNMENT, err))) goto done;
+        c.table_offsets[l] = o.pos;
+        const uint64_t idx_bytes = c.n_ff * sizeof(lf_bundle_entry);
+        c.checksums[ti++] = lf_checksum64(c.index[l], idx_bytes);
+        if ((st = out_write(&o, c.index[l], idx_bytes, err))) goto done;
+        if ((st = out_pad(&o, LF_FLASH_ALIGNMENT, err))) goto done;
+    }
+    if ((st = out_flush(&o, err))) goto done;
+    if (o.direct) fcntl(out.fd, F_SETFL, fcntl(out.fd, F_GETFL) & ~O_DIRECT);
+    lf_gguf_writer_destroy(w);
+    w = NULL;
+    c.file_size = o.pos;
+    if ((st = build_header(&c, &w))) goto done;
+    if (lf_gguf_writer_file_size(w) != o.pos) {
+        st = lf_err_set(err, LF_E_IO, "internal: wrote %" PRIu64 " bytes, header describes %" PRIu64, o.pos,
+                        lf_gguf_writer_file_size(w));
+        goto done;
+    }
+    if ((st = finalize_header(&c, out.fd, o.data_start))) goto done;
+    st = lf_outfile_commit(&out, err);
+done:
+    lf_free_aligned(o.buf);
+    if (out.fd >= 0) lf_outfile_abort(&out);
+    lf_gguf_writer_destroy(w);
+    free(copybuf);
+    free(layer);
+    free(seen);
+    if (c.index)
+        for (uint32_t l = 0; l < c.n_layer; l++) free(c.index[l]);
+    free(c.index);
+    free(c.bundle_bytes);
+    free(c.table_offsets);
+    free(c.data_offsets);
+    free(c.checksums);
+    free(c.order);
+    lf_flash_free(fl);
+    lf_gguf_free(c.in);
+    if (c.in_fd >= 0) close(c.in_fd);
     return st;
 }

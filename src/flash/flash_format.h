@@ -84,6 +84,9 @@ static inline uint64_t lf_bundle_stride(uint64_t record_bytes, bool packed) {
 #define LF_KEY_HEADER_CHECKSUM "llmflash.header_checksum"
 #define LF_KEY_FILE_SIZE "llmflash.file_size" /* the complete file, to detect truncated padding */
 #define LF_KEY_TENSOR_CHECKSUMS "llmflash.tensor_checksums"
+/* Co-activation placement: u32 (n_layer * n_ff), the source neuron at each
+ * position of each layer (absent: the source order). */
+#define LF_KEY_NEURON_ORDER "llmflash.bundle.neuron_order"
 
 /* Per-layer view of a flash file's bundles. */
 typedef struct lf_flash_layer {
@@ -126,6 +129,16 @@ lf_status lf_flash_verify_header(int fd, const lf_gguf *g, lf_err *err);
 /* Tensor i's bytes at data against llmflash.tensor_checksums (bundle data,
  * whose entry is 0, is checked group by group instead): LF_E_CORRUPT. */
 lf_status lf_flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data, lf_err *err);
+
+/* Co-activation placement: writes to out_path the uncompressed flash file
+ * at in_path with each layer's records reordered, perm[l][q] being the
+ * input neuron placed at position q of layer l. The sum an FFN computes is
+ * the same in any order; the file records the order composed with the
+ * input's own (LF_KEY_NEURON_ORDER). Complete or not at all.
+ * LF_E_UNSUPPORTED for compressed files; LF_E_INVALID_ARG for a perm that
+ * is not a permutation. */
+lf_status lf_flash_reorder(const char *in_path, const char *out_path, const uint32_t *const *perm, bool force,
+                           lf_err *err);
 
 /* pread of exactly n bytes, retrying short reads; LF_E_IO/LF_E_TRUNCATED. */
 lf_status lf_pread_all(int fd, void *buf, size_t n, uint64_t off, lf_err *err);

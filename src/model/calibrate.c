@@ -8,6 +8,7 @@
  * layer's samples, gate/up and logits at a time. */
 #include "session.h"
 #include "predictor_file.h"
+#include "../../predictor/placement.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -189,13 +190,16 @@ static lf_status read_samples(FILE *f, uint32_t l, uint64_t N, uint32_t d, float
 /* Fits layer l's predictor, and with X_prev (layer l-1's samples) its
  * lookahead, from the layer's samples X. */
 static lf_status fit_layer(const lf_model *m, uint32_t l, const float *X, const float *X_prev, uint64_t N,
-                           const lf_calibrate_params *p, lf_predictor_set *set, lf_calibrate_layer *q, lf_err *err) {
+                           const lf_calibrate_params *p, lf_predictor_set *set, uint32_t *order, lf_calibrate_layer *q,
+                           lf_err *err) {
     const uint32_t d = m->info.n_embd, n_ff = m->info.n_ff;
     float *G = malloc((uint64_t)n_ff * d * sizeof *G), *U = malloc((uint64_t)n_ff * d * sizeof *U);
     uint8_t *Y = malloc(N * n_ff);
     lf_status st = G && U && Y ? LF_OK : lf_err_set(err, LF_E_NOMEM, "layer %u: %" PRIu64 " samples", l, N);
     if (!st) st = layer_rows(m, l, G, U, err);
     if (!st) st = label(m, X, N, G, U, p->sparsity, Y, &set->taus[l], err);
+    /* placement: from the fitting split's co-activations */
+    if (!st && order) st = lf_placement_order(Y, N * 3 / 5, n_ff, order, err);
     /* 60% to fit, 20% for the threshold, 20% to report on */
     const uint64_t n_fit = N * 3 / 5, n_thr = N / 5, n_rep = N - n_fit - n_thr;
     const uint32_t rank = LF_MIN(p->rank, LF_MIN(d, n_ff));
@@ -249,6 +253,8 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     collector c = {0};
     lf_predictor_set set = {0};
     float *X = NULL, *X_prev = NULL;
+    uint32_t **orders = NULL;
+    lf_model *placed = NULL;
     lf_status st;
     if (!(p.recall > 0.0 && p.recall <= 1.0) || !(p.sparsity > 0.0f && p.sparsity < 1.0f) || p.tokens < 64 ||
         ((p.lookahead_rank || p.lookahead_recall != 0.0) && !p.lookahead) ||
@@ -290,6 +296,22 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
         st = lf_err_set(&err, LF_E_NOMEM, "calibration tables");
         goto out;
     }
+    if (p.reorder_path) {
+        if (m->flash->layout.compression != LF_COMPRESS_NONE) {
+            st = lf_err_set(&err, LF_E_UNSUPPORTED, "placement reorders single neurons: %s is compressed in groups "
+                            "(convert it with --compress none)", model_path);
+            goto out;
+        }
+        if (!(orders = calloc(n_layer, sizeof *orders))) {
+            st = lf_err_set(&err, LF_E_NOMEM, "placement tables");
+            goto out;
+        }
+        for (uint32_t l = 0; l < n_layer; l++)
+            if (!(orders[l] = malloc(m->info.n_ff * sizeof **orders))) {
+                st = lf_err_set(&err, LF_E_NOMEM, "placement tables");
+                goto out;
+            }
+    }
     for (uint32_t l = 0; l < n_layer; l++)
         if (!(c.files[l] = tmpfile())) {
             st = lf_err_set(&err, LF_E_IO, "a temporary file for layer %u's activations: %s", l, strerror(errno));
@@ -308,7 +330,8 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
         const uint64_t t_layer = lf_now_ns();
         lf_calibrate_layer q = {.layer = l, .n_layer = n_layer};
         if ((st = read_samples(c.files[l], l, N, d, X, &err)) ||
-            (st = fit_layer(m, l, X, p.lookahead && l > 0 ? X_prev : NULL, N, &p, &set, &q, &err)))
+            (st = fit_layer(m, l, X, p.lookahead && l > 0 ? X_prev : NULL, N, &p, &set,
+                            orders ? orders[l] : NULL, &q, &err)))
             goto out;
         fclose(c.files[l]); /* one layer's samples on disk at a time from here */
         c.files[l] = NULL;
@@ -339,11 +362,26 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     cs->ahead_precision = a_pred > 0 ? a_tp / a_pred : 0.0;
     cs->predictor_bytes = lf_predictor_set_bytes(&set);
     cs->activation = m->info.activation;
-    if (!(save_path = lf_predictor_path(model_path, out_path))) {
+    const lf_model *target = m;
+    if (orders) { /* the placed copy, and the predictor's outputs in its order */
+        for (uint32_t l = 0; l < n_layer && !st; l++) {
+            lf_layer_predictor *parts[2] = {&set.layers[l], set.ahead ? &set.ahead[l] : NULL};
+            for (int k = 0; k < 2 && !st; k++)
+                if (parts[k] && (lf_lowrank_f16_permute_outputs(&parts[k]->gate, orders[l]) ||
+                                 lf_lowrank_f16_permute_outputs(&parts[k]->up, orders[l])))
+                    st = lf_err_set(&err, LF_E_NOMEM, "reordering the predictor");
+        }
+        if (!st) st = lf_flash_reorder(model_path, p.reorder_path, (const uint32_t *const *)orders, p.force, &err);
+        if (!st && (st = lf_model_open(p.reorder_path, &mp, &placed, msg, sizeof msg)))
+            lf_err_set(&err, st, "the placed copy %s: %s", p.reorder_path, msg);
+        if (st) goto out;
+        target = placed;
+    }
+    if (!(save_path = lf_predictor_path(orders ? p.reorder_path : model_path, out_path))) {
         st = lf_err_set(&err, LF_E_NOMEM, "output path");
         goto out;
     }
-    st = lf_predictor_save(&set, m, save_path, p.force, &err);
+    st = lf_predictor_save(&set, target, save_path, p.force, &err);
 out:
     if (c.files)
         for (uint32_t l = 0; m && l < m->info.n_layer; l++)
@@ -351,6 +389,9 @@ out:
     free(c.files);
     free(X);
     free(X_prev);
+    for (uint32_t l = 0; orders && l < m->info.n_layer; l++) free(orders[l]);
+    free(orders);
+    lf_model_close(placed);
     lf_predictor_set_free(&set);
     free(toks);
     free(save_path);
