@@ -168,6 +168,11 @@ typedef struct lf_model_params {
      * when present, else SwiGLU; any other value overrides the file, for
      * ReLU-family models that do not carry the key. */
     int activation;
+    /* Ablation (stream, naive, hybrid): read each neuron's gate row, up row
+     * and down column as separate reads, never merged with others, as a
+     * file that keeps the three matrices apart would have to; measures what
+     * the bundled layout saves. Default false. */
+    bool unbundled_reads;
 } lf_model_params;
 
 lf_model_params lf_model_default_params(void);
@@ -677,9 +682,10 @@ typedef struct lf_calibrate_params {
      * with each layer's records reordered so that neurons that fire
      * together (and the hottest) sit side by side, and the loader reads a
      * token's neurons in fewer, larger reads. The output is the same sum in
-     * another order. The predictor is then written for that copy (at
-     * out_path, or reorder_path + ".predictor"). Uncompressed flash files
-     * only. NULL: no placement. */
+     * another order. The predictor is written for both: for the model at
+     * model_path + ".predictor", and for the copy at out_path (NULL:
+     * reorder_path + ".predictor"). Uncompressed flash files only. NULL: no
+     * placement. */
     const char *reorder_path;
     /* Called after each layer with its held-out quality; may be NULL. */
     void (*on_layer)(void *user, const lf_calibrate_layer *q);

@@ -238,7 +238,7 @@ lf_status lf_loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_
         s->off = page_down(r->offset);
         uint64_t end = r->offset + r->stored;
         size_t j = i + 1;
-        while (ld->p.coalesce && j < n) {
+        while (ld->p.coalesce && ld->p.split_parts <= 1 && j < n) {
             const lf_load_req *q = &reqs[b->order[j]];
             const uint64_t q_end = LF_MAX(end, q->offset + q->stored);
             if (page_down(q->offset) > page_up(end) + ld->p.max_gap) break;
@@ -248,7 +248,7 @@ lf_status lf_loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_
         }
         s->n = j - i;
         s->len = page_up(end) - s->off;
-        max_parts += (s->len + ld->p.max_read - 1) / ld->p.max_read;
+        max_parts += (s->len + ld->p.max_read - 1) / ld->p.max_read + ld->p.split_parts;
         i = j;
     }
     b->ops = calloc(max_parts ? max_parts : 1, sizeof *b->ops);
@@ -258,13 +258,27 @@ lf_status lf_loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_
     }
     for (size_t k = 0; k < b->n_spans; k++) {
         span *s = &b->spans[k];
-        s->direct = direct_target(ld, b, s);
+        s->direct = ld->p.split_parts > 1 ? NULL : direct_target(ld, b, s); /* parts may share a page */
         uint64_t need_end = 0;
         for (size_t u = 0; u < s->n; u++) {
             const lf_load_req *r = &reqs[b->order[s->first + u]];
             need_end = LF_MAX(need_end, r->offset + r->stored);
         }
         s->first_op = (uint32_t)b->n_ops;
+        if (ld->p.split_parts > 1) { /* ablation: one read per part of the (single) unit */
+            const lf_load_req *r = &reqs[b->order[s->first]];
+            for (uint32_t q = 0; q < ld->p.split_parts; q++) {
+                const uint64_t a = r->offset + q * ld->p.split_bytes;
+                const uint64_t z = q + 1 == ld->p.split_parts ? r->offset + r->stored : a + ld->p.split_bytes;
+                read_op *op = &b->ops[b->n_ops++];
+                op->sp = s;
+                op->off = page_down(a);
+                op->len = page_up(z) - op->off;
+                op->need = LF_MIN(op->len, r->offset + r->stored - op->off);
+            }
+            s->n_ops = s->ops_left = (uint32_t)b->n_ops - s->first_op;
+            continue;
+        }
         for (uint64_t o = 0; o < s->len; o += ld->p.max_read) { /* split oversized spans */
             read_op *op = &b->ops[b->n_ops++];
             op->sp = s;

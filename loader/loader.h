@@ -50,6 +50,11 @@ typedef struct lf_loader_params {
     uint32_t fault_count;
     uint32_t fault_delay_us;
     const char *unit_name;   /* in error messages: "neurons", "experts" (default "units") */
+    /* Ablation: read each unit as split_parts separate reads of split_bytes
+     * each (page-rounded, never merged), as a layout that stores a neuron's
+     * gate row, up row and down column in three matrices must. 0: off. */
+    uint32_t split_parts;
+    uint64_t split_bytes;
     lf_logger log;
 } lf_loader_params;
 

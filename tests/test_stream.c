@@ -39,6 +39,7 @@ typedef struct run_cfg {
     lf_mask_source mask;
     uint32_t window;
     lf_cache_split split;
+    bool unbundled;
 } run_cfg;
 
 /* Generates 200 greedy tokens; returns the status of the session's creation
@@ -49,6 +50,7 @@ static lf_status run(const run_cfg *c, lf_session_stats *stats, char *err, size_
     lf_model_params mp = lf_model_default_params();
     mp.mode = c->mode;
     mp.dram_budget = c->budget;
+    mp.unbundled_reads = c->unbundled;
     lf_model *m;
     lf_status st = lf_model_open(c->path, &mp, &m, err, errcap);
     if (st) return st;
@@ -110,7 +112,7 @@ Test(stream, golden_at_cache_fractions_all_and_oracle) {
         const double fracs[] = {1.0, 0.6, 0.35, 0.0};
         for (size_t i = 0; i < 4; i++) {
             run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM,
-                         min + (uint64_t)(fracs[i] * (double)ffn * 1.02), masks[k], 0, LF_SPLIT_EVEN};
+                         min + (uint64_t)(fracs[i] * (double)ffn * 1.02), masks[k], 0, LF_SPLIT_EVEN, false};
             lf_session_stats st;
             char err[512];
             cr_assert_eq(run(&c, &st, err, sizeof err), LF_OK, "%s", err);
@@ -140,7 +142,7 @@ Test(stream, golden_at_percent_of_model_bytes) {
     for (size_t i = 0; i < 3; i++) {
         /* the file's bytes plus what a session needs besides weights */
         const uint64_t budget = (uint64_t)(pcts[i] * (double)in.file_bytes) + (min - in.resident_bytes);
-        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, budget, LF_MASK_ALL, 0, LF_SPLIT_EVEN};
+        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, budget, LF_MASK_ALL, 0, LF_SPLIT_EVEN, false};
         const lf_status st = run(&c, NULL, err, sizeof err);
         if (budget >= min) cr_assert_eq(st, LF_OK, "%.0f%%: %s", pcts[i] * 100, err);
         else cr_assert_eq(st, LF_E_BUDGET, "%.0f%%", pcts[i] * 100);
@@ -150,7 +152,7 @@ Test(stream, golden_at_percent_of_model_bytes) {
 Test(stream, relu_oracle_loads_only_active_neurons) {
     uint64_t min, ffn;
     sizes(relu_path, LF_MASK_ORACLE, &min, &ffn);
-    run_cfg dense = {relu_path, "models/stories260K-relu80.greedy200.txt", LF_MODE_STREAM, min + ffn / 3, LF_MASK_ALL, 1, LF_SPLIT_EVEN};
+    run_cfg dense = {relu_path, "models/stories260K-relu80.greedy200.txt", LF_MODE_STREAM, min + ffn / 3, LF_MASK_ALL, 1, LF_SPLIT_EVEN, false};
     run_cfg oracle = dense;
     oracle.mask = LF_MASK_ORACLE;
     lf_session_stats sd, so;
@@ -164,12 +166,36 @@ Test(stream, relu_oracle_loads_only_active_neurons) {
     cr_assert(so.expirations > 0, "a window of 1 drops neurons");
 }
 
+Test(stream, unbundled_reads_ablation_reads_each_row_apart) {
+    /* the ablation of the bundled layout: the same text, the same bytes of
+     * records, three reads per neuron, and refused where it means nothing */
+    uint64_t min, ffn;
+    sizes(relu_path, LF_MASK_ORACLE, &min, &ffn);
+    run_cfg bundled = {relu_path, "models/stories260K-relu80.greedy200.txt", LF_MODE_STREAM, min + ffn / 3, LF_MASK_ORACLE,
+                       1, LF_SPLIT_EVEN, false};
+    run_cfg apart = bundled;
+    apart.unbundled = true;
+    lf_session_stats sb, sa;
+    char err[512];
+    cr_assert_eq(run(&bundled, &sb, err, sizeof err), LF_OK, "%s", err);
+    cr_assert_eq(run(&apart, &sa, err, sizeof err), LF_OK, "%s", err);
+    cr_assert_eq(sa.ffn_bytes_read, sb.ffn_bytes_read);
+    cr_assert_eq(sa.neurons_loaded, sb.neurons_loaded);
+    cr_assert(sa.io_reads >= 3 * sa.neurons_loaded, "%lu reads for %lu neurons", (unsigned long)sa.io_reads,
+              (unsigned long)sa.neurons_loaded);
+    cr_assert(sb.io_reads < sa.io_reads / 3, "bundled: %lu reads", (unsigned long)sb.io_reads);
+    apart.mode = LF_MODE_MMAP;
+    apart.budget = 0;
+    cr_assert_eq(run(&apart, NULL, err, sizeof err), LF_E_INVALID_ARG);
+    cr_assert(strstr(err, "unbundled"), "%s", err);
+}
+
 Test(stream, naive_hybrid_and_mmap_modes) {
     const lf_mode modes[] = {LF_MODE_NAIVE, LF_MODE_HYBRID, LF_MODE_MMAP};
     lf_session_stats st[3];
     char err[512];
     for (int k = 0; k < 3; k++) {
-        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", modes[k], 0, LF_MASK_ALL, 0, LF_SPLIT_EVEN};
+        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", modes[k], 0, LF_MASK_ALL, 0, LF_SPLIT_EVEN, false};
         cr_assert_eq(run(&c, &st[k], err, sizeof err), LF_OK, "%s: %s", lf_mode_name(modes[k]), err);
     }
     const uint64_t per_token = 5ull * 172 * 768; /* layers x neurons x record bytes */
@@ -181,7 +207,7 @@ Test(stream, naive_hybrid_and_mmap_modes) {
 
 Test(stream, budget_errors) {
     char err[512];
-    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, 200000, LF_MASK_ALL, 0, LF_SPLIT_EVEN};
+    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, 200000, LF_MASK_ALL, 0, LF_SPLIT_EVEN, false};
     cr_assert_eq(run(&c, NULL, err, sizeof err), LF_E_BUDGET);
     cr_assert(strstr(err, "needs") && strstr(err, "--dram-budget"), "%s", err);
     uint64_t min, ffn;
@@ -203,7 +229,7 @@ Test(stream, pread_backend_golden) {
     setenv("LLMFLASH_IO", "pread", 1);
     uint64_t min, ffn;
     sizes(flash_path, LF_MASK_ALL, &min, &ffn);
-    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, min + ffn / 2, LF_MASK_ALL, 0, LF_SPLIT_EVEN};
+    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, min + ffn / 2, LF_MASK_ALL, 0, LF_SPLIT_EVEN, false};
     char err[512];
     cr_assert_eq(run(&c, NULL, err, sizeof err), LF_OK, "%s", err);
     unsetenv("LLMFLASH_IO");
@@ -215,7 +241,7 @@ Test(stream, measured_split_follows_each_layers_use) {
     uint64_t min, ffn;
     sizes(relu_path, LF_MASK_ORACLE, &min, &ffn);
     run_cfg c = {relu_path, "models/stories260K-relu80.greedy200.txt", LF_MODE_STREAM, min + ffn / 4, LF_MASK_ORACLE, 2,
-                 LF_SPLIT_MEASURED};
+                 LF_SPLIT_MEASURED, false};
     lf_layer_stats ls[5];
     layers = ls;
     char err[512];

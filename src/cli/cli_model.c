@@ -66,6 +66,7 @@ bool cli_model_params(const char *cmd, cli_model_opts *o, lf_model_params *mp) {
     mp->log_user = &o->log_level;
     mp->n_threads = o->threads;
     mp->verify_checksums = !o->no_verify;
+    mp->unbundled_reads = o->unbundled;
     mp->mode = mode_vals[mode];
     mp->dram_budget = o->budget;
     mp->io_backend = io_vals[io];

@@ -363,6 +363,15 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     cs->predictor_bytes = lf_predictor_set_bytes(&set);
     cs->activation = m->info.activation;
     const lf_model *target = m;
+    if (orders) { /* the source's predictor first, then the placed copy's */
+        if (!(save_path = lf_predictor_path(model_path, NULL))) {
+            st = lf_err_set(&err, LF_E_NOMEM, "output path");
+            goto out;
+        }
+        if ((st = lf_predictor_save(&set, m, save_path, p.force, &err))) goto out;
+        free(save_path);
+        save_path = NULL;
+    }
     if (orders) { /* the placed copy, and the predictor's outputs in its order */
         for (uint32_t l = 0; l < n_layer && !st; l++) {
             lf_layer_predictor *parts[2] = {&set.layers[l], set.ahead ? &set.ahead[l] : NULL};

@@ -168,6 +168,10 @@ static lf_status open_loader(lf_model *m) {
         for (uint64_t g = 0; g < m->flash->layers[l].n_groups; g++)
             max_stored = LF_MAX(max_stored, (uint64_t)m->flash->layers[l].index[g].stored);
     lp.max_unit = max_stored;
+    if (m->unbundled_reads && m->flash->layout.compression == LF_COMPRESS_NONE) {
+        lp.split_parts = m->flash->layout.n_rows;
+        lp.split_bytes = m->flash->layout.row_bytes;
+    }
     const uint64_t layer_ffn = m->flash->layers[0].data_bytes;
     const uint64_t io = LF_MIN(LF_MAX(layer_ffn, (uint64_t)256 << 10), (uint64_t)32 << 20);
     lp.max_read = LF_MAX((io / lp.queue_depth) / 4096 * 4096, (uint64_t)4096);
@@ -369,6 +373,7 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     if ((st = lf_gguf_read_fd(m->fd, m->map_size, &m->gguf, &m->err))) goto fail;
     m->info.gguf_version = m->gguf->version;
     m->verify_checksums = p.verify_checksums;
+    m->unbundled_reads = p.unbundled_reads;
     m->dram_budget = p.dram_budget;
     m->io_backend = p.io_backend;
     /* a flash file's header is checked before any of its metadata is used */
@@ -408,6 +413,11 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     if (m->mode != LF_MODE_MMAP && !m->flash) {
         st = lf_err_set(&m->err, LF_E_INVALID_ARG, "%s mode reads FFN bundles from a flash file; convert %s first "
                         "(llmflash convert)", lf_mode_name(m->mode), path);
+        goto fail;
+    }
+    if (m->unbundled_reads && (m->mode == LF_MODE_MMAP || m->flash->layout.compression != LF_COMPRESS_NONE)) {
+        st = lf_err_set(&m->err, LF_E_INVALID_ARG, "unbundled reads (an ablation) need an uncompressed flash file in "
+                        "stream, naive or hybrid mode");
         goto fail;
     }
     if (m->dram_budget && m->mode == LF_MODE_MMAP) { /* never ignored in silence */

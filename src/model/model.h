@@ -66,6 +66,7 @@ struct lf_model {
     const uint8_t **tensor_ptr; /* (n_tensors) data of each tensor: in the mapping or in `resident` */
     uint8_t *resident;  /* stream modes: resident tensors, read into memory */
     uint64_t resident_bytes;
+    bool unbundled_reads;     /* ablation: see lf_model_params */
     bool verify_checksums;
     const lf_kernels *kernels;
     char **tensor_names; /* NUL-terminated copies, (n_tensors) */
