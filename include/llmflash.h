@@ -367,6 +367,10 @@ typedef struct lf_session_params {
      * layer, the units it wanted that the source skipped (lf_layer_stats).
      * Costs the oracle's resident copy of gate/up, counted in the budget. */
     bool measure_recall;
+    /* LF_MASK_PREDICTOR: leave out the predictor file's lookahead
+     * predictors (calibrated with lookahead): no reads start a layer early,
+     * and their DRAM stays free. */
+    bool no_lookahead;
 } lf_session_params;
 
 lf_session_params lf_session_default_params(void);

@@ -161,7 +161,7 @@ void lf_ffn_plan_bytes(const lf_model *m, const lf_ffn_params *p, int n_threads,
     *mask = p->mask == LF_MASK_ORACLE ? lf_mask_oracle_bytes(m->flash) : 0;
     if (p->mask == LF_MASK_PREDICTOR) {
         char *path = lf_predictor_path(m->path, p->predictor_path);
-        *mask = path ? lf_predictor_file_bytes(path, m) : 0;
+        *mask = path ? lf_predictor_file_bytes(path, m, !p->no_lookahead) : 0;
         free(path);
     }
     if (p->measure_recall && p->mask != LF_MASK_ORACLE)
@@ -292,7 +292,7 @@ static lf_status open_oracle(lf_ffn *f, const char *predictor_path, lf_mask *out
     lf_predictor_set set = {0};
     char *path = lf_predictor_path(m->path, predictor_path);
     lf_err ignored = {{0}};
-    const bool have = path && lf_predictor_load(path, m, &set, &ignored) == LF_OK;
+    const bool have = path && lf_predictor_load(path, m, false, &set, &ignored) == LF_OK;
     const lf_status st = lf_mask_oracle_create(m->flash, m->fd, m->verify_checksums, m->kernels, m->info.activation,
                                                have ? set.taus : NULL, out, &f->err);
     lf_predictor_set_free(&set);
@@ -301,11 +301,11 @@ static lf_status open_oracle(lf_ffn *f, const char *predictor_path, lf_mask *out
 }
 
 /* The calibrated predictor as the mask source. */
-static lf_status open_predictor(lf_ffn *f, const char *given) {
+static lf_status open_predictor(lf_ffn *f, const char *given, bool no_lookahead) {
     char *path = lf_predictor_path(f->m->path, given);
     if (!path) return lf_err_set(&f->err, LF_E_NOMEM, "predictor path");
     lf_predictor_set set;
-    lf_status st = lf_predictor_load(path, f->m, &set, &f->err);
+    lf_status st = lf_predictor_load(path, f->m, !no_lookahead, &set, &f->err);
     if (st == LF_E_IO)
         st = lf_err_set(&f->err, LF_E_INVALID_ARG, "no predictor for %s at %s (%s): calibrate the model first "
                         "(llmflash calibrate)", f->m->path, path, f->err.msg);
@@ -349,7 +349,7 @@ lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_f
         /* mmap mode computes every record in place: no mask to ask */
         st = open_oracle(f, p->predictor_path, &f->mask_src);
     } else if (p->mask == LF_MASK_PREDICTOR && f->mode != LF_MODE_MMAP) {
-        st = open_predictor(f, p->predictor_path);
+        st = open_predictor(f, p->predictor_path, p->no_lookahead);
     } else {
         st = lf_mask_all_create(f->n_units, &f->mask_src);
     }

@@ -168,7 +168,7 @@ static lf_status read_layer_floats(const lf_gguf *g, const char *key, uint32_t n
     return LF_OK;
 }
 
-lf_status lf_predictor_load(const char *path, const lf_model *m, lf_predictor_set *ps, lf_err *err) {
+lf_status lf_predictor_load(const char *path, const lf_model *m, bool with_lookahead, lf_predictor_set *ps, lf_err *err) {
     memset(ps, 0, sizeof *ps);
     int fd;
     uint64_t size;
@@ -201,6 +201,7 @@ lf_status lf_predictor_load(const char *path, const lf_model *m, lf_predictor_se
                         "calibrate this one again", path);
         goto out;
     }
+    if (!with_lookahead) ahead_rank = 0;
     ps->n_layer = n_layer;
     ps->pair = pair;
     ps->layers = calloc(n_layer, sizeof *ps->layers);
@@ -236,7 +237,7 @@ out:
     return st;
 }
 
-uint64_t lf_predictor_file_bytes(const char *path, const lf_model *m) {
+uint64_t lf_predictor_file_bytes(const char *path, const lf_model *m, bool with_lookahead) {
     lf_gguf *g;
     lf_err ignored = {{0}};
     if (lf_gguf_read_file(path, &g, &ignored)) return 0;
@@ -244,6 +245,7 @@ uint64_t lf_predictor_file_bytes(const char *path, const lf_model *m) {
     lf_gguf_str kind = {0};
     lf_gguf_get_u32_or(g, "llmflash.predictor.rank", 0, &rank, &ignored);
     lf_gguf_get_u32_or(g, "llmflash.predictor.lookahead_rank", 0, &ahead_rank, &ignored);
+    if (!with_lookahead) ahead_rank = 0;
     lf_gguf_get_str(g, KIND_KEY, &kind, &ignored);
     const uint64_t per = lf_gguf_str_eq(kind, "lowrank-gate-up") ? 2 : 1; /* two predictors per layer */
     lf_gguf_free(g);
