@@ -411,7 +411,7 @@ lf_status lf_lowrank_f16_alloc(lf_lowrank_f16 *p, uint32_t n_in, uint32_t n_out,
     memset(p, 0, sizeof *p);
     if (!n_in || !n_out || !rank) return LF_E_INVALID_ARG;
     *p = (lf_lowrank_f16){n_in, n_out, rank, malloc((size_t)rank * n_in * sizeof(uint16_t)),
-                          malloc((size_t)n_out * rank * sizeof(uint16_t)), calloc(n_out, sizeof(float)), 0.0f};
+                          malloc((size_t)n_out * rank * sizeof(uint16_t)), NULL, calloc(n_out, sizeof(float)), 0.0f};
     if (!p->A || !p->B || !p->b) {
         lf_lowrank_f16_free(p);
         return LF_E_NOMEM;
@@ -432,6 +432,7 @@ lf_status lf_lowrank_f16_from(lf_lowrank_f16 *dst, const lf_lowrank *src) {
 void lf_lowrank_f16_free(lf_lowrank_f16 *p) {
     free(p->A);
     free(p->B);
+    free(p->Bt);
     free(p->b);
     memset(p, 0, sizeof *p);
 }
@@ -440,21 +441,38 @@ uint64_t lf_lowrank_f16_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank) {
     return ((uint64_t)rank * n_in + (uint64_t)n_out * rank) * sizeof(uint16_t) + (uint64_t)n_out * sizeof(float);
 }
 
-void lf_lowrank_f16_logits(const lf_lowrank_f16 *p, lf_dot_f16_fn dot, const float *x, float *h, float *z) {
-    for (uint32_t r = 0; r < p->rank; r++) h[r] = dot(p->A + (size_t)r * p->n_in, x, p->n_in);
-    for (uint32_t i = 0; i < p->n_out; i++) z[i] = p->b[i] + dot(p->B + (size_t)i * p->rank, h, p->rank);
+void lf_lowrank_f16_logits(const lf_lowrank_f16 *p, const lf_f16_ops *k, const float *x, float *h, float *z) {
+    for (uint32_t r = 0; r < p->rank; r++) h[r] = k->dot(p->A + (size_t)r * p->n_in, x, p->n_in);
+    if (p->Bt) {
+        memcpy(z, p->b, p->n_out * sizeof *z);
+        for (uint32_t r = 0; r < p->rank; r++) k->axpy(p->Bt + (size_t)r * p->n_out, h[r], z, p->n_out);
+        return;
+    }
+    for (uint32_t i = 0; i < p->n_out; i++) z[i] = p->b[i] + k->dot(p->B + (size_t)i * p->rank, h, p->rank);
 }
 
-void lf_layer_predictor_scores(const lf_layer_predictor *p, lf_dot_f16_fn dot, const float *x, float *scratch,
+lf_status lf_lowrank_f16_transpose(lf_lowrank_f16 *p) {
+    if (!p->rank || !p->B) return LF_OK;
+    uint16_t *t = malloc((size_t)p->rank * p->n_out * sizeof *t);
+    if (!t) return LF_E_NOMEM;
+    for (uint32_t i = 0; i < p->n_out; i++)
+        for (uint32_t r = 0; r < p->rank; r++) t[(size_t)r * p->n_out + i] = p->B[(size_t)i * p->rank + r];
+    free(p->B);
+    p->B = NULL;
+    p->Bt = t;
+    return LF_OK;
+}
+
+void lf_layer_predictor_scores(const lf_layer_predictor *p, const lf_f16_ops *k, const float *x, float *scratch,
                                float *score) {
     const uint32_t m = p->gate.n_out;
     if (!p->up.rank) {
-        lf_lowrank_f16_logits(&p->gate, dot, x, scratch, score);
+        lf_lowrank_f16_logits(&p->gate, k, x, scratch, score);
         return;
     }
     float *zu = scratch, *h = scratch + m;
-    lf_lowrank_f16_logits(&p->gate, dot, x, h, score);
-    lf_lowrank_f16_logits(&p->up, dot, x, h, zu);
+    lf_lowrank_f16_logits(&p->gate, k, x, h, score);
+    lf_lowrank_f16_logits(&p->up, k, x, h, zu);
     for (uint32_t i = 0; i < m; i++) score[i] = fabsf(score[i] / (1.0f + expf(-score[i])) * zu[i]);
 }
 
@@ -471,6 +489,7 @@ void lf_layer_predictor_free(lf_layer_predictor *p) {
 
 lf_status lf_lowrank_f16_permute_outputs(lf_lowrank_f16 *p, const uint32_t *order) {
     if (!p->rank) return LF_OK;
+    if (!p->B) return LF_E_INVALID_ARG; /* before transposing only */
     uint16_t *B = malloc((size_t)p->n_out * p->rank * sizeof *B);
     float *b = malloc(p->n_out * sizeof *b);
     if (!B || !b) {

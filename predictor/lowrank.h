@@ -79,13 +79,18 @@ void lf_lowrank_logits(const lf_lowrank *p, const float *x, float *h, float *z);
 typedef struct lf_lowrank_f16 {
     uint32_t n_in, n_out, rank;
     uint16_t *A;       /* (rank, n_in) */
-    uint16_t *B;       /* (n_out, rank) */
+    uint16_t *B;       /* (n_out, rank), or NULL once transposed into Bt */
+    uint16_t *Bt;      /* (rank, n_out): the form that runs, or NULL */
     float *b;          /* (n_out) */
     float threshold;
 } lf_lowrank_f16;
 
-/* A dot product of n halves at w with n floats at x (the kernels' F16 dot). */
-typedef float (*lf_dot_f16_fn)(const void *w, const void *x, int64_t n);
+/* The kernels' F16 products: n halves at w against n floats at x, and
+ * y += a * w over n halves. */
+typedef struct lf_f16_ops {
+    float (*dot)(const void *w, const void *x, int64_t n);
+    void (*axpy)(const void *w, float a, float *y, int64_t n);
+} lf_f16_ops;
 
 /* Rounds A and B to the nearest F16 values, in place. */
 void lf_lowrank_round_f16(lf_lowrank *p);
@@ -95,7 +100,10 @@ lf_status lf_lowrank_f16_from(lf_lowrank_f16 *dst, const lf_lowrank *src);
 void lf_lowrank_f16_free(lf_lowrank_f16 *p);
 uint64_t lf_lowrank_f16_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank);
 /* Logits of one input, as lf_lowrank_logits: h (rank) scratch, z (n_out). */
-void lf_lowrank_f16_logits(const lf_lowrank_f16 *p, lf_dot_f16_fn dot, const float *x, float *h, float *z);
+void lf_lowrank_f16_logits(const lf_lowrank_f16 *p, const lf_f16_ops *k, const float *x, float *h, float *z);
+/* Transposes B into Bt, the form that runs: z = b + Σ_r h_r·Bt_r, a few
+ * long vector updates instead of n_out short dot products. */
+lf_status lf_lowrank_f16_transpose(lf_lowrank_f16 *p);
 
 /* Reorders the outputs: output q becomes the old output order[q] (rows of
  * B and b), for a layer whose neurons were placed in that order. */
@@ -111,7 +119,7 @@ typedef struct lf_layer_predictor {
 } lf_layer_predictor;
 
 /* Scores of one input (n_out): scratch holds 2 * (rank + n_out) floats. */
-void lf_layer_predictor_scores(const lf_layer_predictor *p, lf_dot_f16_fn dot, const float *x, float *scratch,
+void lf_layer_predictor_scores(const lf_layer_predictor *p, const lf_f16_ops *k, const float *x, float *scratch,
                                float *score);
 uint64_t lf_layer_predictor_bytes(const lf_layer_predictor *p);
 void lf_layer_predictor_free(lf_layer_predictor *p);

@@ -144,7 +144,7 @@ void lf_mask_destroy(lf_mask *ms) {
 
 typedef struct predictor {
     lf_predictor_set set;     /* owned */
-    lf_dot_f16_fn dot;
+    lf_f16_ops ops;
     uint32_t group, n_ff;
     float *h, *z;             /* (2 * (rank + n_ff)) scratch, (n_ff) logits or scores */
     uint8_t *any;             /* (n_groups) */
@@ -155,7 +155,7 @@ typedef struct predictor {
 static uint32_t predicted_units(predictor *pr, const lf_layer_predictor *p, const float *x, size_t n, uint32_t *units) {
     memset(pr->any, 0, pr->n_groups);
     for (size_t t = 0; t < n; t++) {
-        lf_layer_predictor_scores(p, pr->dot, x + t * p->gate.n_in, pr->h, pr->z);
+        lf_layer_predictor_scores(p, &pr->ops, x + t * p->gate.n_in, pr->h, pr->z);
         for (uint32_t i = 0; i < pr->n_ff; i++)
             if (pr->z[i] > p->threshold) pr->any[i / pr->group] = 1;
     }
@@ -195,7 +195,20 @@ lf_status lf_mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_pr
     if (!pr) return lf_err_set(err, LF_E_NOMEM, "predictor mask");
     pr->set = *set;
     memset(set, 0, sizeof *set);
-    pr->dot = k->dot[LF_TYPE_F16];
+    pr->ops = (lf_f16_ops){k->dot[LF_TYPE_F16], k->axpy[LF_TYPE_F16]};
+    lf_status st = LF_OK;
+    /* into the form that runs, where the kernels have an F16 axpy (the
+     * scalar reference has none: it keeps the dot products) */
+    for (uint32_t l = 0; pr->ops.axpy && l < pr->set.n_layer && !st; l++) {
+        lf_layer_predictor *parts[2] = {&pr->set.layers[l], pr->set.ahead ? &pr->set.ahead[l] : NULL};
+        for (int q = 0; q < 2 && !st; q++)
+            if (parts[q] && ((st = lf_lowrank_f16_transpose(&parts[q]->gate)) || (st = lf_lowrank_f16_transpose(&parts[q]->up))))
+                break;
+    }
+    if (st) {
+        predictor_destroy(pr);
+        return lf_err_set(err, st, "predictor mask");
+    }
     pr->group = f->layout.group;
     pr->n_ff = f->n_ff;
     pr->n_groups = f->layers[0].n_groups;
