@@ -118,6 +118,42 @@ check "--measure-recall counts per layer the oracle's units the predictor skippe
 "$bin" perplexity -m "$tmp/r80.gguf" -f "$data" --max-chunks 4 -q >"$tmp/ppl.txt"
 check "perplexity reports the FFN density the predictor let through" grep -q "^FFN density 0\.[0-4].*(predictor mask)" "$tmp/ppl.txt"
 
+# perplexity's view of the mask and the activations, on the terminal and in --stats
+"$bin" perplexity -m "$tmp/r80.gguf" -f "$data" --max-chunks 2 -q --predictor all --measure-recall \
+    --stats "$tmp/pq.json" >"$tmp/pq.txt"
+check "perplexity --measure-recall prints each layer's oracle density, hot share and 5-token union" \
+    bash -c "grep -q '^layer  oracle density  false negatives  hot-20% share  5-token union' '$tmp/pq.txt' && \
+             [ \$(grep -c '^ *[0-4]  ' '$tmp/pq.txt') -eq 5 ]"
+python3 - "$tmp/pq.json" <<'PY' >"$tmp/pq.py" 2>&1
+import json, sys
+j = json.load(open(sys.argv[1]))
+for l in j['layers']:
+    assert l['oracle_tokens'] > 0 and 0 < l['oracle_token_units'] <= l['oracle_window_units'], l
+    assert 0.2 <= l['oracle_hot_share'] <= 1.0 and l['false_negatives'] == 0, l
+print('ok')
+PY
+check "  and perplexity --stats writes them per layer (mask all misses nothing)" grep -q "^ok" "$tmp/pq.py"
+
+# calibrate --lookahead and --reorder: the placed copy and both predictors
+"$bin" calibrate -m "$tmp/r80.gguf" -f "$data" --tokens 1500 --lookahead --reorder "$tmp/r80p.gguf" --force -q \
+    2>"$tmp/cal.err"
+check "calibrate --lookahead reports the lookahead's held-out recall" grep -q "^lookahead (layers 2 on): recall 0\.[89]" "$tmp/cal.err"
+check "calibrate --reorder writes the placed copy and a predictor for each model" \
+    test -s "$tmp/r80p.gguf" -a -s "$tmp/r80p.gguf.predictor" -a -s "$tmp/r80.gguf.predictor"
+"$bin" run -m "$tmp/r80p.gguf" -p "" -n 40 --temp 0 >"$tmp/placed.txt" 2>/dev/null
+"$bin" run -m "$tmp/r80.gguf" -p "" -n 40 --temp 0 --no-lookahead >"$tmp/unplaced.txt" 2>/dev/null
+check "  and the placed copy generates the same text" cmp -s "$tmp/placed.txt" "$tmp/unplaced.txt"
+expect_exit "calibrate --lookahead-recall without --lookahead is a usage error" 2 \
+    "$bin" calibrate -m "$tmp/r80.gguf" -f "$data" --lookahead-recall 0.9 -o "$tmp/never.predictor"
+check "  that writes nothing" test ! -e "$tmp/never.predictor"
+
+# synth's realistic activations: the design's prediction, and knobs out of reach refused
+"$bin" synth --shape tiny-relu -o "$tmp/tr.gguf" 2>"$tmp/tr.err"
+check "synth --shape tiny-relu prints the activity it was built for" grep -q "activity by design.*density 0\.0" "$tmp/tr.err"
+expect_exit "synth --temporal out of reach is a usage error with the reachable range" 2 \
+    "$bin" synth --shape tiny --sparsity 0.95 --temporal 4.9 -o "$tmp/never.gguf"
+check "  that names the range and writes nothing" bash -c "grep -q 'times one token' '$tmp/err' && test ! -e '$tmp/never.gguf'"
+
 # a conversion killed midway leaves nothing behind
 "$bin" synth --shape small --vocab 1000 --layers 6 --type f16 -o "$tmp/mid.gguf" -q
 for sig in INT KILL; do
