@@ -136,7 +136,8 @@ typedef enum lf_mode {
     LF_MODE_STREAM = 2, /* flash file: resident weights in memory, FFN units through the
                            windowed cache, misses read with O_DIRECT (llmflash's way) */
     LF_MODE_NAIVE = 3,  /* flash file: every FFN unit read from flash for every token */
-    LF_MODE_HYBRID = 4, /* flash file: half of each layer's FFN resident, the rest read per token */
+    LF_MODE_HYBRID = 4, /* flash file: the first part of each layer's FFN resident (as much as the
+                           budget holds, up to half), the rest read per token */
 } lf_mode;
 
 const char *lf_mode_name(lf_mode mode);

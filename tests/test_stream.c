@@ -190,6 +190,24 @@ Test(stream, unbundled_reads_ablation_reads_each_row_apart) {
     cr_assert(strstr(err, "unbundled"), "%s", err);
 }
 
+Test(stream, hybrid_pins_what_the_budget_holds) {
+    /* a budget below half the FFN: hybrid pins less than half, and still
+     * gives the golden text */
+    uint64_t min, ffn;
+    sizes(flash_path, LF_MASK_ALL, &min, &ffn);
+    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_HYBRID, min + ffn / 4, LF_MASK_ALL, 0,
+                 LF_SPLIT_EVEN, false};
+    lf_layer_stats ls[5];
+    layers = ls;
+    lf_session_stats st;
+    char err[512];
+    cr_assert_eq(run(&c, &st, err, sizeof err), LF_OK, "%s", err);
+    layers = NULL;
+    for (int l = 0; l < 5; l++)
+        cr_assert(ls[l].cache_slots > 0 && ls[l].cache_slots < 172 / 2, "layer %d pins %u", l, ls[l].cache_slots);
+    cr_assert(st.ffn_bytes_read > st.tokens * (5ull * 86 * 768), "more than half is read per token");
+}
+
 Test(stream, naive_hybrid_and_mmap_modes) {
     const lf_mode modes[] = {LF_MODE_NAIVE, LF_MODE_HYBRID, LF_MODE_MMAP};
     lf_session_stats st[3];

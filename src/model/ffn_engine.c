@@ -242,11 +242,12 @@ static lf_status create_stream_state(lf_ffn *f, const lf_ffn_params *p) {
     if (f->mode == LF_MODE_NAIVE) capacity = 0;
     else if (m->dram_budget) capacity = LF_MIN(capacity, p->cache_bytes / f->n_layer / per_slot);
     if (f->mode == LF_MODE_HYBRID) {
-        const uint64_t half = f->n_units / 2;
-        if (capacity < half)
-            return lf_err_set(&f->err, LF_E_BUDGET, "hybrid mode keeps half of each layer's FFN resident: %" PRIu64
-                              " bytes more are needed", (half - capacity) * per_slot * f->n_layer);
-        capacity = half;
+        /* the paper's static split: the first part of each layer resident,
+         * as much as the budget holds up to half, the rest read per token */
+        if (capacity == 0)
+            return lf_err_set(&f->err, LF_E_BUDGET, "hybrid mode keeps part of each layer's FFN resident: %" PRIu64
+                              " bytes more are needed for one neuron per layer", per_slot * f->n_layer);
+        capacity = LF_MIN(capacity, (uint64_t)f->n_units / 2);
     }
     f->tslot = B->compression == LF_COMPRESS_NONE ? B->stride : f->unit_bytes;
     f->chunk_units = (uint32_t)LF_MAX((uint64_t)1, chunk_bytes_for(m, f->tslot) / f->tslot);
