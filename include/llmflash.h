@@ -668,6 +668,8 @@ typedef struct lf_calibrate_layer {
 typedef struct lf_calibrate_params {
     uint32_t tokens;        /* calibration tokens taken from the text (0: 4096); a fifth is held out */
     uint32_t rank;          /* predictor rank per layer (0: 128, at most d_model) */
+    uint32_t rank_last;     /* 0: every layer at `rank`; else ranks grow linearly from `rank` at
+                               layer 0 to this at the last layer (the paper: 128, up to 1024 late) */
     double recall;          /* target recall on the held-out tokens (0: 0.99) */
     float sparsity;         /* SwiGLU models: the ground truth keeps neurons with |activation| >= tau_l,
                                tau_l chosen for this FFN sparsity (0: 0.5); ReLU models: unused */

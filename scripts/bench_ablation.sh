@@ -47,13 +47,13 @@ grep -o 'flags.*' /proc/cpuinfo | head -1 | grep -o 'avx512[a-z_0-9]*\|avx2\|fma
     sed 's/^/cpu features: /'
 echo
 echo "model: $flash ($((size >> 20)) MiB); cgroup cap $((cap >> 20)) MiB; --dram-budget $((budget >> 20)) MiB; $n tokens"
-printf "%-22s %10s %14s %12s %8s %s\n" row ms/token flash_MiB/tok device_MiB/s io_wait note
+printf "%-12s %9s %13s %11s %10s %12s %7s %s\n" row ms/token flash_MiB/tok reads/tok KiB/read device_MiB/s io_wait note
 row() { # name file args...
     local name=$1 file=$2
     shift 2
     sync
     [ -w /proc/sys/vm/drop_caches ] && echo 3 >/proc/sys/vm/drop_caches
-    local args=(run -m "$file" -p "$prompt" -n "$n" --temp 0 --ctx 512 --stats "$dir/$name.json" "$@")
+    local args=(run -m "$file" -p "$prompt" -n "$n" --temp 0 --ctx 128 --stats "$dir/$name.json" "$@")
     if [ -w /sys/fs/cgroup/memory ]; then
         bash "$root/scripts/cgroup_run.sh" "$cap" "$bin" "${args[@]}" >/dev/null 2>"$dir/$name.err"
     else
@@ -61,7 +61,7 @@ row() { # name file args...
     fi
     local rc=$?
     if [ $rc -ne 0 ]; then
-        printf "%-22s %10s %14s %12s %8s %s\n" "$name" - - - - "$(grep -o 'LF_E_[A-Z_]*' "$dir/$name.err" | head -1) (exit $rc)"
+        printf "%-12s %9s %13s %11s %10s %12s %7s %s\n" "$name" - - - - - - "$(grep -o 'LF_E_[A-Z_]*' "$dir/$name.err" | head -1) (exit $rc)"
         return
     fi
     python3 - "$dir/$name.json" "$name" "$(grep -o 'peak [0-9]* bytes' "$dir/$name.err")" <<'PY'
@@ -74,9 +74,12 @@ span = d["prompt"]["ms"] + g["ms"]  # device reads are counted over the whole se
 dev = d["device_read_bytes"] / 2**20 / (span / 1e3) if span else 0
 wait = "%.0f%%" % (100.0 * g["io_wait_ms"] / g["ms"]) if g["ms"] and d["params"]["mode"] != "mmap" else "-"
 la = d.get("lookahead", {})
-note = "cgroup %s" % sys.argv[3]
+reads = d["io_reads"] / max(d["tokens"], 1)  # the loader's reads (after coalescing), per token
+size = d["io_bytes"] / d["io_reads"] / 1024 if d["io_reads"] else 0
+note = "cgroup %s; predictor %.1f%% of time" % (sys.argv[3], 100.0 * d["mask_ms"] / d["compute_ms"] if d["compute_ms"] else 0)
 if la.get("units"): note += "; lookahead recall %.2f precision %.2f" % (la["recall"], la["precision"])
-print("%-22s %10.1f %14.2f %12.0f %8s %s" % (name, ms, read, dev, wait, note))
+if d["params"]["mode"] == "mmap": reads, size = float("nan"), float("nan")
+print("%-12s %9.1f %13.2f %11.1f %10.1f %12.0f %7s %s" % (name, ms, read, reads, size, dev, wait, note))
 PY
 }
 row mmap "$flash" --mode mmap

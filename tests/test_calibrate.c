@@ -413,3 +413,46 @@ Test(calibrate, placement_reads_less_often_and_changes_nothing) {
     unlink(placed);
     unlink(placed_pred);
 }
+
+Test(calibrate, a_rank_schedule_grows_from_the_first_layer_to_the_last) {
+    char path[160], err[512];
+    snprintf(path, sizeof path, "%s.sched", relu80);
+    lf_calibrate_params p = lf_calibrate_default_params();
+    p.force = true;
+    p.rank = 8;
+    p.rank_last = 32;
+    lf_calibrate_stats cs;
+    cr_assert_eq(lf_calibrate(relu80, text, text_len / 2, path, &p, &cs, err, sizeof err), LF_OK, "%s", err);
+    /* 5 layers: 8, 14, 20, 26, 32; F16 bytes of A, B and the bias per layer, a float per layer */
+    uint64_t want = 5 * sizeof(float);
+    const uint32_t ranks[5] = {8, 14, 20, 26, 32};
+    for (int l = 0; l < 5; l++) want += (uint64_t)ranks[l] * (64 + 172) * 2 + 172 * 4;
+    cr_assert_eq(cs.predictor_bytes, want, "%lu bytes, want %lu", (unsigned long)cs.predictor_bytes, (unsigned long)want);
+    cr_assert(cs.recall >= 0.99, "recall %.4f", cs.recall);
+    /* it runs, and reaches the same recall at run time */
+    lf_model *m;
+    cr_assert_eq(lf_model_open(relu80, NULL, &m, err, sizeof err), LF_OK, "%s", err);
+    lf_session_params sp = lf_session_default_params();
+    sp.mask = LF_MASK_PREDICTOR;
+    sp.predictor_path = path;
+    sp.measure_recall = true;
+    sp.n_ctx = 128;
+    lf_session *s;
+    cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_OK, "%s", err);
+    size_t n = 0;
+    lf_token toks[128];
+    cr_assert_eq(lf_tokenize(m, text + text_len / 2, 200, true, toks, 128, &n), LF_OK);
+    cr_assert_eq(lf_session_eval(s, toks, n), LF_OK, "%s", lf_session_errmsg(s));
+    uint64_t want_units = 0, missed = 0;
+    for (uint32_t l = 0; l < 5; l++) {
+        lf_layer_stats ls;
+        lf_session_layer_stats(s, l, &ls);
+        want_units += ls.oracle_units;
+        missed += ls.false_negatives;
+    }
+    cr_assert((double)missed <= 0.02 * (double)want_units, "%lu of %lu missed", (unsigned long)missed,
+              (unsigned long)want_units);
+    lf_session_destroy(s);
+    lf_model_close(m);
+    unlink(path);
+}

@@ -17,7 +17,8 @@ static void on_layer(void *user, const lf_calibrate_layer *q) {
 
 int cmd_calibrate(int argc, char **argv) {
     const char *model_path = NULL, *text_path = NULL, *out = NULL, *reorder = NULL;
-    int tokens = 4096, rank = 128, epochs = 20, ahead_rank = 0;
+    int tokens = 4096, epochs = 20, ahead_rank = 0;
+    const char *rank_arg = "128";
     float recall = 0.99f, sparsity = 0.5f, ahead_recall = 0.0f;
     bool force = false, lookahead = false, quiet = false;
     cli_opt opts[] = {
@@ -25,7 +26,9 @@ int cmd_calibrate(int argc, char **argv) {
         {"--file", "-f", CLI_STR, &text_path, "calibration text, - for stdin (required)", false},
         {"--output", "-o", CLI_STR, &out, "predictor file (default MODEL.predictor, where run looks)", false},
         {"--tokens", NULL, CLI_INT, &tokens, "calibration tokens; a fifth is held out (default 4096)", false},
-        {"--rank", NULL, CLI_INT, &rank, "predictor rank per layer (default 128, at most d_model)", false},
+        {"--rank", NULL, CLI_STR, &rank_arg,
+         "predictor rank per layer, or A:B from A at the first layer to B at the last (default 128, at most d_model)",
+         false},
         {"--recall", NULL, CLI_FLOAT, &recall, "target recall on held-out tokens (default 0.99)", false},
         {"--sparsity", NULL, CLI_FLOAT, &sparsity, "SwiGLU: FFN sparsity of the ground truth (default 0.5)", false},
         {"--epochs", NULL, CLI_INT, &epochs, "fitting passes (default 20)", false},
@@ -55,11 +58,16 @@ int cmd_calibrate(int argc, char **argv) {
         cli_print_options(stdout, opts, n_opts);
         return CLI_EXIT_OK;
     }
-    if (!model_path || !text_path || tokens < 64 || rank < 1 || epochs < 1 || !(recall > 0.0f && recall <= 1.0f) ||
+    unsigned rank = 0, rank_last = 0;
+    char tail = 0;
+    const int n_rank = sscanf(rank_arg, "%u:%u%c", &rank, &rank_last, &tail);
+    const bool rank_ok = (n_rank == 1 || n_rank == 2) && rank >= 1 && rank <= 65536 && rank_last <= 65536 &&
+                         (n_rank == 1 || rank_last >= 1) && strspn(rank_arg, "0123456789:") == strlen(rank_arg);
+    if (!model_path || !text_path || tokens < 64 || !rank_ok || epochs < 1 || !(recall > 0.0f && recall <= 1.0f) ||
         !(sparsity > 0.0f && sparsity < 1.0f) || ahead_rank < 0 || ((ahead_rank || ahead_recall != 0.0f) && !lookahead) ||
         !(ahead_recall >= 0.0f && ahead_recall <= 1.0f)) {
-        fprintf(stderr, "llmflash calibrate: -m MODEL and -f TEXT are required; --tokens at least 64, --rank and "
-                "--epochs positive, --recall in (0, 1], --sparsity in (0, 1), --lookahead-rank and --lookahead-recall (in (0, 1]) "
+        fprintf(stderr, "llmflash calibrate: -m MODEL and -f TEXT are required; --tokens at least 64, --rank R or A:B "
+                "and --epochs positive, --recall in (0, 1], --sparsity in (0, 1), --lookahead-rank and --lookahead-recall (in (0, 1]) "
                 "with --lookahead\n");
         return CLI_EXIT_USAGE;
     }
@@ -72,7 +80,8 @@ int cmd_calibrate(int argc, char **argv) {
     }
     lf_calibrate_params p = lf_calibrate_default_params();
     p.tokens = (uint32_t)tokens;
-    p.rank = (uint32_t)rank;
+    p.rank = rank;
+    p.rank_last = n_rank == 2 ? rank_last : 0;
     p.recall = recall;
     p.sparsity = sparsity;
     p.epochs = (uint32_t)epochs;

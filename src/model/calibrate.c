@@ -202,7 +202,9 @@ static lf_status fit_layer(const lf_model *m, uint32_t l, const float *X, const 
     if (!st && order) st = lf_placement_order(Y, N * 3 / 5, n_ff, order, err);
     /* 60% to fit, 20% for the threshold, 20% to report on */
     const uint64_t n_fit = N * 3 / 5, n_thr = N / 5, n_rep = N - n_fit - n_thr;
-    const uint32_t rank = LF_MIN(p->rank, LF_MIN(d, n_ff));
+    const uint32_t L = m->info.n_layer;
+    const double want = p->rank_last && L > 1 ? p->rank + ((double)p->rank_last - p->rank) * l / (L - 1) : p->rank;
+    const uint32_t rank = LF_MIN((uint32_t)(want + 0.5), LF_MIN(d, n_ff));
     const uint32_t ahead_rank = LF_MIN(p->lookahead_rank ? p->lookahead_rank : p->rank, LF_MIN(d, n_ff));
     /* the threshold aims halfway above the target recall on its split, so
      * that unseen tokens still reach the target */

@@ -212,7 +212,8 @@ lf_status lf_mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_pr
     pr->group = f->layout.group;
     pr->n_ff = f->n_ff;
     pr->n_groups = f->layers[0].n_groups;
-    uint32_t rank = pr->set.layers[0].gate.rank;
+    uint32_t rank = 0;
+    for (uint32_t l = 0; l < pr->set.n_layer; l++) rank = LF_MAX(rank, pr->set.layers[l].gate.rank);
     if (pr->set.ahead && pr->set.n_layer > 1) rank = LF_MAX(rank, pr->set.ahead[1].gate.rank);
     pr->h = malloc(2 * ((uint64_t)rank + f->n_ff) * sizeof *pr->h);
     pr->z = malloc(f->n_ff * sizeof *pr->z);

@@ -69,7 +69,8 @@ lf_status lf_predictor_save(const lf_predictor_set *ps, const lf_model *m, const
     if (st) return lf_err_set(err, st, "predictor file header");
     const uint32_t L = ps->n_layer;
     float *thr = calloc(2 * (size_t)L, sizeof *thr), *ahead_thr = thr + L;
-    if (!thr) {
+    uint32_t rank = 0, *ranks = malloc(L * sizeof *ranks);
+    if (!thr || !ranks) {
         st = lf_err_set(err, LF_E_NOMEM, "thresholds");
         goto out;
     }
@@ -77,7 +78,8 @@ lf_status lf_predictor_save(const lf_predictor_set *ps, const lf_model *m, const
         thr[l] = ps->layers[l].threshold;
         ahead_thr[l] = ps->ahead ? ps->ahead[l].threshold : 0.0f;
     }
-    const uint32_t rank = ps->layers[0].gate.rank, ahead_rank = ps->ahead && L > 1 ? ps->ahead[1].gate.rank : 0;
+    const uint32_t ahead_rank = ps->ahead && L > 1 ? ps->ahead[1].gate.rank : 0;
+    for (uint32_t l = 0; l < L; l++) rank = LF_MAX(rank, ranks[l] = ps->layers[l].gate.rank);
     if ((st = lf_gguf_writer_set_str(w, "general.architecture", "llmflash-predictor")) ||
         (st = lf_gguf_writer_set_u32(w, VERSION_KEY, FORMAT_VERSION)) ||
         (st = lf_gguf_writer_set_str(w, KIND_KEY, ps->pair ? "lowrank-gate-up" : "lowrank")) ||
@@ -86,6 +88,7 @@ lf_status lf_predictor_save(const lf_predictor_set *ps, const lf_model *m, const
         (st = lf_gguf_writer_set_u32(w, "llmflash.predictor.n_embd", m->info.n_embd)) ||
         (st = lf_gguf_writer_set_u32(w, "llmflash.predictor.n_ff", m->info.n_ff)) ||
         (st = lf_gguf_writer_set_u32(w, "llmflash.predictor.rank", rank)) ||
+        (st = lf_gguf_writer_set_arr(w, "llmflash.predictor.ranks", LF_GGUF_U32, ranks, L)) ||
         (st = lf_gguf_writer_set_arr(w, "llmflash.predictor.thresholds", LF_GGUF_F32, thr, L)) ||
         (st = lf_gguf_writer_set_arr(w, "llmflash.predictor.taus", LF_GGUF_F32, ps->taus, L)) ||
         (st = lf_gguf_writer_set_u32(w, "llmflash.predictor.lookahead_rank", ahead_rank)) ||
@@ -127,6 +130,7 @@ lf_status lf_predictor_save(const lf_predictor_set *ps, const lf_model *m, const
 out:
     if (out.fd >= 0) lf_outfile_abort(&out);
     free(thr);
+    free(ranks);
     lf_gguf_writer_destroy(w);
     return st;
 }
@@ -221,11 +225,25 @@ lf_status lf_predictor_load(const char *path, const lf_model *m, bool with_looka
     }
     if (ahead_rank && (st = read_layer_floats(g, "llmflash.predictor.lookahead_thresholds", n_layer, path, thr, err)))
         goto out;
+    /* per-layer ranks; absent: every layer at `rank` */
+    const lf_gguf_kv *ranks = lf_gguf_find(g, "llmflash.predictor.ranks");
+    if (ranks && (ranks->type != LF_GGUF_ARRAY || ranks->arr_type != LF_GGUF_U32 || ranks->arr_n != n_layer)) {
+        st = lf_err_set(err, LF_E_MODEL, "%s: llmflash.predictor.ranks is not one u32 per layer", path);
+        goto out;
+    }
+    for (uint32_t l = 0; ranks && l < n_layer; l++) {
+        const double r = lf_gguf_arr_get_num(ranks, l);
+        if (!(r >= 1 && r <= rank)) {
+            st = lf_err_set(err, LF_E_MODEL, "%s: layer %u's rank %g is not in 1..%u", path, l, r, rank);
+            goto out;
+        }
+    }
     for (uint32_t l = 0; ps->ahead && l < n_layer; l++) ps->ahead[l].threshold = thr[l];
     for (uint32_t l = 0; l < n_layer && !st; l++) {
         lf_layer_predictor *p = &ps->layers[l], *a = ps->ahead ? &ps->ahead[l] : NULL;
-        st = read_part(g, fd, l, "pred", n_embd, n_ff, rank, &p->gate, err);
-        if (!st && pair) st = read_part(g, fd, l, "pred_up", n_embd, n_ff, rank, &p->up, err);
+        const uint32_t r = ranks ? (uint32_t)lf_gguf_arr_get_num(ranks, l) : rank;
+        st = read_part(g, fd, l, "pred", n_embd, n_ff, r, &p->gate, err);
+        if (!st && pair) st = read_part(g, fd, l, "pred_up", n_embd, n_ff, r, &p->up, err);
         if (!st && a && l > 0) st = read_part(g, fd, l, "ahead", n_embd, n_ff, ahead_rank, &a->gate, err);
         if (!st && a && l > 0 && pair) st = read_part(g, fd, l, "ahead_up", n_embd, n_ff, ahead_rank, &a->up, err);
     }
@@ -248,10 +266,14 @@ uint64_t lf_predictor_file_bytes(const char *path, const lf_model *m, bool with_
     if (!with_lookahead) ahead_rank = 0;
     lf_gguf_get_str(g, KIND_KEY, &kind, &ignored);
     const uint64_t per = lf_gguf_str_eq(kind, "lowrank-gate-up") ? 2 : 1; /* two predictors per layer */
-    lf_gguf_free(g);
     const uint32_t L = m->info.n_layer, d = m->info.n_embd, ff = m->info.n_ff;
-    const uint64_t weights = L * per * lf_lowrank_f16_bytes(d, ff, rank) +
-                             (ahead_rank ? (L - 1) * per * lf_lowrank_f16_bytes(d, ff, ahead_rank) : 0);
+    const lf_gguf_kv *ranks = lf_gguf_find(g, "llmflash.predictor.ranks");
+    uint64_t weights = ahead_rank ? (L - 1) * per * lf_lowrank_f16_bytes(d, ff, ahead_rank) : 0;
+    for (uint32_t l = 0; l < L; l++) {
+        const double r = ranks && ranks->type == LF_GGUF_ARRAY && ranks->arr_n == L ? lf_gguf_arr_get_num(ranks, l) : rank;
+        weights += per * lf_lowrank_f16_bytes(d, ff, r >= 1 && r <= rank ? (uint32_t)r : rank);
+    }
+    lf_gguf_free(g);
     return weights + L * sizeof(float) + 2 * (LF_MAX(rank, ahead_rank) + 2ull * ff) * sizeof(float) +
            2ull * m->flash->layers[0].n_groups;
 }

@@ -7,7 +7,7 @@
  *                                   thresholded |silu(zg)·zu|, see lf_layer_predictor)
  *   llmflash.predictor.model_checksum the flash file's header checksum: a
  *                                   predictor fitted to another file is refused
- *   llmflash.predictor.n_layer, .n_embd, .n_ff, .rank
+ *   llmflash.predictor.n_layer, .n_embd, .n_ff, .rank (the largest), .ranks (u32 per layer)
  *   llmflash.predictor.thresholds   f32 per layer
  *   llmflash.predictor.taus         f32 per layer (SwiGLU ground truth; 0 for ReLU)
  *   llmflash.predictor.lookahead_rank 0, or the rank of the lookahead predictors
