@@ -133,7 +133,8 @@ static lf_status plan_tensors(const lf_synth_params *p, tensor_plan **out, size_
                  first ? LF_SPARSE_O0 : sp ? LF_SPARSE_QUIET : R);
         plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_norm"), LF_TYPE_F32, 1, d, 0.0f, R);
         if (gated) plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_gate"), p->type, ff, d, sd, sp ? LF_SPARSE_GATE : R);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_up"), p->type, ff, d, sd, sp && !gated ? LF_SPARSE_GATE : R);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_up"), p->type, ff, d, sd,
+                 !sp ? R : gated ? LF_SPARSE_UP : LF_SPARSE_GATE);
         plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_down"), p->type, d, ff, sf, sp ? LF_SPARSE_QUIET : R);
     }
     plan_add(t, &k, "output_norm.weight", LF_TYPE_F32, 1, d, 0.0f, R);

@@ -9,7 +9,17 @@
 #define FREQ_MAX 0.98       /* no neuron fires in every token */
 #define FREQ_GRID 4096      /* neurons by rank, for solving and predicting */
 #define CLUSTER_SIZE 64     /* neurons sharing a co-activation direction */
-#define CLUSTER_SHARE 0.5   /* the shared direction's share of a neuron's variance */
+#define CLUSTER_SHARE 0.5   /* the shared direction's share of a neuron's subspace part */
+/* Real residual streams are anisotropic: most of their variance lies in a
+ * few hundred directions, which is why a low-rank predictor can work. Here
+ * the stream's varying part has EMBED_NOISE of its energy spread over all
+ * coordinates and the rest in a SUBSPACE-dimensional subspace (coordinates
+ * 1..SUBSPACE), and gate and up rows have ROW_NOISE of their norm outside
+ * it: about 1% of the gate's pre-activation variance is out of reach of a
+ * predictor of rank above SUBSPACE. */
+#define SUBSPACE 96
+#define EMBED_NOISE 0.5
+#define ROW_NOISE 0.3
 #define QUIET_SCALE 0.02f   /* other layers' contributions to the stream, relative */
 #define SIM_TOKENS 32768    /* length of the simulated token sequence */
 #define PROFILE_MAX 1024    /* distances the steady-state attention covers */
@@ -122,7 +132,8 @@ typedef struct sim {
     double *e1, *e2;    /* (SIM_TOKENS + n_profile) white noise: carried by the context, and not */
     double *z, *m, *c;  /* (SIM_TOKENS) process, its max over the window, the filter */
     double *k;          /* (FREQ_GRID) thresholds by rank */
-    double nu;          /* share of the stream's coordinates the context reaches (GQA: fewer) */
+    double a2, b2;      /* variance of w.v per unit of filter energy (the coordinates the context
+                           reaches), and outside the context's reach (GQA: coordinates past the KV width) */
 } sim;
 
 /* Simulates w.v_t at a context share; sets the predicted density, union
@@ -132,11 +143,11 @@ static void simulate(lf_sparse_design *sd, sim *S, double share) {
     ctx_filter(sd, share, S->c);
     double c2 = 0.0;
     for (uint32_t i = 0; i < P; i++) c2 += S->c[i] * S->c[i];
-    const double sigma = sqrt(S->nu * c2 + (1.0 - S->nu));
+    const double sigma = sqrt(S->a2 * c2 + S->b2);
     for (size_t t = 0; t < SIM_TOKENS; t++) {
         double a = 0.0;
         for (uint32_t i = 0; i < P; i++) a += S->c[i] * S->e1[t + P - 1 - i];
-        S->z[t] = (sqrt(S->nu) * a + sqrt(1.0 - S->nu) * S->e2[t + P - 1]) / sigma;
+        S->z[t] = (sqrt(S->a2) * a + sqrt(S->b2) * S->e2[t + P - 1]) / sigma;
     }
     const size_t n_win = SIM_TOKENS - UNION_WINDOW + 1;
     for (size_t t = 0; t < n_win; t++) {
@@ -209,6 +220,7 @@ lf_status lf_sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
     freq_fit(sd, 0.5 * (lo + hi));
     lf_status st = make_profile(sd);
     if (st) return lf_err_set(err, st, "attention profile");
+    sd->subspace = LF_MIN((uint32_t)SUBSPACE, (sd->n_embd - 1) / 2);
     const uint32_t hd = sd->n_embd / sd->n_head, kv = sd->n_head_kv * hd;
     sim S = {0};
     const uint32_t P = sd->n_profile;
@@ -222,7 +234,13 @@ lf_status lf_sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
         st = lf_err_set(err, LF_E_NOMEM, "simulating the design");
         goto out;
     }
-    S.nu = (double)(kv - 1) / (sd->n_embd - 1);
+    /* per-coordinate variances of the embeddings' varying part (norm
+     * sqrt(d - 1)) and of a unit row, inside and outside the subspace */
+    const double dm1 = sd->n_embd - 1.0, K = sd->subspace;
+    const double sK = (1.0 - EMBED_NOISE) * dm1 / K, sN = EMBED_NOISE * dm1 / (dm1 - K);
+    const double wK = 1.0 - ROW_NOISE, wN = ROW_NOISE / (dm1 - K);
+    S.a2 = wK * sK + wN * sN * ((double)kv - 1.0 - K);
+    S.b2 = wN * sN * ((double)sd->n_embd - kv);
     lf_rng rng;
     lf_rng_seed(&rng, 12345);
     for (size_t i = 0; i < SIM_TOKENS + P; i++) {
@@ -263,8 +281,9 @@ lf_status lf_sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
     sd->x0 = sd->mu * r0;
     sd->ctx_gain = g / r0;
     sd->h0 = sd->mu * (1.0 + g);
-    sd->sigma_v = sqrt(S.nu * c2 + (1.0 - S.nu));
-    sd->h_norm = sqrt(sd->h0 * sd->h0 + (d - 1.0) * sd->sigma_v * sd->sigma_v);
+    sd->sigma_v = sqrt(S.a2 * c2 + S.b2);
+    const double v2 = c2 * (K * sK + ((double)kv - 1.0 - K) * sN) + ((double)sd->n_embd - kv) * sN;
+    sd->h_norm = sqrt(sd->h0 * sd->h0 + v2);
 out:
     free(S.e1);
     free(S.e2);
@@ -289,18 +308,37 @@ struct lf_sparse_tensor {
     float sd_random;
     uint32_t *rank;       /* GATE: (rows) frequency rank of each neuron */
     uint32_t *cluster;    /* GATE: (rows) */
-    float *dirs;          /* GATE: (n_clusters, cols) unit directions, coordinate 0 zero */
+    float *dirs;          /* GATE: (n_clusters, subspace) unit directions in the subspace */
 };
 
-static void unit_random(lf_rng *rng, float *v, uint64_t n) {
+/* v[a..b) random with norm `norm`. */
+static void random_part(lf_rng *rng, float *v, uint64_t a, uint64_t b, double norm) {
     double s = 0.0;
-    v[0] = 0.0f;
-    for (uint64_t i = 1; i < n; i++) {
+    for (uint64_t i = a; i < b; i++) {
         v[i] = lf_rng_normal(rng);
         s += (double)v[i] * v[i];
     }
-    const float inv = s > 0.0 ? (float)(1.0 / sqrt(s)) : 0.0f;
-    for (uint64_t i = 1; i < n; i++) v[i] *= inv;
+    const float k = s > 0.0 ? (float)(norm / sqrt(s)) : 0.0f;
+    for (uint64_t i = a; i < b; i++) v[i] *= k;
+}
+
+/* A unit vector of n coordinates, coordinate 0 zero: `1 - noise` of its
+ * squared norm in the subspace (coordinates 1..K), along dir (K values,
+ * unit) for a share `shared` of that part when dir is given, and the rest
+ * spread over the other coordinates. */
+static void structured_unit(lf_rng *rng, float *v, uint64_t n, uint32_t K, double noise, const float *dir,
+                            double shared) {
+    v[0] = 0.0f;
+    random_part(rng, v, 1, K + 1, 1.0);
+    if (dir) {
+        const float a = (float)sqrt(shared), b = (float)sqrt(1.0 - shared);
+        for (uint32_t i = 0; i < K; i++) v[1 + i] = a * dir[i] + b * v[1 + i];
+        double s = 0.0;
+        for (uint32_t i = 1; i <= K; i++) s += (double)v[i] * v[i];
+        for (uint32_t i = 1; i <= K; i++) v[i] *= (float)(1.0 / sqrt(s));
+    }
+    for (uint32_t i = 1; i <= K; i++) v[i] *= (float)sqrt(1.0 - noise);
+    random_part(rng, v, K + 1, n, sqrt(noise));
 }
 
 lf_status lf_sparse_tensor_begin(const lf_sparse_design *sd, lf_sparse_role role, uint64_t rows, uint64_t cols,
@@ -312,7 +350,7 @@ lf_status lf_sparse_tensor_begin(const lf_sparse_design *sd, lf_sparse_role role
         const uint64_t n_clusters = (rows + CLUSTER_SIZE - 1) / CLUSTER_SIZE;
         t->rank = malloc(rows * sizeof *t->rank);
         t->cluster = malloc(rows * sizeof *t->cluster);
-        t->dirs = malloc(n_clusters * cols * sizeof *t->dirs);
+        t->dirs = malloc(n_clusters * sd->subspace * sizeof *t->dirs);
         if (!t->rank || !t->cluster || !t->dirs) {
             lf_sparse_tensor_end(t);
             return LF_E_NOMEM;
@@ -328,7 +366,8 @@ lf_status lf_sparse_tensor_begin(const lf_sparse_design *sd, lf_sparse_role role
             const uint32_t b = t->cluster[i - 1];
             t->cluster[i - 1] = t->cluster[k], t->cluster[k] = b;
         }
-        for (uint64_t c = 0; c < n_clusters; c++) unit_random(rng, t->dirs + c * cols, cols);
+        for (uint64_t c = 0; c < n_clusters; c++)
+            random_part(rng, t->dirs + c * sd->subspace, 0, sd->subspace, 1.0);
     }
     *out = t;
     return LF_OK;
@@ -350,9 +389,12 @@ void lf_sparse_tensor_rows(lf_sparse_tensor *t, uint64_t r0, uint64_t nr, lf_rng
             break;
         }
         case LF_SPARSE_EMBED:
-            unit_random(rng, row, C);
+            structured_unit(rng, row, C, sd->subspace, EMBED_NOISE, NULL, 0.0);
             for (uint64_t i = 1; i < C; i++) row[i] *= (float)sqrt((double)C - 1.0);
             row[0] = (float)sd->mu;
+            break;
+        case LF_SPARSE_UP:
+            structured_unit(rng, row, C, sd->subspace, ROW_NOISE, NULL, 0.0);
             break;
         case LF_SPARSE_Q0:
         case LF_SPARSE_K0: /* a constant query and key in the low-frequency pairs */
@@ -367,12 +409,9 @@ void lf_sparse_tensor_rows(lf_sparse_tensor *t, uint64_t r0, uint64_t nr, lf_rng
                     row[(uint64_t)h * hd + r % hd] = (float)(sd->ctx_gain / group);
             break;
         case LF_SPARSE_GATE: {
-            float *dir = t->dirs + (uint64_t)t->cluster[r] * C;
-            unit_random(rng, row, C);
-            const float a = (float)sqrt(CLUSTER_SHARE), b = (float)sqrt(1.0 - CLUSTER_SHARE);
-            for (uint64_t i = 1; i < C; i++) row[i] = a * dir[i] + b * row[i];
-            double s = 0.0;
-            for (uint64_t i = 1; i < C; i++) s += (double)row[i] * row[i];
+            structured_unit(rng, row, C, sd->subspace, ROW_NOISE, t->dirs + (uint64_t)t->cluster[r] * sd->subspace,
+                            CLUSTER_SHARE);
+            const double s = 1.0; /* a unit row */
             const double f = freq_at(sd, (t->rank[r] + 0.5) / t->rows);
             const double kth = normal_upper_quantile(f), bias = kth * sd->sigma_v / sd->h0;
             const double scale = sd->h_norm / (sqrt((double)sd->n_embd) * sd->sigma_v);

@@ -7,7 +7,9 @@
  * and consecutive tokens share most of their sets. The construction:
  *
  *   - every token embedding is mu*u + eps_v, with u one fixed coordinate and
- *     eps_v a random vector of fixed norm orthogonal to it;
+ *     eps_v a random vector of fixed norm orthogonal to it, half of its energy
+ *     in a 96-dimensional subspace (real streams are anisotropic: that is
+ *     what lets a low-rank predictor work);
  *   - layer 0's attention attends to the last few positions (rotary scores
  *     from a constant query and key along u, in the low-frequency pairs) and
  *     adds their average, gain g, to the residual stream: the stream's
@@ -45,6 +47,7 @@ typedef struct lf_sparse_design {
     double h0, sigma_v, h_norm;/* the FFN input: u coordinate, sd of w.v, norm */
     double qk;                 /* query/key amplitude per rotary pair */
     uint32_t first_pair;       /* rotary pairs from here on carry the recency score */
+    uint32_t subspace;         /* the varying part's main subspace: coordinates 1..subspace */
     float *profile;            /* attention weights by distance, steady state */
     uint32_t n_profile;
     /* the statistics predicted for a long run */
@@ -63,6 +66,7 @@ typedef enum lf_sparse_role {
     LF_SPARSE_Q0, LF_SPARSE_K0, LF_SPARSE_V0, LF_SPARSE_O0, /* layer 0's attention */
     LF_SPARSE_QUIET,        /* an output projection scaled to a small perturbation */
     LF_SPARSE_GATE,         /* the rows that decide a neuron's activity */
+    LF_SPARSE_UP,           /* a gated FFN's up rows: unit rows aligned with the subspace too */
 } lf_sparse_role;
 
 /* One tensor's generator: per-neuron thresholds and clusters for GATE. */
