@@ -61,6 +61,7 @@ typedef struct inflight_chunk {
 
 struct lf_ffn {
     lf_model *m;
+    lf_pool *pool;            /* borrowed: the kernel's and the predictor's */
     lf_err err;
     lf_ffn_kernel kernel;
     lf_mask mask_src;
@@ -310,7 +311,7 @@ static lf_status open_predictor(lf_ffn *f, const char *given, bool no_lookahead)
     if (st == LF_E_IO)
         st = lf_err_set(&f->err, LF_E_INVALID_ARG, "no predictor for %s at %s (%s): calibrate the model first "
                         "(llmflash calibrate)", f->m->path, path, f->err.msg);
-    if (!st) st = lf_mask_predictor_create(f->m->flash, f->m->kernels, &set, &f->mask_src, &f->err);
+    if (!st) st = lf_mask_predictor_create(f->m->flash, f->m->kernels, f->pool, &set, &f->mask_src, &f->err);
     if (!st) lf_log(&f->m->log, LF_LOG_INFO, "predictor: %s", path);
     free(path);
     return st;
@@ -322,6 +323,7 @@ lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_f
     lf_ffn *f = calloc(1, sizeof *f);
     if (!f) return lf_err_set(err, LF_E_NOMEM, "FFN engine");
     f->m = m;
+    f->pool = pool;
     f->mode = m->mode;
     f->window = p->window ? p->window : 5;
     f->split = p->split;

@@ -145,17 +145,72 @@ void lf_mask_destroy(lf_mask *ms) {
 typedef struct predictor {
     lf_predictor_set set;     /* owned */
     lf_f16_ops ops;
+    lf_pool *pool;            /* borrowed: the products split over it (NULL: on the caller) */
     uint32_t group, n_ff;
     float *h, *z;             /* (2 * (rank + n_ff)) scratch, (n_ff) logits or scores */
     uint8_t *any;             /* (n_groups) */
     uint64_t n_groups;
 } predictor;
 
+/* One token's scores split over the pool: phase 0 the rank projections
+ * (h = A·x), phase 1 slices of the outputs (z = b + Σ_r h_r·Bt_r, and the
+ * pair's |silu(zg)·zu|). */
+typedef struct score_job {
+    const predictor *pr;
+    const lf_layer_predictor *p;
+    const float *x;
+    float *hg, *hu, *zu;
+    int phase;
+} score_job;
+
+static void score_slice(void *ctx, int ith, int nth) {
+    const score_job *j = ctx;
+    const lf_layer_predictor *p = j->p;
+    const lf_f16_ops *k = &j->pr->ops;
+    const lf_lowrank_f16 *parts[2] = {&p->gate, p->up.rank ? &p->up : NULL};
+    float *hs[2] = {j->hg, j->hu}, *zs[2] = {j->pr->z, j->zu};
+    for (int q = 0; q < 2; q++) {
+        const lf_lowrank_f16 *lr = parts[q];
+        if (!lr) continue;
+        uint64_t a, b;
+        if (j->phase == 0) {
+            lf_split_range(lr->rank, ith, nth, 1, &a, &b);
+            for (uint64_t r = a; r < b; r++) hs[q][r] = k->dot(lr->A + r * lr->n_in, j->x, lr->n_in);
+            continue;
+        }
+        lf_split_range(lr->n_out, ith, nth, 64, &a, &b);
+        if (a >= b) continue;
+        memcpy(zs[q] + a, lr->b + a, (b - a) * sizeof(float));
+        for (uint32_t r = 0; r < lr->rank; r++) k->axpy(lr->Bt + (uint64_t)r * lr->n_out + a, hs[q][r], zs[q] + a, (int64_t)(b - a));
+    }
+    if (j->phase == 1 && parts[1]) {
+        uint64_t a, b;
+        lf_split_range(p->gate.n_out, ith, nth, 64, &a, &b);
+        float *z = j->pr->z;
+        for (uint64_t i = a; i < b; i++) z[i] = fabsf(z[i] / (1.0f + expf(-z[i])) * j->zu[i]);
+    }
+}
+
+/* Scores of one token into pr->z, on the pool when the predictor runs in
+ * its transposed form. */
+static void token_scores(predictor *pr, const lf_layer_predictor *p, const float *x) {
+    if (!pr->pool || !p->gate.Bt) {
+        lf_layer_predictor_scores(p, &pr->ops, x, pr->h, pr->z);
+        return;
+    }
+    const uint32_t rank = LF_MAX(p->gate.rank, p->up.rank);
+    score_job j = {pr, p, x, pr->h, pr->h + rank, pr->h + 2 * (size_t)rank, 0};
+    const uint64_t work = (uint64_t)p->gate.rank * (p->gate.n_in + p->gate.n_out) * (p->up.rank ? 2 : 1);
+    lf_pool_run_work(pr->pool, score_slice, &j, work);
+    j.phase = 1;
+    lf_pool_run_work(pr->pool, score_slice, &j, work);
+}
+
 /* The groups any of the n tokens x has a unit predicted active in, by p. */
 static uint32_t predicted_units(predictor *pr, const lf_layer_predictor *p, const float *x, size_t n, uint32_t *units) {
     memset(pr->any, 0, pr->n_groups);
     for (size_t t = 0; t < n; t++) {
-        lf_layer_predictor_scores(p, &pr->ops, x + t * p->gate.n_in, pr->h, pr->z);
+        token_scores(pr, p, x + t * p->gate.n_in);
         for (uint32_t i = 0; i < pr->n_ff; i++)
             if (pr->z[i] > p->threshold) pr->any[i / pr->group] = 1;
     }
@@ -189,13 +244,14 @@ static const lf_mask_ops predictor_ops = {"predictor", true, predictor_select, N
 static const lf_mask_ops predictor_ahead_ops = {"predictor", true, predictor_select, predictor_select_ahead,
                                                 predictor_destroy};
 
-lf_status lf_mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_predictor_set *set, lf_mask *out,
-                                   lf_err *err) {
+lf_status lf_mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_pool *pool, lf_predictor_set *set,
+                                   lf_mask *out, lf_err *err) {
     predictor *pr = calloc(1, sizeof *pr);
     if (!pr) return lf_err_set(err, LF_E_NOMEM, "predictor mask");
     pr->set = *set;
     memset(set, 0, sizeof *set);
     pr->ops = (lf_f16_ops){k->dot[LF_TYPE_F16], k->axpy[LF_TYPE_F16]};
+    pr->pool = pool;
     lf_status st = LF_OK;
     /* into the form that runs, where the kernels have an F16 axpy (the
      * scalar reference has none: it keeps the dot products) */

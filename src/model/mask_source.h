@@ -54,10 +54,11 @@ uint64_t lf_mask_oracle_bytes(const lf_flash *f);
 
 /* A calibrated predictor (see predictor_file.h), whose set the mask takes
  * over (set is emptied); with lookahead predictors in the set, the mask
- * has select_ahead. Products run on k's F16 dot. */
+ * has select_ahead. Products run on k's F16 kernels, split over pool
+ * (borrowed, may be NULL), which is idle while a layer's units are chosen. */
 typedef struct lf_predictor_set lf_predictor_set;
-lf_status lf_mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_predictor_set *set, lf_mask *out,
-                                   lf_err *err);
+lf_status lf_mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_pool *pool, lf_predictor_set *set,
+                                   lf_mask *out, lf_err *err);
 
 void lf_mask_destroy(lf_mask *ms);
 
