@@ -368,10 +368,12 @@ typedef struct lf_session_params {
      * layer, the units it wanted that the source skipped (lf_layer_stats).
      * Costs the oracle's resident copy of gate/up, counted in the budget. */
     bool measure_recall;
-    /* LF_MASK_PREDICTOR: leave out the predictor file's lookahead
-     * predictors (calibrated with lookahead): no reads start a layer early,
-     * and their DRAM stays free. */
-    bool no_lookahead;
+    /* LF_MASK_PREDICTOR: use the predictor file's lookahead predictors
+     * (calibrate with lookahead), so that each layer's guessed units are read
+     * while the layer before computes. Off by default: it pays only where the
+     * neuron cache has room beyond a token's set (see the README); its
+     * predictors are counted in the budget when on. */
+    bool lookahead;
 } lf_session_params;
 
 lf_session_params lf_session_default_params(void);

@@ -85,11 +85,11 @@ PY
 row mmap "$flash" --mode mmap
 row naive "$flash" --mode naive --predictor all --dram-budget "$budget"
 row hybrid "$flash" --mode hybrid --predictor all --dram-budget "$budget"
-row +predictor "$flash" --mode hybrid --predictor predictor --no-lookahead --unbundled-reads --dram-budget "$budget"
-row +window "$flash" --mode stream --predictor predictor --no-lookahead --unbundled-reads --dram-budget "$budget"
-row +bundling "$flash" --mode stream --predictor predictor --no-lookahead --dram-budget "$budget"
-row +placement "$placed" --mode stream --predictor predictor --no-lookahead --dram-budget "$budget"
-row +lookahead "$placed" --mode stream --predictor predictor --dram-budget "$budget"
+row +predictor "$flash" --mode hybrid --predictor predictor --unbundled-reads --dram-budget "$budget"
+row +window "$flash" --mode stream --predictor predictor --unbundled-reads --dram-budget "$budget"
+row +bundling "$flash" --mode stream --predictor predictor --dram-budget "$budget"
+row +placement "$placed" --mode stream --predictor predictor --dram-budget "$budget"
+row +lookahead "$placed" --mode stream --predictor predictor --lookahead --dram-budget "$budget"
 # the dense model wholly in RAM (no cap; the file read into the page cache first)
 cat "$src" >/dev/null
 dense=$("$bin" bench -m "$src" -n 8 --no-membw 2>/dev/null | awk '/generation:/ {print $2}')

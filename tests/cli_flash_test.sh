@@ -141,7 +141,7 @@ check "calibrate --lookahead reports the lookahead's held-out recall" grep -q "^
 check "calibrate --reorder writes the placed copy and a predictor for each model" \
     test -s "$tmp/r80p.gguf" -a -s "$tmp/r80p.gguf.predictor" -a -s "$tmp/r80.gguf.predictor"
 "$bin" run -m "$tmp/r80p.gguf" -p "" -n 40 --temp 0 >"$tmp/placed.txt" 2>/dev/null
-"$bin" run -m "$tmp/r80.gguf" -p "" -n 40 --temp 0 --no-lookahead >"$tmp/unplaced.txt" 2>/dev/null
+"$bin" run -m "$tmp/r80.gguf" -p "" -n 40 --temp 0 >"$tmp/unplaced.txt" 2>/dev/null
 check "  and the placed copy generates the same text" cmp -s "$tmp/placed.txt" "$tmp/unplaced.txt"
 expect_exit "calibrate --lookahead-recall without --lookahead is a usage error" 2 \
     "$bin" calibrate -m "$tmp/r80.gguf" -f "$data" --lookahead-recall 0.9 -o "$tmp/never.predictor"

@@ -276,6 +276,7 @@ static void greedy_with(const char *predictor, const char *fault, text_buf *out,
     lf_session_params sp = lf_session_default_params();
     sp.mask = LF_MASK_PREDICTOR;
     sp.predictor_path = predictor;
+    sp.lookahead = predictor != NULL;
     sp.n_ctx = 128;
     lf_model_info in;
     lf_model_get_info(m, &in);

@@ -57,7 +57,7 @@ typedef struct cli_model_opts {
     uint64_t budget;
     bool budget_seen;   /* set by the caller from the option's `seen` */
     int threads, ctx;
-    bool no_verify, verbose, measure_recall, unbundled, no_lookahead;
+    bool no_verify, verbose, measure_recall, unbundled, lookahead;
     int log_level;      /* for cli_log, set by cli_model_params */
 } cli_model_opts;
 
@@ -78,8 +78,8 @@ typedef struct cli_model_opts {
     {"--measure-recall", NULL, CLI_FLAG, &(o).measure_recall,                                                        \
      "run the oracle alongside and count the mask's false negatives per layer (--stats)", false},                    \
     {"--no-verify", NULL, CLI_FLAG, &(o).no_verify, "flash files: skip checksums (header, tensors, bundles)", false}, \
-    {"--no-lookahead", NULL, CLI_FLAG, &(o).no_lookahead,                                                            \
-     "leave the predictor's lookahead out: no reads start a layer early", false},                                     \
+    {"--lookahead", NULL, CLI_FLAG, &(o).lookahead,                                                                  \
+     "use the predictor's lookahead (calibrate --lookahead): reads start a layer early; needs cache room", false},      \
     {"--unbundled-reads", NULL, CLI_FLAG, &(o).unbundled,                                                            \
      "ablation: read each neuron's three rows separately, as an unbundled layout must", false},                       \
     {"--verbose", "-v", CLI_FLAG, &(o).verbose, "log loading details to stderr", false}

@@ -80,7 +80,7 @@ bool cli_session_params(const char *cmd, const cli_model_opts *o, const char *mo
     sp->kv_type = strcmp(o->cache_type, "f32") == 0 ? LF_KV_F32 : LF_KV_F16;
     sp->predictor_path = o->predictor_file;
     sp->measure_recall = o->measure_recall;
-    sp->no_lookahead = o->no_lookahead;
+    sp->lookahead = o->lookahead;
     if (strcmp(o->predictor, "all") == 0 || strcmp(o->predictor, "off") == 0) {
         sp->mask = LF_MASK_ALL;
     } else if (strcmp(o->predictor, "oracle") == 0) {

@@ -162,7 +162,7 @@ void lf_ffn_plan_bytes(const lf_model *m, const lf_ffn_params *p, int n_threads,
     *mask = p->mask == LF_MASK_ORACLE ? lf_mask_oracle_bytes(m->flash) : 0;
     if (p->mask == LF_MASK_PREDICTOR) {
         char *path = lf_predictor_path(m->path, p->predictor_path);
-        *mask = path ? lf_predictor_file_bytes(path, m, !p->no_lookahead) : 0;
+        *mask = path ? lf_predictor_file_bytes(path, m, p->lookahead) : 0;
         free(path);
     }
     if (p->measure_recall && p->mask != LF_MASK_ORACLE)
@@ -303,11 +303,11 @@ static lf_status open_oracle(lf_ffn *f, const char *predictor_path, lf_mask *out
 }
 
 /* The calibrated predictor as the mask source. */
-static lf_status open_predictor(lf_ffn *f, const char *given, bool no_lookahead) {
+static lf_status open_predictor(lf_ffn *f, const char *given, bool lookahead) {
     char *path = lf_predictor_path(f->m->path, given);
     if (!path) return lf_err_set(&f->err, LF_E_NOMEM, "predictor path");
     lf_predictor_set set;
-    lf_status st = lf_predictor_load(path, f->m, !no_lookahead, &set, &f->err);
+    lf_status st = lf_predictor_load(path, f->m, lookahead, &set, &f->err);
     if (st == LF_E_IO)
         st = lf_err_set(&f->err, LF_E_INVALID_ARG, "no predictor for %s at %s (%s): calibrate the model first "
                         "(llmflash calibrate)", f->m->path, path, f->err.msg);
@@ -352,7 +352,7 @@ lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_f
         /* mmap mode computes every record in place: no mask to ask */
         st = open_oracle(f, p->predictor_path, &f->mask_src);
     } else if (p->mask == LF_MASK_PREDICTOR && f->mode != LF_MODE_MMAP) {
-        st = open_predictor(f, p->predictor_path, p->no_lookahead);
+        st = open_predictor(f, p->predictor_path, p->lookahead);
     } else {
         st = lf_mask_all_create(f->n_units, &f->mask_src);
     }
@@ -490,7 +490,9 @@ static lf_status warm_layer(lf_ffn *f, uint32_t l, const float *x_prev, size_t n
         if (slot >= 0) lf_ncache_touch(c, slot, f->token); /* not evicted by the guess's own inserts */
         else w->units[n_new++] = u;
     }
-    w->n = lf_ncache_insert_many(c, w->units, n_new, f->token, w->slots, f->scratch);
+    /* guesses may evict only units older than the token before: those the
+     * token before used are as likely to be needed now as a guess is */
+    w->n = lf_ncache_insert_many(c, w->units, n_new, f->token - 1, w->slots, f->scratch);
     /* a guess is not a use: the layer's plan touches what it needs and may
      * evict the guessed units it does not need before older ones */
     const uint64_t guessed = f->token - 1;

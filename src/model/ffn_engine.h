@@ -37,7 +37,7 @@ typedef struct lf_ffn_params {
     lf_mask_source mask;    /* all, oracle or predictor */
     const char *predictor_path; /* LF_MASK_PREDICTOR: the file (NULL: the model's default) */
     bool measure_recall;    /* also run the oracle and count the mask's false negatives */
-    bool no_lookahead;      /* LF_MASK_PREDICTOR: leave the file's lookahead predictors out */
+    bool lookahead;         /* LF_MASK_PREDICTOR: use the file's lookahead predictors, if it has them */
     /* Another mask source instead (a predictor, a router): used when set,
      * borrowed, and must outlive the engine. */
     const lf_mask_ops *mask_ops;

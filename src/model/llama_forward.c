@@ -37,7 +37,7 @@ static uint64_t kv_elem_bytes(const lf_session_params *p) { return p->kv_type ==
 static lf_ffn_params ffn_params(const lf_session_params *p, uint64_t cache_bytes) {
     return (lf_ffn_params){.window = p->window, .mask = p->mask, .split = p->split, .max_batch = 1,
                            .cache_bytes = cache_bytes, .predictor_path = p->predictor_path,
-                           .measure_recall = p->measure_recall, .no_lookahead = p->no_lookahead};
+                           .measure_recall = p->measure_recall, .lookahead = p->lookahead};
 }
 
 /* Every byte one session needs besides its neuron cache, by budget part,
