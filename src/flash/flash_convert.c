@@ -564,6 +564,79 @@ static bool report(conv *c, uint64_t add) {
     return !c->p->progress || c->p->progress(c->p->progress_user, LF_MIN(c->done, c->total), c->total);
 }
 
+/* ---- the output's tables and framing, shared by convert and reorder ------ */
+
+/* The per-layer tables and the index of c->n_groups entries per layer. */
+static lf_status alloc_tables(conv *c) {
+    c->n_out_tensors = 2ull * c->n_layer;
+    for (uint64_t i = 0; i < c->in->n_tensors; i++) c->n_out_tensors += is_resident(c->in->tensors[i].name);
+    c->bundle_bytes = calloc(c->n_layer, sizeof *c->bundle_bytes);
+    c->table_offsets = calloc(c->n_layer, sizeof *c->table_offsets);
+    c->data_offsets = calloc(c->n_layer, sizeof *c->data_offsets);
+    c->checksums = calloc(c->n_out_tensors, sizeof *c->checksums);
+    c->index = calloc(c->n_layer, sizeof *c->index);
+    if (!c->bundle_bytes || !c->table_offsets || !c->data_offsets || !c->checksums || !c->index)
+        return lf_err_set(c->err, LF_E_NOMEM, "output tables");
+    for (uint32_t l = 0; l < c->n_layer; l++)
+        if (!(c->index[l] = calloc(c->n_groups, sizeof(lf_bundle_entry))))
+            return lf_err_set(c->err, LF_E_NOMEM, "bundle index");
+    return LF_OK;
+}
+
+static void free_tables(conv *c) {
+    if (c->index)
+        for (uint32_t l = 0; l < c->n_layer; l++) free(c->index[l]);
+    free(c->index);
+    free(c->bundle_bytes);
+    free(c->table_offsets);
+    free(c->data_offsets);
+    free(c->checksums);
+}
+
+/* Opens out_path and writes the header w describes; o then takes the data,
+ * which starts where write_header padded the header to the alignment. */
+static lf_status open_output(conv *c, lf_gguf_writer *w, const char *out_path, bool force, lf_outfile *out, outpos *o) {
+    lf_status st = lf_outfile_open(out, out_path, force, c->err);
+    if (!st) st = lf_gguf_writer_write_header(w, out->fd, c->err);
+    if (st) return st;
+    o->fd = out->fd;
+    o->pos = (uint64_t)lseek(out->fd, 0, SEEK_CUR);
+    o->data_start = o->pos;
+    if (!(o->buf = lf_alloc_aligned(OUT_BUF, LF_FLASH_ALIGNMENT))) return lf_err_set(c->err, LF_E_NOMEM, "output buffer");
+    o->direct = fcntl(out->fd, F_SETFL, fcntl(out->fd, F_GETFL) | O_DIRECT) == 0;
+    return LF_OK;
+}
+
+/* After layer l's bundle data: its index tensor, both padded, and their
+ * checksums at *ti (the bundle data's is 0: its groups carry their own). */
+static lf_status write_layer_index(conv *c, outpos *o, uint32_t l, uint64_t *ti) {
+    c->checksums[(*ti)++] = 0;
+    lf_status st = out_pad(o, LF_FLASH_ALIGNMENT, c->err);
+    if (st) return st;
+    c->table_offsets[l] = o->pos;
+    const uint64_t idx_bytes = c->n_groups * sizeof(lf_bundle_entry);
+    c->checksums[(*ti)++] = lf_checksum64(c->index[l], idx_bytes);
+    if ((st = out_write(o, c->index[l], idx_bytes, c->err))) return st;
+    return out_pad(o, LF_FLASH_ALIGNMENT, c->err);
+}
+
+/* The header again, with the real sizes, offsets and checksums in the same
+ * bytes, then the file committed under its name. *w is replaced. */
+static lf_status finish_output(conv *c, outpos *o, lf_outfile *out, lf_gguf_writer **w) {
+    lf_status st = out_flush(o, c->err);
+    if (st) return st;
+    if (o->direct) fcntl(out->fd, F_SETFL, fcntl(out->fd, F_GETFL) & ~O_DIRECT);
+    lf_gguf_writer_destroy(*w);
+    *w = NULL;
+    c->file_size = o->pos;
+    if ((st = build_header(c, w))) return st;
+    if (lf_gguf_writer_file_size(*w) != o->pos) /* data must be where the header says */
+        return lf_err_set(c->err, LF_E_IO, "internal: wrote %" PRIu64 " bytes, header describes %" PRIu64, o->pos,
+                          lf_gguf_writer_file_size(*w));
+    if ((st = finalize_header(c, out->fd, o->data_start))) return st;
+    return lf_outfile_commit(out, c->err);
+}
+
 lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert_params *params,
                      lf_convert_stats *stats, char *errbuf, size_t errcap) {
     lf_err err = {{0}};
@@ -588,38 +661,13 @@ lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert
         goto done;
     }
     if ((st = lf_gguf_read_fd(c.in_fd, (uint64_t)in_sb.st_size, &c.in, &err))) goto done;
-    if ((st = read_source(&c))) goto done;
-    c.n_out_tensors = 0;
-    for (uint64_t i = 0; i < c.in->n_tensors; i++) c.n_out_tensors += is_resident(c.in->tensors[i].name);
-    c.n_out_tensors += 2ull * c.n_layer;
-    c.bundle_bytes = calloc(c.n_layer, sizeof *c.bundle_bytes);
-    c.table_offsets = calloc(c.n_layer, sizeof *c.table_offsets);
-    c.data_offsets = calloc(c.n_layer, sizeof *c.data_offsets);
-    c.checksums = calloc(c.n_out_tensors, sizeof *c.checksums);
-    c.index = calloc(c.n_layer, sizeof *c.index);
-    copybuf = malloc(COPY_CHUNK);
-    if (!c.bundle_bytes || !c.table_offsets || !c.data_offsets || !c.checksums || !c.index || !copybuf) {
-        st = lf_err_set(&err, LF_E_NOMEM, "conversion tables");
+    if ((st = read_source(&c)) || (st = alloc_tables(&c))) goto done;
+    if (!(copybuf = malloc(COPY_CHUNK))) {
+        st = lf_err_set(&err, LF_E_NOMEM, "copy buffer");
         goto done;
     }
-    for (uint32_t l = 0; l < c.n_layer; l++)
-        if (!(c.index[l] = calloc(c.n_groups, sizeof(lf_bundle_entry)))) {
-            st = lf_err_set(&err, LF_E_NOMEM, "bundle index");
-            goto done;
-        }
     if ((st = layer_bufs_alloc(&c, &bufs))) goto done;
-    if ((st = build_header(&c, &w))) goto done;
-    if ((st = lf_outfile_open(&out, out_path, p.force, &err))) goto done;
-    if ((st = lf_gguf_writer_write_header(w, out.fd, &err))) goto done;
-    /* write_header padded the header to the alignment: data starts here */
-    o.fd = out.fd;
-    o.pos = (uint64_t)lseek(out.fd, 0, SEEK_CUR);
-    o.data_start = o.pos;
-    if (!(o.buf = lf_alloc_aligned(OUT_BUF, LF_FLASH_ALIGNMENT))) {
-        st = lf_err_set(&err, LF_E_NOMEM, "output buffer");
-        goto done;
-    }
-    o.direct = fcntl(out.fd, F_SETFL, fcntl(out.fd, F_GETFL) | O_DIRECT) == 0;
+    if ((st = build_header(&c, &w)) || (st = open_output(&c, w, out_path, p.force, &out, &o))) goto done;
     c.total = (uint64_t)in_sb.st_size;
     uint64_t ti = 0;
     for (uint64_t i = 0; i < c.in->n_tensors; i++) {
@@ -630,33 +678,13 @@ lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert
         if (!report(&c, t->nbytes)) goto interrupted;
     }
     for (uint32_t l = 0; l < c.n_layer; l++) {
-        if ((st = convert_layer(&c, &o, &bufs, l))) goto done;
-        c.checksums[ti++] = 0; /* bundle data: covered by the group checksums */
-        if ((st = out_pad(&o, LF_FLASH_ALIGNMENT, &err))) goto done;
-        c.table_offsets[l] = o.pos;
-        const uint64_t idx_bytes = c.n_groups * sizeof(lf_bundle_entry);
-        c.checksums[ti++] = lf_checksum64(c.index[l], idx_bytes);
-        if ((st = out_write(&o, c.index[l], idx_bytes, &err))) goto done;
-        if ((st = out_pad(&o, LF_FLASH_ALIGNMENT, &err))) goto done;
+        if ((st = convert_layer(&c, &o, &bufs, l)) || (st = write_layer_index(&c, &o, l, &ti))) goto done;
         uint64_t src = 0;
         for (int k = 0; k < 3; k++)
             if (c.ffn[l][k]) src += c.ffn[l][k]->nbytes;
         if (!report(&c, src)) goto interrupted;
     }
-    /* the header: real sizes, offsets and checksums, in the same bytes */
-    if ((st = out_flush(&o, &err))) goto done;
-    if (o.direct) fcntl(out.fd, F_SETFL, fcntl(out.fd, F_GETFL) & ~O_DIRECT);
-    lf_gguf_writer_destroy(w);
-    w = NULL;
-    c.file_size = o.pos;
-    if ((st = build_header(&c, &w))) goto done;
-    if (lf_gguf_writer_file_size(w) != o.pos) { /* data must be where the header says */
-        st = lf_err_set(&err, LF_E_IO, "internal: wrote %" PRIu64 " bytes, header describes %" PRIu64, o.pos,
-                        lf_gguf_writer_file_size(w));
-        goto done;
-    }
-    if ((st = finalize_header(&c, out.fd, o.data_start))) goto done;
-    if ((st = lf_outfile_commit(&out, &err))) goto done;
+    if ((st = finish_output(&c, &o, &out, &w))) goto done;
     if (stats) {
         memset(stats, 0, sizeof *stats);
         stats->in_bytes = (uint64_t)in_sb.st_size;
@@ -680,13 +708,7 @@ done:
     lf_gguf_writer_destroy(w);
     layer_bufs_free(&bufs);
     free(copybuf);
-    if (c.index)
-        for (uint32_t l = 0; l < c.n_layer; l++) free(c.index[l]);
-    free(c.index);
-    free(c.bundle_bytes);
-    free(c.table_offsets);
-    free(c.data_offsets);
-    free(c.checksums);
+    free_tables(&c);
     free(c.ffn);
     lf_gguf_free(c.in);
     if (c.in_fd >= 0) close(c.in_fd);
@@ -748,36 +770,14 @@ lf_status lf_flash_reorder(const char *in_path, const char *out_path, const uint
                 old && old->arr_n == n_all ? (uint32_t)lf_gguf_arr_get_num(old, at) : src;
         }
     }
-    c.n_out_tensors = 0;
-    for (uint64_t i = 0; i < c.in->n_tensors; i++) c.n_out_tensors += is_resident(c.in->tensors[i].name);
-    c.n_out_tensors += 2ull * c.n_layer;
-    c.bundle_bytes = calloc(c.n_layer, sizeof *c.bundle_bytes);
-    c.table_offsets = calloc(c.n_layer, sizeof *c.table_offsets);
-    c.data_offsets = calloc(c.n_layer, sizeof *c.data_offsets);
-    c.checksums = calloc(c.n_out_tensors, sizeof *c.checksums);
-    c.index = calloc(c.n_layer, sizeof *c.index);
+    if ((st = alloc_tables(&c))) goto done;
     copybuf = malloc(COPY_CHUNK);
     layer = malloc((size_t)c.n_ff * c.layout.stride);
-    if (!c.bundle_bytes || !c.table_offsets || !c.data_offsets || !c.checksums || !c.index || !copybuf || !layer) {
-        st = lf_err_set(err, LF_E_NOMEM, "reorder tables");
+    if (!copybuf || !layer) {
+        st = lf_err_set(err, LF_E_NOMEM, "reorder buffers");
         goto done;
     }
-    for (uint32_t l = 0; l < c.n_layer; l++)
-        if (!(c.index[l] = calloc(c.n_ff, sizeof(lf_bundle_entry)))) {
-            st = lf_err_set(err, LF_E_NOMEM, "bundle index");
-            goto done;
-        }
-    if ((st = build_header(&c, &w))) goto done;
-    if ((st = lf_outfile_open(&out, out_path, force, err))) goto done;
-    if ((st = lf_gguf_writer_write_header(w, out.fd, err))) goto done;
-    o.fd = out.fd;
-    o.pos = (uint64_t)lseek(out.fd, 0, SEEK_CUR);
-    o.data_start = o.pos;
-    if (!(o.buf = lf_alloc_aligned(OUT_BUF, LF_FLASH_ALIGNMENT))) {
-        st = lf_err_set(err, LF_E_NOMEM, "output buffer");
-        goto done;
-    }
-    o.direct = fcntl(out.fd, F_SETFL, fcntl(out.fd, F_GETFL) | O_DIRECT) == 0;
+    if ((st = build_header(&c, &w)) || (st = open_output(&c, w, out_path, force, &out, &o))) goto done;
     uint64_t ti = 0;
     for (uint64_t i = 0; i < c.in->n_tensors; i++) {
         const lf_gguf_tensor *t = &c.in->tensors[i];
@@ -801,27 +801,9 @@ lf_status lf_flash_reorder(const char *in_path, const char *out_path, const uint
             if ((st = out_write(&o, layer + e->offset, stride, err))) goto done;
         }
         c.bundle_bytes[l] = o.pos - c.data_offsets[l];
-        c.checksums[ti++] = 0; /* bundle data: covered by the group checksums */
-        if ((st = out_pad(&o, LF_FLASH_ALIGNMENT, err))) goto done;
-        c.table_offsets[l] = o.pos;
-        const uint64_t idx_bytes = c.n_ff * sizeof(lf_bundle_entry);
-        c.checksums[ti++] = lf_checksum64(c.index[l], idx_bytes);
-        if ((st = out_write(&o, c.index[l], idx_bytes, err))) goto done;
-        if ((st = out_pad(&o, LF_FLASH_ALIGNMENT, err))) goto done;
+        if ((st = write_layer_index(&c, &o, l, &ti))) goto done;
     }
-    if ((st = out_flush(&o, err))) goto done;
-    if (o.direct) fcntl(out.fd, F_SETFL, fcntl(out.fd, F_GETFL) & ~O_DIRECT);
-    lf_gguf_writer_destroy(w);
-    w = NULL;
-    c.file_size = o.pos;
-    if ((st = build_header(&c, &w))) goto done;
-    if (lf_gguf_writer_file_size(w) != o.pos) {
-        st = lf_err_set(err, LF_E_IO, "internal: wrote %" PRIu64 " bytes, header describes %" PRIu64, o.pos,
-                        lf_gguf_writer_file_size(w));
-        goto done;
-    }
-    if ((st = finalize_header(&c, out.fd, o.data_start))) goto done;
-    st = lf_outfile_commit(&out, err);
+    st = finish_output(&c, &o, &out, &w);
 done:
     lf_free_aligned(o.buf);
     if (out.fd >= 0) lf_outfile_abort(&out);
@@ -829,13 +811,7 @@ done:
     free(copybuf);
     free(layer);
     free(seen);
-    if (c.index)
-        for (uint32_t l = 0; l < c.n_layer; l++) free(c.index[l]);
-    free(c.index);
-    free(c.bundle_bytes);
-    free(c.table_offsets);
-    free(c.data_offsets);
-    free(c.checksums);
+    free_tables(&c);
     free(c.order);
     lf_flash_free(fl);
     lf_gguf_free(c.in);
