@@ -155,11 +155,12 @@ expect_exit "synth --temporal out of reach is a usage error with the reachable r
 check "  that names the range and writes nothing" bash -c "grep -q 'times one token' '$tmp/err' && test ! -e '$tmp/never.gguf'"
 
 # a conversion killed midway leaves nothing behind
-"$bin" synth --shape small --vocab 1000 --layers 6 --type f16 -o "$tmp/mid.gguf" -q
+# (killed once its progress shows a tenth done: a fixed delay raced a fast machine)
+"$bin" synth --shape small --vocab 1000 --layers 12 --type f16 -o "$tmp/mid.gguf" -q
 for sig in INT KILL; do
-    "$bin" convert "$tmp/mid.gguf" "$tmp/mid.flash.gguf" --compress zstd:5 2>/dev/null &
+    "$bin" convert "$tmp/mid.gguf" "$tmp/mid.flash.gguf" --compress zstd:5 2>"$tmp/mid.err" &
     pid=$!
-    sleep 0.4
+    for _ in $(seq 200); do grep -q '^convert: [1-9]' "$tmp/mid.err" 2>/dev/null && break; sleep 0.01; done
     kill -$sig $pid 2>/dev/null
     wait $pid
     rc=$?
