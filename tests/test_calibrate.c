@@ -263,16 +263,16 @@ Test(calibrate, measured_false_negatives_match_the_recall) {
 
 LF_TEST_MAIN_NEEDS_SHARED
 
-/* Greedy text from a session on relu80 in stream mode with three quarters
+/* Greedy text from a session on model in stream mode with three quarters
  * of the FFN cacheable (room for the window's union and the guesses read
- * early), through the given predictor file; failures counts the evals a
- * fault failed (each is retried). */
-static void greedy_with(const char *predictor, const char *fault, text_buf *out, lf_session_stats *st, int *failures,
-                        double *ahead_recall) {
+ * early), through the given predictor file (NULL: the model's own, without
+ * lookahead); failures counts the evals a fault failed (each is retried). */
+static void greedy_with(const char *model, const char *predictor, const char *fault, text_buf *out,
+                        lf_session_stats *st, int *failures, double *ahead_recall) {
     char err[512];
     lf_model *m;
     lf_model_params mp = lf_model_default_params();
-    cr_assert_eq(lf_model_open(relu80, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+    cr_assert_eq(lf_model_open(model, &mp, &m, err, sizeof err), LF_OK, "%s", err);
     lf_session_params sp = lf_session_default_params();
     sp.mask = LF_MASK_PREDICTOR;
     sp.predictor_path = predictor;
@@ -285,7 +285,7 @@ static void greedy_with(const char *predictor, const char *fault, text_buf *out,
     lf_model_close(m);
     if (fault) setenv("LLMFLASH_TEST_FAULT", fault, 1);
     mp.dram_budget = budget;
-    cr_assert_eq(lf_model_open(relu80, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+    cr_assert_eq(lf_model_open(model, &mp, &m, err, sizeof err), LF_OK, "%s", err);
     unsetenv("LLMFLASH_TEST_FAULT");
     lf_session *s;
     cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_OK, "%s", err);
@@ -319,8 +319,8 @@ Test(calibrate, lookahead_reads_early_and_changes_nothing) {
     lf_session_stats s_plain, s_early;
     int failures;
     double r_plain, r_early;
-    greedy_with(NULL, NULL, &plain, &s_plain, &failures, &r_plain);
-    greedy_with(ahead, NULL, &early, &s_early, &failures, &r_early);
+    greedy_with(relu80, NULL, NULL, &plain, &s_plain, &failures, &r_plain);
+    greedy_with(relu80, ahead, NULL, &early, &s_early, &failures, &r_early);
     /* the in-layer predictor decides what is computed: the same text, and
      * the same units up to the float summation order (units read early are
      * added in another order, which can move a logit across a threshold) */
@@ -338,36 +338,11 @@ Test(calibrate, lookahead_reads_early_and_changes_nothing) {
         text_buf t;
         lf_session_stats st;
         double r;
-        greedy_with(ahead, faults[f], &t, &st, &failures, &r);
+        greedy_with(relu80, ahead, faults[f], &t, &st, &failures, &r);
         cr_assert(failures > 0, "%s: the fault was injected", faults[f]);
         cr_assert_str_eq(t.data, plain.data, "%s", faults[f]);
     }
     unlink(ahead);
-}
-
-/* Reads of a session on model through its default predictor, greedy, with
- * a budget that caches three quarters of the FFN. */
-static void placed_run(const char *model, text_buf *out, lf_session_stats *st) {
-    char err[512];
-    lf_model *m;
-    lf_model_params mp = lf_model_default_params();
-    cr_assert_eq(lf_model_open(model, &mp, &m, err, sizeof err), LF_OK, "%s", err);
-    lf_session_params sp = lf_session_default_params();
-    sp.mask = LF_MASK_PREDICTOR;
-    sp.n_ctx = 128;
-    lf_model_info in;
-    lf_model_get_info(m, &in);
-    mp.dram_budget =
-        lf_session_min_budget(m, &sp) + (uint64_t)in.n_layer * in.n_ff * in.bundle_record_bytes * 3 / 4;
-    lf_model_close(m);
-    cr_assert_eq(lf_model_open(model, &mp, &m, err, sizeof err), LF_OK, "%s", err);
-    lf_session *s;
-    cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_OK, "%s", err);
-    int failures;
-    cr_assert_eq(greedy(m, s, 80, 0, out, &failures), LF_OK, "%s", lf_session_errmsg(s));
-    lf_session_get_stats(s, st);
-    lf_session_destroy(s);
-    lf_model_close(m);
 }
 
 Test(calibrate, placement_reads_less_often_and_changes_nothing) {
@@ -383,8 +358,12 @@ Test(calibrate, placement_reads_less_often_and_changes_nothing) {
     cr_assert(access(placed_pred, F_OK) == 0, "the placed copy's predictor is beside it");
     text_buf a, b;
     lf_session_stats sa, sb;
-    placed_run(relu80, &a, &sa);
-    placed_run(placed, &b, &sb);
+    int failures;
+    double r;
+    greedy_with(relu80, NULL, NULL, &a, &sa, &failures, &r);
+    cr_assert_eq(failures, 0);
+    greedy_with(placed, NULL, NULL, &b, &sb, &failures, &r);
+    cr_assert_eq(failures, 0);
     cr_log_info("reads %lu -> %lu, %lu -> %lu bytes read (gaps included)", (unsigned long)sa.io_reads,
                 (unsigned long)sb.io_reads, (unsigned long)sa.io_bytes, (unsigned long)sb.io_bytes);
     cr_assert_str_eq(b.data, a.data, "the same sum in another order");
