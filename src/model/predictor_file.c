@@ -47,10 +47,10 @@ static uint64_t model_checksum(const lf_model *m) {
 /* The low-rank predictors of one layer, with their tensor names' stems. */
 typedef struct part {
     const char *stem;
-    lf_lowrank_f16 *p;
+    const lf_lowrank_f16 *p;
 } part;
 
-static uint32_t layer_parts(lf_predictor_set *ps, uint32_t l, part *out) {
+static uint32_t layer_parts(const lf_predictor_set *ps, uint32_t l, part *out) {
     uint32_t n = 0;
     out[n++] = (part){"pred", &ps->layers[l].gate};
     if (ps->pair) out[n++] = (part){"pred_up", &ps->layers[l].up};
@@ -62,7 +62,6 @@ static uint32_t layer_parts(lf_predictor_set *ps, uint32_t l, part *out) {
 }
 
 lf_status lf_predictor_save(const lf_predictor_set *ps, const lf_model *m, const char *path, bool force, lf_err *err) {
-    lf_predictor_set *set = (lf_predictor_set *)ps; /* layer_parts hands out pointers; nothing is changed */
     lf_gguf_writer *w = NULL;
     lf_outfile out = {.fd = -1};
     lf_status st = lf_gguf_writer_create(32, &w);
@@ -98,7 +97,7 @@ lf_status lf_predictor_save(const lf_predictor_set *ps, const lf_model *m, const
     }
     part parts[4];
     for (uint32_t l = 0; l < L && !st; l++) {
-        const uint32_t n = layer_parts(set, l, parts);
+        const uint32_t n = layer_parts(ps, l, parts);
         for (uint32_t k = 0; k < n && !st; k++) {
             const lf_lowrank_f16 *p = parts[k].p;
             char name[64];
@@ -117,7 +116,7 @@ lf_status lf_predictor_save(const lf_predictor_set *ps, const lf_model *m, const
     }
     if ((st = lf_outfile_open(&out, path, force, err)) || (st = lf_gguf_writer_write_header(w, out.fd, err))) goto out;
     for (uint32_t l = 0; l < L && !st; l++) {
-        const uint32_t n = layer_parts(set, l, parts);
+        const uint32_t n = layer_parts(ps, l, parts);
         for (uint32_t k = 0; k < n && !st; k++) {
             const lf_lowrank_f16 *p = parts[k].p;
             st = lf_gguf_writer_write_data(w, out.fd, p->A, (uint64_t)p->rank * p->n_in * sizeof *p->A, err);

@@ -411,11 +411,10 @@ void lf_sparse_tensor_rows(lf_sparse_tensor *t, uint64_t r0, uint64_t nr, lf_rng
         case LF_SPARSE_GATE: {
             structured_unit(rng, row, C, sd->subspace, ROW_NOISE, t->dirs + (uint64_t)t->cluster[r] * sd->subspace,
                             CLUSTER_SHARE);
-            const double s = 1.0; /* a unit row */
             const double f = freq_at(sd, (t->rank[r] + 0.5) / t->rows);
             const double kth = normal_upper_quantile(f), bias = kth * sd->sigma_v / sd->h0;
             const double scale = sd->h_norm / (sqrt((double)sd->n_embd) * sd->sigma_v);
-            const float wn = (float)(scale / sqrt(s));
+            const float wn = (float)scale; /* the row is a unit vector */
             for (uint64_t i = 1; i < C; i++) row[i] *= wn;
             row[0] = (float)(-bias * scale);
             break;
