@@ -131,13 +131,16 @@ typedef enum lf_io_backend {
 
 /* How the FFN reaches DRAM. */
 typedef enum lf_mode {
-    LF_MODE_AUTO = 0,   /* GGUF: mmap; flash file: stream */
+    LF_MODE_AUTO = 0,   /* GGUF: ram when the file fits well within the memory available (the
+                           cgroup's limit included), else mmap; flash file: stream */
     LF_MODE_MMAP = 1,   /* map the file and let the page cache decide (llama.cpp's way) */
     LF_MODE_STREAM = 2, /* flash file: resident weights in memory, FFN units through the
                            windowed cache, misses read with O_DIRECT (llmflash's way) */
     LF_MODE_NAIVE = 3,  /* flash file: every FFN unit read from flash for every token */
     LF_MODE_HYBRID = 4, /* flash file: the first part of each layer's FFN resident (as much as the
                            budget holds, up to half), the rest read per token */
+    LF_MODE_RAM = 5,    /* plain GGUF: every weight read into memory at open and rearranged for
+                           the kernels (interleaved rows, in the same bytes) */
 } lf_mode;
 
 const char *lf_mode_name(lf_mode mode);

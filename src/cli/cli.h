@@ -64,7 +64,7 @@ typedef struct cli_model_opts {
 #define CLI_MODEL_OPTIONS(o)                                                                                          \
     {"--threads", "-t", CLI_INT, &(o).threads, "compute threads (default: all cores)", false},                        \
     {"--ctx", "-c", CLI_INT, &(o).ctx, "context length (default: the model's, at most 4096)", false},                 \
-    {"--mode", NULL, CLI_STR, &(o).mode, "auto, mmap, stream, naive or hybrid (default auto: stream for flash files)", \
+    {"--mode", NULL, CLI_STR, &(o).mode, "auto, mmap, ram, stream, naive or hybrid (default auto: stream for flash files; ram for a GGUF that fits in memory, else mmap)", \
      false},                                                                                                          \
     {"--dram-budget", NULL, CLI_SIZE, &(o).budget, "hard memory limit, e.g. 2G (flash files: stream/naive/hybrid)",  \
      false},                                                                                                          \

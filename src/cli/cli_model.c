@@ -22,15 +22,15 @@ static int pick(const char *name, const char *const *names) {
 }
 
 bool cli_model_params(const char *cmd, cli_model_opts *o, lf_model_params *mp) {
-    static const char *const modes[] = {"auto", "mmap", "stream", "naive", "hybrid", NULL};
-    static const lf_mode mode_vals[] = {LF_MODE_AUTO, LF_MODE_MMAP, LF_MODE_STREAM, LF_MODE_NAIVE, LF_MODE_HYBRID};
+    static const char *const modes[] = {"auto", "mmap", "stream", "naive", "hybrid", "ram", NULL};
+    static const lf_mode mode_vals[] = {LF_MODE_AUTO, LF_MODE_MMAP, LF_MODE_STREAM, LF_MODE_NAIVE, LF_MODE_HYBRID, LF_MODE_RAM};
     static const char *const ios[] = {"auto", "uring", "pread", NULL};
     static const lf_io_backend io_vals[] = {LF_IO_BACKEND_AUTO, LF_IO_BACKEND_URING, LF_IO_BACKEND_PREAD};
     static const char *const acts[] = {"auto", "silu", "relu", "relu_plain", NULL};
     static const int act_vals[] = {LF_ACT_FROM_FILE, LF_ACT_SILU_GATED, LF_ACT_RELU_GATED, LF_ACT_RELU};
     const int mode = pick(o->mode, modes), io = pick(o->io, ios), act = pick(o->activation, acts);
     if (mode < 0) {
-        fprintf(stderr, "llmflash %s: --mode must be auto, mmap, stream, naive or hybrid\n", cmd);
+        fprintf(stderr, "llmflash %s: --mode must be auto, mmap, ram, stream, naive or hybrid\n", cmd);
         return false;
     }
     if (io < 0) {

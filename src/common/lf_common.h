@@ -105,6 +105,9 @@ void lf_pool_run_work(lf_pool *pool, lf_pool_fn fn, void *ctx, uint64_t work);
 void lf_split_range(uint64_t n, int ith, int nth, uint64_t grain, uint64_t *begin, uint64_t *end);
 
 int lf_cpu_count(void);
+/* Bytes this process could allocate without swapping: MemAvailable, or less
+ * when its memory cgroup (v1 or v2) has less left below its limit. */
+uint64_t lf_memory_available(void);
 /* More compute threads than this many per core only thrash (a 2-core
  * machine ran 100x slower with 999): refused with LF_E_INVALID_ARG. */
 #define LF_THREADS_PER_CORE_MAX 8

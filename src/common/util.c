@@ -1,5 +1,7 @@
 /* util.c - aligned allocation, clocks, half floats and the seeded RNG. */
 #include "lf_common.h"
+#include <stdio.h>
+#include <string.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +32,57 @@ uint64_t lf_now_ns(void) {
 int lf_cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+static uint64_t read_u64_file(const char *path) {
+    FILE *f = fopen(path, "r");
+    unsigned long long v = 0;
+    char word[32] = "";
+    if (!f) return 0;
+    if (fscanf(f, "%31s", word) == 1 && strcmp(word, "max") != 0) v = strtoull(word, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+/* The memory cgroup's limit minus its usage; UINT64_MAX without a limit. */
+static uint64_t cgroup_room(void) {
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (!f) return UINT64_MAX;
+    char line[512], path[640];
+    uint64_t room = UINT64_MAX;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2) continue;
+        uint64_t limit = 0, usage = 0;
+        if (strncmp(c1 + 1, "memory:", 7) == 0) { /* v1 */
+            snprintf(path, sizeof path, "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", c2 + 1);
+            limit = read_u64_file(path);
+            snprintf(path, sizeof path, "/sys/fs/cgroup/memory%s/memory.usage_in_bytes", c2 + 1);
+            usage = read_u64_file(path);
+        } else if (c2 == c1 + 1) { /* v2: "0::/path" */
+            snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.max", c2 + 1);
+            limit = read_u64_file(path);
+            snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.current", c2 + 1);
+            usage = read_u64_file(path);
+        }
+        if (limit && limit < (1ull << 60)) room = LF_MIN(room, limit > usage ? limit - usage : 0);
+    }
+    fclose(f);
+    return room;
+}
+
+uint64_t lf_memory_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    uint64_t avail = 0;
+    if (f) {
+        char line[128];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) avail = (uint64_t)kb << 10;
+        fclose(f);
+    }
+    return LF_MIN(avail, cgroup_room());
 }
 
 /* Branch-light: move exponent and mantissa into place, rebias, and fix up

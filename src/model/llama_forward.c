@@ -4,6 +4,7 @@
  * a KV cache (grouped-query), SwiGLU/ReLU FFN, residuals, output logits. The
  * matrix-vector products run on the session's thread pool. */
 #include "session.h"
+#include "matmul.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -236,25 +237,6 @@ void lf_session_reset(lf_session *s) {
 
 /* ---- matrix-vector products --------------------------------------------- */
 
-typedef struct matvec_job {
-    const lf_weight *w;
-    const void *x;        /* float* or lf_block_q8a* */
-    float *y;             /* (w->rows) */
-    lf_vec_dot_fn dot;
-} matvec_job;
-
-/* Rows per work chunk: big enough to amortise the call, small enough to
- * balance 2-16 threads. */
-#define LF_MATVEC_GRAIN 16
-
-static void matvec_worker(void *ctx, int ith, int nth) {
-    const matvec_job *j = ctx;
-    uint64_t r0, r1;
-    lf_split_range(j->w->rows, ith, nth, LF_MATVEC_GRAIN, &r0, &r1);
-    const uint8_t *row = (const uint8_t *)j->w->data + r0 * j->w->row_bytes;
-    for (uint64_t r = r0; r < r1; r++, row += j->w->row_bytes) j->y[r] = j->dot(row, j->x, (int64_t)j->w->cols);
-}
-
 /* y = W x */
 static void matvec(lf_session *s, const lf_weight *w, act *x, float *y) {
     const lf_kernels *k = s->m->kernels;
@@ -266,8 +248,7 @@ static void matvec(lf_session *s, const lf_weight *w, act *x, float *y) {
         }
         xin = x->q;
     }
-    matvec_job job = {w, xin, y, k->dot[w->type]};
-    lf_pool_run_work(s->pool, matvec_worker, &job, w->rows * w->cols);
+    lf_matmul(s->pool, k, w, xin, 0, 1, y, 0);
 }
 
 static act act_of(lf_session *s, const float *f, int64_t n) { return (act){f, s->xq, n, false}; }

@@ -23,6 +23,7 @@ const char *lf_mode_name(lf_mode mode) {
     case LF_MODE_STREAM: return "stream";
     case LF_MODE_NAIVE: return "naive";
     case LF_MODE_HYBRID: return "hybrid";
+    case LF_MODE_RAM: return "ram";
     }
     return "?";
 }
@@ -37,6 +38,15 @@ lf_tensor_class lf_tensor_class_of(const char *name) {
     const size_t n = strlen(name);
     if (n > 11 && strcmp(name + n - 11, ".ffn_bundle") == 0) return LF_CLASS_FFN;
     return LF_CLASS_OTHER;
+}
+
+static lf_status repack(lf_model *m, const char *name, lf_weight *w) {
+    void *scratch = malloc(LF_X8 * w->row_bytes);
+    if (!scratch) return lf_err_set(&m->err, LF_E_NOMEM, "repacking '%s'", name);
+    lf_repack_x8(w->type, (void *)w->data, w->rows, w->cols, scratch);
+    free(scratch);
+    w->layout = LF_LAYOUT_X8;
+    return LF_OK;
 }
 
 /* Looks up a 2-D weight and checks its shape is (rows, cols) in GGUF terms
@@ -63,6 +73,10 @@ static lf_status bind_weight(lf_model *m, const char *name, uint64_t rows, uint6
     w->rows = rows;
     w->cols = cols;
     w->row_bytes = lf_type_row_bytes(t->type, cols);
+    /* our own copy (not the file's mapping), multiplied only through
+     * matvecs (the embedding table is read a row at a time) */
+    if (m->mode != LF_MODE_MMAP && rows >= LF_X8 && m->kernels->gemm_x8[t->type] && strcmp(name, "token_embd.weight"))
+        return repack(m, name, w);
     return LF_OK;
 }
 
@@ -211,7 +225,7 @@ static lf_status load_resident(lf_model *m) {
     }
     /* the copies are ours now: drop the page cache the reads filled, so the
      * budget is not shadowed by a second copy in the kernel */
-    posix_fadvise(m->fd, 0, 0, POSIX_FADV_DONTNEED);
+    if (m->mode != LF_MODE_RAM) posix_fadvise(m->fd, 0, 0, POSIX_FADV_DONTNEED);
     return LF_OK;
 }
 
@@ -247,6 +261,17 @@ lf_status lf_model_check_mapped_layer(lf_model *m, uint32_t l, lf_err *err) {
     }
     __atomic_store_n(&m->layer_checked[l], 1, __ATOMIC_RELEASE);
     return LF_OK;
+}
+
+/* A plain GGUF in auto mode: in memory when it takes at most 70% of what
+ * is available (room left for the KV cache and the rest of the system),
+ * else mapped, so a file larger than memory still runs. */
+static lf_mode auto_dense_mode(lf_model *m) {
+    const uint64_t avail = lf_memory_available();
+    const bool fits = m->map_size <= avail / 10 * 7;
+    lf_log(&m->log, LF_LOG_INFO, "auto mode: %s (%.1f MiB file, %.1f MiB available)", fits ? "ram" : "mmap",
+           (double)m->map_size / 1048576.0, (double)avail / 1048576.0);
+    return fits ? LF_MODE_RAM : LF_MODE_MMAP;
 }
 
 static lf_status map_file(lf_model *m) {
@@ -361,8 +386,12 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     pthread_mutex_init(&m->budget_mu, NULL);
     m->log = (lf_logger){p.log, p.log_user};
     m->n_threads = p.n_threads > 0 ? p.n_threads : lf_cpu_count();
-    m->kernels = lf_kernels_best();
     lf_status st;
+    char why[160] = "";
+    if (!(m->kernels = lf_kernels_select(why, sizeof why))) {
+        st = lf_err_set(&m->err, LF_E_INVALID_ARG, "%s", why);
+        goto fail;
+    }
     m->path = strdup(path);
     if (!m->path) {
         st = LF_E_NOMEM;
@@ -409,8 +438,13 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         m->info.n_params += (uint64_t)m->info.n_layer * m->info.n_ff * m->info.n_embd * B->n_rows;
     }
     m->info.n_vocab = lf_tokenizer_vocab_size(m->tok);
-    m->mode = p.mode == LF_MODE_AUTO ? (m->flash ? LF_MODE_STREAM : LF_MODE_MMAP) : p.mode;
-    if (m->mode != LF_MODE_MMAP && !m->flash) {
+    m->mode = p.mode == LF_MODE_AUTO ? (m->flash ? LF_MODE_STREAM : auto_dense_mode(m)) : p.mode;
+    if (m->mode == LF_MODE_RAM && m->flash) {
+        st = lf_err_set(&m->err, LF_E_INVALID_ARG, "ram mode reads a plain GGUF into memory; %s is a flash file, "
+                        "whose FFN streams: use stream mode (or mmap)", path);
+        goto fail;
+    }
+    if (m->mode != LF_MODE_MMAP && m->mode != LF_MODE_RAM && !m->flash) {
         st = lf_err_set(&m->err, LF_E_INVALID_ARG, "%s mode reads FFN bundles from a flash file; convert %s first "
                         "(llmflash convert)", lf_mode_name(m->mode), path);
         goto fail;
@@ -420,7 +454,7 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
                         "stream, naive or hybrid mode");
         goto fail;
     }
-    if (m->dram_budget && m->mode == LF_MODE_MMAP) { /* never ignored in silence */
+    if (m->dram_budget && (m->mode == LF_MODE_MMAP || m->mode == LF_MODE_RAM)) { /* never ignored in silence */
         st = m->flash ? lf_err_set(&m->err, LF_E_INVALID_ARG, "a DRAM budget cannot be enforced in mmap mode, where the "
                                    "page cache decides; use stream, naive or hybrid mode, or cap mmap with a cgroup")
                       : lf_err_set(&m->err, LF_E_INVALID_ARG, "a DRAM budget needs a flash file, whose FFN can be "
@@ -443,6 +477,8 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     }
     if (m->mode == LF_MODE_MMAP) {
         if ((st = map_file(m))) goto fail;
+    } else if (m->mode == LF_MODE_RAM) {
+        if ((st = load_resident(m))) goto fail;
     } else {
         /* the resident part must fit before anything is read */
         uint64_t need = lf_model_overhead_bytes(m);

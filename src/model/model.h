@@ -1,7 +1,8 @@
 /* model.h - the in-memory model: hyperparameters, weight views, tokenizer.
  *
- * In dense mode every weight is a view into the read-only mapping of the GGUF
- * file. Norm vectors are converted to float at load (they are tiny and used
+ * In mmap mode every weight is a view into the read-only mapping of the GGUF
+ * file; in the other modes the weights kept in memory are the model's own
+ * copies, repacked where the kernels have a faster layout. Norm vectors are converted to float at load (they are tiny and used
  * as float by the forward pass). */
 #ifndef LF_MODEL_H
 #define LF_MODEL_H
@@ -9,15 +10,19 @@
 #include "../common/lf_common.h"
 #include "../gguf/gguf.h"
 #include "../tensor/kernels.h"
+#include "../tensor/repack.h"
 #include "../../loader/loader.h"
 #include "../flash/flash_format.h"
 #include "../tokenizer/tokenizer.h"
 
 #include <pthread.h>
 
-/* A 2-D weight: `rows` rows of `cols` elements, row-major, each row_bytes. */
+/* A 2-D weight: `rows` rows of `cols` elements, each row_bytes, in one of
+ * two layouts: ggml's rows, or (resident weights the kernels have an x8
+ * path for) groups of 8 interleaved rows, the same bytes (repack.h). */
 typedef struct lf_weight {
     const void *data;
+    lf_layout layout;
     uint32_t type;
     uint64_t rows, cols;
     uint64_t row_bytes;

@@ -19,19 +19,41 @@ typedef void (*lf_axpy_fn)(const void *row, float a, float *y, int64_t n);
  * activation (float* or lf_block_q8a*, n elements). */
 typedef float (*lf_vec_dot_fn)(const void *w, const void *x, int64_t n);
 
+/* The 8 rows of one x8 group (repack.h) times nt activations x_stride bytes
+ * apart: y[t * y_stride + r] = row r . x_t, for r < 8 and t < nt. This one
+ * kernel serves single tokens (nt = 1) and prompt batches: each weight
+ * block is loaded and unpacked once for all nt activations. */
+typedef void (*lf_gemm_x8_fn)(const void *group, const void *x, uint64_t x_stride, int nt, float *y,
+                              uint64_t y_stride, int64_t n);
+
 typedef struct lf_kernels {
-    const char *name;                  /* "scalar", "avx2" */
+    const char *name;                  /* "scalar", "avx2", "avx2-vnni", "avx512", "avx512-vnni" */
     lf_vec_dot_fn dot[LF_TYPE_ID_MAX]; /* NULL for unsupported types */
+    lf_gemm_x8_fn gemm_x8[LF_TYPE_ID_MAX]; /* x8-layout weights; NULL: the type is not repacked */
     lf_axpy_fn axpy[LF_TYPE_ID_MAX];   /* NULL: use lf_axpy_row's dequantize-and-add */
     /* float -> q8a activation blocks; n multiple of 32 */
     void (*quantize_q8a)(const float *x, lf_block_q8a *y, int64_t n);
 } lf_kernels;
 
 const lf_kernels *lf_kernels_scalar(void);
-/* NULL when not compiled in or the CPU lacks AVX2/FMA/F16C. */
+/* Each NULL when not compiled in or when the CPU (or the OS, for the
+ * AVX-512 registers' state) lacks what it needs:
+ * avx2: AVX2, FMA, F16C; avx2-vnni: those and AVX-VNNI;
+ * avx512: AVX-512 F/BW/VL besides avx2's; avx512-vnni: those and AVX512-VNNI. */
 const lf_kernels *lf_kernels_avx2(void);
-/* The fastest table this CPU can run; LLMFLASH_KERNELS=scalar forces the
- * reference (for debugging and for tests). */
+const lf_kernels *lf_kernels_avx2_vnni(void);
+const lf_kernels *lf_kernels_avx512(void);
+const lf_kernels *lf_kernels_avx512_vnni(void);
+/* Every path this CPU can run, the reference first, the fastest last;
+ * returns how many (at most LF_KERNEL_PATHS). */
+#define LF_KERNEL_PATHS 5
+int lf_kernels_available(const lf_kernels *out[LF_KERNEL_PATHS]);
+/* The fastest table this CPU can run. LLMFLASH_KERNELS=scalar|avx2|avx512
+ * forces a family (its fastest variant); a family the CPU cannot run, or an
+ * unknown name, is refused: NULL, with the reason in why. */
+const lf_kernels *lf_kernels_select(char *why, size_t cap);
+/* lf_kernels_select without the reason, falling back to the fastest path
+ * (for tests and tools that do not report). */
 const lf_kernels *lf_kernels_best(void);
 
 /* Reference dequantization of n elements (n multiple of the block). */

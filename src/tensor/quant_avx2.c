@@ -1,5 +1,6 @@
 /* quant_avx2.c - AVX2/FMA/F16C kernels. Compiled with -mavx2 -mfma -mf16c
- * and only called after lf_kernels_avx2() has checked the CPU.
+ * and only called after lf_kernels_avx2() has checked the CPU; compiled a
+ * second time with -mavxvnni -DLF_VNNI as lf_kernels_avx2_vnni().
  *
  * Single-token generation is bound by memory bandwidth, so each kernel's aim
  * is to spend few instructions per weight byte: integer multiply-adds on the
@@ -7,9 +8,12 @@
  * FMA per 32 elements, and block offsets/mins applied from the activation
  * block's precomputed sums instead of per element. */
 #include "kernels.h"
+#include "cpu_features.h"
+#include "repack.h"
+
+#include <math.h>
 
 #if defined(__x86_64__) && defined(LF_HAVE_AVX2_BUILD)
-#include <cpuid.h>
 #include <immintrin.h>
 
 static inline float fp16(uint16_t h) { return _cvtsh_ss(h); }
@@ -56,7 +60,7 @@ static float dot_f32(const void *w, const void *x, int64_t n) {
         acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
     }
     float s = hsum_ps(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) s += a[i] * b[i];
+    for (; i < n; i++) s = fmaf(a[i], b[i], s);
     return s;
 }
 
@@ -72,7 +76,7 @@ static float dot_f16(const void *w, const void *x, int64_t n) {
         acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b + i + 8), acc1);
     }
     float s = hsum_ps(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) s += fp16(a[i]) * b[i];
+    for (; i < n; i++) s = fmaf(fp16(a[i]), b[i], s);
     return s;
 }
 
@@ -351,8 +355,108 @@ static void axpy_q4_0(const void *row, float a, float *y, int64_t n) {
     }
 }
 
+
+/* ---- x8 groups (repack.h): 8 rows per register, one row per 32-bit lane -- */
+
+/* The tokens of one pass over a group: every weight block is unpacked once
+ * and multiplied with up to X8_TILE activations. */
+#define X8_TILE 4
+
+/* acc + the 4-byte dot products of u (unsigned) and s (signed) per lane. */
+static inline __m256i dot4_u8s8(__m256i acc, __m256i u, __m256i s) {
+#ifdef LF_VNNI
+    return _mm256_dpbusd_avx_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+static inline __m256i bcast4(const int8_t *p) { return _mm256_set1_epi32((int)lf_load_u32(p)); }
+
+static inline const lf_block_q8a *tok_blocks(const void *x, uint64_t stride, int t) {
+    return (const lf_block_q8a *)(const void *)((const uint8_t *)x + (uint64_t)t * stride);
+}
+
+static inline __attribute__((always_inline)) void x8_q4_0_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                float *y, uint64_t ys, int64_t nb) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++, g += LF_X8 * sizeof(lf_block_q4_0)) {
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)g));
+        __m256i w[8]; /* w[c]: elements 4c..4c+3 of the 8 rows */
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(g + 16 + 32 * c));
+            w[c] = _mm256_and_si256(v, m4);
+            w[c + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        }
+        for (int t = 0; t < nt; t++) {
+            const lf_block_q8a *yb = tok_blocks(x, xs, t) + i;
+#ifdef LF_VNNI
+            __m256i s = _mm256_setzero_si256();
+            for (int c = 0; c < 8; c++) s = dot4_u8s8(s, w[c], bcast4(yb->qs + 4 * c));
+#else
+            /* int16 sums are safe: 8 x 2 x 15 x 127 < 32768 */
+            __m256i s16 = _mm256_maddubs_epi16(w[0], bcast4(yb->qs));
+            for (int c = 1; c < 8; c++) s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(w[c], bcast4(yb->qs + 4 * c)));
+            __m256i s = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+#endif
+            s = _mm256_sub_epi32(s, _mm256_set1_epi32(8 * (yb->sum[0] + yb->sum[1])));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(yb->d)), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+static inline __attribute__((always_inline)) void x8_q8_0_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                float *y, uint64_t ys, int64_t nb) {
+    __m256 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++, g += LF_X8 * sizeof(lf_block_q8_0)) {
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)g));
+        __m256i w[8];
+        for (int c = 0; c < 8; c++) w[c] = _mm256_loadu_si256((const __m256i *)(const void *)(g + 16 + 32 * c));
+#ifdef LF_VNNI
+        /* unsigned w + 128, corrected through the activation sums */
+        for (int c = 0; c < 8; c++) w[c] = _mm256_xor_si256(w[c], _mm256_set1_epi8((char)0x80));
+#endif
+        for (int t = 0; t < nt; t++) {
+            const lf_block_q8a *yb = tok_blocks(x, xs, t) + i;
+            __m256i s = _mm256_setzero_si256();
+#ifdef LF_VNNI
+            for (int c = 0; c < 8; c++) s = dot4_u8s8(s, w[c], bcast4(yb->qs + 4 * c));
+            s = _mm256_sub_epi32(s, _mm256_set1_epi32(128 * (yb->sum[0] + yb->sum[1])));
+#else
+            for (int c = 0; c < 8; c++)
+                s = dot4_u8s8(s, _mm256_sign_epi8(w[c], w[c]), _mm256_sign_epi8(bcast4(yb->qs + 4 * c), w[c]));
+#endif
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(yb->d)), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+/* One gemm_x8 entry per type: tiles of X8_TILE tokens, then the rest. */
+#define X8_GEMM(name, tile)                                                                                         \
+    static void name(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {         \
+        int t = 0;                                                                                                  \
+        for (; t + X8_TILE <= nt; t += X8_TILE) tile(g, tok_blocks(x, xs, t), xs, X8_TILE, y + t * ys, ys, n / 32); \
+        switch (nt - t) {                                                                                           \
+        case 3: tile(g, tok_blocks(x, xs, t), xs, 3, y + t * ys, ys, n / 32); break;                                \
+        case 2: tile(g, tok_blocks(x, xs, t), xs, 2, y + t * ys, ys, n / 32); break;                                \
+        case 1: tile(g, tok_blocks(x, xs, t), xs, 1, y + t * ys, ys, n / 32); break;                                \
+        default: break;                                                                                             \
+        }                                                                                                           \
+    }
+X8_GEMM(gemm_x8_q4_0, x8_q4_0_tile)
+X8_GEMM(gemm_x8_q8_0, x8_q8_0_tile)
+
 static const lf_kernels k_avx2 = {
+#ifdef LF_VNNI
+    .name = "avx2-vnni",
+#else
     .name = "avx2",
+#endif
     .dot = {
         [LF_TYPE_F32] = dot_f32, [LF_TYPE_F16] = dot_f16, [LF_TYPE_BF16] = dot_bf16,
         [LF_TYPE_Q4_0] = dot_q4_0, [LF_TYPE_Q4_1] = dot_q4_1, [LF_TYPE_Q5_0] = dot_q5_0,
@@ -363,30 +467,20 @@ static const lf_kernels k_avx2 = {
         [LF_TYPE_F32] = axpy_f32, [LF_TYPE_F16] = axpy_f16, [LF_TYPE_BF16] = axpy_bf16,
         [LF_TYPE_Q8_0] = axpy_q8_0, [LF_TYPE_Q4_0] = axpy_q4_0,
     },
+    .gemm_x8 = {[LF_TYPE_Q4_0] = gemm_x8_q4_0, [LF_TYPE_Q8_0] = gemm_x8_q8_0},
     .quantize_q8a = quantize_q8a,
 };
 
-/* cpuid leaf 1, ECX bit 29 (F16C); __builtin_cpu_supports has no name for it */
-static bool cpu_has_f16c(void) {
-    unsigned a, b, c, d;
-    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+#ifdef LF_VNNI
+const lf_kernels *lf_kernels_avx2_vnni(void) {
+    const lf_cpu_features *f = lf_cpu_features_get();
+    return f->avx2 && f->fma && f->f16c && f->avx_vnni ? &k_avx2 : NULL;
 }
-
-const lf_kernels *lf_kernels_avx2(void) {
-    __builtin_cpu_init();
-    /* the kernels convert halves with F16C (vcvtph2ps) too */
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c()) return &k_avx2;
-    return NULL;
-}
-
 #else
-
-/* cpuid leaf 1, ECX bit 29 (F16C); __builtin_cpu_supports has no name for it */
-static bool cpu_has_f16c(void) {
-    unsigned a, b, c, d;
-    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+const lf_kernels *lf_kernels_avx2(void) {
+    const lf_cpu_features *f = lf_cpu_features_get();
+    return f->avx2 && f->fma && f->f16c ? &k_avx2 : NULL;
 }
-
-const lf_kernels *lf_kernels_avx2(void) { return NULL; }
+#endif
 
 #endif

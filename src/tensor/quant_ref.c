@@ -4,6 +4,7 @@
  * mapping functions shared by dequantize, quantize and dot, so the three can
  * only agree. */
 #include "kernels.h"
+#include "repack.h"
 
 #include <float.h>
 #include <math.h>
@@ -156,7 +157,7 @@ void lf_axpy_row(const lf_kernels *k, uint32_t type, const void *row, float a, f
         lf_dequantize_row(type, row, scratch, n);
         x = scratch;
     }
-    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+    for (int64_t i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]); /* one rounding, as the SIMD paths' FMA */
 }
 
 /* ---- quantize ----------------------------------------------------------- */
@@ -381,20 +382,32 @@ static void quantize_q8a_ref(const float *x, lf_block_q8a *y, int64_t n) {
 
 /* ---- dot products -------------------------------------------------------- */
 
-static float dot_f32(const void *w, const void *x, int64_t n) {
-    const float *a = w, *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
+/* The float dots sum in the SIMD paths' order: 16 lanes of fused
+ * multiply-adds, folded pairwise, then the tail in sequence. Every path then
+ * gives the same bits for float weights, and the golden texts of float
+ * models hold with any path forced. */
+static float fold16(const float *acc) {
+    float s8[8], s4[4];
+    for (int i = 0; i < 8; i++) s8[i] = acc[i] + acc[i + 8];
+    for (int i = 0; i < 4; i++) s4[i] = s8[i] + s8[i + 4];
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
-static float dot_f16(const void *w, const void *x, int64_t n) {
-    const uint16_t *a = w;
-    const float *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n; i++) s += FP16(a[i]) * b[i];
-    return s;
-}
+#define LANE_DOT(name, load)                                                                       \
+    static float name(const void *w, const void *x, int64_t n) {                                   \
+        const float *b = x;                                                                        \
+        float acc[16] = {0};                                                                       \
+        int64_t i = 0;                                                                             \
+        for (; i + 16 <= n; i += 16)                                                               \
+            for (int l = 0; l < 16; l++) acc[l] = fmaf(load(w, i + l), b[i + l], acc[l]);          \
+        float s = fold16(acc);                                                                     \
+        for (; i < n; i++) s = fmaf(load(w, i), b[i], s);                                          \
+        return s;                                                                                  \
+    }
+static inline float load_f32(const void *w, int64_t i) { return ((const float *)w)[i]; }
+static inline float load_f16(const void *w, int64_t i) { return FP16(((const uint16_t *)w)[i]); }
+LANE_DOT(dot_f32, load_f32)
+LANE_DOT(dot_f16, load_f16)
 
 static float dot_bf16(const void *w, const void *x, int64_t n) {
     const uint16_t *a = w;
@@ -519,6 +532,32 @@ static float dot_q6_K(const void *w, const void *x, int64_t n) {
     return s;
 }
 
+/* x8 groups through the row kernels: each block of the 8 rows is copied
+ * back to ggml's layout and dotted on its own, so this checks the layout
+ * independently of any SIMD path. */
+static void gemm_x8_rows(uint32_t type, lf_vec_dot_fn dot, const void *group, const void *x, uint64_t x_stride, int nt,
+                         float *y, uint64_t y_stride, int64_t n) {
+    const uint32_t bs = lf_type_traits_get(type)->block_size;
+    uint8_t rows[LF_X8 * sizeof(lf_block_q8_0)];
+    for (int t = 0; t < nt; t++) {
+        const lf_block_q8a *xt = (const lf_block_q8a *)(const void *)((const uint8_t *)x + (uint64_t)t * x_stride);
+        float *yt = y + (uint64_t)t * y_stride;
+        for (int r = 0; r < LF_X8; r++) yt[r] = 0.0f;
+        for (int64_t i = 0; i < n / LF_QK; i++) {
+            lf_x8_block_rows(type, group, (uint64_t)i, rows);
+            for (int r = 0; r < LF_X8; r++) yt[r] += dot(rows + r * bs, xt + i, LF_QK);
+        }
+    }
+}
+
+static void gemm_x8_q4_0(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {
+    gemm_x8_rows(LF_TYPE_Q4_0, dot_q4_0, g, x, xs, nt, y, ys, n);
+}
+
+static void gemm_x8_q8_0(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {
+    gemm_x8_rows(LF_TYPE_Q8_0, dot_q8_0, g, x, xs, nt, y, ys, n);
+}
+
 static const lf_kernels k_scalar = {
     .name = "scalar",
     .dot = {
@@ -527,14 +566,8 @@ static const lf_kernels k_scalar = {
         [LF_TYPE_Q5_1] = dot_q5_1, [LF_TYPE_Q8_0] = dot_q8_0, [LF_TYPE_Q4_K] = dot_q4_K,
         [LF_TYPE_Q5_K] = dot_q5_K, [LF_TYPE_Q6_K] = dot_q6_K,
     },
+    .gemm_x8 = {[LF_TYPE_Q4_0] = gemm_x8_q4_0, [LF_TYPE_Q8_0] = gemm_x8_q8_0},
     .quantize_q8a = quantize_q8a_ref,
 };
 
 const lf_kernels *lf_kernels_scalar(void) { return &k_scalar; }
-
-const lf_kernels *lf_kernels_best(void) {
-    const char *force = getenv("LLMFLASH_KERNELS");
-    if (force && strcmp(force, "scalar") == 0) return &k_scalar;
-    const lf_kernels *k = lf_kernels_avx2();
-    return k ? k : &k_scalar;
-}

@@ -1,0 +1,18 @@
+/* cpu_features.h - what the CPU and the OS let kernels use, read once from
+ * cpuid and XGETBV: an instruction set counts only when the OS also saves
+ * the registers it needs (XCR0), as AVX-512's opmask and upper registers. */
+#ifndef LF_CPU_FEATURES_H
+#define LF_CPU_FEATURES_H
+
+#include <stdbool.h>
+
+typedef struct lf_cpu_features {
+    bool avx2, fma, f16c, avx_vnni;                      /* with the OS saving YMM state */
+    bool avx512f, avx512bw, avx512vl, avx512_vnni, avx512_bf16; /* with the OS saving ZMM and opmask state */
+} lf_cpu_features;
+
+const lf_cpu_features *lf_cpu_features_get(void);
+/* "avx2 fma f16c avx512f ..." for reports; the names the CPU has. */
+const char *lf_cpu_features_string(void);
+
+#endif

@@ -1,0 +1,161 @@
+/* quant_avx512.c - AVX-512 F/BW/VL kernels for the x8 layout (repack.h).
+ * Compiled with -mavx512f -mavx512bw -mavx512vl as lf_kernels_avx512(),
+ * and again with -mavx512vnni -DLF_VNNI as lf_kernels_avx512_vnni(), whose
+ * multiply-adds are vpdpbusd. Only called after the getter has checked the
+ * CPU and the OS (cpu_features.h).
+ *
+ * A 512-bit register holds two 4-byte chunks of the 8 rows of a group, so
+ * each instruction does the work of two in the AVX2 path; the activation
+ * bytes of the two chunks reach their halves through one permute. Types
+ * without an x8 layout keep the AVX2 table's kernels. */
+#include "kernels.h"
+#include "cpu_features.h"
+#include "repack.h"
+
+#include <pthread.h>
+
+#if defined(__x86_64__) && defined(LF_HAVE_AVX512_BUILD)
+#include <immintrin.h>
+
+#define X8_TILE 4
+
+static inline __m512i dot4_u8s8(__m512i acc, __m512i u, __m512i s) {
+#ifdef LF_VNNI
+    return _mm512_dpbusd_epi32(acc, u, s);
+#else
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
+#endif
+}
+
+static inline const lf_block_q8a *tok_blocks(const void *x, uint64_t stride, int t) {
+    return (const lf_block_q8a *)(const void *)((const uint8_t *)x + (uint64_t)t * stride);
+}
+
+/* Lanes 0-7 get 32-bit word a of the block's activation bytes, 8-15 word b. */
+static inline __m512i pair_index(int a, int b) {
+    return _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b);
+}
+
+/* The 8 row sums of a 16-lane register: lane r plus lane r + 8. */
+static inline __m256i fold_halves(__m512i s) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+}
+
+static inline __attribute__((always_inline)) void x8_q4_0_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                float *y, uint64_t ys, int64_t nb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i i01 = pair_index(0, 1), i23 = pair_index(2, 3), i45 = pair_index(4, 5), i67 = pair_index(6, 7);
+    __m256 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++, g += LF_X8 * sizeof(lf_block_q4_0)) {
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)g));
+        const __m512i v0 = _mm512_loadu_si512((const void *)(g + 16)), v1 = _mm512_loadu_si512((const void *)(g + 80));
+        const __m512i lo0 = _mm512_and_si512(v0, m4), hi0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4);
+        const __m512i lo1 = _mm512_and_si512(v1, m4), hi1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), m4);
+        for (int t = 0; t < nt; t++) {
+            const lf_block_q8a *yb = tok_blocks(x, xs, t) + i;
+            const __m512i a = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)yb->qs));
+            __m512i s = dot4_u8s8(_mm512_setzero_si512(), lo0, _mm512_permutexvar_epi32(i01, a));
+            __m512i s2 = dot4_u8s8(_mm512_setzero_si512(), lo1, _mm512_permutexvar_epi32(i23, a));
+            s = dot4_u8s8(s, hi0, _mm512_permutexvar_epi32(i45, a));
+            s2 = dot4_u8s8(s2, hi1, _mm512_permutexvar_epi32(i67, a));
+            __m256i r = fold_halves(_mm512_add_epi32(s, s2));
+            r = _mm256_sub_epi32(r, _mm256_set1_epi32(8 * (yb->sum[0] + yb->sum[1])));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(r), _mm256_mul_ps(dw, _mm256_set1_ps(yb->d)), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+static inline __attribute__((always_inline)) void x8_q8_0_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                float *y, uint64_t ys, int64_t nb) {
+    const __m512i idx[4] = {pair_index(0, 1), pair_index(2, 3), pair_index(4, 5), pair_index(6, 7)};
+    __m256 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++, g += LF_X8 * sizeof(lf_block_q8_0)) {
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)g));
+        __m512i w[4], u[4];
+        for (int c = 0; c < 4; c++) {
+            w[c] = _mm512_loadu_si512((const void *)(g + 16 + 64 * c));
+#ifdef LF_VNNI
+            u[c] = _mm512_xor_si512(w[c], _mm512_set1_epi8((char)0x80)); /* w + 128, corrected by the sums */
+#else
+            u[c] = _mm512_abs_epi8(w[c]);
+#endif
+        }
+        for (int t = 0; t < nt; t++) {
+            const lf_block_q8a *yb = tok_blocks(x, xs, t) + i;
+            const __m512i a = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)yb->qs));
+            __m512i s = _mm512_setzero_si512(), s2 = _mm512_setzero_si512();
+            for (int c = 0; c < 4; c += 2) {
+                __m512i a0 = _mm512_permutexvar_epi32(idx[c], a), a1 = _mm512_permutexvar_epi32(idx[c + 1], a);
+#ifndef LF_VNNI
+                /* signed x signed: |w| against a carrying w's sign (zero where w is) */
+                const __mmask64 n0 = _mm512_movepi8_mask(w[c]), n1 = _mm512_movepi8_mask(w[c + 1]);
+                a0 = _mm512_mask_sub_epi8(a0, n0, _mm512_setzero_si512(), a0);
+                a1 = _mm512_mask_sub_epi8(a1, n1, _mm512_setzero_si512(), a1);
+#endif
+                s = dot4_u8s8(s, u[c], a0);
+                s2 = dot4_u8s8(s2, u[c + 1], a1);
+            }
+            __m256i r = fold_halves(_mm512_add_epi32(s, s2));
+#ifdef LF_VNNI
+            r = _mm256_sub_epi32(r, _mm256_set1_epi32(128 * (yb->sum[0] + yb->sum[1])));
+#endif
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(r), _mm256_mul_ps(dw, _mm256_set1_ps(yb->d)), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+#define X8_GEMM(name, tile)                                                                                         \
+    static void name(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {         \
+        int t = 0;                                                                                                  \
+        for (; t + X8_TILE <= nt; t += X8_TILE) tile(g, tok_blocks(x, xs, t), xs, X8_TILE, y + t * ys, ys, n / 32); \
+        switch (nt - t) {                                                                                           \
+        case 3: tile(g, tok_blocks(x, xs, t), xs, 3, y + t * ys, ys, n / 32); break;                                \
+        case 2: tile(g, tok_blocks(x, xs, t), xs, 2, y + t * ys, ys, n / 32); break;                                \
+        case 1: tile(g, tok_blocks(x, xs, t), xs, 1, y + t * ys, ys, n / 32); break;                                \
+        default: break;                                                                                             \
+        }                                                                                                           \
+    }
+X8_GEMM(gemm_x8_q4_0, x8_q4_0_tile)
+X8_GEMM(gemm_x8_q8_0, x8_q8_0_tile)
+
+static lf_kernels table;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* The AVX2 table (the CPU has AVX2 when it has AVX-512) with this file's
+ * kernels over it. */
+static void init(void) {
+    table = *lf_kernels_avx2();
+#ifdef LF_VNNI
+    table.name = "avx512-vnni";
+#else
+    table.name = "avx512";
+#endif
+    table.gemm_x8[LF_TYPE_Q4_0] = gemm_x8_q4_0;
+    table.gemm_x8[LF_TYPE_Q8_0] = gemm_x8_q8_0;
+}
+
+static bool cpu_ok(void) {
+    const lf_cpu_features *f = lf_cpu_features_get();
+    bool ok = f->avx512f && f->avx512bw && f->avx512vl && lf_kernels_avx2();
+#ifdef LF_VNNI
+    ok = ok && f->avx512_vnni;
+#endif
+    return ok;
+}
+
+#ifdef LF_VNNI
+const lf_kernels *lf_kernels_avx512_vnni(void)
+#else
+const lf_kernels *lf_kernels_avx512(void)
+#endif
+{
+    if (!cpu_ok()) return NULL;
+    pthread_once(&once, init);
+    return &table;
+}
+
+#endif

@@ -1,0 +1,39 @@
+/* repack.h - the interleaved weight layout matrix-vector kernels run at the
+ * memory-bandwidth limit on.
+ *
+ * ggml stores a weight row after row. A dot product over one row needs a
+ * horizontal sum at the end, and a block's scale waits on the previous
+ * block. The x8 layout interleaves groups of 8 rows block by block, so a
+ * SIMD register holds the same 4 bytes of 8 rows: one broadcast activation
+ * load serves all 8, each 32-bit lane accumulates one row, and the 8 scales
+ * of a block convert in one instruction.
+ *
+ * A group of 8 rows, for each block index i, holds the 8 fp16 scales of the
+ * rows' block i (16 bytes), then the rows' payloads in 4-byte chunks: chunk
+ * c of row r at 16 + 4 * (8c + r). Q4_0 (16 payload bytes: 144 per group
+ * block) and Q8_0 (32: 272) repack. A group takes exactly the bytes of its
+ * 8 rows, so repacking is in place and costs no memory; rows beyond the
+ * last whole group stay as they are. */
+#ifndef LF_REPACK_H
+#define LF_REPACK_H
+
+#include "quant_types.h"
+
+#define LF_X8 8 /* rows per interleaved group */
+
+typedef enum lf_layout {
+    LF_LAYOUT_ROWS = 0, /* ggml's: one row after another */
+    LF_LAYOUT_X8 = 1,   /* groups of 8 rows interleaved (above), then the remaining rows */
+} lf_layout;
+
+/* Whether a type has an x8 layout. */
+bool lf_repack_supported(uint32_t type);
+/* Rewrites `rows` rows of `cols` elements (row-major, contiguous) in the x8
+ * layout, in place; scratch holds LF_X8 rows. The inverse is lf_unpack_x8. */
+void lf_repack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void *scratch);
+void lf_unpack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void *scratch);
+/* Copies block `i` of each of the 8 rows of an x8 group into rows[8] in
+ * ggml's row layout (one block per row): the reference kernels' view. */
+void lf_x8_block_rows(uint32_t type, const void *group, uint64_t i, void *rows);
+
+#endif
