@@ -249,6 +249,10 @@ typedef struct lf_model_info {
     lf_compression bundle_compression;
     uint64_t streamed_bytes; /* bundle data on disk: what streaming reads */
     uint64_t resident_bytes; /* everything else */
+    lf_mode mode;            /* the mode the model runs in (auto resolved) */
+    char kernels[32];        /* the kernel path: "scalar", "avx2", "avx2-vnni", "avx512", "avx512-vnni" */
+    char cpu_features[160];  /* what the CPU and OS offer the kernels, e.g. "avx2 fma f16c avx512f ..." */
+    uint64_t repacked_bytes; /* weights rearranged at open for the kernels (ram and stream modes) */
 } lf_model_info;
 
 /* Fills *info. Thread-safe. */

@@ -47,6 +47,31 @@ Test(model, golden_silu_threads) { golden("models/stories260K.gguf", "models/sto
 Test(model, golden_relu80) { golden("models/stories260K-relu80.gguf", "models/stories260K-relu80.greedy200.txt", 2); }
 Test(model, golden_relu64) { golden("models/stories260K-relu64.gguf", "models/stories260K-relu64.greedy200.txt", 2); }
 
+/* The golden texts with each kernel family this CPU has forced; the ones it
+ * lacks are named as skipped. */
+Test(model, golden_on_every_kernel_path) {
+    const char *families[] = {"scalar", "avx2", "avx512"};
+    int ran = 0;
+    for (int i = 0; i < 3; i++) {
+        setenv("LLMFLASH_KERNELS", families[i], 1);
+        char err[256];
+        lf_model *probe = NULL;
+        const lf_status st = lf_model_open(shared_path("models/stories260K.gguf"), NULL, &probe, err, sizeof err);
+        lf_model_close(probe);
+        if (st == LF_E_INVALID_ARG && strstr(err, "cannot run")) {
+            fprintf(stderr, "golden texts on %s kernels skipped: %s\n", families[i], err);
+            continue;
+        }
+        cr_assert_eq(st, LF_OK, "%s", err);
+        golden("models/stories260K.gguf", "models/stories260K.greedy200.txt", 2);
+        golden("models/stories260K-relu80.gguf", "models/stories260K-relu80.greedy200.txt", 1);
+        golden("models/stories260K-relu64.gguf", "models/stories260K-relu64.greedy200.txt", 2);
+        ran++;
+    }
+    unsetenv("LLMFLASH_KERNELS");
+    cr_assert_geq(ran, 1);
+}
+
 Test(model, info_and_tensors) {
     lf_model *m;
     char err[256];
@@ -157,11 +182,13 @@ static char *synth_path(const char *tag) {
     return path;
 }
 
-/* Last-token logits of a fixed prompt. */
-static void logits_of(const char *path, float *out, uint32_t n) {
+/* Last-token logits of a fixed prompt, in a given mode. */
+static void logits_in_mode(const char *path, lf_mode mode, float *out, uint32_t n) {
     lf_model *m;
     char err[256];
-    cr_assert_eq(lf_model_open(path, NULL, &m, err, sizeof err), LF_OK, "%s: %s", path, err);
+    lf_model_params mp = lf_model_default_params();
+    mp.mode = mode;
+    cr_assert_eq(lf_model_open(path, &mp, &m, err, sizeof err), LF_OK, "%s: %s", path, err);
     cr_assert_eq(lf_vocab_size(m), n);
     lf_session *s;
     cr_assert_eq(lf_session_create(m, NULL, &s, err, sizeof err), LF_OK);
@@ -170,6 +197,39 @@ static void logits_of(const char *path, float *out, uint32_t n) {
     memcpy(out, lf_session_logits(s), n * sizeof(float));
     lf_session_destroy(s);
     lf_model_close(m);
+}
+
+static void logits_of(const char *path, float *out, uint32_t n) { logits_in_mode(path, LF_MODE_AUTO, out, n); }
+
+/* ram mode repacks the weights it can (x8 groups, with tail rows: 300
+ * vocabulary rows are 37 groups and 4); mmap computes on the file's rows.
+ * Only the summation order may differ. */
+Test(model, repacked_weights_give_the_mapped_logits) {
+    lf_synth_params p = lf_synth_default_params();
+    p.n_embd = 128;
+    p.n_layer = 2;
+    p.n_ff = 352;
+    p.n_head = 4;
+    p.n_vocab = 300;
+    p.force = true;
+    char err[256];
+    const lf_type types[] = {LF_TYPE_Q4_0, LF_TYPE_Q8_0, LF_TYPE_F16};
+    for (size_t t = 0; t < 3; t++) {
+        p.type = types[t];
+        const char *path = synth_path(lf_type_name(types[t]));
+        cr_assert_eq(lf_synth_write(path, &p, err, sizeof err), LF_OK, "%s", err);
+        float mapped[300], ram[300];
+        logits_in_mode(path, LF_MODE_MMAP, mapped, 300);
+        logits_in_mode(path, LF_MODE_RAM, ram, 300);
+        double num = 0, den = 0;
+        for (int i = 0; i < 300; i++) {
+            num += (ram[i] - mapped[i]) * (ram[i] - mapped[i]);
+            den += mapped[i] * mapped[i];
+        }
+        cr_assert(den > 0 && sqrt(num / den) < 1e-4, "%s: ram and mmap logits differ by %g", lf_type_name(types[t]),
+                  sqrt(num / den));
+        unlink(path);
+    }
 }
 
 Test(model, synth_every_type_runs_close_to_f32) {

@@ -100,7 +100,10 @@ int cmd_bench(int argc, char **argv) {
     printf("weights read / token:  %s\n", b);
     lf_session_stats ss;
     lf_session_get_stats(s, &ss);
-    printf("mode:                  %s%s\n", lf_mode_name(mp.mode), mp.dram_budget ? " under a DRAM budget" : "");
+    printf("mode:                  %s%s\n", lf_mode_name(in.mode), mp.dram_budget ? " under a DRAM budget" : "");
+    char rp[32];
+    cli_format_bytes(in.repacked_bytes, rp, sizeof rp);
+    printf("kernels:               %s (CPU: %s); %s of weights repacked\n", in.kernels, in.cpu_features, rp);
     printf("generation:            %.2f ms/token (%.2f tokens/s) over %d tokens, %d threads\n", ms_tok, 1e3 / ms_tok,
            n_tokens, threads ? threads : cli_cpu_count());
     if (ss.ffn_bytes_read) {

@@ -41,7 +41,12 @@ int cmd_inspect(int argc, char **argv) {
     }
     char err[512];
     lf_model *m;
-    lf_status st = lf_model_open(pos[0], NULL, &m, err, sizeof err);
+    /* mapped, so a big file is not read to be described; a compressed
+     * flash file cannot be mapped and opens in its own mode */
+    lf_model_params mp = lf_model_default_params();
+    mp.mode = LF_MODE_MMAP;
+    lf_status st = lf_model_open(pos[0], &mp, &m, err, sizeof err);
+    if (st == LF_E_UNSUPPORTED) st = lf_model_open(pos[0], NULL, &m, err, sizeof err);
     if (st) {
         fprintf(stderr, "llmflash inspect: cannot open %s: %s (%s)\n", pos[0], err, lf_strerror(st));
         return CLI_EXIT_RUNTIME;
@@ -62,6 +67,7 @@ int cmd_inspect(int argc, char **argv) {
     printf("head size:      %u (rotary dims %u, freq base %g)\n", in.n_embd / in.n_head, in.n_rot, in.rope_freq_base);
     printf("ffn neurons:    %u per layer, activation %s\n", in.n_ff, activation_name(in.activation));
     printf("rms eps:        %g\n", in.rms_eps);
+    printf("kernels:        %s (CPU: %s)\n", in.kernels, in.cpu_features);
     printf("output:         %s\n", in.tied_output ? "tied to token_embd" : "separate output.weight");
     if (in.is_flash) {
         char rb[32], sb[32], res[32], str[32];

@@ -1,5 +1,6 @@
 /* model.c - opening a GGUF as a llama-family model and describing it. */
 #include "model.h"
+#include "../tensor/cpu_features.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +47,7 @@ static lf_status repack(lf_model *m, const char *name, lf_weight *w) {
     lf_repack_x8(w->type, (void *)w->data, w->rows, w->cols, scratch);
     free(scratch);
     w->layout = LF_LAYOUT_X8;
+    m->info.repacked_bytes += w->rows * w->row_bytes;
     return LF_OK;
 }
 
@@ -508,6 +510,9 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         for (int c = 0; c < LF_CLASS_COUNT; c++) total += m->info.class_bytes[c];
         m->info.resident_bytes = total - m->info.streamed_bytes;
     }
+    m->info.mode = m->mode;
+    snprintf(m->info.kernels, sizeof m->info.kernels, "%s", m->kernels->name);
+    snprintf(m->info.cpu_features, sizeof m->info.cpu_features, "%s", lf_cpu_features_string());
     lf_log(&m->log, LF_LOG_INFO, "loaded %s: %u layers, d_model %u, ffn %u, vocab %u, kernels %s", path,
            m->info.n_layer, m->info.n_embd, m->info.n_ff, m->info.n_vocab, m->kernels->name);
     *out = m;

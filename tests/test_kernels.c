@@ -1,0 +1,182 @@
+/* test_kernels.c - every kernel path this CPU has against the scalar
+ * reference: row dots of every type, the x8 layout's gemm over batches of
+ * 1-9 tokens and odd lengths, repacking round trips, and path selection.
+ * Paths the CPU cannot run are named as skipped. */
+#include <criterion/criterion.h>
+
+#include "../src/tensor/cpu_features.h"
+#include "../src/tensor/kernels.h"
+#include "../src/tensor/repack.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const uint32_t k_types[] = {LF_TYPE_F32, LF_TYPE_F16, LF_TYPE_BF16, LF_TYPE_Q8_0, LF_TYPE_Q4_0, LF_TYPE_Q4_1,
+                                   LF_TYPE_Q5_0, LF_TYPE_Q5_1, LF_TYPE_Q4_K, LF_TYPE_Q5_K, LF_TYPE_Q6_K};
+
+static void fill_normal(float *x, int64_t n, uint64_t seed, float scale) {
+    lf_rng rng;
+    lf_rng_seed(&rng, seed);
+    for (int64_t i = 0; i < n; i++) x[i] = scale * lf_rng_normal(&rng);
+}
+
+/* Names the paths that are not on this CPU, once per test. */
+static void log_skipped(void) {
+    const lf_kernels *(*getters[])(void) = {lf_kernels_avx2, lf_kernels_avx2_vnni, lf_kernels_avx512,
+                                            lf_kernels_avx512_vnni};
+    const char *names[] = {"avx2", "avx2-vnni", "avx512", "avx512-vnni"};
+    for (int i = 0; i < 4; i++)
+        if (!getters[i]()) fprintf(stderr, "kernel path %s skipped: this CPU (%s) cannot run it\n", names[i], lf_cpu_features_string());
+}
+
+/* Scale of a dot product's terms, for a relative bound on summation order. */
+static double term_scale(uint32_t type, const void *wq, const float *x, int64_t n) {
+    float *wf = malloc(n * sizeof *wf);
+    lf_dequantize_row(type, wq, wf, n);
+    double mag = 0.0;
+    for (int64_t i = 0; i < n; i++) mag += fabs((double)wf[i] * x[i]);
+    free(wf);
+    return mag;
+}
+
+Test(kernels, every_path_matches_scalar_row_dots) {
+    log_skipped();
+    const lf_kernels *paths[LF_KERNEL_PATHS];
+    const int np = lf_kernels_available(paths);
+    const lf_kernels *ref = lf_kernels_scalar();
+    cr_assert_str_eq(paths[0]->name, "scalar");
+    for (int p = 1; p < np; p++) {
+        for (size_t t = 0; t < sizeof k_types / sizeof *k_types; t++) {
+            const uint32_t type = k_types[t];
+            const int64_t blk = lf_type_traits_get(type)->block == 256 ? 256 : 32;
+            const int64_t lens[] = {blk, 3 * blk, 17 * blk, lf_type_uses_q8a(type) ? 129 * blk : 4099};
+            for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+                const int64_t n = lens[li];
+                float *w = malloc(n * sizeof *w), *x = malloc(n * sizeof *x);
+                uint8_t *wq = malloc(n * 4 + 64);
+                lf_block_q8a *xq = malloc((n / 32 + 1) * sizeof *xq);
+                fill_normal(w, n, 10 + t * 13 + li, 0.2f);
+                fill_normal(x, n, 20 + t * 13 + li, 1.5f);
+                cr_assert_eq(lf_quantize_row(type, w, wq, n), LF_OK);
+                const void *xa = x;
+                if (lf_type_uses_q8a(type)) {
+                    ref->quantize_q8a(x, xq, n);
+                    xa = xq;
+                }
+                const float want = ref->dot[type](wq, xa, n), got = paths[p]->dot[type](wq, xa, n);
+                const double tol = 1e-5 * term_scale(type, wq, x, n) + 1e-6;
+                cr_assert(fabs(got - want) <= tol, "%s %s n=%ld: %g vs scalar %g", paths[p]->name,
+                          lf_type_name((int)type), (long)n, got, want);
+                free(w);
+                free(x);
+                free(wq);
+                free(xq);
+            }
+        }
+    }
+}
+
+Test(kernels, x8_gemm_matches_row_dots_on_every_path) {
+    log_skipped();
+    const lf_kernels *paths[LF_KERNEL_PATHS];
+    const int np = lf_kernels_available(paths);
+    const lf_kernels *ref = lf_kernels_scalar();
+    const uint32_t types[] = {LF_TYPE_Q4_0, LF_TYPE_Q8_0};
+    const int64_t lens[] = {32, 96, 32 * 37, 4096};
+    for (size_t ti = 0; ti < 2; ti++) {
+        const uint32_t type = types[ti];
+        cr_assert(lf_repack_supported(type));
+        for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+            const int64_t n = lens[li];
+            const uint64_t rows = 8, rb = lf_type_row_bytes(type, (uint64_t)n);
+            const int max_nt = 9;
+            float *w = malloc(rows * n * sizeof *w), *x = malloc(max_nt * n * sizeof *x);
+            uint8_t *wq = malloc(rows * rb), *scratch = malloc(rows * rb);
+            const uint64_t xs = (uint64_t)(n / 32) * sizeof(lf_block_q8a);
+            lf_block_q8a *xq = malloc(max_nt * xs);
+            fill_normal(w, rows * n, 31 + li, 0.3f);
+            fill_normal(x, max_nt * n, 41 + li, 1.0f);
+            for (uint64_t r = 0; r < rows; r++) cr_assert_eq(lf_quantize_row(type, w + r * n, wq + r * rb, n), LF_OK);
+            for (int t = 0; t < max_nt; t++) ref->quantize_q8a(x + t * n, (lf_block_q8a *)((uint8_t *)xq + t * xs), n);
+            float want[9][8];
+            double mag[9][8];
+            for (int t = 0; t < max_nt; t++)
+                for (uint64_t r = 0; r < rows; r++) {
+                    want[t][r] = ref->dot[type](wq + r * rb, (uint8_t *)xq + t * xs, n);
+                    mag[t][r] = term_scale(type, wq + r * rb, x + t * n, n);
+                }
+            lf_repack_x8(type, wq, rows, (uint64_t)n, scratch);
+            for (int p = 0; p < np; p++) {
+                cr_assert_not_null(paths[p]->gemm_x8[type], "%s has no x8 %s kernel", paths[p]->name, lf_type_name((int)type));
+                for (int nt = 1; nt <= max_nt; nt++) {
+                    float got[9][16];
+                    for (int t = 0; t < nt; t++)
+                        for (int r = 0; r < 16; r++) got[t][r] = -12345.0f; /* rows 8-15 must stay untouched */
+                    paths[p]->gemm_x8[type](wq, xq, xs, nt, &got[0][0], 16, n);
+                    for (int t = 0; t < nt; t++) {
+                        for (uint64_t r = 0; r < rows; r++) {
+                            const double tol = 1e-5 * mag[t][r] + 1e-6;
+                            cr_assert(fabs(got[t][r] - want[t][r]) <= tol, "%s %s n=%ld nt=%d token %d row %lu: %g vs %g",
+                                      paths[p]->name, lf_type_name((int)type), (long)n, nt, t, (unsigned long)r,
+                                      got[t][r], want[t][r]);
+                        }
+                        for (int r = 8; r < 16; r++) cr_assert_eq(got[t][r], -12345.0f, "%s wrote past its 8 rows", paths[p]->name);
+                    }
+                }
+            }
+            free(w);
+            free(x);
+            free(wq);
+            free(scratch);
+            free(xq);
+        }
+    }
+}
+
+Test(kernels, repack_round_trips_and_keeps_tail_rows) {
+    const uint32_t types[] = {LF_TYPE_Q4_0, LF_TYPE_Q8_0};
+    for (size_t ti = 0; ti < 2; ti++) {
+        const uint32_t type = types[ti];
+        const uint64_t rows = 21, cols = 96, rb = lf_type_row_bytes(type, cols); /* two groups and 5 tail rows */
+        uint8_t *a = malloc(rows * rb), *b = malloc(rows * rb), *scratch = malloc(8 * rb);
+        for (uint64_t i = 0; i < rows * rb; i++) a[i] = (uint8_t)(i * 2654435761u >> 13);
+        memcpy(b, a, rows * rb);
+        lf_repack_x8(type, b, rows, cols, scratch);
+        cr_assert_neq(memcmp(a, b, 16 * rb), 0, "repacking changed nothing");
+        cr_assert_eq(memcmp(a + 16 * rb, b + 16 * rb, 5 * rb), 0, "the tail rows moved");
+        /* block 1 of the second group, read back in ggml's layout */
+        uint8_t blocks[8 * 34];
+        const uint32_t bs = lf_type_traits_get(type)->block_size;
+        lf_x8_block_rows(type, b + 8 * rb, 1, blocks);
+        for (int r = 0; r < 8; r++) cr_assert_eq(memcmp(blocks + r * bs, a + (8 + r) * rb + bs, bs), 0, "row %d", r);
+        lf_unpack_x8(type, b, rows, cols, scratch);
+        cr_assert_eq(memcmp(a, b, rows * rb), 0, "unpack is not repack's inverse");
+        free(a);
+        free(b);
+        free(scratch);
+    }
+    cr_assert_not(lf_repack_supported(LF_TYPE_Q4_K));
+}
+
+Test(kernels, forced_paths_are_honoured_or_refused) {
+    char why[160];
+    setenv("LLMFLASH_KERNELS", "scalar", 1);
+    cr_assert_str_eq(lf_kernels_select(why, sizeof why)->name, "scalar");
+    setenv("LLMFLASH_KERNELS", "avx2", 1);
+    const lf_kernels *k = lf_kernels_select(why, sizeof why);
+    if (lf_kernels_avx2()) cr_assert(k && strncmp(k->name, "avx2", 4) == 0);
+    else cr_assert(!k && strstr(why, "cannot run"), "%s", why);
+    setenv("LLMFLASH_KERNELS", "avx512", 1);
+    k = lf_kernels_select(why, sizeof why);
+    if (lf_kernels_avx512()) cr_assert(k && strncmp(k->name, "avx512", 6) == 0);
+    else cr_assert(!k && strstr(why, "cannot run"), "%s", why);
+    setenv("LLMFLASH_KERNELS", "neon", 1);
+    cr_assert_null(lf_kernels_select(why, sizeof why));
+    cr_assert(strstr(why, "not a kernel family"), "%s", why);
+    unsetenv("LLMFLASH_KERNELS");
+    const lf_kernels *paths[LF_KERNEL_PATHS];
+    const int np = lf_kernels_available(paths);
+    cr_assert_eq(lf_kernels_select(why, sizeof why), paths[np - 1], "unforced, the fastest path runs");
+}
