@@ -381,7 +381,16 @@ typedef struct lf_session_params {
      * neuron cache has room beyond a token's set (see the README); its
      * predictors are counted in the budget when on. */
     bool lookahead;
+    /* Tokens evaluated in one pass over the weights when lf_session_eval
+     * gets several (a prompt): each weight, and in stream mode each FFN
+     * unit any of them needs, is read once per batch and applied to all of
+     * them. Scratch grows with it (counted in the budget). 0: 64; at most
+     * LF_MAX_BATCH. */
+    uint32_t n_batch;
 } lf_session_params;
+
+#define LF_DEFAULT_BATCH 64
+#define LF_MAX_BATCH 4096
 
 lf_session_params lf_session_default_params(void);
 /* The smallest dram_budget with which a model can run one session with
@@ -413,13 +422,14 @@ const char *lf_session_errmsg(const lf_session *session);
  *   LF_E_CORRUPT       data read fails its checksum;
  *   LF_E_TRUNCATED     the file ends before the data;
  *   LF_E_NOMEM         an allocation failed.
- * The first failure stops the token at once; lf_session_errmsg() gives that
- * failure's detail. The tokens before the failed one stay evaluated
- * (lf_session_position() says how many), the failed one does not, and no
- * logits are available until an eval succeeds. Nothing read by the failed
- * token is kept as valid, so the session may simply be retried: calling
- * lf_session_eval again with the failed token and those after it gives
- * exactly the result of a run without the fault. lf_session_reset() is
+ * The n tokens are evaluated in batches of params.n_batch. The first
+ * failure stops its batch at once; lf_session_errmsg() gives that failure's
+ * detail. The batches before the failed one stay evaluated
+ * (lf_session_position() says how many tokens), the failed batch does not,
+ * and no logits are available until an eval succeeds. Nothing read by the
+ * failed batch is kept as valid, so the session may simply be retried:
+ * calling lf_session_eval again with the tokens from lf_session_position()
+ * on gives the result of a run without the fault. lf_session_reset() is
  * needed only to start another sequence. */
 lf_status lf_session_eval(lf_session *session, const lf_token *tokens, size_t n);
 /* n_vocab logits of the last evaluated token; owned by the session and valid

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 
 lf_session_params lf_session_default_params(void) {
@@ -34,9 +35,12 @@ static uint32_t session_ctx(const lf_model *m, const lf_session_params *p) {
 
 static uint64_t kv_elem_bytes(const lf_session_params *p) { return p->kv_type == LF_KV_F32 ? 4 : 2; }
 
+/* Tokens per forward pass over the weights. */
+static uint32_t session_batch(const lf_session_params *p) { return p->n_batch ? p->n_batch : LF_DEFAULT_BATCH; }
+
 /* The FFN engine's params from the session's. */
 static lf_ffn_params ffn_params(const lf_session_params *p, uint64_t cache_bytes) {
-    return (lf_ffn_params){.window = p->window, .mask = p->mask, .split = p->split, .max_batch = 1,
+    return (lf_ffn_params){.window = p->window, .mask = p->mask, .split = p->split, .max_batch = session_batch(p),
                            .cache_bytes = cache_bytes, .predictor_path = p->predictor_path,
                            .measure_recall = p->measure_recall, .lookahead = p->lookahead};
 }
@@ -52,9 +56,10 @@ static uint64_t session_plan(const lf_model *m, const lf_session_params *p, uint
     const uint64_t nth = (uint64_t)(p->n_threads > 0 ? p->n_threads : m->n_threads);
     memset(parts, 0, LF_BUDGET_PARTS * sizeof *parts);
     parts[PART_KV] = 2ull * in->n_layer * n_ctx * kv_dim * kv_elem_bytes(p);
-    parts[PART_SCRATCH] = (3ull * in->n_embd + 2 * q_dim + 2 * kv_dim + in->n_head * n_ctx + 2ull * in->n_ff + in->n_vocab +
-                           in->n_rot + 2 + nth * in->n_embd) * sizeof(float) +
-                          (max_in / LF_QK + 1) * sizeof(lf_block_q8a) + sizeof(lf_session);
+    const uint64_t nb = session_batch(p);
+    parts[PART_SCRATCH] = (nb * (3ull * in->n_embd + 2 * q_dim + 2 * kv_dim + 2ull * in->n_ff + in->n_rot + 2) +
+                           nth * n_ctx + in->n_vocab + nth * in->n_embd) * sizeof(float) +
+                          nb * (max_in / LF_QK + 1) * sizeof(lf_block_q8a) + sizeof(lf_session);
     uint64_t own = parts[PART_KV] + parts[PART_SCRATCH];
     if (m->flash) {
         const lf_ffn_params fp = ffn_params(p, 0);
@@ -166,6 +171,10 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     const uint64_t max_in = LF_MAX(LF_MAX((uint64_t)in->n_embd, (uint64_t)in->n_ff), q_dim);
     uint64_t cache_elems = 0;
     lf_status st = LF_E_NOMEM;
+    if (p.n_batch > LF_MAX_BATCH) {
+        st = lf_err_set(&s->err, LF_E_INVALID_ARG, "a batch of %u tokens: at most %u", p.n_batch, LF_MAX_BATCH);
+        goto fail;
+    }
     if (p.kv_type != LF_KV_F16 && p.kv_type != LF_KV_F32) {
         st = lf_err_set(&s->err, LF_E_INVALID_ARG, "KV cache type %d is neither F16 nor F32", (int)p.kv_type);
         goto fail;
@@ -189,20 +198,21 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
         (st = ledger_take(m, s->plan_own, p.budget_bytes, &s->budget_taken, &s->err)))
         goto fail;
     if (lf_pool_create(n_threads, &s->pool)) goto fail_nomem;
-    s->x = malloc(in->n_embd * sizeof(float));
-    s->xb = malloc(in->n_embd * sizeof(float));
-    s->xb2 = malloc(in->n_embd * sizeof(float));
-    s->q = malloc(q_dim * sizeof(float));
-    s->att = malloc((uint64_t)in->n_head * s->n_ctx * sizeof(float));
-    s->att_out = malloc(q_dim * sizeof(float));
-    s->k_new = malloc(kv_dim * sizeof(float));
-    s->v_new = malloc(kv_dim * sizeof(float));
-    s->hb = malloc(in->n_ff * sizeof(float));
-    s->hb2 = malloc(in->n_ff * sizeof(float));
+    const uint64_t nb = s->n_batch = session_batch(&p);
+    s->x = malloc(nb * in->n_embd * sizeof(float));
+    s->xb = malloc(nb * in->n_embd * sizeof(float));
+    s->xb2 = malloc(nb * in->n_embd * sizeof(float));
+    s->q = malloc(nb * q_dim * sizeof(float));
+    s->att = malloc((uint64_t)n_threads * s->n_ctx * sizeof(float));
+    s->att_out = malloc(nb * q_dim * sizeof(float));
+    s->k_new = malloc(nb * kv_dim * sizeof(float));
+    s->v_new = malloc(nb * kv_dim * sizeof(float));
+    s->hb = malloc(nb * in->n_ff * sizeof(float));
+    s->hb2 = malloc(nb * in->n_ff * sizeof(float));
     s->logits = malloc(in->n_vocab * sizeof(float));
-    s->rope_cos = malloc((in->n_rot / 2 + 1) * sizeof(float));
-    s->rope_sin = malloc((in->n_rot / 2 + 1) * sizeof(float));
-    s->xq = lf_alloc_aligned((max_in / LF_QK + 1) * sizeof(lf_block_q8a), 64);
+    s->rope_cos = malloc(nb * (in->n_rot / 2 + 1) * sizeof(float));
+    s->rope_sin = malloc(nb * (in->n_rot / 2 + 1) * sizeof(float));
+    s->xq = lf_alloc_aligned(nb * (max_in / LF_QK + 1) * sizeof(lf_block_q8a), 64);
     s->thread_scratch = malloc((size_t)n_threads * in->n_embd * sizeof(float));
     s->key_cache = calloc(cache_elems, kv_elem_bytes(&p));
     s->value_cache = calloc(cache_elems, kv_elem_bytes(&p));
@@ -237,21 +247,24 @@ void lf_session_reset(lf_session *s) {
 
 /* ---- matrix-vector products --------------------------------------------- */
 
-/* y = W x */
+/* y = W x for the act's tokens: y holds w->rows floats per token. */
 static void matvec(lf_session *s, const lf_weight *w, act *x, float *y) {
     const lf_kernels *k = s->m->kernels;
     const void *xin = x->f;
+    uint64_t stride = (uint64_t)x->n * sizeof(float);
     if (lf_type_uses_q8a(w->type)) {
+        const uint64_t blocks = (uint64_t)x->n / LF_QK;
         if (!x->quantized) {
-            k->quantize_q8a(x->f, x->q, x->n);
+            for (uint32_t t = 0; t < x->nt; t++) k->quantize_q8a(x->f + t * x->n, x->q + t * blocks, x->n);
             x->quantized = true;
         }
         xin = x->q;
+        stride = blocks * sizeof(lf_block_q8a);
     }
-    lf_matmul(s->pool, k, w, xin, 0, 1, y, 0);
+    lf_matmul(s->pool, k, w, xin, stride, (int)x->nt, y, w->rows);
 }
 
-static act act_of(lf_session *s, const float *f, int64_t n) { return (act){f, s->xq, n, false}; }
+static act act_of(lf_session *s, const float *f, int64_t n, uint32_t nt) { return (act){f, s->xq, n, nt, false}; }
 
 /* ---- the blocks ---------------------------------------------------------- */
 
@@ -264,34 +277,37 @@ static void rmsnorm(float *o, const float *x, const float *w, uint32_t n, float 
     for (uint32_t i = 0; i < n; i++) o[i] = w[i] * (ss * x[i]);
 }
 
-static void rope_prepare(lf_session *s, uint32_t pos) {
-    const uint32_t n_rot = s->m->info.n_rot;
+/* The rotation of position pos, into row t of the batch's tables. */
+static void rope_prepare(lf_session *s, uint32_t t, uint32_t pos) {
+    const uint32_t n_rot = s->m->info.n_rot, half = n_rot / 2 + 1;
     for (uint32_t i = 0; i < n_rot; i += 2) {
         const float freq = 1.0f / powf(s->m->info.rope_freq_base, (float)i / (float)n_rot);
         const float val = (float)pos * freq;
-        s->rope_cos[i / 2] = cosf(val);
-        s->rope_sin[i / 2] = sinf(val);
+        s->rope_cos[t * half + i / 2] = cosf(val);
+        s->rope_sin[t * half + i / 2] = sinf(val);
     }
 }
 
-/* Rotates the first n_rot dimensions of each of n_heads vectors. */
-static void rope_apply(const lf_session *s, float *v, uint32_t n_heads) {
-    const uint32_t hd = s->m->head_dim, n_rot = s->m->info.n_rot;
+/* Rotates the first n_rot dimensions of each of n_heads vectors of token t. */
+static void rope_apply(const lf_session *s, uint32_t t, float *v, uint32_t n_heads) {
+    const uint32_t hd = s->m->head_dim, n_rot = s->m->info.n_rot, half = n_rot / 2 + 1;
+    const float *cs = s->rope_cos + t * half, *sn = s->rope_sin + t * half;
     for (uint32_t h = 0; h < n_heads; h++) {
         float *x = v + (uint64_t)h * hd;
         for (uint32_t i = 0; i < n_rot / 2; i++) {
             const uint32_t a = s->m->rope == LF_ROPE_NORM ? 2 * i : i;
             const uint32_t b = s->m->rope == LF_ROPE_NORM ? 2 * i + 1 : i + n_rot / 2;
-            const float v0 = x[a], v1 = x[b], c = s->rope_cos[i], sn = s->rope_sin[i];
-            x[a] = v0 * c - v1 * sn;
-            x[b] = v0 * sn + v1 * c;
+            const float v0 = x[a], v1 = x[b];
+            x[a] = v0 * cs[i] - v1 * sn[i];
+            x[b] = v0 * sn[i] + v1 * cs[i];
         }
     }
 }
 
 typedef struct attn_job {
     lf_session *s;
-    uint32_t layer, pos;
+    uint32_t layer, pos0, nt;
+    atomic_uint next; /* the next (token, head) pair to claim */
 } attn_job;
 
 /* One cached key or value row of kv_dim elements, F32 or F16. */
@@ -300,91 +316,110 @@ static inline const void *kv_row(const lf_session *s, const void *cache, uint32_
     return (const uint8_t *)cache + (((uint64_t)layer * s->n_ctx + t) * kv_dim) * kv_elem_bytes(&s->params);
 }
 
-static void attention_worker(void *ctx, int ith, int nth) {
-    const attn_job *j = ctx;
+/* One head of one token of the batch: its causal attention over the cache,
+ * positions 0..pos, into att_out. */
+static void attend(const attn_job *j, uint32_t t, uint32_t h, float *att, float *scratch) {
     lf_session *s = j->s;
     const lf_model_info *in = &s->m->info;
     const lf_kernels *k = s->m->kernels;
-    const uint32_t hd = s->m->head_dim, group = in->n_head / in->n_head_kv;
+    const uint32_t hd = s->m->head_dim, group = in->n_head / in->n_head_kv, pos = j->pos0 + t;
+    const uint64_t q_dim = (uint64_t)in->n_head * hd;
     const bool f16 = s->params.kv_type == LF_KV_F16;
     const uint64_t esz = kv_elem_bytes(&s->params);
     /* F16 rows go through the F16 weight kernels: a key row is a weight row
      * dotted with the (float) query, a value row is axpy'd into the output */
     const lf_vec_dot_fn dot16 = k->dot[LF_TYPE_F16];
     const float scale = sqrtf((float)hd); /* divided, not multiplied, as the reference does */
-    uint64_t h0, h1;
-    lf_split_range(in->n_head, ith, nth, 1, &h0, &h1);
-    float *scratch = s->thread_scratch + (uint64_t)ith * in->n_embd;
-    for (uint64_t h = h0; h < h1; h++) {
-        const float *q = s->q + h * hd;
-        float *att = s->att + h * s->n_ctx;
-        const uint64_t kvh = h / group;
-        float max = -INFINITY;
-        for (uint32_t t = 0; t <= j->pos; t++) {
-            const uint8_t *krow = (const uint8_t *)kv_row(s, s->key_cache, j->layer, t) + kvh * hd * esz;
-            float score;
-            if (f16) {
-                score = dot16(krow, q, hd);
-            } else {
-                const float *kf = (const float *)krow;
-                score = 0.0f;
-                for (uint32_t i = 0; i < hd; i++) score += q[i] * kf[i];
-            }
-            att[t] = score / scale;
-            max = fmaxf(max, att[t]);
+    const float *q = s->q + t * q_dim + (uint64_t)h * hd;
+    const uint64_t kvh = h / group;
+    float max = -INFINITY;
+    for (uint32_t p = 0; p <= pos; p++) {
+        const uint8_t *krow = (const uint8_t *)kv_row(s, s->key_cache, j->layer, p) + kvh * hd * esz;
+        float score;
+        if (f16) {
+            score = dot16(krow, q, hd);
+        } else {
+            const float *kf = (const float *)krow;
+            score = 0.0f;
+            for (uint32_t i = 0; i < hd; i++) score += q[i] * kf[i];
         }
-        float sum = 0.0f;
-        for (uint32_t t = 0; t <= j->pos; t++) {
-            att[t] = expf(att[t] - max);
-            sum += att[t];
-        }
-        float *out = s->att_out + h * hd;
-        memset(out, 0, hd * sizeof(float));
-        for (uint32_t t = 0; t <= j->pos; t++) {
-            const float a = att[t] / sum;
-            const uint8_t *vrow = (const uint8_t *)kv_row(s, s->value_cache, j->layer, t) + kvh * hd * esz;
-            if (f16) {
-                lf_axpy_row(k, LF_TYPE_F16, vrow, a, out, hd, scratch);
-            } else {
-                const float *vf = (const float *)vrow;
-                for (uint32_t i = 0; i < hd; i++) out[i] += a * vf[i];
-            }
+        att[p] = score / scale;
+        max = fmaxf(max, att[p]);
+    }
+    float sum = 0.0f;
+    for (uint32_t p = 0; p <= pos; p++) {
+        att[p] = expf(att[p] - max);
+        sum += att[p];
+    }
+    float *out = s->att_out + t * q_dim + (uint64_t)h * hd;
+    memset(out, 0, hd * sizeof(float));
+    for (uint32_t p = 0; p <= pos; p++) {
+        const float a = att[p] / sum;
+        const uint8_t *vrow = (const uint8_t *)kv_row(s, s->value_cache, j->layer, p) + kvh * hd * esz;
+        if (f16) {
+            lf_axpy_row(k, LF_TYPE_F16, vrow, a, out, hd, scratch);
+        } else {
+            const float *vf = (const float *)vrow;
+            for (uint32_t i = 0; i < hd; i++) out[i] += a * vf[i];
         }
     }
 }
 
-/* Stores the new key and value rows at pos. */
-static void kv_store(lf_session *s, uint32_t l, uint32_t pos) {
+/* Claims (token, head) pairs until none are left: later tokens of a batch
+ * attend over more positions, so a fixed split would leave a core idle. */
+static void attention_worker(void *ctx, int ith, int nth) {
+    (void)nth;
+    attn_job *j = ctx;
+    const uint32_t n_head = j->s->m->info.n_head;
+    float *att = j->s->att + (uint64_t)ith * j->s->n_ctx;
+    float *scratch = j->s->thread_scratch + (uint64_t)ith * j->s->m->info.n_embd;
+    for (;;) {
+        const uint32_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (c >= j->nt * n_head) return;
+        attend(j, c / n_head, c % n_head, att, scratch);
+    }
+}
+
+/* Stores the batch's new key and value rows at pos0.. */
+static void kv_store(lf_session *s, uint32_t l, uint32_t pos0, uint32_t nt) {
     const uint64_t kv_dim = (uint64_t)s->m->info.n_head_kv * s->m->head_dim;
-    void *kd = (void *)kv_row(s, s->key_cache, l, pos), *vd = (void *)kv_row(s, s->value_cache, l, pos);
-    if (s->params.kv_type == LF_KV_F32) {
-        memcpy(kd, s->k_new, kv_dim * sizeof(float));
-        memcpy(vd, s->v_new, kv_dim * sizeof(float));
-        return;
-    }
-    uint16_t *k16 = kd, *v16 = vd;
-    for (uint64_t i = 0; i < kv_dim; i++) {
-        k16[i] = lf_fp32_to_fp16(s->k_new[i]);
-        v16[i] = lf_fp32_to_fp16(s->v_new[i]);
+    for (uint32_t t = 0; t < nt; t++) {
+        void *kd = (void *)kv_row(s, s->key_cache, l, pos0 + t), *vd = (void *)kv_row(s, s->value_cache, l, pos0 + t);
+        const float *kn = s->k_new + t * kv_dim, *vn = s->v_new + t * kv_dim;
+        if (s->params.kv_type == LF_KV_F32) {
+            memcpy(kd, kn, kv_dim * sizeof(float));
+            memcpy(vd, vn, kv_dim * sizeof(float));
+            continue;
+        }
+        uint16_t *k16 = kd, *v16 = vd;
+        for (uint64_t i = 0; i < kv_dim; i++) {
+            k16[i] = lf_fp32_to_fp16(kn[i]);
+            v16[i] = lf_fp32_to_fp16(vn[i]);
+        }
     }
 }
 
-static void attention(lf_session *s, uint32_t l, uint32_t pos) {
+static void attention(lf_session *s, uint32_t l, uint32_t pos0, uint32_t nt) {
     const lf_model_info *in = &s->m->info;
     const lf_layer *L = &s->m->layers[l];
-    rmsnorm(s->xb, s->x, L->attn_norm, in->n_embd, in->rms_eps);
-    act xb = act_of(s, s->xb, in->n_embd);
+    const uint64_t d = in->n_embd, q_dim = (uint64_t)in->n_head * s->m->head_dim,
+                   kv_dim = (uint64_t)in->n_head_kv * s->m->head_dim;
+    for (uint32_t t = 0; t < nt; t++) rmsnorm(s->xb + t * d, s->x + t * d, L->attn_norm, in->n_embd, in->rms_eps);
+    act xb = act_of(s, s->xb, in->n_embd, nt);
     matvec(s, &L->wq, &xb, s->q);
     matvec(s, &L->wk, &xb, s->k_new);
     matvec(s, &L->wv, &xb, s->v_new);
-    rope_apply(s, s->q, in->n_head);
-    rope_apply(s, s->k_new, in->n_head_kv);
-    kv_store(s, l, pos);
-    attn_job job = {s, l, pos};
-    lf_pool_run_work(s->pool, attention_worker, &job, 2ull * in->n_head * (pos + 1) * s->m->head_dim);
-    act ao = act_of(s, s->att_out, (int64_t)in->n_head * s->m->head_dim);
+    for (uint32_t t = 0; t < nt; t++) {
+        rope_apply(s, t, s->q + t * q_dim, in->n_head);
+        rope_apply(s, t, s->k_new + t * kv_dim, in->n_head_kv);
+    }
+    kv_store(s, l, pos0, nt);
+    attn_job job = {.s = s, .layer = l, .pos0 = pos0, .nt = nt};
+    atomic_init(&job.next, 0);
+    lf_pool_run_work(s->pool, attention_worker, &job, 2ull * in->n_head * nt * (pos0 + nt) * s->m->head_dim);
+    act ao = act_of(s, s->att_out, (int64_t)q_dim, nt);
     matvec(s, &L->wo, &ao, s->xb2);
-    for (uint32_t i = 0; i < in->n_embd; i++) s->x[i] += s->xb2[i];
+    for (uint64_t i = 0; i < nt * d; i++) s->x[i] += s->xb2[i];
 }
 
 /* A failure of the FFN engine: its detail becomes the session's. */
@@ -393,47 +428,56 @@ static lf_status ffn_failed(lf_session *s, lf_status st) {
     return st;
 }
 
-static lf_status ffn(lf_session *s, uint32_t l) {
+static lf_status ffn(lf_session *s, uint32_t l, uint32_t nt) {
     const lf_model_info *in = &s->m->info;
     const lf_layer *L = &s->m->layers[l];
-    rmsnorm(s->xb, s->x, L->ffn_norm, in->n_embd, in->rms_eps);
-    if (s->ffn_tap) s->ffn_tap(s->ffn_tap_user, l, s->xb);
+    const uint64_t d = in->n_embd, ff = in->n_ff;
+    for (uint32_t t = 0; t < nt; t++) {
+        rmsnorm(s->xb + t * d, s->x + t * d, L->ffn_norm, in->n_embd, in->rms_eps);
+        if (s->ffn_tap) s->ffn_tap(s->ffn_tap_user, l, s->xb + t * d);
+    }
     if (s->ffn) { /* a flash file: the engine computes, the residual is ours */
-        const lf_status st = lf_ffn_forward(s->ffn, l, s->xb, 1, s->xb2);
+        const lf_status st = lf_ffn_forward(s->ffn, l, s->xb, nt, s->xb2);
         if (st) return ffn_failed(s, st);
     } else {
-        act xb = act_of(s, s->xb, in->n_embd);
+        act xb = act_of(s, s->xb, in->n_embd, nt);
         matvec(s, &L->up, &xb, s->hb2);
         if (in->activation != LF_ACT_RELU) matvec(s, &L->gate, &xb, s->hb);
-        for (uint32_t i = 0; i < in->n_ff; i++) s->hb[i] = lf_ffn_activate(in->activation, s->hb[i], s->hb2[i]);
-        act hb = act_of(s, s->hb, in->n_ff);
+        for (uint64_t i = 0; i < nt * ff; i++) s->hb[i] = lf_ffn_activate(in->activation, s->hb[i], s->hb2[i]);
+        act hb = act_of(s, s->hb, in->n_ff, nt);
         matvec(s, &L->down, &hb, s->xb2);
     }
-    for (uint32_t i = 0; i < in->n_embd; i++) s->x[i] += s->xb2[i];
+    for (uint64_t i = 0; i < nt * d; i++) s->x[i] += s->xb2[i];
     return LF_OK;
 }
 
-/* One token. The first failure ends it: the remaining layers do not run,
- * so the message in s->err is the first error's. */
-static lf_status forward(lf_session *s, lf_token token, uint32_t pos) {
+/* A batch of nt tokens at positions pos0..: every weight is read once for
+ * all of them; the logits are the last token's. The first failure ends it:
+ * the remaining layers do not run, so the message in s->err is the first
+ * error's. */
+static lf_status forward(lf_session *s, const lf_token *tokens, uint32_t nt, uint32_t pos0) {
     const lf_model *m = s->m;
     const lf_model_info *in = &m->info;
-    lf_dequantize_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (uint64_t)token * m->tok_embd.row_bytes,
-                      s->x, in->n_embd);
-    rope_prepare(s, pos);
-    if (s->ffn) lf_ffn_next_tokens(s->ffn, 1);
+    const uint64_t d = in->n_embd;
+    for (uint32_t t = 0; t < nt; t++) {
+        lf_dequantize_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (uint64_t)tokens[t] * m->tok_embd.row_bytes,
+                          s->x + t * d, in->n_embd);
+        rope_prepare(s, t, pos0 + t);
+    }
+    if (s->ffn) lf_ffn_next_tokens(s->ffn, nt);
     lf_status st = LF_OK;
     for (uint32_t l = 0; l < in->n_layer; l++) {
         /* a mask known before the layer's input: its reads overlap attention */
-        if (s->ffn && lf_ffn_mask_is_early(s->ffn) && (st = lf_ffn_prefetch(s->ffn, l, NULL, 1))) {
+        if (s->ffn && lf_ffn_mask_is_early(s->ffn) && (st = lf_ffn_prefetch(s->ffn, l, NULL, nt))) {
             lf_ffn_abort(s->ffn);
             return ffn_failed(s, st);
         }
-        attention(s, l, pos);
-        if ((st = ffn(s, l))) return st;
+        attention(s, l, pos0, nt);
+        if ((st = ffn(s, l, nt))) return st;
     }
-    rmsnorm(s->x, s->x, m->output_norm, in->n_embd, in->rms_eps);
-    act x = act_of(s, s->x, in->n_embd);
+    float *last = s->x + (uint64_t)(nt - 1) * d;
+    rmsnorm(last, last, m->output_norm, in->n_embd, in->rms_eps);
+    act x = act_of(s, last, in->n_embd, 1);
     matvec(s, &m->output, &x, s->logits);
     return LF_OK;
 }
@@ -496,12 +540,14 @@ lf_status lf_session_eval(lf_session *s, const lf_token *tokens, size_t n) {
     const uint64_t t0 = lf_now_ns();
     lf_status st = LF_OK;
     size_t done = 0;
-    for (; done < n; done++) {
-        if ((st = forward(s, tokens[done], s->pos))) { /* detail in s->err */
+    while (done < n) {
+        const uint32_t nt = (uint32_t)LF_MIN(n - done, (size_t)s->n_batch);
+        if ((st = forward(s, tokens + done, nt, s->pos))) { /* detail in s->err */
             s->has_logits = false;
             break;
         }
-        s->pos++;
+        s->pos += nt;
+        done += nt;
         s->has_logits = true;
     }
     const double ms = lf_ns_to_ms(lf_now_ns() - t0);

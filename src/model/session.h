@@ -10,10 +10,13 @@
 #include "ffn_kernel.h"
 
 /* An activation vector, quantized on demand for the weight type at hand. */
+/* A batch of nt activation vectors of n elements, quantized on demand for
+ * the weight type at hand. */
 typedef struct act {
-    const float *f;       /* (n) */
-    lf_block_q8a *q;      /* (n/32) scratch */
+    const float *f;       /* (nt, n) */
+    lf_block_q8a *q;      /* (nt, n/32) scratch */
     int64_t n;
+    uint32_t nt;
     bool quantized;
 } act;
 
@@ -23,22 +26,23 @@ struct lf_session {
     lf_pool *pool;
     uint32_t n_ctx;
     uint32_t pos;
+    uint32_t n_batch;   /* tokens per forward pass, at most */
     bool has_logits;
-    /* activations */
-    float *x;           /* (n_embd) residual stream */
-    float *xb;          /* (n_embd) normalised input of a block */
-    float *xb2;         /* (n_embd) block output */
-    float *q;           /* (n_head*head_dim) */
-    float *att;         /* (n_head, n_ctx) attention scores */
-    float *att_out;     /* (n_head*head_dim) */
-    float *k_new;       /* (kv_dim) this token's key, before it is stored as F16/F32 */
-    float *v_new;       /* (kv_dim) this token's value */
-    float *hb;          /* (n_ff) gate / activation */
-    float *hb2;         /* (n_ff) up */
-    float *logits;      /* (n_vocab) */
-    float *rope_cos;    /* (n_rot/2) for the current position */
-    float *rope_sin;    /* (n_rot/2) */
-    lf_block_q8a *xq;   /* (max(n_embd, n_ff, q_dim)/32) quantized activation */
+    /* activations, one row per token of the batch (B = n_batch) */
+    float *x;           /* (B, n_embd) residual stream */
+    float *xb;          /* (B, n_embd) normalised input of a block */
+    float *xb2;         /* (B, n_embd) block output */
+    float *q;           /* (B, n_head*head_dim) */
+    float *att;         /* (n_threads, n_ctx) attention scores of the head each worker is on */
+    float *att_out;     /* (B, n_head*head_dim) */
+    float *k_new;       /* (B, kv_dim) the batch's keys, before they are stored as F16/F32 */
+    float *v_new;       /* (B, kv_dim) its values */
+    float *hb;          /* (B, n_ff) gate / activation */
+    float *hb2;         /* (B, n_ff) up */
+    float *logits;      /* (n_vocab) of the batch's last token */
+    float *rope_cos;    /* (B, n_rot/2 + 1) for each token's position */
+    float *rope_sin;    /* (B, n_rot/2 + 1) */
+    lf_block_q8a *xq;   /* (B, max(n_embd, n_ff, q_dim)/32) quantized activations */
     float *thread_scratch; /* (n_threads, n_embd) per-thread scratch of the attention workers */
     void *key_cache;    /* (n_layer, n_ctx, kv_dim) of F16 or F32 (params.kv_type) */
     lf_ffn *ffn;        /* flash files: the FFN engine (every mode) */
