@@ -574,6 +574,10 @@ lf_status lf_session_generate(lf_session *session, lf_sampler *sampler, const ch
 typedef struct lf_synth_params {
     uint32_t n_embd, n_layer, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
     lf_type type;               /* type of the 2-D weight matrices */
+    /* llama.cpp's Q4_K_M mix instead of one type (type is then ignored):
+     * Q4_K, with Q6_K for the output and for attn_v and ffn_down in the
+     * first and last eighth of the layers and every third layer between */
+    bool q4_k_m;
     lf_activation activation;
     uint64_t seed;
     const char *tokenizer_from; /* GGUF whose tokenizer to copy; NULL: built-in byte-level */

@@ -1,13 +1,62 @@
 #!/usr/bin/env bash
-# bench_dense.sh LLMFLASH [MODEL_DIR] - dense generation speed on a 7B-shaped
-# Q4_0 model held in RAM, against the DRAM-bandwidth limit measured in the
-# same run. Synthesizes the model once (3.6 GiB) into MODEL_DIR.
+# bench_dense.sh LLMFLASH [LLAMA_BENCH] - dense speed of 7B-shaped models held
+# in RAM: generation (ms/token) and prompt evaluation (tokens/s), against the
+# DRAM-bandwidth limit measured in the same run and, given the path to a
+# llama.cpp llama-bench, against llama.cpp on the same file. The two engines
+# alternate, ROUNDS rounds each, and the medians are compared.
+#
+# Environment: MODEL_DIR (default /tmp/llmflash-models; models are
+# synthesized once), TYPES (default "q4_0 q4_k_m q8_0"), ROUNDS (3), TG (16
+# generated tokens), PP (512 prompt tokens; 0 skips the prompt), THREADS (all
+# cores).
 set -euo pipefail
 bin=$1
-dir=${2:-${LLMFLASH_MODEL_DIR:-/tmp/llmflash-models}}
+llama_bench=${2:-}
+dir=${MODEL_DIR:-${LLMFLASH_MODEL_DIR:-/tmp/llmflash-models}}
+types=${TYPES:-q4_0 q4_k_m q8_0}
+rounds=${ROUNDS:-3}
+tg=${TG:-16}
+pp=${PP:-512}
+threads=${THREADS:-$(nproc)}
 mkdir -p "$dir"
-model=$dir/llama2-7b-q4_0.gguf
-[ -f "$model" ] || "$bin" synth --shape llama2-7b --type q4_0 -o "$model"
-# read it once so the page cache holds it: this measures compute, not disk
-cat "$model" >/dev/null
-"$bin" bench -m "$model" -n 16 --warmup 2
+[ -z "$llama_bench" ] || [ -x "$llama_bench" ] || { echo "bench_dense: $llama_bench is not executable" >&2; exit 2; }
+
+median() { python3 -c 'import sys; v=sorted(float(x) for x in sys.argv[1:]); print(v[len(v)//2] if v else "nan")' "$@"; }
+
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $threads threads"
+for type in $types; do
+    model=$dir/llama2-7b-$type.gguf
+    T=$(echo "$type" | tr a-z A-Z)
+    [ -f "$model" ] || "$bin" synth --shape llama2-7b --type "$T" -q -o "$model"
+    cat "$model" >/dev/null # in the page cache: this measures compute, not the disk
+    "$bin" bench -m "$model" -n 4 -t "$threads" | grep -E "kernels|DRAM|bandwidth limit" | sed "s/^/[$type] /"
+    lf_tg=() lf_pp=() lc_tg=() lc_pp=()
+    for r in $(seq "$rounds"); do
+        out=$("$bin" bench -m "$model" -n "$tg" -p "$pp" -t "$threads" --no-membw)
+        lf_tg+=("$(echo "$out" | sed -n 's/^generation: *\([0-9.]*\) ms.*/\1/p')")
+        [ "$pp" -eq 0 ] || lf_pp+=("$(echo "$out" | sed -n 's/^prompt:.*(\([0-9.]*\) tokens\/s.*/\1/p')")
+        if [ -n "$llama_bench" ]; then
+            csv=$("$llama_bench" -m "$model" -p "$pp" -n "$tg" -t "$threads" -r 1 -o csv 2>/dev/null)
+            # avg_ts is the last column; n_prompt and n_gen say which test a row is
+            lc_tg+=("$(echo "$csv" | python3 -c 'import csv,sys
+for r in csv.DictReader(sys.stdin):
+    if r["n_gen"] != "0": print(1000.0 / float(r["avg_ts"]))')")
+            [ "$pp" -eq 0 ] || lc_pp+=("$(echo "$csv" | python3 -c 'import csv,sys
+for r in csv.DictReader(sys.stdin):
+    if r["n_prompt"] != "0": print(r["avg_ts"])')")
+        fi
+    done
+    a=$(median "${lf_tg[@]}")
+    echo "[$type] llmflash generation: $a ms/token (rounds: ${lf_tg[*]})"
+    [ "$pp" -eq 0 ] || echo "[$type] llmflash prompt:     $(median "${lf_pp[@]}") tokens/s (rounds: ${lf_pp[*]})"
+    if [ -n "$llama_bench" ]; then
+        b=$(median "${lc_tg[@]}")
+        echo "[$type] llama.cpp generation: $b ms/token (rounds: ${lc_tg[*]})"
+        python3 -c "print('[$type] generation: llmflash/llama.cpp time ratio %.2f' % ($a / $b))"
+        if [ "$pp" -ne 0 ]; then
+            c=$(median "${lf_pp[@]}") d=$(median "${lc_pp[@]}")
+            echo "[$type] llama.cpp prompt:     $d tokens/s (rounds: ${lc_pp[*]})"
+            python3 -c "print('[$type] prompt: llmflash/llama.cpp throughput ratio %.2f' % ($c / $d))"
+        fi
+    fi
+done

@@ -83,13 +83,13 @@ Test(kernels, x8_gemm_matches_row_dots_on_every_path) {
     const lf_kernels *paths[LF_KERNEL_PATHS];
     const int np = lf_kernels_available(paths);
     const lf_kernels *ref = lf_kernels_scalar();
-    const uint32_t types[] = {LF_TYPE_Q4_0, LF_TYPE_Q8_0};
+    const uint32_t types[] = {LF_TYPE_Q4_0, LF_TYPE_Q8_0, LF_TYPE_Q4_K, LF_TYPE_Q6_K};
     const int64_t lens[] = {32, 96, 32 * 37, 4096};
-    for (size_t ti = 0; ti < 2; ti++) {
+    for (size_t ti = 0; ti < 4; ti++) {
         const uint32_t type = types[ti];
         cr_assert(lf_repack_supported(type));
         for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
-            const int64_t n = lens[li];
+            const int64_t n = lf_type_traits_get(type)->block == 256 ? 256 * (int64_t)(li * 3 + 1) : lens[li];
             const uint64_t rows = 8, rb = lf_type_row_bytes(type, (uint64_t)n);
             const int max_nt = 9;
             float *w = malloc(rows * n * sizeof *w), *x = malloc(max_nt * n * sizeof *x);
@@ -136,10 +136,10 @@ Test(kernels, x8_gemm_matches_row_dots_on_every_path) {
 }
 
 Test(kernels, repack_round_trips_and_keeps_tail_rows) {
-    const uint32_t types[] = {LF_TYPE_Q4_0, LF_TYPE_Q8_0};
-    for (size_t ti = 0; ti < 2; ti++) {
+    const uint32_t types[] = {LF_TYPE_Q4_0, LF_TYPE_Q8_0, LF_TYPE_Q4_K, LF_TYPE_Q6_K};
+    for (size_t ti = 0; ti < 4; ti++) {
         const uint32_t type = types[ti];
-        const uint64_t rows = 21, cols = 96, rb = lf_type_row_bytes(type, cols); /* two groups and 5 tail rows */
+        const uint64_t rows = 21, cols = lf_type_traits_get(type)->block == 256 ? 512 : 96, rb = lf_type_row_bytes(type, cols); /* two groups and 5 tail rows */
         uint8_t *a = malloc(rows * rb), *b = malloc(rows * rb), *scratch = malloc(8 * rb);
         for (uint64_t i = 0; i < rows * rb; i++) a[i] = (uint8_t)(i * 2654435761u >> 13);
         memcpy(b, a, rows * rb);
@@ -147,7 +147,7 @@ Test(kernels, repack_round_trips_and_keeps_tail_rows) {
         cr_assert_neq(memcmp(a, b, 16 * rb), 0, "repacking changed nothing");
         cr_assert_eq(memcmp(a + 16 * rb, b + 16 * rb, 5 * rb), 0, "the tail rows moved");
         /* block 1 of the second group, read back in ggml's layout */
-        uint8_t blocks[8 * 34];
+        uint8_t blocks[8 * 210];
         const uint32_t bs = lf_type_traits_get(type)->block_size;
         lf_x8_block_rows(type, b + 8 * rb, 1, blocks);
         for (int r = 0; r < 8; r++) cr_assert_eq(memcmp(blocks + r * bs, a + (8 + r) * rb + bs, bs), 0, "row %d", r);
@@ -157,7 +157,7 @@ Test(kernels, repack_round_trips_and_keeps_tail_rows) {
         free(b);
         free(scratch);
     }
-    cr_assert_not(lf_repack_supported(LF_TYPE_Q4_K));
+    cr_assert_not(lf_repack_supported(LF_TYPE_Q5_K));
 }
 
 Test(kernels, forced_paths_are_honoured_or_refused) {

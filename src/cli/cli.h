@@ -56,7 +56,7 @@ typedef struct cli_model_opts {
     const char *mode, *io, *activation, *cache_type, *predictor, *predictor_file;
     uint64_t budget;
     bool budget_seen;   /* set by the caller from the option's `seen` */
-    int threads, ctx;
+    int threads, ctx, batch;
     bool no_verify, verbose, measure_recall, unbundled, lookahead;
     int log_level;      /* for cli_log, set by cli_model_params */
 } cli_model_opts;
@@ -64,6 +64,7 @@ typedef struct cli_model_opts {
 #define CLI_MODEL_OPTIONS(o)                                                                                          \
     {"--threads", "-t", CLI_INT, &(o).threads, "compute threads (default: all cores)", false},                        \
     {"--ctx", "-c", CLI_INT, &(o).ctx, "context length (default: the model's, at most 4096)", false},                 \
+    {"--batch", "-b", CLI_INT, &(o).batch, "prompt tokens per pass over the weights (default 64, at most 4096)", false}, \
     {"--mode", NULL, CLI_STR, &(o).mode, "auto, mmap, ram, stream, naive or hybrid (default auto: stream for flash files; ram for a GGUF that fits in memory, else mmap)", \
      false},                                                                                                          \
     {"--dram-budget", NULL, CLI_SIZE, &(o).budget, "hard memory limit, e.g. 2G (flash files: stream/naive/hybrid)",  \

@@ -76,7 +76,12 @@ bool cli_model_params(const char *cmd, cli_model_opts *o, lf_model_params *mp) {
 
 bool cli_session_params(const char *cmd, const cli_model_opts *o, const char *model_path, lf_session_params *sp) {
     *sp = lf_session_default_params();
+    if (o->batch < 0 || o->batch > LF_MAX_BATCH) {
+        fprintf(stderr, "llmflash %s: --batch must be 1 to %d\n", cmd, LF_MAX_BATCH);
+        return false;
+    }
     sp->n_ctx = (uint32_t)o->ctx;
+    sp->n_batch = (uint32_t)o->batch;
     sp->kv_type = strcmp(o->cache_type, "f32") == 0 ? LF_KV_F32 : LF_KV_F16;
     sp->predictor_path = o->predictor_file;
     sp->measure_recall = o->measure_recall;

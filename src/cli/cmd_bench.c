@@ -15,13 +15,14 @@ static double now_ms(void) {
 
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL;
-    int n_tokens = 16, warmup = 2;
+    int n_tokens = 16, warmup = 2, n_prompt = 0;
     bool no_membw = false;
     cli_model_opts mo = cli_model_opts_default();
     cli_opt opts[] = {
         {"--model", "-m", CLI_STR, &model_path, "GGUF model file (required)", false},
         {"--n-tokens", "-n", CLI_INT, &n_tokens, "tokens to time (default 16)", false},
         {"--warmup", NULL, CLI_INT, &warmup, "untimed tokens first, to fault the weights in (default 2)", false},
+        {"--prompt", "-p", CLI_INT, &n_prompt, "also time a prompt of this many tokens, evaluated in batches (default 0: none)", false},
         {"--no-membw", NULL, CLI_FLAG, &no_membw, "skip the memory-bandwidth measurement", false},
         CLI_MODEL_OPTIONS(mo),
     };
@@ -37,8 +38,8 @@ int cmd_bench(int argc, char **argv) {
         cli_print_options(stdout, opts, n_opts);
         return CLI_EXIT_OK;
     }
-    if (!model_path || n_tokens < 1 || warmup < 0) {
-        fprintf(stderr, "llmflash bench: -m MODEL is required; -n must be positive\n");
+    if (!model_path || n_tokens < 1 || warmup < 0 || n_prompt < 0) {
+        fprintf(stderr, "llmflash bench: -m MODEL is required; -n must be positive, -p and --warmup not negative\n");
         return CLI_EXIT_USAGE;
     }
     mo.budget_seen = cli_opt_seen(opts, n_opts, &mo.budget);
@@ -55,7 +56,7 @@ int cmd_bench(int argc, char **argv) {
         return CLI_EXIT_RUNTIME;
     }
 
-    sp.n_ctx = (uint32_t)(n_tokens + warmup + 1);
+    sp.n_ctx = (uint32_t)(n_tokens + warmup + n_prompt + 1);
     if ((st = lf_session_create(m, &sp, &s, err, sizeof err))) {
         fprintf(stderr, "llmflash bench: %s (%s)\n", err, lf_strerror(st));
         lf_model_close(m);
@@ -83,6 +84,17 @@ int cmd_bench(int argc, char **argv) {
         const double dt = now_ms() - t0;
         if (i >= warmup) t_timed += dt;
         if (!st) tok = lf_sampler_sample(greedy, lf_session_logits(s), in.n_vocab);
+    }
+    /* the prompt after the warm-up, so it is timed on weights in memory */
+    double prompt_ms = 0.0;
+    if (!st && n_prompt > 0) {
+        lf_token *toks = malloc((size_t)n_prompt * sizeof *toks);
+        if (!toks) st = LF_E_NOMEM;
+        for (int i = 0; toks && i < n_prompt; i++) toks[i] = (lf_token)(3 + (i * 7919) % (int)(in.n_vocab - 3));
+        const double t0 = now_ms();
+        if (toks) st = lf_session_eval(s, toks, (size_t)n_prompt);
+        prompt_ms = now_ms() - t0;
+        free(toks);
     }
     lf_sampler_destroy(greedy);
     if (st) {
@@ -112,6 +124,9 @@ int cmd_bench(int argc, char **argv) {
         printf("read from flash:       %s/token, I/O wait %.0f%% of the time\n", r,
                ss.compute_ms > 0 ? 100.0 * ss.io_wait_ms / ss.compute_ms : 0.0);
     }
+    if (n_prompt > 0)
+        printf("prompt:                %.2f ms/token (%.2f tokens/s) over %d tokens in batches of %d\n",
+               prompt_ms / n_prompt, 1e3 * n_prompt / prompt_ms, n_prompt, sp.n_batch ? (int)sp.n_batch : LF_DEFAULT_BATCH);
     printf("effective bandwidth:   %.2f GB/s\n", eff_gbs);
     if (!no_membw) {
         const double bw = lf_memory_read_bandwidth(threads, 1ull << 30);

@@ -21,7 +21,7 @@ int cmd_synth(int argc, char **argv) {
         {"--kv-heads", NULL, CLI_INT, &kv_heads, "KV heads (grouped-query attention when fewer than --heads)", false},
         {"--vocab", NULL, CLI_INT, &vocab, "vocabulary size (built-in tokenizer needs >= 259)", false},
         {"--ctx", NULL, CLI_INT, &ctx, "context length recorded in the file", false},
-        {"--type", NULL, CLI_STR, &type, "type of the weight matrices: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K (default Q8_0)", false},
+        {"--type", NULL, CLI_STR, &type, "type of the weight matrices: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K, or Q4_K_M (llama.cpp's mix of Q4_K and Q6_K) (default Q8_0)", false},
         {"--activation", NULL, CLI_STR, &act, "silu, relu (gated) or relu_plain (default silu)", false},
         {"--act", NULL, CLI_STR, &act, "the same as --activation", false},
         {"--sparsity", NULL, CLI_FLOAT, &sparsity,
@@ -66,7 +66,10 @@ int cmd_synth(int argc, char **argv) {
         if (*dims[i] > 0) *fields[i] = (uint32_t)*dims[i];
     }
     if (heads > 0 && kv_heads == 0) p.n_head_kv = p.n_head;
-    if (type && lf_type_from_name(type, &p.type) != LF_OK) {
+    if (type && (strcmp(type, "Q4_K_M") == 0 || strcmp(type, "q4_k_m") == 0)) {
+        p.q4_k_m = true;
+        p.type = LF_TYPE_Q4_K;
+    } else if (type && lf_type_from_name(type, &p.type) != LF_OK) {
         fprintf(stderr, "llmflash synth: unknown or unsupported type '%s'\n", type);
         return CLI_EXIT_USAGE;
     }
@@ -112,7 +115,7 @@ int cmd_synth(int argc, char **argv) {
         char b[32];
         cli_format_bytes(lf_synth_file_bytes(&p), b, sizeof b);
         fprintf(stderr, "wrote %s (%s): d_model %u, %u layers, FFN %u, %u/%u heads, vocab %u, %s\n", out, b, p.n_embd,
-                p.n_layer, p.n_ff, p.n_head, p.n_head_kv, p.n_vocab, lf_type_name((int)p.type));
+                p.n_layer, p.n_ff, p.n_head, p.n_head_kv, p.n_vocab, p.q4_k_m ? "Q4_K_M mix" : lf_type_name((int)p.type));
         if (p.sparsity > 0.0)
             fprintf(stderr,
                     "activity by design (random tokens, long runs): density %.4f, busiest 20%% carry %.3f, "

@@ -103,6 +103,12 @@ static void plan_add(tensor_plan *t, size_t *k, const char *name, uint32_t type,
     (*k)++;
 }
 
+/* llama.cpp's rule for the layers whose attn_v and ffn_down get more bits
+ * in its _M mixes: the first and last eighth, and every third between. */
+static bool q4_k_m_more_bits(uint32_t l, uint32_t n) {
+    return l < n / 8 || l >= 7 * n / 8 || (l - n / 8) % 3 == 2;
+}
+
 static const char *layer_name(char *buf, size_t cap, uint32_t l, const char *what) {
     snprintf(buf, cap, "blk.%u.%s.weight", l, what);
     return buf;
@@ -122,23 +128,25 @@ static lf_status plan_tensors(const lf_synth_params *p, tensor_plan **out, size_
     /* with sparsity, the roles the design gives each tensor (synth_sparse.h) */
     const bool sp = p->sparsity > 0.0;
     const lf_sparse_role R = LF_SPARSE_RANDOM;
-    plan_add(t, &k, "token_embd.weight", p->type, p->n_vocab, d, 1.0f, sp ? LF_SPARSE_EMBED : R);
+    const lf_type ty = p->q4_k_m ? LF_TYPE_Q4_K : p->type;
+    plan_add(t, &k, "token_embd.weight", ty, p->n_vocab, d, 1.0f, sp ? LF_SPARSE_EMBED : R);
     for (uint32_t l = 0; l < p->n_layer; l++) {
         const bool first = sp && l == 0;
+        const lf_type more = p->q4_k_m && q4_k_m_more_bits(l, p->n_layer) ? LF_TYPE_Q6_K : ty;
         plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_norm"), LF_TYPE_F32, 1, d, 0.0f, R);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_q"), p->type, d, d, sd, first ? LF_SPARSE_Q0 : R);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_k"), p->type, kv, d, sd, first ? LF_SPARSE_K0 : R);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_v"), p->type, kv, d, sd, first ? LF_SPARSE_V0 : R);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_output"), p->type, d, d, sd,
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_q"), ty, d, d, sd, first ? LF_SPARSE_Q0 : R);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_k"), ty, kv, d, sd, first ? LF_SPARSE_K0 : R);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_v"), more, kv, d, sd, first ? LF_SPARSE_V0 : R);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_output"), ty, d, d, sd,
                  first ? LF_SPARSE_O0 : sp ? LF_SPARSE_QUIET : R);
         plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_norm"), LF_TYPE_F32, 1, d, 0.0f, R);
-        if (gated) plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_gate"), p->type, ff, d, sd, sp ? LF_SPARSE_GATE : R);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_up"), p->type, ff, d, sd,
+        if (gated) plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_gate"), ty, ff, d, sd, sp ? LF_SPARSE_GATE : R);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_up"), ty, ff, d, sd,
                  !sp ? R : gated ? LF_SPARSE_UP : LF_SPARSE_GATE);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_down"), p->type, d, ff, sf, sp ? LF_SPARSE_QUIET : R);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_down"), more, d, ff, sf, sp ? LF_SPARSE_QUIET : R);
     }
     plan_add(t, &k, "output_norm.weight", LF_TYPE_F32, 1, d, 0.0f, R);
-    plan_add(t, &k, "output.weight", p->type, p->n_vocab, d, sd, R);
+    plan_add(t, &k, "output.weight", p->q4_k_m ? LF_TYPE_Q6_K : ty, p->n_vocab, d, sd, R);
     *out = t;
     *n_out = k;
     return LF_OK;

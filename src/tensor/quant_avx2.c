@@ -451,6 +451,8 @@ static inline __attribute__((always_inline)) void x8_q8_0_tile(const uint8_t *g,
 X8_GEMM(gemm_x8_q4_0, x8_q4_0_tile)
 X8_GEMM(gemm_x8_q8_0, x8_q8_0_tile)
 
+#include "x8_kquants.h"
+
 static const lf_kernels k_avx2 = {
 #ifdef LF_VNNI
     .name = "avx2-vnni",
@@ -467,7 +469,8 @@ static const lf_kernels k_avx2 = {
         [LF_TYPE_F32] = axpy_f32, [LF_TYPE_F16] = axpy_f16, [LF_TYPE_BF16] = axpy_bf16,
         [LF_TYPE_Q8_0] = axpy_q8_0, [LF_TYPE_Q4_0] = axpy_q4_0,
     },
-    .gemm_x8 = {[LF_TYPE_Q4_0] = gemm_x8_q4_0, [LF_TYPE_Q8_0] = gemm_x8_q8_0},
+    .gemm_x8 = {[LF_TYPE_Q4_0] = gemm_x8_q4_0, [LF_TYPE_Q8_0] = gemm_x8_q8_0, [LF_TYPE_Q4_K] = gemm_x8_q4_K,
+                [LF_TYPE_Q6_K] = gemm_x8_q6_K},
     .quantize_q8a = quantize_q8a,
 };
 

@@ -122,6 +122,20 @@ static inline __attribute__((always_inline)) void x8_q8_0_tile(const uint8_t *g,
 X8_GEMM(gemm_x8_q4_0, x8_q4_0_tile)
 X8_GEMM(gemm_x8_q8_0, x8_q8_0_tile)
 
+/* the K-quants in 256-bit registers, with AVX512-VNNI's 256-bit form */
+#undef X8_TILE
+#define X8_TILE 4
+static inline __m256i dot4_u8s8_256(__m256i acc, __m256i u, __m256i s) {
+#ifdef LF_VNNI
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+#define dot4_u8s8 dot4_u8s8_256
+#include "x8_kquants.h"
+#undef dot4_u8s8
+
 static lf_kernels table;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -136,6 +150,8 @@ static void init(void) {
 #endif
     table.gemm_x8[LF_TYPE_Q4_0] = gemm_x8_q4_0;
     table.gemm_x8[LF_TYPE_Q8_0] = gemm_x8_q8_0;
+    table.gemm_x8[LF_TYPE_Q4_K] = gemm_x8_q4_K;
+    table.gemm_x8[LF_TYPE_Q6_K] = gemm_x8_q6_K;
 }
 
 static bool cpu_ok(void) {

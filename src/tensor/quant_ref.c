@@ -537,15 +537,15 @@ static float dot_q6_K(const void *w, const void *x, int64_t n) {
  * independently of any SIMD path. */
 static void gemm_x8_rows(uint32_t type, lf_vec_dot_fn dot, const void *group, const void *x, uint64_t x_stride, int nt,
                          float *y, uint64_t y_stride, int64_t n) {
-    const uint32_t bs = lf_type_traits_get(type)->block_size;
-    uint8_t rows[LF_X8 * sizeof(lf_block_q8_0)];
+    const uint32_t bs = lf_type_traits_get(type)->block_size, be = lf_type_traits_get(type)->block;
+    uint8_t rows[LF_X8 * sizeof(lf_block_q6_K)];
     for (int t = 0; t < nt; t++) {
         const lf_block_q8a *xt = (const lf_block_q8a *)(const void *)((const uint8_t *)x + (uint64_t)t * x_stride);
         float *yt = y + (uint64_t)t * y_stride;
         for (int r = 0; r < LF_X8; r++) yt[r] = 0.0f;
-        for (int64_t i = 0; i < n / LF_QK; i++) {
+        for (int64_t i = 0; i < n / be; i++) {
             lf_x8_block_rows(type, group, (uint64_t)i, rows);
-            for (int r = 0; r < LF_X8; r++) yt[r] += dot(rows + r * bs, xt + i, LF_QK);
+            for (int r = 0; r < LF_X8; r++) yt[r] += dot(rows + r * bs, xt + i * (be / LF_QK), be);
         }
     }
 }
@@ -558,6 +558,14 @@ static void gemm_x8_q8_0(const void *g, const void *x, uint64_t xs, int nt, floa
     gemm_x8_rows(LF_TYPE_Q8_0, dot_q8_0, g, x, xs, nt, y, ys, n);
 }
 
+static void gemm_x8_q4_K(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {
+    gemm_x8_rows(LF_TYPE_Q4_K, dot_q4_K, g, x, xs, nt, y, ys, n);
+}
+
+static void gemm_x8_q6_K(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {
+    gemm_x8_rows(LF_TYPE_Q6_K, dot_q6_K, g, x, xs, nt, y, ys, n);
+}
+
 static const lf_kernels k_scalar = {
     .name = "scalar",
     .dot = {
@@ -566,7 +574,8 @@ static const lf_kernels k_scalar = {
         [LF_TYPE_Q5_1] = dot_q5_1, [LF_TYPE_Q8_0] = dot_q8_0, [LF_TYPE_Q4_K] = dot_q4_K,
         [LF_TYPE_Q5_K] = dot_q5_K, [LF_TYPE_Q6_K] = dot_q6_K,
     },
-    .gemm_x8 = {[LF_TYPE_Q4_0] = gemm_x8_q4_0, [LF_TYPE_Q8_0] = gemm_x8_q8_0},
+    .gemm_x8 = {[LF_TYPE_Q4_0] = gemm_x8_q4_0, [LF_TYPE_Q8_0] = gemm_x8_q8_0, [LF_TYPE_Q4_K] = gemm_x8_q4_K,
+                [LF_TYPE_Q6_K] = gemm_x8_q6_K},
     .quantize_q8a = quantize_q8a_ref,
 };
 

@@ -3,57 +3,85 @@
 
 #include <string.h>
 
-/* Payload bytes after the fp16 scale of one 32-element block. */
-static uint32_t payload_bytes(uint32_t type) {
+/* Where each part of one row's block goes in a group block. Chunked parts
+ * (the packed values) are interleaved in 4-byte chunks, chunk c of row r at
+ * `at + 4 * (8c + r)`; byte parts (scales) byte by byte, byte k of row r at
+ * `at + 8k + r`. Offsets `from` are in the row's ggml block. */
+typedef struct part {
+    uint16_t from, len, at;
+    bool chunked;
+} part;
+
+typedef struct x8_layout {
+    uint32_t block_bytes; /* of one row's block */
+    int n_parts;
+    part parts[4];
+} x8_layout;
+
+static const x8_layout *layout_of(uint32_t type) {
+    /* d first (fp16 scales, kept whole per row: bytes 2r, 2r+1), then the rest */
+    static const x8_layout q4_0 = {18, 2, {{0, 2, 0, false}, {2, 16, 16, true}}};
+    static const x8_layout q8_0 = {34, 2, {{0, 2, 0, false}, {2, 32, 16, true}}};
+    /* Q4_K: d, dmin (16 + 16), the 12 scale bytes byte-major (96), qs chunked */
+    static const x8_layout q4_K = {144, 4, {{0, 2, 0, false}, {2, 2, 16, false}, {4, 12, 32, false}, {16, 128, 128, true}}};
+    /* Q6_K (ql 128, qh 64, scales 16, d): d, scales byte-major, ql and qh chunked */
+    static const x8_layout q6_K = {210, 4, {{208, 2, 0, false}, {192, 16, 16, false}, {0, 128, 144, true}, {128, 64, 1168, true}}};
     switch (type) {
-    case LF_TYPE_Q4_0: return LF_QK / 2;
-    case LF_TYPE_Q8_0: return LF_QK;
-    default: return 0;
+    case LF_TYPE_Q4_0: return &q4_0;
+    case LF_TYPE_Q8_0: return &q8_0;
+    case LF_TYPE_Q4_K: return &q4_K;
+    case LF_TYPE_Q6_K: return &q6_K;
+    default: return NULL;
     }
 }
 
-bool lf_repack_supported(uint32_t type) { return payload_bytes(type) != 0; }
+bool lf_repack_supported(uint32_t type) { return layout_of(type) != NULL; }
 
-/* One group block from the 8 rows' block i; rows are row_bytes apart. */
-static void interleave_block(uint32_t p, const uint8_t *rows, uint64_t row_bytes, uint64_t i, uint8_t *out) {
-    const uint64_t bs = 2 + p;
+/* Byte j of a part, for row r, in the group block. The fp16 scales (len 2,
+ * unchunked) stay whole: bytes 2r and 2r + 1. */
+static inline uint32_t group_offset(const part *p, int r, uint32_t j) {
+    if (p->chunked) return p->at + 4 * (LF_X8 * (j / 4) + (uint32_t)r) + j % 4;
+    if (p->len == 2) return p->at + 2 * (uint32_t)r + j;
+    return p->at + LF_X8 * j + (uint32_t)r;
+}
+
+static void interleave_block(const x8_layout *L, const uint8_t *rows, uint64_t row_bytes, uint64_t i, uint8_t *out) {
     for (int r = 0; r < LF_X8; r++) {
-        const uint8_t *b = rows + r * row_bytes + i * bs;
-        memcpy(out + 2 * r, b, 2);
-        for (uint32_t c = 0; c < p / 4; c++) memcpy(out + 16 + 4 * (LF_X8 * c + r), b + 2 + 4 * c, 4);
+        const uint8_t *b = rows + r * row_bytes + i * L->block_bytes;
+        for (int k = 0; k < L->n_parts; k++)
+            for (uint32_t j = 0; j < L->parts[k].len; j++) out[group_offset(&L->parts[k], r, j)] = b[L->parts[k].from + j];
     }
 }
 
-static void deinterleave_block(uint32_t p, const uint8_t *in, uint8_t *rows, uint64_t row_bytes, uint64_t i) {
-    const uint64_t bs = 2 + p;
+static void deinterleave_block(const x8_layout *L, const uint8_t *in, uint8_t *rows, uint64_t row_bytes, uint64_t i) {
     for (int r = 0; r < LF_X8; r++) {
-        uint8_t *b = rows + r * row_bytes + i * bs;
-        memcpy(b, in + 2 * r, 2);
-        for (uint32_t c = 0; c < p / 4; c++) memcpy(b + 2 + 4 * c, in + 16 + 4 * (LF_X8 * c + r), 4);
+        uint8_t *b = rows + r * row_bytes + i * L->block_bytes;
+        for (int k = 0; k < L->n_parts; k++)
+            for (uint32_t j = 0; j < L->parts[k].len; j++) b[L->parts[k].from + j] = in[group_offset(&L->parts[k], r, j)];
     }
 }
 
 void lf_repack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void *scratch) {
-    const uint32_t p = payload_bytes(type);
-    const uint64_t row_bytes = lf_type_row_bytes(type, cols), nb = cols / LF_QK, gb = LF_X8 * (2 + p);
+    const x8_layout *L = layout_of(type);
+    const uint64_t row_bytes = lf_type_row_bytes(type, cols), nb = row_bytes / L->block_bytes, gb = LF_X8 * L->block_bytes;
     for (uint64_t g = 0; g + LF_X8 <= rows; g += LF_X8) {
         uint8_t *group = (uint8_t *)data + g * row_bytes;
         memcpy(scratch, group, LF_X8 * row_bytes);
-        for (uint64_t i = 0; i < nb; i++) interleave_block(p, scratch, row_bytes, i, group + i * gb);
+        for (uint64_t i = 0; i < nb; i++) interleave_block(L, scratch, row_bytes, i, group + i * gb);
     }
 }
 
 void lf_unpack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void *scratch) {
-    const uint32_t p = payload_bytes(type);
-    const uint64_t row_bytes = lf_type_row_bytes(type, cols), nb = cols / LF_QK, gb = LF_X8 * (2 + p);
+    const x8_layout *L = layout_of(type);
+    const uint64_t row_bytes = lf_type_row_bytes(type, cols), nb = row_bytes / L->block_bytes, gb = LF_X8 * L->block_bytes;
     for (uint64_t g = 0; g + LF_X8 <= rows; g += LF_X8) {
         uint8_t *group = (uint8_t *)data + g * row_bytes;
         memcpy(scratch, group, LF_X8 * row_bytes);
-        for (uint64_t i = 0; i < nb; i++) deinterleave_block(p, (const uint8_t *)scratch + i * gb, group, row_bytes, i);
+        for (uint64_t i = 0; i < nb; i++) deinterleave_block(L, (const uint8_t *)scratch + i * gb, group, row_bytes, i);
     }
 }
 
 void lf_x8_block_rows(uint32_t type, const void *group, uint64_t i, void *rows) {
-    const uint32_t p = payload_bytes(type);
-    deinterleave_block(p, (const uint8_t *)group + i * LF_X8 * (2 + p), rows, 2 + p, 0);
+    const x8_layout *L = layout_of(type);
+    deinterleave_block(L, (const uint8_t *)group + i * LF_X8 * L->block_bytes, rows, L->block_bytes, 0);
 }

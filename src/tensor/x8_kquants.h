@@ -1,0 +1,110 @@
+/* x8_kquants.h - 256-bit kernels for Q4_K and Q6_K weights in the x8 layout
+ * (repack.h), shared by the AVX2 and AVX-512 files: each includes it after
+ * defining dot4_u8s8 (maddubs, AVX-VNNI or AVX512-VNNI) and X8_TILE.
+ *
+ * One lane per row, as for Q4_0: a sub-block's 32 values of the 8 rows are
+ * 8 chunk registers; each token's 32 activation bytes are 8 broadcasts. The
+ * sub-block scales of the 8 rows come from one 8-byte load each. */
+#ifndef LF_X8_KQUANTS_H
+#define LF_X8_KQUANTS_H
+
+static inline __m256i bytes8_u32(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)); }
+static inline __m256i bytes8_i32(const uint8_t *p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)); }
+static inline __m256i bcast4_k(const int8_t *p) { return _mm256_set1_epi32((int)lf_load_u32(p)); }
+static inline const lf_block_q8a *tok_blocks_k(const void *x, uint64_t stride, int t) {
+    return (const lf_block_q8a *)(const void *)((const uint8_t *)x + (uint64_t)t * stride);
+}
+
+#define X8_Q4K_BYTES (LF_X8 * sizeof(lf_block_q4_K))
+#define X8_Q6K_BYTES (LF_X8 * sizeof(lf_block_q6_K))
+
+static inline __attribute__((always_inline)) void x8_q4_K_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                float *y, uint64_t ys, int64_t nsb) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m6 = _mm256_set1_epi32(63), l4 = _mm256_set1_epi32(0x0F);
+    __m256 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, g += X8_Q4K_BYTES) {
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)g));
+        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(g + 16)));
+        const uint8_t *B = g + 32; /* scale byte k of the 8 rows at B + 8k */
+        for (int s = 0; s < 8; s++) {
+            __m256i sc, mn;
+            if (s < 4) {
+                sc = _mm256_and_si256(bytes8_u32(B + 8 * s), m6);
+                mn = _mm256_and_si256(bytes8_u32(B + 8 * (s + 4)), m6);
+            } else {
+                const __m256i lo = bytes8_u32(B + 8 * (s + 4));
+                sc = _mm256_or_si256(_mm256_and_si256(lo, l4), _mm256_slli_epi32(_mm256_srli_epi32(bytes8_u32(B + 8 * (s - 4)), 6), 4));
+                mn = _mm256_or_si256(_mm256_srli_epi32(lo, 4), _mm256_slli_epi32(_mm256_srli_epi32(bytes8_u32(B + 8 * s), 6), 4));
+            }
+            const __m256 dsc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc)), dmn = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mn));
+            /* sub-block s: the low (even s) or high nibbles of chunks 8(s/2)..+7 */
+            const uint8_t *q = g + 128 + 32 * 8 * (s / 2);
+            __m256i w[8];
+            for (int m = 0; m < 8; m++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(q + 32 * m));
+                w[m] = _mm256_and_si256(s & 1 ? _mm256_srli_epi16(v, 4) : v, m4);
+            }
+            for (int t = 0; t < nt; t++) {
+                const lf_block_q8a *yb = tok_blocks_k(x, xs, t) + 8 * i + s;
+                __m256i is = _mm256_setzero_si256();
+                for (int m = 0; m < 8; m++) is = dot4_u8s8(is, w[m], bcast4_k(yb->qs + 4 * m));
+                const __m256 dy = _mm256_set1_ps(yb->d);
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(dsc, dy), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(dmn, _mm256_set1_ps(yb->d * (float)(yb->sum[0] + yb->sum[1])), acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+static inline __attribute__((always_inline)) void x8_q6_K_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                float *y, uint64_t ys, int64_t nsb) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    __m256 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, g += X8_Q6K_BYTES) {
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)g));
+        for (int b = 0; b < 8; b++) { /* activation block b: half h, group gg of 32 */
+            const int h = b / 4, gg = b % 4;
+            const uint8_t *ql = g + 144 + 32 * (16 * h + 8 * (gg & 1)), *qh = g + 1168 + 32 * (8 * h);
+            const __m128i sl = _mm_cvtsi32_si128(4 * (gg >> 1)), sh = _mm_cvtsi32_si128(2 * gg);
+            __m256i w[8];
+            for (int m = 0; m < 8; m++) {
+                const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(ql + 32 * m)), sl), m4);
+                const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(qh + 32 * m)), sh), m2);
+                w[m] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+            }
+            const __m256i sc0 = bytes8_i32(g + 16 + 8 * (8 * h + 2 * gg)), sc1 = bytes8_i32(g + 16 + 8 * (8 * h + 2 * gg + 1));
+            for (int t = 0; t < nt; t++) {
+                const lf_block_q8a *yb = tok_blocks_k(x, xs, t) + 8 * i + b;
+                __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
+                for (int m = 0; m < 4; m++) i0 = dot4_u8s8(i0, w[m], bcast4_k(yb->qs + 4 * m));
+                for (int m = 4; m < 8; m++) i1 = dot4_u8s8(i1, w[m], bcast4_k(yb->qs + 4 * m));
+                /* each half's sum minus the -32 offset, times its scale */
+                i0 = _mm256_sub_epi32(i0, _mm256_set1_epi32(32 * yb->sum[0]));
+                i1 = _mm256_sub_epi32(i1, _mm256_set1_epi32(32 * yb->sum[1]));
+                const __m256i it = _mm256_add_epi32(_mm256_mullo_epi32(i0, sc0), _mm256_mullo_epi32(i1, sc1));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(it), _mm256_mul_ps(d, _mm256_set1_ps(yb->d)), acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+/* gemm_x8 entries over super-blocks of 256 elements. */
+#define X8_GEMM_K(name, tile)                                                                                        \
+    static void name(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {          \
+        int t = 0;                                                                                                   \
+        for (; t + X8_TILE <= nt; t += X8_TILE) tile(g, tok_blocks_k(x, xs, t), xs, X8_TILE, y + t * ys, ys, n / 256); \
+        switch (nt - t) {                                                                                            \
+        case 3: tile(g, tok_blocks_k(x, xs, t), xs, 3, y + t * ys, ys, n / 256); break;                              \
+        case 2: tile(g, tok_blocks_k(x, xs, t), xs, 2, y + t * ys, ys, n / 256); break;                              \
+        case 1: tile(g, tok_blocks_k(x, xs, t), xs, 1, y + t * ys, ys, n / 256); break;                              \
+        default: break;                                                                                              \
+        }                                                                                                            \
+    }
+X8_GEMM_K(gemm_x8_q4_K, x8_q4_K_tile)
+X8_GEMM_K(gemm_x8_q6_K, x8_q6_K_tile)
+
+#endif
