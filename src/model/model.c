@@ -41,11 +41,31 @@ lf_tensor_class lf_tensor_class_of(const char *name) {
     return LF_CLASS_OTHER;
 }
 
-static lf_status repack(lf_model *m, const char *name, lf_weight *w) {
+typedef struct repack_job {
+    const lf_weight *w;
+    bool failed;
+} repack_job;
+
+/* Each thread repacks a run of whole groups with a scratch of its own. */
+static void repack_worker(void *ctx, int ith, int nth) {
+    repack_job *j = ctx;
+    const lf_weight *w = j->w;
+    uint64_t g0, g1;
+    lf_split_range(w->rows / LF_X8, ith, nth, 1, &g0, &g1);
+    if (g0 == g1) return;
     void *scratch = malloc(LF_X8 * w->row_bytes);
-    if (!scratch) return lf_err_set(&m->err, LF_E_NOMEM, "repacking '%s'", name);
-    lf_repack_x8(w->type, (void *)w->data, w->rows, w->cols, scratch);
+    if (!scratch) {
+        j->failed = true; /* a bool only ever set: the race is benign */
+        return;
+    }
+    lf_repack_x8(w->type, (uint8_t *)w->data + g0 * LF_X8 * w->row_bytes, (g1 - g0) * LF_X8, w->cols, scratch);
     free(scratch);
+}
+
+static lf_status repack(lf_model *m, const char *name, lf_weight *w) {
+    repack_job job = {w, false};
+    lf_pool_run(m->load_pool, repack_worker, &job);
+    if (job.failed) return lf_err_set(&m->err, LF_E_NOMEM, "repacking '%s'", name);
     w->layout = LF_LAYOUT_X8;
     m->info.repacked_bytes += w->rows * w->row_bytes;
     return LF_OK;
@@ -504,7 +524,15 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         m->budget_used = m->budget_fixed;
     }
     if ((st = verify_resident(m))) goto fail;
-    if ((st = bind_tensors(m))) goto fail;
+    /* repacking runs on every core: a 7B model rearranges 4 GB */
+    if (m->mode != LF_MODE_MMAP && lf_pool_create(m->n_threads, &m->load_pool)) {
+        st = LF_E_NOMEM;
+        goto fail;
+    }
+    st = bind_tensors(m);
+    lf_pool_destroy(m->load_pool);
+    m->load_pool = NULL;
+    if (st) goto fail;
     {
         uint64_t total = 0;
         for (int c = 0; c < LF_CLASS_COUNT; c++) total += m->info.class_bytes[c];

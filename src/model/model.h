@@ -74,6 +74,7 @@ struct lf_model {
     bool unbundled_reads;     /* ablation: see lf_model_params */
     bool verify_checksums;
     const lf_kernels *kernels;
+    lf_pool *load_pool;  /* while opening: the threads that repack weights */
     char **tensor_names; /* NUL-terminated copies, (n_tensors) */
     char **meta_keys;    /* (n_kv) */
     /* the budget ledger, shared by the model and its sessions */

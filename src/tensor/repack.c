@@ -37,27 +37,38 @@ static const x8_layout *layout_of(uint32_t type) {
 
 bool lf_repack_supported(uint32_t type) { return layout_of(type) != NULL; }
 
-/* Byte j of a part, for row r, in the group block. The fp16 scales (len 2,
- * unchunked) stay whole: bytes 2r and 2r + 1. */
-static inline uint32_t group_offset(const part *p, int r, uint32_t j) {
-    if (p->chunked) return p->at + 4 * (LF_X8 * (j / 4) + (uint32_t)r) + j % 4;
-    if (p->len == 2) return p->at + 2 * (uint32_t)r + j;
-    return p->at + LF_X8 * j + (uint32_t)r;
+static inline void move_part(const part *p, int r, uint8_t *block, uint8_t *group, bool to_group) {
+    uint8_t *b = block + p->from;
+    if (p->chunked) { /* 4-byte chunks, 8 rows apart */
+        uint8_t *g = group + p->at + 4 * r;
+        for (uint32_t j = 0; j < p->len; j += 4, g += 4 * LF_X8, b += 4) {
+            if (to_group) memcpy(g, b, 4);
+            else memcpy(b, g, 4);
+        }
+    } else if (p->len == 2) { /* an fp16 scale */
+        uint8_t *g = group + p->at + 2 * r;
+        if (to_group) memcpy(g, b, 2);
+        else memcpy(b, g, 2);
+    } else { /* bytes, 8 rows apart */
+        uint8_t *g = group + p->at + r;
+        for (uint32_t j = 0; j < p->len; j++, g += LF_X8) {
+            if (to_group) *g = b[j];
+            else b[j] = *g;
+        }
+    }
 }
 
 static void interleave_block(const x8_layout *L, const uint8_t *rows, uint64_t row_bytes, uint64_t i, uint8_t *out) {
     for (int r = 0; r < LF_X8; r++) {
-        const uint8_t *b = rows + r * row_bytes + i * L->block_bytes;
-        for (int k = 0; k < L->n_parts; k++)
-            for (uint32_t j = 0; j < L->parts[k].len; j++) out[group_offset(&L->parts[k], r, j)] = b[L->parts[k].from + j];
+        uint8_t *b = (uint8_t *)rows + r * row_bytes + i * L->block_bytes;
+        for (int k = 0; k < L->n_parts; k++) move_part(&L->parts[k], r, b, out, true);
     }
 }
 
 static void deinterleave_block(const x8_layout *L, const uint8_t *in, uint8_t *rows, uint64_t row_bytes, uint64_t i) {
     for (int r = 0; r < LF_X8; r++) {
         uint8_t *b = rows + r * row_bytes + i * L->block_bytes;
-        for (int k = 0; k < L->n_parts; k++)
-            for (uint32_t j = 0; j < L->parts[k].len; j++) b[L->parts[k].from + j] = in[group_offset(&L->parts[k], r, j)];
+        for (int k = 0; k < L->n_parts; k++) move_part(&L->parts[k], r, b, (uint8_t *)in, false);
     }
 }
 
