@@ -51,7 +51,9 @@ void lf_ffn_kernel_begin(lf_ffn_kernel *fk, const float *x, size_t n) {
             fk->x[t] = xt;
         }
     }
-    memset(fk->acc, 0, (size_t)fk->nth * fk->max_batch * fk->n_embd * sizeof(float));
+    /* only the batch's rows: a single token clears n_embd floats per thread, not max_batch times that */
+    for (int th = 0; th < fk->nth; th++)
+        memset(fk->acc + (uint64_t)th * fk->max_batch * fk->n_embd, 0, n * fk->n_embd * sizeof(float));
 }
 
 typedef struct kernel_job {

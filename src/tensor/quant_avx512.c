@@ -136,6 +136,92 @@ static inline __m256i dot4_u8s8_256(__m256i acc, __m256i u, __m256i s) {
 #include "x8_kquants.h"
 #undef dot4_u8s8
 
+/* Q4_K in 512-bit registers: two chunks of the 8 rows per register, the
+ * activation words of the two chunks permuted into its halves. */
+static inline __attribute__((always_inline)) void x8_q4_K_tile512(const uint8_t *g, const void *x, uint64_t xs,
+                                                                   const int nt, float *y, uint64_t ys, int64_t nsb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m256i m6 = _mm256_set1_epi32(63), l4 = _mm256_set1_epi32(0x0F);
+    const __m512i idx[4] = {pair_index(0, 1), pair_index(2, 3), pair_index(4, 5), pair_index(6, 7)};
+    __m256 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, g += LF_X8 * sizeof(lf_block_q4_K)) {
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)g));
+        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(g + 16)));
+        const uint8_t *B = g + 32;
+        for (int s = 0; s < 8; s++) {
+            __m256i sc, mn;
+            if (s < 4) {
+                sc = _mm256_and_si256(bytes8_u32(B + 8 * s), m6);
+                mn = _mm256_and_si256(bytes8_u32(B + 8 * (s + 4)), m6);
+            } else {
+                const __m256i lo = bytes8_u32(B + 8 * (s + 4));
+                sc = _mm256_or_si256(_mm256_and_si256(lo, l4), _mm256_slli_epi32(_mm256_srli_epi32(bytes8_u32(B + 8 * (s - 4)), 6), 4));
+                mn = _mm256_or_si256(_mm256_srli_epi32(lo, 4), _mm256_slli_epi32(_mm256_srli_epi32(bytes8_u32(B + 8 * s), 6), 4));
+            }
+            const __m256 dsc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc)), dmn = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mn));
+            const uint8_t *q = g + 128 + 32 * 8 * (s / 2);
+            __m512i w[4];
+            for (int m = 0; m < 4; m++) {
+                const __m512i v = _mm512_loadu_si512((const void *)(q + 64 * m));
+                w[m] = _mm512_and_si512(s & 1 ? _mm512_srli_epi16(v, 4) : v, m4);
+            }
+            for (int t = 0; t < nt; t++) {
+                const lf_block_q8a *yb = tok_blocks(x, xs, t) + 8 * i + s;
+                const __m512i a = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)yb->qs));
+                __m512i s0 = dot4_u8s8(_mm512_setzero_si512(), w[0], _mm512_permutexvar_epi32(idx[0], a));
+                __m512i s1 = dot4_u8s8(_mm512_setzero_si512(), w[1], _mm512_permutexvar_epi32(idx[1], a));
+                s0 = dot4_u8s8(s0, w[2], _mm512_permutexvar_epi32(idx[2], a));
+                s1 = dot4_u8s8(s1, w[3], _mm512_permutexvar_epi32(idx[3], a));
+                const __m256i is = fold_halves(_mm512_add_epi32(s0, s1));
+                const __m256 dy = _mm256_set1_ps(yb->d);
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(dsc, dy), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(dmn, _mm256_set1_ps(yb->d * (float)(yb->sum[0] + yb->sum[1])), acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+X8_GEMM_K(gemm_x8_q4_K_512, x8_q4_K_tile512)
+
+/* Q6_K in 512-bit registers: chunks m, m+1 of the 8 rows per register. */
+static inline __attribute__((always_inline)) void x8_q6_K_tile512(const uint8_t *g, const void *x, uint64_t xs,
+                                                                   const int nt, float *y, uint64_t ys, int64_t nsb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    const __m512i idx[4] = {pair_index(0, 1), pair_index(2, 3), pair_index(4, 5), pair_index(6, 7)};
+    __m256 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, g += LF_X8 * sizeof(lf_block_q6_K)) {
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)g));
+        for (int b = 0; b < 8; b++) {
+            const int h = b / 4, gg = b % 4;
+            const uint8_t *ql = g + 144 + 32 * (16 * h + 8 * (gg & 1)), *qh = g + 1168 + 32 * (8 * h);
+            const __m128i sl = _mm_cvtsi32_si128(4 * (gg >> 1)), sh = _mm_cvtsi32_si128(2 * gg);
+            __m512i w[4];
+            for (int m = 0; m < 4; m++) {
+                const __m512i lo = _mm512_and_si512(_mm512_srl_epi16(_mm512_loadu_si512((const void *)(ql + 64 * m)), sl), m4);
+                const __m512i hi = _mm512_and_si512(_mm512_srl_epi16(_mm512_loadu_si512((const void *)(qh + 64 * m)), sh), m2);
+                w[m] = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+            }
+            const __m256i sc0 = bytes8_i32(g + 16 + 8 * (8 * h + 2 * gg)), sc1 = bytes8_i32(g + 16 + 8 * (8 * h + 2 * gg + 1));
+            for (int t = 0; t < nt; t++) {
+                const lf_block_q8a *yb = tok_blocks(x, xs, t) + 8 * i + b;
+                const __m512i a = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)yb->qs));
+                __m512i s0 = dot4_u8s8(_mm512_setzero_si512(), w[0], _mm512_permutexvar_epi32(idx[0], a));
+                __m512i s1 = dot4_u8s8(_mm512_setzero_si512(), w[2], _mm512_permutexvar_epi32(idx[2], a));
+                s0 = dot4_u8s8(s0, w[1], _mm512_permutexvar_epi32(idx[1], a));
+                s1 = dot4_u8s8(s1, w[3], _mm512_permutexvar_epi32(idx[3], a));
+                const __m256i i0 = _mm256_sub_epi32(fold_halves(s0), _mm256_set1_epi32(32 * yb->sum[0]));
+                const __m256i i1 = _mm256_sub_epi32(fold_halves(s1), _mm256_set1_epi32(32 * yb->sum[1]));
+                const __m256i it = _mm256_add_epi32(_mm256_mullo_epi32(i0, sc0), _mm256_mullo_epi32(i1, sc1));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(it), _mm256_mul_ps(d, _mm256_set1_ps(yb->d)), acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+X8_GEMM_K(gemm_x8_q6_K_512, x8_q6_K_tile512)
+
 static lf_kernels table;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -150,8 +236,8 @@ static void init(void) {
 #endif
     table.gemm_x8[LF_TYPE_Q4_0] = gemm_x8_q4_0;
     table.gemm_x8[LF_TYPE_Q8_0] = gemm_x8_q8_0;
-    table.gemm_x8[LF_TYPE_Q4_K] = gemm_x8_q4_K;
-    table.gemm_x8[LF_TYPE_Q6_K] = gemm_x8_q6_K;
+    table.gemm_x8[LF_TYPE_Q4_K] = gemm_x8_q4_K_512;
+    table.gemm_x8[LF_TYPE_Q6_K] = gemm_x8_q6_K_512;
 }
 
 static bool cpu_ok(void) {

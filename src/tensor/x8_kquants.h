@@ -94,7 +94,8 @@ static inline __attribute__((always_inline)) void x8_q6_K_tile(const uint8_t *g,
 
 /* gemm_x8 entries over super-blocks of 256 elements. */
 #define X8_GEMM_K(name, tile)                                                                                        \
-    static void name(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {          \
+    static __attribute__((unused)) void name(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, \
+                                             int64_t n) {                                                            \
         int t = 0;                                                                                                   \
         for (; t + X8_TILE <= nt; t += X8_TILE) tile(g, tok_blocks_k(x, xs, t), xs, X8_TILE, y + t * ys, ys, n / 256); \
         switch (nt - t) {                                                                                            \
