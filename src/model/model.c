@@ -97,6 +97,11 @@ static lf_status bind_weight(lf_model *m, const char *name, uint64_t rows, uint6
     w->row_bytes = lf_type_row_bytes(t->type, cols);
     /* our own copy (not the file's mapping), multiplied only through
      * matvecs (the embedding table is read a row at a time) */
+    if (m->prepacked && m->prepacked[idx]) { /* read straight into the x8 layout (ram mode) */
+        w->layout = LF_LAYOUT_X8;
+        m->info.repacked_bytes += w->rows * w->row_bytes;
+        return LF_OK;
+    }
     if (m->mode != LF_MODE_MMAP && rows >= LF_X8 && m->kernels->gemm_x8[t->type] && strcmp(name, "token_embd.weight"))
         return repack(m, name, w);
     return LF_OK;
@@ -228,6 +233,77 @@ static bool is_bundle_data(const char *name) {
     return n > 11 && strcmp(name + n - 11, ".ffn_bundle") == 0;
 }
 
+/* Whether tensor i will be a repacked matvec weight: bind_weight's test,
+ * known before binding from the tensor's own description. */
+static bool will_repack(const lf_model *m, uint64_t i) {
+    const lf_gguf_tensor *t = &m->gguf->tensors[i];
+    return m->mode == LF_MODE_RAM && t->n_dims == 2 && t->ne[1] >= LF_X8 && t->type < LF_TYPE_ID_MAX &&
+           m->kernels->gemm_x8[t->type] && lf_type_row_bytes(t->type, t->ne[0]) &&
+           strcmp(m->tensor_names[i], "token_embd.weight") != 0;
+}
+
+/* Staging per thread when reading a tensor straight into the x8 layout. */
+#define LF_REPACK_STAGING (1u << 20)
+
+typedef struct read_repack_job {
+    lf_model *m;
+    const lf_gguf_tensor *t;
+    uint8_t *dst;
+    lf_status st; /* the first failure; written under the model's error by one thread at a time */
+    pthread_mutex_t mu;
+} read_repack_job;
+
+/* Each thread reads a run of whole groups, a staging buffer at a time, and
+ * interleaves them into place: one pass over the bytes instead of a read
+ * and then a repack. */
+static void read_repack_worker(void *ctx, int ith, int nth) {
+    read_repack_job *j = ctx;
+    const lf_gguf_tensor *t = j->t;
+    const uint64_t row_bytes = lf_type_row_bytes(t->type, t->ne[0]), gbytes = LF_X8 * row_bytes;
+    uint64_t g0, g1;
+    lf_split_range(t->ne[1] / LF_X8, ith, nth, 1, &g0, &g1);
+    if (g0 == g1) return;
+    const uint64_t per = LF_MAX(1, LF_REPACK_STAGING / gbytes);
+    uint8_t *staging = malloc(per * gbytes);
+    lf_err err = {0};
+    lf_status st = staging ? LF_OK : lf_err_set(&err, LF_E_NOMEM, "staging for repacking");
+    for (uint64_t g = g0; g < g1 && !st; g += per) {
+        const uint64_t n = LF_MIN(per, g1 - g);
+        if (!(st = lf_pread_all(j->m->fd, staging, n * gbytes, t->file_offset + g * gbytes, &err)))
+            lf_repack_x8_copy(t->type, j->dst + g * gbytes, staging, n * LF_X8, t->ne[0]);
+    }
+    free(staging);
+    if (st) {
+        pthread_mutex_lock(&j->mu);
+        if (!j->st) {
+            j->st = st;
+            j->m->err = err;
+        }
+        pthread_mutex_unlock(&j->mu);
+    }
+}
+
+static lf_status read_tensor(lf_model *m, uint64_t i, uint8_t *dst) {
+    const lf_gguf_tensor *t = &m->gguf->tensors[i];
+    if (!will_repack(m, i)) return lf_pread_all(m->fd, dst, t->nbytes, t->file_offset, &m->err);
+    /* the threads read their runs a megabyte at a time: without readahead
+     * of the whole tensor, a cold file is read 128 KiB per request */
+    posix_fadvise(m->fd, (off_t)t->file_offset, (off_t)t->nbytes, POSIX_FADV_WILLNEED);
+    read_repack_job job = {.m = m, .t = t, .dst = dst};
+    pthread_mutex_init(&job.mu, NULL);
+    lf_pool_run(m->load_pool, read_repack_worker, &job);
+    pthread_mutex_destroy(&job.mu);
+    if (job.st) return job.st;
+    /* the rows after the last whole group, as they are */
+    const uint64_t row_bytes = lf_type_row_bytes(t->type, t->ne[0]), whole = t->ne[1] / LF_X8 * LF_X8 * row_bytes;
+    if (whole < t->nbytes) {
+        lf_status st = lf_pread_all(m->fd, dst + whole, t->nbytes - whole, t->file_offset + whole, &m->err);
+        if (st) return st;
+    }
+    m->prepacked[i] = true;
+    return LF_OK;
+}
+
 static lf_status load_resident(lf_model *m) {
     const lf_gguf *g = m->gguf;
     uint64_t total = 0;
@@ -235,15 +311,16 @@ static lf_status load_resident(lf_model *m) {
         if (!is_bundle_data(m->tensor_names[i])) total += lf_align_up(g->tensors[i].nbytes, 64);
     m->resident = lf_alloc_aligned(total ? total : 64, 64);
     if (!m->resident) return lf_err_set(&m->err, LF_E_NOMEM, "resident weights (%" PRIu64 " bytes)", total);
+    m->prepacked = calloc(g->n_tensors + 1, sizeof *m->prepacked);
+    if (!m->prepacked) return lf_err_set(&m->err, LF_E_NOMEM, "tensor table");
     m->resident_bytes = total;
     uint64_t at = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         if (is_bundle_data(m->tensor_names[i])) continue;
-        const lf_gguf_tensor *t = &g->tensors[i];
-        lf_status st = lf_pread_all(m->fd, m->resident + at, t->nbytes, t->file_offset, &m->err);
+        const lf_status st = read_tensor(m, i, m->resident + at);
         if (st) return st;
         m->tensor_ptr[i] = m->resident + at;
-        at += lf_align_up(t->nbytes, 64);
+        at += lf_align_up(g->tensors[i].nbytes, 64);
     }
     /* the copies are ours now: drop the page cache the reads filled, so the
      * budget is not shadowed by a second copy in the kernel */
@@ -497,6 +574,11 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         st = LF_E_NOMEM;
         goto fail;
     }
+    /* repacking runs on every core: a 7B model rearranges 4 GB */
+    if (m->mode != LF_MODE_MMAP && lf_pool_create(m->n_threads, &m->load_pool)) {
+        st = LF_E_NOMEM;
+        goto fail;
+    }
     if (m->mode == LF_MODE_MMAP) {
         if ((st = map_file(m))) goto fail;
     } else if (m->mode == LF_MODE_RAM) {
@@ -524,11 +606,6 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         m->budget_used = m->budget_fixed;
     }
     if ((st = verify_resident(m))) goto fail;
-    /* repacking runs on every core: a 7B model rearranges 4 GB */
-    if (m->mode != LF_MODE_MMAP && lf_pool_create(m->n_threads, &m->load_pool)) {
-        st = LF_E_NOMEM;
-        goto fail;
-    }
     st = bind_tensors(m);
     lf_pool_destroy(m->load_pool);
     m->load_pool = NULL;
@@ -567,6 +644,8 @@ void lf_model_close(lf_model *m) {
     if (m->meta_keys)
         for (size_t i = 0; m->meta_keys[i]; i++) free(m->meta_keys[i]);
     free(m->tensor_names);
+    free(m->prepacked);
+    lf_pool_destroy(m->load_pool);
     free(m->meta_keys);
     lf_tokenizer_free(m->tok);
     lf_loader_close(m->loader);

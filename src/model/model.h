@@ -75,6 +75,7 @@ struct lf_model {
     bool verify_checksums;
     const lf_kernels *kernels;
     lf_pool *load_pool;  /* while opening: the threads that repack weights */
+    bool *prepacked;     /* ram mode: (n_tensors) read straight into the x8 layout */
     char **tensor_names; /* NUL-terminated copies, (n_tensors) */
     char **meta_keys;    /* (n_kv) */
     /* the budget ledger, shared by the model and its sessions */

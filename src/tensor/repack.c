@@ -82,6 +82,16 @@ void lf_repack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void 
     }
 }
 
+void lf_repack_x8_copy(uint32_t type, void *dst, const void *src, uint64_t rows, uint64_t cols) {
+    const x8_layout *L = layout_of(type);
+    const uint64_t row_bytes = lf_type_row_bytes(type, cols), nb = row_bytes / L->block_bytes, gb = LF_X8 * L->block_bytes;
+    for (uint64_t g = 0; g + LF_X8 <= rows; g += LF_X8) {
+        const uint8_t *from = (const uint8_t *)src + g * row_bytes;
+        uint8_t *group = (uint8_t *)dst + g * row_bytes;
+        for (uint64_t i = 0; i < nb; i++) interleave_block(L, from, row_bytes, i, group + i * gb);
+    }
+}
+
 void lf_unpack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void *scratch) {
     const x8_layout *L = layout_of(type);
     const uint64_t row_bytes = lf_type_row_bytes(type, cols), nb = row_bytes / L->block_bytes, gb = LF_X8 * L->block_bytes;
