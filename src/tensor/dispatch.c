@@ -47,8 +47,3 @@ const lf_kernels *lf_kernels_select(char *why, size_t cap) {
     if (why) snprintf(why, cap, "LLMFLASH_KERNELS=%s is not a kernel family; use scalar, avx2 or avx512", force);
     return NULL;
 }
-
-const lf_kernels *lf_kernels_best(void) {
-    const lf_kernels *k = lf_kernels_select(NULL, 0);
-    return k ? k : fastest_of("");
-}

@@ -52,9 +52,6 @@ int lf_kernels_available(const lf_kernels *out[LF_KERNEL_PATHS]);
  * forces a family (its fastest variant); a family the CPU cannot run, or an
  * unknown name, is refused: NULL, with the reason in why. */
 const lf_kernels *lf_kernels_select(char *why, size_t cap);
-/* lf_kernels_select without the reason, falling back to the fastest path
- * (for tests and tools that do not report). */
-const lf_kernels *lf_kernels_best(void);
 
 /* Reference dequantization of n elements (n multiple of the block). */
 void lf_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
