@@ -358,9 +358,7 @@ static void axpy_q4_0(const void *row, float a, float *y, int64_t n) {
 
 /* ---- x8 groups (repack.h): 8 rows per register, one row per 32-bit lane -- */
 
-/* The tokens of one pass over a group: every weight block is unpacked once
- * and multiplied with up to X8_TILE activations. */
-#define X8_TILE 4
+#include "x8_gemm.h"
 
 /* acc + the 4-byte dot products of u (unsigned) and s (signed) per lane. */
 static inline __m256i dot4_u8s8(__m256i acc, __m256i u, __m256i s) {
@@ -372,10 +370,6 @@ static inline __m256i dot4_u8s8(__m256i acc, __m256i u, __m256i s) {
 }
 
 static inline __m256i bcast4(const int8_t *p) { return _mm256_set1_epi32((int)lf_load_u32(p)); }
-
-static inline const lf_block_q8a *tok_blocks(const void *x, uint64_t stride, int t) {
-    return (const lf_block_q8a *)(const void *)((const uint8_t *)x + (uint64_t)t * stride);
-}
 
 static inline __attribute__((always_inline)) void x8_q4_0_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
                                                                 float *y, uint64_t ys, int64_t nb) {
@@ -436,20 +430,8 @@ static inline __attribute__((always_inline)) void x8_q8_0_tile(const uint8_t *g,
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
 }
 
-/* One gemm_x8 entry per type: tiles of X8_TILE tokens, then the rest. */
-#define X8_GEMM(name, tile)                                                                                         \
-    static void name(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {         \
-        int t = 0;                                                                                                  \
-        for (; t + X8_TILE <= nt; t += X8_TILE) tile(g, tok_blocks(x, xs, t), xs, X8_TILE, y + t * ys, ys, n / 32); \
-        switch (nt - t) {                                                                                           \
-        case 3: tile(g, tok_blocks(x, xs, t), xs, 3, y + t * ys, ys, n / 32); break;                                \
-        case 2: tile(g, tok_blocks(x, xs, t), xs, 2, y + t * ys, ys, n / 32); break;                                \
-        case 1: tile(g, tok_blocks(x, xs, t), xs, 1, y + t * ys, ys, n / 32); break;                                \
-        default: break;                                                                                             \
-        }                                                                                                           \
-    }
-X8_GEMM(gemm_x8_q4_0, x8_q4_0_tile)
-X8_GEMM(gemm_x8_q8_0, x8_q8_0_tile)
+X8_GEMM(gemm_x8_q4_0, x8_q4_0_tile, 32)
+X8_GEMM(gemm_x8_q8_0, x8_q8_0_tile, 32)
 
 #include "x8_kquants.h"
 

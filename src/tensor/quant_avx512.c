@@ -17,7 +17,7 @@
 #if defined(__x86_64__) && defined(LF_HAVE_AVX512_BUILD)
 #include <immintrin.h>
 
-#define X8_TILE 4
+#include "x8_gemm.h"
 
 static inline __m512i dot4_u8s8(__m512i acc, __m512i u, __m512i s) {
 #ifdef LF_VNNI
@@ -25,10 +25,6 @@ static inline __m512i dot4_u8s8(__m512i acc, __m512i u, __m512i s) {
 #else
     return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
 #endif
-}
-
-static inline const lf_block_q8a *tok_blocks(const void *x, uint64_t stride, int t) {
-    return (const lf_block_q8a *)(const void *)((const uint8_t *)x + (uint64_t)t * stride);
 }
 
 /* Lanes 0-7 get 32-bit word a of the block's activation bytes, 8-15 word b. */
@@ -108,23 +104,10 @@ static inline __attribute__((always_inline)) void x8_q8_0_tile(const uint8_t *g,
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
 }
 
-#define X8_GEMM(name, tile)                                                                                         \
-    static void name(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {         \
-        int t = 0;                                                                                                  \
-        for (; t + X8_TILE <= nt; t += X8_TILE) tile(g, tok_blocks(x, xs, t), xs, X8_TILE, y + t * ys, ys, n / 32); \
-        switch (nt - t) {                                                                                           \
-        case 3: tile(g, tok_blocks(x, xs, t), xs, 3, y + t * ys, ys, n / 32); break;                                \
-        case 2: tile(g, tok_blocks(x, xs, t), xs, 2, y + t * ys, ys, n / 32); break;                                \
-        case 1: tile(g, tok_blocks(x, xs, t), xs, 1, y + t * ys, ys, n / 32); break;                                \
-        default: break;                                                                                             \
-        }                                                                                                           \
-    }
-X8_GEMM(gemm_x8_q4_0, x8_q4_0_tile)
-X8_GEMM(gemm_x8_q8_0, x8_q8_0_tile)
+X8_GEMM(gemm_x8_q4_0, x8_q4_0_tile, 32)
+X8_GEMM(gemm_x8_q8_0, x8_q8_0_tile, 32)
 
 /* the K-quants in 256-bit registers, with AVX512-VNNI's 256-bit form */
-#undef X8_TILE
-#define X8_TILE 4
 static inline __m256i dot4_u8s8_256(__m256i acc, __m256i u, __m256i s) {
 #ifdef LF_VNNI
     return _mm256_dpbusd_epi32(acc, u, s);
@@ -141,7 +124,6 @@ static inline __m256i dot4_u8s8_256(__m256i acc, __m256i u, __m256i s) {
 static inline __attribute__((always_inline)) void x8_q4_K_tile512(const uint8_t *g, const void *x, uint64_t xs,
                                                                    const int nt, float *y, uint64_t ys, int64_t nsb) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __m256i m6 = _mm256_set1_epi32(63), l4 = _mm256_set1_epi32(0x0F);
     const __m512i idx[4] = {pair_index(0, 1), pair_index(2, 3), pair_index(4, 5), pair_index(6, 7)};
     __m256 acc[X8_TILE];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
@@ -150,16 +132,8 @@ static inline __attribute__((always_inline)) void x8_q4_K_tile512(const uint8_t 
         const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(g + 16)));
         const uint8_t *B = g + 32;
         for (int s = 0; s < 8; s++) {
-            __m256i sc, mn;
-            if (s < 4) {
-                sc = _mm256_and_si256(bytes8_u32(B + 8 * s), m6);
-                mn = _mm256_and_si256(bytes8_u32(B + 8 * (s + 4)), m6);
-            } else {
-                const __m256i lo = bytes8_u32(B + 8 * (s + 4));
-                sc = _mm256_or_si256(_mm256_and_si256(lo, l4), _mm256_slli_epi32(_mm256_srli_epi32(bytes8_u32(B + 8 * (s - 4)), 6), 4));
-                mn = _mm256_or_si256(_mm256_srli_epi32(lo, 4), _mm256_slli_epi32(_mm256_srli_epi32(bytes8_u32(B + 8 * s), 6), 4));
-            }
-            const __m256 dsc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc)), dmn = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mn));
+            __m256 dsc, dmn;
+            q4_K_sub_scales(B, s, d, dmin, &dsc, &dmn);
             const uint8_t *q = g + 128 + 32 * 8 * (s / 2);
             __m512i w[4];
             for (int m = 0; m < 4; m++) {
@@ -182,7 +156,7 @@ static inline __attribute__((always_inline)) void x8_q4_K_tile512(const uint8_t 
     }
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
 }
-X8_GEMM_K(gemm_x8_q4_K_512, x8_q4_K_tile512)
+X8_GEMM(gemm_x8_q4_K_512, x8_q4_K_tile512, 256)
 
 /* Q6_K in 512-bit registers: chunks m, m+1 of the 8 rows per register. */
 static inline __attribute__((always_inline)) void x8_q6_K_tile512(const uint8_t *g, const void *x, uint64_t xs,
@@ -220,7 +194,7 @@ static inline __attribute__((always_inline)) void x8_q6_K_tile512(const uint8_t 
     }
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
 }
-X8_GEMM_K(gemm_x8_q6_K_512, x8_q6_K_tile512)
+X8_GEMM(gemm_x8_q6_K_512, x8_q6_K_tile512, 256)
 
 static lf_kernels table;
 static pthread_once_t once = PTHREAD_ONCE_INIT;

@@ -1,6 +1,6 @@
 /* x8_kquants.h - 256-bit kernels for Q4_K and Q6_K weights in the x8 layout
  * (repack.h), shared by the AVX2 and AVX-512 files: each includes it after
- * defining dot4_u8s8 (maddubs, AVX-VNNI or AVX512-VNNI) and X8_TILE.
+ * defining dot4_u8s8 (maddubs, AVX-VNNI or AVX512-VNNI) and x8_gemm.h.
  *
  * One lane per row, as for Q4_0: a sub-block's 32 values of the 8 rows are
  * 8 chunk registers; each token's 32 activation bytes are 8 broadcasts. The
@@ -11,8 +11,23 @@
 static inline __m256i bytes8_u32(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)); }
 static inline __m256i bytes8_i32(const uint8_t *p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)); }
 static inline __m256i bcast4_k(const int8_t *p) { return _mm256_set1_epi32((int)lf_load_u32(p)); }
-static inline const lf_block_q8a *tok_blocks_k(const void *x, uint64_t stride, int t) {
-    return (const lf_block_q8a *)(const void *)((const uint8_t *)x + (uint64_t)t * stride);
+
+/* Sub-block s's scales and mins of the 8 rows, times the super-block's d
+ * and dmin (the 6-bit packing of ggml's k4 scales, read 8 rows at once from
+ * the byte-major scale bytes B). */
+static inline void q4_K_sub_scales(const uint8_t *B, int s, __m256 d, __m256 dmin, __m256 *dsc, __m256 *dmn) {
+    const __m256i m6 = _mm256_set1_epi32(63), l4 = _mm256_set1_epi32(0x0F);
+    __m256i sc, mn;
+    if (s < 4) {
+        sc = _mm256_and_si256(bytes8_u32(B + 8 * s), m6);
+        mn = _mm256_and_si256(bytes8_u32(B + 8 * (s + 4)), m6);
+    } else {
+        const __m256i lo = bytes8_u32(B + 8 * (s + 4));
+        sc = _mm256_or_si256(_mm256_and_si256(lo, l4), _mm256_slli_epi32(_mm256_srli_epi32(bytes8_u32(B + 8 * (s - 4)), 6), 4));
+        mn = _mm256_or_si256(_mm256_srli_epi32(lo, 4), _mm256_slli_epi32(_mm256_srli_epi32(bytes8_u32(B + 8 * s), 6), 4));
+    }
+    *dsc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc));
+    *dmn = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mn));
 }
 
 #define X8_Q4K_BYTES (LF_X8 * sizeof(lf_block_q4_K))
@@ -20,7 +35,7 @@ static inline const lf_block_q8a *tok_blocks_k(const void *x, uint64_t stride, i
 
 static inline __attribute__((always_inline)) void x8_q4_K_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
                                                                 float *y, uint64_t ys, int64_t nsb) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m6 = _mm256_set1_epi32(63), l4 = _mm256_set1_epi32(0x0F);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc[X8_TILE];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nsb; i++, g += X8_Q4K_BYTES) {
@@ -28,16 +43,8 @@ static inline __attribute__((always_inline)) void x8_q4_K_tile(const uint8_t *g,
         const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(g + 16)));
         const uint8_t *B = g + 32; /* scale byte k of the 8 rows at B + 8k */
         for (int s = 0; s < 8; s++) {
-            __m256i sc, mn;
-            if (s < 4) {
-                sc = _mm256_and_si256(bytes8_u32(B + 8 * s), m6);
-                mn = _mm256_and_si256(bytes8_u32(B + 8 * (s + 4)), m6);
-            } else {
-                const __m256i lo = bytes8_u32(B + 8 * (s + 4));
-                sc = _mm256_or_si256(_mm256_and_si256(lo, l4), _mm256_slli_epi32(_mm256_srli_epi32(bytes8_u32(B + 8 * (s - 4)), 6), 4));
-                mn = _mm256_or_si256(_mm256_srli_epi32(lo, 4), _mm256_slli_epi32(_mm256_srli_epi32(bytes8_u32(B + 8 * s), 6), 4));
-            }
-            const __m256 dsc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc)), dmn = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mn));
+            __m256 dsc, dmn;
+            q4_K_sub_scales(B, s, d, dmin, &dsc, &dmn);
             /* sub-block s: the low (even s) or high nibbles of chunks 8(s/2)..+7 */
             const uint8_t *q = g + 128 + 32 * 8 * (s / 2);
             __m256i w[8];
@@ -46,7 +53,7 @@ static inline __attribute__((always_inline)) void x8_q4_K_tile(const uint8_t *g,
                 w[m] = _mm256_and_si256(s & 1 ? _mm256_srli_epi16(v, 4) : v, m4);
             }
             for (int t = 0; t < nt; t++) {
-                const lf_block_q8a *yb = tok_blocks_k(x, xs, t) + 8 * i + s;
+                const lf_block_q8a *yb = tok_blocks(x, xs, t) + 8 * i + s;
                 __m256i is = _mm256_setzero_si256();
                 for (int m = 0; m < 8; m++) is = dot4_u8s8(is, w[m], bcast4_k(yb->qs + 4 * m));
                 const __m256 dy = _mm256_set1_ps(yb->d);
@@ -77,7 +84,7 @@ static inline __attribute__((always_inline)) void x8_q6_K_tile(const uint8_t *g,
             }
             const __m256i sc0 = bytes8_i32(g + 16 + 8 * (8 * h + 2 * gg)), sc1 = bytes8_i32(g + 16 + 8 * (8 * h + 2 * gg + 1));
             for (int t = 0; t < nt; t++) {
-                const lf_block_q8a *yb = tok_blocks_k(x, xs, t) + 8 * i + b;
+                const lf_block_q8a *yb = tok_blocks(x, xs, t) + 8 * i + b;
                 __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
                 for (int m = 0; m < 4; m++) i0 = dot4_u8s8(i0, w[m], bcast4_k(yb->qs + 4 * m));
                 for (int m = 4; m < 8; m++) i1 = dot4_u8s8(i1, w[m], bcast4_k(yb->qs + 4 * m));
@@ -92,20 +99,7 @@ static inline __attribute__((always_inline)) void x8_q6_K_tile(const uint8_t *g,
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
 }
 
-/* gemm_x8 entries over super-blocks of 256 elements. */
-#define X8_GEMM_K(name, tile)                                                                                        \
-    static __attribute__((unused)) void name(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, \
-                                             int64_t n) {                                                            \
-        int t = 0;                                                                                                   \
-        for (; t + X8_TILE <= nt; t += X8_TILE) tile(g, tok_blocks_k(x, xs, t), xs, X8_TILE, y + t * ys, ys, n / 256); \
-        switch (nt - t) {                                                                                            \
-        case 3: tile(g, tok_blocks_k(x, xs, t), xs, 3, y + t * ys, ys, n / 256); break;                              \
-        case 2: tile(g, tok_blocks_k(x, xs, t), xs, 2, y + t * ys, ys, n / 256); break;                              \
-        case 1: tile(g, tok_blocks_k(x, xs, t), xs, 1, y + t * ys, ys, n / 256); break;                              \
-        default: break;                                                                                              \
-        }                                                                                                            \
-    }
-X8_GEMM_K(gemm_x8_q4_K, x8_q4_K_tile)
-X8_GEMM_K(gemm_x8_q6_K, x8_q6_K_tile)
+X8_GEMM(gemm_x8_q4_K, x8_q4_K_tile, 256)
+X8_GEMM(gemm_x8_q6_K, x8_q6_K_tile, 256)
 
 #endif
