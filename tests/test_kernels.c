@@ -78,6 +78,123 @@ Test(kernels, every_path_matches_scalar_row_dots) {
     }
 }
 
+/* A random quantized row of n elements, and its activation as dot[] takes it. */
+typedef struct test_row {
+    uint8_t *q;
+    float *x;
+    lf_block_q8a *xq;
+    const void *xa;
+} test_row;
+
+static test_row make_row(const lf_kernels *ref, uint32_t type, int64_t n, uint64_t seed) {
+    test_row r = {malloc(n * 4 + 64), malloc(n * sizeof(float)), malloc((n / 32 + 1) * sizeof(lf_block_q8a)), NULL};
+    float *w = malloc(n * sizeof *w);
+    fill_normal(w, n, seed, 0.3f);
+    fill_normal(r.x, n, seed + 1, 1.0f);
+    cr_assert_eq(lf_quantize_row(type, w, r.q, n), LF_OK);
+    free(w);
+    r.xa = r.x;
+    if (lf_type_uses_q8a(type)) {
+        ref->quantize_q8a(r.x, r.xq, n);
+        r.xa = r.xq;
+    }
+    return r;
+}
+
+static void free_row(test_row *r) {
+    free(r->q);
+    free(r->x);
+    free(r->xq);
+}
+
+static int64_t odd_length(uint32_t type, int li) {
+    const int64_t blk = lf_type_traits_get(type)->block == 256 ? 256 : 32;
+    const int64_t blocks[] = {1, 3, 37};
+    if (li < 3) return blocks[li] * blk;
+    return lf_type_uses_q8a(type) ? 129 * blk : 4099; /* float types: a tail of 3 */
+}
+
+/* The bundle kernel's multi-row dots and multi-column axpys give the bits of
+ * the single-row kernels of the same path, for every row and column count. */
+Test(kernels, dot_rows_and_axpy_cols_equal_the_single_row_kernels) {
+    log_skipped();
+    const lf_kernels *paths[LF_KERNEL_PATHS];
+    const int np = lf_kernels_available(paths);
+    const lf_kernels *ref = lf_kernels_scalar();
+    for (int p = 0; p < np; p++) {
+        const lf_kernels *k = paths[p];
+        for (size_t t = 0; t < sizeof k_types / sizeof *k_types; t++) {
+            const uint32_t type = k_types[t];
+            if (p > 0) cr_assert_not_null(k->dot_rows[type], "%s: no dot_rows for %s", k->name, lf_type_name((int)type));
+            if (p > 0) cr_assert_not_null(k->axpy_cols[type], "%s: no axpy_cols for %s", k->name, lf_type_name((int)type));
+            for (int li = 0; li < 4; li++) {
+                const int64_t n = odd_length(type, li);
+                test_row rows[LF_AXPY_COLS];
+                const void *q[LF_AXPY_COLS];
+                for (int r = 0; r < LF_AXPY_COLS; r++) {
+                    rows[r] = make_row(ref, type, n, 500 + 10 * t + 100 * li + 2 * r);
+                    q[r] = rows[r].q;
+                }
+                for (int nr = 1; nr <= LF_DOT_ROWS; nr++) {
+                    float out[LF_DOT_ROWS];
+                    lf_dot_rows(k, type, q, nr, rows[0].xa, out, n);
+                    for (int r = 0; r < nr; r++) {
+                        const float want = k->dot[type](q[r], rows[0].xa, n);
+                        cr_assert(memcmp(&out[r], &want, sizeof want) == 0, "%s %s n=%ld nr=%d row %d: %g vs dot %g",
+                                  k->name, lf_type_name((int)type), (long)n, nr, r, out[r], want);
+                    }
+                }
+                float *y0 = malloc(n * sizeof(float)), *y1 = malloc(n * sizeof(float)), *s = malloc(n * sizeof(float));
+                const float a[LF_AXPY_COLS] = {-1.75f, 0.5f, 3.0f, -0.01f, 1.0f, 2.5f, -4.0f, 0.125f};
+                for (int nc = 1; nc <= LF_AXPY_COLS; nc++) {
+                    fill_normal(y0, n, 77 + nc, 1.0f);
+                    memcpy(y1, y0, n * sizeof(float));
+                    lf_axpy_cols(k, type, q, a, nc, y0, n, s);
+                    for (int j = 0; j < nc; j++) lf_axpy_row(k, type, q[j], a[j], y1, n, s);
+                    cr_assert(memcmp(y0, y1, n * sizeof(float)) == 0, "%s %s n=%ld: axpy_cols of %d columns differs",
+                              k->name, lf_type_name((int)type), (long)n, nc);
+                }
+                free(y0);
+                free(y1);
+                free(s);
+                for (int r = 0; r < LF_AXPY_COLS; r++) free_row(&rows[r]);
+            }
+        }
+    }
+}
+
+/* Every path's axpy (y += a * row, the down columns) against the reference:
+ * dequantize, then one fused multiply-add per element. */
+Test(kernels, every_path_axpy_matches_the_reference) {
+    log_skipped();
+    const lf_kernels *paths[LF_KERNEL_PATHS];
+    const int np = lf_kernels_available(paths);
+    for (int p = 1; p < np; p++)
+        for (size_t t = 0; t < sizeof k_types / sizeof *k_types; t++) {
+            const uint32_t type = k_types[t];
+            for (int li = 0; li < 4; li++) {
+                const int64_t n = odd_length(type, li);
+                float *w = malloc(n * sizeof *w), *y0 = malloc(n * sizeof *y0), *y1 = malloc(n * sizeof *y1);
+                float *scratch = malloc(n * sizeof *scratch);
+                uint8_t *q = malloc(n * 4 + 64);
+                fill_normal(w, n, 900 + t, 0.5f);
+                fill_normal(y0, n, 901 + t, 1.0f);
+                memcpy(y1, y0, n * sizeof *y0);
+                cr_assert_eq(lf_quantize_row(type, w, q, n), LF_OK);
+                lf_axpy_row(NULL, type, q, -1.75f, y0, n, scratch); /* reference: dequantize and add */
+                lf_axpy_row(paths[p], type, q, -1.75f, y1, n, scratch);
+                for (int64_t i = 0; i < n; i++)
+                    cr_assert(fabsf(y0[i] - y1[i]) <= 1e-5f * (1.0f + fabsf(y0[i])), "%s %s n=%ld elem %ld: %g vs %g",
+                              paths[p]->name, lf_type_name((int)type), (long)n, (long)i, y1[i], y0[i]);
+                free(w);
+                free(y0);
+                free(y1);
+                free(scratch);
+                free(q);
+            }
+        }
+}
+
 Test(kernels, x8_gemm_matches_row_dots_on_every_path) {
     log_skipped();
     const lf_kernels *paths[LF_KERNEL_PATHS];

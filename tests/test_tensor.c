@@ -195,32 +195,6 @@ Test(tensor, type_table) {
     cr_assert_eq(lf_type_row_bytes(LF_TYPE_Q6_K, 500), 0);
 }
 
-Test(tensor, axpy_fast_paths_match_reference) {
-    const lf_kernels *k = lf_kernels_avx2();
-    if (!k) cr_skip_test("CPU has no AVX2");
-    for (size_t t = 0; t < sizeof k_types / sizeof *k_types; t++) {
-        const uint32_t type = k_types[t];
-        const int64_t n = lf_type_traits_get(type)->block == 256 ? 256 * 3 : 32 * 7;
-        float *w = malloc(n * sizeof *w), *y0 = malloc(n * sizeof *y0), *y1 = malloc(n * sizeof *y1);
-        float *scratch = malloc(n * sizeof *scratch);
-        uint8_t *q = malloc(n * 4);
-        fill_normal(w, n, 900 + t, 0.5f);
-        fill_normal(y0, n, 901 + t, 1.0f);
-        memcpy(y1, y0, n * sizeof *y0);
-        cr_assert_eq(lf_quantize_row(type, w, q, n), LF_OK);
-        lf_axpy_row(NULL, type, q, -1.75f, y0, n, scratch); /* reference: dequantize and add */
-        lf_axpy_row(k, type, q, -1.75f, y1, n, scratch);
-        for (int64_t i = 0; i < n; i++)
-            cr_assert(fabsf(y0[i] - y1[i]) <= 1e-5f * (1.0f + fabsf(y0[i])), "%s elem %ld: %g vs %g",
-                      lf_type_name((int)type), (long)i, y1[i], y0[i]);
-        free(w);
-        free(y0);
-        free(y1);
-        free(scratch);
-        free(q);
-    }
-}
-
 /* ---- against ggml's own output ------------------------------------------ */
 /* tests/data/ggml_golden.h holds what ggml's reference code makes of the
  * input below: quantized bytes for each type, and a hash and the first

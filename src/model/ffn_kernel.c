@@ -62,24 +62,58 @@ typedef struct kernel_job {
     size_t n;
 } kernel_job;
 
+/* Records in chunks of LF_AXPY_COLS: for each token, the gate and up dots
+ * of the chunk go LF_DOT_ROWS rows at a time (one activation load serving
+ * them all), then the down columns of its active neurons are added to the
+ * token's accumulator in one pass over it. A chunk's records stay in cache
+ * for every token of the batch. Per token, records are added in order, as
+ * one record at a time would add them. */
 static void kernel_worker(void *ctx, int ith, int nth) {
     const kernel_job *j = ctx;
     lf_ffn_kernel *fk = j->fk;
     const lf_bundle_layout *B = &fk->layout;
     const uint32_t d = fk->n_embd;
-    const lf_vec_dot_fn dot = fk->k->dot[B->type];
     float *acc = fk->acc + (uint64_t)ith * fk->max_batch * d, *scratch = fk->scratch + (uint64_t)ith * d;
     uint64_t n0, n1;
     lf_split_range(j->n, ith, nth, 16, &n0, &n1);
     const bool gated = B->n_rows == 3;
-    for (uint64_t i = n0; i < n1; i++) {
-        const uint8_t *rec = j->recs[i];
-        const uint8_t *down = rec + (B->n_rows - 1) * B->row_bytes;
+    const int per_call = gated ? LF_DOT_ROWS / 2 : LF_DOT_ROWS; /* records per dot_rows call */
+    for (uint64_t c0 = n0; c0 < n1; c0 += LF_AXPY_COLS) {
+        const int m = (int)LF_MIN((uint64_t)LF_AXPY_COLS, n1 - c0);
+        const void *rows[LF_AXPY_COLS * 2], *down[LF_AXPY_COLS];
+        for (int i = 0; i < m; i++) {
+            const uint8_t *rec = j->recs[c0 + i];
+            if (gated) {
+                rows[2 * i] = rec;
+                rows[2 * i + 1] = rec + B->row_bytes;
+            } else {
+                rows[i] = rec;
+            }
+            down[i] = rec + (B->n_rows - 1) * B->row_bytes;
+        }
+        /* the next chunk's records into cache while this one computes: each
+         * record is a short stream the hardware prefetcher finds late */
+        for (uint64_t i = c0 + m; i < LF_MIN(c0 + m + LF_AXPY_COLS, n1); i++)
+            for (uint64_t b = 0; b < B->record_bytes; b += 64) __builtin_prefetch(j->recs[i] + b);
         for (size_t t = 0; t < fk->n; t++) {
-            const float up = dot(rec + (gated ? B->row_bytes : 0), fk->x[t], d);
-            const float gate = gated ? dot(rec, fk->x[t], d) : 0.0f;
-            const float h = lf_ffn_activate(fk->act, gate, up);
-            if (h != 0.0f) lf_axpy_row(fk->k, B->type, down, h, acc + t * d, d, scratch);
+            float dots[LF_AXPY_COLS * 2];
+            for (int i = 0; i < m; i += per_call) {
+                const int k = LF_MIN(per_call, m - i);
+                if (gated) lf_dot_rows(fk->k, B->type, rows + 2 * i, 2 * k, fk->x[t], dots + 2 * i, d);
+                else lf_dot_rows(fk->k, B->type, rows + i, k, fk->x[t], dots + i, d);
+            }
+            const void *cols[LF_AXPY_COLS];
+            float h[LF_AXPY_COLS];
+            int nc = 0;
+            for (int i = 0; i < m; i++) {
+                const float a = gated ? lf_ffn_activate(fk->act, dots[2 * i], dots[2 * i + 1])
+                                      : lf_ffn_activate(fk->act, 0.0f, dots[i]);
+                if (a != 0.0f) {
+                    cols[nc] = down[i];
+                    h[nc++] = a;
+                }
+            }
+            if (nc) lf_axpy_cols(fk->k, B->type, cols, h, nc, acc + t * d, d, scratch);
         }
     }
 }

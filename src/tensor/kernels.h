@@ -23,6 +23,17 @@ typedef float (*lf_vec_dot_fn)(const void *w, const void *x, int64_t n);
  * apart: y[t * y_stride + r] = row r . x_t, for r < 8 and t < nt. This one
  * kernel serves single tokens (nt = 1) and prompt batches: each weight
  * block is loaded and unpacked once for all nt activations. */
+/* The dot products of nr <= LF_DOT_ROWS rows (any addresses) with one
+ * activation, out[r] = rows[r] . x: the rows share each activation load and
+ * accumulate independently, and each result has the bits dot[] gives. */
+#define LF_DOT_ROWS 4
+typedef void (*lf_dot_rows_fn)(const void *const *rows, int nr, const void *x, float *out, int64_t n);
+
+/* y += sum over j < nc <= LF_AXPY_COLS of a[j] * cols[j], y loaded and
+ * stored once for all columns; the same bits as nc axpy[] calls in order. */
+#define LF_AXPY_COLS 8
+typedef void (*lf_axpy_cols_fn)(const void *const *cols, const float *a, int nc, float *y, int64_t n);
+
 typedef void (*lf_gemm_x8_fn)(const void *group, const void *x, uint64_t x_stride, int nt, float *y,
                               uint64_t y_stride, int64_t n);
 
@@ -31,6 +42,8 @@ typedef struct lf_kernels {
     lf_vec_dot_fn dot[LF_TYPE_ID_MAX]; /* NULL for unsupported types */
     lf_gemm_x8_fn gemm_x8[LF_TYPE_ID_MAX]; /* x8-layout weights; NULL: the type is not repacked */
     lf_axpy_fn axpy[LF_TYPE_ID_MAX];   /* NULL: use lf_axpy_row's dequantize-and-add */
+    lf_dot_rows_fn dot_rows[LF_TYPE_ID_MAX];   /* NULL: lf_dot_rows calls dot[] per row */
+    lf_axpy_cols_fn axpy_cols[LF_TYPE_ID_MAX]; /* NULL: lf_axpy_cols calls lf_axpy_row per column */
     /* float -> q8a activation blocks; n multiple of 32 */
     void (*quantize_q8a)(const float *x, lf_block_q8a *y, int64_t n);
 } lf_kernels;
@@ -58,6 +71,13 @@ void lf_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
 /* y += a * row, for a row of n elements of `type`, with the kernels' fast
  * path when there is one; scratch holds n floats. */
 void lf_axpy_row(const lf_kernels *k, uint32_t type, const void *row, float a, float *y, int64_t n, float *scratch);
+/* rows . x for nr <= LF_DOT_ROWS rows, through dot_rows[] or dot[]. */
+void lf_dot_rows(const lf_kernels *k, uint32_t type, const void *const *rows, int nr, const void *x, float *out,
+                 int64_t n);
+/* y += sum of a[j] * cols[j] for nc <= LF_AXPY_COLS columns, through
+ * axpy_cols[] or lf_axpy_row; scratch holds n floats. */
+void lf_axpy_cols(const lf_kernels *k, uint32_t type, const void *const *cols, const float *a, int nc, float *y,
+                  int64_t n, float *scratch);
 /* Quantizes n floats to any supported type; LF_E_UNSUPPORTED otherwise. */
 lf_status lf_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
 

@@ -51,142 +51,145 @@ static inline __m256i dot_us(__m256i u, __m256i s) {
 static inline __m256i load_q8a(const lf_block_q8a *y) { return _mm256_loadu_si256((const __m256i *)(const void *)y->qs); }
 static inline int q8a_sum(const lf_block_q8a *y) { return y->sum[0] + y->sum[1]; }
 
-static float dot_f32(const void *w, const void *x, int64_t n) {
+/* ---- dot products ------------------------------------------------------------
+ * Each type has a step, which adds the products of one unit (a block, or 16
+ * floats) to a dot_state, and a finish, which turns the state into the dot
+ * product. dot_T runs the steps over one row; dot_rows_T runs them over up
+ * to LF_DOT_ROWS rows at once, sharing each activation load, with one state
+ * per row: each row's result is bit-identical to dot_T's. */
+
+typedef struct dot_state {
+    __m256 a, b; /* vector accumulators (b: the float types' second chain) */
+    float off;   /* the scalar part: block offsets or mins */
+} dot_state;
+
+#define STEP(T) static inline __attribute__((always_inline)) void step_##T(const void *w, int64_t i, const void *x, dot_state *s)
+#define FINISH(T) static inline float finish_##T(const dot_state *s, const void *w, const void *x, int64_t n)
+
+STEP(f32) {
+    const float *a = (const float *)w + 16 * i, *b = (const float *)x + 16 * i;
+    s->a = _mm256_fmadd_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(b), s->a);
+    s->b = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8), _mm256_loadu_ps(b + 8), s->b);
+}
+FINISH(f32) {
     const float *a = w, *b = x;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    float s = hsum_ps(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) s = fmaf(a[i], b[i], s);
-    return s;
+    float r = hsum_ps(_mm256_add_ps(s->a, s->b));
+    for (int64_t i = n / 16 * 16; i < n; i++) r = fmaf(a[i], b[i], r);
+    return r;
 }
 
-static float dot_f16(const void *w, const void *x, int64_t n) {
+STEP(f16) {
+    const uint16_t *a = (const uint16_t *)w + 16 * i;
+    const float *b = (const float *)x + 16 * i;
+    const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)a));
+    const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(a + 8)));
+    s->a = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b), s->a);
+    s->b = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b + 8), s->b);
+}
+FINISH(f16) {
     const uint16_t *a = w;
     const float *b = x;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(a + i)));
-        const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(a + i + 8)));
-        acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    float s = hsum_ps(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) s = fmaf(fp16(a[i]), b[i], s);
-    return s;
+    float r = hsum_ps(_mm256_add_ps(s->a, s->b));
+    for (int64_t i = n / 16 * 16; i < n; i++) r = fmaf(fp16(a[i]), b[i], r);
+    return r;
 }
 
-static float dot_bf16(const void *w, const void *x, int64_t n) {
+static inline __m256 bf16x8(const uint16_t *p) {
+    const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+}
+STEP(bf16) {
+    const uint16_t *a = (const uint16_t *)w + 16 * i;
+    const float *b = (const float *)x + 16 * i;
+    s->a = _mm256_fmadd_ps(bf16x8(a), _mm256_loadu_ps(b), s->a);
+    s->b = _mm256_fmadd_ps(bf16x8(a + 8), _mm256_loadu_ps(b + 8), s->b);
+}
+FINISH(bf16) {
     const uint16_t *a = w;
     const float *b = x;
-    __m256 acc = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(a + i)));
-        acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(u, 16)), _mm256_loadu_ps(b + i), acc);
-    }
-    float s = hsum_ps(acc);
-    for (; i < n; i++) s += lf_bf16_to_fp32(a[i]) * b[i];
-    return s;
+    float r = hsum_ps(_mm256_add_ps(s->a, s->b));
+    for (int64_t i = n / 16 * 16; i < n; i++) r = fmaf(lf_bf16_to_fp32(a[i]), b[i], r);
+    return r;
 }
 
-static float dot_q4_0(const void *w, const void *x, int64_t n) {
-    const lf_block_q4_0 *b = w;
-    const lf_block_q8a *y = x;
-    const int64_t nb = n / 32;
-    __m256 acc = _mm256_setzero_ps();
-    float offset = 0.0f; /* the -8 of every weight, applied through the sums */
-    for (int64_t i = 0; i < nb; i++) {
-        const float d = fp16(b[i].d) * y[i].d;
-        const __m256i p = dot_us(nibbles32(b[i].qs), load_q8a(&y[i]));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc);
-        offset += d * (float)q8a_sum(&y[i]);
-    }
-    return hsum_ps(acc) - 8.0f * offset;
+/* The quantized types: x is lf_block_q8a blocks. */
+STEP(q4_0) {
+    const lf_block_q4_0 *b = (const lf_block_q4_0 *)w + i;
+    const lf_block_q8a *y = (const lf_block_q8a *)x + i;
+    const float d = fp16(b->d) * y->d;
+    const __m256i p = dot_us(nibbles32(b->qs), load_q8a(y));
+    s->a = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), s->a);
+    s->off += d * (float)q8a_sum(y); /* the -8 of every weight, applied through the sums */
 }
+FINISH(q4_0) { (void)w, (void)x, (void)n; return hsum_ps(s->a) - 8.0f * s->off; }
 
-static float dot_q4_1(const void *w, const void *x, int64_t n) {
-    const lf_block_q4_1 *b = w;
-    const lf_block_q8a *y = x;
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0.0f;
-    for (int64_t i = 0; i < n / 32; i++) {
-        const __m256i p = dot_us(nibbles32(b[i].qs), load_q8a(&y[i]));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(b[i].d) * y[i].d), _mm256_cvtepi32_ps(p), acc);
-        mins += fp16(b[i].m) * y[i].d * (float)q8a_sum(&y[i]);
-    }
-    return hsum_ps(acc) + mins;
+STEP(q4_1) {
+    const lf_block_q4_1 *b = (const lf_block_q4_1 *)w + i;
+    const lf_block_q8a *y = (const lf_block_q8a *)x + i;
+    const __m256i p = dot_us(nibbles32(b->qs), load_q8a(y));
+    s->a = _mm256_fmadd_ps(_mm256_set1_ps(fp16(b->d) * y->d), _mm256_cvtepi32_ps(p), s->a);
+    s->off += fp16(b->m) * y->d * (float)q8a_sum(y);
 }
+FINISH(q4_1) { (void)w, (void)x, (void)n; return hsum_ps(s->a) + s->off; }
 
 static inline __m256i q5_values(const uint8_t *qs, const uint8_t *qh) {
     const __m256i hi = _mm256_and_si256(bits32_to_bytes(qh), _mm256_set1_epi8(0x10));
     return _mm256_or_si256(nibbles32(qs), hi);
 }
 
-static float dot_q5_0(const void *w, const void *x, int64_t n) {
-    const lf_block_q5_0 *b = w;
-    const lf_block_q8a *y = x;
-    __m256 acc = _mm256_setzero_ps();
-    float offset = 0.0f;
-    for (int64_t i = 0; i < n / 32; i++) {
-        const float d = fp16(b[i].d) * y[i].d;
-        const __m256i p = dot_us(q5_values(b[i].qs, b[i].qh), load_q8a(&y[i]));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc);
-        offset += d * (float)q8a_sum(&y[i]);
-    }
-    return hsum_ps(acc) - 16.0f * offset;
+STEP(q5_0) {
+    const lf_block_q5_0 *b = (const lf_block_q5_0 *)w + i;
+    const lf_block_q8a *y = (const lf_block_q8a *)x + i;
+    const float d = fp16(b->d) * y->d;
+    const __m256i p = dot_us(q5_values(b->qs, b->qh), load_q8a(y));
+    s->a = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), s->a);
+    s->off += d * (float)q8a_sum(y);
 }
+FINISH(q5_0) { (void)w, (void)x, (void)n; return hsum_ps(s->a) - 16.0f * s->off; }
 
-static float dot_q5_1(const void *w, const void *x, int64_t n) {
-    const lf_block_q5_1 *b = w;
-    const lf_block_q8a *y = x;
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0.0f;
-    for (int64_t i = 0; i < n / 32; i++) {
-        const __m256i p = dot_us(q5_values(b[i].qs, b[i].qh), load_q8a(&y[i]));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(b[i].d) * y[i].d), _mm256_cvtepi32_ps(p), acc);
-        mins += fp16(b[i].m) * y[i].d * (float)q8a_sum(&y[i]);
-    }
-    return hsum_ps(acc) + mins;
+STEP(q5_1) {
+    const lf_block_q5_1 *b = (const lf_block_q5_1 *)w + i;
+    const lf_block_q8a *y = (const lf_block_q8a *)x + i;
+    const __m256i p = dot_us(q5_values(b->qs, b->qh), load_q8a(y));
+    s->a = _mm256_fmadd_ps(_mm256_set1_ps(fp16(b->d) * y->d), _mm256_cvtepi32_ps(p), s->a);
+    s->off += fp16(b->m) * y->d * (float)q8a_sum(y);
 }
+FINISH(q5_1) { (void)w, (void)x, (void)n; return hsum_ps(s->a) + s->off; }
 
-static float dot_q8_0(const void *w, const void *x, int64_t n) {
-    const lf_block_q8_0 *b = w;
-    const lf_block_q8a *y = x;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 32; i++) {
-        const __m256i qx = _mm256_loadu_si256((const __m256i *)(const void *)b[i].qs);
-        const __m256i qy = load_q8a(&y[i]);
-        /* signed x signed through maddubs: |x| and y carrying x's sign */
-        const __m256i p = dot_us(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(b[i].d) * y[i].d), _mm256_cvtepi32_ps(p), acc);
-    }
-    return hsum_ps(acc);
+STEP(q8_0) {
+    const lf_block_q8_0 *b = (const lf_block_q8_0 *)w + i;
+    const lf_block_q8a *y = (const lf_block_q8a *)x + i;
+    const __m256i qx = _mm256_loadu_si256((const __m256i *)(const void *)b->qs);
+    const __m256i qy = load_q8a(y);
+    /* signed x signed through maddubs: |x| and y carrying x's sign */
+    const __m256i p = dot_us(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+    s->a = _mm256_fmadd_ps(_mm256_set1_ps(fp16(b->d) * y->d), _mm256_cvtepi32_ps(p), s->a);
 }
+FINISH(q8_0) { (void)w, (void)x, (void)n; return hsum_ps(s->a); }
 
-static inline void k4_scales(const uint8_t *q, int *sc, int *m) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = q[j] & 63;
-        m[j] = q[j + 4] & 63;
-        sc[j + 4] = (q[j + 8] & 0xF) | ((q[j] >> 6) << 4);
-        m[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
+/* Sub-block j's 6-bit scale and min of ggml's k4 packing (Q4_K, Q5_K). */
+static inline void k4_scale_min(const uint8_t *q, int j, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
 }
 
-/* Shared by Q4_K and Q5_K: `high` supplies the fifth bit (NULL for Q4_K). */
-static inline float dot_k4(const uint8_t *scales, uint16_t dd, uint16_t ddmin, const uint8_t *qs,
-                           const uint8_t *qh, const lf_block_q8a *y, __m256 *acc) {
-    int sc[8], m[8];
-    k4_scales(scales, sc, m);
+/* Shared by Q4_K and Q5_K: `qh` supplies the fifth bit (NULL for Q4_K). */
+static inline __attribute__((always_inline)) float dot_k4(const uint8_t *scales, uint16_t dd, uint16_t ddmin,
+                                                          const uint8_t *qs, const uint8_t *qh, const lf_block_q8a *y,
+                                                          __m256 *acc) {
     const float d = fp16(dd), dmin = fp16(ddmin);
     const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     const __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)(const void *)qh) : _mm256_setzero_si256();
     float mins = 0.0f;
     for (int c = 0; c < 4; c++) {
+        int sc0, m0, sc1, m1;
+        k4_scale_min(scales, 2 * c, &sc0, &m0);
+        k4_scale_min(scales, 2 * c + 1, &sc1, &m1);
         const __m256i bytes = _mm256_loadu_si256((const __m256i *)(const void *)(qs + 32 * c));
         __m256i lo = _mm256_and_si256(bytes, low4);
         __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
@@ -196,64 +199,89 @@ static inline float dot_k4(const uint8_t *scales, uint16_t dd, uint16_t ddmin, c
             hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hbits, s1), one), 4));
         }
         const lf_block_q8a *y0 = &y[2 * c], *y1 = &y[2 * c + 1];
-        *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc[2 * c] * y0->d),
-                               _mm256_cvtepi32_ps(dot_us(lo, load_q8a(y0))), *acc);
-        *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc[2 * c + 1] * y1->d),
-                               _mm256_cvtepi32_ps(dot_us(hi, load_q8a(y1))), *acc);
-        mins += (float)m[2 * c] * y0->d * (float)q8a_sum(y0) + (float)m[2 * c + 1] * y1->d * (float)q8a_sum(y1);
+        *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc0 * y0->d), _mm256_cvtepi32_ps(dot_us(lo, load_q8a(y0))), *acc);
+        *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc1 * y1->d), _mm256_cvtepi32_ps(dot_us(hi, load_q8a(y1))), *acc);
+        mins += (float)m0 * y0->d * (float)q8a_sum(y0) + (float)m1 * y1->d * (float)q8a_sum(y1);
     }
     return dmin * mins;
 }
 
-static float dot_q4_K(const void *w, const void *x, int64_t n) {
-    const lf_block_q4_K *b = w;
-    const lf_block_q8a *y = x;
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0.0f;
-    for (int64_t i = 0; i < n / 256; i++) mins += dot_k4(b[i].scales, b[i].d, b[i].dmin, b[i].qs, NULL, y + 8 * i, &acc);
-    return hsum_ps(acc) - mins;
+STEP(q4_K) {
+    const lf_block_q4_K *b = (const lf_block_q4_K *)w + i;
+    s->off += dot_k4(b->scales, b->d, b->dmin, b->qs, NULL, (const lf_block_q8a *)x + 8 * i, &s->a);
 }
+FINISH(q4_K) { (void)w, (void)x, (void)n; return hsum_ps(s->a) - s->off; }
 
-static float dot_q5_K(const void *w, const void *x, int64_t n) {
-    const lf_block_q5_K *b = w;
-    const lf_block_q8a *y = x;
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0.0f;
-    for (int64_t i = 0; i < n / 256; i++)
-        mins += dot_k4(b[i].scales, b[i].d, b[i].dmin, b[i].qs, b[i].qh, y + 8 * i, &acc);
-    return hsum_ps(acc) - mins;
+STEP(q5_K) {
+    const lf_block_q5_K *b = (const lf_block_q5_K *)w + i;
+    s->off += dot_k4(b->scales, b->d, b->dmin, b->qs, b->qh, (const lf_block_q8a *)x + 8 * i, &s->a);
 }
+FINISH(q5_K) { (void)w, (void)x, (void)n; return hsum_ps(s->a) - s->off; }
 
-static float dot_q6_K(const void *w, const void *x, int64_t n) {
-    const lf_block_q6_K *b = w;
-    const lf_block_q8a *y = x;
+STEP(q6_K) {
+    const lf_block_q6_K *b = (const lf_block_q6_K *)w + i;
+    const lf_block_q8a *y = (const lf_block_q8a *)x + 8 * i;
     const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(3);
-    __m256 acc = _mm256_setzero_ps();
-    float offset = 0.0f; /* the -32 of every value */
-    for (int64_t i = 0; i < n / 256; i++) {
-        const float d = fp16(b[i].d);
-        for (int h = 0; h < 2; h++) {
-            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(const void *)(b[i].ql + 64 * h));
-            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(const void *)(b[i].ql + 64 * h + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(b[i].qh + 32 * h));
-            const __m256i lows[4] = {
-                _mm256_and_si256(ql0, low4), _mm256_and_si256(ql1, low4),
-                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4)};
-            for (int g = 0; g < 4; g++) {
-                const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g)), low2);
-                const __m256i q = _mm256_or_si256(lows[g], _mm256_slli_epi16(hi, 4));
-                const lf_block_q8a *yb = &y[8 * i + 4 * h + g];
-                const int sc0 = b[i].scales[8 * h + 2 * g], sc1 = b[i].scales[8 * h + 2 * g + 1];
-                const __m256i scales = _mm256_set_m128i(_mm_set1_epi16((short)sc1), _mm_set1_epi16((short)sc0));
-                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, load_q8a(yb)), scales);
-                const float dy = d * yb->d;
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(dy), _mm256_cvtepi32_ps(p), acc);
-                offset += dy * (float)(sc0 * yb->sum[0] + sc1 * yb->sum[1]);
-            }
+    const float d = fp16(b->d);
+    for (int h = 0; h < 2; h++) {
+        const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(const void *)(b->ql + 64 * h));
+        const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(const void *)(b->ql + 64 * h + 32));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(b->qh + 32 * h));
+        const __m256i lows[4] = {_mm256_and_si256(ql0, low4), _mm256_and_si256(ql1, low4),
+                                 _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                                 _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4)};
+        for (int g = 0; g < 4; g++) {
+            const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g)), low2);
+            const __m256i q = _mm256_or_si256(lows[g], _mm256_slli_epi16(hi, 4));
+            const lf_block_q8a *yb = &y[4 * h + g];
+            const int sc0 = b->scales[8 * h + 2 * g], sc1 = b->scales[8 * h + 2 * g + 1];
+            const __m256i scales = _mm256_set_m128i(_mm_set1_epi16((short)sc1), _mm_set1_epi16((short)sc0));
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, load_q8a(yb)), scales);
+            const float dy = d * yb->d;
+            s->a = _mm256_fmadd_ps(_mm256_set1_ps(dy), _mm256_cvtepi32_ps(p), s->a);
+            s->off += dy * (float)(sc0 * yb->sum[0] + sc1 * yb->sum[1]); /* the -32 of every value */
         }
     }
-    return hsum_ps(acc) - 32.0f * offset;
 }
+FINISH(q6_K) { (void)w, (void)x, (void)n; return hsum_ps(s->a) - 32.0f * s->off; }
+
+/* dot_T and dot_rows_T from a type's step and finish; `unit` is the number
+ * of elements one step takes. */
+#define DOT_KERNELS(T, unit)                                                                                          \
+    static float dot_##T(const void *w, const void *x, int64_t n) {                                                   \
+        dot_state s = {_mm256_setzero_ps(), _mm256_setzero_ps(), 0.0f};                                               \
+        for (int64_t i = 0; i < n / (unit); i++) step_##T(w, i, x, &s);                                               \
+        return finish_##T(&s, w, x, n);                                                                               \
+    }                                                                                                                 \
+    static inline __attribute__((always_inline)) void rows_##T(const void *const *rows, const int nr, const void *x, \
+                                                               float *out, int64_t n) {                              \
+        dot_state s[LF_DOT_ROWS];                                                                                     \
+        for (int r = 0; r < nr; r++) s[r] = (dot_state){_mm256_setzero_ps(), _mm256_setzero_ps(), 0.0f};             \
+        for (int64_t i = 0; i < n / (unit); i++) {                                                                    \
+            _Pragma("GCC unroll 4") for (int r = 0; r < nr; r++) step_##T(rows[r], i, x, &s[r]);                      \
+        }                                                                                                             \
+        for (int r = 0; r < nr; r++) out[r] = finish_##T(&s[r], rows[r], x, n);                                       \
+    }                                                                                                                 \
+    static void dot_rows_##T(const void *const *rows, int nr, const void *x, float *out, int64_t n) {                 \
+        switch (nr) {                                                                                                 \
+        case 4: rows_##T(rows, 4, x, out, n); break;                                                                  \
+        case 3: rows_##T(rows, 3, x, out, n); break;                                                                  \
+        case 2: rows_##T(rows, 2, x, out, n); break;                                                                  \
+        default: rows_##T(rows, 1, x, out, n); break;                                                                 \
+        }                                                                                                             \
+    }
+
+DOT_KERNELS(f32, 16)
+DOT_KERNELS(f16, 16)
+DOT_KERNELS(bf16, 16)
+DOT_KERNELS(q4_0, 32)
+DOT_KERNELS(q4_1, 32)
+DOT_KERNELS(q5_0, 32)
+DOT_KERNELS(q5_1, 32)
+DOT_KERNELS(q8_0, 32)
+DOT_KERNELS(q4_K, 256)
+DOT_KERNELS(q5_K, 256)
+DOT_KERNELS(q6_K, 256)
 
 static void quantize_q8a(const float *x, lf_block_q8a *y, int64_t n) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -292,69 +320,160 @@ static void quantize_q8a(const float *x, lf_block_q8a *y, int64_t n) {
     }
 }
 
-/* ---- axpy: y += a * row ------------------------------------------------- */
+/* ---- axpy: y += a * row --------------------------------------------------
+ * As for the dots, each type has a step: it adds a times one 32-element unit
+ * of a row to the 32 floats of y held in four registers. axpy_T runs it over
+ * one row; axpy_cols_T over up to LF_AXPY_COLS rows, loading and storing y
+ * once for all of them (the down columns of a bundle chunk). The per-element
+ * operations are those of one axpy_T after another, so the results are too. */
 
-static void axpy_f32(const void *row, float a, float *y, int64_t n) {
-    const float *x = row;
+#define AXPY_STEP(T) static inline __attribute__((always_inline)) void axpy_step_##T(const void *row, float a, int64_t u, __m256 v[4])
+
+/* 32 int8 lanes -> 4 x 8 floats */
+static inline void i8x32_to_ps(__m256i q, __m256 f[4]) {
+    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    f[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+    f[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+    f[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+    f[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+/* v += s * q */
+static inline void fma_units(__m256 v[4], float s, const __m256 q[4]) {
+    const __m256 vs = _mm256_set1_ps(s);
+    for (int k = 0; k < 4; k++) v[k] = _mm256_fmadd_ps(vs, q[k], v[k]);
+}
+
+AXPY_STEP(f32) {
+    const float *x = (const float *)row + 32 * u;
     const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] += a * x[i];
+    for (int k = 0; k < 4; k++) v[k] = _mm256_fmadd_ps(va, _mm256_loadu_ps(x + 8 * k), v[k]);
 }
-
-static void axpy_f16(const void *row, float a, float *y, int64_t n) {
-    const uint16_t *x = row;
+AXPY_STEP(f16) {
+    const uint16_t *x = (const uint16_t *)row + 32 * u;
     const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 w = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x + i)));
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, w, _mm256_loadu_ps(y + i)));
-    }
-    for (; i < n; i++) y[i] += a * fp16(x[i]);
+    for (int k = 0; k < 4; k++)
+        v[k] = _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x + 8 * k))), v[k]);
 }
-
-static void axpy_bf16(const void *row, float a, float *y, int64_t n) {
-    const uint16_t *x = row;
+AXPY_STEP(bf16) {
+    const uint16_t *x = (const uint16_t *)row + 32 * u;
     const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(x + i)));
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_castsi256_ps(_mm256_slli_epi32(u, 16)), _mm256_loadu_ps(y + i)));
+    for (int k = 0; k < 4; k++) v[k] = _mm256_fmadd_ps(va, bf16x8(x + 8 * k), v[k]);
+}
+AXPY_STEP(q8_0) {
+    const lf_block_q8_0 *b = (const lf_block_q8_0 *)row + u;
+    __m256 q[4];
+    i8x32_to_ps(_mm256_loadu_si256((const __m256i *)(const void *)b->qs), q);
+    fma_units(v, a * fp16(b->d), q);
+}
+AXPY_STEP(q4_0) {
+    const lf_block_q4_0 *b = (const lf_block_q4_0 *)row + u;
+    __m256 q[4];
+    i8x32_to_ps(_mm256_sub_epi8(nibbles32(b->qs), _mm256_set1_epi8(8)), q);
+    fma_units(v, a * fp16(b->d), q);
+}
+AXPY_STEP(q4_1) {
+    const lf_block_q4_1 *b = (const lf_block_q4_1 *)row + u;
+    __m256 q[4];
+    i8x32_to_ps(nibbles32(b->qs), q);
+    fma_units(v, a * fp16(b->d), q);
+    const __m256 m = _mm256_set1_ps(a * fp16(b->m));
+    for (int k = 0; k < 4; k++) v[k] = _mm256_add_ps(v[k], m);
+}
+AXPY_STEP(q5_0) {
+    const lf_block_q5_0 *b = (const lf_block_q5_0 *)row + u;
+    __m256 q[4];
+    i8x32_to_ps(_mm256_sub_epi8(q5_values(b->qs, b->qh), _mm256_set1_epi8(16)), q);
+    fma_units(v, a * fp16(b->d), q);
+}
+AXPY_STEP(q5_1) {
+    const lf_block_q5_1 *b = (const lf_block_q5_1 *)row + u;
+    __m256 q[4];
+    i8x32_to_ps(q5_values(b->qs, b->qh), q);
+    fma_units(v, a * fp16(b->d), q);
+    const __m256 m = _mm256_set1_ps(a * fp16(b->m));
+    for (int k = 0; k < 4; k++) v[k] = _mm256_add_ps(v[k], m);
+}
+/* Q4_K and Q5_K: unit u is sub-block u % 8 of super-block u / 8; its values
+ * are the low (even) or high (odd) nibbles of 32 bytes, plus 16 times a bit
+ * of qh for Q5_K; element = d * scale * q - dmin * min. */
+static inline void axpy_k4(const uint8_t *scales, uint16_t dd, uint16_t ddmin, const uint8_t *qs, const uint8_t *qh,
+                           int s, float a, __m256 v[4]) {
+    int sc, m;
+    k4_scale_min(scales, s, &sc, &m);
+    const __m256i bytes = _mm256_loadu_si256((const __m256i *)(const void *)(qs + 32 * (s / 2)));
+    __m256i q = _mm256_and_si256(s & 1 ? _mm256_srli_epi16(bytes, 4) : bytes, _mm256_set1_epi8(0x0F));
+    if (qh) {
+        const __m256i h = _mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(const void *)qh), _mm_cvtsi32_si128(s));
+        q = _mm256_or_si256(q, _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(1)), 4));
     }
-    for (; i < n; i++) y[i] += a * lf_bf16_to_fp32(x[i]);
+    __m256 f[4];
+    i8x32_to_ps(q, f);
+    const __m256 ds = _mm256_set1_ps(a * fp16(dd) * (float)sc), dm = _mm256_set1_ps(a * fp16(ddmin) * (float)m);
+    for (int k = 0; k < 4; k++) v[k] = _mm256_add_ps(v[k], _mm256_fmsub_ps(ds, f[k], dm));
+}
+AXPY_STEP(q4_K) {
+    const lf_block_q4_K *b = (const lf_block_q4_K *)row + u / 8;
+    axpy_k4(b->scales, b->d, b->dmin, b->qs, NULL, (int)(u % 8), a, v);
+}
+AXPY_STEP(q5_K) {
+    const lf_block_q5_K *b = (const lf_block_q5_K *)row + u / 8;
+    axpy_k4(b->scales, b->d, b->dmin, b->qs, b->qh, (int)(u % 8), a, v);
+}
+/* Q6_K: unit u is group g = u % 4 of half h of super-block u / 8: low bits
+ * from nibble g / 2 of ql (64h + 32 (g & 1)), high bits 2g of qh (32h); the
+ * first and second 16 elements have their own scales. */
+AXPY_STEP(q6_K) {
+    const lf_block_q6_K *b = (const lf_block_q6_K *)row + u / 8;
+    const int h = (int)(u % 8) / 4, g = (int)(u % 4);
+    const __m256i ql = _mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(b->ql + 64 * h + 32 * (g & 1))),
+                                        _mm_cvtsi32_si128(4 * (g >> 1)));
+    const __m256i qh = _mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(b->qh + 32 * h)), _mm_cvtsi32_si128(2 * g));
+    const __m256i q = _mm256_or_si256(_mm256_and_si256(ql, _mm256_set1_epi8(0x0F)),
+                                      _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(3)), 4));
+    __m256 f[4];
+    i8x32_to_ps(_mm256_sub_epi8(q, _mm256_set1_epi8(32)), f);
+    const float ad = a * fp16(b->d);
+    const __m256 s0 = _mm256_set1_ps(ad * (float)b->scales[8 * h + 2 * g]), s1 = _mm256_set1_ps(ad * (float)b->scales[8 * h + 2 * g + 1]);
+    v[0] = _mm256_fmadd_ps(s0, f[0], v[0]);
+    v[1] = _mm256_fmadd_ps(s0, f[1], v[1]);
+    v[2] = _mm256_fmadd_ps(s1, f[2], v[2]);
+    v[3] = _mm256_fmadd_ps(s1, f[3], v[3]);
 }
 
-/* 8 int8 lanes -> 8 floats */
-static inline __m256 i8x8_to_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+/* axpy_T and axpy_cols_T from a type's step; n is a multiple of 32 (the
+ * float types' tails are done one element at a time, as y += a * x with one
+ * rounding). */
+#define AXPY_KERNELS(T, load)                                                                                        \
+    static void axpy_cols_##T(const void *const *cols, const float *a, int nc, float *y, int64_t n) {                \
+        for (int64_t u = 0; u < n / 32; u++) {                                                                       \
+            float *yu = y + 32 * u;                                                                                  \
+            __m256 v[4];                                                                                             \
+            for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(yu + 8 * k);                                          \
+            for (int j = 0; j < nc; j++) axpy_step_##T(cols[j], a[j], u, v);                                         \
+            for (int k = 0; k < 4; k++) _mm256_storeu_ps(yu + 8 * k, v[k]);                                          \
+        }                                                                                                            \
+        for (int j = 0; j < nc; j++)                                                                                 \
+            for (int64_t i = n / 32 * 32; i < n; i++) y[i] = fmaf(a[j], load(cols[j], i), y[i]);                     \
+    }                                                                                                                \
+    static void axpy_##T(const void *row, float a, float *y, int64_t n) { axpy_cols_##T(&row, &a, 1, y, n); }
 
-static void axpy_q8_0(const void *row, float a, float *y, int64_t n) {
-    const lf_block_q8_0 *b = row;
-    for (int64_t i = 0; i < n / 32; i++, y += 32) {
-        const __m256 s = _mm256_set1_ps(a * fp16(b[i].d));
-        const __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)b[i].qs);
-        const __m128i hi = _mm_loadu_si128((const __m128i *)(const void *)(b[i].qs + 16));
-        _mm256_storeu_ps(y, _mm256_fmadd_ps(s, i8x8_to_ps(lo), _mm256_loadu_ps(y)));
-        _mm256_storeu_ps(y + 8, _mm256_fmadd_ps(s, i8x8_to_ps(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(y + 8)));
-        _mm256_storeu_ps(y + 16, _mm256_fmadd_ps(s, i8x8_to_ps(hi), _mm256_loadu_ps(y + 16)));
-        _mm256_storeu_ps(y + 24, _mm256_fmadd_ps(s, i8x8_to_ps(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(y + 24)));
-    }
-}
+static inline float elem_f32(const void *r, int64_t i) { return ((const float *)r)[i]; }
+static inline float elem_f16(const void *r, int64_t i) { return fp16(((const uint16_t *)r)[i]); }
+static inline float elem_bf16(const void *r, int64_t i) { return lf_bf16_to_fp32(((const uint16_t *)r)[i]); }
+static inline float elem_none(const void *r, int64_t i) { (void)r, (void)i; return 0.0f; } /* blocks: no tail */
 
-static void axpy_q4_0(const void *row, float a, float *y, int64_t n) {
-    const lf_block_q4_0 *b = row;
-    const __m128i low4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
-    for (int64_t i = 0; i < n / 32; i++, y += 32) {
-        const __m256 s = _mm256_set1_ps(a * fp16(b[i].d));
-        const __m128i q = _mm_loadu_si128((const __m128i *)(const void *)b[i].qs);
-        const __m128i lo = _mm_sub_epi8(_mm_and_si128(q, low4), eight);                    /* elements 0..15 */
-        const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), low4), eight); /* 16..31 */
-        _mm256_storeu_ps(y, _mm256_fmadd_ps(s, i8x8_to_ps(lo), _mm256_loadu_ps(y)));
-        _mm256_storeu_ps(y + 8, _mm256_fmadd_ps(s, i8x8_to_ps(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(y + 8)));
-        _mm256_storeu_ps(y + 16, _mm256_fmadd_ps(s, i8x8_to_ps(hi), _mm256_loadu_ps(y + 16)));
-        _mm256_storeu_ps(y + 24, _mm256_fmadd_ps(s, i8x8_to_ps(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(y + 24)));
-    }
-}
-
+AXPY_KERNELS(f32, elem_f32)
+AXPY_KERNELS(f16, elem_f16)
+AXPY_KERNELS(bf16, elem_bf16)
+AXPY_KERNELS(q4_0, elem_none)
+AXPY_KERNELS(q4_1, elem_none)
+AXPY_KERNELS(q5_0, elem_none)
+AXPY_KERNELS(q5_1, elem_none)
+AXPY_KERNELS(q8_0, elem_none)
+AXPY_KERNELS(q4_K, elem_none)
+AXPY_KERNELS(q5_K, elem_none)
+AXPY_KERNELS(q6_K, elem_none)
 
 /* ---- x8 groups (repack.h): 8 rows per register, one row per 32-bit lane -- */
 
@@ -449,7 +568,21 @@ static const lf_kernels k_avx2 = {
     },
     .axpy = {
         [LF_TYPE_F32] = axpy_f32, [LF_TYPE_F16] = axpy_f16, [LF_TYPE_BF16] = axpy_bf16,
-        [LF_TYPE_Q8_0] = axpy_q8_0, [LF_TYPE_Q4_0] = axpy_q4_0,
+        [LF_TYPE_Q4_0] = axpy_q4_0, [LF_TYPE_Q4_1] = axpy_q4_1, [LF_TYPE_Q5_0] = axpy_q5_0,
+        [LF_TYPE_Q5_1] = axpy_q5_1, [LF_TYPE_Q8_0] = axpy_q8_0, [LF_TYPE_Q4_K] = axpy_q4_K,
+        [LF_TYPE_Q5_K] = axpy_q5_K, [LF_TYPE_Q6_K] = axpy_q6_K,
+    },
+    .dot_rows = {
+        [LF_TYPE_F32] = dot_rows_f32, [LF_TYPE_F16] = dot_rows_f16, [LF_TYPE_BF16] = dot_rows_bf16,
+        [LF_TYPE_Q4_0] = dot_rows_q4_0, [LF_TYPE_Q4_1] = dot_rows_q4_1, [LF_TYPE_Q5_0] = dot_rows_q5_0,
+        [LF_TYPE_Q5_1] = dot_rows_q5_1, [LF_TYPE_Q8_0] = dot_rows_q8_0, [LF_TYPE_Q4_K] = dot_rows_q4_K,
+        [LF_TYPE_Q5_K] = dot_rows_q5_K, [LF_TYPE_Q6_K] = dot_rows_q6_K,
+    },
+    .axpy_cols = {
+        [LF_TYPE_F32] = axpy_cols_f32, [LF_TYPE_F16] = axpy_cols_f16, [LF_TYPE_BF16] = axpy_cols_bf16,
+        [LF_TYPE_Q4_0] = axpy_cols_q4_0, [LF_TYPE_Q4_1] = axpy_cols_q4_1, [LF_TYPE_Q5_0] = axpy_cols_q5_0,
+        [LF_TYPE_Q5_1] = axpy_cols_q5_1, [LF_TYPE_Q8_0] = axpy_cols_q8_0, [LF_TYPE_Q4_K] = axpy_cols_q4_K,
+        [LF_TYPE_Q5_K] = axpy_cols_q5_K, [LF_TYPE_Q6_K] = axpy_cols_q6_K,
     },
     .gemm_x8 = {[LF_TYPE_Q4_0] = gemm_x8_q4_0, [LF_TYPE_Q8_0] = gemm_x8_q8_0, [LF_TYPE_Q4_K] = gemm_x8_q4_K,
                 [LF_TYPE_Q6_K] = gemm_x8_q6_K},

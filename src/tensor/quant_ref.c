@@ -160,6 +160,24 @@ void lf_axpy_row(const lf_kernels *k, uint32_t type, const void *row, float a, f
     for (int64_t i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]); /* one rounding, as the SIMD paths' FMA */
 }
 
+void lf_dot_rows(const lf_kernels *k, uint32_t type, const void *const *rows, int nr, const void *x, float *out,
+                 int64_t n) {
+    if (k->dot_rows[type]) {
+        k->dot_rows[type](rows, nr, x, out, n);
+        return;
+    }
+    for (int r = 0; r < nr; r++) out[r] = k->dot[type](rows[r], x, n);
+}
+
+void lf_axpy_cols(const lf_kernels *k, uint32_t type, const void *const *cols, const float *a, int nc, float *y,
+                  int64_t n, float *scratch) {
+    if (k->axpy_cols[type]) {
+        k->axpy_cols[type](cols, a, nc, y, n);
+        return;
+    }
+    for (int j = 0; j < nc; j++) lf_axpy_row(k, type, cols[j], a[j], y, n, scratch);
+}
+
 /* ---- quantize ----------------------------------------------------------- */
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
@@ -407,15 +425,10 @@ static float fold16(const float *acc) {
 static inline float load_f32(const void *w, int64_t i) { return ((const float *)w)[i]; }
 static inline float load_f16(const void *w, int64_t i) { return FP16(((const uint16_t *)w)[i]); }
 LANE_DOT(dot_f32, load_f32)
+static inline float load_bf16(const void *w, int64_t i) { return lf_bf16_to_fp32(((const uint16_t *)w)[i]); }
 LANE_DOT(dot_f16, load_f16)
+LANE_DOT(dot_bf16, load_bf16)
 
-static float dot_bf16(const void *w, const void *x, int64_t n) {
-    const uint16_t *a = w;
-    const float *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n; i++) s += lf_bf16_to_fp32(a[i]) * b[i];
-    return s;
-}
 
 static float dot_q4_0(const void *w, const void *x, int64_t n) {
     const lf_block_q4_0 *b = w;
