@@ -200,9 +200,10 @@ Test(kernels, x8_gemm_matches_row_dots_on_every_path) {
     const lf_kernels *paths[LF_KERNEL_PATHS];
     const int np = lf_kernels_available(paths);
     const lf_kernels *ref = lf_kernels_scalar();
-    const uint32_t types[] = {LF_TYPE_Q4_0, LF_TYPE_Q8_0, LF_TYPE_Q4_K, LF_TYPE_Q6_K};
+    const uint32_t types[] = {LF_TYPE_Q4_0, LF_TYPE_Q4_1, LF_TYPE_Q5_0, LF_TYPE_Q5_1,
+                              LF_TYPE_Q8_0, LF_TYPE_Q4_K, LF_TYPE_Q5_K, LF_TYPE_Q6_K};
     const int64_t lens[] = {32, 96, 32 * 37, 4096};
-    for (size_t ti = 0; ti < 4; ti++) {
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
         const uint32_t type = types[ti];
         cr_assert(lf_repack_supported(type));
         for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
@@ -253,8 +254,9 @@ Test(kernels, x8_gemm_matches_row_dots_on_every_path) {
 }
 
 Test(kernels, repack_round_trips_and_keeps_tail_rows) {
-    const uint32_t types[] = {LF_TYPE_Q4_0, LF_TYPE_Q8_0, LF_TYPE_Q4_K, LF_TYPE_Q6_K};
-    for (size_t ti = 0; ti < 4; ti++) {
+    const uint32_t types[] = {LF_TYPE_Q4_0, LF_TYPE_Q4_1, LF_TYPE_Q5_0, LF_TYPE_Q5_1,
+                              LF_TYPE_Q8_0, LF_TYPE_Q4_K, LF_TYPE_Q5_K, LF_TYPE_Q6_K};
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
         const uint32_t type = types[ti];
         const uint64_t rows = 21, cols = lf_type_traits_get(type)->block == 256 ? 512 : 96, rb = lf_type_row_bytes(type, cols); /* two groups and 5 tail rows */
         uint8_t *a = malloc(rows * rb), *b = malloc(rows * rb), *scratch = malloc(8 * rb);
@@ -274,7 +276,9 @@ Test(kernels, repack_round_trips_and_keeps_tail_rows) {
         free(b);
         free(scratch);
     }
-    cr_assert_not(lf_repack_supported(LF_TYPE_Q5_K));
+    /* float rows keep ggml's layout (their dots are two FMA chains per row) */
+    cr_assert_not(lf_repack_supported(LF_TYPE_F16));
+    cr_assert_not(lf_repack_supported(LF_TYPE_F32));
 }
 
 Test(kernels, forced_paths_are_honoured_or_refused) {

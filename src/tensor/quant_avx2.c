@@ -549,7 +549,81 @@ static inline __attribute__((always_inline)) void x8_q8_0_tile(const uint8_t *g,
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
 }
 
+/* Q4_1, Q5_0 and Q5_1 groups: Q4_0's chunks after the scales (d at 0, m at
+ * 16 for the _1 types), and for Q5 the rows' 4 high-bit bytes as one chunk
+ * register, lane r holding row r's 32 bits (repack.c). */
+
+/* The 8 rows' values of chunk register c (elements 4c..4c+3 for c < 4, else
+ * 16 + 4(c-4)..) with bit 4 from the rows' high-bit words in qh: byte k of
+ * lane r gets bit e = element k of qh_r. */
+static inline __attribute__((always_inline)) __m256i q5_high(__m256i qh, int c) {
+    const int e0 = c < 4 ? 4 * c : 16 + 4 * (c - 4);
+    const char b = (char)(e0 / 8), o = (char)(e0 % 8);
+    /* each lane's byte e0 / 8 into its 4 bytes */
+    const __m256i sel = _mm256_setr_epi8(b, b, b, b, 4 + b, 4 + b, 4 + b, 4 + b, 8 + b, 8 + b, 8 + b, 8 + b, 12 + b, 12 + b,
+                                         12 + b, 12 + b, b, b, b, b, 4 + b, 4 + b, 4 + b, 4 + b, 8 + b, 8 + b, 8 + b, 8 + b,
+                                         12 + b, 12 + b, 12 + b, 12 + b);
+    const __m256i bit = _mm256_set1_epi32((int)(0x01u << o | 0x02u << (o + 8) | 0x04u << (o + 16) | 0x08u << (o + 24)));
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, sel), bit), bit);
+    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+/* The x8 legacy-quant tile: `qs_at` is where the chunks start, `qh_at` the
+ * high bits (0: none), `m_at` the fp16 mins (0: none), `offset` what every
+ * value carries (8 for Q4_0-like, 16 for Q5_0; 0 with mins). */
+static inline __attribute__((always_inline)) void x8_legacy_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                  float *y, uint64_t ys, int64_t nb, uint32_t block,
+                                                                  int qs_at, int qh_at, int m_at, int offset) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++, g += LF_X8 * block) {
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)g));
+        const __m256 dm = m_at ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(g + m_at))) : dw;
+        __m256i w[8];
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(g + qs_at + 32 * c));
+            w[c] = _mm256_and_si256(v, m4);
+            w[c + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        }
+        if (qh_at) {
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(g + qh_at));
+            _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) w[c] = _mm256_or_si256(w[c], q5_high(qh, c));
+        }
+        for (int t = 0; t < nt; t++) {
+            const lf_block_q8a *yb = tok_blocks(x, xs, t) + i;
+            /* two halves of 4 chunks: 5-bit values summed in int16 stay below
+             * 4 x 2 x 31 x 127 < 32768 */
+            __m256i s = _mm256_setzero_si256(), s2 = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) s = dot4_u8s8(s, w[c], bcast4(yb->qs + 4 * c));
+            for (int c = 4; c < 8; c++) s2 = dot4_u8s8(s2, w[c], bcast4(yb->qs + 4 * c));
+            s = _mm256_add_epi32(s, s2);
+            const int sum = yb->sum[0] + yb->sum[1];
+            if (offset) s = _mm256_sub_epi32(s, _mm256_set1_epi32(offset * sum));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(yb->d)), acc[t]);
+            if (m_at) acc[t] = _mm256_fmadd_ps(dm, _mm256_set1_ps(yb->d * (float)sum), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+static inline __attribute__((always_inline)) void x8_q4_1_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                float *y, uint64_t ys, int64_t nb) {
+    x8_legacy_tile(g, x, xs, nt, y, ys, nb, sizeof(lf_block_q4_1), 32, 0, 16, 0);
+}
+static inline __attribute__((always_inline)) void x8_q5_0_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                float *y, uint64_t ys, int64_t nb) {
+    x8_legacy_tile(g, x, xs, nt, y, ys, nb, sizeof(lf_block_q5_0), 48, 16, 0, 16);
+}
+static inline __attribute__((always_inline)) void x8_q5_1_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                float *y, uint64_t ys, int64_t nb) {
+    x8_legacy_tile(g, x, xs, nt, y, ys, nb, sizeof(lf_block_q5_1), 64, 32, 16, 0);
+}
+
 X8_GEMM(gemm_x8_q4_0, x8_q4_0_tile, 32)
+X8_GEMM(gemm_x8_q4_1, x8_q4_1_tile, 32)
+X8_GEMM(gemm_x8_q5_0, x8_q5_0_tile, 32)
+X8_GEMM(gemm_x8_q5_1, x8_q5_1_tile, 32)
 X8_GEMM(gemm_x8_q8_0, x8_q8_0_tile, 32)
 
 #include "x8_kquants.h"
@@ -584,8 +658,9 @@ static const lf_kernels k_avx2 = {
         [LF_TYPE_Q5_1] = axpy_cols_q5_1, [LF_TYPE_Q8_0] = axpy_cols_q8_0, [LF_TYPE_Q4_K] = axpy_cols_q4_K,
         [LF_TYPE_Q5_K] = axpy_cols_q5_K, [LF_TYPE_Q6_K] = axpy_cols_q6_K,
     },
-    .gemm_x8 = {[LF_TYPE_Q4_0] = gemm_x8_q4_0, [LF_TYPE_Q8_0] = gemm_x8_q8_0, [LF_TYPE_Q4_K] = gemm_x8_q4_K,
-                [LF_TYPE_Q6_K] = gemm_x8_q6_K},
+    .gemm_x8 = {[LF_TYPE_Q4_0] = gemm_x8_q4_0, [LF_TYPE_Q4_1] = gemm_x8_q4_1, [LF_TYPE_Q5_0] = gemm_x8_q5_0,
+                [LF_TYPE_Q5_1] = gemm_x8_q5_1, [LF_TYPE_Q8_0] = gemm_x8_q8_0, [LF_TYPE_Q4_K] = gemm_x8_q4_K,
+                [LF_TYPE_Q5_K] = gemm_x8_q5_K, [LF_TYPE_Q6_K] = gemm_x8_q6_K},
     .quantize_q8a = quantize_q8a,
 };
 

@@ -579,6 +579,22 @@ static void gemm_x8_q6_K(const void *g, const void *x, uint64_t xs, int nt, floa
     gemm_x8_rows(LF_TYPE_Q6_K, dot_q6_K, g, x, xs, nt, y, ys, n);
 }
 
+static void gemm_x8_q4_1(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {
+    gemm_x8_rows(LF_TYPE_Q4_1, dot_q4_1, g, x, xs, nt, y, ys, n);
+}
+
+static void gemm_x8_q5_0(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {
+    gemm_x8_rows(LF_TYPE_Q5_0, dot_q5_0, g, x, xs, nt, y, ys, n);
+}
+
+static void gemm_x8_q5_1(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {
+    gemm_x8_rows(LF_TYPE_Q5_1, dot_q5_1, g, x, xs, nt, y, ys, n);
+}
+
+static void gemm_x8_q5_K(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {
+    gemm_x8_rows(LF_TYPE_Q5_K, dot_q5_K, g, x, xs, nt, y, ys, n);
+}
+
 static const lf_kernels k_scalar = {
     .name = "scalar",
     .dot = {
@@ -587,8 +603,9 @@ static const lf_kernels k_scalar = {
         [LF_TYPE_Q5_1] = dot_q5_1, [LF_TYPE_Q8_0] = dot_q8_0, [LF_TYPE_Q4_K] = dot_q4_K,
         [LF_TYPE_Q5_K] = dot_q5_K, [LF_TYPE_Q6_K] = dot_q6_K,
     },
-    .gemm_x8 = {[LF_TYPE_Q4_0] = gemm_x8_q4_0, [LF_TYPE_Q8_0] = gemm_x8_q8_0, [LF_TYPE_Q4_K] = gemm_x8_q4_K,
-                [LF_TYPE_Q6_K] = gemm_x8_q6_K},
+    .gemm_x8 = {[LF_TYPE_Q4_0] = gemm_x8_q4_0, [LF_TYPE_Q4_1] = gemm_x8_q4_1, [LF_TYPE_Q5_0] = gemm_x8_q5_0,
+                [LF_TYPE_Q5_1] = gemm_x8_q5_1, [LF_TYPE_Q8_0] = gemm_x8_q8_0, [LF_TYPE_Q4_K] = gemm_x8_q4_K,
+                [LF_TYPE_Q5_K] = gemm_x8_q5_K, [LF_TYPE_Q6_K] = gemm_x8_q6_K},
     .quantize_q8a = quantize_q8a_ref,
 };
 

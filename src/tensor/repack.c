@@ -15,20 +15,30 @@ typedef struct part {
 typedef struct x8_layout {
     uint32_t block_bytes; /* of one row's block */
     int n_parts;
-    part parts[4];
+    part parts[5];
 } x8_layout;
 
 static const x8_layout *layout_of(uint32_t type) {
     /* d first (fp16 scales, kept whole per row: bytes 2r, 2r+1), then the rest */
     static const x8_layout q4_0 = {18, 2, {{0, 2, 0, false}, {2, 16, 16, true}}};
     static const x8_layout q8_0 = {34, 2, {{0, 2, 0, false}, {2, 32, 16, true}}};
+    static const x8_layout q4_1 = {20, 3, {{0, 2, 0, false}, {2, 2, 16, false}, {4, 16, 32, true}}};
+    /* Q5_0/Q5_1: the 4 bytes of high bits are one chunk per row */
+    static const x8_layout q5_0 = {22, 3, {{0, 2, 0, false}, {2, 4, 16, true}, {6, 16, 48, true}}};
+    static const x8_layout q5_1 = {24, 4, {{0, 2, 0, false}, {2, 2, 16, false}, {4, 4, 32, true}, {8, 16, 64, true}}};
     /* Q4_K: d, dmin (16 + 16), the 12 scale bytes byte-major (96), qs chunked */
     static const x8_layout q4_K = {144, 4, {{0, 2, 0, false}, {2, 2, 16, false}, {4, 12, 32, false}, {16, 128, 128, true}}};
+    /* Q5_K: as Q4_K, with qh chunked before qs */
+    static const x8_layout q5_K = {176, 5, {{0, 2, 0, false}, {2, 2, 16, false}, {4, 12, 32, false}, {16, 32, 128, true}, {48, 128, 384, true}}};
     /* Q6_K (ql 128, qh 64, scales 16, d): d, scales byte-major, ql and qh chunked */
     static const x8_layout q6_K = {210, 4, {{208, 2, 0, false}, {192, 16, 16, false}, {0, 128, 144, true}, {128, 64, 1168, true}}};
     switch (type) {
     case LF_TYPE_Q4_0: return &q4_0;
+    case LF_TYPE_Q4_1: return &q4_1;
+    case LF_TYPE_Q5_0: return &q5_0;
+    case LF_TYPE_Q5_1: return &q5_1;
     case LF_TYPE_Q8_0: return &q8_0;
+    case LF_TYPE_Q5_K: return &q5_K;
     case LF_TYPE_Q4_K: return &q4_K;
     case LF_TYPE_Q6_K: return &q6_K;
     default: return NULL;

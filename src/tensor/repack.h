@@ -11,10 +11,13 @@
  * A group of 8 rows, for each block index i, holds the 8 fp16 scales of the
  * rows' block i (16 bytes), then the rows' payloads in 4-byte chunks: chunk
  * c of row r at 16 + 4 * (8c + r). Q4_0 (16 payload bytes: 144 per group
- * block) and Q8_0 (32: 272) repack so. The K-quants Q4_K and Q6_K keep their
+ * block) and Q8_0 (32: 272) repack so; Q4_1 and Q5_1 put their fp16 mins
+ * after the scales, and Q5_0/Q5_1 their 4 high-bit bytes as one chunk per row
+ * before the nibbles. The K-quants Q4_K, Q5_K and Q6_K keep their
  * super-block scales per row (8 fp16 each), their 6- and 8-bit sub-block
  * scales byte-major (byte k of the 8 rows side by side, so one 8-byte load
- * gives a sub-block's scales of all 8 rows), and their packed values in
+ * gives a sub-block's scales of all 8 rows), and their packed values (and
+ * Q5_K's fifth bits) in
  * 4-byte chunks as above (repack.c has the offsets). A group takes exactly the bytes of its
  * 8 rows, so repacking is in place and costs no memory; rows beyond the
  * last whole group stay as they are. */

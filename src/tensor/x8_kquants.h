@@ -1,4 +1,4 @@
-/* x8_kquants.h - 256-bit kernels for Q4_K and Q6_K weights in the x8 layout
+/* x8_kquants.h - 256-bit kernels for Q4_K, Q5_K and Q6_K weights in the x8 layout
  * (repack.h), shared by the AVX2 and AVX-512 files: each includes it after
  * defining dot4_u8s8 (maddubs, AVX-VNNI or AVX512-VNNI) and x8_gemm.h.
  *
@@ -33,12 +33,18 @@ static inline void q4_K_sub_scales(const uint8_t *B, int s, __m256 d, __m256 dmi
 #define X8_Q4K_BYTES (LF_X8 * sizeof(lf_block_q4_K))
 #define X8_Q6K_BYTES (LF_X8 * sizeof(lf_block_q6_K))
 
-static inline __attribute__((always_inline)) void x8_q4_K_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
-                                                                float *y, uint64_t ys, int64_t nsb) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+#define X8_Q5K_BYTES (LF_X8 * sizeof(lf_block_q5_K))
+
+/* Q4_K and Q5_K groups: `bytes` per group block, the packed values at qs_at,
+ * and for Q5_K the fifth bits at qh_at (0: none), chunk m of the 8 rows'
+ * qh at qh_at + 32m: bit s of each byte belongs to sub-block s. */
+static inline __attribute__((always_inline)) void x8_k4_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                              float *y, uint64_t ys, int64_t nsb, uint64_t bytes,
+                                                              int qs_at, int qh_at) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     __m256 acc[X8_TILE];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nsb; i++, g += X8_Q4K_BYTES) {
+    for (int64_t i = 0; i < nsb; i++, g += bytes) {
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)g));
         const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(g + 16)));
         const uint8_t *B = g + 32; /* scale byte k of the 8 rows at B + 8k */
@@ -46,11 +52,16 @@ static inline __attribute__((always_inline)) void x8_q4_K_tile(const uint8_t *g,
             __m256 dsc, dmn;
             q4_K_sub_scales(B, s, d, dmin, &dsc, &dmn);
             /* sub-block s: the low (even s) or high nibbles of chunks 8(s/2)..+7 */
-            const uint8_t *q = g + 128 + 32 * 8 * (s / 2);
+            const uint8_t *q = g + qs_at + 32 * 8 * (s / 2);
             __m256i w[8];
             for (int m = 0; m < 8; m++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(q + 32 * m));
                 w[m] = _mm256_and_si256(s & 1 ? _mm256_srli_epi16(v, 4) : v, m4);
+                if (qh_at) {
+                    const __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(g + qh_at + 32 * m));
+                    const __m256i bit = _mm256_and_si256(_mm256_srl_epi16(h, _mm_cvtsi32_si128(s)), one);
+                    w[m] = _mm256_or_si256(w[m], _mm256_slli_epi16(bit, 4));
+                }
             }
             for (int t = 0; t < nt; t++) {
                 const lf_block_q8a *yb = tok_blocks(x, xs, t) + 8 * i + s;
@@ -63,6 +74,15 @@ static inline __attribute__((always_inline)) void x8_q4_K_tile(const uint8_t *g,
         }
     }
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+static inline __attribute__((always_inline)) void x8_q4_K_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                float *y, uint64_t ys, int64_t nsb) {
+    x8_k4_tile(g, x, xs, nt, y, ys, nsb, X8_Q4K_BYTES, 128, 0);
+}
+static inline __attribute__((always_inline)) void x8_q5_K_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                float *y, uint64_t ys, int64_t nsb) {
+    x8_k4_tile(g, x, xs, nt, y, ys, nsb, X8_Q5K_BYTES, 384, 128);
 }
 
 static inline __attribute__((always_inline)) void x8_q6_K_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
@@ -100,6 +120,7 @@ static inline __attribute__((always_inline)) void x8_q6_K_tile(const uint8_t *g,
 }
 
 X8_GEMM(gemm_x8_q4_K, x8_q4_K_tile, 256)
+X8_GEMM(gemm_x8_q5_K, x8_q5_K_tile, 256)
 X8_GEMM(gemm_x8_q6_K, x8_q6_K_tile, 256)
 
 #endif
