@@ -206,15 +206,16 @@ static void logits_of(const char *path, float *out, uint32_t n) { logits_in_mode
  * Only the summation order may differ. */
 Test(model, repacked_weights_give_the_mapped_logits) {
     lf_synth_params p = lf_synth_default_params();
-    p.n_embd = 128;
+    p.n_embd = 256; /* a K-quant super-block */
     p.n_layer = 2;
-    p.n_ff = 352;
+    p.n_ff = 768;
     p.n_head = 4;
     p.n_vocab = 300;
     p.force = true;
     char err[256];
-    const lf_type types[] = {LF_TYPE_Q4_0, LF_TYPE_Q8_0, LF_TYPE_F16};
-    for (size_t t = 0; t < 3; t++) {
+    const lf_type types[] = {LF_TYPE_Q4_0, LF_TYPE_Q4_1, LF_TYPE_Q5_0, LF_TYPE_Q5_1, LF_TYPE_Q8_0,
+                             LF_TYPE_Q4_K, LF_TYPE_Q5_K, LF_TYPE_Q6_K, LF_TYPE_F16};
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
         p.type = types[t];
         const char *path = synth_path(lf_type_name(types[t]));
         cr_assert_eq(lf_synth_write(path, &p, err, sizeof err), LF_OK, "%s", err);
