@@ -53,6 +53,7 @@ static void *worker(void *arg) {
         }
         pthread_mutex_unlock(&ld->mu);
         lf__read_done(ld, op, do_read(ld, op));
+        lf__decode_pending(ld);
         pthread_mutex_lock(&ld->mu);
     }
     pthread_cond_broadcast(&ld->work); /* let the others see the stop */

@@ -89,6 +89,7 @@ static void *reaper(void *arg) {
         us->reaping = false;
         uring_submit_now(ld);
         pthread_mutex_unlock(&ld->mu);
+        lf__decode_pending(ld); /* after resubmitting, so the disk stays busy meanwhile */
     }
 }
 

@@ -127,6 +127,7 @@ void lf_loader_close(lf_loader *ld) {
     pthread_cond_broadcast(&ld->done);
     pthread_mutex_unlock(&ld->mu);
     if (ld->ops) ld->ops->stop(ld);
+    lf__decode_pending(ld); /* spans read but not decoded: nobody waits on them now */
     while (ld->live) {
         lf_load_batch *b = ld->live;
         ld->live = b->next_live;
@@ -394,7 +395,7 @@ static void decode_span(lf_loader *ld, span *s, lf_status *unit_st, char (*unit_
     }
 }
 
-static void finish_span(lf_loader *ld, span *s) {
+static void finish_span(lf_loader *ld, span *s, bool by_waiter) {
     lf_load_batch *b = s->batch;
     /* once units_left reaches 0 a waiter may free the batch and this span:
      * nothing of them is touched after the unlock below */
@@ -410,6 +411,8 @@ static void finish_span(lf_loader *ld, span *s) {
     const uint64_t t1 = lf_now_ns();
     pthread_mutex_lock(&ld->mu);
     ld->stats.decode_ns += t1 - t0;
+    ld->stats.spans_decoded++;
+    if (by_waiter) ld->stats.spans_decoded_by_waiters++;
     for (size_t k = 0; k < s->n; k++) {
         const lf_status st = unit_st && unit_msg ? unit_st[k] : LF_E_NOMEM;
         b->unit_status[b->order[s->first + k]] = st;
@@ -480,8 +483,35 @@ void lf__read_done(lf_loader *ld, read_op *op, int64_t res) {
         }
         finished = --s->ops_left == 0;
     }
+    if (finished) { /* to the decode queue; a waiter may take it */
+        s->decode_next = NULL;
+        if (ld->decode_tail) ld->decode_tail->decode_next = s;
+        else ld->decode_head = s;
+        ld->decode_tail = s;
+        pthread_cond_broadcast(&ld->done);
+    }
     pthread_mutex_unlock(&ld->mu);
-    if (finished) finish_span(ld, s);
+}
+
+/* The next span to decode, or NULL (mutex held). */
+static span *pop_decode(lf_loader *ld) {
+    span *s = ld->decode_head;
+    if (s) {
+        ld->decode_head = s->decode_next;
+        if (!ld->decode_head) ld->decode_tail = NULL;
+    }
+    return s;
+}
+
+void lf__decode_pending(lf_loader *ld) {
+    if (ld->p.waiters_decode_only && !ld->stopping) return;
+    for (;;) {
+        pthread_mutex_lock(&ld->mu);
+        span *s = pop_decode(ld);
+        pthread_mutex_unlock(&ld->mu);
+        if (!s) return;
+        finish_span(ld, s, false);
+    }
 }
 
 lf_status lf_loader_wait(lf_loader *ld, lf_load_batch *b, lf_err *err) {
@@ -492,7 +522,16 @@ lf_status lf_loader_wait_io(lf_loader *ld, lf_load_batch *b, lf_err *err, lf_bat
     if (!ld || !b) return LF_E_INVALID_ARG;
     const uint64_t t0 = lf_now_ns();
     pthread_mutex_lock(&ld->mu);
-    while (b->units_left > 0) pthread_cond_wait(&ld->done, &ld->mu);
+    while (b->units_left > 0) {
+        span *s = pop_decode(ld); /* any batch's: decoding beats sleeping */
+        if (!s) {
+            pthread_cond_wait(&ld->done, &ld->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&ld->mu);
+        finish_span(ld, s, true);
+        pthread_mutex_lock(&ld->mu);
+    }
     ld->stats.wait_ns += lf_now_ns() - t0;
     if (io) {
         io->reads += b->io_reads;

@@ -4,9 +4,11 @@
  *
  * Depends only on src/common and the codecs beside it; it knows nothing of
  * models. Submission returns at once; an I/O thread keeps up to queue_depth
- * reads in flight and decodes each completed read (checksum, decompression,
- * copy into the caller's slots) as soon as it lands, so decoding overlaps the
- * reads still in flight. Several batches may be in flight at once.
+ * reads in flight. Each completed read joins a decode queue (checksum,
+ * decompression, copy into the caller's slots): the I/O thread decodes from
+ * it once it has resubmitted, and a caller blocked in lf_loader_wait decodes
+ * from it too instead of sleeping, so a compressed or verified batch does not
+ * serialise behind the one I/O thread. Several batches may be in flight at once.
  *
  * Back-ends are a table of functions (io_uring, a pread thread pool, and a
  * fault-injecting pread for tests); io_uring is preferred and pread is taken
@@ -49,6 +51,7 @@ typedef struct lf_loader_params {
     uint64_t fault_nth;
     uint32_t fault_count;
     uint32_t fault_delay_us;
+    bool waiters_decode_only; /* the I/O thread never decodes: only lf_loader_wait's callers (tests) */
     const char *unit_name;   /* in error messages: "neurons", "experts" (default "units") */
     /* Ablation: read each unit as split_parts separate reads of split_bytes
      * each (page-rounded, never merged), as a layout that stores a neuron's
@@ -123,7 +126,8 @@ typedef struct lf_loader_stats {
     uint64_t qd_hist[65];                   /* reads in flight seen at each issue (capped at 64) */
     uint64_t wait_ns;                       /* time callers spent in wait */
     uint64_t direct_reads;                  /* reads that went straight into the caller's memory */
-    uint64_t decode_ns;                     /* checksum + decompression + copy */
+    uint64_t decode_ns;                     /* checksum + decompression + copy, all threads */
+    uint64_t spans_decoded, spans_decoded_by_waiters; /* read spans decoded, and how many by lf_loader_wait's callers */
 } lf_loader_stats;
 
 void lf_loader_get_stats(lf_loader *ld, lf_loader_stats *out);

@@ -33,6 +33,7 @@ struct span {
     lf_status status;    /* read failure of the whole span */
     char errmsg[160];
     span *next;          /* pending queue link */
+    span *decode_next;   /* decode queue link */
 };
 
 struct lf_load_batch {
@@ -82,6 +83,7 @@ struct lf_loader {
     int *free_staging;      /* stack of free indices */
     uint32_t n_free;
     atomic_uint_fast64_t reads_issued; /* fault injection counts these */
+    span *decode_head, *decode_tail; /* spans read in full, not yet decoded */
     lf_load_batch *live;
     lf_loader_stats stats;
 };
@@ -89,8 +91,13 @@ struct lf_loader {
 /* Core functions for back-ends. All but lf__read_done need the mutex. */
 /* The next part to issue, or NULL (nothing pending, or no staging free). */
 read_op *lf__next_op(lf_loader *ld);
-/* A part's read returned `res` (bytes, or -errno). Takes the mutex itself. */
+/* A part's read returned `res` (bytes, or -errno). Takes the mutex itself.
+ * A span whose last part this was joins the decode queue. */
 void lf__read_done(lf_loader *ld, read_op *op, int64_t res);
+/* Decodes queued spans until the queue is empty (mutex not held). I/O
+ * threads call it once they have reaped and resubmitted; callers of
+ * lf_loader_wait take spans from the same queue instead of sleeping. */
+void lf__decode_pending(lf_loader *ld);
 /* Chooses the descriptor for a part's remaining bytes. */
 int lf__op_fd(const lf_loader *ld, const read_op *op);
 

@@ -131,19 +131,32 @@ Test(loader, compressed_units_decode) {
         free(frame);
     }
     close(fd);
-    for (int kind = uring_usable() ? LF_IO_URING : LF_IO_PREAD; kind <= LF_IO_PREAD; kind++) {
-        lf_loader_params p = lf_loader_default_params();
-        p.backend = (lf_io_backend_kind)kind;
-        lf_loader *ld;
-        lf_err err = {{0}};
-        cr_assert_eq(lf_loader_open(cpath, &p, &ld, &err), LF_OK, "%s", err.msg);
-        memset(dst, 0, n * 8192);
-        lf_load_batch *b;
-        cr_assert_eq(lf_loader_submit(ld, r, n, &b, &err), LF_OK);
-        cr_assert_eq(lf_loader_wait(ld, b, &err), LF_OK, "%s", err.msg);
-        cr_assert_eq(memcmp(dst, raw, n * 8192), 0);
-        lf_loader_close(ld);
-    }
+    /* each back-end twice: decoding shared by the I/O threads and the
+     * waiter, then by the waiter alone (the I/O threads only read) */
+    for (int kind = uring_usable() ? LF_IO_URING : LF_IO_PREAD; kind <= LF_IO_PREAD; kind++)
+        for (int waiter_only = 0; waiter_only < 2; waiter_only++) {
+            lf_loader_params p = lf_loader_default_params();
+            p.backend = (lf_io_backend_kind)kind;
+            p.waiters_decode_only = waiter_only;
+            p.max_read = 64u << 10; /* several spans */
+            lf_loader *ld;
+            lf_err err = {{0}};
+            cr_assert_eq(lf_loader_open(cpath, &p, &ld, &err), LF_OK, "%s", err.msg);
+            memset(dst, 0, n * 8192);
+            lf_load_batch *b;
+            cr_assert_eq(lf_loader_submit(ld, r, n, &b, &err), LF_OK);
+            cr_assert_eq(lf_loader_wait(ld, b, &err), LF_OK, "%s", err.msg);
+            cr_assert_eq(memcmp(dst, raw, n * 8192), 0);
+            lf_loader_stats st;
+            lf_loader_get_stats(ld, &st);
+            cr_assert_gt(st.spans_decoded, 1);
+            if (waiter_only)
+                cr_assert_eq(st.spans_decoded_by_waiters, st.spans_decoded, "%s: the I/O thread decoded",
+                             lf_loader_backend_name(ld));
+            else
+                cr_assert_leq(st.spans_decoded_by_waiters, st.spans_decoded);
+            lf_loader_close(ld);
+        }
     unlink(cpath);
     free(raw);
     free(dst);
