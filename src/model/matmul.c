@@ -32,10 +32,17 @@ static void rows_times_tokens(const matmul_job *j, uint64_t r0, uint64_t r1, int
         for (; r + LF_X8 <= r1 && r + LF_X8 <= w->rows - w->rows % LF_X8; r += LF_X8)
             gemm((const uint8_t *)w->data + r * w->row_bytes, x, j->x_stride, nt, y + r, j->y_stride, (int64_t)w->cols);
     }
-    const lf_vec_dot_fn dot = j->k->dot[w->type];
-    for (; r < r1; r++) {
-        const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
-        for (int t = 0; t < nt; t++) y[(uint64_t)t * j->y_stride + r] = dot(row, x + (uint64_t)t * j->x_stride, (int64_t)w->cols);
+    /* ggml's rows (mmap mode, float weights, tail rows): LF_DOT_ROWS rows
+     * per call, sharing each activation load */
+    for (; r < r1; r += LF_DOT_ROWS) {
+        const int nr = (int)LF_MIN((uint64_t)LF_DOT_ROWS, r1 - r);
+        const void *rows[LF_DOT_ROWS];
+        for (int i = 0; i < nr; i++) rows[i] = (const uint8_t *)w->data + (r + i) * w->row_bytes;
+        for (int t = 0; t < nt; t++) {
+            float out[LF_DOT_ROWS];
+            lf_dot_rows(j->k, w->type, rows, nr, x + (uint64_t)t * j->x_stride, out, (int64_t)w->cols);
+            for (int i = 0; i < nr; i++) y[(uint64_t)t * j->y_stride + r + i] = out[i];
+        }
     }
 }
 
