@@ -300,6 +300,55 @@ lf_status lf_tokenize(const lf_model *model, const char *text, size_t len,
  * negative lf_status for an invalid token. */
 int lf_token_to_piece(const lf_model *model, lf_token token, char *buf, size_t cap);
 
+/* A tokenizer on its own. Every model has one (lf_model_vocab), and
+ * lf_vocab_open reads one from any GGUF file that holds tokenizer metadata,
+ * of any architecture, with or without tensors (llama.cpp's vocab-only
+ * files). Two algorithms, chosen by tokenizer.ggml.model:
+ *   "llama": SentencePiece with byte fallback (Llama 1/2, Mistral, Phi-3);
+ *   "gpt2":  byte-level BPE, with the pre-tokenizer that tokenizer.ggml.pre
+ *            names: llama-bpe (Llama 3.x), qwen2 (Qwen2/2.5/3), gpt-2,
+ *            starcoder, deepseek-llm, or default when the key is absent.
+ * A vocab is read-only after open: any thread may use it at once. */
+typedef struct lf_vocab lf_vocab;
+
+/* Opens the tokenizer of the GGUF file at path. On failure *out is NULL and
+ * errbuf (may be NULL) says why. Errors: LF_E_IO, LF_E_TRUNCATED, any
+ * LF_E_GGUF_*, LF_E_UNSUPPORTED (the tokenizer model or pre-tokenizer,
+ * named), LF_E_MODEL (missing or inconsistent tokenizer keys), LF_E_NOMEM. */
+lf_status lf_vocab_open(const char *path, lf_vocab **out, char *errbuf, size_t errcap);
+/* Frees a vocab from lf_vocab_open (NULL is fine; never a model's). */
+void lf_vocab_close(lf_vocab *vocab);
+/* The model's tokenizer, owned by the model and valid until it closes. */
+const lf_vocab *lf_model_vocab(const lf_model *model);
+
+uint32_t lf_vocab_n_tokens(const lf_vocab *vocab);
+lf_token lf_vocab_bos(const lf_vocab *vocab); /* -1 if none */
+lf_token lf_vocab_eos(const lf_vocab *vocab); /* -1 if none */
+lf_token lf_vocab_eot(const lf_vocab *vocab); /* end of turn (Llama 3's <|eot_id|>); -1 if none */
+/* Whether generation should stop at token: EOS or EOT. */
+bool lf_vocab_is_end(const lf_vocab *vocab, lf_token token);
+/* tokenizer.ggml.add_bos_token: whether prompts start with BOS (default:
+ * yes for SentencePiece, no for byte-level BPE). */
+bool lf_vocab_adds_bos(const lf_vocab *vocab);
+
+#define LF_TOKENIZE_ADD_BOS 1u /* BOS first (when the vocab has one) */
+#define LF_TOKENIZE_SPECIAL 2u /* control tokens written in the text ("<|eot_id|>") become tokens; else plain text */
+/* Encodes UTF-8 text (len bytes) with LF_TOKENIZE_* flags, as lf_tokenize
+ * does: at most cap tokens written, *n_tokens the full count, and
+ * LF_E_INVALID_ARG when that exceeds cap. User-defined tokens in the text
+ * are always matched. Invalid UTF-8 is encoded byte by byte, never refused. */
+lf_status lf_vocab_tokenize(const lf_vocab *vocab, const char *text, size_t len, unsigned flags, lf_token *tokens,
+                            size_t cap, size_t *n_tokens);
+/* The bytes a token stands for (lf_token_to_piece's rules; a byte-level BPE
+ * token may hold part of a UTF-8 character, so print whole characters). */
+int lf_vocab_piece(const lf_vocab *vocab, lf_token token, char *buf, size_t cap);
+/* The token as stored in the vocabulary (control tokens too, e.g.
+ * "<|begin_of_text|>"), not NUL-terminated; NULL for an invalid token. */
+const char *lf_vocab_raw_piece(const lf_vocab *vocab, lf_token token, uint32_t *len);
+/* 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte; 0 for an
+ * invalid token. */
+int lf_vocab_token_type(const lf_vocab *vocab, lf_token token);
+
 /* ------------------------------------------------------------------------ */
 /* Sampling                                                                  */
 /* ------------------------------------------------------------------------ */

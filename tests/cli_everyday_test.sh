@@ -163,4 +163,24 @@ check "  and shows progress" grep -q "chunk 2 of 2" "$tmp/pp.err"
 "$bin" bench -m "$tmp/fl.gguf" -n 4 --dram-budget 3M --no-membw >"$tmp/b.txt" 2>&1
 check "bench takes --mode and --dram-budget" grep -q "under a DRAM budget" "$tmp/b.txt"
 
+# --- tokenize: any GGUF with a tokenizer, vocab-only files included --------
+v3=$shared/vocab/ggml-vocab-llama3.gguf
+"$bin" tokenize -m "$v3" -p " Hello world" --ids --no-bos >"$tmp/out" 2>"$tmp/err"
+check "tokenize --ids --no-bos on Llama 3's vocab" test "$(cat "$tmp/out")" = "22691 1917"
+"$bin" tokenize -m "$v3" -p "Hi" --ids >"$tmp/out" 2>"$tmp/err"
+check "  BOS from add_bos_token" test "$(cat "$tmp/out")" = "128000 13347"
+"$bin" tokenize -m "$v3" -p $'a\tb' --no-bos >"$tmp/out" 2>"$tmp/err"
+check "  one 'id<TAB>piece' line per token, pieces escaped" grep -qxF $'2282\t\\tb' "$tmp/out"
+"$bin" tokenize -m "$v3" -p "<|eot_id|>" --ids --no-bos --special >"$tmp/out" 2>"$tmp/err"
+check "  --special parses control tokens" test "$(cat "$tmp/out")" = "128009"
+"$bin" tokenize -m "$v3" -p "<|eot_id|>" --ids --no-bos >"$tmp/out" 2>"$tmp/err"
+check "  without it they are text" test "$(wc -w <"$tmp/out")" -gt 1
+printf 'Hello world' >"$tmp/text.txt"
+"$bin" tokenize -m "$shared/vocab/ggml-vocab-qwen3.gguf" -f "$tmp/text.txt" --ids >"$tmp/out" 2>"$tmp/err"
+check "  -f FILE, and Qwen adds no BOS" test "$(cat "$tmp/out")" = "9707 1879"
+expect_exit "tokenize without a text" 2 "$bin" tokenize -m "$v3"
+expect_exit "tokenize with -p and -f" 2 "$bin" tokenize -m "$v3" -p x -f "$tmp/text.txt"
+expect_exit "tokenize of a file that is not GGUF" 1 "$bin" tokenize -m "$tmp/text.txt" -p x
+expect_exit "tokenize of a missing -f file" 1 "$bin" tokenize -m "$v3" -f "$tmp/nope.txt"
+
 finish

@@ -12,6 +12,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  run       generate text from a GGUF model\n"
             "  inspect   describe a GGUF model: hyperparameters, tensors, bytes by class\n"
+            "  tokenize  print a text's tokens under a model's (or a vocab-only file's) tokenizer\n"
             "  convert   write a flash file: FFN neurons bundled for streaming\n"
             "  verify    check every checksum of a flash file\n"
             "  calibrate fit a sparsity predictor to a flash model on a text\n"
@@ -40,6 +41,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "run") == 0) return cmd_run(argc, argv);
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc, argv);
+    if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc, argv);
     if (strcmp(cmd, "synth") == 0) return cmd_synth(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);

@@ -715,10 +715,11 @@ lf_status lf_session_generate(lf_session *s, lf_sampler *sampler, const char *pr
     const lf_model *m = s->m;
     const size_t plen = strlen(prompt);
     size_t n_tok = 0;
-    lf_tokenize(m, prompt, plen, true, NULL, 0, &n_tok);
+    const bool bos = lf_tokenizer_adds_bos(m->tok);
+    lf_tokenize(m, prompt, plen, bos, NULL, 0, &n_tok);
     lf_token *toks = malloc((n_tok ? n_tok : 1) * sizeof *toks);
     if (!toks) return lf_err_set(&s->err, LF_E_NOMEM, "prompt tokens");
-    lf_status st = lf_tokenize(m, prompt, plen, true, toks, n_tok, &n_tok);
+    lf_status st = lf_tokenize(m, prompt, plen, bos, toks, n_tok, &n_tok);
     if (st) {
         free(toks);
         return lf_err_set(&s->err, st, "tokenizing the prompt failed");
@@ -742,31 +743,42 @@ lf_status lf_session_generate(lf_session *s, lf_sampler *sampler, const char *pr
     gs->prompt_ms = lf_ns_to_ms(lf_now_ns() - t0);
     if (st) return st;
     t0 = lf_now_ns();
-    const lf_token eos = lf_token_eos(m);
-    bool strip_space = plen == 0; /* SentencePiece drops the leading space of a text */
-    char piece[256];
-    for (uint32_t i = 0; gp.n_predict == LF_PREDICT_UNTIL_DONE || i < gp.n_predict; i++) {
-        if (gp.ignore_eos && eos >= 0) s->logits[eos] = -INFINITY; /* the session's copy: never sampled */
+    const lf_token eos = lf_token_eos(m), eot = lf_tokenizer_eot(m->tok);
+    /* SentencePiece drops the leading space of a text */
+    bool strip_space = plen == 0 && lf_tokenizer_space_prefix(m->tok);
+    char piece[256 + 4];
+    size_t held = 0; /* bytes of an unfinished UTF-8 character, at the start of piece */
+    bool stop = false;
+    for (uint32_t i = 0; !stop && (gp.n_predict == LF_PREDICT_UNTIL_DONE || i < gp.n_predict); i++) {
+        if (gp.ignore_eos) { /* the session's copy of the logits: never sampled */
+            if (eos >= 0) s->logits[eos] = -INFINITY;
+            if (eot >= 0) s->logits[eot] = -INFINITY;
+        }
         const lf_token tok = lf_sampler_sample(sampler, s->logits, m->info.n_vocab);
-        if (tok == eos) {
+        if (lf_tokenizer_is_end(m->tok, tok)) {
             gs->stopped_at_eos = true;
             break;
         }
         gs->n_generated++;
         lf_sampler_accept(sampler, tok);
-        int len = lf_token_to_piece(m, tok, piece, sizeof piece);
+        int len = lf_token_to_piece(m, tok, piece + held, sizeof piece - 4);
         if (len < 0) len = 0;
-        if (len > (int)sizeof piece) len = (int)sizeof piece;
+        if (len > (int)sizeof piece - 4) len = (int)sizeof piece - 4;
         const char *p = piece;
-        if (strip_space && len > 0) {
+        size_t n = held + (size_t)len;
+        if (strip_space && n > 0) {
             if (p[0] == ' ') {
                 p++;
-                len--;
+                n--;
             }
             strip_space = false;
         }
-        if (gp.on_piece && len > 0 && !gp.on_piece(gp.user, p, (size_t)len)) break;
-        if (gp.n_predict != LF_PREDICT_UNTIL_DONE && i + 1 >= gp.n_predict) break;
+        /* a byte-level token may end inside a character: hold those bytes */
+        const size_t whole = lf_utf8_complete_prefix(p, n);
+        if (gp.on_piece && whole > 0 && !gp.on_piece(gp.user, p, whole)) stop = true;
+        held = n - whole;
+        memmove(piece, p + whole, held);
+        if (stop || (gp.n_predict != LF_PREDICT_UNTIL_DONE && i + 1 >= gp.n_predict)) break;
         if (s->pos >= s->n_ctx) { /* the context is full: a clean stop, not an error */
             gs->stopped_at_ctx = true;
             break;
@@ -774,6 +786,7 @@ lf_status lf_session_generate(lf_session *s, lf_sampler *sampler, const char *pr
         if ((st = lf_session_eval(s, &tok, 1))) break;
         gs->n_evaluated++;
     }
+    if (held && gp.on_piece && !stop) gp.on_piece(gp.user, piece, held); /* the output ended mid-character */
     gs->generate_ms = lf_ns_to_ms(lf_now_ns() - t0);
     return st;
 }

@@ -698,6 +698,7 @@ const char *lf_model_meta_get(const lf_model *m, size_t i, char *value, size_t c
 lf_token lf_token_bos(const lf_model *m) { return m ? lf_tokenizer_bos(m->tok) : -1; }
 lf_token lf_token_eos(const lf_model *m) { return m ? lf_tokenizer_eos(m->tok) : -1; }
 uint32_t lf_vocab_size(const lf_model *m) { return m ? m->info.n_vocab : 0; }
+const lf_vocab *lf_model_vocab(const lf_model *m) { return m ? m->tok : NULL; }
 
 lf_status lf_tokenize(const lf_model *m, const char *text, size_t len, bool add_bos, lf_token *tokens, size_t cap,
                       size_t *n_tokens) {

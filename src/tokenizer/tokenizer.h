@@ -2,8 +2,9 @@
  *
  * One lf_tokenizer holds the vocabulary shared by every algorithm (pieces,
  * scores, token types, a piece->id hash) and an encode function chosen by
- * tokenizer.ggml.model. Today: "llama" (SentencePiece with byte fallback).
- * A GPT-2 byte-level BPE plugs in beside it as another encode function. */
+ * tokenizer.ggml.model: "llama" (SentencePiece with byte fallback) or
+ * "gpt2" (byte-level BPE, with the pre-tokenizer tokenizer.ggml.pre names).
+ * Control and user-defined tokens written in the text are split off first. */
 #ifndef LF_TOKENIZER_H
 #define LF_TOKENIZER_H
 
@@ -14,7 +15,8 @@ enum lf_token_type {
     LF_TOKEN_USER_DEFINED = 4, LF_TOKEN_UNUSED = 5, LF_TOKEN_BYTE = 6,
 };
 
-typedef struct lf_tokenizer lf_tokenizer;
+/* The public lf_vocab (llmflash.h) is this tokenizer. */
+typedef struct lf_vocab lf_tokenizer;
 
 lf_status lf_tokenizer_load(const lf_gguf *g, lf_tokenizer **out, lf_err *err);
 void lf_tokenizer_free(lf_tokenizer *t);
@@ -22,13 +24,34 @@ void lf_tokenizer_free(lf_tokenizer *t);
 uint32_t lf_tokenizer_vocab_size(const lf_tokenizer *t);
 lf_token lf_tokenizer_bos(const lf_tokenizer *t);
 lf_token lf_tokenizer_eos(const lf_tokenizer *t);
+lf_token lf_tokenizer_eot(const lf_tokenizer *t); /* -1 when the vocabulary has none */
+/* Whether generation stops at this token: EOS or EOT. */
+bool lf_tokenizer_is_end(const lf_tokenizer *t, lf_token id);
+/* Whether SentencePiece adds a space before the text (decoders drop it). */
+bool lf_tokenizer_space_prefix(const lf_tokenizer *t);
+/* The length of the longest prefix of p[0..n) that does not end inside a
+ * UTF-8 character: an incomplete but valid start of one at the end is left
+ * out (at most 3 bytes); invalid bytes count as whole. */
+size_t lf_utf8_complete_prefix(const char *p, size_t n);
+/* tokenizer.ggml.add_bos_token (default: true for SentencePiece, false for BPE). */
+bool lf_tokenizer_adds_bos(const lf_tokenizer *t);
+/* A token's stored piece (not decoded) and its lf_token_type; NULL / 0 for
+ * ids out of range. */
+const char *lf_tokenizer_raw_piece(const lf_tokenizer *t, lf_token token, uint32_t *len);
+uint8_t lf_tokenizer_type(const lf_tokenizer *t, lf_token token);
 /* Token id of an exact piece, or -1. */
 lf_token lf_tokenizer_find(const lf_tokenizer *t, const char *piece, size_t len);
 
 /* See lf_tokenize in llmflash.h for the contract. */
 lf_status lf_tokenizer_encode(const lf_tokenizer *t, const char *text, size_t len, bool add_bos,
                               lf_token *out, size_t cap, size_t *n_out);
-/* See lf_token_to_piece. */
+/* lf_tokenizer_encode, and with parse_special control tokens written in the
+ * text (such as "<|eot_id|>") become their tokens; without it they are
+ * plain text. User-defined tokens are always matched. */
+lf_status lf_tokenizer_encode_ex(const lf_tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
+                                 lf_token *out, size_t cap, size_t *n_out);
+/* See lf_token_to_piece. The bytes a token stands for: byte-level BPE pieces
+ * map back to raw bytes, which may be part of a UTF-8 character. */
 int lf_tokenizer_piece(const lf_tokenizer *t, lf_token token, char *buf, size_t cap);
 
 #endif
