@@ -278,6 +278,24 @@ lf_status lf_model_tensor_get(const lf_model *model, size_t i, lf_tensor_info *o
 size_t lf_model_meta_count(const lf_model *model);
 const char *lf_model_meta_get(const lf_model *model, size_t i, char *value, size_t cap);
 
+/* Any GGUF file, described without running it: its metadata and tensor
+ * table, whatever the architecture (one llmflash cannot run included), with
+ * no weight read. Errors of open: LF_E_IO, LF_E_TRUNCATED, any LF_E_GGUF_*,
+ * LF_E_NOMEM; errbuf (may be NULL) says why. The handle is read-only: any
+ * thread may use it at once. Strings it returns live until close. */
+typedef struct lf_gguf_file lf_gguf_file;
+lf_status lf_gguf_file_open(const char *path, lf_gguf_file **out, char *errbuf, size_t errcap);
+void lf_gguf_file_close(lf_gguf_file *file); /* NULL is fine */
+uint32_t lf_gguf_file_version(const lf_gguf_file *file);
+uint64_t lf_gguf_file_size(const lf_gguf_file *file);
+size_t lf_gguf_file_meta_count(const lf_gguf_file *file);
+/* As lf_model_meta_get. */
+const char *lf_gguf_file_meta_get(const lf_gguf_file *file, size_t i, char *value, size_t cap);
+size_t lf_gguf_file_tensor_count(const lf_gguf_file *file);
+/* As lf_model_tensor_get; type is ggml's id (lf_type_name gives "?" for
+ * types llmflash does not know). */
+lf_status lf_gguf_file_tensor_get(const lf_gguf_file *file, size_t i, lf_tensor_info *out);
+
 /* ------------------------------------------------------------------------ */
 /* Tokenizer (from the model's GGUF metadata)                                */
 /* ------------------------------------------------------------------------ */

@@ -183,4 +183,13 @@ expect_exit "tokenize with -p and -f" 2 "$bin" tokenize -m "$v3" -p x -f "$tmp/t
 expect_exit "tokenize of a file that is not GGUF" 1 "$bin" tokenize -m "$tmp/text.txt" -p x
 expect_exit "tokenize of a missing -f file" 1 "$bin" tokenize -m "$v3" -f "$tmp/nope.txt"
 
+# --- inspect describes any GGUF; only the commands that compute refuse -------
+"$bin" inspect "$shared/vocab/ggml-vocab-gpt-2.gguf" >"$tmp/out" 2>"$tmp/err"
+check "inspect of a GPT-2 vocabulary (another architecture) succeeds" test $? -eq 0
+check "  names the architecture and why it cannot run" grep -q 'runs here:.*gpt2' "$tmp/out"
+check "  describes its tokenizer" grep -q 'tokenizer: *50257 tokens' "$tmp/out"
+check "  lists its metadata" grep -q 'tokenizer.ggml.pre' "$tmp/out"
+expect_exit "run on it refuses" 1 "$bin" run -m "$shared/vocab/ggml-vocab-gpt-2.gguf" -p hi -n 1
+check "  naming the architecture" grep -q "gpt2" "$tmp/err"
+
 finish

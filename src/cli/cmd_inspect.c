@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <string.h>
 
 static const char *class_name(lf_tensor_class c) {
     switch (c) {
@@ -18,6 +19,68 @@ static const char *activation_name(lf_activation a) {
     case LF_ACT_RELU_GATED: return "relu (gated)";
     default: return "relu (plain)";
     }
+}
+
+static void print_tensor_table(size_t n, lf_status (*get)(const void *, size_t, lf_tensor_info *), const void *h) {
+    printf("\n%-32s %-6s %-22s %12s  %s\n", "tensor", "type", "shape", "bytes", "class");
+    for (size_t i = 0; i < n; i++) {
+        lf_tensor_info t;
+        get(h, i, &t);
+        char shape[64];
+        int k = snprintf(shape, sizeof shape, "[%" PRIu64, t.ne[0]);
+        for (uint32_t d = 1; d < t.n_dims && k < (int)sizeof shape; d++)
+            k += snprintf(shape + k, sizeof shape - (size_t)k, ", %" PRIu64, t.ne[d]);
+        if (k < (int)sizeof shape) snprintf(shape + k, sizeof shape - (size_t)k, "]");
+        char type[16];
+        snprintf(type, sizeof type, "%s", lf_type_name(t.type));
+        if (strcmp(type, "?") == 0) snprintf(type, sizeof type, "ggml#%d", t.type);
+        printf("%-32s %-6s %-22s %12" PRIu64 "  %s\n", t.name, type, shape, t.bytes, class_name(t.klass));
+    }
+}
+
+static lf_status model_tensor(const void *m, size_t i, lf_tensor_info *t) { return lf_model_tensor_get(m, i, t); }
+static lf_status file_tensor(const void *f, size_t i, lf_tensor_info *t) { return lf_gguf_file_tensor_get(f, i, t); }
+
+/* A GGUF llmflash cannot run (another architecture, a vocab-only file):
+ * what it holds, and why it cannot run. Exit 0: describing it worked. */
+static int describe_file(const char *path, const char *why, lf_status why_st, bool no_tensors) {
+    char err[512];
+    lf_gguf_file *f;
+    lf_status st = lf_gguf_file_open(path, &f, err, sizeof err);
+    if (st) {
+        fprintf(stderr, "llmflash inspect: cannot open %s (%s)\n", err, lf_strerror(st));
+        return CLI_EXIT_RUNTIME;
+    }
+    char b[32], val[512];
+    cli_format_bytes(lf_gguf_file_size(f), b, sizeof b);
+    printf("file:           %s (%s, GGUF v%u)\n", path, b, lf_gguf_file_version(f));
+    bool has_arch = false;
+    for (size_t i = 0; i < lf_gguf_file_meta_count(f); i++) {
+        const char *key = lf_gguf_file_meta_get(f, i, val, sizeof val);
+        if (strcmp(key, "general.architecture") == 0) {
+            printf("architecture:   %s\n", val);
+            has_arch = true;
+        }
+    }
+    if (!has_arch) printf("architecture:   - (no general.architecture)\n");
+    printf("runs here:      no: %s (%s)\n", why, lf_strerror(why_st));
+    lf_vocab *v;
+    if (lf_vocab_open(path, &v, err, sizeof err) == LF_OK) {
+        printf("tokenizer:      %u tokens, BOS %d, EOS %d, EOT %d, BOS added to prompts: %s\n", lf_vocab_n_tokens(v),
+               lf_vocab_bos(v), lf_vocab_eos(v), lf_vocab_eot(v), lf_vocab_adds_bos(v) ? "yes" : "no");
+        lf_vocab_close(v);
+    } else {
+        printf("tokenizer:      none usable (%s)\n", err);
+    }
+    printf("tensors:        %zu\n", lf_gguf_file_tensor_count(f));
+    printf("\nmetadata:\n");
+    for (size_t i = 0; i < lf_gguf_file_meta_count(f); i++) {
+        const char *key = lf_gguf_file_meta_get(f, i, val, sizeof val);
+        printf("  %-40s %s\n", key, val);
+    }
+    if (!no_tensors && lf_gguf_file_tensor_count(f)) print_tensor_table(lf_gguf_file_tensor_count(f), file_tensor, f);
+    lf_gguf_file_close(f);
+    return CLI_EXIT_OK;
 }
 
 int cmd_inspect(int argc, char **argv) {
@@ -47,6 +110,7 @@ int cmd_inspect(int argc, char **argv) {
     mp.mode = LF_MODE_MMAP;
     lf_status st = lf_model_open(pos[0], &mp, &m, err, sizeof err);
     if (st == LF_E_UNSUPPORTED) st = lf_model_open(pos[0], NULL, &m, err, sizeof err);
+    if (st == LF_E_UNSUPPORTED || st == LF_E_MODEL) return describe_file(pos[0], err, st, no_tensors);
     if (st) {
         fprintf(stderr, "llmflash inspect: cannot open %s: %s (%s)\n", pos[0], err, lf_strerror(st));
         return CLI_EXIT_RUNTIME;
@@ -94,19 +158,7 @@ int cmd_inspect(int argc, char **argv) {
             printf("  %-40s %s\n", key, val);
         }
     }
-    if (!no_tensors) {
-        printf("\n%-32s %-6s %-22s %12s  %s\n", "tensor", "type", "shape", "bytes", "class");
-        for (size_t i = 0; i < lf_model_tensor_count(m); i++) {
-            lf_tensor_info t;
-            lf_model_tensor_get(m, i, &t);
-            char shape[64];
-            int k = snprintf(shape, sizeof shape, "[%" PRIu64, t.ne[0]);
-            for (uint32_t d = 1; d < t.n_dims && k < (int)sizeof shape; d++)
-                k += snprintf(shape + k, sizeof shape - (size_t)k, ", %" PRIu64, t.ne[d]);
-            if (k < (int)sizeof shape) snprintf(shape + k, sizeof shape - (size_t)k, "]");
-            printf("%-32s %-6s %-22s %12" PRIu64 "  %s\n", t.name, lf_type_name(t.type), shape, t.bytes, class_name(t.klass));
-        }
-    }
+    if (!no_tensors) print_tensor_table(lf_model_tensor_count(m), model_tensor, m);
     printf("\nbytes by class:\n");
     uint64_t total = 0;
     for (int c = 0; c < LF_CLASS_COUNT; c++) total += in.class_bytes[c];
