@@ -359,3 +359,131 @@ Test(model, unsupported_architecture_and_type) {
 }
 
 LF_TEST_MAIN_NEEDS_SHARED
+
+/* ---- rope scaling (Llama 3.1's rope_freqs.weight, linear) and refusals ---- */
+#include "../src/gguf/gguf.h"
+
+#include <fcntl.h>
+
+typedef struct rewrite {
+    const char *scaling_type; /* llama.rope.scaling.type, or NULL */
+    float factor;             /* llama.rope.scaling.factor, 0: absent */
+    const float *freqs;       /* rope_freqs.weight of n_freqs floats, or NULL */
+    uint32_t n_freqs;
+    const char *u32_key;      /* another key, set to 4096, or NULL */
+    const char *extra_tensor; /* another F32 tensor of 64 floats, or NULL */
+} rewrite;
+
+/* stories260K with the changes of r, written to dst. */
+static void rewrite_260k(const char *dst, const rewrite *r) {
+    lf_err err = {{0}};
+    lf_gguf *g;
+    const char *src = shared_path("models/stories260K.gguf");
+    cr_assert_eq(lf_gguf_read_file(src, &g, &err), LF_OK, "%s", err.msg);
+    lf_gguf_writer *w;
+    cr_assert_eq(lf_gguf_writer_create(g->alignment, &w), LF_OK);
+    for (uint64_t i = 0; i < g->n_kv; i++) cr_assert_eq(lf_gguf_writer_copy_kv(w, &g->kv[i]), LF_OK);
+    if (r->scaling_type) cr_assert_eq(lf_gguf_writer_set_str(w, "llama.rope.scaling.type", r->scaling_type), LF_OK);
+    if (r->factor != 0.0f) cr_assert_eq(lf_gguf_writer_set_f32(w, "llama.rope.scaling.factor", r->factor), LF_OK);
+    if (r->u32_key) cr_assert_eq(lf_gguf_writer_set_u32(w, r->u32_key, 4096), LF_OK);
+    char name[128];
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const lf_gguf_tensor *t = &g->tensors[i];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        cr_assert_eq(lf_gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne, NULL), LF_OK);
+    }
+    const uint64_t nf = r->n_freqs, n64 = 64;
+    if (r->freqs) cr_assert_eq(lf_gguf_writer_add_tensor(w, "rope_freqs.weight", 0, 1, &nf, NULL), LF_OK);
+    if (r->extra_tensor) cr_assert_eq(lf_gguf_writer_add_tensor(w, r->extra_tensor, 0, 1, &n64, NULL), LF_OK);
+    const int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    cr_assert(in >= 0 && out >= 0);
+    cr_assert_eq(lf_gguf_writer_write_header(w, out, &err), LF_OK, "%s", err.msg);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const lf_gguf_tensor *t = &g->tensors[i];
+        void *buf = malloc(t->nbytes);
+        cr_assert_eq(pread(in, buf, t->nbytes, (off_t)t->file_offset), (ssize_t)t->nbytes);
+        cr_assert_eq(lf_gguf_writer_write_data(w, out, buf, t->nbytes, &err), LF_OK, "%s", err.msg);
+        free(buf);
+    }
+    if (r->freqs) cr_assert_eq(lf_gguf_writer_write_data(w, out, r->freqs, nf * sizeof(float), &err), LF_OK);
+    if (r->extra_tensor) {
+        float zeros[64] = {0};
+        cr_assert_eq(lf_gguf_writer_write_data(w, out, zeros, sizeof zeros, &err), LF_OK);
+    }
+    cr_assert_eq(lf_gguf_writer_finish(w, &err), LF_OK, "%s", err.msg);
+    lf_gguf_writer_destroy(w);
+    lf_gguf_free(g);
+    close(in);
+    close(out);
+}
+
+static double rel_diff(const float *a, const float *b, uint32_t n) {
+    double num = 0, den = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num / den);
+}
+
+/* Dividing every rotary frequency by F (rope_freqs.weight, as Llama 3.1
+ * files carry it) is the same rotation as dividing every position by F
+ * (linear scaling): two different inputs that must agree. All-ones
+ * divisors change nothing, bit for bit. */
+Test(model, rope_freqs_and_linear_scaling_rotate_as_they_should) {
+    need_shared();
+    float plain[512], ones[512], freqs2[512], linear2[512];
+    logits_of(shared_path("models/stories260K.gguf"), plain, 512);
+    const float one[4] = {1, 1, 1, 1}, two[4] = {2, 2, 2, 2};
+    const char *path = synth_path("rope");
+    rewrite_260k(path, &(rewrite){.freqs = one, .n_freqs = 4});
+    logits_of(path, ones, 512);
+    cr_assert_eq(memcmp(plain, ones, sizeof plain), 0, "divisors of 1 changed the logits");
+    rewrite_260k(path, &(rewrite){.freqs = two, .n_freqs = 4});
+    logits_of(path, freqs2, 512);
+    rewrite_260k(path, &(rewrite){.scaling_type = "linear", .factor = 2.0f});
+    logits_of(path, linear2, 512);
+    cr_assert_gt(rel_diff(freqs2, plain, 512), 1e-3, "rope_freqs.weight was ignored");
+    cr_assert_lt(rel_diff(freqs2, linear2, 512), 1e-5, "frequencies / 2 and positions / 2 differ by %g",
+                 rel_diff(freqs2, linear2, 512));
+    /* a flash file keeps rope_freqs.weight resident: stream mode agrees (up to
+     * the bundle kernel's summation order) */
+    rewrite_260k(path, &(rewrite){.freqs = two, .n_freqs = 4});
+    char flash[300], err[256];
+    snprintf(flash, sizeof flash, "%s.flash", path);
+    lf_convert_params cp = lf_convert_default_params();
+    cp.force = true;
+    cr_assert_eq(lf_convert(path, flash, &cp, NULL, err, sizeof err), LF_OK, "%s", err);
+    float streamed[512];
+    logits_in_mode(flash, LF_MODE_STREAM, streamed, 512);
+    cr_assert_lt(rel_diff(streamed, freqs2, 512), 1e-5, "stream mode differs from the source GGUF by %g",
+                 rel_diff(streamed, freqs2, 512));
+    unlink(flash);
+    unlink(path);
+}
+
+/* What the forward pass would silently skip is refused, by name. */
+Test(model, unsupported_rope_and_attention_features_are_named) {
+    need_shared();
+    const char *path = synth_path("refuse");
+    const struct {
+        rewrite r;
+        const char *needle;
+    } cases[] = {
+        {{.scaling_type = "yarn", .factor = 4.0f}, "llama.rope.scaling.type"},
+        {{.u32_key = "llama.attention.sliding_window"}, "llama.attention.sliding_window"},
+        {{.extra_tensor = "blk.0.attn_q.bias"}, "blk.0.attn_q.bias"},
+        {{.freqs = (const float[]){1, 1, 1}, .n_freqs = 3}, "rope_freqs.weight"},
+        {{.freqs = (const float[]){1, 0, 1, 1}, .n_freqs = 4}, "rope_freqs.weight"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        rewrite_260k(path, &cases[i].r);
+        lf_model *m = NULL;
+        char err[512];
+        const lf_status st = lf_model_open(path, NULL, &m, err, sizeof err);
+        cr_assert(st == LF_E_UNSUPPORTED || st == LF_E_MODEL, "case %zu opened (%d)", i, st);
+        cr_assert_null(m);
+        cr_assert_not_null(strstr(err, cases[i].needle), "case %zu: '%s' does not name %s", i, err, cases[i].needle);
+    }
+    unlink(path);
+}

@@ -280,9 +280,12 @@ static void rmsnorm(float *o, const float *x, const float *w, uint32_t n, float 
 /* The rotation of position pos, into row t of the batch's tables. */
 static void rope_prepare(lf_session *s, uint32_t t, uint32_t pos) {
     const uint32_t n_rot = s->m->info.n_rot, half = n_rot / 2 + 1;
+    const float *divisors = s->m->rope_freqs; /* Llama 3.1 */
+    const float p = s->m->rope_pos_scale == 1.0f ? (float)pos : (float)pos * s->m->rope_pos_scale; /* linear scaling */
     for (uint32_t i = 0; i < n_rot; i += 2) {
-        const float freq = 1.0f / powf(s->m->info.rope_freq_base, (float)i / (float)n_rot);
-        const float val = (float)pos * freq;
+        float freq = 1.0f / powf(s->m->info.rope_freq_base, (float)i / (float)n_rot);
+        if (divisors) freq /= divisors[i / 2];
+        const float val = p * freq;
         s->rope_cos[t * half + i / 2] = cosf(val);
         s->rope_sin[t * half + i / 2] = sinf(val);
     }

@@ -118,6 +118,76 @@ static lf_status bind_norm(lf_model *m, const char *name, uint64_t n, float **ou
     return LF_OK;
 }
 
+/* Every tensor must be one the forward pass uses: a tensor it would skip
+ * (attention biases, Q/K norms of another architecture written as llama)
+ * means the outputs would be wrong, so it is refused by name. */
+static lf_status check_tensor_names(lf_model *m) {
+    static const char *const top[] = {"token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight"};
+    static const char *const per_layer[] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
+                                            "attn_output.weight", "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight",
+                                            "ffn_down.weight", "ffn_bundle", "ffn_bundle_index"};
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
+        const char *name = m->tensor_names[i];
+        bool known = false;
+        for (size_t k = 0; !known && k < LF_ARRAY_LEN(top); k++) known = strcmp(name, top[k]) == 0;
+        unsigned layer;
+        int used = 0;
+        if (!known && sscanf(name, "blk.%u.%n", &layer, &used) == 1 && used > 0 && layer < m->info.n_layer)
+            for (size_t k = 0; !known && k < LF_ARRAY_LEN(per_layer); k++) known = strcmp(name + used, per_layer[k]) == 0;
+        if (!known)
+            return lf_err_set(&m->err, LF_E_UNSUPPORTED,
+                              "tensor '%s' is not one the llama architecture uses: running without it would give wrong "
+                              "outputs", name);
+    }
+    return LF_OK;
+}
+
+/* Llama 3.1+: rope_freqs.weight divides each rotary frequency. */
+static lf_status bind_rope_freqs(lf_model *m) {
+    const uint32_t n = m->info.n_rot / 2;
+    lf_weight w;
+    lf_status st = bind_weight(m, "rope_freqs.weight", 1, n, true, &w);
+    if (st || !w.data) return st;
+    if (!(m->rope_freqs = malloc(n * sizeof(float)))) return lf_err_set(&m->err, LF_E_NOMEM, "rope_freqs");
+    lf_dequantize_row(w.type, w.data, m->rope_freqs, (int64_t)n);
+    for (uint32_t i = 0; i < n; i++)
+        if (!(m->rope_freqs[i] > 0.0f && m->rope_freqs[i] < 1e30f))
+            return lf_err_set(&m->err, LF_E_MODEL, "rope_freqs.weight[%u] = %g is not a positive finite factor", i,
+                              m->rope_freqs[i]);
+    return LF_OK;
+}
+
+/* Rope scaling: none, or linear (positions divided by a factor), from
+ * llama.rope.scaling.* (or the older llama.rope.scale_linear). Llama 3.1's
+ * scaling needs no key: it is the rope_freqs.weight tensor. Anything else,
+ * and sliding-window attention, is refused by the key's name. */
+static lf_status read_rope_scaling(lf_model *m) {
+    const lf_gguf *g = m->gguf;
+    lf_err *err = &m->err;
+    lf_gguf_str type;
+    float factor = 0.0f, old = 0.0f;
+    lf_status st;
+    if ((st = lf_gguf_get_str(g, "llama.rope.scaling.type", &type, err)) ||
+        (st = lf_gguf_get_f32_or(g, "llama.rope.scaling.factor", 0.0f, &factor, err)) ||
+        (st = lf_gguf_get_f32_or(g, "llama.rope.scale_linear", 0.0f, &old, err)))
+        return st;
+    if (factor == 0.0f) factor = old;
+    m->rope_pos_scale = 1.0f;
+    const bool none = type.ptr && lf_gguf_str_eq(type, "none");
+    if (type.ptr && !none && !lf_gguf_str_eq(type, "linear"))
+        return lf_err_set(err, LF_E_UNSUPPORTED,
+                          "llama.rope.scaling.type '%.*s' is not supported (none and linear are; Llama 3.1's scaling "
+                          "comes as the rope_freqs.weight tensor)", (int)LF_MIN(type.len, (uint64_t)32), type.ptr);
+    if (!none && factor != 0.0f && factor != 1.0f) {
+        if (!(factor > 0.0f && factor <= 1024.0f))
+            return lf_err_set(err, LF_E_MODEL, "llama.rope.scaling.factor %g is out of range", factor);
+        m->rope_pos_scale = 1.0f / factor;
+    }
+    if (lf_gguf_find(g, "llama.attention.sliding_window"))
+        return lf_err_set(err, LF_E_UNSUPPORTED, "llama.attention.sliding_window: sliding-window attention is not supported");
+    return LF_OK;
+}
+
 static lf_status read_hparams(lf_model *m, int activation) {
     const lf_gguf *g = m->gguf;
     lf_model_info *in = &m->info;
@@ -152,6 +222,7 @@ static lf_status read_hparams(lf_model *m, int activation) {
     if (!(in->rope_freq_base > 0.0f) || !(in->rms_eps >= 0.0f))
         return lf_err_set(err, LF_E_MODEL, "rope freq base %g or rms eps %g out of range", in->rope_freq_base, in->rms_eps);
     m->rope = LF_ROPE_NORM;
+    if ((st = read_rope_scaling(m))) return st;
     in->activation = LF_ACT_SILU_GATED;
     if ((st = lf_gguf_get_str(g, "llmflash.ffn_activation", &act, err))) return st;
     if (act.ptr) {
@@ -412,6 +483,7 @@ static lf_status bind_tensors(lf_model *m) {
     if ((st = bind_weight(m, "token_embd.weight", nv, d, false, &m->tok_embd))) return st;
     if ((st = bind_norm(m, "output_norm.weight", d, &m->output_norm))) return st;
     if ((st = bind_weight(m, "output.weight", nv, d, true, &m->output))) return st;
+    if ((st = check_tensor_names(m)) || (st = bind_rope_freqs(m))) return st;
     in->tied_output = m->output.data == NULL;
     if (m->flash) {
         const lf_bundle_layout *B = &m->flash->layout;
@@ -639,6 +711,7 @@ void lf_model_close(lf_model *m) {
     }
     free(m->layers);
     free(m->output_norm);
+    free(m->rope_freqs);
     if (m->tensor_names)
         for (size_t i = 0; m->tensor_names[i]; i++) free(m->tensor_names[i]);
     if (m->meta_keys)

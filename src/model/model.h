@@ -58,6 +58,8 @@ struct lf_model {
     lf_model_info info;
     uint32_t head_dim;
     lf_rope_kind rope;
+    float rope_pos_scale; /* positions are multiplied by this: 1 / the linear scaling factor (1: none) */
+    float *rope_freqs;    /* (n_rot / 2) Llama 3.1's per-frequency divisors (rope_freqs.weight), or NULL */
     lf_weight tok_embd; /* (n_vocab, n_embd) */
     float *output_norm; /* (n_embd) */
     lf_weight output;   /* (n_vocab, n_embd); may alias tok_embd */
