@@ -3,21 +3,13 @@
  * with no weights read. */
 #include "model.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 struct lf_gguf_file {
     lf_gguf *g;
     char **keys, **names; /* NUL-terminated copies of the header's strings */
 };
-
-static char *dup_str(lf_gguf_str s) {
-    char *p = malloc(s.len + 1);
-    if (p) {
-        memcpy(p, s.ptr, s.len);
-        p[s.len] = '\0';
-    }
-    return p;
-}
 
 void lf_gguf_file_close(lf_gguf_file *f) {
     if (!f) return;
@@ -43,9 +35,9 @@ lf_status lf_gguf_file_open(const char *path, lf_gguf_file **out, char *errbuf, 
         f->names = calloc(f->g->n_tensors + 1, sizeof *f->names);
         st = f->keys && f->names ? LF_OK : LF_E_NOMEM;
         for (uint64_t i = 0; st == LF_OK && i < f->g->n_kv; i++)
-            if (!(f->keys[i] = dup_str(f->g->kv[i].key))) st = LF_E_NOMEM;
+            if (!(f->keys[i] = lf_gguf_str_dup(f->g->kv[i].key))) st = LF_E_NOMEM;
         for (uint64_t i = 0; st == LF_OK && i < f->g->n_tensors; i++)
-            if (!(f->names[i] = dup_str(f->g->tensors[i].name))) st = LF_E_NOMEM;
+            if (!(f->names[i] = lf_gguf_str_dup(f->g->tensors[i].name))) st = LF_E_NOMEM;
     }
     if (st) {
         if (errbuf && errcap) snprintf(errbuf, errcap, "%s: %s", path, err.msg[0] ? err.msg : lf_strerror(st));
@@ -71,13 +63,6 @@ size_t lf_gguf_file_tensor_count(const lf_gguf_file *f) { return f ? (size_t)f->
 
 lf_status lf_gguf_file_tensor_get(const lf_gguf_file *f, size_t i, lf_tensor_info *out) {
     if (!f || !out || i >= f->g->n_tensors) return LF_E_INVALID_ARG;
-    const lf_gguf_tensor *t = &f->g->tensors[i];
-    out->name = f->names[i];
-    out->type = (int)t->type;
-    out->n_dims = t->n_dims;
-    memcpy(out->ne, t->ne, sizeof out->ne);
-    out->bytes = t->nbytes;
-    out->file_offset = t->file_offset;
-    out->klass = lf_tensor_class_of(out->name);
+    lf_tensor_info_fill(&f->g->tensors[i], f->names[i], out);
     return LF_OK;
 }

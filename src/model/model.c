@@ -537,7 +537,7 @@ static void describe_tensors(lf_model *m) {
     }
 }
 
-static char *dup_str(lf_gguf_str s) {
+char *lf_gguf_str_dup(lf_gguf_str s) {
     char *c = malloc(s.len + 1);
     if (c) {
         memcpy(c, s.ptr, s.len);
@@ -591,12 +591,12 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         goto fail;
     }
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
-        if (!(m->tensor_names[i] = dup_str(m->gguf->tensors[i].name))) {
+        if (!(m->tensor_names[i] = lf_gguf_str_dup(m->gguf->tensors[i].name))) {
             st = LF_E_NOMEM;
             goto fail;
         }
     for (uint64_t i = 0; i < m->gguf->n_kv; i++)
-        if (!(m->meta_keys[i] = dup_str(m->gguf->kv[i].key))) {
+        if (!(m->meta_keys[i] = lf_gguf_str_dup(m->gguf->kv[i].key))) {
             st = LF_E_NOMEM;
             goto fail;
         }
@@ -749,15 +749,18 @@ size_t lf_model_tensor_count(const lf_model *m) { return m ? (size_t)m->gguf->n_
 
 lf_status lf_model_tensor_get(const lf_model *m, size_t i, lf_tensor_info *out) {
     if (!m || !out || i >= m->gguf->n_tensors) return LF_E_INVALID_ARG;
-    const lf_gguf_tensor *t = &m->gguf->tensors[i];
-    out->name = m->tensor_names[i];
+    lf_tensor_info_fill(&m->gguf->tensors[i], m->tensor_names[i], out);
+    return LF_OK;
+}
+
+void lf_tensor_info_fill(const lf_gguf_tensor *t, const char *name, lf_tensor_info *out) {
+    out->name = name;
     out->type = (int)t->type;
     out->n_dims = t->n_dims;
     memcpy(out->ne, t->ne, sizeof out->ne);
     out->bytes = t->nbytes;
     out->file_offset = t->file_offset;
-    out->klass = lf_tensor_class_of(out->name);
-    return LF_OK;
+    out->klass = lf_tensor_class_of(name);
 }
 
 size_t lf_model_meta_count(const lf_model *m) { return m ? (size_t)m->gguf->n_kv : 0; }

@@ -91,6 +91,10 @@ struct lf_model {
 };
 
 lf_tensor_class lf_tensor_class_of(const char *name);
+/* A NUL-terminated malloc'd copy of a header string, or NULL. */
+char *lf_gguf_str_dup(lf_gguf_str s);
+/* The public description of tensor t, named name (a copy that outlives t's header). */
+void lf_tensor_info_fill(const lf_gguf_tensor *t, const char *name, lf_tensor_info *out);
 /* mmap mode: checks the bundle groups of layer l not checked before against
  * their checksums (no-op with verify_checksums off). LF_E_CORRUPT names
  * the layer and neurons. Thread-safe. */
