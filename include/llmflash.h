@@ -221,17 +221,18 @@ typedef enum lf_tensor_class {
 } lf_tensor_class;
 
 typedef struct lf_model_info {
-    char architecture[32];  /* general.architecture, e.g. "llama" */
+    char architecture[32];  /* general.architecture: "llama", "qwen2" or "qwen3" */
     char name[128];         /* general.name, "" if absent */
     uint32_t gguf_version;
     uint32_t n_vocab;
-    uint32_t n_ctx_train;   /* llama.context_length */
+    uint32_t n_ctx_train;   /* ARCH.context_length */
     uint32_t n_embd;        /* d_model */
     uint32_t n_layer;
     uint32_t n_head;
     uint32_t n_head_kv;     /* < n_head means grouped-query attention */
     uint32_t n_ff;          /* FFN neurons per layer */
     uint32_t n_rot;         /* rotary dimensions per head */
+    uint32_t head_dim;      /* dimensions per attention head (ARCH.attention.key_length, else n_embd / n_head) */
     float rope_freq_base;
     float rms_eps;
     lf_activation activation;
@@ -648,6 +649,14 @@ typedef struct lf_synth_params {
     lf_activation activation;
     uint64_t seed;
     const char *tokenizer_from; /* GGUF whose tokenizer to copy; NULL: built-in byte-level */
+    /* The architecture: "llama" (NULL), "qwen2" (Q/K/V biases) or "qwen3"
+     * (per-head Q/K norms); each writes its own keys and tensors. Biases and
+     * Q/K norm weights are random (norms near 1), so a test sees them. */
+    const char *arch;
+    uint32_t head_dim;          /* per attention head; 0: n_embd / n_head (Qwen3 uses 128 for any width) */
+    float rope_freq_base;       /* 0: the architecture's (llama 10000, Qwen 1e6) */
+    bool rope_freqs;            /* llama: Llama 3.1's rope scaling as a rope_freqs.weight tensor (factor 8 over 8192) */
+    bool tied;                  /* no output.weight: the output projection is token_embd's */
     bool force;                 /* overwrite an existing output file */
     /* Realistic activations (0: plain random weights, about half of the FFN
      * active and nothing shared between tokens). sparsity: the mean share
@@ -670,7 +679,12 @@ typedef struct lf_synth_params {
 lf_synth_params lf_synth_default_params(void);
 /* Fills the shape fields from a preset: "tiny" (dim 256, 4 layers),
  * "small" (dim 1024, 8 layers), "llama2-7b" (dim 4096, 32 layers, FFN 11008,
- * 32 heads, vocab 32000), "llama2-13b". The sparse presets set the
+ * 32 heads, vocab 32000), "llama2-13b". "llama3.1-8b", "llama3.2-1b",
+ * "qwen2.5-7b", "qwen2.5-0.5b", "qwen3-8b" and "qwen3-0.6b" set the
+ * architecture, head size, rope and tying of those models too, and
+ * "tiny-llama3", "tiny-qwen2" and "tiny-qwen3" the same features at
+ * test size (vocab 512: give tokenizer_from a real vocabulary to match the
+ * models'). The sparse presets set the
  * activation and the activity knobs too: "llama2-7b-relu" (gated ReLU,
  * sparsity 0.95, hot 0.8, temporal 2.0: ReluLLaMA/OPT-like) and
  * "llama2-7b-silu" (SwiGLU, sparsity 0.3: the largest at which the
@@ -729,7 +743,7 @@ typedef struct lf_convert_stats {
 } lf_convert_stats;
 
 lf_convert_params lf_convert_default_params(void); /* keep, no compression */
-/* Converts a llama GGUF into a flash file at out_path. The output appears
+/* Converts a GGUF (any architecture lf_model_open runs) into a flash file at out_path. The output appears
  * complete or not at all; the input is only read. stats may be NULL.
  * Errors: LF_E_EXISTS, LF_E_IO (disk full included), LF_E_UNSUPPORTED (bundle
  * type not possible for this d_model, tensor type), any open error of the

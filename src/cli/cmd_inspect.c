@@ -128,7 +128,7 @@ int cmd_inspect(int argc, char **argv) {
     printf("d_model:        %u\n", in.n_embd);
     printf("layers:         %u\n", in.n_layer);
     printf("heads:          %u (KV heads %u%s)\n", in.n_head, in.n_head_kv, in.n_head_kv < in.n_head ? ", grouped-query" : "");
-    printf("head size:      %u (rotary dims %u, freq base %g)\n", in.n_embd / in.n_head, in.n_rot, in.rope_freq_base);
+    printf("head size:      %u (rotary dims %u, freq base %g)\n", in.head_dim, in.n_rot, in.rope_freq_base);
     printf("ffn neurons:    %u per layer, activation %s\n", in.n_ff, activation_name(in.activation));
     printf("rms eps:        %g\n", in.rms_eps);
     printf("kernels:        %s (CPU: %s)\n", in.kernels, in.cpu_features);

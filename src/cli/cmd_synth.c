@@ -1,4 +1,4 @@
-/* cmd_synth.c - `llmflash synth`: write a random llama-architecture GGUF. */
+/* cmd_synth.c - `llmflash synth`: write a GGUF of random weights, of any supported architecture. */
 #include "cli.h"
 
 #include <string.h>
@@ -6,14 +6,18 @@
 
 int cmd_synth(int argc, char **argv) {
     lf_synth_params p = lf_synth_default_params();
-    const char *out = NULL, *shape = NULL, *type = NULL, *act = NULL, *tok = NULL;
-    int dim = 0, layers = 0, ffn = 0, heads = 0, kv_heads = 0, vocab = 0, ctx = 0;
+    const char *out = NULL, *shape = NULL, *type = NULL, *act = NULL, *tok = NULL, *arch = NULL;
+    int dim = 0, layers = 0, ffn = 0, heads = 0, kv_heads = 0, vocab = 0, ctx = 0, head_dim = -1;
+    float rope_base = -1;
+    bool rope_freqs = false, tied = false;
     uint64_t seed = 1;
     float sparsity = -1, hot = -1, temporal = -1;
     bool force = false, quiet = false;
     cli_opt opts[] = {
         {"--output", "-o", CLI_STR, &out, "output GGUF file (required; or give it as the argument)", false},
         {"--shape", NULL, CLI_STR, &shape, "preset shape (default tiny)", false},
+        {"--arch", NULL, CLI_STR, &arch, "architecture: llama, qwen2 (Q/K/V biases) or qwen3 (Q/K norms) (default: the shape's)",
+         false},
         {"--dim", NULL, CLI_INT, &dim, "d_model", false},
         {"--layers", NULL, CLI_INT, &layers, "number of blocks", false},
         {"--ffn", NULL, CLI_INT, &ffn, "FFN neurons per layer", false},
@@ -21,6 +25,10 @@ int cmd_synth(int argc, char **argv) {
         {"--kv-heads", NULL, CLI_INT, &kv_heads, "KV heads (grouped-query attention when fewer than --heads)", false},
         {"--vocab", NULL, CLI_INT, &vocab, "vocabulary size (built-in tokenizer needs >= 259)", false},
         {"--ctx", NULL, CLI_INT, &ctx, "context length recorded in the file", false},
+        {"--head-dim", NULL, CLI_INT, &head_dim, "dimensions per head (default: the shape's, else dim / heads)", false},
+        {"--rope-base", NULL, CLI_FLOAT, &rope_base, "rope frequency base (default: the architecture's)", false},
+        {"--rope-freqs", NULL, CLI_FLAG, &rope_freqs, "llama: Llama 3.1's rope scaling, as a rope_freqs.weight tensor", false},
+        {"--tied", NULL, CLI_FLAG, &tied, "no output.weight: the output projection is token_embd's", false},
         {"--type", NULL, CLI_STR, &type, "type of the weight matrices: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K, or Q4_K_M (llama.cpp's mix of Q4_K and Q6_K) (default Q8_0)", false},
         {"--activation", NULL, CLI_STR, &act, "silu, relu (gated) or relu_plain (default silu)", false},
         {"--act", NULL, CLI_STR, &act, "the same as --activation", false},
@@ -42,7 +50,7 @@ int cmd_synth(int argc, char **argv) {
     if (!cli_parse("synth", argc, argv, 2, opts, n_opts, pos, 1, &n_pos, &help)) return CLI_EXIT_USAGE;
     if (help) {
         printf("usage: llmflash synth [--shape NAME | --dim D --layers L --ffn F --heads H ...] [--type T] -o OUT.gguf\n\n"
-               "Writes a llama-architecture GGUF with seeded random weights, tensor by tensor.\n"
+               "Writes a GGUF with seeded random weights, tensor by tensor, of any architecture llmflash runs.\n"
                "Shapes: %s\n\noptions:\n", lf_synth_shape_names());
         cli_print_options(stdout, opts, n_opts);
         return CLI_EXIT_OK;
@@ -66,6 +74,15 @@ int cmd_synth(int argc, char **argv) {
         if (*dims[i] > 0) *fields[i] = (uint32_t)*dims[i];
     }
     if (heads > 0 && kv_heads == 0) p.n_head_kv = p.n_head;
+    if (arch) p.arch = arch;
+    if (head_dim == 0 || head_dim < -1 || (rope_base != -1 && !(rope_base > 0))) {
+        fprintf(stderr, "llmflash synth: --head-dim and --rope-base must be positive\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (head_dim > 0) p.head_dim = (uint32_t)head_dim;
+    if (rope_base > 0) p.rope_freq_base = rope_base;
+    p.rope_freqs |= rope_freqs;
+    p.tied |= tied;
     if (type && (strcmp(type, "Q4_K_M") == 0 || strcmp(type, "q4_k_m") == 0)) {
         p.q4_k_m = true;
         p.type = LF_TYPE_Q4_K;
@@ -114,8 +131,9 @@ int cmd_synth(int argc, char **argv) {
     if (!quiet) {
         char b[32];
         cli_format_bytes(lf_synth_file_bytes(&p), b, sizeof b);
-        fprintf(stderr, "wrote %s (%s): d_model %u, %u layers, FFN %u, %u/%u heads, vocab %u, %s\n", out, b, p.n_embd,
-                p.n_layer, p.n_ff, p.n_head, p.n_head_kv, p.n_vocab, p.q4_k_m ? "Q4_K_M mix" : lf_type_name((int)p.type));
+        fprintf(stderr, "wrote %s (%s): %s, d_model %u, %u layers, FFN %u, %u/%u heads, vocab %u, %s\n", out, b,
+                p.arch ? p.arch : "llama", p.n_embd, p.n_layer, p.n_ff, p.n_head, p.n_head_kv, p.n_vocab,
+                p.q4_k_m ? "Q4_K_M mix" : lf_type_name((int)p.type));
         if (p.sparsity > 0.0)
             fprintf(stderr,
                     "activity by design (random tokens, long runs): density %.4f, busiest 20%% carry %.3f, "

@@ -10,6 +10,7 @@
  * length cannot change), then rewritten in place at the end. */
 #include "flash_format.h"
 #include "../tensor/kernels.h"
+#include "../arch/arch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -120,16 +121,15 @@ static lf_status find_ffn(conv *c) {
 static lf_status read_source(conv *c) {
     const lf_gguf *g = c->in;
     lf_err *err = c->err;
-    lf_gguf_str arch, act;
+    lf_gguf_str act;
     lf_status st;
     if (lf_flash_detect(g)) return lf_err_set(err, LF_E_INVALID_ARG, "the input is already a flash file");
-    if ((st = lf_gguf_get_str(g, "general.architecture", &arch, err))) return st;
-    if (!lf_gguf_str_eq(arch, "llama"))
-        return lf_err_set(err, LF_E_UNSUPPORTED, "architecture '%.*s' is not supported (only 'llama')",
-                          (int)LF_MIN(arch.len, (uint64_t)32), arch.ptr ? arch.ptr : "");
-    if ((st = lf_gguf_get_u32(g, "llama.embedding_length", &c->n_embd, err)) ||
-        (st = lf_gguf_get_u32(g, "llama.feed_forward_length", &c->n_ff, err)) ||
-        (st = lf_gguf_get_u32(g, "llama.block_count", &c->n_layer, err)) ||
+    const lf_arch *a;
+    char k[3][64];
+    if ((st = lf_arch_of(g, &a, err))) return st;
+    if ((st = lf_gguf_get_u32(g, lf_arch_key(a, "embedding_length", k[0], 64), &c->n_embd, err)) ||
+        (st = lf_gguf_get_u32(g, lf_arch_key(a, "feed_forward_length", k[1], 64), &c->n_ff, err)) ||
+        (st = lf_gguf_get_u32(g, lf_arch_key(a, "block_count", k[2], 64), &c->n_layer, err)) ||
         (st = lf_gguf_get_str(g, "llmflash.ffn_activation", &act, err)))
         return st;
     if (!c->n_embd || !c->n_ff || !c->n_layer || c->n_layer > 4096)

@@ -1,6 +1,7 @@
 /* flash_reader.c - reading a flash file's bundle layout, index and groups. */
 #include "flash_format.h"
 #include "../tensor/quant_types.h"
+#include "../arch/arch.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -53,9 +54,12 @@ static lf_status read_layout(const lf_gguf *g, lf_flash *f, lf_err *err) {
     if (version != LF_FLASH_FORMAT_VERSION)
         return lf_err_set(err, LF_E_UNSUPPORTED, "flash format version %u (this llmflash reads %d)", version,
                           LF_FLASH_FORMAT_VERSION);
-    if ((st = lf_gguf_get_u32(g, "llama.embedding_length", &f->n_embd, err)) ||
-        (st = lf_gguf_get_u32(g, "llama.feed_forward_length", &f->n_ff, err)) ||
-        (st = lf_gguf_get_u32(g, "llama.block_count", &f->n_layer, err)) ||
+    const lf_arch *a;
+    char k[3][64];
+    if ((st = lf_arch_of(g, &a, err))) return st;
+    if ((st = lf_gguf_get_u32(g, lf_arch_key(a, "embedding_length", k[0], 64), &f->n_embd, err)) ||
+        (st = lf_gguf_get_u32(g, lf_arch_key(a, "feed_forward_length", k[1], 64), &f->n_ff, err)) ||
+        (st = lf_gguf_get_u32(g, lf_arch_key(a, "block_count", k[2], 64), &f->n_layer, err)) ||
         (st = lf_gguf_get_u32(g, LF_KEY_TYPE, &L->type, err)) ||
         (st = lf_gguf_get_u32(g, LF_KEY_ROW_BYTES, &row_bytes, err)) ||
         (st = lf_gguf_get_u32(g, LF_KEY_RECORD_BYTES, &record_bytes, err)) ||

@@ -33,6 +33,9 @@ static uint32_t session_ctx(const lf_model *m, const lf_session_params *p) {
     return n ? n : 2048;
 }
 
+/* Floats of each thread's attention scratch: one head's value row. */
+static uint64_t scratch_len(const lf_model *m) { return LF_MAX((uint64_t)m->info.n_embd, (uint64_t)m->head_dim); }
+
 static uint64_t kv_elem_bytes(const lf_session_params *p) { return p->kv_type == LF_KV_F32 ? 4 : 2; }
 
 /* Tokens per forward pass over the weights. */
@@ -58,7 +61,7 @@ static uint64_t session_plan(const lf_model *m, const lf_session_params *p, uint
     parts[PART_KV] = 2ull * in->n_layer * n_ctx * kv_dim * kv_elem_bytes(p);
     const uint64_t nb = session_batch(p);
     parts[PART_SCRATCH] = (nb * (3ull * in->n_embd + 2 * q_dim + 2 * kv_dim + 2ull * in->n_ff + in->n_rot + 2) +
-                           nth * n_ctx + in->n_vocab + nth * in->n_embd) * sizeof(float) +
+                           nth * n_ctx + in->n_vocab + nth * scratch_len(m)) * sizeof(float) +
                           nb * (max_in / LF_QK + 1) * sizeof(lf_block_q8a) + sizeof(lf_session);
     uint64_t own = parts[PART_KV] + parts[PART_SCRATCH];
     if (m->flash) {
@@ -213,7 +216,7 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     s->rope_cos = malloc(nb * (in->n_rot / 2 + 1) * sizeof(float));
     s->rope_sin = malloc(nb * (in->n_rot / 2 + 1) * sizeof(float));
     s->xq = lf_alloc_aligned(nb * (max_in / LF_QK + 1) * sizeof(lf_block_q8a), 64);
-    s->thread_scratch = malloc((size_t)n_threads * in->n_embd * sizeof(float));
+    s->thread_scratch = malloc((size_t)n_threads * scratch_len(m) * sizeof(float));
     s->key_cache = calloc(cache_elems, kv_elem_bytes(&p));
     s->value_cache = calloc(cache_elems, kv_elem_bytes(&p));
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->att || !s->att_out || !s->k_new || !s->v_new || !s->hb || !s->hb2 || !s->logits ||
@@ -277,6 +280,16 @@ static void rmsnorm(float *o, const float *x, const float *w, uint32_t n, float 
     for (uint32_t i = 0; i < n; i++) o[i] = w[i] * (ss * x[i]);
 }
 
+static void add_bias(float *y, const float *b, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) y[i] += b[i];
+}
+
+/* An RMS norm of each of n_heads vectors of head_dim, in place. */
+static void head_norms(const lf_session *s, float *v, const float *w, uint32_t n_heads) {
+    const uint32_t hd = s->m->head_dim;
+    for (uint32_t h = 0; h < n_heads; h++) rmsnorm(v + (uint64_t)h * hd, v + (uint64_t)h * hd, w, hd, s->m->info.rms_eps);
+}
+
 /* The rotation of position pos, into row t of the batch's tables. */
 static void rope_prepare(lf_session *s, uint32_t t, uint32_t pos) {
     const uint32_t n_rot = s->m->info.n_rot, half = n_rot / 2 + 1;
@@ -298,8 +311,8 @@ static void rope_apply(const lf_session *s, uint32_t t, float *v, uint32_t n_hea
     for (uint32_t h = 0; h < n_heads; h++) {
         float *x = v + (uint64_t)h * hd;
         for (uint32_t i = 0; i < n_rot / 2; i++) {
-            const uint32_t a = s->m->rope == LF_ROPE_NORM ? 2 * i : i;
-            const uint32_t b = s->m->rope == LF_ROPE_NORM ? 2 * i + 1 : i + n_rot / 2;
+            const uint32_t a = s->m->arch->rope == LF_ROPE_NORM ? 2 * i : i;
+            const uint32_t b = s->m->arch->rope == LF_ROPE_NORM ? 2 * i + 1 : i + n_rot / 2;
             const float v0 = x[a], v1 = x[b];
             x[a] = v0 * cs[i] - v1 * sn[i];
             x[b] = v0 * sn[i] + v1 * cs[i];
@@ -375,7 +388,7 @@ static void attention_worker(void *ctx, int ith, int nth) {
     attn_job *j = ctx;
     const uint32_t n_head = j->s->m->info.n_head;
     float *att = j->s->att + (uint64_t)ith * j->s->n_ctx;
-    float *scratch = j->s->thread_scratch + (uint64_t)ith * j->s->m->info.n_embd;
+    float *scratch = j->s->thread_scratch + (uint64_t)ith * scratch_len(j->s->m);
     for (;;) {
         const uint32_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (c >= j->nt * n_head) return;
@@ -413,6 +426,15 @@ static void attention(lf_session *s, uint32_t l, uint32_t pos0, uint32_t nt) {
     matvec(s, &L->wk, &xb, s->k_new);
     matvec(s, &L->wv, &xb, s->v_new);
     for (uint32_t t = 0; t < nt; t++) {
+        if (L->bq) { /* Qwen2 */
+            add_bias(s->q + t * q_dim, L->bq, q_dim);
+            add_bias(s->k_new + t * kv_dim, L->bk, kv_dim);
+            add_bias(s->v_new + t * kv_dim, L->bv, kv_dim);
+        }
+        if (L->q_norm) { /* Qwen3 */
+            head_norms(s, s->q + t * q_dim, L->q_norm, in->n_head);
+            head_norms(s, s->k_new + t * kv_dim, L->k_norm, in->n_head_kv);
+        }
         rope_apply(s, t, s->q + t * q_dim, in->n_head);
         rope_apply(s, t, s->k_new + t * kv_dim, in->n_head_kv);
     }

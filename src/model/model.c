@@ -107,13 +107,13 @@ static lf_status bind_weight(lf_model *m, const char *name, uint64_t rows, uint6
     return LF_OK;
 }
 
-/* Norm vectors are converted to float once. */
-static lf_status bind_norm(lf_model *m, const char *name, uint64_t n, float **out) {
+/* Norm and bias vectors are converted to float once. */
+static lf_status bind_vector(lf_model *m, const char *name, uint64_t n, float **out) {
     lf_weight w;
     lf_status st = bind_weight(m, name, 1, n, false, &w);
     if (st) return st;
     *out = malloc(n * sizeof(float));
-    if (!*out) return lf_err_set(&m->err, LF_E_NOMEM, "norm '%s'", name);
+    if (!*out) return lf_err_set(&m->err, LF_E_NOMEM, "vector '%s'", name);
     lf_dequantize_row(w.type, w.data, *out, (int64_t)n);
     return LF_OK;
 }
@@ -122,22 +122,29 @@ static lf_status bind_norm(lf_model *m, const char *name, uint64_t n, float **ou
  * (attention biases, Q/K norms of another architecture written as llama)
  * means the outputs would be wrong, so it is refused by name. */
 static lf_status check_tensor_names(lf_model *m) {
-    static const char *const top[] = {"token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight"};
+    static const char *const top[] = {"token_embd.weight", "output_norm.weight", "output.weight"};
     static const char *const per_layer[] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
                                             "attn_output.weight", "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight",
                                             "ffn_down.weight", "ffn_bundle", "ffn_bundle_index"};
+    static const char *const biases[] = {"attn_q.bias", "attn_k.bias", "attn_v.bias"};
+    static const char *const qk_norms[] = {"attn_q_norm.weight", "attn_k_norm.weight"};
+    const lf_arch *a = m->arch;
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
         const char *name = m->tensor_names[i];
-        bool known = false;
+        bool known = a->rope_freqs && strcmp(name, "rope_freqs.weight") == 0;
         for (size_t k = 0; !known && k < LF_ARRAY_LEN(top); k++) known = strcmp(name, top[k]) == 0;
         unsigned layer;
         int used = 0;
-        if (!known && sscanf(name, "blk.%u.%n", &layer, &used) == 1 && used > 0 && layer < m->info.n_layer)
-            for (size_t k = 0; !known && k < LF_ARRAY_LEN(per_layer); k++) known = strcmp(name + used, per_layer[k]) == 0;
+        if (!known && sscanf(name, "blk.%u.%n", &layer, &used) == 1 && used > 0 && layer < m->info.n_layer) {
+            const char *rest = name + used;
+            for (size_t k = 0; !known && k < LF_ARRAY_LEN(per_layer); k++) known = strcmp(rest, per_layer[k]) == 0;
+            for (size_t k = 0; !known && a->qkv_bias && k < LF_ARRAY_LEN(biases); k++) known = strcmp(rest, biases[k]) == 0;
+            for (size_t k = 0; !known && a->qk_norm && k < LF_ARRAY_LEN(qk_norms); k++) known = strcmp(rest, qk_norms[k]) == 0;
+        }
         if (!known)
             return lf_err_set(&m->err, LF_E_UNSUPPORTED,
-                              "tensor '%s' is not one the llama architecture uses: running without it would give wrong "
-                              "outputs", name);
+                              "tensor '%s' is not one the %s architecture uses: running without it would give wrong "
+                              "outputs", name, a->name);
     }
     return LF_OK;
 }
@@ -158,33 +165,82 @@ static lf_status bind_rope_freqs(lf_model *m) {
 }
 
 /* Rope scaling: none, or linear (positions divided by a factor), from
- * llama.rope.scaling.* (or the older llama.rope.scale_linear). Llama 3.1's
- * scaling needs no key: it is the rope_freqs.weight tensor. Anything else,
- * and sliding-window attention, is refused by the key's name. */
+ * ARCH.rope.scaling.* (or the older ARCH.rope.scale_linear). Llama 3.1's
+ * scaling needs no key: it is the rope_freqs.weight tensor. Anything else
+ * (YaRN, say), and sliding-window attention, is refused by the key's name. */
 static lf_status read_rope_scaling(lf_model *m) {
     const lf_gguf *g = m->gguf;
+    const lf_arch *a = m->arch;
     lf_err *err = &m->err;
+    char k_type[64], k_factor[64], k_old[64], k_window[64];
+    lf_arch_key(a, "rope.scaling.type", k_type, sizeof k_type);
+    lf_arch_key(a, "rope.scaling.factor", k_factor, sizeof k_factor);
+    lf_arch_key(a, "rope.scale_linear", k_old, sizeof k_old);
+    lf_arch_key(a, "attention.sliding_window", k_window, sizeof k_window);
     lf_gguf_str type;
     float factor = 0.0f, old = 0.0f;
     lf_status st;
-    if ((st = lf_gguf_get_str(g, "llama.rope.scaling.type", &type, err)) ||
-        (st = lf_gguf_get_f32_or(g, "llama.rope.scaling.factor", 0.0f, &factor, err)) ||
-        (st = lf_gguf_get_f32_or(g, "llama.rope.scale_linear", 0.0f, &old, err)))
+    if ((st = lf_gguf_get_str(g, k_type, &type, err)) || (st = lf_gguf_get_f32_or(g, k_factor, 0.0f, &factor, err)) ||
+        (st = lf_gguf_get_f32_or(g, k_old, 0.0f, &old, err)))
         return st;
     if (factor == 0.0f) factor = old;
     m->rope_pos_scale = 1.0f;
     const bool none = type.ptr && lf_gguf_str_eq(type, "none");
     if (type.ptr && !none && !lf_gguf_str_eq(type, "linear"))
         return lf_err_set(err, LF_E_UNSUPPORTED,
-                          "llama.rope.scaling.type '%.*s' is not supported (none and linear are; Llama 3.1's scaling "
-                          "comes as the rope_freqs.weight tensor)", (int)LF_MIN(type.len, (uint64_t)32), type.ptr);
+                          "%s '%.*s' is not supported (none and linear are; Llama 3.1's scaling comes as the "
+                          "rope_freqs.weight tensor)", k_type, (int)LF_MIN(type.len, (uint64_t)32), type.ptr);
     if (!none && factor != 0.0f && factor != 1.0f) {
-        if (!(factor > 0.0f && factor <= 1024.0f))
-            return lf_err_set(err, LF_E_MODEL, "llama.rope.scaling.factor %g is out of range", factor);
+        if (!(factor > 0.0f && factor <= 1024.0f)) return lf_err_set(err, LF_E_MODEL, "%s %g is out of range", k_factor, factor);
         m->rope_pos_scale = 1.0f / factor;
     }
-    if (lf_gguf_find(g, "llama.attention.sliding_window"))
-        return lf_err_set(err, LF_E_UNSUPPORTED, "llama.attention.sliding_window: sliding-window attention is not supported");
+    if (lf_gguf_find(g, k_window))
+        return lf_err_set(err, LF_E_UNSUPPORTED, "%s: sliding-window attention is not supported", k_window);
+    return LF_OK;
+}
+
+/* The hyperparameters, under the architecture's key prefix. */
+static lf_status read_shape(lf_model *m) {
+    const lf_gguf *g = m->gguf;
+    const lf_arch *a = m->arch;
+    lf_model_info *in = &m->info;
+    lf_err *err = &m->err;
+    char k[8][64];
+    lf_status st;
+    if ((st = lf_gguf_get_u32(g, lf_arch_key(a, "embedding_length", k[0], 64), &in->n_embd, err)) ||
+        (st = lf_gguf_get_u32(g, lf_arch_key(a, "block_count", k[1], 64), &in->n_layer, err)) ||
+        (st = lf_gguf_get_u32(g, lf_arch_key(a, "feed_forward_length", k[2], 64), &in->n_ff, err)) ||
+        (st = lf_gguf_get_u32(g, lf_arch_key(a, "attention.head_count", k[3], 64), &in->n_head, err)) ||
+        (st = lf_gguf_get_u32_or(g, lf_arch_key(a, "attention.head_count_kv", k[4], 64), in->n_head, &in->n_head_kv, err)) ||
+        (st = lf_gguf_get_u32_or(g, lf_arch_key(a, "context_length", k[5], 64), 2048, &in->n_ctx_train, err)) ||
+        (st = lf_gguf_get_f32_or(g, lf_arch_key(a, "rope.freq_base", k[6], 64), a->rope_freq_base, &in->rope_freq_base, err)) ||
+        (st = lf_gguf_get_f32_or(g, lf_arch_key(a, "attention.layer_norm_rms_epsilon", k[7], 64), a->rms_eps, &in->rms_eps, err)))
+        return st;
+    if (in->n_embd == 0 || in->n_layer == 0 || in->n_ff == 0 || in->n_head == 0 || in->n_head_kv == 0 ||
+        in->n_head % in->n_head_kv || in->n_layer > 4096 || in->n_embd > (1u << 20) || in->n_ff > (1u << 22) ||
+        in->n_head > 4096)
+        return lf_err_set(err, LF_E_MODEL, "inconsistent hyperparameters: n_embd %u, n_layer %u, n_ff %u, heads %u/%u",
+                          in->n_embd, in->n_layer, in->n_ff, in->n_head, in->n_head_kv);
+    /* heads may be wider than n_embd / n_head (Qwen3: 128 for 1024 / 16) */
+    uint32_t key_len, value_len;
+    char kk[64], kv[64], kr[64];
+    const uint32_t even_split = in->n_embd % in->n_head ? 0 : in->n_embd / in->n_head;
+    if ((st = lf_gguf_get_u32_or(g, lf_arch_key(a, "attention.key_length", kk, sizeof kk), even_split, &key_len, err)) ||
+        (st = lf_gguf_get_u32_or(g, lf_arch_key(a, "attention.value_length", kv, sizeof kv), key_len, &value_len, err)))
+        return st;
+    if (key_len == 0 || key_len > 4096)
+        return lf_err_set(err, LF_E_MODEL, "%s %u: n_embd %u does not split into %u heads and no head size is given",
+                          kk, key_len, in->n_embd, in->n_head);
+    if (value_len != key_len)
+        return lf_err_set(err, LF_E_UNSUPPORTED, "%s %u differs from %s %u: not supported", kv, value_len, kk, key_len);
+    m->head_dim = key_len;
+    in->head_dim = key_len;
+    if ((st = lf_gguf_get_u32_or(g, lf_arch_key(a, "rope.dimension_count", kr, sizeof kr), m->head_dim, &in->n_rot, err)))
+        return st;
+    if (in->n_rot > m->head_dim || in->n_rot % 2)
+        return lf_err_set(err, LF_E_MODEL, "%s %u does not fit head size %u", kr, in->n_rot, m->head_dim);
+    if (!(in->rope_freq_base > 0.0f) || !(in->rms_eps >= 0.0f))
+        return lf_err_set(err, LF_E_MODEL, "rope freq base %g or rms eps %g out of range", in->rope_freq_base, in->rms_eps);
     return LF_OK;
 }
 
@@ -195,34 +251,11 @@ static lf_status read_hparams(lf_model *m, int activation) {
     lf_gguf_str arch, name, act;
     lf_status st = lf_gguf_get_str(g, "general.architecture", &arch, err);
     if (st) return st;
-    if (!arch.ptr) return lf_err_set(err, LF_E_MODEL, "metadata key 'general.architecture' is missing");
-    snprintf(in->architecture, sizeof in->architecture, "%.*s", (int)LF_MIN(arch.len, (uint64_t)31), arch.ptr);
-    if (!lf_gguf_str_eq(arch, "llama"))
-        return lf_err_set(err, LF_E_UNSUPPORTED, "architecture '%s' is not supported (only 'llama')", in->architecture);
+    if (arch.ptr) snprintf(in->architecture, sizeof in->architecture, "%.*s", (int)LF_MIN(arch.len, (uint64_t)31), arch.ptr);
+    if ((st = lf_arch_of(g, &m->arch, err))) return st;
     if ((st = lf_gguf_get_str(g, "general.name", &name, err))) return st;
     if (name.ptr) snprintf(in->name, sizeof in->name, "%.*s", (int)LF_MIN(name.len, (uint64_t)127), name.ptr);
-    if ((st = lf_gguf_get_u32(g, "llama.embedding_length", &in->n_embd, err)) ||
-        (st = lf_gguf_get_u32(g, "llama.block_count", &in->n_layer, err)) ||
-        (st = lf_gguf_get_u32(g, "llama.feed_forward_length", &in->n_ff, err)) ||
-        (st = lf_gguf_get_u32(g, "llama.attention.head_count", &in->n_head, err)) ||
-        (st = lf_gguf_get_u32_or(g, "llama.attention.head_count_kv", in->n_head, &in->n_head_kv, err)) ||
-        (st = lf_gguf_get_u32_or(g, "llama.context_length", 2048, &in->n_ctx_train, err)) ||
-        (st = lf_gguf_get_f32_or(g, "llama.rope.freq_base", 10000.0f, &in->rope_freq_base, err)) ||
-        (st = lf_gguf_get_f32_or(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &in->rms_eps, err)))
-        return st;
-    if (in->n_embd == 0 || in->n_layer == 0 || in->n_ff == 0 || in->n_head == 0 || in->n_head_kv == 0 ||
-        in->n_embd % in->n_head || in->n_head % in->n_head_kv || in->n_layer > 4096 || in->n_embd > (1u << 20) ||
-        in->n_ff > (1u << 22))
-        return lf_err_set(err, LF_E_MODEL, "inconsistent hyperparameters: n_embd %u, n_layer %u, n_ff %u, heads %u/%u",
-                          in->n_embd, in->n_layer, in->n_ff, in->n_head, in->n_head_kv);
-    m->head_dim = in->n_embd / in->n_head;
-    if ((st = lf_gguf_get_u32_or(g, "llama.rope.dimension_count", m->head_dim, &in->n_rot, err))) return st;
-    if (in->n_rot > m->head_dim || in->n_rot % 2)
-        return lf_err_set(err, LF_E_MODEL, "llama.rope.dimension_count %u does not fit head size %u", in->n_rot, m->head_dim);
-    if (!(in->rope_freq_base > 0.0f) || !(in->rms_eps >= 0.0f))
-        return lf_err_set(err, LF_E_MODEL, "rope freq base %g or rms eps %g out of range", in->rope_freq_base, in->rms_eps);
-    m->rope = LF_ROPE_NORM;
-    if ((st = read_rope_scaling(m))) return st;
+    if ((st = read_shape(m)) || (st = read_rope_scaling(m))) return st;
     in->activation = LF_ACT_SILU_GATED;
     if ((st = lf_gguf_get_str(g, "llmflash.ffn_activation", &act, err))) return st;
     if (act.ptr) {
@@ -464,12 +497,15 @@ static lf_status map_file(lf_model *m) {
 }
 
 /* Bytes held by the model itself in stream modes: resident weights, norms
- * as float, the bundle index, the parsed header and the vocabulary. */
+ * and biases as float, the bundle index, the parsed header and the vocabulary. */
 uint64_t lf_model_overhead_bytes(const lf_model *m) {
     uint64_t b = m->gguf->header_len + m->gguf->n_tensors * (sizeof(lf_gguf_tensor) + 64) +
                  m->gguf->n_kv * (sizeof(lf_gguf_kv) + 48);
     b += (uint64_t)m->info.n_vocab * 48; /* tokenizer: piece copies, scores, types, hash */
     b += (2ull * m->info.n_layer + 1) * m->info.n_embd * sizeof(float);
+    const uint64_t q_dim = (uint64_t)m->info.n_head * m->head_dim, kv_dim = (uint64_t)m->info.n_head_kv * m->head_dim;
+    if (m->arch->qkv_bias) b += m->info.n_layer * (q_dim + 2 * kv_dim) * sizeof(float);
+    if (m->arch->qk_norm) b += m->info.n_layer * 2ull * m->head_dim * sizeof(float);
     if (m->flash)
         for (uint32_t l = 0; l < m->flash->n_layer; l++) b += m->flash->layers[l].n_groups * sizeof(lf_bundle_entry);
     return b;
@@ -481,7 +517,7 @@ static lf_status bind_tensors(lf_model *m) {
                    kv_dim = (uint64_t)in->n_head_kv * m->head_dim, ff = in->n_ff, nv = in->n_vocab;
     lf_status st;
     if ((st = bind_weight(m, "token_embd.weight", nv, d, false, &m->tok_embd))) return st;
-    if ((st = bind_norm(m, "output_norm.weight", d, &m->output_norm))) return st;
+    if ((st = bind_vector(m, "output_norm.weight", d, &m->output_norm))) return st;
     if ((st = bind_weight(m, "output.weight", nv, d, true, &m->output))) return st;
     if ((st = check_tensor_names(m)) || (st = bind_rope_freqs(m))) return st;
     in->tied_output = m->output.data == NULL;
@@ -503,13 +539,25 @@ static lf_status bind_tensors(lf_model *m) {
         lf_layer *L = &m->layers[l];
         char name[96];
 #define NAME(s) (snprintf(name, sizeof name, "blk.%u." s ".weight", l), name)
-        if ((st = bind_norm(m, NAME("attn_norm"), d, &L->attn_norm)) ||
+        if ((st = bind_vector(m, NAME("attn_norm"), d, &L->attn_norm)) ||
             (st = bind_weight(m, NAME("attn_q"), q_dim, d, false, &L->wq)) ||
             (st = bind_weight(m, NAME("attn_k"), kv_dim, d, false, &L->wk)) ||
             (st = bind_weight(m, NAME("attn_v"), kv_dim, d, false, &L->wv)) ||
             (st = bind_weight(m, NAME("attn_output"), d, q_dim, false, &L->wo)) ||
-            (st = bind_norm(m, NAME("ffn_norm"), d, &L->ffn_norm)))
+            (st = bind_vector(m, NAME("ffn_norm"), d, &L->ffn_norm)))
             return st;
+#undef NAME
+#define NAME(s) (snprintf(name, sizeof name, "blk.%u." s, l), name)
+        if (m->arch->qkv_bias &&
+            ((st = bind_vector(m, NAME("attn_q.bias"), q_dim, &L->bq)) ||
+             (st = bind_vector(m, NAME("attn_k.bias"), kv_dim, &L->bk)) ||
+             (st = bind_vector(m, NAME("attn_v.bias"), kv_dim, &L->bv))))
+            return st;
+        if (m->arch->qk_norm && ((st = bind_vector(m, NAME("attn_q_norm.weight"), m->head_dim, &L->q_norm)) ||
+                                 (st = bind_vector(m, NAME("attn_k_norm.weight"), m->head_dim, &L->k_norm))))
+            return st;
+#undef NAME
+#define NAME(s) (snprintf(name, sizeof name, "blk.%u." s ".weight", l), name)
         if (m->flash) {
             if (m->mode == LF_MODE_MMAP) /* records read in place from the mapping */
                 L->bundle = (uint8_t *)m->map + m->flash->layers[l].data_offset;
@@ -705,8 +753,14 @@ void lf_model_close(lf_model *m) {
     if (!m) return;
     if (m->layers) {
         for (uint32_t l = 0; l < m->info.n_layer; l++) {
-            free(m->layers[l].attn_norm);
-            free(m->layers[l].ffn_norm);
+            lf_layer *L = &m->layers[l];
+            free(L->attn_norm);
+            free(L->ffn_norm);
+            free(L->bq);
+            free(L->bk);
+            free(L->bv);
+            free(L->q_norm);
+            free(L->k_norm);
         }
     }
     free(m->layers);

@@ -14,6 +14,7 @@
 #include "../../loader/loader.h"
 #include "../flash/flash_format.h"
 #include "../tokenizer/tokenizer.h"
+#include "../arch/arch.h"
 
 #include <pthread.h>
 
@@ -34,17 +35,14 @@ typedef struct lf_layer {
     lf_weight wk;       /* (n_head_kv*head_dim, n_embd) */
     lf_weight wv;       /* (n_head_kv*head_dim, n_embd) */
     lf_weight wo;       /* (n_embd, n_head*head_dim) */
+    float *bq, *bk, *bv; /* (q_dim), (kv_dim), (kv_dim): biases after the projections, or NULL (arch->qkv_bias) */
+    float *q_norm, *k_norm; /* (head_dim): RMS norm weights of each head, or NULL (arch->qk_norm) */
     float *ffn_norm;    /* (n_embd) */
     lf_weight gate;     /* (n_ff, n_embd); data NULL for non-gated FFNs */
     lf_weight up;       /* (n_ff, n_embd) */
     lf_weight down;     /* (n_embd, n_ff) */
     uint8_t *bundle;    /* mmap'ed flash file: the layer's records (stride apart), or NULL */
 } lf_layer;
-
-typedef enum lf_rope_kind {
-    LF_ROPE_NORM = 0, /* rotate (x[2i], x[2i+1]): llama as GGUF stores it */
-    LF_ROPE_NEOX = 1, /* rotate (x[i], x[i + n_rot/2]) */
-} lf_rope_kind;
 
 struct lf_model {
     lf_err err;
@@ -56,8 +54,8 @@ struct lf_model {
     uint64_t map_size;
     lf_gguf *gguf;
     lf_model_info info;
+    const lf_arch *arch;
     uint32_t head_dim;
-    lf_rope_kind rope;
     float rope_pos_scale; /* positions are multiplied by this: 1 / the linear scaling factor (1: none) */
     float *rope_freqs;    /* (n_rot / 2) Llama 3.1's per-frequency divisors (rope_freqs.weight), or NULL */
     lf_weight tok_embd; /* (n_vocab, n_embd) */

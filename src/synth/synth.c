@@ -1,4 +1,4 @@
-/* synth.c - llama-architecture GGUF files with seeded random weights.
+/* synth.c - GGUF files of every supported architecture with seeded random weights.
  *
  * Benchmarks at real scale need 7B-shaped models that cannot be downloaded
  * here. The writer streams tensor by tensor, a few rows at a time, so memory
@@ -6,6 +6,7 @@
 #include "synth_sparse.h"
 #include "../gguf/gguf.h"
 #include "../tensor/kernels.h"
+#include "../arch/arch.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -20,25 +21,42 @@ typedef struct shape_preset {
     uint32_t n_embd, n_layer, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
     lf_activation act;
     double sparsity, hot, temporal; /* 0 sparsity: plain random weights */
+    const char *arch;               /* NULL: llama */
+    uint32_t head_dim;              /* 0: n_embd / n_head */
+    float rope_freq_base;           /* 0: the architecture's default */
+    bool rope_freqs, tied;
 } shape_preset;
 
 static const shape_preset k_presets[] = {
-    {"tiny", 256, 4, 768, 4, 4, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0},
-    {"small", 1024, 8, 2816, 16, 16, 32000, 2048, LF_ACT_SILU_GATED, 0, 0, 0},
-    {"1b", 2048, 16, 5632, 32, 4, 32000, 2048, LF_ACT_SILU_GATED, 0, 0, 0},
-    {"llama2-7b", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0},
-    {"mistral-7b", 4096, 32, 14336, 32, 8, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0},
-    {"llama2-13b", 5120, 40, 13824, 40, 40, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0},
+    {"tiny", 256, 4, 768, 4, 4, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false},
+    {"small", 1024, 8, 2816, 16, 16, 32000, 2048, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false},
+    {"1b", 2048, 16, 5632, 32, 4, 32000, 2048, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false},
+    {"llama2-7b", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false},
+    {"mistral-7b", 4096, 32, 14336, 32, 8, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false},
+    {"llama2-13b", 5120, 40, 13824, 40, 40, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false},
     /* ReluLLaMA / OPT-like activity, and SwiGLU at the sparsity the real
      * stories260K predictor holds within 1% perplexity */
-    {"llama2-7b-relu", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_RELU_GATED, 0.95, 0.8, 2.0},
-    {"llama2-7b-silu", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_SILU_GATED, 0.3, 0, 0},
-    {"tiny-relu", 256, 4, 768, 4, 4, 512, 512, LF_ACT_RELU_GATED, 0.95, 0.8, 2.0},
-    {"tiny-silu", 256, 4, 768, 4, 4, 512, 512, LF_ACT_SILU_GATED, 0.3, 0, 0},
+    {"llama2-7b-relu", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_RELU_GATED, 0.95, 0.8, 2.0, NULL, 0, 0, false, false},
+    {"llama2-7b-silu", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_SILU_GATED, 0.3, 0, 0, NULL, 0, 0, false, false},
+    {"tiny-relu", 256, 4, 768, 4, 4, 512, 512, LF_ACT_RELU_GATED, 0.95, 0.8, 2.0, NULL, 0, 0, false, false},
+    {"tiny-silu", 256, 4, 768, 4, 4, 512, 512, LF_ACT_SILU_GATED, 0.3, 0, 0, NULL, 0, 0, false, false},
+    /* the shapes of the models people run today (vocabularies as published;
+     * give --tokenizer-from a real one to match it) */
+    {"llama3.1-8b", 4096, 32, 14336, 32, 8, 128256, 8192, LF_ACT_SILU_GATED, 0, 0, 0, "llama", 0, 500000.0f, true, false},
+    {"llama3.2-1b", 2048, 16, 8192, 32, 8, 128256, 8192, LF_ACT_SILU_GATED, 0, 0, 0, "llama", 64, 500000.0f, true, true},
+    {"qwen2.5-7b", 3584, 28, 18944, 28, 4, 152064, 32768, LF_ACT_SILU_GATED, 0, 0, 0, "qwen2", 0, 0, false, false},
+    {"qwen2.5-0.5b", 896, 24, 4864, 14, 2, 151936, 32768, LF_ACT_SILU_GATED, 0, 0, 0, "qwen2", 0, 0, false, true},
+    {"qwen3-8b", 4096, 36, 12288, 32, 8, 151936, 40960, LF_ACT_SILU_GATED, 0, 0, 0, "qwen3", 128, 0, false, false},
+    {"qwen3-0.6b", 1024, 28, 3072, 16, 8, 151936, 40960, LF_ACT_SILU_GATED, 0, 0, 0, "qwen3", 128, 0, false, true},
+    /* the same features at test size */
+    {"tiny-llama3", 256, 2, 768, 4, 2, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, "llama", 0, 500000.0f, true, true},
+    {"tiny-qwen2", 256, 2, 768, 4, 2, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, "qwen2", 0, 0, false, false},
+    {"tiny-qwen3", 256, 2, 768, 4, 2, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, "qwen3", 96, 0, false, true},
 };
 
 const char *lf_synth_shape_names(void) {
-    return "tiny, small, 1b, llama2-7b, mistral-7b, llama2-13b, llama2-7b-relu, llama2-7b-silu, tiny-relu, tiny-silu";
+    return "tiny, small, 1b, llama2-7b, mistral-7b, llama2-13b, llama2-7b-relu, llama2-7b-silu, tiny-relu, tiny-silu, "
+           "llama3.1-8b, llama3.2-1b, qwen2.5-7b, qwen2.5-0.5b, qwen3-8b, qwen3-0.6b, tiny-llama3, tiny-qwen2, tiny-qwen3";
 }
 
 lf_status lf_synth_shape_preset(const char *name, lf_synth_params *p) {
@@ -57,6 +75,11 @@ lf_status lf_synth_shape_preset(const char *name, lf_synth_params *p) {
             p->sparsity = s->sparsity;
             p->hot = s->hot;
             p->temporal = s->temporal;
+            p->arch = s->arch;
+            p->head_dim = s->head_dim;
+            p->rope_freq_base = s->rope_freq_base;
+            p->rope_freqs = s->rope_freqs;
+            p->tied = s->tied;
             return LF_OK;
         }
     }
@@ -88,14 +111,15 @@ typedef struct tensor_plan {
     char name[64];
     uint32_t type;
     uint64_t rows, cols;
-    float scale; /* standard deviation of the weights; 0 means all ones (norms) */
+    float scale; /* standard deviation of the weights */
+    float mean;  /* of vectors (norms near 1, biases 0); matrices have mean 0 */
     lf_sparse_role role; /* with sparsity: how the design shapes it */
 } tensor_plan;
 
 static void plan_add(tensor_plan *t, size_t *k, const char *name, uint32_t type, uint64_t rows, uint64_t cols,
                      float scale, lf_sparse_role role) {
     snprintf(t[*k].name, sizeof t[*k].name, "%s", name);
-    t[*k].type = scale == 0.0f ? LF_TYPE_F32 : type_for_cols(type, cols);
+    t[*k].type = type_for_cols(type, cols);
     t[*k].rows = rows;
     t[*k].cols = cols;
     t[*k].scale = scale;
@@ -114,50 +138,109 @@ static const char *layer_name(char *buf, size_t cap, uint32_t l, const char *wha
     return buf;
 }
 
+/* Vectors (norms, biases) are F32, mean + sd * N(0, 1). */
+static void plan_vec(tensor_plan *t, size_t *k, const char *name, uint64_t n, float mean, float sd) {
+    plan_add(t, k, name, LF_TYPE_F32, 1, n, sd, LF_SPARSE_RANDOM);
+    t[*k - 1].type = LF_TYPE_F32;
+    t[*k - 1].mean = mean;
+}
+
+static uint32_t head_dim_of(const lf_synth_params *p) { return p->head_dim ? p->head_dim : p->n_embd / p->n_head; }
+
 /* Tensors in llama.cpp's order. Weights have unit-variance rows after the
- * matrix product (sd 1/sqrt(fan-in)); norms are all ones. */
-static lf_status plan_tensors(const lf_synth_params *p, tensor_plan **out, size_t *n_out) {
-    const uint64_t d = p->n_embd, hd = p->n_embd / p->n_head, kv = (uint64_t)p->n_head_kv * hd, ff = p->n_ff;
+ * matrix product (sd 1/sqrt(fan-in)); norms are all ones, except Q/K norms,
+ * which vary around 1 as trained ones do, and biases are N(0, 0.5). */
+static lf_status plan_tensors(const lf_synth_params *p, const lf_arch *a, tensor_plan **out, size_t *n_out) {
+    const uint64_t d = p->n_embd, hd = head_dim_of(p), q = (uint64_t)p->n_head * hd, kv = (uint64_t)p->n_head_kv * hd,
+                   ff = p->n_ff;
     const bool gated = p->activation != LF_ACT_RELU;
-    const size_t n = 3 + (size_t)p->n_layer * 9;
+    const size_t n = 4 + (size_t)p->n_layer * 14;
     tensor_plan *t = calloc(n, sizeof *t);
     if (!t) return LF_E_NOMEM;
     size_t k = 0;
     char nm[64];
-    const float sd = 1.0f / sqrtf((float)d), sf = 1.0f / sqrtf((float)ff);
+    const float sd = 1.0f / sqrtf((float)d), sq = 1.0f / sqrtf((float)q), sf = 1.0f / sqrtf((float)ff);
     /* with sparsity, the roles the design gives each tensor (synth_sparse.h) */
     const bool sp = p->sparsity > 0.0;
     const lf_sparse_role R = LF_SPARSE_RANDOM;
     const lf_type ty = p->q4_k_m ? LF_TYPE_Q4_K : p->type;
     plan_add(t, &k, "token_embd.weight", ty, p->n_vocab, d, 1.0f, sp ? LF_SPARSE_EMBED : R);
+    if (p->rope_freqs) plan_vec(t, &k, "rope_freqs.weight", hd / 2, 0.0f, 0.0f); /* values: llama31_rope_freqs */
     for (uint32_t l = 0; l < p->n_layer; l++) {
         const bool first = sp && l == 0;
         const lf_type more = p->q4_k_m && q4_k_m_more_bits(l, p->n_layer) ? LF_TYPE_Q6_K : ty;
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_norm"), LF_TYPE_F32, 1, d, 0.0f, R);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_q"), ty, d, d, sd, first ? LF_SPARSE_Q0 : R);
+        plan_vec(t, &k, layer_name(nm, sizeof nm, l, "attn_norm"), d, 1.0f, 0.0f);
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_q"), ty, q, d, sd, first ? LF_SPARSE_Q0 : R);
         plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_k"), ty, kv, d, sd, first ? LF_SPARSE_K0 : R);
         plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_v"), more, kv, d, sd, first ? LF_SPARSE_V0 : R);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_output"), ty, d, d, sd,
+        if (a->qkv_bias) {
+            snprintf(nm, sizeof nm, "blk.%u.attn_q.bias", l), plan_vec(t, &k, nm, q, 0.0f, 0.5f);
+            snprintf(nm, sizeof nm, "blk.%u.attn_k.bias", l), plan_vec(t, &k, nm, kv, 0.0f, 0.5f);
+            snprintf(nm, sizeof nm, "blk.%u.attn_v.bias", l), plan_vec(t, &k, nm, kv, 0.0f, 0.5f);
+        }
+        if (a->qk_norm) {
+            plan_vec(t, &k, layer_name(nm, sizeof nm, l, "attn_q_norm"), hd, 1.0f, 0.2f);
+            plan_vec(t, &k, layer_name(nm, sizeof nm, l, "attn_k_norm"), hd, 1.0f, 0.2f);
+        }
+        plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_output"), ty, d, q, sq,
                  first ? LF_SPARSE_O0 : sp ? LF_SPARSE_QUIET : R);
-        plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_norm"), LF_TYPE_F32, 1, d, 0.0f, R);
+        plan_vec(t, &k, layer_name(nm, sizeof nm, l, "ffn_norm"), d, 1.0f, 0.0f);
         if (gated) plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_gate"), ty, ff, d, sd, sp ? LF_SPARSE_GATE : R);
         plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_up"), ty, ff, d, sd,
                  !sp ? R : gated ? LF_SPARSE_UP : LF_SPARSE_GATE);
         plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_down"), more, d, ff, sf, sp ? LF_SPARSE_QUIET : R);
     }
-    plan_add(t, &k, "output_norm.weight", LF_TYPE_F32, 1, d, 0.0f, R);
-    plan_add(t, &k, "output.weight", p->q4_k_m ? LF_TYPE_Q6_K : ty, p->n_vocab, d, sd, R);
+    plan_vec(t, &k, "output_norm.weight", d, 1.0f, 0.0f);
+    if (!p->tied) plan_add(t, &k, "output.weight", p->q4_k_m ? LF_TYPE_Q6_K : ty, p->n_vocab, d, sd, R);
     *out = t;
     *n_out = k;
     return LF_OK;
 }
 
+/* Llama 3.1's rope scaling (factor 8, low and high frequency factors 1 and
+ * 4, over an original context of 8192), as its converters write it: the
+ * divisor of each rotary frequency. */
+static void llama31_rope_freqs(float base, uint32_t n_rot, float *out) {
+    const double factor = 8.0, low = 1.0, high = 4.0, orig = 8192.0;
+    const double low_wavelen = orig / low, high_wavelen = orig / high;
+    for (uint32_t i = 0; i < n_rot / 2; i++) {
+        const double freq = 1.0 / pow(base, 2.0 * i / n_rot), wavelen = 2.0 * M_PI / freq;
+        if (wavelen < high_wavelen) out[i] = 1.0f;
+        else if (wavelen > low_wavelen) out[i] = (float)factor;
+        else {
+            const double smooth = (orig / wavelen - low) / (high - low);
+            out[i] = (float)(1.0 / ((1.0 - smooth) / factor + smooth));
+        }
+    }
+}
+
+/* The architecture row (check_params has refused unknown names). */
+static const lf_arch *synth_arch(const lf_synth_params *p) {
+    return lf_arch_find((lf_gguf_str){p->arch ? p->arch : "llama", strlen(p->arch ? p->arch : "llama")});
+}
+
+static float synth_rope_base(const lf_synth_params *p) {
+    return p->rope_freq_base > 0.0f ? p->rope_freq_base : synth_arch(p)->rope_freq_base;
+}
+
 static lf_status check_params(const lf_synth_params *p, lf_err *err) {
     if (!p->n_embd || !p->n_layer || !p->n_ff || !p->n_head || !p->n_head_kv || !p->n_vocab)
         return lf_err_set(err, LF_E_INVALID_ARG, "every dimension must be positive");
-    if (p->n_embd % p->n_head || p->n_head % p->n_head_kv || (p->n_embd / p->n_head) % 2)
-        return lf_err_set(err, LF_E_INVALID_ARG, "--dim %u must split into --heads %u of even size, and heads into --kv-heads %u",
-                          p->n_embd, p->n_head, p->n_head_kv);
+    if (!synth_arch(p))
+        return lf_err_set(err, LF_E_INVALID_ARG, "architecture '%s' is not one synth writes (%s)", p->arch, lf_arch_names());
+    if (p->head_dim % 2 || p->head_dim > 1024 || p->n_head % p->n_head_kv ||
+        (!p->head_dim && (p->n_embd % p->n_head || (p->n_embd / p->n_head) % 2)))
+        return lf_err_set(err, LF_E_INVALID_ARG,
+                          "--dim %u must split into --heads %u of even size (or give an even --head-dim), and heads "
+                          "into --kv-heads %u", p->n_embd, p->n_head, p->n_head_kv);
+    if (!(p->rope_freq_base >= 0.0f && p->rope_freq_base < 1e12f))
+        return lf_err_set(err, LF_E_INVALID_ARG, "rope base %g is out of range", p->rope_freq_base);
+    if (p->rope_freqs && !synth_arch(p)->rope_freqs)
+        return lf_err_set(err, LF_E_INVALID_ARG, "Llama 3.1 rope scaling (rope_freqs) is llama's, not %s's", p->arch);
+    if (p->sparsity != 0.0 && (synth_arch(p)->rope != LF_ROPE_NORM || (p->head_dim && p->head_dim != p->n_embd / p->n_head)))
+        return lf_err_set(err, LF_E_INVALID_ARG,
+                          "--sparsity shapes llama-architecture models with heads of n_embd / n_head (not %s)",
+                          p->arch ? p->arch : "this head size");
     if (!lf_type_supported((int)p->type))
         return lf_err_set(err, LF_E_INVALID_ARG, "type %d is not supported", (int)p->type);
     if (lf_type_uses_q8a(p->type) && (p->n_embd % 32 || p->n_ff % 32))
@@ -246,18 +329,24 @@ static lf_status build_writer(const lf_synth_params *p, uint32_t *n_vocab, tenso
     char name[96];
     snprintf(name, sizeof name, "llmflash-synth d%u l%u ff%u %s", p->n_embd, p->n_layer, p->n_ff,
              lf_type_name((int)p->type));
-    const uint32_t hd = p->n_embd / p->n_head;
-    st = lf_gguf_writer_set_str(w, "general.architecture", "llama");
+    const lf_arch *a = synth_arch(p);
+    const uint32_t hd = head_dim_of(p);
+    char k[64];
+#define KEY(suffix) lf_arch_key(a, suffix, k, sizeof k)
+    st = lf_gguf_writer_set_str(w, "general.architecture", a->name);
     if (!st) st = lf_gguf_writer_set_str(w, "general.name", name);
-    if (!st) st = lf_gguf_writer_set_u32(w, "llama.context_length", p->n_ctx ? p->n_ctx : 2048);
-    if (!st) st = lf_gguf_writer_set_u32(w, "llama.embedding_length", p->n_embd);
-    if (!st) st = lf_gguf_writer_set_u32(w, "llama.block_count", p->n_layer);
-    if (!st) st = lf_gguf_writer_set_u32(w, "llama.feed_forward_length", p->n_ff);
-    if (!st) st = lf_gguf_writer_set_u32(w, "llama.attention.head_count", p->n_head);
-    if (!st) st = lf_gguf_writer_set_u32(w, "llama.attention.head_count_kv", p->n_head_kv);
-    if (!st) st = lf_gguf_writer_set_u32(w, "llama.rope.dimension_count", hd);
-    if (!st) st = lf_gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
-    if (!st) st = lf_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    if (!st) st = lf_gguf_writer_set_u32(w, KEY("context_length"), p->n_ctx ? p->n_ctx : 2048);
+    if (!st) st = lf_gguf_writer_set_u32(w, KEY("embedding_length"), p->n_embd);
+    if (!st) st = lf_gguf_writer_set_u32(w, KEY("block_count"), p->n_layer);
+    if (!st) st = lf_gguf_writer_set_u32(w, KEY("feed_forward_length"), p->n_ff);
+    if (!st) st = lf_gguf_writer_set_u32(w, KEY("attention.head_count"), p->n_head);
+    if (!st) st = lf_gguf_writer_set_u32(w, KEY("attention.head_count_kv"), p->n_head_kv);
+    if (!st && p->head_dim) st = lf_gguf_writer_set_u32(w, KEY("attention.key_length"), hd);
+    if (!st && p->head_dim) st = lf_gguf_writer_set_u32(w, KEY("attention.value_length"), hd);
+    if (!st) st = lf_gguf_writer_set_u32(w, KEY("rope.dimension_count"), hd);
+    if (!st) st = lf_gguf_writer_set_f32(w, KEY("rope.freq_base"), synth_rope_base(p));
+    if (!st) st = lf_gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), a->rms_eps);
+#undef KEY
     if (!st) st = lf_gguf_writer_set_u64(w, "llmflash.synth.seed", p->seed);
     if (!st && p->sparsity > 0.0) st = lf_gguf_writer_set_f32(w, "llmflash.synth.sparsity", (float)p->sparsity);
     if (!st && p->sparsity > 0.0) st = lf_gguf_writer_set_f32(w, "llmflash.synth.hot", (float)p->hot);
@@ -270,7 +359,7 @@ static lf_status build_writer(const lf_synth_params *p, uint32_t *n_vocab, tenso
     if (st) goto fail;
     lf_synth_params q = *p;
     q.n_vocab = *n_vocab;
-    if ((st = plan_tensors(&q, plan, n_plan))) goto fail;
+    if ((st = plan_tensors(&q, a, plan, n_plan))) goto fail;
     for (size_t i = 0; i < *n_plan && !st; i++) {
         const uint64_t ne[2] = {(*plan)[i].cols, (*plan)[i].rows};
         st = lf_gguf_writer_add_tensor(w, (*plan)[i].name, (*plan)[i].type, (*plan)[i].rows == 1 ? 1 : 2, ne, NULL);
@@ -376,7 +465,8 @@ lf_status lf_synth_write(const char *path, const lf_synth_params *p, char *errbu
             if (gen) lf_sparse_tensor_rows(gen, r, nr, &rng, rows);
             else
                 for (uint64_t k = 0; k < nr * t->cols; k++)
-                    rows[k] = t->scale == 0.0f ? 1.0f : t->scale * lf_rng_normal(&rng);
+                    rows[k] = t->scale == 0.0f ? t->mean : t->mean + t->scale * lf_rng_normal(&rng);
+            if (strcmp(t->name, "rope_freqs.weight") == 0) llama31_rope_freqs(synth_rope_base(p), 2 * (uint32_t)t->cols, rows);
             for (uint64_t k = 0; k < nr; k++)
                 lf_quantize_row(t->type, rows + k * t->cols, qbuf + k * row_bytes, (int64_t)t->cols);
             if ((st = lf_gguf_writer_write_data(w, out.fd, qbuf, nr * row_bytes, &err))) {

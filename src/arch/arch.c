@@ -1,0 +1,37 @@
+/* arch.c - the architecture table. */
+#include "arch.h"
+
+#include <stdio.h>
+
+static const lf_arch k_archs[] = {
+    /* Llama 1/2/3.x, Mistral, and whatever else writes itself as llama */
+    {.name = "llama", .rope = LF_ROPE_NORM, .rope_freqs = true, .rms_eps = 1e-5f, .rope_freq_base = 10000.0f},
+    /* Qwen2 and Qwen2.5 */
+    {.name = "qwen2", .rope = LF_ROPE_NEOX, .qkv_bias = true, .rms_eps = 1e-6f, .rope_freq_base = 1000000.0f},
+    /* Qwen3 (dense) */
+    {.name = "qwen3", .rope = LF_ROPE_NEOX, .qk_norm = true, .rms_eps = 1e-6f, .rope_freq_base = 1000000.0f},
+};
+
+const lf_arch *lf_arch_find(lf_gguf_str name) {
+    for (size_t i = 0; name.ptr && i < LF_ARRAY_LEN(k_archs); i++)
+        if (lf_gguf_str_eq(name, k_archs[i].name)) return &k_archs[i];
+    return NULL;
+}
+
+const char *lf_arch_names(void) { return "llama, qwen2, qwen3"; }
+
+lf_status lf_arch_of(const lf_gguf *g, const lf_arch **out, lf_err *err) {
+    lf_gguf_str arch;
+    lf_status st = lf_gguf_get_str(g, "general.architecture", &arch, err);
+    if (st) return st;
+    if (!arch.ptr) return lf_err_set(err, LF_E_MODEL, "metadata key 'general.architecture' is missing");
+    if (!(*out = lf_arch_find(arch)))
+        return lf_err_set(err, LF_E_UNSUPPORTED, "general.architecture '%.*s' is not supported (llmflash runs %s)",
+                          (int)LF_MIN(arch.len, (uint64_t)32), arch.ptr, lf_arch_names());
+    return LF_OK;
+}
+
+const char *lf_arch_key(const lf_arch *a, const char *suffix, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s.%s", a->name, suffix);
+    return buf;
+}
