@@ -319,6 +319,13 @@ lf_status lf_tokenize(const lf_model *model, const char *text, size_t len,
  * negative lf_status for an invalid token. */
 int lf_token_to_piece(const lf_model *model, lf_token token, char *buf, size_t cap);
 
+/* The length of the longest prefix of p[0..n) that does not end inside a
+ * UTF-8 character: an incomplete but valid start of one at the end is left
+ * out (at most 3 bytes); invalid bytes count as whole. A byte-level BPE
+ * token may end inside a character: print pieces up to this length and
+ * keep the rest for the next one, as lf_session_generate does. */
+size_t lf_utf8_complete_prefix(const char *p, size_t n);
+
 /* A tokenizer on its own. Every model has one (lf_model_vocab), and
  * lf_vocab_open reads one from any GGUF file that holds tokenizer metadata,
  * of any architecture, with or without tensors (llama.cpp's vocab-only
@@ -367,6 +374,65 @@ const char *lf_vocab_raw_piece(const lf_vocab *vocab, lf_token token, uint32_t *
 /* 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte; 0 for an
  * invalid token. */
 int lf_vocab_token_type(const lf_vocab *vocab, lf_token token);
+
+/* ------------------------------------------------------------------------ */
+/* Chat formats                                                              */
+/* ------------------------------------------------------------------------ */
+/* The prompt formats of the instruct models llmflash runs. A GGUF names its
+ * format as a Jinja template (tokenizer.chat_template); like llama.cpp,
+ * llmflash recognises the family from that text and renders the family's
+ * format itself (no Jinja). Renderings, for messages m1..mn:
+ *   LF_CHAT_CHATML  (Qwen2/2.5/3): "<|im_start|>ROLE\nCONTENT<|im_end|>\n" each,
+ *                   then "<|im_start|>assistant\n";
+ *   LF_CHAT_LLAMA3  (Llama 3.x): "<|start_header_id|>ROLE<|end_header_id|>\n\n"
+ *                   CONTENT "<|eot_id|>" each (system and user content trimmed),
+ *                   then "<|start_header_id|>assistant<|end_header_id|>\n\n";
+ *   LF_CHAT_LLAMA2  (Llama 2 chat): "[INST] <<SYS>>\nSYSTEM\n<</SYS>>\n\nUSER [/INST]"
+ *                   "REPLY</s>" then "<s>[INST] USER [/INST]" for later turns;
+ *   LF_CHAT_MISTRAL (Mistral v1 style): "[INST] SYSTEM\n\nUSER [/INST]REPLY</s>"
+ *                   then "[INST] USER [/INST]";
+ *   LF_CHAT_PHI3    (Phi-3): "<|ROLE|>\nCONTENT<|end|>\n" each, then "<|assistant|>\n".
+ * The BOS token is not part of the text: tokenize the first turn with BOS
+ * when lf_vocab_adds_bos() says so, and parse special tokens
+ * (LF_TOKENIZE_SPECIAL). An assistant's content is rendered as given, so
+ * that a reply kept in a KV cache as generated is a prefix of the next
+ * rendering: the text to evaluate for a new turn is the rendering of the
+ * whole conversation minus what was rendered (and generated) before. */
+typedef enum lf_chat_format {
+    LF_CHAT_CHATML = 0,
+    LF_CHAT_LLAMA3 = 1,
+    LF_CHAT_LLAMA2 = 2,
+    LF_CHAT_MISTRAL = 3,
+    LF_CHAT_PHI3 = 4,
+} lf_chat_format;
+
+typedef struct lf_chat_message {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content; /* UTF-8, NUL-terminated */
+} lf_chat_message;
+
+/* The vocabulary's tokenizer.chat_template, or NULL when it has none. Owned
+ * by the vocab. */
+const char *lf_vocab_chat_template(const lf_vocab *vocab);
+/* Recognises the family of a Jinja chat template by its markers, in
+ * llama.cpp's order: <|im_start|>; <|start_header_id|> with
+ * <|end_header_id|>; [INST] (with <<SYS>>: Llama 2, without: Mistral);
+ * <|assistant|> with <|end|>. LF_E_UNSUPPORTED when none matches, and
+ * LF_E_INVALID_ARG for NULL arguments. Thread-safe. */
+lf_status lf_chat_format_detect(const char *template_text, lf_chat_format *out);
+/* "chatml", "llama3", "llama2", "mistral", "phi3" -> the format;
+ * LF_E_INVALID_ARG for any other name. */
+lf_status lf_chat_format_from_name(const char *name, lf_chat_format *out);
+/* Static name of a format ("?" if out of range), and the list of all. */
+const char *lf_chat_format_name(lf_chat_format format);
+const char *lf_chat_format_names(void);
+/* Renders n messages in the format, then, with add_assistant, the opening
+ * of the assistant's reply. Writes at most cap bytes (NUL-terminated when
+ * it fits) and sets *len to the full length without the NUL:
+ * LF_E_INVALID_ARG when that does not fit (retry with cap > *len), or for a
+ * role other than system/user/assistant or a NULL content. Thread-safe. */
+lf_status lf_chat_apply(lf_chat_format format, const lf_chat_message *messages, size_t n, bool add_assistant,
+                        char *buf, size_t cap, size_t *len);
 
 /* ------------------------------------------------------------------------ */
 /* Sampling                                                                  */

@@ -93,6 +93,29 @@ bool cli_model_params(const char *cmd, cli_model_opts *o, lf_model_params *mp);
  * for the model at model_path; false (with the problem printed) for a bad
  * --predictor. */
 bool cli_session_params(const char *cmd, const cli_model_opts *o, const char *model_path, lf_session_params *sp);
+/* Sampling options, shared by run and chat. CLI_SAMPLING_OPTIONS(o) expands
+ * to their cli_opt entries. */
+typedef struct cli_sampling_opts {
+    int top_k, repeat_last_n;
+    float temp, top_p, min_p, repeat_penalty;
+    uint64_t seed;
+} cli_sampling_opts;
+
+#define CLI_SAMPLING_OPTIONS(o)                                                                                        \
+    {"--temp", NULL, CLI_FLOAT, &(o).temp, "temperature; 0 is greedy (default 0.8)", false},                          \
+    {"--top-k", NULL, CLI_INT, &(o).top_k, "top-k sampling, 0 disables (default 40)", false},                         \
+    {"--top-p", NULL, CLI_FLOAT, &(o).top_p, "top-p sampling, 1 disables (default 0.95)", false},                     \
+    {"--min-p", NULL, CLI_FLOAT, &(o).min_p, "min-p sampling, 0 disables (default 0)", false},                        \
+    {"--repeat-penalty", NULL, CLI_FLOAT, &(o).repeat_penalty, "penalise recent tokens, 1 disables (default 1)", false}, \
+    {"--repeat-last-n", NULL, CLI_INT, &(o).repeat_last_n, "tokens the repeat penalty looks back on (default 64)", false}, \
+    {"--seed", NULL, CLI_U64, &(o).seed, "random seed (default: from the clock; -v prints it)", false}
+
+cli_sampling_opts cli_sampling_opts_default(void);
+/* Validates the options and fills sampler params; the seed comes from the
+ * clock unless --seed was given (printed with verbose). Prints the problem
+ * and returns false on a usage error. */
+bool cli_sampler_params(const char *cmd, const cli_opt *opts, size_t n_opts, const cli_sampling_opts *o, bool verbose,
+                        lf_sampler_params *out);
 int cli_cpu_count(void);
 /* A whole file ("-": stdin), NUL-terminated; NULL with the reason in why
  * (a directory is refused). The caller frees it. */
@@ -121,5 +144,6 @@ int cmd_verify(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_iobench(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 
 #endif

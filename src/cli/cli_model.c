@@ -3,6 +3,8 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -199,4 +201,29 @@ void cli_print_mask_quality(FILE *out, const lf_session *sess, uint32_t n_layer,
                 (double)ls.oracle_window_units / (double)ls.oracle_token_units,
                 (double)ls.oracle_new_units / (double)ls.oracle_tokens / n_units);
     }
+}
+
+cli_sampling_opts cli_sampling_opts_default(void) {
+    return (cli_sampling_opts){.top_k = 40, .repeat_last_n = 64, .temp = 0.8f, .top_p = 0.95f, .repeat_penalty = 1.0f};
+}
+
+bool cli_sampler_params(const char *cmd, const cli_opt *opts, size_t n_opts, const cli_sampling_opts *o, bool verbose,
+                        lf_sampler_params *out) {
+    if (o->temp < 0.0f || !(o->top_p > 0.0f && o->top_p <= 1.0f) || o->min_p < 0.0f || o->min_p > 1.0f ||
+        o->repeat_penalty <= 0.0f || o->repeat_last_n < 0 || o->top_k < 0) {
+        fprintf(stderr, "llmflash %s: --temp must not be negative, --top-p in (0, 1], --min-p in [0, 1], "
+                "--repeat-penalty positive, --top-k and --repeat-last-n not negative\n", cmd);
+        return false;
+    }
+    *out = lf_sampler_default_params();
+    out->temperature = o->temp;
+    out->top_k = o->top_k;
+    out->top_p = o->top_p;
+    out->min_p = o->min_p;
+    out->repeat_penalty = o->repeat_penalty;
+    out->repeat_last_n = o->repeat_last_n;
+    const bool seed_given = cli_opt_seen(opts, n_opts, &o->seed);
+    out->seed = seed_given ? o->seed : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    if (verbose) fprintf(stderr, "llmflash: seed %" PRIu64 "%s\n", out->seed, seed_given ? "" : " (from the clock)");
+    return true;
 }

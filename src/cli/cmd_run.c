@@ -64,9 +64,8 @@ static void print_summary(const lf_session *sess) {
 
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt_arg = NULL, *prompt_file = NULL;
-    int n_predict = 128, top_k = 40, repeat_last_n = 64;
-    float temp = 0.8f, top_p = 0.95f, min_p = 0.0f, repeat_penalty = 1.0f;
-    uint64_t seed = 0;
+    int n_predict = 128;
+    cli_sampling_opts so = cli_sampling_opts_default();
     bool ignore_eos = false;
     const char *stats_path = NULL, *split = "even";
     int window = 5;
@@ -78,14 +77,8 @@ int cmd_run(int argc, char **argv) {
         {"--file", "-f", CLI_STR, &prompt_file, "read the prompt from FILE", false},
         {"--n-predict", "-n", CLI_INT, &n_predict, "tokens to generate; -1: until EOS or the context is full (default 128)",
          false},
-        {"--temp", NULL, CLI_FLOAT, &temp, "temperature; 0 is greedy (default 0.8)", false},
-        {"--top-k", NULL, CLI_INT, &top_k, "top-k sampling, 0 disables (default 40)", false},
-        {"--top-p", NULL, CLI_FLOAT, &top_p, "top-p sampling, 1 disables (default 0.95)", false},
-        {"--min-p", NULL, CLI_FLOAT, &min_p, "min-p sampling, 0 disables (default 0)", false},
-        {"--repeat-penalty", NULL, CLI_FLOAT, &repeat_penalty, "penalise recent tokens, 1 disables (default 1)", false},
-        {"--repeat-last-n", NULL, CLI_INT, &repeat_last_n, "tokens the repeat penalty looks back on (default 64)", false},
         {"--ignore-eos", NULL, CLI_FLAG, &ignore_eos, "never stop at end-of-sequence", false},
-        {"--seed", NULL, CLI_U64, &seed, "random seed (default: from the clock; -v prints it)", false},
+        CLI_SAMPLING_OPTIONS(so),
         {"--window", NULL, CLI_INT, &window, "keep neurons used by the last K tokens (default 5)", false},
         {"--cache-split", NULL, CLI_STR, &split, "even, or measured: slots by each layer's use (default even)", false},
         {"--stats", NULL, CLI_STR, &stats_path, "write run statistics as JSON to FILE (- for stdout)", false},
@@ -111,10 +104,8 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "llmflash run: give the prompt with -p or -f, not both\n");
         return CLI_EXIT_USAGE;
     }
-    if (n_predict < -1 || temp < 0.0f || !(top_p > 0.0f && top_p <= 1.0f) || min_p < 0.0f || min_p > 1.0f ||
-        repeat_penalty <= 0.0f || repeat_last_n < 0) {
-        fprintf(stderr, "llmflash run: -n must be -1 or more, --temp not negative, --top-p in (0, 1], --min-p in "
-                "[0, 1], --repeat-penalty positive, --repeat-last-n not negative\n");
+    if (n_predict < -1) {
+        fprintf(stderr, "llmflash run: -n must be -1 or more\n");
         return CLI_EXIT_USAGE;
     }
     if (strcmp(split, "even") != 0 && strcmp(split, "measured") != 0) {
@@ -128,9 +119,10 @@ int cmd_run(int argc, char **argv) {
     mo.budget_seen = cli_opt_seen(opts, n_opts, &mo.budget);
     lf_model_params mp;
     lf_session_params sp;
-    if (!cli_model_params("run", &mo, &mp) || !cli_session_params("run", &mo, model_path, &sp)) return CLI_EXIT_USAGE;
-    const bool seed_given = cli_opt_seen(opts, n_opts, &seed);
-    if (!seed_given) seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    lf_sampler_params smp;
+    if (!cli_model_params("run", &mo, &mp) || !cli_session_params("run", &mo, model_path, &sp) ||
+        !cli_sampler_params("run", opts, n_opts, &so, mo.verbose, &smp))
+        return CLI_EXIT_USAGE;
 
     char *prompt_buf = NULL;
     const char *prompt = prompt_arg ? prompt_arg : "";
@@ -150,7 +142,6 @@ int cmd_run(int argc, char **argv) {
         }
         prompt = prompt_buf;
     }
-    if (mo.verbose) fprintf(stderr, "llmflash: seed %" PRIu64 "%s\n", seed, seed_given ? "" : " (from the clock)");
 
     char err[512];
     lf_model *model = NULL;
@@ -173,14 +164,6 @@ int cmd_run(int argc, char **argv) {
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     const double load_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-    lf_sampler_params smp = lf_sampler_default_params();
-    smp.temperature = temp;
-    smp.top_k = top_k;
-    smp.top_p = top_p;
-    smp.seed = seed;
-    smp.min_p = min_p;
-    smp.repeat_penalty = repeat_penalty;
-    smp.repeat_last_n = repeat_last_n;
     if ((st = lf_sampler_create(&smp, &sampler))) {
         fprintf(stderr, "llmflash run: bad sampling parameters (%s)\n", lf_strerror(st));
         rc = CLI_EXIT_USAGE;

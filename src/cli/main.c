@@ -11,13 +11,14 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  run       generate text from a GGUF model\n"
+            "  chat      talk with an instruct model, a line of stdin per turn\n"
             "  inspect   describe a GGUF model: hyperparameters, tensors, bytes by class\n"
             "  tokenize  print a text's tokens under a model's (or a vocab-only file's) tokenizer\n"
             "  convert   write a flash file: FFN neurons bundled for streaming\n"
             "  verify    check every checksum of a flash file\n"
             "  calibrate fit a sparsity predictor to a flash model on a text\n"
             "  perplexity  score a text file with a model\n"
-            "  synth     write a llama-architecture GGUF with seeded random weights\n"
+            "  synth     write a GGUF of any supported architecture with seeded random weights\n"
             "  bench     measure generation speed against the memory-bandwidth limit\n"
             "  iobench   measure a device's random-read bandwidth for bundle-shaped reads\n"
             "\n"
@@ -49,6 +50,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "perplexity") == 0) return cmd_perplexity(argc, argv);
     if (strcmp(cmd, "iobench") == 0) return cmd_iobench(argc, argv);
     if (strcmp(cmd, "calibrate") == 0) return cmd_calibrate(argc, argv);
+    if (strcmp(cmd, "chat") == 0) return cmd_chat(argc, argv);
     fprintf(stderr, "llmflash: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return CLI_EXIT_USAGE;

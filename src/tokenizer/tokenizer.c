@@ -82,6 +82,7 @@ void lf_tokenizer_free(lf_tokenizer *t) {
     free(t->types);
     free(t->hash);
     free(t->specials);
+    free(t->chat_template);
     tok_bpe_free(t->bpe);
     free(t);
 }
@@ -182,6 +183,12 @@ lf_status lf_tokenizer_load(const lf_gguf *g, lf_tokenizer **out, lf_err *err) {
     for (size_t k = 0; t->eot < 0 && k < sizeof end_of_turn / sizeof *end_of_turn; k++) {
         const lf_token id = lf_tokenizer_find(t, end_of_turn[k], strlen(end_of_turn[k]));
         if (id >= 0 && (t->types[id] == LF_TOKEN_CONTROL || t->types[id] == LF_TOKEN_USER_DEFINED)) t->eot = id;
+    }
+    lf_gguf_str tmpl;
+    if ((st = lf_gguf_get_str(g, "tokenizer.chat_template", &tmpl, err)) ||
+        (tmpl.ptr && !(t->chat_template = strndup(tmpl.ptr, tmpl.len)))) {
+        lf_tokenizer_free(t);
+        return st ? st : LF_E_NOMEM;
     }
     t->encode = spm ? tok_spm_encode : tok_bpe_encode;
     if (bpe && (st = tok_bpe_load(g, t, err))) {

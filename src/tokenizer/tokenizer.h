@@ -29,10 +29,6 @@ lf_token lf_tokenizer_eot(const lf_tokenizer *t); /* -1 when the vocabulary has 
 bool lf_tokenizer_is_end(const lf_tokenizer *t, lf_token id);
 /* Whether SentencePiece adds a space before the text (decoders drop it). */
 bool lf_tokenizer_space_prefix(const lf_tokenizer *t);
-/* The length of the longest prefix of p[0..n) that does not end inside a
- * UTF-8 character: an incomplete but valid start of one at the end is left
- * out (at most 3 bytes); invalid bytes count as whole. */
-size_t lf_utf8_complete_prefix(const char *p, size_t n);
 /* tokenizer.ggml.add_bos_token (default: true for SentencePiece, false for BPE). */
 bool lf_tokenizer_adds_bos(const lf_tokenizer *t);
 /* A token's stored piece (not decoded) and its lf_token_type; NULL / 0 for

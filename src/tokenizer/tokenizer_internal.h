@@ -35,6 +35,7 @@ struct lf_vocab {
     lf_bpe *bpe;        /* byte-level BPE state, or NULL */
     lf_token *specials; /* control and user-defined tokens, longest first */
     uint32_t n_specials;
+    char *chat_template; /* tokenizer.chat_template (NUL-terminated copy), or NULL */
 };
 
 /* Symbols being merged: a linked list over byte ranges of the text. */
