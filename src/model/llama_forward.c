@@ -61,7 +61,7 @@ static uint64_t session_plan(const lf_model *m, const lf_session_params *p, uint
     parts[PART_KV] = 2ull * in->n_layer * n_ctx * kv_dim * kv_elem_bytes(p);
     const uint64_t nb = session_batch(p);
     parts[PART_SCRATCH] = (nb * (3ull * in->n_embd + 2 * q_dim + 2 * kv_dim + 2ull * in->n_ff + in->n_rot + 2) +
-                           nth * n_ctx + in->n_vocab + nth * scratch_len(m)) * sizeof(float) +
+                           nth * n_ctx + in->n_vocab + nth * scratch_len(m)) * sizeof(float) + m->tok_embd.row_bytes +
                           nb * (max_in / LF_QK + 1) * sizeof(lf_block_q8a) + sizeof(lf_session);
     uint64_t own = parts[PART_KV] + parts[PART_SCRATCH];
     if (m->flash) {
@@ -149,6 +149,7 @@ void lf_session_destroy(lf_session *s) {
     free(s->rope_sin);
     lf_free_aligned(s->xq);
     free(s->thread_scratch);
+    free(s->embed_row);
     free(s->key_cache);
     free(s->value_cache);
     ledger_give_back(s->m, s->budget_taken);
@@ -217,10 +218,11 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     s->rope_sin = malloc(nb * (in->n_rot / 2 + 1) * sizeof(float));
     s->xq = lf_alloc_aligned(nb * (max_in / LF_QK + 1) * sizeof(lf_block_q8a), 64);
     s->thread_scratch = malloc((size_t)n_threads * scratch_len(m) * sizeof(float));
+    s->embed_row = malloc(m->tok_embd.row_bytes);
     s->key_cache = calloc(cache_elems, kv_elem_bytes(&p));
     s->value_cache = calloc(cache_elems, kv_elem_bytes(&p));
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->att || !s->att_out || !s->k_new || !s->v_new || !s->hb || !s->hb2 || !s->logits ||
-        !s->rope_cos || !s->rope_sin || !s->xq || !s->thread_scratch || !s->key_cache || !s->value_cache)
+        !s->rope_cos || !s->rope_sin || !s->xq || !s->thread_scratch || !s->embed_row || !s->key_cache || !s->value_cache)
         goto fail_nomem;
     if (m->flash) {
         const lf_ffn_params fp = ffn_params(&p, m->dram_budget ? s->budget_taken - s->plan_own : 0);
@@ -288,6 +290,20 @@ static void add_bias(float *y, const float *b, uint64_t n) {
 static void head_norms(const lf_session *s, float *v, const float *w, uint32_t n_heads) {
     const uint32_t hd = s->m->head_dim;
     for (uint32_t h = 0; h < n_heads; h++) rmsnorm(v + (uint64_t)h * hd, v + (uint64_t)h * hd, w, hd, s->m->info.rms_eps);
+}
+
+/* Token tok's embedding, as floats. A tied table may be in the x8 layout
+ * (repacked for the output projection): its row comes out of its group. */
+static void embed(lf_session *s, lf_token tok, float *out) {
+    const lf_weight *w = &s->m->tok_embd;
+    const uint64_t r = (uint64_t)tok, whole = w->rows / LF_X8 * LF_X8;
+    const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
+    if (w->layout == LF_LAYOUT_X8 && r < whole) {
+        lf_x8_row(w->type, (const uint8_t *)w->data + (r / LF_X8) * LF_X8 * w->row_bytes, (uint32_t)(r % LF_X8), w->cols,
+                  s->embed_row);
+        row = s->embed_row;
+    }
+    lf_dequantize_row(w->type, row, out, (int64_t)w->cols);
 }
 
 /* The rotation of position pos, into row t of the batch's tables. */
@@ -485,8 +501,7 @@ static lf_status forward(lf_session *s, const lf_token *tokens, uint32_t nt, uin
     const lf_model_info *in = &m->info;
     const uint64_t d = in->n_embd;
     for (uint32_t t = 0; t < nt; t++) {
-        lf_dequantize_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (uint64_t)tokens[t] * m->tok_embd.row_bytes,
-                          s->x + t * d, in->n_embd);
+        embed(s, tokens[t], s->x + t * d);
         rope_prepare(s, t, pos0 + t);
     }
     if (s->ffn) lf_ffn_next_tokens(s->ffn, nt);

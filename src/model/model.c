@@ -71,6 +71,14 @@ static lf_status repack(lf_model *m, const char *name, lf_weight *w) {
     return LF_OK;
 }
 
+/* Every matrix the forward pass multiplies may be repacked. The embedding
+ * table is read a row at a time, so it is left alone, unless it is also
+ * the output projection (tied embeddings: Llama 3.2, small Qwens), whose
+ * matvec over the whole vocabulary is the largest of a token. */
+static bool may_repack(const lf_model *m, const char *name) {
+    return strcmp(name, "token_embd.weight") != 0 || lf_gguf_tensor_index(m->gguf, "output.weight") < 0;
+}
+
 /* Looks up a 2-D weight and checks its shape is (rows, cols) in GGUF terms
  * ne = [cols, rows]. A missing tensor is an error unless optional. */
 static lf_status bind_weight(lf_model *m, const char *name, uint64_t rows, uint64_t cols, bool optional,
@@ -102,7 +110,7 @@ static lf_status bind_weight(lf_model *m, const char *name, uint64_t rows, uint6
         m->info.repacked_bytes += w->rows * w->row_bytes;
         return LF_OK;
     }
-    if (m->mode != LF_MODE_MMAP && rows >= LF_X8 && m->kernels->gemm_x8[t->type] && strcmp(name, "token_embd.weight"))
+    if (m->mode != LF_MODE_MMAP && rows >= LF_X8 && m->kernels->gemm_x8[t->type] && may_repack(m, name))
         return repack(m, name, w);
     return LF_OK;
 }
@@ -342,8 +350,7 @@ static bool is_bundle_data(const char *name) {
 static bool will_repack(const lf_model *m, uint64_t i) {
     const lf_gguf_tensor *t = &m->gguf->tensors[i];
     return m->mode == LF_MODE_RAM && t->n_dims == 2 && t->ne[1] >= LF_X8 && t->type < LF_TYPE_ID_MAX &&
-           m->kernels->gemm_x8[t->type] && lf_type_row_bytes(t->type, t->ne[0]) &&
-           strcmp(m->tensor_names[i], "token_embd.weight") != 0;
+           m->kernels->gemm_x8[t->type] && lf_type_row_bytes(t->type, t->ne[0]) && may_repack(m, m->tensor_names[i]);
 }
 
 /* Staging per thread when reading a tensor straight into the x8 layout. */

@@ -116,3 +116,13 @@ void lf_x8_block_rows(uint32_t type, const void *group, uint64_t i, void *rows) 
     const x8_layout *L = layout_of(type);
     deinterleave_block(L, (const uint8_t *)group + i * LF_X8 * L->block_bytes, rows, L->block_bytes, 0);
 }
+
+void lf_x8_row(uint32_t type, const void *group, uint32_t r, uint64_t cols, void *row) {
+    const x8_layout *L = layout_of(type);
+    const uint64_t nb = lf_type_row_bytes(type, cols) / L->block_bytes;
+    uint8_t blocks[LF_X8 * 256];
+    for (uint64_t i = 0; i < nb; i++) {
+        lf_x8_block_rows(type, group, i, blocks);
+        memcpy((uint8_t *)row + i * L->block_bytes, blocks + r * L->block_bytes, L->block_bytes);
+    }
+}

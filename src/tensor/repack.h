@@ -45,5 +45,9 @@ void lf_repack_x8_copy(uint32_t type, void *dst, const void *src, uint64_t rows,
 /* Copies block `i` of each of the 8 rows of an x8 group into rows[8] in
  * ggml's row layout (one block per row): the reference kernels' view. */
 void lf_x8_block_rows(uint32_t type, const void *group, uint64_t i, void *rows);
+/* Row r (< LF_X8) of an x8 group of rows of `cols` elements, in ggml's row
+ * layout, into row (row_bytes): how a tied embedding table, repacked for
+ * the output projection, is still read a token at a time. */
+void lf_x8_row(uint32_t type, const void *group, uint32_t r, uint64_t cols, void *row);
 
 #endif

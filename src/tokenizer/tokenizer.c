@@ -48,15 +48,21 @@ static int token_type_of(double v) {
 }
 
 
-static int longer_first(const void *a, const void *b, void *lens) {
-    const uint32_t la = ((const uint32_t *)lens)[*(const lf_token *)a], lb = ((const uint32_t *)lens)[*(const lf_token *)b];
-    if (la != lb) return la > lb ? -1 : 1;
-    return (*(const lf_token *)a > *(const lf_token *)b) - (*(const lf_token *)a < *(const lf_token *)b);
+/* By first byte, then longest first (qsort_r's context: the tokenizer). */
+static int by_first_byte_longer_first(const void *a, const void *b, void *ctx) {
+    const lf_tokenizer *t = ctx;
+    const lf_token x = *(const lf_token *)a, y = *(const lf_token *)b;
+    const uint8_t fx = (uint8_t)t->pieces[x][0], fy = (uint8_t)t->pieces[y][0];
+    if (fx != fy) return fx < fy ? -1 : 1;
+    if (t->lens[x] != t->lens[y]) return t->lens[x] > t->lens[y] ? -1 : 1;
+    return (x > y) - (x < y);
 }
 
-/* Control and user-defined tokens, longest first: the text is split at
- * them before the algorithm runs (user-defined always, control only when
- * special tokens are parsed), as llama.cpp and Hugging Face do. */
+/* Control and user-defined tokens, grouped by first byte and longest
+ * first within a group: the text is split at them before the algorithm
+ * runs (user-defined always, control only when special tokens are
+ * parsed), as llama.cpp and Hugging Face do. The groups make the scan one
+ * table lookup per byte of text that no special token starts with. */
 static lf_status collect_specials(lf_tokenizer *t) {
     uint32_t n = 0;
     for (uint32_t i = 0; i < t->n_vocab; i++)
@@ -67,8 +73,12 @@ static lf_status collect_specials(lf_tokenizer *t) {
     for (uint32_t i = 0; i < t->n_vocab; i++)
         if ((t->types[i] == LF_TOKEN_CONTROL || t->types[i] == LF_TOKEN_USER_DEFINED) && t->lens[i] > 0)
             t->specials[n++] = (lf_token)i;
-    qsort_r(t->specials, n, sizeof *t->specials, longer_first, t->lens);
+    qsort_r(t->specials, n, sizeof *t->specials, by_first_byte_longer_first, t);
     t->n_specials = n;
+    memset(t->special_from, 0, sizeof t->special_from);
+    for (uint32_t k = 0; k < n; k++) t->special_from[(uint8_t)t->pieces[t->specials[k]][0] + 1] = k + 1;
+    for (int b = 1; b <= 256; b++) /* group b runs from special_from[b] to special_from[b + 1] */
+        if (t->special_from[b] < t->special_from[b - 1]) t->special_from[b] = t->special_from[b - 1];
     return LF_OK;
 }
 
@@ -276,16 +286,18 @@ uint32_t tok_utf8_len(uint8_t c) {
 /* The first special token (longest first at a position) found in text,
  * at or after its start: its id and offset, or -1. */
 static lf_token next_special(const lf_tokenizer *t, const char *text, size_t len, bool parse_special, size_t *at) {
-    for (size_t i = 0; i < len; i++)
-        for (uint32_t k = 0; k < t->n_specials; k++) {
+    for (size_t i = 0; i < len; i++) {
+        const uint8_t b = (uint8_t)text[i];
+        for (uint32_t k = t->special_from[b]; k < t->special_from[b + 1]; k++) {
             const lf_token id = t->specials[k];
             if (!parse_special && t->types[id] == LF_TOKEN_CONTROL) continue;
             const uint32_t n = t->lens[id];
-            if (n <= len - i && text[i] == t->pieces[id][0] && memcmp(text + i, t->pieces[id], n) == 0) {
+            if (n <= len - i && memcmp(text + i, t->pieces[id], n) == 0) {
                 *at = i;
                 return id;
             }
         }
+    }
     return -1;
 }
 

@@ -33,8 +33,9 @@ struct lf_vocab {
     bool add_bos, add_space_prefix;
     encode_fn encode;
     lf_bpe *bpe;        /* byte-level BPE state, or NULL */
-    lf_token *specials; /* control and user-defined tokens, longest first */
+    lf_token *specials; /* control and user-defined tokens, by first byte, longest first */
     uint32_t n_specials;
+    uint32_t special_from[257]; /* specials[special_from[b] .. special_from[b + 1]) start with byte b */
     char *chat_template; /* tokenizer.chat_template (NUL-terminated copy), or NULL */
 };
 
