@@ -236,17 +236,23 @@ typedef struct run_opts {
 
 /* Logits after each of the n tokens, evaluated one at a time (or as one
  * batch when opts->n_batch > 1, then only the last row is filled). */
-static uint32_t run_logits(const char *path, const run_opts *o, const lf_token *toks, uint32_t n, float *logits) {
+/* A model and a session as o says. */
+static lf_session *open_run(const char *path, const run_opts *o, lf_model **m) {
     char err[512];
     lf_model_params mp = lf_model_default_params();
     mp.mode = o->mode;
     mp.dram_budget = o->budget;
-    lf_model *m;
-    cr_assert_eq(lf_model_open(path, &mp, &m, err, sizeof err), LF_OK, "%s: %s", path, err);
+    cr_assert_eq(lf_model_open(path, &mp, m, err, sizeof err), LF_OK, "%s: %s", path, err);
     lf_session_params sp = lf_session_default_params();
     sp.kv_type = o->kv;
     lf_session *s;
-    cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_OK, "%s", err);
+    cr_assert_eq(lf_session_create(*m, &sp, &s, err, sizeof err), LF_OK, "%s", err);
+    return s;
+}
+
+static uint32_t run_logits(const char *path, const run_opts *o, const lf_token *toks, uint32_t n, float *logits) {
+    lf_model *m;
+    lf_session *s = open_run(path, o, &m);
     const uint32_t nv = lf_vocab_size(m);
     if (o->n_batch > 1) {
         cr_assert_eq(lf_session_eval(s, toks, n), LF_OK, "%s", lf_session_errmsg(s));
@@ -265,14 +271,8 @@ static uint32_t run_logits(const char *path, const run_opts *o, const lf_token *
 /* Greedy continuation of toks, n tokens, into out. */
 static void run_greedy(const char *path, const run_opts *o, const lf_token *toks, uint32_t n_prompt, uint32_t n,
                        lf_token *out) {
-    char err[512];
-    lf_model_params mp = lf_model_default_params();
-    mp.mode = o->mode;
-    mp.dram_budget = o->budget;
     lf_model *m;
-    cr_assert_eq(lf_model_open(path, &mp, &m, err, sizeof err), LF_OK, "%s: %s", path, err);
-    lf_session *s;
-    cr_assert_eq(lf_session_create(m, NULL, &s, err, sizeof err), LF_OK, "%s", err);
+    lf_session *s = open_run(path, o, &m);
     cr_assert_eq(lf_session_eval(s, toks, n_prompt), LF_OK, "%s", lf_session_errmsg(s));
     for (uint32_t i = 0; i < n; i++) {
         const float *lg = lf_session_logits(s);
@@ -408,8 +408,8 @@ Test(arch, real_vocabularies_run_dense_streamed_and_flash) {
         const double e = rel_diff(got, want, (uint64_t)n * nv);
         cr_assert_lt(e, 1e-5, "%s: flash logits differ from the source by %g", cases[c].preset, e);
         lf_token dense[12], streamed[12];
-        run_greedy(src, &ram, toks, (uint32_t)n, 12, dense);
-        const run_opts capped = {.mode = LF_MODE_STREAM, .budget = quarter_ffn_budget(flash)};
+        const run_opts dense_f16 = {.mode = LF_MODE_RAM}, capped = {.mode = LF_MODE_STREAM, .budget = quarter_ffn_budget(flash)};
+        run_greedy(src, &dense_f16, toks, (uint32_t)n, 12, dense);
         run_greedy(flash, &capped, toks, (uint32_t)n, 12, streamed);
         cr_assert_eq(memcmp(dense, streamed, sizeof dense), 0, "%s: greedy output differs dense / streamed",
                      cases[c].preset);
