@@ -469,6 +469,30 @@ void lf_sampler_reset(lf_sampler *sampler);
 /* ------------------------------------------------------------------------ */
 typedef struct lf_session lf_session;
 
+/* A Chrome trace-event recording (opens in Perfetto or chrome://tracing).
+ * A session given one in lf_session_params.trace records, per token
+ * (batch) and layer, spans on its "compute" track: "token", "attention",
+ * "ffn" and within it "predictor" (choosing units), "io_submit",
+ * "io_wait" and "ffn_compute"; on its "io" track one span per read batch,
+ * from its first read's issue to its last completion, with args bytes and
+ * reads; and the counters "bytes_in_flight" and "cache_bytes" (neuron
+ * cache occupancy). Events are held in memory (about 64 bytes each; a
+ * 7B-shaped token in stream mode makes a few hundred) and written by
+ * lf_trace_write. Recording is thread-safe: any number of sessions may
+ * share one trace. With no trace, nothing is recorded and nothing costs. */
+typedef struct lf_trace lf_trace;
+/* An empty trace, its clock starting now. LF_E_NOMEM, LF_E_INVALID_ARG. */
+lf_status lf_trace_create(lf_trace **out);
+/* Frees it (NULL is fine). No session may still hold it. */
+void lf_trace_destroy(lf_trace *trace);
+/* Events recorded so far. Thread-safe. */
+uint64_t lf_trace_event_count(lf_trace *trace);
+/* Writes the trace as JSON to path, replacing it whole or not at all (the
+ * file appears complete or the old one stays). Thread-safe: events
+ * recorded while it writes wait. LF_E_IO (errbuf says why),
+ * LF_E_INVALID_ARG. */
+lf_status lf_trace_write(lf_trace *trace, const char *path, char *errbuf, size_t errcap);
+
 /* Which FFN neurons a token uses (stream, naive and hybrid modes). */
 typedef enum lf_mask_source {
     LF_MASK_ALL = 0,    /* every neuron: dense, streamed through the cache */
@@ -521,6 +545,11 @@ typedef struct lf_session_params {
      * them. Scratch grows with it (counted in the budget). 0: 64; at most
      * LF_MAX_BATCH. */
     uint32_t n_batch;
+    /* Records where the session's time goes into this trace (lf_trace_create;
+     * NULL: off, the default). The session only adds to it; the caller
+     * writes and destroys it after the session is destroyed. Several
+     * sessions may share one trace: each gets its own tracks. */
+    lf_trace *trace;
 } lf_session_params;
 
 #define LF_DEFAULT_BATCH 64

@@ -353,7 +353,9 @@ read_op *lf__next_op(lf_loader *ld) {
         }
     }
     op->t_issue = lf_now_ns();
+    if (!op->sp->batch->first_issue_ns) op->sp->batch->first_issue_ns = op->t_issue;
     ld->inflight++;
+    ld->inflight_bytes += op->need;
     ld->stats.qd_hist[LF_MIN(ld->inflight, 64u)]++;
     return op;
 }
@@ -427,7 +429,10 @@ static void finish_span(lf_loader *ld, span *s, bool by_waiter) {
     if (!s->direct) ld->free_staging[ld->n_free++] = s->staging;
     s->staging = -1;
     b->units_left -= s->n;
-    if (b->units_left == 0) pthread_cond_broadcast(&ld->done);
+    if (b->units_left == 0) {
+        b->done_ns = lf_now_ns();
+        pthread_cond_broadcast(&ld->done);
+    }
     ld->ops->kick(ld); /* a staging buffer is free again */
     pthread_mutex_unlock(&ld->mu);
     if (n_units > 64) {
@@ -446,6 +451,7 @@ void lf__read_done(lf_loader *ld, read_op *op, int64_t res) {
     pthread_mutex_lock(&ld->mu);
     span *s = op->sp;
     ld->inflight--;
+    ld->inflight_bytes -= op->need;
     const uint64_t us = (lf_now_ns() - op->t_issue) / 1000;
     if (res == -EAGAIN || res == -EINTR || (res >= 0 && op->done + (uint64_t)res < op->need && res > 0)) {
         /* retry the rest: EAGAIN/EINTR, or a short read before EOF */
@@ -536,6 +542,7 @@ lf_status lf_loader_wait_io(lf_loader *ld, lf_load_batch *b, lf_err *err, lf_bat
     if (io) {
         io->reads += b->io_reads;
         io->bytes += b->io_bytes;
+        io->last = (lf_batch_span){b->first_issue_ns, b->done_ns ? b->done_ns : lf_now_ns(), b->io_reads, b->io_bytes};
     }
     const lf_status st = b->status;
     if (st) lf_err_set(err, st, "%s", b->err.msg);
@@ -588,4 +595,11 @@ double lf_hist_percentile(const uint64_t *hist, int buckets, double pct) {
         cum += (double)hist[i];
     }
     return (double)(1ull << (buckets - 1));
+}
+
+uint64_t lf_loader_inflight_bytes(lf_loader *ld) {
+    pthread_mutex_lock(&ld->mu);
+    const uint64_t b = ld->inflight_bytes;
+    pthread_mutex_unlock(&ld->mu);
+    return b;
 }

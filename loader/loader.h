@@ -106,13 +106,20 @@ lf_status lf_loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_
 lf_status lf_loader_wait(lf_loader *ld, lf_load_batch *batch, lf_err *err);
 /* Reads the device completed for batches, added up by whoever waited: the
  * loader is shared, so per-caller figures come from here, not the stats. */
+typedef struct lf_batch_span {
+    uint64_t first_issue_ns, done_ns; /* lf_now_ns() of its first read's issue and its last unit's completion */
+    uint64_t reads, bytes;
+} lf_batch_span;
 typedef struct lf_batch_io {
     uint64_t reads, bytes;
+    lf_batch_span last; /* the batch waited for last (0 issue time: it needed no read) */
 } lf_batch_io;
 /* lf_loader_wait that also adds the batch's reads and bytes to *io (may be NULL). */
 lf_status lf_loader_wait_io(lf_loader *ld, lf_load_batch *batch, lf_err *err, lf_batch_io *io);
 /* True when the batch has finished (wait will not block). */
 bool lf_loader_done(lf_loader *ld, const lf_load_batch *batch);
+/* Bytes of the reads in flight now (a trace's counter). Thread-safe. */
+uint64_t lf_loader_inflight_bytes(lf_loader *ld);
 /* Per-unit outcome after wait: LF_OK or the unit's error. */
 lf_status lf_loader_unit_status(const lf_load_batch *batch, size_t i);
 

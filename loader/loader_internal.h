@@ -49,6 +49,7 @@ struct lf_load_batch {
     lf_status status;    /* first error */
     lf_err err;
     uint64_t io_reads, io_bytes; /* completed reads of this batch, for per-caller counters */
+    uint64_t first_issue_ns, done_ns; /* its first read's issue, its last unit's completion (traces) */
     lf_load_batch *next_live; /* loader's list of live batches */
 };
 
@@ -77,6 +78,7 @@ struct lf_loader {
     span *pending_head, *pending_tail; /* spans not yet issued */
     read_op *retry_head;    /* parts to issue again (short read, EAGAIN) */
     uint32_t inflight;
+    uint64_t inflight_bytes; /* bytes of the reads in flight */
     uint8_t *staging;       /* (n_staging, staging_size), page-aligned */
     uint64_t staging_size;
     uint32_t n_staging;

@@ -53,7 +53,7 @@ bool cli_progress_update(void *user, uint64_t done, uint64_t total);
 /* Options that open a model and its sessions, shared by run, bench and
  * perplexity. CLI_MODEL_OPTIONS(o) expands to their cli_opt entries. */
 typedef struct cli_model_opts {
-    const char *mode, *io, *activation, *cache_type, *predictor, *predictor_file;
+    const char *mode, *io, *activation, *cache_type, *predictor, *predictor_file, *trace_path;
     uint64_t budget;
     bool budget_seen;   /* set by the caller from the option's `seen` */
     int threads, ctx, batch;
@@ -83,15 +83,17 @@ typedef struct cli_model_opts {
      "use the predictor's lookahead (calibrate --lookahead): reads start a layer early; needs cache room", false},      \
     {"--unbundled-reads", NULL, CLI_FLAG, &(o).unbundled,                                                            \
      "ablation: read each neuron's three rows separately, as an unbundled layout must", false},                       \
+    {"--trace", NULL, CLI_STR, &(o).trace_path,                                                                     \
+     "write a Chrome trace (Perfetto, chrome://tracing) of every token and layer to FILE.json", false},            \
     {"--verbose", "-v", CLI_FLAG, &(o).verbose, "log loading details to stderr", false}
 
 cli_model_opts cli_model_opts_default(void);
 /* Validates the options and fills model params; prints the problem and
  * returns false on a usage error. */
 bool cli_model_params(const char *cmd, cli_model_opts *o, lf_model_params *mp);
-/* Session params from the options (context, KV cache type, mask source),
- * for the model at model_path; false (with the problem printed) for a bad
- * --predictor. */
+/* Session params from the options (context, KV cache type, mask source,
+ * a trace for --trace), for the model at model_path; false (with the
+ * problem printed) for a bad --predictor. */
 bool cli_session_params(const char *cmd, const cli_model_opts *o, const char *model_path, lf_session_params *sp);
 /* Sampling options, shared by run and chat. CLI_SAMPLING_OPTIONS(o) expands
  * to their cli_opt entries. */
@@ -116,6 +118,10 @@ cli_sampling_opts cli_sampling_opts_default(void);
  * and returns false on a usage error. */
 bool cli_sampler_params(const char *cmd, const cli_opt *opts, size_t n_opts, const cli_sampling_opts *o, bool verbose,
                         lf_sampler_params *out);
+/* Writes the trace cli_session_params created for --trace (when the run
+ * succeeded) and frees it; NULL is fine. False, with the problem printed,
+ * when it cannot be written. */
+bool cli_trace_finish(const char *cmd, lf_trace *trace, const char *path, bool run_ok);
 int cli_cpu_count(void);
 /* A whole file ("-": stdin), NUL-terminated; NULL with the reason in why
  * (a directory is refused). The caller frees it. */

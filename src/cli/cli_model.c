@@ -105,7 +105,22 @@ bool cli_session_params(const char *cmd, const cli_model_opts *o, const char *mo
         fprintf(stderr, "llmflash %s: --predictor must be auto, off, all, oracle or predictor\n", cmd);
         return false;
     }
+    if (o->trace_path && lf_trace_create(&sp->trace) != LF_OK) {
+        fprintf(stderr, "llmflash %s: out of memory for the trace\n", cmd);
+        return false;
+    }
     return true;
+}
+
+bool cli_trace_finish(const char *cmd, lf_trace *trace, const char *path, bool run_ok) {
+    if (!trace) return true;
+    char err[512];
+    const lf_status st = run_ok ? lf_trace_write(trace, path, err, sizeof err) : LF_OK;
+    if (st) fprintf(stderr, "llmflash %s: cannot write the trace: %s (%s)\n", cmd, err, lf_strerror(st));
+    else if (run_ok) fprintf(stderr, "llmflash: trace of %llu events written to %s\n",
+                             (unsigned long long)lf_trace_event_count(trace), path);
+    lf_trace_destroy(trace);
+    return st == LF_OK;
 }
 
 int cli_cpu_count(void) {

@@ -53,6 +53,7 @@ int cmd_bench(int argc, char **argv) {
     lf_status st = lf_model_open(model_path, &mp, &m, err, sizeof err);
     if (st) {
         fprintf(stderr, "llmflash bench: cannot open %s: %s (%s)\n", model_path, err, lf_strerror(st));
+        cli_trace_finish("bench", sp.trace, mo.trace_path, false);
         return CLI_EXIT_RUNTIME;
     }
 
@@ -60,6 +61,7 @@ int cmd_bench(int argc, char **argv) {
     if ((st = lf_session_create(m, &sp, &s, err, sizeof err))) {
         fprintf(stderr, "llmflash bench: %s (%s)\n", err, lf_strerror(st));
         lf_model_close(m);
+        cli_trace_finish("bench", sp.trace, mo.trace_path, false);
         return CLI_EXIT_RUNTIME;
     }
     lf_model_info in;
@@ -101,6 +103,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "llmflash bench: %s (%s)\n", lf_session_errmsg(s), lf_strerror(st));
         lf_session_destroy(s);
         lf_model_close(m);
+        cli_trace_finish("bench", sp.trace, mo.trace_path, false);
         return CLI_EXIT_RUNTIME;
     }
     const double ms_tok = t_timed / n_tokens;
@@ -137,5 +140,5 @@ int cmd_bench(int argc, char **argv) {
     }
     lf_session_destroy(s);
     lf_model_close(m);
-    return CLI_EXIT_OK;
+    return cli_trace_finish("bench", sp.trace, mo.trace_path, true) ? CLI_EXIT_OK : CLI_EXIT_RUNTIME;
 }

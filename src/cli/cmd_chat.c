@@ -233,6 +233,7 @@ int cmd_chat(int argc, char **argv) {
     lf_status st = lf_model_open(model_path, &mp, &c.model, err, sizeof err);
     if (st) {
         fprintf(stderr, "llmflash chat: cannot open %s: %s (%s)\n", model_path, err, lf_strerror(st));
+        cli_trace_finish("chat", sp.trace, mo.trace_path, false);
         return CLI_EXIT_RUNTIME;
     }
     c.vocab = lf_model_vocab(c.model);
@@ -300,5 +301,6 @@ out:
     lf_sampler_destroy(c.sampler);
     lf_session_destroy(c.sess);
     lf_model_close(c.model);
+    if (!cli_trace_finish("chat", sp.trace, mo.trace_path, rc == CLI_EXIT_OK) && rc == CLI_EXIT_OK) rc = CLI_EXIT_RUNTIME;
     return rc;
 }

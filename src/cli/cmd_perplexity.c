@@ -45,6 +45,7 @@ int cmd_perplexity(int argc, char **argv) {
     char *text = cli_read_text(text_path, &len, why, sizeof why);
     if (!text) {
         fprintf(stderr, "llmflash perplexity: cannot read %s: %s\n", text_path, why);
+        cli_trace_finish("perplexity", sp.trace, mo.trace_path, false);
         return CLI_EXIT_RUNTIME;
     }
     char err[512];
@@ -127,5 +128,7 @@ out:
     free(text);
     lf_session_destroy(s);
     lf_model_close(m);
+    if (!cli_trace_finish("perplexity", sp.trace, mo.trace_path, rc == CLI_EXIT_OK) && rc == CLI_EXIT_OK)
+        rc = CLI_EXIT_RUNTIME;
     return rc;
 }

@@ -154,6 +154,7 @@ int cmd_run(int argc, char **argv) {
     if (st) {
         fprintf(stderr, "llmflash run: cannot open %s: %s (%s)\n", model_path, err, lf_strerror(st));
         free(prompt_buf);
+        cli_trace_finish("run", sp.trace, mo.trace_path, false);
         return CLI_EXIT_RUNTIME;
     }
     sp.window = (uint32_t)window;
@@ -205,5 +206,6 @@ out:
     lf_sampler_destroy(sampler);
     lf_session_destroy(sess);
     lf_model_close(model);
+    if (!cli_trace_finish("run", sp.trace, mo.trace_path, rc == CLI_EXIT_OK) && rc == CLI_EXIT_OK) rc = CLI_EXIT_RUNTIME;
     return rc;
 }

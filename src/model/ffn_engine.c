@@ -1,5 +1,6 @@
 /* ffn_engine.c - the FFN engine (see ffn_engine.h). */
 #include "ffn_engine.h"
+#include "../stats/trace.h"
 #include "ffn_kernel.h"
 #include "../cache/neuron_cache.h"
 #include "predictor_file.h"
@@ -98,6 +99,9 @@ struct lf_ffn {
     uint64_t tslot;
     uint32_t chunk_units;
     bool double_buffer;
+    /* tracing (lf_ffn_set_trace): NULL, or spans on the caller's tracks */
+    lf_trace *trace;
+    int track_compute, track_io;
     /* stats */
     layer_counters *layers;   /* (n_layer) */
     uint64_t neurons_used, neurons_loaded;
@@ -433,6 +437,41 @@ void lf_ffn_next_tokens(lf_ffn *f, size_t n) {
     }
 }
 
+/* Submits f->reqs[0..n) as one batch, traced as "io_submit". */
+static lf_status submit(lf_ffn *f, uint32_t l, uint32_t n, lf_load_batch **b) {
+    const uint64_t t0 = f->trace ? lf_now_ns() : 0;
+    const lf_status rc = lf_loader_submit(f->m->loader, f->reqs, n, b, &f->err);
+    if (f->trace) {
+        const uint64_t t1 = lf_now_ns();
+        uint64_t bytes = 0;
+        for (uint32_t k = 0; k < n; k++) bytes += f->reqs[k].stored;
+        lf__trace_span(f->trace, f->track_compute, "io_submit", t0, t1, (int32_t)l, (int64_t)f->token, bytes, 0);
+        lf__trace_counter(f->trace, "bytes_in_flight", t1, (double)lf_loader_inflight_bytes(f->m->loader));
+    }
+    return rc;
+}
+
+/* The kernel over n records, traced as "ffn_compute". */
+static void accumulate(lf_ffn *f, uint32_t l, size_t n) {
+    const uint64_t t0 = f->trace ? lf_now_ns() : 0;
+    lf_ffn_kernel_accumulate(&f->kernel, f->recs, n);
+    if (f->trace && n)
+        lf__trace_span(f->trace, f->track_compute, "ffn_compute", t0, lf_now_ns(), (int32_t)l, (int64_t)f->token, 0, 0);
+}
+
+/* Time spent choosing units: counted, and traced as "predictor". */
+static void mask_time(lf_ffn *f, uint32_t l, uint64_t t0) {
+    const uint64_t t1 = lf_now_ns();
+    f->mask_ns += t1 - t0;
+    lf__trace_span(f->trace, f->track_compute, "predictor", t0, t1, (int32_t)l, (int64_t)f->token, 0, 0);
+}
+
+void lf_ffn_set_trace(lf_ffn *f, lf_trace *trace, int track_compute, int track_io) {
+    f->trace = trace;
+    f->track_compute = track_compute;
+    f->track_io = track_io;
+}
+
 /* Starts chunk p->next_chunk of plan p in free buffer `buf`. */
 static lf_status start_chunk(lf_ffn *f, plan *p, int buf) {
     const uint32_t k = p->next_chunk, first = k * f->chunk_units, n = LF_MIN(f->chunk_units, p->n_trans - first);
@@ -444,7 +483,7 @@ static lf_status start_chunk(lf_ffn *f, plan *p, int buf) {
     }
     inflight_chunk *c = &f->fifo[f->fifo_n];
     *c = (inflight_chunk){p, k, buf, NULL, lf_now_ns()};
-    const lf_status rc = lf_loader_submit(f->m->loader, f->reqs, n, &c->batch, &f->err);
+    const lf_status rc = submit(f, (uint32_t)p->layer, n, &c->batch);
     if (rc) return rc;
     f->fifo_n++;
     f->buf_busy[buf] = true;
@@ -482,7 +521,7 @@ static lf_status warm_layer(lf_ffn *f, uint32_t l, const float *x_prev, size_t n
     lf_ncache_expire(c, f->token, f->window);
     const uint64_t t_mask = lf_now_ns();
     const uint32_t n_guess = f->mask_src.ops->select_ahead(f->mask_src.state, l, x_prev, n, f->active);
-    f->mask_ns += lf_now_ns() - t_mask;
+    mask_time(f, l, t_mask);
     uint32_t n_new = 0;
     for (uint32_t k = 0; k < n_guess; k++) {
         const uint32_t u = f->active[k];
@@ -515,7 +554,7 @@ static lf_status warm_layer(lf_ffn *f, uint32_t l, const float *x_prev, size_t n
     }
     lc->ahead_units += w->n;
     w->t0 = lf_now_ns();
-    return lf_loader_submit(f->m->loader, f->reqs, w->n, &w->batch, &f->err);
+    return submit(f, l, w->n, &w->batch);
 }
 
 static lf_status wait_batch(lf_ffn *f, lf_load_batch **b, uint64_t submitted);
@@ -551,7 +590,7 @@ lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t l, const float *x, size_t n) {
     if (f->mode == LF_MODE_STREAM) lf_ncache_expire(c, f->token, f->window);
     const uint64_t t_mask = lf_now_ns();
     const uint32_t n_active = f->mask_src.ops->select(f->mask_src.state, l, x, n, f->active);
-    f->mask_ns += lf_now_ns() - t_mask;
+    mask_time(f, l, t_mask);
     uint32_t n_miss = 0;
     p->n_hits = 0;
     for (uint32_t k = 0; k < n_active; k++) {
@@ -574,7 +613,7 @@ lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t l, const float *x, size_t n) {
         for (uint32_t k = 0; k < p->n_ins; k++)
             f->reqs[k] = unit_req(f, l, p->misses[k], lf_ncache_slot(c, p->ins_slots[k]));
         p->ins_t0 = lf_now_ns();
-        rc = lf_loader_submit(m->loader, f->reqs, p->n_ins, &p->ins_batch, &f->err);
+        rc = submit(f, l, p->n_ins, &p->ins_batch);
     }
     /* the layer computing now, if any, keeps priority on the buffers */
     plan *prev = &f->plans[(l + 1) % 2];
@@ -620,6 +659,14 @@ static lf_status wait_batch(lf_ffn *f, lf_load_batch **b, uint64_t submitted) {
     f->io_wait_ns += t1 - t0;
     f->io_span_ns += t1 - submitted;
     *b = NULL;
+    if (f->trace) {
+        const lf_batch_span *r = &f->io.last;
+        lf__trace_span(f->trace, f->track_compute, "io_wait", t0, t1, -1, (int64_t)f->token, 0, 0);
+        if (r->first_issue_ns)
+            lf__trace_span(f->trace, f->track_io, "read", r->first_issue_ns, r->done_ns, -1, (int64_t)f->token, r->bytes,
+                           r->reads);
+        lf__trace_counter(f->trace, "bytes_in_flight", t1, (double)lf_loader_inflight_bytes(f->m->loader));
+    }
     return rc;
 }
 
@@ -712,7 +759,7 @@ static lf_status forward_mapped(lf_ffn *f, uint32_t l) {
     if (st) return st;
     const uint8_t *base = f->m->layers[l].bundle;
     for (uint32_t i = 0; i < f->m->info.n_ff; i++) f->recs[i] = base + (uint64_t)i * f->m->flash->layout.stride;
-    lf_ffn_kernel_accumulate(&f->kernel, f->recs, f->m->info.n_ff);
+    accumulate(f, l, f->m->info.n_ff);
     return LF_OK;
 }
 
@@ -737,12 +784,12 @@ lf_status lf_ffn_forward(lf_ffn *f, uint32_t l, const float *x, size_t n, float 
     size_t k_recs = 0;
     for (uint32_t k = 0; k < p->n_hits; k++)
         k_recs = unit_records(f, lf_ncache_slot(c, lf_ncache_find(c, p->hits[k])), p->hits[k], k_recs);
-    lf_ffn_kernel_accumulate(&f->kernel, f->recs, k_recs);
+    accumulate(f, l, k_recs);
     if ((rc = wait_batch(f, &p->ins_batch, p->ins_t0))) goto fail;
     p->ins_ready = true;
     k_recs = 0;
     for (uint32_t k = 0; k < p->n_ins; k++) k_recs = unit_records(f, lf_ncache_slot(c, p->ins_slots[k]), p->misses[k], k_recs);
-    lf_ffn_kernel_accumulate(&f->kernel, f->recs, k_recs);
+    accumulate(f, l, k_recs);
     for (uint32_t k = 0; k < p->n_chunks; k++) {
         if (!f->fifo_n || f->fifo[0].p != p || f->fifo[0].chunk != k) {
             rc = lf_err_set(&f->err, LF_E_IO, "internal: transient chunk %u of layer %u was not issued", k, l);
@@ -760,7 +807,7 @@ lf_status lf_ffn_forward(lf_ffn *f, uint32_t l, const float *x, size_t n, float 
         if (p->next_chunk == p->n_chunks && early && f->mode != LF_MODE_NAIVE && l + 1 < f->n_layer &&
             (rc = lf_ffn_prefetch(f, l + 1, NULL, n)))
             goto fail;
-        lf_ffn_kernel_accumulate(&f->kernel, f->recs, k_recs);
+        accumulate(f, l, k_recs);
         f->buf_busy[buf] = false;
         memmove(f->fifo, f->fifo + 1, (f->fifo_n - 1) * sizeof *f->fifo);
         f->fifo_n--;
@@ -770,6 +817,11 @@ lf_status lf_ffn_forward(lf_ffn *f, uint32_t l, const float *x, size_t n, float 
         (rc = lf_ffn_prefetch(f, l + 1, NULL, n)))
         goto fail;
     lf_ffn_kernel_end(&f->kernel, y);
+    if (f->trace && f->cache) {
+        uint64_t live = 0;
+        for (uint32_t k = 0; k < f->n_layer; k++) live += f->cache[k].n_live;
+        lf__trace_counter(f->trace, "cache_bytes", lf_now_ns(), (double)(live * f->unit_bytes));
+    }
     return LF_OK;
 fail:
     drain(f);
@@ -803,7 +855,7 @@ void lf_ffn_reset_stats(lf_ffn *f) {
     for (uint32_t l = 0; f->cache && l < f->n_layer; l++) f->cache[l].evictions = f->cache[l].expirations = 0;
     f->neurons_used = f->neurons_loaded = 0;
     f->io_wait_ns = f->io_span_ns = f->mask_ns = 0;
-    f->io = (lf_batch_io){0, 0};
+    f->io = (lf_batch_io){0};
 }
 
 static int by_count_desc(const void *a, const void *b) {

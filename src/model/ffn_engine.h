@@ -53,6 +53,11 @@ typedef struct lf_ffn_params {
 void lf_ffn_plan_bytes(const lf_model *m, const lf_ffn_params *p, int n_threads, uint64_t *io, uint64_t *mask,
                        uint64_t *scratch);
 
+/* Records the engine's spans ("predictor", "io_submit", "io_wait",
+ * "ffn_compute") on track_compute, its read batches on track_io, and the
+ * counters bytes_in_flight and cache_bytes into trace (NULL: off). */
+void lf_ffn_set_trace(lf_ffn *f, lf_trace *trace, int track_compute, int track_io);
+
 /* Creates the engine for an open flash model, computing on pool (borrowed,
  * must outlive the engine). Reads what the mode keeps resident (hybrid's
  * pinned half, the oracle's copy). Errors: LF_E_BUDGET, LF_E_NOMEM and the

@@ -4,6 +4,7 @@
  * a KV cache (grouped-query), SwiGLU/ReLU FFN, residuals, output logits. The
  * matrix-vector products run on the session's thread pool. */
 #include "session.h"
+#include "../stats/trace.h"
 #include "matmul.h"
 
 #include <inttypes.h>
@@ -224,9 +225,14 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->att || !s->att_out || !s->k_new || !s->v_new || !s->hb || !s->hb2 || !s->logits ||
         !s->rope_cos || !s->rope_sin || !s->xq || !s->thread_scratch || !s->embed_row || !s->key_cache || !s->value_cache)
         goto fail_nomem;
+    if ((s->trace = p.trace)) {
+        s->track_compute = lf__trace_track(s->trace, "compute", false);
+        s->track_io = lf__trace_track(s->trace, "io", true);
+    }
     if (m->flash) {
         const lf_ffn_params fp = ffn_params(&p, m->dram_budget ? s->budget_taken - s->plan_own : 0);
         if ((st = lf_ffn_create(m, s->pool, &fp, &s->ffn, &s->err))) goto fail;
+        lf_ffn_set_trace(s->ffn, s->trace, s->track_compute, s->track_io);
     }
     process_counters(&s->base_read_bytes, &s->base_major_faults);
     *out = s;
@@ -506,19 +512,29 @@ static lf_status forward(lf_session *s, const lf_token *tokens, uint32_t nt, uin
     }
     if (s->ffn) lf_ffn_next_tokens(s->ffn, nt);
     lf_status st = LF_OK;
+    lf_trace *tr = s->trace;
+    const int tk = s->track_compute;
+    const uint64_t t_token = tr ? lf_now_ns() : 0;
     for (uint32_t l = 0; l < in->n_layer; l++) {
         /* a mask known before the layer's input: its reads overlap attention */
         if (s->ffn && lf_ffn_mask_is_early(s->ffn) && (st = lf_ffn_prefetch(s->ffn, l, NULL, nt))) {
             lf_ffn_abort(s->ffn);
             return ffn_failed(s, st);
         }
+        const uint64_t t0 = tr ? lf_now_ns() : 0;
         attention(s, l, pos0, nt);
+        const uint64_t t1 = tr ? lf_now_ns() : 0;
         if ((st = ffn(s, l, nt))) return st;
+        if (tr) {
+            lf__trace_span(tr, tk, "attention", t0, t1, (int32_t)l, pos0, 0, 0);
+            lf__trace_span(tr, tk, "ffn", t1, lf_now_ns(), (int32_t)l, pos0, 0, 0);
+        }
     }
     float *last = s->x + (uint64_t)(nt - 1) * d;
     rmsnorm(last, last, m->output_norm, in->n_embd, in->rms_eps);
     act x = act_of(s, last, in->n_embd, 1);
     matvec(s, &m->output, &x, s->logits);
+    if (tr) lf__trace_span(tr, tk, nt > 1 ? "batch" : "token", t_token, lf_now_ns(), -1, pos0, 0, 0);
     return LF_OK;
 }
 

@@ -28,6 +28,8 @@ struct lf_session {
     uint32_t pos;
     uint32_t n_batch;   /* tokens per forward pass, at most */
     bool has_logits;
+    lf_trace *trace;    /* params.trace (borrowed), or NULL */
+    int track_compute, track_io;
     /* activations, one row per token of the batch (B = n_batch) */
     float *x;           /* (B, n_embd) residual stream */
     float *xb;          /* (B, n_embd) normalised input of a block */
