@@ -650,6 +650,8 @@ const char *lf_budget_part_name(int part);
 lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out);
 /* Zeroes the session's counters (not the budget figures). */
 void lf_session_reset_stats(lf_session *s);
+#define LF_REUSE_BUCKETS 9
+
 typedef struct lf_layer_stats {
     uint64_t bytes_read, bytes_served;
     uint64_t neurons_loaded, neurons_used;
@@ -669,6 +671,11 @@ typedef struct lf_layer_stats {
      * those of them the layer then used, and units it used that were
      * neither cached nor read early (read late, in the layer itself) */
     uint64_t ahead_units, ahead_used, ahead_late;
+    /* Reuse distance (stream, naive and hybrid modes): each time a unit is
+     * used, the tokens since its last use, in buckets 1, 2, 3-4, 5-8, 9-16,
+     * 17-32, 33-64, 65 or more, and (the last) its first use. A window of k
+     * tokens serves from DRAM the uses at distance <= k that it kept. */
+    uint64_t reuse_hist[LF_REUSE_BUCKETS];
 } lf_layer_stats;
 
 /* Counters of one layer (stream, naive and hybrid modes). */
@@ -687,8 +694,14 @@ lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_layer_s
  * peak_rss_bytes, layers [{layer, bytes_read, bytes_served, neurons_loaded,
  * neurons_used, cache_slots, resident, oracle_units, false_negatives,
  * oracle_tokens, oracle_token_units, oracle_window_units, oracle_new_units,
- * oracle_hot_share, ahead_units, ahead_used, ahead_late}], lookahead {units,
- * used, late, recall, precision}. Sizes in bytes, times in ms. */
+ * oracle_hot_share, ahead_units, ahead_used, ahead_late, recall (1 - the
+ * false negatives' share of the oracle's units; null unless measure_recall),
+ * reuse_hist (lf_layer_stats.reuse_hist)}], lookahead {units, used, late,
+ * recall, precision}, loader {reads, bytes_read, size_hist_log2 (reads by
+ * floor(log2 bytes)), latency_hist_log2_us} (the loader is the model's, so
+ * these count every session's reads). Sizes in bytes, times in ms. The whole
+ * schema, with every key's type, is docs/stats-schema.json; layers is empty
+ * in ram and mmap modes. */
 #define LF_STATS_SCHEMA_VERSION 2
 
 /* The stats as JSON into buf (cap bytes, NUL-terminated); returns the full

@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing. Needs root (or sudo).
 set -euo pipefail
 pkgs=(build-essential meson ninja-build pkg-config liburing-dev libzstd-dev liblz4-dev libxxhash-dev libpcre2-dev
-      libcriterion-dev libopenblas-dev liblapacke-dev clang libclang-rt-14-dev fio python3-matplotlib)
+      libcriterion-dev libopenblas-dev liblapacke-dev clang libclang-rt-14-dev fio python3-matplotlib python3-jsonschema)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """check_trace.py TRACE.json [REQUIRED_NAME ...] - checks a Chrome trace-event
 file as Perfetto and chrome://tracing read it: valid JSON with a traceEvents
 array; every event has name, ph, pid and tid; spans (ph X) have ts and a dur

@@ -19,6 +19,7 @@ typedef struct layer_counters {
     /* lookahead: units read a layer early, those of them the layer used,
      * and the units it needed that were neither cached nor read early */
     uint64_t ahead_units, ahead_used, ahead_late;
+    uint64_t reuse_hist[LF_REUSE_BUCKETS];
 } layer_counters;
 
 /* Lookahead: the reads of layer `layer`'s predicted units, started while the
@@ -99,6 +100,7 @@ struct lf_ffn {
     uint64_t tslot;
     uint32_t chunk_units;
     bool double_buffer;
+    uint32_t *last_use;       /* (n_layer, n_units) the token each unit was last used in, 0: never */
     /* tracing (lf_ffn_set_trace): NULL, or spans on the caller's tracks */
     lf_trace *trace;
     int track_compute, track_io;
@@ -173,7 +175,7 @@ void lf_ffn_plan_bytes(const lf_model *m, const lf_ffn_params *p, int n_threads,
         *mask += lf_mask_oracle_bytes(m->flash) + n_units * 5 +
                  (uint64_t)m->info.n_layer * n_units * (sizeof(uint64_t) + sizeof(uint32_t));
     *scratch += n_units * (4 + 2 * (4 + 4 + 4) + 16 + sizeof(lf_load_req) + 9 /* lookahead */) +
-                (uint64_t)m->info.n_layer * n_units * sizeof(int32_t) /* cache indexes */;
+                (uint64_t)m->info.n_layer * n_units * 2 * sizeof(int32_t) /* cache indexes, last uses */;
 }
 
 void lf_ffn_destroy(lf_ffn *f) {
@@ -198,6 +200,7 @@ void lf_ffn_destroy(lf_ffn *f) {
     lf_free_aligned(f->tbuf[0]);
     lf_free_aligned(f->tbuf[1]);
     free(f->layers);
+    free(f->last_use);
     lf_ffn_kernel_free(&f->kernel);
     if (!f->mask_borrowed) lf_mask_destroy(&f->mask_src);
     lf_mask_destroy(&f->truth);
@@ -343,9 +346,10 @@ lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_f
         return st;
     }
     f->layers = calloc(f->n_layer, sizeof *f->layers);
+    f->last_use = calloc((size_t)f->n_layer * f->n_units, sizeof *f->last_use);
     f->active = malloc(f->n_units * sizeof *f->active);
     f->recs = malloc((uint64_t)m->info.n_ff * sizeof *f->recs);
-    if (!f->layers || !f->active || !f->recs) {
+    if (!f->layers || !f->last_use || !f->active || !f->recs) {
         lf_ffn_destroy(f);
         return lf_err_set(err, LF_E_NOMEM, "FFN engine tables");
     }
@@ -464,6 +468,24 @@ static void mask_time(lf_ffn *f, uint32_t l, uint64_t t0) {
     const uint64_t t1 = lf_now_ns();
     f->mask_ns += t1 - t0;
     lf__trace_span(f->trace, f->track_compute, "predictor", t0, t1, (int32_t)l, (int64_t)f->token, 0, 0);
+}
+
+/* The reuse distances of layer l's active units f->active[0..n). */
+static void count_reuse(lf_ffn *f, uint32_t l, uint32_t n) {
+    if (!f->last_use) return;
+    uint32_t *last = f->last_use + (uint64_t)l * f->n_units;
+    uint64_t *hist = f->layers[l].reuse_hist;
+    const uint32_t now = (uint32_t)f->token;
+    for (uint32_t k = 0; k < n; k++) {
+        const uint32_t u = f->active[k], d = now - last[u];
+        int b = LF_REUSE_BUCKETS - 1; /* first use */
+        if (last[u] && d) {
+            b = 0;
+            while (b < LF_REUSE_BUCKETS - 2 && (1u << b) < d) b++;
+        }
+        if (!last[u] || d) hist[b]++;
+        last[u] = now;
+    }
 }
 
 void lf_ffn_set_trace(lf_ffn *f, lf_trace *trace, int track_compute, int track_io) {
@@ -591,6 +613,7 @@ lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t l, const float *x, size_t n) {
     const uint64_t t_mask = lf_now_ns();
     const uint32_t n_active = f->mask_src.ops->select(f->mask_src.state, l, x, n, f->active);
     mask_time(f, l, t_mask);
+    count_reuse(f, l, n_active);
     uint32_t n_miss = 0;
     p->n_hits = 0;
     for (uint32_t k = 0; k < n_active; k++) {
@@ -898,6 +921,7 @@ void lf_ffn_layer_stats(const lf_ffn *f, uint32_t l, lf_layer_stats *out) {
     out->ahead_late = lc->ahead_late;
     out->cache_slots = f->cache ? f->cache[l].capacity : 0;
     out->resident = f->cache ? f->cache[l].n_live : 0;
+    memcpy(out->reuse_hist, lc->reuse_hist, sizeof out->reuse_hist);
 }
 
 uint64_t lf_ffn_cache_bytes(const lf_ffn *f) {

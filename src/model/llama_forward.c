@@ -737,19 +737,33 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
                 ", \"oracle_units\": %" PRIu64 ", \"false_negatives\": %" PRIu64 ", \"oracle_tokens\": %" PRIu64
                 ", \"oracle_token_units\": %" PRIu64 ", \"oracle_window_units\": %" PRIu64 ", \"oracle_new_units\": %" PRIu64
                 ", \"oracle_hot_share\": %.4f, \"ahead_units\": %" PRIu64 ", \"ahead_used\": %" PRIu64
-                ", \"ahead_late\": %" PRIu64 "}",
+                ", \"ahead_late\": %" PRIu64,
                 l ? "," : "", l, ls.bytes_read, ls.bytes_served, ls.neurons_loaded, ls.neurons_used, ls.cache_slots,
                 ls.resident, ls.oracle_units, ls.false_negatives, ls.oracle_tokens, ls.oracle_token_units,
                 ls.oracle_window_units, ls.oracle_new_units, ls.oracle_hot_share, ls.ahead_units, ls.ahead_used,
                 ls.ahead_late);
+        if (ls.oracle_units) jprintf(&j, ", \"recall\": %.6f", 1.0 - (double)ls.false_negatives / (double)ls.oracle_units);
+        else jprintf(&j, ", \"recall\": null");
+        jprintf(&j, ", \"reuse_hist\": [");
+        for (int b = 0; b < LF_REUSE_BUCKETS; b++) jprintf(&j, "%s%" PRIu64, b ? ", " : "", ls.reuse_hist[b]);
+        jprintf(&j, "]}");
         ah_units += ls.ahead_units;
         ah_used += ls.ahead_used;
         ah_late += ls.ahead_late;
     }
     jprintf(&j, "\n  ],\n  \"lookahead\": {\"units\": %" PRIu64 ", \"used\": %" PRIu64 ", \"late\": %" PRIu64
-            ", \"recall\": %.4f, \"precision\": %.4f}\n}\n", ah_units, ah_used, ah_late,
+            ", \"recall\": %.4f, \"precision\": %.4f},\n", ah_units, ah_used, ah_late,
             ah_used + ah_late ? (double)ah_used / (double)(ah_used + ah_late) : 0.0,
             ah_units ? (double)ah_used / (double)ah_units : 0.0);
+    /* the loader's histograms: per process (the loader is the model's) */
+    lf_loader_stats ls = {0};
+    if (m->loader) lf_loader_get_stats(m->loader, &ls);
+    jprintf(&j, "  \"loader\": {\"reads\": %" PRIu64 ", \"bytes_read\": %" PRIu64 ", \"size_hist_log2\": [", ls.reads,
+            ls.bytes_read);
+    for (int b = 0; b < LF_HIST_BUCKETS; b++) jprintf(&j, "%s%" PRIu64, b ? ", " : "", ls.size_hist[b]);
+    jprintf(&j, "], \"latency_hist_log2_us\": [");
+    for (int b = 0; b < LF_HIST_BUCKETS; b++) jprintf(&j, "%s%" PRIu64, b ? ", " : "", ls.latency_hist[b]);
+    jprintf(&j, "]}\n}\n");
     return j.len;
 }
 
