@@ -54,6 +54,46 @@ for l in d['layers']:
 assert json.load(open(sys.argv[2]))['layers'] == []
 " "$tmp/stream.json" "$tmp/ram.json"
 
+# the device file, the bench suite end to end on a small sparse model, and every plot
+"$bin" iobench "$flash" --device-json "$tmp/dev.json" --seconds 0.05 --name "this machine" >/dev/null 2>"$tmp/err"
+check "iobench --device-json writes a device file of 28 measurements" /usr/bin/python3 -c "
+import json, sys; d = json.load(open(sys.argv[1])); assert len(d['reads']) == 28 and d['dram_read_gb_s'] > 0, d" "$tmp/dev.json"
+sq=$tmp/sq.gguf
+"$bin" synth --dim 512 --layers 4 --ffn 4096 --heads 8 --act relu --sparsity 0.9 --type q8_0 \
+    --tokenizer-from "$models/stories260K.gguf" -q -f -o "$sq" >/dev/null 2>&1 &&
+    "$bin" convert "$sq" "$tmp/sq.flash.gguf" >/dev/null 2>&1 &&
+    "$bin" calibrate -m "$tmp/sq.flash.gguf" -f "$shared/data/tinystories-valid-excerpt.txt" --tokens 300 -q >/dev/null 2>&1
+check "a small sparse model to bench (synth, convert, calibrate)" test -f "$tmp/sq.flash.gguf.predictor"
+# a budget of the whole file: this model's fixed parts (I/O buffers sized for 7B layers) need over half of it
+"$here/../scripts/bench" "$bin" "$tmp/sq.flash.gguf" --cap 1.0 --tokens 6 --repeat 2 --windows 1,5 --budgets 0.9,1.0 \
+    --device "$tmp/dev.json" --json "$tmp/suite.json" >"$tmp/table" 2>"$tmp/err"
+check "scripts/bench runs the suite, prints its table and writes JSON" bash -c "grep -q '+bundling' '$tmp/table' && test -s '$tmp/suite.json'"
+check "every ablation and sweep row ran twice, with ms/token, bytes, hit rate and a lower bound" /usr/bin/python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+names = [r['name'] for r in d['rows']]
+for want in ['mmap', 'naive', 'hybrid', '+predictor', '+window', '+bundling', 'window 1', 'window 5', 'budget 0.90', 'budget 1.00']:
+    assert want in names, (want, names)
+for r in d['rows']:
+    assert not r['error'] and len(r['runs']) == 2 and r['ms_per_token'] > 0, r
+    if r['name'] != 'mmap':
+        assert 0 <= r['cache_hit_rate'] <= 1 and r['lower_bound_ms'] > 0 and r['flash_bytes_per_token'] > 0, r
+w = {r['window']: r['cache_hit_rate'] for r in d['rows'] if r['group'] == 'window'}
+assert w[5] >= w[1], w  # a longer window keeps more of what the next token needs
+" "$tmp/suite.json"
+for kind in ablation cache; do
+    "$here/../scripts/plot" $kind "$tmp/suite.json" -o "$tmp/$kind.png" 2>"$tmp/err"
+    check "scripts/plot $kind writes a PNG" bash -c "head -c 8 '$tmp/$kind.png' | od -An -c | grep -q 'P   N   G'"
+done
+"$here/../scripts/plot" layers "$tmp/stream.json" -o "$tmp/layers.png" 2>"$tmp/err"
+check "scripts/plot layers writes a PNG" bash -c "head -c 8 '$tmp/layers.png' | od -An -c | grep -q 'P   N   G'"
+"$here/../scripts/plot" iobench "$tmp/dev.json" -o "$tmp/io.png" 2>"$tmp/err"
+check "scripts/plot iobench writes a PNG" bash -c "head -c 8 '$tmp/io.png' | od -An -c | grep -q 'P   N   G'"
+"$here/../scripts/plot" timeline "$tmp/run.json" -o "$tmp/tl.png" 2>"$tmp/err"
+check "scripts/plot timeline writes a PNG" bash -c "head -c 8 '$tmp/tl.png' | od -An -c | grep -q 'P   N   G'"
+"$here/../scripts/plot" layers "$tmp/ram.json" -o "$tmp/none.png" >/dev/null 2>&1
+check "a plot of stats without layers fails and writes nothing" bash -c "[ $? -ne 0 ] && [ ! -e '$tmp/none.png' ]"
+
 # a trace that cannot be written fails the command, and leaves nothing
 "$bin" run -m "$flash" -p "Once" -n 4 --trace "$tmp/no/such/dir/t.json" >/dev/null 2>"$tmp/err"
 rc=$?

@@ -126,6 +126,9 @@ int cli_cpu_count(void);
 /* A whole file ("-": stdin), NUL-terminated; NULL with the reason in why
  * (a directory is refused). The caller frees it. */
 char *cli_read_text(const char *path, size_t *len, char *why, size_t why_cap);
+/* Writes n bytes to path, replacing it whole or not at all; prints why
+ * ("cannot write WHAT to PATH") and returns false on failure. */
+bool cli_write_file(const char *cmd, const char *what, const char *path, const char *data, size_t n);
 /* Writes the session's JSON stats to path ("-": stdout), replacing it
  * whole or not at all; prints why and returns false on failure. */
 bool cli_write_stats(const char *cmd, const lf_session *sess, const char *path);

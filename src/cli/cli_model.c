@@ -169,6 +169,25 @@ char *cli_read_text(const char *path, size_t *len, char *why, size_t why_cap) {
     return buf;
 }
 
+bool cli_write_file(const char *cmd, const char *what, const char *path, const char *data, size_t n) {
+    /* written beside the target and renamed: a failed write leaves no
+     * half-written file, and an old one stays whole */
+    const size_t plen = strlen(path) + 16;
+    char *tmp = malloc(plen);
+    FILE *f = NULL;
+    if (tmp) {
+        snprintf(tmp, plen, "%s.tmp%ld", path, (long)getpid());
+        f = fopen(tmp, "w");
+    }
+    bool ok = f && fwrite(data, 1, n, f) == n;
+    if (f && fclose(f) != 0) ok = false;
+    if (ok && rename(tmp, path) != 0) ok = false;
+    if (!ok && tmp) unlink(tmp);
+    if (!ok) fprintf(stderr, "llmflash %s: cannot write %s to %s: %s\n", cmd, what, path, strerror(errno));
+    free(tmp);
+    return ok;
+}
+
 bool cli_write_stats(const char *cmd, const lf_session *sess, const char *path) {
     const size_t n = lf_session_stats_json(sess, NULL, 0);
     char *json = malloc(n + 1);
@@ -182,21 +201,7 @@ bool cli_write_stats(const char *cmd, const lf_session *sess, const char *path) 
         /* after the generated text, on a line of its own */
         ok = fputc('\n', stdout) != EOF && fwrite(json, 1, n, stdout) == n && fflush(stdout) == 0;
     } else {
-        /* written beside the target and renamed: a failed write leaves no
-         * half-written file, and an old one stays whole */
-        const size_t plen = strlen(path) + 16;
-        char *tmp = malloc(plen);
-        FILE *f = NULL;
-        if (tmp) {
-            snprintf(tmp, plen, "%s.tmp%ld", path, (long)getpid());
-            f = fopen(tmp, "w");
-        }
-        ok = f && fwrite(json, 1, n, f) == n;
-        if (f && fclose(f) != 0) ok = false;
-        if (ok && rename(tmp, path) != 0) ok = false;
-        if (!ok && tmp) unlink(tmp);
-        if (!ok) fprintf(stderr, "llmflash %s: cannot write the stats to %s: %s\n", cmd, path, strerror(errno));
-        free(tmp);
+        ok = cli_write_file(cmd, "the stats", path, json, n);
         free(json);
         return ok;
     }
