@@ -2,7 +2,7 @@
 # setup.sh - installs llmflash's build and test dependencies from Debian.
 # Idempotent: installs only what is missing. Needs root (or sudo).
 set -euo pipefail
-pkgs=(build-essential meson ninja-build pkg-config liburing-dev libzstd-dev liblz4-dev libxxhash-dev libpcre2-dev
+pkgs=(build-essential meson ninja-build pkg-config liburing-dev libzstd-dev liblz4-dev libxxhash-dev libpcre2-dev libjansson-dev
       libcriterion-dev libopenblas-dev liblapacke-dev clang libclang-rt-14-dev fio python3-matplotlib python3-jsonschema)
 missing=()
 for p in "${pkgs[@]}"; do

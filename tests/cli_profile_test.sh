@@ -94,6 +94,38 @@ check "scripts/plot timeline writes a PNG" bash -c "head -c 8 '$tmp/tl.png' | od
 "$here/../scripts/plot" layers "$tmp/ram.json" -o "$tmp/none.png" >/dev/null 2>&1
 check "a plot of stats without layers fails and writes nothing" bash -c "[ $? -ne 0 ] && [ ! -e '$tmp/none.png' ]"
 
+# simulate: a run recorded here, predicted for this device and for others
+"$bin" run -m "$tmp/sq.flash.gguf" -p "Once upon a time" -n 12 --temp 0 --dram-budget 34M --stats "$tmp/rec.json" \
+    >/dev/null 2>&1
+/usr/bin/python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+for k, f in (('fast', 100.0), ('slow', 0.01)):
+    e = dict(d, name=k, reads=[dict(r, mib_s=r['mib_s'] * f) for r in d['reads']])
+    json.dump(e, open(sys.argv[2] + '/' + k + '.json', 'w'))
+" "$tmp/dev.json" "$tmp"
+for dev in dev fast slow; do
+    "$bin" simulate --stats "$tmp/rec.json" --device "$tmp/$dev.json" --recorded-on "$tmp/dev.json" \
+        --json "$tmp/sim_$dev.json" >"$tmp/sim_$dev.txt" 2>&1
+done
+check "simulate predicts for this device, a faster and a slower one, and names the bottleneck" /usr/bin/python3 -c "
+import json, sys
+rec = json.load(open(sys.argv[1]))['generation']
+here, fast, slow = (json.load(open(sys.argv[2] + '/sim_' + k + '.json')) for k in ('dev', 'fast', 'slow'))
+measured = rec['ms_per_token']
+# here: never above the measured time (what the run waited for beyond the
+# device's bandwidth is what the model cannot explain)
+assert here['predicted_ms_per_token'] <= measured * 1.0001, (here, measured)
+assert fast['predicted_ms_per_token'] <= here['predicted_ms_per_token'] and fast['bottleneck'] == 'compute', fast
+assert slow['predicted_ms_per_token'] > 10 * measured and slow['bottleneck'] == 'io', slow
+assert abs(slow['predicted_ms_per_token'] - (slow['compute_ms'] + slow['io_ms'] - slow['hidden_ms'])) < 1e-6
+" "$tmp/rec.json" "$tmp"
+check "simulate prints the prediction and the bottleneck" grep -q "bottleneck: flash reads" "$tmp/sim_slow.txt"
+"$bin" run -m "$flash" --mode mmap -p "Once" -n 4 --stats "$tmp/mm.json" >/dev/null 2>&1
+expect_exit "simulate refuses an mmap run, naming why" 1 "$bin" simulate --stats "$tmp/mm.json" --device "$tmp/dev.json"
+expect_exit "simulate refuses a stats file as a device file" 1 "$bin" simulate --stats "$tmp/rec.json" --device "$tmp/rec.json"
+expect_exit "simulate without --device" 2 "$bin" simulate --stats "$tmp/rec.json"
+
 # a trace that cannot be written fails the command, and leaves nothing
 "$bin" run -m "$flash" -p "Once" -n 4 --trace "$tmp/no/such/dir/t.json" >/dev/null 2>"$tmp/err"
 rc=$?

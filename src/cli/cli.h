@@ -154,5 +154,6 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_iobench(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_simulate(int argc, char **argv);
 
 #endif

@@ -21,6 +21,7 @@ static void usage(FILE *f) {
             "  synth     write a GGUF of any supported architecture with seeded random weights\n"
             "  bench     measure generation speed against the memory-bandwidth limit\n"
             "  iobench   measure a device's random-read bandwidth for bundle-shaped reads\n"
+            "  simulate  predict a recorded run's ms/token on another device, and its bottleneck\n"
             "\n"
             "Run 'llmflash COMMAND --help' for a command's options.\n",
             lf_version());
@@ -51,6 +52,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "iobench") == 0) return cmd_iobench(argc, argv);
     if (strcmp(cmd, "calibrate") == 0) return cmd_calibrate(argc, argv);
     if (strcmp(cmd, "chat") == 0) return cmd_chat(argc, argv);
+    if (strcmp(cmd, "simulate") == 0) return cmd_simulate(argc, argv);
     fprintf(stderr, "llmflash: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return CLI_EXIT_USAGE;
