@@ -32,11 +32,26 @@
 extern "C" {
 #endif
 
+/* Marks the exported API: libllmflash is built with hidden visibility, so
+ * only what this header declares is in its dynamic symbol table. */
+#if defined(__GNUC__) && !defined(_WIN32)
+#define LF_API __attribute__((visibility("default")))
+#else
+#define LF_API
+#endif
+
+/* The library's version: the one place it is written (meson reads it from
+ * here for the soname and the pkg-config file). The flash-file format has
+ * its own version (llmflash.format in a file's metadata). */
 #define LF_VERSION_MAJOR 0
-#define LF_VERSION_MINOR 1
+#define LF_VERSION_MINOR 2
 #define LF_VERSION_PATCH 0
-/* Version of the library, "MAJOR.MINOR.PATCH". Static string. */
-const char *lf_version(void);
+#define LF_VERSION_NUMBER (LF_VERSION_MAJOR * 10000 + LF_VERSION_MINOR * 100 + LF_VERSION_PATCH)
+/* Version of the library that is running, "MAJOR.MINOR.PATCH" (static
+ * string), and as LF_VERSION_NUMBER computes it: compare with the macros to
+ * check that the header and the library agree. Thread-safe. */
+LF_API const char *lf_version(void);
+LF_API unsigned lf_version_number(void);
 
 /* ------------------------------------------------------------------------ */
 /* Status codes                                                              */
@@ -67,7 +82,7 @@ typedef enum lf_status {
 } lf_status;
 
 /* Static, never-NULL name of a status ("LF_E_IO: I/O error", ...). */
-const char *lf_strerror(lf_status status);
+LF_API const char *lf_strerror(lf_status status);
 
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                   */
@@ -101,12 +116,12 @@ typedef enum lf_type {
 } lf_type;
 
 /* Name of a type as llama.cpp spells it ("Q4_0", "F16"); "?" if unknown. */
-const char *lf_type_name(int type);
+LF_API const char *lf_type_name(int type);
 /* Parses a type name (case-insensitive). Returns LF_E_INVALID_ARG if unknown
  * or not supported by llmflash. */
-lf_status lf_type_from_name(const char *name, lf_type *out);
+LF_API lf_status lf_type_from_name(const char *name, lf_type *out);
 /* true when llmflash can load and compute with tensors of this type. */
-bool lf_type_supported(int type);
+LF_API bool lf_type_supported(int type);
 
 /* Compression of FFN bundle groups in flash files. */
 typedef enum lf_compression {
@@ -117,7 +132,7 @@ typedef enum lf_compression {
 
 /* Parses "none", "lz4", "zstd" or "zstd:LEVEL" (LEVEL 1-19; *level is 0 for
  * the codec's default). LF_E_INVALID_ARG if not one of these. */
-lf_status lf_compression_from_name(const char *name, lf_compression *c, int *level);
+LF_API lf_status lf_compression_from_name(const char *name, lf_compression *c, int *level);
 
 /* ------------------------------------------------------------------------ */
 /* Model                                                                     */
@@ -143,7 +158,7 @@ typedef enum lf_mode {
                            the kernels (interleaved rows, in the same bytes) */
 } lf_mode;
 
-const char *lf_mode_name(lf_mode mode);
+LF_API const char *lf_mode_name(lf_mode mode);
 
 typedef struct lf_model lf_model;
 
@@ -179,7 +194,7 @@ typedef struct lf_model_params {
     bool unbundled_reads;
 } lf_model_params;
 
-lf_model_params lf_model_default_params(void);
+LF_API lf_model_params lf_model_default_params(void);
 
 /* Opens a GGUF model. In dense mode the file is mapped read-only; the model
  * keeps it open until lf_model_close(). `params` may be NULL (defaults).
@@ -192,17 +207,17 @@ lf_model_params lf_model_default_params(void);
  * (architecture or tensor type), LF_E_MODEL, LF_E_NOMEM, LF_E_CORRUPT,
  * LF_E_BUDGET (the resident part does not fit dram_budget) and
  * LF_E_INVALID_ARG (bad params, a budget that cannot be enforced). */
-lf_status lf_model_open(const char *path, const lf_model_params *params,
+LF_API lf_status lf_model_open(const char *path, const lf_model_params *params,
                         lf_model **out, char *errbuf, size_t errcap);
-void lf_model_close(lf_model *model);
+LF_API void lf_model_close(lf_model *model);
 
 /* Detail of the model's last error; "" if none. Valid until the next call on
  * the model. */
-const char *lf_model_errmsg(const lf_model *model);
+LF_API const char *lf_model_errmsg(const lf_model *model);
 
 /* Bytes of the model's dram_budget that no one holds yet: what a new session
  * may take. UINT64_MAX when the model has no budget. Thread-safe. */
-uint64_t lf_model_budget_left(const lf_model *model);
+LF_API uint64_t lf_model_budget_left(const lf_model *model);
 
 typedef enum lf_activation {
     LF_ACT_FROM_FILE = -1, /* lf_model_params.activation only: what the file says */
@@ -257,7 +272,7 @@ typedef struct lf_model_info {
 } lf_model_info;
 
 /* Fills *info. Thread-safe. */
-lf_status lf_model_get_info(const lf_model *model, lf_model_info *info);
+LF_API lf_status lf_model_get_info(const lf_model *model, lf_model_info *info);
 
 typedef struct lf_tensor_info {
     const char *name;       /* owned by the model, valid until close */
@@ -269,15 +284,15 @@ typedef struct lf_tensor_info {
     lf_tensor_class klass;
 } lf_tensor_info;
 
-size_t lf_model_tensor_count(const lf_model *model);
+LF_API size_t lf_model_tensor_count(const lf_model *model);
 /* Describes tensor i (0 <= i < count); LF_E_INVALID_ARG if out of range. */
-lf_status lf_model_tensor_get(const lf_model *model, size_t i, lf_tensor_info *out);
+LF_API lf_status lf_model_tensor_get(const lf_model *model, size_t i, lf_tensor_info *out);
 
 /* Metadata: number of key/value pairs and a printable rendering of pair i.
  * The rendering of long arrays is abbreviated. Writes at most cap bytes
  * including the NUL; returns the key (owned by the model) or NULL. */
-size_t lf_model_meta_count(const lf_model *model);
-const char *lf_model_meta_get(const lf_model *model, size_t i, char *value, size_t cap);
+LF_API size_t lf_model_meta_count(const lf_model *model);
+LF_API const char *lf_model_meta_get(const lf_model *model, size_t i, char *value, size_t cap);
 
 /* Any GGUF file, described without running it: its metadata and tensor
  * table, whatever the architecture (one llmflash cannot run included), with
@@ -285,46 +300,46 @@ const char *lf_model_meta_get(const lf_model *model, size_t i, char *value, size
  * LF_E_NOMEM; errbuf (may be NULL) says why. The handle is read-only: any
  * thread may use it at once. Strings it returns live until close. */
 typedef struct lf_gguf_file lf_gguf_file;
-lf_status lf_gguf_file_open(const char *path, lf_gguf_file **out, char *errbuf, size_t errcap);
-void lf_gguf_file_close(lf_gguf_file *file); /* NULL is fine */
-uint32_t lf_gguf_file_version(const lf_gguf_file *file);
-uint64_t lf_gguf_file_size(const lf_gguf_file *file);
-size_t lf_gguf_file_meta_count(const lf_gguf_file *file);
+LF_API lf_status lf_gguf_file_open(const char *path, lf_gguf_file **out, char *errbuf, size_t errcap);
+LF_API void lf_gguf_file_close(lf_gguf_file *file); /* NULL is fine */
+LF_API uint32_t lf_gguf_file_version(const lf_gguf_file *file);
+LF_API uint64_t lf_gguf_file_size(const lf_gguf_file *file);
+LF_API size_t lf_gguf_file_meta_count(const lf_gguf_file *file);
 /* As lf_model_meta_get. */
-const char *lf_gguf_file_meta_get(const lf_gguf_file *file, size_t i, char *value, size_t cap);
-size_t lf_gguf_file_tensor_count(const lf_gguf_file *file);
+LF_API const char *lf_gguf_file_meta_get(const lf_gguf_file *file, size_t i, char *value, size_t cap);
+LF_API size_t lf_gguf_file_tensor_count(const lf_gguf_file *file);
 /* As lf_model_tensor_get; type is ggml's id (lf_type_name gives "?" for
  * types llmflash does not know). */
-lf_status lf_gguf_file_tensor_get(const lf_gguf_file *file, size_t i, lf_tensor_info *out);
+LF_API lf_status lf_gguf_file_tensor_get(const lf_gguf_file *file, size_t i, lf_tensor_info *out);
 
 /* ------------------------------------------------------------------------ */
 /* Tokenizer (from the model's GGUF metadata)                                */
 /* ------------------------------------------------------------------------ */
 typedef int32_t lf_token;
 
-lf_token lf_token_bos(const lf_model *model); /* -1 if the model has none */
-lf_token lf_token_eos(const lf_model *model); /* -1 if the model has none */
-uint32_t lf_vocab_size(const lf_model *model);
+LF_API lf_token lf_token_bos(const lf_model *model); /* -1 if the model has none */
+LF_API lf_token lf_token_eos(const lf_model *model); /* -1 if the model has none */
+LF_API uint32_t lf_vocab_size(const lf_model *model);
 
 /* Encodes UTF-8 text (len bytes). With add_bos, BOS comes first. Writes at
  * most cap tokens and sets *n_tokens to the full count: if it exceeds cap the
  * call returns LF_E_INVALID_ARG and the caller retries with a bigger buffer.
  * An empty text gives just BOS (or nothing). */
-lf_status lf_tokenize(const lf_model *model, const char *text, size_t len,
+LF_API lf_status lf_tokenize(const lf_model *model, const char *text, size_t len,
                       bool add_bos, lf_token *tokens, size_t cap, size_t *n_tokens);
 
 /* Text of one token for output: SentencePiece's U+2581 becomes a space, byte
  * tokens <0xNN> become that byte, control tokens (BOS/EOS) are empty. Writes
  * at most cap bytes (not NUL-terminated) and returns the full length, or a
  * negative lf_status for an invalid token. */
-int lf_token_to_piece(const lf_model *model, lf_token token, char *buf, size_t cap);
+LF_API int lf_token_to_piece(const lf_model *model, lf_token token, char *buf, size_t cap);
 
 /* The length of the longest prefix of p[0..n) that does not end inside a
  * UTF-8 character: an incomplete but valid start of one at the end is left
  * out (at most 3 bytes); invalid bytes count as whole. A byte-level BPE
  * token may end inside a character: print pieces up to this length and
  * keep the rest for the next one, as lf_session_generate does. */
-size_t lf_utf8_complete_prefix(const char *p, size_t n);
+LF_API size_t lf_utf8_complete_prefix(const char *p, size_t n);
 
 /* A tokenizer on its own. Every model has one (lf_model_vocab), and
  * lf_vocab_open reads one from any GGUF file that holds tokenizer metadata,
@@ -341,21 +356,21 @@ typedef struct lf_vocab lf_vocab;
  * errbuf (may be NULL) says why. Errors: LF_E_IO, LF_E_TRUNCATED, any
  * LF_E_GGUF_*, LF_E_UNSUPPORTED (the tokenizer model or pre-tokenizer,
  * named), LF_E_MODEL (missing or inconsistent tokenizer keys), LF_E_NOMEM. */
-lf_status lf_vocab_open(const char *path, lf_vocab **out, char *errbuf, size_t errcap);
+LF_API lf_status lf_vocab_open(const char *path, lf_vocab **out, char *errbuf, size_t errcap);
 /* Frees a vocab from lf_vocab_open (NULL is fine; never a model's). */
-void lf_vocab_close(lf_vocab *vocab);
+LF_API void lf_vocab_close(lf_vocab *vocab);
 /* The model's tokenizer, owned by the model and valid until it closes. */
-const lf_vocab *lf_model_vocab(const lf_model *model);
+LF_API const lf_vocab *lf_model_vocab(const lf_model *model);
 
-uint32_t lf_vocab_n_tokens(const lf_vocab *vocab);
-lf_token lf_vocab_bos(const lf_vocab *vocab); /* -1 if none */
-lf_token lf_vocab_eos(const lf_vocab *vocab); /* -1 if none */
-lf_token lf_vocab_eot(const lf_vocab *vocab); /* end of turn (Llama 3's <|eot_id|>); -1 if none */
+LF_API uint32_t lf_vocab_n_tokens(const lf_vocab *vocab);
+LF_API lf_token lf_vocab_bos(const lf_vocab *vocab); /* -1 if none */
+LF_API lf_token lf_vocab_eos(const lf_vocab *vocab); /* -1 if none */
+LF_API lf_token lf_vocab_eot(const lf_vocab *vocab); /* end of turn (Llama 3's <|eot_id|>); -1 if none */
 /* Whether generation should stop at token: EOS or EOT. */
-bool lf_vocab_is_end(const lf_vocab *vocab, lf_token token);
+LF_API bool lf_vocab_is_end(const lf_vocab *vocab, lf_token token);
 /* tokenizer.ggml.add_bos_token: whether prompts start with BOS (default:
  * yes for SentencePiece, no for byte-level BPE). */
-bool lf_vocab_adds_bos(const lf_vocab *vocab);
+LF_API bool lf_vocab_adds_bos(const lf_vocab *vocab);
 
 #define LF_TOKENIZE_ADD_BOS 1u /* BOS first (when the vocab has one) */
 #define LF_TOKENIZE_SPECIAL 2u /* control tokens written in the text ("<|eot_id|>") become tokens; else plain text */
@@ -363,17 +378,17 @@ bool lf_vocab_adds_bos(const lf_vocab *vocab);
  * does: at most cap tokens written, *n_tokens the full count, and
  * LF_E_INVALID_ARG when that exceeds cap. User-defined tokens in the text
  * are always matched. Invalid UTF-8 is encoded byte by byte, never refused. */
-lf_status lf_vocab_tokenize(const lf_vocab *vocab, const char *text, size_t len, unsigned flags, lf_token *tokens,
+LF_API lf_status lf_vocab_tokenize(const lf_vocab *vocab, const char *text, size_t len, unsigned flags, lf_token *tokens,
                             size_t cap, size_t *n_tokens);
 /* The bytes a token stands for (lf_token_to_piece's rules; a byte-level BPE
  * token may hold part of a UTF-8 character, so print whole characters). */
-int lf_vocab_piece(const lf_vocab *vocab, lf_token token, char *buf, size_t cap);
+LF_API int lf_vocab_piece(const lf_vocab *vocab, lf_token token, char *buf, size_t cap);
 /* The token as stored in the vocabulary (control tokens too, e.g.
  * "<|begin_of_text|>"), not NUL-terminated; NULL for an invalid token. */
-const char *lf_vocab_raw_piece(const lf_vocab *vocab, lf_token token, uint32_t *len);
+LF_API const char *lf_vocab_raw_piece(const lf_vocab *vocab, lf_token token, uint32_t *len);
 /* 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte; 0 for an
  * invalid token. */
-int lf_vocab_token_type(const lf_vocab *vocab, lf_token token);
+LF_API int lf_vocab_token_type(const lf_vocab *vocab, lf_token token);
 
 /* ------------------------------------------------------------------------ */
 /* Chat formats                                                              */
@@ -413,25 +428,25 @@ typedef struct lf_chat_message {
 
 /* The vocabulary's tokenizer.chat_template, or NULL when it has none. Owned
  * by the vocab. */
-const char *lf_vocab_chat_template(const lf_vocab *vocab);
+LF_API const char *lf_vocab_chat_template(const lf_vocab *vocab);
 /* Recognises the family of a Jinja chat template by its markers, in
  * llama.cpp's order: <|im_start|>; <|start_header_id|> with
  * <|end_header_id|>; [INST] (with <<SYS>>: Llama 2, without: Mistral);
  * <|assistant|> with <|end|>. LF_E_UNSUPPORTED when none matches, and
  * LF_E_INVALID_ARG for NULL arguments. Thread-safe. */
-lf_status lf_chat_format_detect(const char *template_text, lf_chat_format *out);
+LF_API lf_status lf_chat_format_detect(const char *template_text, lf_chat_format *out);
 /* "chatml", "llama3", "llama2", "mistral", "phi3" -> the format;
  * LF_E_INVALID_ARG for any other name. */
-lf_status lf_chat_format_from_name(const char *name, lf_chat_format *out);
+LF_API lf_status lf_chat_format_from_name(const char *name, lf_chat_format *out);
 /* Static name of a format ("?" if out of range), and the list of all. */
-const char *lf_chat_format_name(lf_chat_format format);
-const char *lf_chat_format_names(void);
+LF_API const char *lf_chat_format_name(lf_chat_format format);
+LF_API const char *lf_chat_format_names(void);
 /* Renders n messages in the format, then, with add_assistant, the opening
  * of the assistant's reply. Writes at most cap bytes (NUL-terminated when
  * it fits) and sets *len to the full length without the NUL:
  * LF_E_INVALID_ARG when that does not fit (retry with cap > *len), or for a
  * role other than system/user/assistant or a NULL content. Thread-safe. */
-lf_status lf_chat_apply(lf_chat_format format, const lf_chat_message *messages, size_t n, bool add_assistant,
+LF_API lf_status lf_chat_apply(lf_chat_format format, const lf_chat_message *messages, size_t n, bool add_assistant,
                         char *buf, size_t cap, size_t *len);
 
 /* ------------------------------------------------------------------------ */
@@ -451,18 +466,18 @@ typedef struct lf_sampler_params {
 
 /* temp 0.8, top-k 40, top-p 0.95, min-p 0 (off), repeat penalty 1 (off) over
  * the last 64 tokens, seed 0. */
-lf_sampler_params lf_sampler_default_params(void);
+LF_API lf_sampler_params lf_sampler_default_params(void);
 /* LF_E_INVALID_ARG for a parameter outside its range, LF_E_NOMEM. */
-lf_status lf_sampler_create(const lf_sampler_params *params, lf_sampler **out);
-void lf_sampler_destroy(lf_sampler *sampler);
+LF_API lf_status lf_sampler_create(const lf_sampler_params *params, lf_sampler **out);
+LF_API void lf_sampler_destroy(lf_sampler *sampler);
 /* Picks a token from n_vocab logits, after the repetition penalty. The
  * logits are not modified. */
-lf_token lf_sampler_sample(lf_sampler *sampler, const float *logits, uint32_t n_vocab);
+LF_API lf_token lf_sampler_sample(lf_sampler *sampler, const float *logits, uint32_t n_vocab);
 /* Records a token of the sequence (prompt or generated) for the repetition
  * penalty. lf_session_generate calls it for every token it feeds. */
-void lf_sampler_accept(lf_sampler *sampler, lf_token token);
+LF_API void lf_sampler_accept(lf_sampler *sampler, lf_token token);
 /* Forgets the recorded tokens and restarts the random stream from the seed. */
-void lf_sampler_reset(lf_sampler *sampler);
+LF_API void lf_sampler_reset(lf_sampler *sampler);
 
 /* ------------------------------------------------------------------------ */
 /* Sessions: a KV cache and scratch space for one sequence                   */
@@ -482,16 +497,16 @@ typedef struct lf_session lf_session;
  * share one trace. With no trace, nothing is recorded and nothing costs. */
 typedef struct lf_trace lf_trace;
 /* An empty trace, its clock starting now. LF_E_NOMEM, LF_E_INVALID_ARG. */
-lf_status lf_trace_create(lf_trace **out);
+LF_API lf_status lf_trace_create(lf_trace **out);
 /* Frees it (NULL is fine). No session may still hold it. */
-void lf_trace_destroy(lf_trace *trace);
+LF_API void lf_trace_destroy(lf_trace *trace);
 /* Events recorded so far. Thread-safe. */
-uint64_t lf_trace_event_count(lf_trace *trace);
+LF_API uint64_t lf_trace_event_count(lf_trace *trace);
 /* Writes the trace as JSON to path, replacing it whole or not at all (the
  * file appears complete or the old one stays). Thread-safe: events
  * recorded while it writes wait. LF_E_IO (errbuf says why),
  * LF_E_INVALID_ARG. */
-lf_status lf_trace_write(lf_trace *trace, const char *path, char *errbuf, size_t errcap);
+LF_API lf_status lf_trace_write(lf_trace *trace, const char *path, char *errbuf, size_t errcap);
 
 /* Which FFN neurons a token uses (stream, naive and hybrid modes). */
 typedef enum lf_mask_source {
@@ -555,12 +570,12 @@ typedef struct lf_session_params {
 #define LF_DEFAULT_BATCH 64
 #define LF_MAX_BATCH 4096
 
-lf_session_params lf_session_default_params(void);
+LF_API lf_session_params lf_session_default_params(void);
 /* The smallest dram_budget with which a model can run one session with
  * these params: the model's own part (resident weights, metadata, the
  * loader's staging) plus the session's (KV cache, transient buffers,
  * scratch, the oracle's copy of gate/up), before any neuron is cached. */
-uint64_t lf_session_min_budget(const lf_model *model, const lf_session_params *params);
+LF_API uint64_t lf_session_min_budget(const lf_model *model, const lf_session_params *params);
 
 /* Creates a session on an open model. The model must outlive the session.
  * In stream, naive and hybrid modes the session takes its part of the
@@ -568,10 +583,10 @@ uint64_t lf_session_min_budget(const lf_model *model, const lf_session_params *p
  * the bytes needed and the bytes left, if it does not fit. Sessions on one
  * model may be created, used and destroyed from different threads; each
  * session is used by one thread at a time. */
-lf_status lf_session_create(lf_model *model, const lf_session_params *params,
+LF_API lf_status lf_session_create(lf_model *model, const lf_session_params *params,
                             lf_session **out, char *errbuf, size_t errcap);
-void lf_session_destroy(lf_session *session);
-const char *lf_session_errmsg(const lf_session *session);
+LF_API void lf_session_destroy(lf_session *session);
+LF_API const char *lf_session_errmsg(const lf_session *session);
 
 /* Runs the model on n tokens at the next positions. Afterwards
  * lf_session_logits() holds the logits for the last one.
@@ -594,14 +609,14 @@ const char *lf_session_errmsg(const lf_session *session);
  * calling lf_session_eval again with the tokens from lf_session_position()
  * on gives the result of a run without the fault. lf_session_reset() is
  * needed only to start another sequence. */
-lf_status lf_session_eval(lf_session *session, const lf_token *tokens, size_t n);
+LF_API lf_status lf_session_eval(lf_session *session, const lf_token *tokens, size_t n);
 /* n_vocab logits of the last evaluated token; owned by the session and valid
  * until the next eval or reset. NULL before the first eval. */
-const float *lf_session_logits(const lf_session *session);
+LF_API const float *lf_session_logits(const lf_session *session);
 /* Tokens evaluated so far (the next position). */
-uint32_t lf_session_position(const lf_session *session);
+LF_API uint32_t lf_session_position(const lf_session *session);
 /* Forgets the sequence; the next eval starts at position 0. */
-void lf_session_reset(lf_session *session);
+LF_API void lf_session_reset(lf_session *session);
 
 /* What a session did, cumulative since creation or the last
  * lf_session_reset_stats() (lf_session_reset does not clear them). Every
@@ -646,10 +661,10 @@ typedef struct lf_session_stats {
 } lf_session_stats;
 
 /* Name of a budget part as the JSON spells it ("resident_weights", ...). */
-const char *lf_budget_part_name(int part);
-lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out);
+LF_API const char *lf_budget_part_name(int part);
+LF_API lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out);
 /* Zeroes the session's counters (not the budget figures). */
-void lf_session_reset_stats(lf_session *s);
+LF_API void lf_session_reset_stats(lf_session *s);
 #define LF_REUSE_BUCKETS 9
 
 typedef struct lf_layer_stats {
@@ -679,7 +694,7 @@ typedef struct lf_layer_stats {
 } lf_layer_stats;
 
 /* Counters of one layer (stream, naive and hybrid modes). */
-lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_layer_stats *out);
+LF_API lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_layer_stats *out);
 /* Version of the JSON below. Keys are only ever added within a version; a
  * key that is renamed or removed, or changes meaning, bumps it. Version 2:
  * schema_version, model {path, name, architecture, n_params, n_layer, n_embd,
@@ -706,7 +721,7 @@ lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_layer_s
 
 /* The stats as JSON into buf (cap bytes, NUL-terminated); returns the full
  * length (retry with a bigger buffer if it is >= cap). */
-size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap);
+LF_API size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap);
 
 /* Called with each generated piece of text; return false to stop. */
 typedef bool (*lf_piece_fn)(void *user, const char *piece, size_t len);
@@ -720,7 +735,7 @@ typedef struct lf_generate_params {
     void *user;          /* passed to on_piece */
 } lf_generate_params;
 
-lf_generate_params lf_generate_default_params(void);
+LF_API lf_generate_params lf_generate_default_params(void);
 
 typedef struct lf_generate_stats {
     uint32_t n_prompt;      /* prompt tokens evaluated, BOS included */
@@ -741,7 +756,7 @@ typedef struct lf_generate_stats {
  * front with LF_E_CONTEXT_FULL; a generation that reaches the end of the
  * context stops there and returns LF_OK with stats->stopped_at_ctx set.
  * Other errors are lf_session_eval's. params and stats may be NULL. */
-lf_status lf_session_generate(lf_session *session, lf_sampler *sampler, const char *prompt,
+LF_API lf_status lf_session_generate(lf_session *session, lf_sampler *sampler, const char *prompt,
                               const lf_generate_params *params, lf_generate_stats *stats);
 
 /* ------------------------------------------------------------------------ */
@@ -784,7 +799,7 @@ typedef struct lf_synth_params {
 } lf_synth_params;
 
 /* Defaults: the "tiny" shape, Q8_0, SiLU, seed 1. */
-lf_synth_params lf_synth_default_params(void);
+LF_API lf_synth_params lf_synth_default_params(void);
 /* Fills the shape fields from a preset: "tiny" (dim 256, 4 layers),
  * "small" (dim 1024, 8 layers), "llama2-7b" (dim 4096, 32 layers, FFN 11008,
  * 32 heads, vocab 32000), "llama2-13b". "llama3.1-8b", "llama3.2-1b",
@@ -798,11 +813,11 @@ lf_synth_params lf_synth_default_params(void);
  * "llama2-7b-silu" (SwiGLU, sparsity 0.3: the largest at which the
  * stories260K predictor loses under 1% perplexity), and "tiny-relu" and
  * "tiny-silu" of the tiny shape. LF_E_INVALID_ARG if unknown. */
-lf_status lf_synth_shape_preset(const char *name, lf_synth_params *params);
+LF_API lf_status lf_synth_shape_preset(const char *name, lf_synth_params *params);
 /* Names of the presets, comma-separated, static string. */
-const char *lf_synth_shape_names(void);
+LF_API const char *lf_synth_shape_names(void);
 /* Bytes the file will have. */
-uint64_t lf_synth_file_bytes(const lf_synth_params *params);
+LF_API uint64_t lf_synth_file_bytes(const lf_synth_params *params);
 /* What a forward pass of a model with params.sparsity set will show, as
  * lf_layer_stats measures it with measure_recall over tokens drawn at
  * random: the oracle's density, the hot share, the 5-token union over one
@@ -811,14 +826,14 @@ uint64_t lf_synth_file_bytes(const lf_synth_params *params);
 typedef struct lf_synth_activity {
     double density, hot_share, union5, new_share, context_share;
 } lf_synth_activity;
-lf_status lf_synth_predict_activity(const lf_synth_params *params, lf_synth_activity *out, char *errbuf,
+LF_API lf_status lf_synth_predict_activity(const lf_synth_params *params, lf_synth_activity *out, char *errbuf,
                                     size_t errcap);
 /* Writes the model to path, tensor by tensor, holding at most a few rows in
  * memory. The file appears complete or not at all: it is written under a
  * temporary name and renamed after fsync. Errors: LF_E_EXISTS, LF_E_IO
  * (disk full included), LF_E_INVALID_ARG, LF_E_INTERRUPTED, and the open
  * errors of tokenizer_from. */
-lf_status lf_synth_write(const char *path, const lf_synth_params *params,
+LF_API lf_status lf_synth_write(const char *path, const lf_synth_params *params,
                          char *errbuf, size_t errcap);
 
 /* ------------------------------------------------------------------------ */
@@ -850,19 +865,19 @@ typedef struct lf_convert_stats {
     uint64_t peak_rss_bytes;    /* of the process, at the end */
 } lf_convert_stats;
 
-lf_convert_params lf_convert_default_params(void); /* keep, no compression */
+LF_API lf_convert_params lf_convert_default_params(void); /* keep, no compression */
 /* Converts a GGUF (any architecture lf_model_open runs) into a flash file at out_path. The output appears
  * complete or not at all; the input is only read. stats may be NULL.
  * Errors: LF_E_EXISTS, LF_E_IO (disk full included), LF_E_UNSUPPORTED (bundle
  * type not possible for this d_model, tensor type), any open error of the
  * input, LF_E_INTERRUPTED. */
-lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert_params *params,
+LF_API lf_status lf_convert(const char *in_path, const char *out_path, const lf_convert_params *params,
                      lf_convert_stats *stats, char *errbuf, size_t errcap);
 
 /* Checks a flash file: header checksum, every tensor's checksum, every
  * bundle group. On LF_E_CORRUPT, errbuf names the first bad part (layer and
  * neuron range for a bundle group). *groups_checked may be NULL. */
-lf_status lf_verify(const char *path, uint64_t *groups_checked, char *errbuf, size_t errcap);
+LF_API lf_status lf_verify(const char *path, uint64_t *groups_checked, char *errbuf, size_t errcap);
 
 /* ------------------------------------------------------------------------ */
 /* Calibration: sparsity predictors fitted to a flash model                   */
@@ -924,7 +939,7 @@ typedef struct lf_calibrate_stats {
     lf_activation activation;   /* the model's: SwiGLU predictors need a quality check (see the README) */
 } lf_calibrate_stats;
 
-lf_calibrate_params lf_calibrate_default_params(void);
+LF_API lf_calibrate_params lf_calibrate_default_params(void);
 /* Runs the flash model at model_path over text (len bytes of UTF-8), and
  * fits one low-rank predictor per layer: initialised from a truncated SVD of
  * the layer's gate (up for plain ReLU), fitted by weighted cross-entropy on
@@ -935,7 +950,7 @@ lf_calibrate_params lf_calibrate_default_params(void);
  * with reorder_path, that of the placed copy), complete or not at all. Errors: the model's open errors, LF_E_INVALID_ARG
  * (not a flash file, a text too short, bad params), LF_E_EXISTS, LF_E_IO,
  * LF_E_NOMEM. */
-lf_status lf_calibrate(const char *model_path, const char *text, size_t len, const char *out_path,
+LF_API lf_status lf_calibrate(const char *model_path, const char *text, size_t len, const char *out_path,
                        const lf_calibrate_params *params, lf_calibrate_stats *stats, char *errbuf, size_t errcap);
 
 /* ------------------------------------------------------------------------ */
@@ -963,17 +978,17 @@ typedef struct lf_iobench_result {
     bool direct;             /* O_DIRECT was used (false: page cache may inflate results) */
 } lf_iobench_result;
 
-lf_iobench_params lf_iobench_default_params(void);
+LF_API lf_iobench_params lf_iobench_default_params(void);
 /* Reads random aligned ranges of the file at path for params->seconds.
  * Errors: LF_E_IO, LF_E_INVALID_ARG (size not a multiple of 4096, file
  * smaller than one read). */
-lf_status lf_iobench(const char *path, const lf_iobench_params *params, lf_iobench_result *out, char *errbuf,
+LF_API lf_status lf_iobench(const char *path, const lf_iobench_params *params, lf_iobench_result *out, char *errbuf,
                      size_t errcap);
 /* Sustained DRAM read bandwidth in bytes per second, measured by n_threads
  * threads (0: all cores) summing a freshly touched buffer of `bytes` bytes
  * (at least 64 MiB is used). It is the speed limit of single-token
  * generation. Returns 0 if the buffer cannot be allocated. */
-double lf_memory_read_bandwidth(int n_threads, uint64_t bytes);
+LF_API double lf_memory_read_bandwidth(int n_threads, uint64_t bytes);
 
 #ifdef __cplusplus
 }

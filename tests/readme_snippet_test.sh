@@ -19,7 +19,7 @@ pass=0
 fail=0
 # shellcheck disable=SC2086
 if cc -std=c11 -Wall -Wextra -Werror "${san[@]}" -I"$src/include" "$tmp/snippet.c" -L"$build" $deps \
-    -lpthread -lm -o "$tmp/snippet" 2>"$tmp/cc.err"; then
+    -Wl,-rpath,"$build" -lpthread -lm -o "$tmp/snippet" 2>"$tmp/cc.err"; then
     pass=$((pass + 1)); echo "ok - the README's example compiles as written"
 else
     fail=$((fail + 1)); echo "not ok - the README's example does not compile:"; cat "$tmp/cc.err"

@@ -3,7 +3,10 @@
 
 #include <stdio.h>
 
-const char *lf_version(void) { return "0.1.0"; }
+#define LF_STR2(x) #x
+#define LF_STR(x) LF_STR2(x)
+const char *lf_version(void) { return LF_STR(LF_VERSION_MAJOR) "." LF_STR(LF_VERSION_MINOR) "." LF_STR(LF_VERSION_PATCH); }
+unsigned lf_version_number(void) { return LF_VERSION_NUMBER; }
 
 const char *lf_strerror(lf_status status) {
     switch (status) {
