@@ -97,3 +97,12 @@ Test(common, err_set_may_quote_its_own_message) {
     cr_assert_eq(lf_err_set(&e, LF_E_IO, "writing tensor '%s' to %s: %s", "blk.0.ffn_up.weight", "/x.gguf", e.msg), LF_E_IO);
     cr_assert_str_eq(e.msg, "writing tensor 'blk.0.ffn_up.weight' to /x.gguf: No space left on device");
 }
+
+/* The version is written once, in the header: the library agrees with it. */
+Test(common, version_matches_the_header) {
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", LF_VERSION_MAJOR, LF_VERSION_MINOR, LF_VERSION_PATCH);
+    cr_assert_str_eq(lf_version(), want);
+    cr_assert_eq(lf_version_number(), (unsigned)LF_VERSION_NUMBER);
+    cr_assert_eq(lf_version_number(), (unsigned)(LF_VERSION_MAJOR * 10000 + LF_VERSION_MINOR * 100 + LF_VERSION_PATCH));
+}
