@@ -1,6 +1,8 @@
 /* test_common.c - thread pool, range splitting, RNG, errors. */
 #include <criterion/criterion.h>
 
+#include <stdio.h>
+
 #include "../src/common/lf_common.h"
 
 #include <math.h>
