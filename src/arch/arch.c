@@ -35,3 +35,15 @@ const char *lf_arch_key(const lf_arch *a, const char *suffix, char *buf, size_t 
     snprintf(buf, cap, "%s.%s", a->name, suffix);
     return buf;
 }
+
+lf_status lf_arch_ffn_shape(const lf_gguf *g, uint32_t *n_embd, uint32_t *n_ff, uint32_t *n_layer, lf_err *err) {
+    const lf_arch *a;
+    char k[64];
+    lf_status st;
+    if ((st = lf_arch_of(g, &a, err)) ||
+        (st = lf_gguf_get_u32(g, lf_arch_key(a, "embedding_length", k, sizeof k), n_embd, err)) ||
+        (st = lf_gguf_get_u32(g, lf_arch_key(a, "feed_forward_length", k, sizeof k), n_ff, err)) ||
+        (st = lf_gguf_get_u32(g, lf_arch_key(a, "block_count", k, sizeof k), n_layer, err)))
+        return st;
+    return LF_OK;
+}

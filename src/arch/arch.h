@@ -33,6 +33,10 @@ const lf_arch *lf_arch_find(lf_gguf_str name);
  * architecture (and the supported ones) when there is no row, LF_E_MODEL
  * when the key is missing. */
 lf_status lf_arch_of(const lf_gguf *g, const lf_arch **out, lf_err *err);
+/* The FFN's shape under the file's architecture prefix: ARCH.embedding_length,
+ * ARCH.feed_forward_length and ARCH.block_count (what convert and the flash
+ * reader need). lf_arch_of's errors, or a missing key's. */
+lf_status lf_arch_ffn_shape(const lf_gguf *g, uint32_t *n_embd, uint32_t *n_ff, uint32_t *n_layer, lf_err *err);
 /* "llama, qwen2, qwen3": static. */
 const char *lf_arch_names(void);
 /* "<arch>.<suffix>" in buf (cap >= 64 is always enough for our suffixes). */

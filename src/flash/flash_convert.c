@@ -124,12 +124,7 @@ static lf_status read_source(conv *c) {
     lf_gguf_str act;
     lf_status st;
     if (lf_flash_detect(g)) return lf_err_set(err, LF_E_INVALID_ARG, "the input is already a flash file");
-    const lf_arch *a;
-    char k[3][64];
-    if ((st = lf_arch_of(g, &a, err))) return st;
-    if ((st = lf_gguf_get_u32(g, lf_arch_key(a, "embedding_length", k[0], 64), &c->n_embd, err)) ||
-        (st = lf_gguf_get_u32(g, lf_arch_key(a, "feed_forward_length", k[1], 64), &c->n_ff, err)) ||
-        (st = lf_gguf_get_u32(g, lf_arch_key(a, "block_count", k[2], 64), &c->n_layer, err)) ||
+    if ((st = lf_arch_ffn_shape(g, &c->n_embd, &c->n_ff, &c->n_layer, err)) ||
         (st = lf_gguf_get_str(g, "llmflash.ffn_activation", &act, err)))
         return st;
     if (!c->n_embd || !c->n_ff || !c->n_layer || c->n_layer > 4096)

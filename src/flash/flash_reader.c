@@ -54,12 +54,7 @@ static lf_status read_layout(const lf_gguf *g, lf_flash *f, lf_err *err) {
     if (version != LF_FLASH_FORMAT_VERSION)
         return lf_err_set(err, LF_E_UNSUPPORTED, "flash format version %u (this llmflash reads %d)", version,
                           LF_FLASH_FORMAT_VERSION);
-    const lf_arch *a;
-    char k[3][64];
-    if ((st = lf_arch_of(g, &a, err))) return st;
-    if ((st = lf_gguf_get_u32(g, lf_arch_key(a, "embedding_length", k[0], 64), &f->n_embd, err)) ||
-        (st = lf_gguf_get_u32(g, lf_arch_key(a, "feed_forward_length", k[1], 64), &f->n_ff, err)) ||
-        (st = lf_gguf_get_u32(g, lf_arch_key(a, "block_count", k[2], 64), &f->n_layer, err)) ||
+    if ((st = lf_arch_ffn_shape(g, &f->n_embd, &f->n_ff, &f->n_layer, err)) ||
         (st = lf_gguf_get_u32(g, LF_KEY_TYPE, &L->type, err)) ||
         (st = lf_gguf_get_u32(g, LF_KEY_ROW_BYTES, &row_bytes, err)) ||
         (st = lf_gguf_get_u32(g, LF_KEY_RECORD_BYTES, &record_bytes, err)) ||

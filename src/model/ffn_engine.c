@@ -472,7 +472,6 @@ static void mask_time(lf_ffn *f, uint32_t l, uint64_t t0) {
 
 /* The reuse distances of layer l's active units f->active[0..n). */
 static void count_reuse(lf_ffn *f, uint32_t l, uint32_t n) {
-    if (!f->last_use) return;
     uint32_t *last = f->last_use + (uint64_t)l * f->n_units;
     uint64_t *hist = f->layers[l].reuse_hist;
     const uint32_t now = (uint32_t)f->token;

@@ -680,6 +680,13 @@ static void jstring(jbuf *j, const char *str) {
     jprintf(j, "\"");
 }
 
+/* A JSON array of n counts. */
+static void jarray(jbuf *j, const uint64_t *v, int n) {
+    jprintf(j, "[");
+    for (int i = 0; i < n; i++) jprintf(j, "%s%" PRIu64, i ? ", " : "", v[i]);
+    jprintf(j, "]");
+}
+
 static void jphase(jbuf *j, const char *name, const lf_phase_stats *p) {
     jprintf(j, "  \"%s\": {\"tokens\": %" PRIu64 ", \"ms\": %.3f, \"ms_per_token\": %.4f, \"tokens_per_s\": %.4f, "
             "\"io_wait_ms\": %.3f, \"ffn_bytes_read\": %" PRIu64 ", \"ffn_bytes_served\": %" PRIu64 ", \"io_bytes\": %" PRIu64
@@ -744,9 +751,9 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
                 ls.ahead_late);
         if (ls.oracle_units) jprintf(&j, ", \"recall\": %.6f", 1.0 - (double)ls.false_negatives / (double)ls.oracle_units);
         else jprintf(&j, ", \"recall\": null");
-        jprintf(&j, ", \"reuse_hist\": [");
-        for (int b = 0; b < LF_REUSE_BUCKETS; b++) jprintf(&j, "%s%" PRIu64, b ? ", " : "", ls.reuse_hist[b]);
-        jprintf(&j, "]}");
+        jprintf(&j, ", \"reuse_hist\": ");
+        jarray(&j, ls.reuse_hist, LF_REUSE_BUCKETS);
+        jprintf(&j, "}");
         ah_units += ls.ahead_units;
         ah_used += ls.ahead_used;
         ah_late += ls.ahead_late;
@@ -758,12 +765,12 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
     /* the loader's histograms: per process (the loader is the model's) */
     lf_loader_stats ls = {0};
     if (m->loader) lf_loader_get_stats(m->loader, &ls);
-    jprintf(&j, "  \"loader\": {\"reads\": %" PRIu64 ", \"bytes_read\": %" PRIu64 ", \"size_hist_log2\": [", ls.reads,
+    jprintf(&j, "  \"loader\": {\"reads\": %" PRIu64 ", \"bytes_read\": %" PRIu64 ", \"size_hist_log2\": ", ls.reads,
             ls.bytes_read);
-    for (int b = 0; b < LF_HIST_BUCKETS; b++) jprintf(&j, "%s%" PRIu64, b ? ", " : "", ls.size_hist[b]);
-    jprintf(&j, "], \"latency_hist_log2_us\": [");
-    for (int b = 0; b < LF_HIST_BUCKETS; b++) jprintf(&j, "%s%" PRIu64, b ? ", " : "", ls.latency_hist[b]);
-    jprintf(&j, "]}\n}\n");
+    jarray(&j, ls.size_hist, LF_HIST_BUCKETS);
+    jprintf(&j, ", \"latency_hist_log2_us\": ");
+    jarray(&j, ls.latency_hist, LF_HIST_BUCKETS);
+    jprintf(&j, "}\n}\n");
     return j.len;
 }
 
