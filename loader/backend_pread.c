@@ -97,4 +97,4 @@ static void pread_stop(lf_loader *ld) {
     ld->backend = NULL;
 }
 
-const lf_io_ops lf_io_pread_ops = {"pread", pread_start, pread_kick, pread_stop};
+const lf_io_ops lf__io_pread_ops = {"pread", pread_start, pread_kick, pread_stop};

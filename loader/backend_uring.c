@@ -134,7 +134,7 @@ static int uring_start(lf_loader *ld) {
         return -EAGAIN;
     }
     us->have_thread = true;
-    lf_log(&ld->p.log, LF_LOG_DEBUG, "io_uring: depth %u, registered files %s, registered buffers %s",
+    lf__log(&ld->p.log, LF_LOG_DEBUG, "io_uring: depth %u, registered files %s, registered buffers %s",
            ld->p.queue_depth, us->fixed_files ? "yes" : "no", us->fixed_buffers ? "yes" : "no");
     return 0;
 }
@@ -152,4 +152,4 @@ static void uring_stop(lf_loader *ld) {
     ld->backend = NULL;
 }
 
-const lf_io_ops lf_io_uring_ops = {"io_uring", uring_start, uring_kick, uring_stop};
+const lf_io_ops lf__io_uring_ops = {"io_uring", uring_start, uring_kick, uring_stop};

@@ -7,7 +7,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-const char *lf_compression_name(lf_compression c) {
+const char *lf__compression_name(lf_compression c) {
     switch (c) {
     case LF_COMPRESS_NONE: return "none";
     case LF_COMPRESS_LZ4: return "lz4";
@@ -32,7 +32,7 @@ lf_status lf_compression_from_name(const char *s, lf_compression *c, int *level)
     return LF_OK;
 }
 
-size_t lf_codec_bound(lf_compression c, size_t n) {
+size_t lf__codec_bound(lf_compression c, size_t n) {
     switch (c) {
     case LF_COMPRESS_LZ4: return (size_t)LZ4_compressBound((int)n);
     case LF_COMPRESS_ZSTD: return ZSTD_compressBound(n);
@@ -40,7 +40,7 @@ size_t lf_codec_bound(lf_compression c, size_t n) {
     }
 }
 
-size_t lf_codec_compress(lf_compression c, int level, const void *src, size_t n, void *dst, size_t cap) {
+size_t lf__codec_compress(lf_compression c, int level, const void *src, size_t n, void *dst, size_t cap) {
     switch (c) {
     case LF_COMPRESS_NONE:
         if (cap < n) return 0;
@@ -60,28 +60,28 @@ size_t lf_codec_compress(lf_compression c, int level, const void *src, size_t n,
     return 0;
 }
 
-lf_status lf_codec_decompress(lf_compression c, const void *src, size_t n, void *dst, size_t raw, lf_err *err) {
+lf_status lf__codec_decompress(lf_compression c, const void *src, size_t n, void *dst, size_t raw, lf_err *err) {
     switch (c) {
     case LF_COMPRESS_NONE:
-        if (n != raw) return lf_err_set(err, LF_E_CORRUPT, "stored %zu bytes, expected %zu", n, raw);
+        if (n != raw) return lf__err_set(err, LF_E_CORRUPT, "stored %zu bytes, expected %zu", n, raw);
         memcpy(dst, src, n);
         return LF_OK;
     case LF_COMPRESS_LZ4: {
         if (n > (size_t)LZ4_MAX_INPUT_SIZE || raw > (size_t)LZ4_MAX_INPUT_SIZE)
-            return lf_err_set(err, LF_E_CORRUPT, "lz4 frame too large");
+            return lf__err_set(err, LF_E_CORRUPT, "lz4 frame too large");
         const int r = LZ4_decompress_safe(src, dst, (int)n, (int)raw);
         if (r < 0 || (size_t)r != raw)
-            return lf_err_set(err, LF_E_CORRUPT, "lz4 frame decodes to %d bytes, expected %zu", r, raw);
+            return lf__err_set(err, LF_E_CORRUPT, "lz4 frame decodes to %d bytes, expected %zu", r, raw);
         return LF_OK;
     }
     case LF_COMPRESS_ZSTD: {
         const size_t r = ZSTD_decompress(dst, raw, src, n);
         if (ZSTD_isError(r) || r != raw)
-            return lf_err_set(err, LF_E_CORRUPT, "zstd frame: %s", ZSTD_isError(r) ? ZSTD_getErrorName(r) : "wrong size");
+            return lf__err_set(err, LF_E_CORRUPT, "zstd frame: %s", ZSTD_isError(r) ? ZSTD_getErrorName(r) : "wrong size");
         return LF_OK;
     }
     }
-    return lf_err_set(err, LF_E_CORRUPT, "unknown compression %d", (int)c);
+    return lf__err_set(err, LF_E_CORRUPT, "unknown compression %d", (int)c);
 }
 
-uint64_t lf_checksum64(const void *data, size_t n) { return (uint64_t)XXH64(data, n, 0); }
+uint64_t lf__checksum64(const void *data, size_t n) { return (uint64_t)XXH64(data, n, 0); }

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-lf_loader_params lf_loader_default_params(void) {
+lf_loader_params lf__loader_default_params(void) {
     /* Defaults from this machine's disk: random O_DIRECT reads reach 920 MiB/s
      * at 32 KiB and 1.5 GiB/s at 1 MiB with 32 in flight, so reads are merged
      * up to 1 MiB, across gaps of up to 32 KiB (reading a gap costs less than
@@ -37,9 +37,9 @@ static int log2_bucket(uint64_t v) {
     return b;
 }
 
-lf_status lf_loader_open(const char *path, const lf_loader_params *params, lf_loader **out, lf_err *err) {
+lf_status lf__loader_open(const char *path, const lf_loader_params *params, lf_loader **out, lf_err *err) {
     *out = NULL;
-    lf_loader_params p = params ? *params : lf_loader_default_params();
+    lf_loader_params p = params ? *params : lf__loader_default_params();
     if (p.queue_depth == 0) p.queue_depth = 32;
     if (p.queue_depth > 4096) p.queue_depth = 4096;
     if (p.max_read < LF_IO_PAGE) p.max_read = LF_IO_PAGE;
@@ -54,11 +54,11 @@ lf_status lf_loader_open(const char *path, const lf_loader_params *params, lf_lo
     pthread_cond_init(&ld->done, NULL);
     atomic_init(&ld->reads_issued, 0);
     lf_status st;
-    if ((st = lf_open_input(path, 0, &ld->fd_buffered, &ld->file_size, err))) goto fail;
+    if ((st = lf__open_input(path, 0, &ld->fd_buffered, &ld->file_size, err))) goto fail;
     if (p.direct) {
         lf_err ignored = {{0}};
-        if (lf_open_input(path, O_DIRECT, &ld->fd, NULL, &ignored) != LF_OK)
-            lf_log(&p.log, LF_LOG_WARN, "O_DIRECT not available (%s): reads go through the page cache", ignored.msg);
+        if (lf__open_input(path, O_DIRECT, &ld->fd, NULL, &ignored) != LF_OK)
+            lf__log(&p.log, LF_LOG_WARN, "O_DIRECT not available (%s): reads go through the page cache", ignored.msg);
     }
     ld->direct = ld->fd >= 0;
     if (!ld->direct) ld->fd = dup(ld->fd_buffered);
@@ -66,35 +66,35 @@ lf_status lf_loader_open(const char *path, const lf_loader_params *params, lf_lo
      * read, or the largest unit plus the page it may start in */
     ld->staging_size = LF_MAX(p.max_read, page_up(p.max_unit) + LF_IO_PAGE);
     ld->n_staging = p.queue_depth;
-    ld->staging = lf_alloc_aligned(ld->staging_size * ld->n_staging, LF_IO_PAGE);
+    ld->staging = lf__alloc_aligned(ld->staging_size * ld->n_staging, LF_IO_PAGE);
     ld->free_staging = malloc(ld->n_staging * sizeof *ld->free_staging);
     if (!ld->staging || !ld->free_staging) {
-        st = lf_err_set(err, LF_E_NOMEM, "%u staging buffers of %" PRIu64 " bytes", ld->n_staging, ld->staging_size);
+        st = lf__err_set(err, LF_E_NOMEM, "%u staging buffers of %" PRIu64 " bytes", ld->n_staging, ld->staging_size);
         goto fail;
     }
     for (uint32_t i = 0; i < ld->n_staging; i++) ld->free_staging[i] = (int)(ld->n_staging - 1 - i);
     ld->n_free = ld->n_staging;
     const lf_io_backend_kind kind = p.backend;
-    ld->ops = kind == LF_IO_PREAD || kind == LF_IO_FAULT ? &lf_io_pread_ops : &lf_io_uring_ops;
+    ld->ops = kind == LF_IO_PREAD || kind == LF_IO_FAULT ? &lf__io_pread_ops : &lf__io_uring_ops;
     /* LLMFLASH_IO=pread makes io_uring "unavailable", as a sysctl or a
      * seccomp filter would: the automatic fallback can then be tested */
     const char *env = getenv("LLMFLASH_IO");
     const bool uring_disabled = kind == LF_IO_AUTO && env && strcmp(env, "pread") == 0;
     int rc = uring_disabled ? -ENOSYS : ld->ops->start(ld);
     if (rc < 0 && kind == LF_IO_AUTO) {
-        lf_log(&p.log, LF_LOG_INFO, "io_uring unavailable (%s): using the pread back-end", strerror(-rc));
-        ld->ops = &lf_io_pread_ops;
+        lf__log(&p.log, LF_LOG_INFO, "io_uring unavailable (%s): using the pread back-end", strerror(-rc));
+        ld->ops = &lf__io_pread_ops;
         rc = ld->ops->start(ld);
     }
     if (rc < 0) {
-        st = lf_err_set(err, LF_E_IO, "starting the %s back-end: %s", ld->ops->name, strerror(-rc));
+        st = lf__err_set(err, LF_E_IO, "starting the %s back-end: %s", ld->ops->name, strerror(-rc));
         ld->ops = NULL;
         goto fail;
     }
     *out = ld;
     return LF_OK;
 fail:
-    lf_loader_close(ld);
+    lf__loader_close(ld);
     return st;
 }
 
@@ -108,7 +108,7 @@ static void batch_free(lf_load_batch *b) {
     free(b);
 }
 
-void lf_loader_close(lf_loader *ld) {
+void lf__loader_close(lf_loader *ld) {
     if (!ld) return;
     pthread_mutex_lock(&ld->mu);
     ld->stopping = true;
@@ -119,7 +119,7 @@ void lf_loader_close(lf_loader *ld) {
         b->units_left -= s->n;
         if (b->status == LF_OK) {
             b->status = LF_E_INTERRUPTED;
-            lf_err_set(&b->err, LF_E_INTERRUPTED, "loader closed before the read was issued");
+            lf__err_set(&b->err, LF_E_INTERRUPTED, "loader closed before the read was issued");
         }
     }
     ld->pending_head = ld->pending_tail = NULL;
@@ -135,7 +135,7 @@ void lf_loader_close(lf_loader *ld) {
     }
     if (ld->fd >= 0) close(ld->fd);
     if (ld->fd_buffered >= 0) close(ld->fd_buffered);
-    lf_free_aligned(ld->staging);
+    lf__free_aligned(ld->staging);
     free(ld->free_staging);
     pthread_mutex_destroy(&ld->mu);
     pthread_cond_destroy(&ld->work);
@@ -143,12 +143,12 @@ void lf_loader_close(lf_loader *ld) {
     free(ld);
 }
 
-const char *lf_loader_backend_name(const lf_loader *ld) {
+const char *lf__loader_backend_name(const lf_loader *ld) {
     if (!ld || !ld->ops) return "none";
     return ld->p.backend == LF_IO_FAULT ? "fault" : ld->ops->name;
 }
-bool lf_loader_direct(const lf_loader *ld) { return ld && ld->direct; }
-uint64_t lf_loader_buffer_bytes(const lf_loader *ld) { return ld ? ld->staging_size * ld->n_staging : 0; }
+bool lf__loader_direct(const lf_loader *ld) { return ld && ld->direct; }
+uint64_t lf__loader_buffer_bytes(const lf_loader *ld) { return ld ? ld->staging_size * ld->n_staging : 0; }
 
 int lf__op_fd(const lf_loader *ld, const read_op *op) {
     const uint64_t off = op->off + op->done, len = op->len - op->done;
@@ -191,7 +191,7 @@ static uint8_t *direct_target(const lf_loader *ld, const lf_load_batch *b, const
     return base;
 }
 
-lf_status lf_loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_load_batch **out, lf_err *err) {
+lf_status lf__loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_load_batch **out, lf_err *err) {
     *out = NULL;
     if (!ld || (!reqs && n)) return LF_E_INVALID_ARG;
     lf_load_batch *b = calloc(1, sizeof *b);
@@ -206,7 +206,7 @@ lf_status lf_loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_
     uint64_t max_parts = 0;
     lf_status st = LF_OK;
     if (!b->reqs || !b->unit_status || !b->order || !keys || !b->spans) {
-        st = lf_err_set(err, LF_E_NOMEM, "batch of %zu units", n);
+        st = lf__err_set(err, LF_E_NOMEM, "batch of %zu units", n);
         goto fail;
     }
     if (n) memcpy(b->reqs, reqs, n * sizeof *reqs); /* reqs may be NULL when n is 0 */
@@ -214,11 +214,11 @@ lf_status lf_loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_
         const lf_load_req *r = &reqs[i];
         uint64_t end;
         if (r->stored > ld->staging_size - LF_IO_PAGE) {
-            st = lf_err_set(err, LF_E_INVALID_ARG, "unit of %u bytes exceeds the loader's max_unit", r->stored);
+            st = lf__err_set(err, LF_E_INVALID_ARG, "unit of %u bytes exceeds the loader's max_unit", r->stored);
             goto fail;
         }
-        if (r->stored == 0 || !lf_add_u64(r->offset, r->stored, &end) || end > ld->file_size) {
-            st = lf_err_set(err, r->stored && end > ld->file_size ? LF_E_TRUNCATED : LF_E_INVALID_ARG,
+        if (r->stored == 0 || !lf__add_u64(r->offset, r->stored, &end) || end > ld->file_size) {
+            st = lf__err_set(err, r->stored && end > ld->file_size ? LF_E_TRUNCATED : LF_E_INVALID_ARG,
                             "unit of layer %u, units %" PRIu64 "-%" PRIu64 ": %u bytes at offset %" PRIu64
                             " are not inside the %" PRIu64 "-byte file", r->layer, r->first, r->first + r->count - 1,
                             r->stored, r->offset, ld->file_size);
@@ -254,7 +254,7 @@ lf_status lf_loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_
     }
     b->ops = calloc(max_parts ? max_parts : 1, sizeof *b->ops);
     if (!b->ops) {
-        st = lf_err_set(err, LF_E_NOMEM, "read table");
+        st = lf__err_set(err, LF_E_NOMEM, "read table");
         goto fail;
     }
     for (size_t k = 0; k < b->n_spans; k++) {
@@ -295,7 +295,7 @@ lf_status lf_loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_
     pthread_mutex_lock(&ld->mu);
     if (ld->stopping) {
         pthread_mutex_unlock(&ld->mu);
-        st = lf_err_set(err, LF_E_INTERRUPTED, "loader is closing");
+        st = lf__err_set(err, LF_E_INTERRUPTED, "loader is closing");
         goto fail;
     }
     b->next_live = ld->live;
@@ -352,7 +352,7 @@ read_op *lf__next_op(lf_loader *ld) {
             if (!ld->pending_head) ld->pending_tail = NULL;
         }
     }
-    op->t_issue = lf_now_ns();
+    op->t_issue = lf__now_ns();
     if (!op->sp->batch->first_issue_ns) op->sp->batch->first_issue_ns = op->t_issue;
     ld->inflight++;
     ld->inflight_bytes += op->need;
@@ -380,7 +380,7 @@ static void decode_span(lf_loader *ld, span *s, lf_status *unit_st, char (*unit_
             continue;
         }
         const uint8_t *src = base + (r->offset - s->off);
-        if (r->verify && lf_checksum64(src, r->stored) != r->checksum) {
+        if (r->verify && lf__checksum64(src, r->stored) != r->checksum) {
             fmt_units(ld, who, sizeof who, r);
             unit_st[k] = LF_E_CORRUPT;
             snprintf(unit_msg[k], sizeof unit_msg[k], "%s fails its checksum", who);
@@ -388,7 +388,7 @@ static void decode_span(lf_loader *ld, span *s, lf_status *unit_st, char (*unit_
         }
         if (s->direct) continue; /* already in place */
         lf_err e = {{0}};
-        const lf_status st = lf_codec_decompress(r->compression, src, r->stored, r->dst, r->raw, &e);
+        const lf_status st = lf__codec_decompress(r->compression, src, r->stored, r->dst, r->raw, &e);
         if (st) {
             fmt_units(ld, who, sizeof who, r);
             unit_st[k] = st;
@@ -406,11 +406,11 @@ static void finish_span(lf_loader *ld, span *s, bool by_waiter) {
     char msg_small[64][400];
     lf_status *unit_st = n_units <= 64 ? st_small : malloc(n_units * sizeof *unit_st);
     char (*unit_msg)[400] = n_units <= 64 ? msg_small : malloc(n_units * sizeof *unit_msg);
-    const uint64_t t0 = lf_now_ns();
+    const uint64_t t0 = lf__now_ns();
     if (unit_st && unit_msg) {
         decode_span(ld, s, unit_st, unit_msg);
     }
-    const uint64_t t1 = lf_now_ns();
+    const uint64_t t1 = lf__now_ns();
     pthread_mutex_lock(&ld->mu);
     ld->stats.decode_ns += t1 - t0;
     ld->stats.spans_decoded++;
@@ -422,7 +422,7 @@ static void finish_span(lf_loader *ld, span *s, bool by_waiter) {
             ld->stats.errors++;
             if (b->status == LF_OK) {
                 b->status = st;
-                lf_err_set(&b->err, st, "%s", unit_msg ? unit_msg[k] : "out of memory decoding");
+                lf__err_set(&b->err, st, "%s", unit_msg ? unit_msg[k] : "out of memory decoding");
             }
         }
     }
@@ -430,7 +430,7 @@ static void finish_span(lf_loader *ld, span *s, bool by_waiter) {
     s->staging = -1;
     b->units_left -= s->n;
     if (b->units_left == 0) {
-        b->done_ns = lf_now_ns();
+        b->done_ns = lf__now_ns();
         pthread_cond_broadcast(&ld->done);
     }
     ld->ops->kick(ld); /* a staging buffer is free again */
@@ -452,7 +452,7 @@ void lf__read_done(lf_loader *ld, read_op *op, int64_t res) {
     span *s = op->sp;
     ld->inflight--;
     ld->inflight_bytes -= op->need;
-    const uint64_t us = (lf_now_ns() - op->t_issue) / 1000;
+    const uint64_t us = (lf__now_ns() - op->t_issue) / 1000;
     if (res == -EAGAIN || res == -EINTR || (res >= 0 && op->done + (uint64_t)res < op->need && res > 0)) {
         /* retry the rest: EAGAIN/EINTR, or a short read before EOF */
         if (res > 0) {
@@ -520,13 +520,13 @@ void lf__decode_pending(lf_loader *ld) {
     }
 }
 
-lf_status lf_loader_wait(lf_loader *ld, lf_load_batch *b, lf_err *err) {
-    return lf_loader_wait_io(ld, b, err, NULL);
+lf_status lf__loader_wait(lf_loader *ld, lf_load_batch *b, lf_err *err) {
+    return lf__loader_wait_io(ld, b, err, NULL);
 }
 
-lf_status lf_loader_wait_io(lf_loader *ld, lf_load_batch *b, lf_err *err, lf_batch_io *io) {
+lf_status lf__loader_wait_io(lf_loader *ld, lf_load_batch *b, lf_err *err, lf_batch_io *io) {
     if (!ld || !b) return LF_E_INVALID_ARG;
-    const uint64_t t0 = lf_now_ns();
+    const uint64_t t0 = lf__now_ns();
     pthread_mutex_lock(&ld->mu);
     while (b->units_left > 0) {
         span *s = pop_decode(ld); /* any batch's: decoding beats sleeping */
@@ -538,14 +538,14 @@ lf_status lf_loader_wait_io(lf_loader *ld, lf_load_batch *b, lf_err *err, lf_bat
         finish_span(ld, s, true);
         pthread_mutex_lock(&ld->mu);
     }
-    ld->stats.wait_ns += lf_now_ns() - t0;
+    ld->stats.wait_ns += lf__now_ns() - t0;
     if (io) {
         io->reads += b->io_reads;
         io->bytes += b->io_bytes;
-        io->last = (lf_batch_span){b->first_issue_ns, b->done_ns ? b->done_ns : lf_now_ns(), b->io_reads, b->io_bytes};
+        io->last = (lf_batch_span){b->first_issue_ns, b->done_ns ? b->done_ns : lf__now_ns(), b->io_reads, b->io_bytes};
     }
     const lf_status st = b->status;
-    if (st) lf_err_set(err, st, "%s", b->err.msg);
+    if (st) lf__err_set(err, st, "%s", b->err.msg);
     /* unlink and free */
     for (lf_load_batch **pp = &ld->live; *pp; pp = &(*pp)->next_live)
         if (*pp == b) {
@@ -557,30 +557,30 @@ lf_status lf_loader_wait_io(lf_loader *ld, lf_load_batch *b, lf_err *err, lf_bat
     return st;
 }
 
-bool lf_loader_done(lf_loader *ld, const lf_load_batch *b) {
+bool lf__loader_done(lf_loader *ld, const lf_load_batch *b) {
     pthread_mutex_lock(&ld->mu);
     const bool done = b->units_left == 0;
     pthread_mutex_unlock(&ld->mu);
     return done;
 }
 
-lf_status lf_loader_unit_status(const lf_load_batch *b, size_t i) {
+lf_status lf__loader_unit_status(const lf_load_batch *b, size_t i) {
     return b && i < b->n ? b->unit_status[i] : LF_E_INVALID_ARG;
 }
 
-void lf_loader_get_stats(lf_loader *ld, lf_loader_stats *out) {
+void lf__loader_get_stats(lf_loader *ld, lf_loader_stats *out) {
     pthread_mutex_lock(&ld->mu);
     *out = ld->stats;
     pthread_mutex_unlock(&ld->mu);
 }
 
-void lf_loader_reset_stats(lf_loader *ld) {
+void lf__loader_reset_stats(lf_loader *ld) {
     pthread_mutex_lock(&ld->mu);
     memset(&ld->stats, 0, sizeof ld->stats);
     pthread_mutex_unlock(&ld->mu);
 }
 
-double lf_hist_percentile(const uint64_t *hist, int buckets, double pct) {
+double lf__hist_percentile(const uint64_t *hist, int buckets, double pct) {
     uint64_t total = 0;
     for (int i = 0; i < buckets; i++) total += hist[i];
     if (!total) return 0.0;
@@ -597,7 +597,7 @@ double lf_hist_percentile(const uint64_t *hist, int buckets, double pct) {
     return (double)(1ull << (buckets - 1));
 }
 
-uint64_t lf_loader_inflight_bytes(lf_loader *ld) {
+uint64_t lf__loader_inflight_bytes(lf_loader *ld) {
     pthread_mutex_lock(&ld->mu);
     const uint64_t b = ld->inflight_bytes;
     pthread_mutex_unlock(&ld->mu);

@@ -6,7 +6,7 @@
  * models. Submission returns at once; an I/O thread keeps up to queue_depth
  * reads in flight. Each completed read joins a decode queue (checksum,
  * decompression, copy into the caller's slots): the I/O thread decodes from
- * it once it has resubmitted, and a caller blocked in lf_loader_wait decodes
+ * it once it has resubmitted, and a caller blocked in lf__loader_wait decodes
  * from it too instead of sleeping, so a compressed or verified batch does not
  * serialise behind the one I/O thread. Several batches may be in flight at once.
  *
@@ -51,7 +51,7 @@ typedef struct lf_loader_params {
     uint64_t fault_nth;
     uint32_t fault_count;
     uint32_t fault_delay_us;
-    bool waiters_decode_only; /* the I/O thread never decodes: only lf_loader_wait's callers (tests) */
+    bool waiters_decode_only; /* the I/O thread never decodes: only lf__loader_wait's callers (tests) */
     const char *unit_name;   /* in error messages: "neurons", "experts" (default "units") */
     /* Ablation: read each unit as split_parts separate reads of split_bytes
      * each (page-rounded, never merged), as a layout that stores a neuron's
@@ -61,7 +61,7 @@ typedef struct lf_loader_params {
     lf_logger log;
 } lf_loader_params;
 
-lf_loader_params lf_loader_default_params(void);
+lf_loader_params lf__loader_default_params(void);
 
 /* One unit to load. The loader reads `stored` bytes at `offset`, checks the
  * checksum when verify is set, decodes them with `compression` into `raw`
@@ -88,40 +88,40 @@ typedef struct lf_load_req {
 typedef struct lf_loader lf_loader;
 typedef struct lf_load_batch lf_load_batch;
 
-lf_status lf_loader_open(const char *path, const lf_loader_params *params, lf_loader **out, lf_err *err);
+lf_status lf__loader_open(const char *path, const lf_loader_params *params, lf_loader **out, lf_err *err);
 /* Safe with reads in flight: waits for them, cancels what was not issued. */
-void lf_loader_close(lf_loader *ld);
-const char *lf_loader_backend_name(const lf_loader *ld);
-bool lf_loader_direct(const lf_loader *ld);
+void lf__loader_close(lf_loader *ld);
+const char *lf__loader_backend_name(const lf_loader *ld);
+bool lf__loader_direct(const lf_loader *ld);
 /* Bytes of staging buffers the loader holds (for memory budgets). */
-uint64_t lf_loader_buffer_bytes(const lf_loader *ld);
+uint64_t lf__loader_buffer_bytes(const lf_loader *ld);
 
 /* Queues n units. reqs is copied; dst buffers must stay valid until wait
  * returns. Returns at once. */
-lf_status lf_loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_load_batch **out, lf_err *err);
+lf_status lf__loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf_load_batch **out, lf_err *err);
 /* Blocks until every unit of the batch is in place, or returns the first
  * error (LF_E_IO, LF_E_CORRUPT, LF_E_TRUNCATED, LF_E_INTERRUPTED) with the
  * layer, units and file offset in err. A unit whose read failed is never
  * reported as loaded. Frees the batch. */
-lf_status lf_loader_wait(lf_loader *ld, lf_load_batch *batch, lf_err *err);
+lf_status lf__loader_wait(lf_loader *ld, lf_load_batch *batch, lf_err *err);
 /* Reads the device completed for batches, added up by whoever waited: the
  * loader is shared, so per-caller figures come from here, not the stats. */
 typedef struct lf_batch_span {
-    uint64_t first_issue_ns, done_ns; /* lf_now_ns() of its first read's issue and its last unit's completion */
+    uint64_t first_issue_ns, done_ns; /* lf__now_ns() of its first read's issue and its last unit's completion */
     uint64_t reads, bytes;
 } lf_batch_span;
 typedef struct lf_batch_io {
     uint64_t reads, bytes;
     lf_batch_span last; /* the batch waited for last (0 issue time: it needed no read) */
 } lf_batch_io;
-/* lf_loader_wait that also adds the batch's reads and bytes to *io (may be NULL). */
-lf_status lf_loader_wait_io(lf_loader *ld, lf_load_batch *batch, lf_err *err, lf_batch_io *io);
+/* lf__loader_wait that also adds the batch's reads and bytes to *io (may be NULL). */
+lf_status lf__loader_wait_io(lf_loader *ld, lf_load_batch *batch, lf_err *err, lf_batch_io *io);
 /* True when the batch has finished (wait will not block). */
-bool lf_loader_done(lf_loader *ld, const lf_load_batch *batch);
+bool lf__loader_done(lf_loader *ld, const lf_load_batch *batch);
 /* Bytes of the reads in flight now (a trace's counter). Thread-safe. */
-uint64_t lf_loader_inflight_bytes(lf_loader *ld);
+uint64_t lf__loader_inflight_bytes(lf_loader *ld);
 /* Per-unit outcome after wait: LF_OK or the unit's error. */
-lf_status lf_loader_unit_status(const lf_load_batch *batch, size_t i);
+lf_status lf__loader_unit_status(const lf_load_batch *batch, size_t i);
 
 #define LF_HIST_BUCKETS 32
 
@@ -134,12 +134,12 @@ typedef struct lf_loader_stats {
     uint64_t wait_ns;                       /* time callers spent in wait */
     uint64_t direct_reads;                  /* reads that went straight into the caller's memory */
     uint64_t decode_ns;                     /* checksum + decompression + copy, all threads */
-    uint64_t spans_decoded, spans_decoded_by_waiters; /* read spans decoded, and how many by lf_loader_wait's callers */
+    uint64_t spans_decoded, spans_decoded_by_waiters; /* read spans decoded, and how many by lf__loader_wait's callers */
 } lf_loader_stats;
 
-void lf_loader_get_stats(lf_loader *ld, lf_loader_stats *out);
-void lf_loader_reset_stats(lf_loader *ld);
+void lf__loader_get_stats(lf_loader *ld, lf_loader_stats *out);
+void lf__loader_reset_stats(lf_loader *ld);
 /* Percentile (0-100) of a log2 histogram, interpolated in the bucket. */
-double lf_hist_percentile(const uint64_t *hist, int buckets, double pct);
+double lf__hist_percentile(const uint64_t *hist, int buckets, double pct);
 
 #endif

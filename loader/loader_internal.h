@@ -98,12 +98,12 @@ read_op *lf__next_op(lf_loader *ld);
 void lf__read_done(lf_loader *ld, read_op *op, int64_t res);
 /* Decodes queued spans until the queue is empty (mutex not held). I/O
  * threads call it once they have reaped and resubmitted; callers of
- * lf_loader_wait take spans from the same queue instead of sleeping. */
+ * lf__loader_wait take spans from the same queue instead of sleeping. */
 void lf__decode_pending(lf_loader *ld);
 /* Chooses the descriptor for a part's remaining bytes. */
 int lf__op_fd(const lf_loader *ld, const read_op *op);
 
-extern const lf_io_ops lf_io_uring_ops;
-extern const lf_io_ops lf_io_pread_ops;
+extern const lf_io_ops lf__io_uring_ops;
+extern const lf_io_ops lf__io_pread_ops;
 
 #endif

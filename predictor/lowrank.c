@@ -8,7 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-lf_status lf_lowrank_alloc(lf_lowrank *p, uint32_t n_in, uint32_t n_out, uint32_t rank) {
+lf_status lf__lowrank_alloc(lf_lowrank *p, uint32_t n_in, uint32_t n_out, uint32_t rank) {
     memset(p, 0, sizeof *p);
     if (!n_in || !n_out || !rank) return LF_E_INVALID_ARG;
     p->n_in = n_in;
@@ -18,21 +18,21 @@ lf_status lf_lowrank_alloc(lf_lowrank *p, uint32_t n_in, uint32_t n_out, uint32_
     p->B = calloc((size_t)n_out * rank, sizeof *p->B);
     p->b = calloc(n_out, sizeof *p->b);
     if (!p->A || !p->B || !p->b) {
-        lf_lowrank_free(p);
+        lf__lowrank_free(p);
         return LF_E_NOMEM;
     }
     return LF_OK;
 }
 
-void lf_lowrank_free(lf_lowrank *p) {
+void lf__lowrank_free(lf_lowrank *p) {
     free(p->A);
     free(p->B);
     free(p->b);
     memset(p, 0, sizeof *p);
 }
 
-lf_status lf_lowrank_copy(lf_lowrank *dst, const lf_lowrank *src) {
-    const lf_status st = lf_lowrank_alloc(dst, src->n_in, src->n_out, src->rank);
+lf_status lf__lowrank_copy(lf_lowrank *dst, const lf_lowrank *src) {
+    const lf_status st = lf__lowrank_alloc(dst, src->n_in, src->n_out, src->rank);
     if (st) return st;
     memcpy(dst->A, src->A, (size_t)src->rank * src->n_in * sizeof *dst->A);
     memcpy(dst->B, src->B, (size_t)src->n_out * src->rank * sizeof *dst->B);
@@ -41,7 +41,7 @@ lf_status lf_lowrank_copy(lf_lowrank *dst, const lf_lowrank *src) {
     return LF_OK;
 }
 
-uint64_t lf_lowrank_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank) {
+uint64_t lf__lowrank_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank) {
     return ((uint64_t)rank * n_in + (uint64_t)n_out * rank + n_out) * sizeof(float);
 }
 
@@ -49,7 +49,7 @@ uint64_t lf_lowrank_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank) {
 static lf_status orthonormalise(float *Y, uint32_t m, uint32_t k, float *tau, lf_err *err) {
     lapack_int info = LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, (lapack_int)m, (lapack_int)k, Y, (lapack_int)k, tau);
     if (!info) info = LAPACKE_sorgqr(LAPACK_ROW_MAJOR, (lapack_int)m, (lapack_int)k, (lapack_int)k, Y, (lapack_int)k, tau);
-    return info ? lf_err_set(err, LF_E_INVALID_ARG, "LAPACK QR failed (info %d)", (int)info) : LF_OK;
+    return info ? lf__err_set(err, LF_E_INVALID_ARG, "LAPACK QR failed (info %d)", (int)info) : LF_OK;
 }
 
 /* The leading `rank` singular triplets of W (n_out, n_in): s (rank),
@@ -66,10 +66,10 @@ static lf_status truncated_svd(const float *W, uint32_t n_out, uint32_t n_in, ui
     float *a = NULL, *Y = NULL, *Z = NULL, *tau = NULL;
     float *s = malloc(k * sizeof *s), *ub = malloc((size_t)(exact ? n_out : k) * k * sizeof *ub);
     float *vt = malloc((size_t)k * n_in * sizeof *vt);
-    lf_status st = s && ub && vt ? LF_OK : lf_err_set(err, LF_E_NOMEM, "SVD of a %ux%u matrix", n_out, n_in);
+    lf_status st = s && ub && vt ? LF_OK : lf__err_set(err, LF_E_NOMEM, "SVD of a %ux%u matrix", n_out, n_in);
     lapack_int info = 0;
     if (!st && exact) { /* sgesdd overwrites its input */
-        if (!(a = malloc((size_t)n_out * n_in * sizeof *a))) st = lf_err_set(err, LF_E_NOMEM, "SVD of a %ux%u matrix", n_out, n_in);
+        if (!(a = malloc((size_t)n_out * n_in * sizeof *a))) st = lf__err_set(err, LF_E_NOMEM, "SVD of a %ux%u matrix", n_out, n_in);
         if (!st) {
             memcpy(a, W, (size_t)n_out * n_in * sizeof *a);
             info = LAPACKE_sgesdd(LAPACK_ROW_MAJOR, 'S', (lapack_int)n_out, (lapack_int)n_in, a, (lapack_int)n_in, s, ub,
@@ -81,10 +81,10 @@ static lf_status truncated_svd(const float *W, uint32_t n_out, uint32_t n_in, ui
         Y = malloc((size_t)n_out * k * sizeof *Y);     /* range basis Q */
         Z = malloc((size_t)n_in * k * sizeof *Z);      /* Omega, then Wᵀ·Q, then (Qᵀ·W) */
         tau = malloc(k * sizeof *tau);
-        if (!Y || !Z || !tau) st = lf_err_set(err, LF_E_NOMEM, "randomised SVD of a %ux%u matrix", n_out, n_in);
+        if (!Y || !Z || !tau) st = lf__err_set(err, LF_E_NOMEM, "randomised SVD of a %ux%u matrix", n_out, n_in);
         lf_rng rng;
-        lf_rng_seed(&rng, 0x5bd1e995u);
-        for (size_t i = 0; !st && i < (size_t)n_in * k; i++) Z[i] = lf_rng_normal(&rng);
+        lf__rng_seed(&rng, 0x5bd1e995u);
+        for (size_t i = 0; !st && i < (size_t)n_in * k; i++) Z[i] = lf__rng_normal(&rng);
         if (!st)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_out, (int)k, (int)n_in, 1.0f, W, (int)n_in, Z,
                         (int)k, 0.0f, Y, (int)k);
@@ -107,7 +107,7 @@ static lf_status truncated_svd(const float *W, uint32_t n_out, uint32_t n_in, ui
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_out, (int)rank, (int)k, 1.0f, Y, (int)k, ub,
                         (int)k, 0.0f, u_out, (int)rank);
     }
-    if (!st && info) st = lf_err_set(err, LF_E_INVALID_ARG, "LAPACK sgesdd failed (info %d)", (int)info);
+    if (!st && info) st = lf__err_set(err, LF_E_INVALID_ARG, "LAPACK sgesdd failed (info %d)", (int)info);
     if (!st) {
         memcpy(s_out, s, rank * sizeof *s_out);
         memcpy(vt_out, vt, (size_t)rank * n_in * sizeof *vt_out);
@@ -122,19 +122,19 @@ static lf_status truncated_svd(const float *W, uint32_t n_out, uint32_t n_in, ui
     return st;
 }
 
-lf_status lf_lowrank_init_svd(lf_lowrank *p, const float *W, uint32_t n_out, uint32_t n_in, uint32_t rank, lf_err *err) {
+lf_status lf__lowrank_init_svd(lf_lowrank *p, const float *W, uint32_t n_out, uint32_t n_in, uint32_t rank, lf_err *err) {
     const uint32_t k = LF_MIN(n_out, n_in);
-    if (rank == 0 || rank > k) return lf_err_set(err, LF_E_INVALID_ARG, "rank %u of a %ux%u matrix", rank, n_out, n_in);
-    lf_status st = lf_lowrank_alloc(p, n_in, n_out, rank);
-    if (st) return lf_err_set(err, st, "predictor of rank %u", rank);
+    if (rank == 0 || rank > k) return lf__err_set(err, LF_E_INVALID_ARG, "rank %u of a %ux%u matrix", rank, n_out, n_in);
+    lf_status st = lf__lowrank_alloc(p, n_in, n_out, rank);
+    if (st) return lf__err_set(err, st, "predictor of rank %u", rank);
     float *s = malloc(rank * sizeof *s);
-    if (!s) st = lf_err_set(err, LF_E_NOMEM, "SVD of a %ux%u matrix", n_out, n_in);
+    if (!s) st = lf__err_set(err, LF_E_NOMEM, "SVD of a %ux%u matrix", n_out, n_in);
     /* B = U_r directly; A = Σ_r·Vt_r */
     if (!st) st = truncated_svd(W, n_out, n_in, rank, s, p->B, p->A, err);
     for (uint32_t r = 0; !st && r < rank; r++)
         for (uint32_t j = 0; j < n_in; j++) p->A[(size_t)r * n_in + j] *= s[r];
     free(s);
-    if (st) lf_lowrank_free(p);
+    if (st) lf__lowrank_free(p);
     return st;
 }
 
@@ -155,7 +155,7 @@ static float dot(const float *a, const float *b, uint32_t n) {
 /* The per-token path runs on the engine's thread, between layers: plain
  * matrix-vector products, not BLAS, whose worker threads would contend with
  * the compute pool for the same cores on every call. */
-void lf_lowrank_logits(const lf_lowrank *p, const float *x, float *h, float *z) {
+void lf__lowrank_logits(const lf_lowrank *p, const float *x, float *h, float *z) {
     for (uint32_t r = 0; r < p->rank; r++) h[r] = dot(p->A + (size_t)r * p->n_in, x, p->n_in);
     for (uint32_t i = 0; i < p->n_out; i++) z[i] = p->b[i] + dot(p->B + (size_t)i * p->rank, h, p->rank);
 }
@@ -180,9 +180,9 @@ static void adam(float *w, const float *g, float *m1, float *m2, uint64_t n, flo
     }
 }
 
-lf_status lf_lowrank_fit(lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, const lf_lowrank_fit_params *fp,
+lf_status lf__lowrank_fit(lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, const lf_lowrank_fit_params *fp,
                          lf_err *err) {
-    if (!p->A || n == 0) return lf_err_set(err, LF_E_INVALID_ARG, "no predictor or no samples to fit");
+    if (!p->A || n == 0) return lf__err_set(err, LF_E_INVALID_ARG, "no predictor or no samples to fit");
     const uint32_t epochs = fp && fp->epochs ? fp->epochs : 20;
     const uint64_t bs = LF_MIN(fp && fp->batch ? fp->batch : 256u, n);
     const float lr = fp && fp->lr > 0 ? fp->lr : 3e-3f;
@@ -201,16 +201,16 @@ lf_status lf_lowrank_fit(lf_lowrank *p, const float *X, const uint8_t *Y, uint64
     uint64_t *order = malloc(n * sizeof *order);
     lf_status st = LF_OK;
     if (!H || !Z || !dH || !Xb || !Yb || !gA || !gB || !gb || !mom || !order) {
-        st = lf_err_set(err, LF_E_NOMEM, "fitting buffers for %" PRIu64 " samples", n);
+        st = lf__err_set(err, LF_E_NOMEM, "fitting buffers for %" PRIu64 " samples", n);
         goto out;
     }
     lf_rng rng;
-    lf_rng_seed(&rng, fp ? fp->seed : 1);
+    lf__rng_seed(&rng, fp ? fp->seed : 1);
     for (uint64_t i = 0; i < n; i++) order[i] = i;
     uint64_t step = 0;
     for (uint32_t e = 0; e < epochs; e++) {
         for (uint64_t i = n - 1; i > 0; i--) { /* a new order each epoch */
-            const uint64_t j = lf_rng_next(&rng) % (i + 1), t = order[i];
+            const uint64_t j = lf__rng_next(&rng) % (i + 1), t = order[i];
             order[i] = order[j];
             order[j] = t;
         }
@@ -301,7 +301,7 @@ typedef lf_status (*sample_visit)(const void *pred, const float *X, const uint8_
  * strictly above it, whatever produces those values. */
 static lf_status threshold_for(sample_visit visit, const void *pred, const float *X, const uint8_t *Y, uint64_t n,
                                uint32_t m, double recall, float *threshold, lf_err *err) {
-    if (!(recall > 0.0 && recall <= 1.0)) return lf_err_set(err, LF_E_INVALID_ARG, "recall %g is not in (0, 1]", recall);
+    if (!(recall > 0.0 && recall <= 1.0)) return lf__err_set(err, LF_E_INVALID_ARG, "recall %g is not in (0, 1]", recall);
     uint64_t pos = 0;
     for (uint64_t i = 0; i < n * m; i++) pos += Y[i] != 0;
     if (pos == 0) {
@@ -311,7 +311,7 @@ static lf_status threshold_for(sample_visit visit, const void *pred, const float
     pos_logits pl = {malloc(pos * sizeof(float)), 0};
     if (!pl.v || visit(pred, X, Y, n, collect_positive, &pl)) {
         free(pl.v);
-        return lf_err_set(err, LF_E_NOMEM, "values of %" PRIu64 " positives", pos);
+        return lf__err_set(err, LF_E_NOMEM, "values of %" PRIu64 " positives", pos);
     }
     qsort(pl.v, pl.n, sizeof *pl.v, cmp_float);
     /* just below the value of positive `miss` (ascending): it and every
@@ -322,7 +322,7 @@ static lf_status threshold_for(sample_visit visit, const void *pred, const float
     return LF_OK;
 }
 
-lf_status lf_lowrank_calibrate(lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, double recall, lf_err *err) {
+lf_status lf__lowrank_calibrate(lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, double recall, lf_err *err) {
     return threshold_for(visit_logits, p, X, Y, n, p->n_out, recall, &p->threshold, err);
 }
 
@@ -350,7 +350,7 @@ static void quality_of(const counts *c, lf_lowrank_quality *q) {
     q->false_negatives = c->fn;
 }
 
-lf_status lf_lowrank_evaluate(const lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, lf_lowrank_quality *q) {
+lf_status lf__lowrank_evaluate(const lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, lf_lowrank_quality *q) {
     counts c = {p->threshold, 0, 0, 0, 0};
     const lf_status st = visit_logits(p, X, Y, n, count_outcomes, &c);
     if (!st) quality_of(&c, q);
@@ -359,11 +359,11 @@ lf_status lf_lowrank_evaluate(const lf_lowrank *p, const float *X, const uint8_t
 
 /* ---- SwiGLU pairs ----------------------------------------------------------- */
 
-void lf_swiglu_scores(const lf_swiglu_predictor *p, const float *x, float *scratch, float *score) {
+void lf__swiglu_scores(const lf_swiglu_predictor *p, const float *x, float *scratch, float *score) {
     const uint32_t m = p->gate.n_out, r = p->gate.rank;
     float *zg = scratch, *zu = scratch + m, *h = scratch + 2 * (uint64_t)m;
-    lf_lowrank_logits(&p->gate, x, h, zg);
-    lf_lowrank_logits(&p->up, x, h + r, zu);
+    lf__lowrank_logits(&p->gate, x, h, zg);
+    lf__lowrank_logits(&p->up, x, h + r, zu);
     for (uint32_t i = 0; i < m; i++) score[i] = fabsf(zg[i] / (1.0f + expf(-zg[i])) * zu[i]);
 }
 
@@ -379,7 +379,7 @@ static lf_status visit_scores(const void *pred, const float *X, const uint8_t *Y
         return LF_E_NOMEM;
     }
     for (uint64_t k = 0; k < n; k++) {
-        lf_swiglu_scores(p, X + k * d, scratch, score);
+        lf__swiglu_scores(p, X + k * d, scratch, score);
         f(ctx, score, Y + k * m, m);
     }
     free(scratch);
@@ -387,12 +387,12 @@ static lf_status visit_scores(const void *pred, const float *X, const uint8_t *Y
     return LF_OK;
 }
 
-lf_status lf_swiglu_calibrate(lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n, double recall,
+lf_status lf__swiglu_calibrate(lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n, double recall,
                               lf_err *err) {
     return threshold_for(visit_scores, p, X, Y, n, p->gate.n_out, recall, &p->threshold, err);
 }
 
-lf_status lf_swiglu_evaluate(const lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n,
+lf_status lf__swiglu_evaluate(const lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n,
                              lf_lowrank_quality *q) {
     counts c = {p->threshold, 0, 0, 0, 0};
     const lf_status st = visit_scores(p, X, Y, n, count_outcomes, &c);
@@ -402,34 +402,34 @@ lf_status lf_swiglu_evaluate(const lf_swiglu_predictor *p, const float *X, const
 
 /* ---- half-precision form ------------------------------------------------- */
 
-void lf_lowrank_round_f16(lf_lowrank *p) {
-    for (size_t i = 0; i < (size_t)p->rank * p->n_in; i++) p->A[i] = lf_fp16_to_fp32(lf_fp32_to_fp16(p->A[i]));
-    for (size_t i = 0; i < (size_t)p->n_out * p->rank; i++) p->B[i] = lf_fp16_to_fp32(lf_fp32_to_fp16(p->B[i]));
+void lf__lowrank_round_f16(lf_lowrank *p) {
+    for (size_t i = 0; i < (size_t)p->rank * p->n_in; i++) p->A[i] = lf__fp16_to_fp32(lf__fp32_to_fp16(p->A[i]));
+    for (size_t i = 0; i < (size_t)p->n_out * p->rank; i++) p->B[i] = lf__fp16_to_fp32(lf__fp32_to_fp16(p->B[i]));
 }
 
-lf_status lf_lowrank_f16_alloc(lf_lowrank_f16 *p, uint32_t n_in, uint32_t n_out, uint32_t rank) {
+lf_status lf__lowrank_f16_alloc(lf_lowrank_f16 *p, uint32_t n_in, uint32_t n_out, uint32_t rank) {
     memset(p, 0, sizeof *p);
     if (!n_in || !n_out || !rank) return LF_E_INVALID_ARG;
     *p = (lf_lowrank_f16){n_in, n_out, rank, malloc((size_t)rank * n_in * sizeof(uint16_t)),
                           malloc((size_t)n_out * rank * sizeof(uint16_t)), NULL, calloc(n_out, sizeof(float)), 0.0f};
     if (!p->A || !p->B || !p->b) {
-        lf_lowrank_f16_free(p);
+        lf__lowrank_f16_free(p);
         return LF_E_NOMEM;
     }
     return LF_OK;
 }
 
-lf_status lf_lowrank_f16_from(lf_lowrank_f16 *dst, const lf_lowrank *src) {
-    const lf_status st = lf_lowrank_f16_alloc(dst, src->n_in, src->n_out, src->rank);
+lf_status lf__lowrank_f16_from(lf_lowrank_f16 *dst, const lf_lowrank *src) {
+    const lf_status st = lf__lowrank_f16_alloc(dst, src->n_in, src->n_out, src->rank);
     if (st) return st;
-    for (size_t i = 0; i < (size_t)src->rank * src->n_in; i++) dst->A[i] = lf_fp32_to_fp16(src->A[i]);
-    for (size_t i = 0; i < (size_t)src->n_out * src->rank; i++) dst->B[i] = lf_fp32_to_fp16(src->B[i]);
+    for (size_t i = 0; i < (size_t)src->rank * src->n_in; i++) dst->A[i] = lf__fp32_to_fp16(src->A[i]);
+    for (size_t i = 0; i < (size_t)src->n_out * src->rank; i++) dst->B[i] = lf__fp32_to_fp16(src->B[i]);
     memcpy(dst->b, src->b, src->n_out * sizeof *dst->b);
     dst->threshold = src->threshold;
     return LF_OK;
 }
 
-void lf_lowrank_f16_free(lf_lowrank_f16 *p) {
+void lf__lowrank_f16_free(lf_lowrank_f16 *p) {
     free(p->A);
     free(p->B);
     free(p->Bt);
@@ -437,11 +437,11 @@ void lf_lowrank_f16_free(lf_lowrank_f16 *p) {
     memset(p, 0, sizeof *p);
 }
 
-uint64_t lf_lowrank_f16_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank) {
+uint64_t lf__lowrank_f16_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank) {
     return ((uint64_t)rank * n_in + (uint64_t)n_out * rank) * sizeof(uint16_t) + (uint64_t)n_out * sizeof(float);
 }
 
-void lf_lowrank_f16_logits(const lf_lowrank_f16 *p, const lf_f16_ops *k, const float *x, float *h, float *z) {
+void lf__lowrank_f16_logits(const lf_lowrank_f16 *p, const lf_f16_ops *k, const float *x, float *h, float *z) {
     for (uint32_t r = 0; r < p->rank; r++) h[r] = k->dot(p->A + (size_t)r * p->n_in, x, p->n_in);
     if (p->Bt) {
         memcpy(z, p->b, p->n_out * sizeof *z);
@@ -451,7 +451,7 @@ void lf_lowrank_f16_logits(const lf_lowrank_f16 *p, const lf_f16_ops *k, const f
     for (uint32_t i = 0; i < p->n_out; i++) z[i] = p->b[i] + k->dot(p->B + (size_t)i * p->rank, h, p->rank);
 }
 
-lf_status lf_lowrank_f16_transpose(lf_lowrank_f16 *p) {
+lf_status lf__lowrank_f16_transpose(lf_lowrank_f16 *p) {
     if (!p->rank || !p->B) return LF_OK;
     uint16_t *t = malloc((size_t)p->rank * p->n_out * sizeof *t);
     if (!t) return LF_E_NOMEM;
@@ -463,31 +463,31 @@ lf_status lf_lowrank_f16_transpose(lf_lowrank_f16 *p) {
     return LF_OK;
 }
 
-void lf_layer_predictor_scores(const lf_layer_predictor *p, const lf_f16_ops *k, const float *x, float *scratch,
+void lf__layer_predictor_scores(const lf_layer_predictor *p, const lf_f16_ops *k, const float *x, float *scratch,
                                float *score) {
     const uint32_t m = p->gate.n_out;
     if (!p->up.rank) {
-        lf_lowrank_f16_logits(&p->gate, k, x, scratch, score);
+        lf__lowrank_f16_logits(&p->gate, k, x, scratch, score);
         return;
     }
     float *zu = scratch, *h = scratch + m;
-    lf_lowrank_f16_logits(&p->gate, k, x, h, score);
-    lf_lowrank_f16_logits(&p->up, k, x, h, zu);
+    lf__lowrank_f16_logits(&p->gate, k, x, h, score);
+    lf__lowrank_f16_logits(&p->up, k, x, h, zu);
     for (uint32_t i = 0; i < m; i++) score[i] = fabsf(score[i] / (1.0f + expf(-score[i])) * zu[i]);
 }
 
-uint64_t lf_layer_predictor_bytes(const lf_layer_predictor *p) {
-    return (p->gate.rank ? lf_lowrank_f16_bytes(p->gate.n_in, p->gate.n_out, p->gate.rank) : 0) +
-           (p->up.rank ? lf_lowrank_f16_bytes(p->up.n_in, p->up.n_out, p->up.rank) : 0);
+uint64_t lf__layer_predictor_bytes(const lf_layer_predictor *p) {
+    return (p->gate.rank ? lf__lowrank_f16_bytes(p->gate.n_in, p->gate.n_out, p->gate.rank) : 0) +
+           (p->up.rank ? lf__lowrank_f16_bytes(p->up.n_in, p->up.n_out, p->up.rank) : 0);
 }
 
-void lf_layer_predictor_free(lf_layer_predictor *p) {
-    lf_lowrank_f16_free(&p->gate);
-    lf_lowrank_f16_free(&p->up);
+void lf__layer_predictor_free(lf_layer_predictor *p) {
+    lf__lowrank_f16_free(&p->gate);
+    lf__lowrank_f16_free(&p->up);
     p->threshold = 0.0f;
 }
 
-lf_status lf_lowrank_f16_permute_outputs(lf_lowrank_f16 *p, const uint32_t *order) {
+lf_status lf__lowrank_f16_permute_outputs(lf_lowrank_f16 *p, const uint32_t *order) {
     if (!p->rank) return LF_OK;
     if (!p->B) return LF_E_INVALID_ARG; /* before transposing only */
     uint16_t *B = malloc((size_t)p->n_out * p->rank * sizeof *B);

@@ -8,13 +8,13 @@
 /* How much of a placed neuron's pull is left one step later. */
 #define PULL_DECAY 0.5f
 
-lf_status lf_placement_order(const uint8_t *Y, uint64_t N, uint32_t n, uint32_t *order, lf_err *err) {
+lf_status lf__placement_order(const uint8_t *Y, uint64_t N, uint32_t n, uint32_t *order, lf_err *err) {
     float *Yf = malloc(N * n * sizeof *Yf), *C = malloc((uint64_t)n * n * sizeof *C);
     float *pull = calloc(n, sizeof *pull), *freq = calloc(n, sizeof *freq);
     uint8_t *placed = calloc(n, 1);
     if (!Yf || !C || !pull || !freq || !placed) {
         free(Yf), free(C), free(pull), free(freq), free(placed);
-        return lf_err_set(err, LF_E_NOMEM, "co-activation counts of %u neurons over %" PRIu64 " tokens", n, N);
+        return lf__err_set(err, LF_E_NOMEM, "co-activation counts of %u neurons over %" PRIu64 " tokens", n, N);
     }
     for (uint64_t k = 0; k < N * n; k++) Yf[k] = (float)Y[k];
     for (uint64_t t = 0; t < N; t++)

@@ -16,6 +16,6 @@
 #include "../src/common/lf_common.h"
 
 /* order[q] = the neuron to place at position q, from labels Y (N, n) of 0/1. */
-lf_status lf_placement_order(const uint8_t *Y, uint64_t N, uint32_t n, uint32_t *order, lf_err *err);
+lf_status lf__placement_order(const uint8_t *Y, uint64_t N, uint32_t n, uint32_t *order, lf_err *err);
 
 #endif

@@ -31,7 +31,7 @@ typedef struct ref_model {
 } ref_model;
 
 static const float *ref_tensor(const ref_model *r, const char *name, uint64_t want) {
-    const lf_gguf_tensor *t = lf_gguf_find_tensor(r->g, name);
+    const lf_gguf_tensor *t = lf__gguf_find_tensor(r->g, name);
     if (!t) return NULL;
     cr_assert_eq(t->type, 0, "reference: %s is not F32", name);
     cr_assert_eq(t->nbytes, want * 4, "reference: %s has %llu bytes, expected %llu", name, (unsigned long long)t->nbytes,
@@ -44,18 +44,18 @@ static uint32_t ref_u32(const ref_model *r, const char *suffix, uint32_t dflt) {
     snprintf(key, sizeof key, "%s.%s", r->arch, suffix);
     uint32_t v;
     lf_err err = {{0}};
-    cr_assert_eq(lf_gguf_get_u32_or(r->g, key, dflt, &v, &err), LF_OK);
+    cr_assert_eq(lf__gguf_get_u32_or(r->g, key, dflt, &v, &err), LF_OK);
     return v;
 }
 
 static void ref_open(ref_model *r, const char *path) {
     lf_err err = {{0}};
-    cr_assert_eq(lf_gguf_read_file(path, &r->g, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__gguf_read_file(path, &r->g, &err), LF_OK, "%s", err.msg);
     size_t len;
     r->data = slurp(path, &len);
     cr_assert_not_null(r->data);
     lf_gguf_str a;
-    cr_assert_eq(lf_gguf_get_str(r->g, "general.architecture", &a, &err), LF_OK);
+    cr_assert_eq(lf__gguf_get_str(r->g, "general.architecture", &a, &err), LF_OK);
     snprintf(r->arch, sizeof r->arch, "%.*s", (int)a.len, a.ptr);
     /* GGUF stores llama's Q/K rows permuted for adjacent-pair rotation;
      * the Qwen converters keep Hugging Face's half-split rotation */
@@ -69,15 +69,15 @@ static void ref_open(ref_model *r, const char *path) {
     r->n_rot = ref_u32(r, "rope.dimension_count", r->hd);
     char key[96];
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", r->arch);
-    cr_assert_eq(lf_gguf_get_f32_or(r->g, key, -1, &r->eps, &err), LF_OK);
+    cr_assert_eq(lf__gguf_get_f32_or(r->g, key, -1, &r->eps, &err), LF_OK);
     snprintf(key, sizeof key, "%s.rope.freq_base", r->arch);
-    cr_assert_eq(lf_gguf_get_f32_or(r->g, key, -1, &r->base, &err), LF_OK);
+    cr_assert_eq(lf__gguf_get_f32_or(r->g, key, -1, &r->base, &err), LF_OK);
     cr_assert(r->eps > 0 && r->base > 0, "reference: the test models write their eps and rope base");
-    r->n_vocab = (uint32_t)(lf_gguf_find_tensor(r->g, "token_embd.weight")->nbytes / 4 / r->d);
+    r->n_vocab = (uint32_t)(lf__gguf_find_tensor(r->g, "token_embd.weight")->nbytes / 4 / r->d);
 }
 
 static void ref_close(ref_model *r) {
-    lf_gguf_free(r->g);
+    lf__gguf_free(r->g);
     free(r->data);
 }
 

@@ -12,36 +12,36 @@
 
 /* Every live slot holds the bytes written for its unit. */
 static void fill_slot(lf_ncache *c, int32_t slot, uint32_t unit) {
-    memset(lf_ncache_slot(c, slot), (int)(unit % 251), SLOT);
-    memcpy(lf_ncache_slot(c, slot), &unit, 4);
+    memset(lf__ncache_slot(c, slot), (int)(unit % 251), SLOT);
+    memcpy(lf__ncache_slot(c, slot), &unit, 4);
 }
 
 static void check_slab(const lf_ncache *c) {
     for (uint32_t s = 0; s < c->n_live; s++) {
         uint32_t u;
-        memcpy(&u, lf_ncache_slot(c, (int32_t)s), 4);
+        memcpy(&u, lf__ncache_slot(c, (int32_t)s), 4);
         cr_assert_eq(u, (uint32_t)c->unit_of[s], "slot %u holds unit %u's bytes, index says %d", s, u, c->unit_of[s]);
-        cr_assert_eq(lf_ncache_slot(c, (int32_t)s)[SLOT - 1], (uint8_t)(u % 251));
+        cr_assert_eq(lf__ncache_slot(c, (int32_t)s)[SLOT - 1], (uint8_t)(u % 251));
     }
 }
 
 static void run_sequence(uint32_t capacity, uint32_t window, uint32_t mask_size, uint64_t seed, uint32_t pins) {
     lf_ncache c;
-    cr_assert_eq(lf_ncache_init(&c, UNITS, capacity, SLOT), LF_OK);
+    cr_assert_eq(lf__ncache_init(&c, UNITS, capacity, SLOT), LF_OK);
     int32_t *slots = malloc(UNITS * sizeof *slots), *scratch = malloc((4 * capacity + 4) * sizeof *scratch);
     uint64_t *last = calloc(UNITS, sizeof *last); /* our own record of last use */
     lf_rng rng;
-    lf_rng_seed(&rng, seed);
+    lf__rng_seed(&rng, seed);
     /* pin units 0..pins-1 at token 0 */
     for (uint32_t u = 0; u < pins; u++) {
-        const int32_t s = lf_ncache_insert(&c, u, 0);
+        const int32_t s = lf__ncache_insert(&c, u, 0);
         cr_assert(s >= 0);
         fill_slot(&c, s, u);
-        lf_ncache_pin(&c, s);
+        lf__ncache_pin(&c, s);
     }
     for (uint64_t t = 1; t <= 400; t++) {
-        lf_ncache_expire(&c, t, window);
-        cr_assert(lf_ncache_check(&c));
+        lf__ncache_expire(&c, t, window);
+        cr_assert(lf__ncache_check(&c));
         /* window: every unpinned resident unit was used within the window */
         for (uint32_t s = 0; s < c.n_live; s++)
             if (!c.pinned[s]) cr_assert(c.last_used[s] + window > t, "unit %d outlived the window", c.unit_of[s]);
@@ -49,7 +49,7 @@ static void run_sequence(uint32_t capacity, uint32_t window, uint32_t mask_size,
         uint8_t active[UNITS] = {0};
         uint32_t mask[UNITS], n = 0;
         for (uint32_t k = 0; k < mask_size; k++) {
-            const uint32_t u = k < mask_size / 2 ? (uint32_t)((t / 20 * 7 + k) % UNITS) : (uint32_t)(lf_rng_next(&rng) % UNITS);
+            const uint32_t u = k < mask_size / 2 ? (uint32_t)((t / 20 * 7 + k) % UNITS) : (uint32_t)(lf__rng_next(&rng) % UNITS);
             if (!active[u]) {
                 active[u] = 1;
                 mask[n++] = u;
@@ -57,21 +57,21 @@ static void run_sequence(uint32_t capacity, uint32_t window, uint32_t mask_size,
         }
         uint32_t misses[UNITS], nm = 0;
         for (uint32_t k = 0; k < n; k++) {
-            const int32_t s = lf_ncache_find(&c, mask[k]);
-            if (s >= 0) lf_ncache_touch(&c, s, t);
+            const int32_t s = lf__ncache_find(&c, mask[k]);
+            if (s >= 0) lf__ncache_touch(&c, s, t);
             else misses[nm++] = mask[k];
             last[mask[k]] = t;
         }
         /* remember who was resident and not needed now, for the LRU check */
         uint8_t before[UNITS] = {0};
         for (uint32_t s = 0; s < c.n_live; s++) before[c.unit_of[s]] = 1;
-        const uint32_t got = lf_ncache_insert_many(&c, misses, nm, t, slots, scratch);
+        const uint32_t got = lf__ncache_insert_many(&c, misses, nm, t, slots, scratch);
         for (uint32_t k = 0; k < got; k++) fill_slot(&c, slots[k], misses[k]);
-        cr_assert(lf_ncache_check(&c));
+        cr_assert(lf__ncache_check(&c));
         check_slab(&c);
         /* inserted units are resident; the rest found no slot only when the
          * slab is full of pinned or active units */
-        for (uint32_t k = 0; k < got; k++) cr_assert(lf_ncache_find(&c, misses[k]) >= 0);
+        for (uint32_t k = 0; k < got; k++) cr_assert(lf__ncache_find(&c, misses[k]) >= 0);
         if (got < nm) {
             cr_assert_eq(c.n_live, c.capacity);
             for (uint32_t s = 0; s < c.n_live; s++) cr_assert(c.pinned[s] || c.last_used[s] == t);
@@ -81,24 +81,24 @@ static void run_sequence(uint32_t capacity, uint32_t window, uint32_t mask_size,
         uint64_t newest_evicted = 0, oldest_kept = UINT64_MAX;
         for (uint32_t u = 0; u < UNITS; u++) {
             if (!before[u] || active[u]) continue;
-            const int32_t s = lf_ncache_find(&c, u);
+            const int32_t s = lf__ncache_find(&c, u);
             if (s < 0) newest_evicted = LF_MAX(newest_evicted, last[u]);
             else if (!c.pinned[s]) oldest_kept = LF_MIN(oldest_kept, last[u]);
         }
         cr_assert(newest_evicted <= oldest_kept, "token %lu: evicted a unit used at %lu, kept one used at %lu",
                   (unsigned long)t, (unsigned long)newest_evicted, (unsigned long)oldest_kept);
         /* pins survive everything */
-        for (uint32_t u = 0; u < pins; u++) cr_assert(lf_ncache_find(&c, u) >= 0);
+        for (uint32_t u = 0; u < pins; u++) cr_assert(lf__ncache_find(&c, u) >= 0);
     }
     /* no slot leaked: removing everything leaves an empty cache */
-    for (uint32_t u = 0; u < UNITS; u++) lf_ncache_remove(&c, u);
+    for (uint32_t u = 0; u < UNITS; u++) lf__ncache_remove(&c, u);
     cr_assert_eq(c.n_live, 0);
     cr_assert_eq(c.n_pinned, 0);
-    cr_assert(lf_ncache_check(&c));
+    cr_assert(lf__ncache_check(&c));
     free(slots);
     free(scratch);
     free(last);
-    lf_ncache_free(&c);
+    lf__ncache_free(&c);
 }
 
 Test(cache, roomy_slab_window_semantics) { run_sequence(UNITS, 5, 40, 1, 0); }
@@ -107,19 +107,19 @@ Test(cache, heavy_pressure_window_one) { run_sequence(25, 1, 60, 3, 0); }
 Test(cache, pinned_units_survive) { run_sequence(80, 3, 50, 4, 20); }
 Test(cache, zero_capacity_caches_nothing) {
     lf_ncache c;
-    cr_assert_eq(lf_ncache_init(&c, 10, 0, 8), LF_OK);
+    cr_assert_eq(lf__ncache_init(&c, 10, 0, 8), LF_OK);
     const uint32_t u[2] = {1, 2};
     int32_t slots[2], scratch[8];
-    cr_assert_eq(lf_ncache_insert_many(&c, u, 2, 1, slots, scratch), 0);
-    cr_assert_eq(lf_ncache_insert(&c, 3, 1), -1);
-    cr_assert(lf_ncache_check(&c));
-    lf_ncache_free(&c);
+    cr_assert_eq(lf__ncache_insert_many(&c, u, 2, 1, slots, scratch), 0);
+    cr_assert_eq(lf__ncache_insert(&c, 3, 1), -1);
+    cr_assert(lf__ncache_check(&c));
+    lf__ncache_free(&c);
 }
 
 Test(cache, sizes) {
-    cr_assert_eq(lf_ncache_bytes(100, 10, 64), 10 * (64 + 4 + 8 + 1) + 100 * 4);
+    cr_assert_eq(lf__ncache_bytes(100, 10, 64), 10 * (64 + 4 + 8 + 1) + 100 * 4);
     lf_ncache c;
-    cr_assert_eq(lf_ncache_init(&c, 10, 50, 8), LF_OK);
+    cr_assert_eq(lf__ncache_init(&c, 10, 50, 8), LF_OK);
     cr_assert_eq(c.capacity, 10, "capacity is capped at the unit count");
-    lf_ncache_free(&c);
+    lf__ncache_free(&c);
 }

@@ -24,20 +24,20 @@ static void count_worker(void *ctx, int ith, int nth) {
 Test(common, pool_runs_every_index_once_per_job) {
     for (int n = 1; n <= 5; n++) {
         lf_pool *pool;
-        cr_assert_eq(lf_pool_create(n, &pool), LF_OK);
-        cr_assert_eq(lf_pool_size(pool), n);
+        cr_assert_eq(lf__pool_create(n, &pool), LF_OK);
+        cr_assert_eq(lf__pool_size(pool), n);
         for (int rep = 0; rep < 300; rep++) {
             count_job job;
             atomic_init(&job.calls, 0);
             atomic_init(&job.seen_mask, 0);
-            lf_pool_run(pool, count_worker, &job);
+            lf__pool_run(pool, count_worker, &job);
             cr_assert_eq(atomic_load(&job.calls), n);
             cr_assert_eq(atomic_load(&job.seen_mask), (1 << n) - 1);
             cr_assert_eq(job.nth_seen, n);
         }
-        lf_pool_destroy(pool);
+        lf__pool_destroy(pool);
     }
-    lf_pool_destroy(NULL);
+    lf__pool_destroy(NULL);
 }
 
 Test(common, split_range_partitions_exactly) {
@@ -47,7 +47,7 @@ Test(common, split_range_partitions_exactly) {
                 uint64_t next = 0;
                 for (int i = 0; i < nth; i++) {
                     uint64_t b, e;
-                    lf_split_range(n, i, nth, grain, &b, &e);
+                    lf__split_range(n, i, nth, grain, &b, &e);
                     cr_assert_eq(b, next, "n=%lu nth=%d grain=%lu", (unsigned long)n, nth, (unsigned long)grain);
                     cr_assert(e >= b);
                     if (e < n) cr_assert_eq(e % grain, 0);
@@ -59,15 +59,15 @@ Test(common, split_range_partitions_exactly) {
 
 Test(common, rng_is_seeded_and_bounded) {
     lf_rng a, b;
-    lf_rng_seed(&a, 7);
-    lf_rng_seed(&b, 7);
+    lf__rng_seed(&a, 7);
+    lf__rng_seed(&b, 7);
     double sum = 0.0, sq = 0.0;
     for (int i = 0; i < 100000; i++) {
-        const float u = lf_rng_uniform(&a);
+        const float u = lf__rng_uniform(&a);
         cr_assert(u >= 0.0f && u < 1.0f);
-        cr_assert_eq(lf_rng_next(&b) >> 40, (uint64_t)(u * 16777216.0f));
-        const float g = lf_rng_normal(&a);
-        lf_rng_next(&b);
+        cr_assert_eq(lf__rng_next(&b) >> 40, (uint64_t)(u * 16777216.0f));
+        const float g = lf__rng_normal(&a);
+        lf__rng_next(&b);
         sum += g;
         sq += g * g;
     }
@@ -79,10 +79,10 @@ Test(common, errors_have_names_and_details) {
     cr_assert(strstr(lf_strerror(LF_E_GGUF_OVERLAP), "overlap"));
     cr_assert_not_null(lf_strerror((lf_status)-999));
     lf_err e;
-    cr_assert_eq(lf_err_set(&e, LF_E_IO, "read %d", 5), LF_E_IO);
+    cr_assert_eq(lf__err_set(&e, LF_E_IO, "read %d", 5), LF_E_IO);
     cr_assert_str_eq(e.msg, "read 5");
     char buf[4];
-    lf_err_copy_out(&e, buf, sizeof buf);
+    lf__err_copy_out(&e, buf, sizeof buf);
     cr_assert_str_eq(buf, "rea");
 }
 
@@ -95,8 +95,8 @@ Test(common, err_set_may_quote_its_own_message) {
     /* "writing X: %s", err.msg - formatting a message into itself was
      * undefined (synth's disk-full path did it) */
     lf_err e = {{0}};
-    lf_err_set(&e, LF_E_IO, "No space left on device");
-    cr_assert_eq(lf_err_set(&e, LF_E_IO, "writing tensor '%s' to %s: %s", "blk.0.ffn_up.weight", "/x.gguf", e.msg), LF_E_IO);
+    lf__err_set(&e, LF_E_IO, "No space left on device");
+    cr_assert_eq(lf__err_set(&e, LF_E_IO, "writing tensor '%s' to %s: %s", "blk.0.ffn_up.weight", "/x.gguf", e.msg), LF_E_IO);
     cr_assert_str_eq(e.msg, "writing tensor 'blk.0.ffn_up.weight' to /x.gguf: No space left on device");
 }
 

@@ -35,7 +35,7 @@ TestSuite(ffn, .init = setup, .fini = teardown);
 typedef struct rig {
     lf_model *m;
     lf_pool *pool;
-    lf_ffn *f;
+    lf_ffn_engine *f;
     uint32_t d;
 } rig;
 
@@ -46,25 +46,25 @@ static rig make(const char *path, lf_mode mode, lf_mask_source mask, uint32_t ma
     mp.mode = mode;
     char err[512];
     cr_assert_eq(lf_model_open(path, &mp, &r.m, err, sizeof err), LF_OK, "%s", err);
-    cr_assert_eq(lf_pool_create(2, &r.pool), LF_OK);
-    lf_ffn_params fp = {.window = 5, .mask = mask, .max_batch = max_batch, .mask_ops = ops, .mask_state = state};
+    cr_assert_eq(lf__pool_create(2, &r.pool), LF_OK);
+    lf_ffn_engine_params fp = {.window = 5, .mask = mask, .max_batch = max_batch, .mask_ops = ops, .mask_state = state};
     lf_err e = {{0}};
-    cr_assert_eq(lf_ffn_create(r.m, r.pool, &fp, &r.f, &e), LF_OK, "%s", e.msg);
+    cr_assert_eq(lf__ffn_create(r.m, r.pool, &fp, &r.f, &e), LF_OK, "%s", e.msg);
     r.d = r.m->info.n_embd;
     return r;
 }
 
 static void unmake(rig *r) {
-    lf_ffn_destroy(r->f);
-    lf_pool_destroy(r->pool);
+    lf__ffn_destroy(r->f);
+    lf__pool_destroy(r->pool);
     lf_model_close(r->m);
 }
 
 /* Inputs that look like normalised residuals: seeded, unit variance. */
 static void inputs(float *x, size_t n, uint64_t seed) {
     lf_rng rng;
-    lf_rng_seed(&rng, seed);
-    for (size_t i = 0; i < n; i++) x[i] = lf_rng_normal(&rng);
+    lf__rng_seed(&rng, seed);
+    for (size_t i = 0; i < n; i++) x[i] = lf__rng_normal(&rng);
 }
 
 Test(ffn, a_batch_equals_its_tokens_one_by_one_in_every_mode) {
@@ -76,11 +76,11 @@ Test(ffn, a_batch_equals_its_tokens_one_by_one_in_every_mode) {
             float x[3 * 64], yb[3 * 64], y1[64];
             inputs(x, 3 * r.d, 7);
             for (uint32_t l = 0; l < r.m->info.n_layer; l++) {
-                lf_ffn_next_tokens(r.f, 3);
-                cr_assert_eq(lf_ffn_forward(r.f, l, x, 3, yb), LF_OK, "%s", lf_ffn_errmsg(r.f));
+                lf__ffn_next_tokens(r.f, 3);
+                cr_assert_eq(lf__ffn_forward(r.f, l, x, 3, yb), LF_OK, "%s", lf__ffn_errmsg(r.f));
                 for (size_t t = 0; t < 3; t++) {
-                    lf_ffn_next_tokens(r.f, 1);
-                    cr_assert_eq(lf_ffn_forward(r.f, l, x + t * r.d, 1, y1), LF_OK, "%s", lf_ffn_errmsg(r.f));
+                    lf__ffn_next_tokens(r.f, 1);
+                    cr_assert_eq(lf__ffn_forward(r.f, l, x + t * r.d, 1, y1), LF_OK, "%s", lf__ffn_errmsg(r.f));
                     /* equal up to float summation order: a batch may split its
                      * records across threads differently from a single token
                      * (more work), and with the oracle it computes the union
@@ -102,16 +102,16 @@ Test(ffn, each_unit_is_read_once_per_batch) {
     float x[4 * 64], y[4 * 64];
     inputs(x, 4 * r.d, 11);
     lf_session_stats a = {0}, b = {0};
-    lf_ffn_next_tokens(r.f, 4);
-    cr_assert_eq(lf_ffn_forward(r.f, 1, x, 4, y), LF_OK);
-    lf_ffn_stats(r.f, &a);
+    lf__ffn_next_tokens(r.f, 4);
+    cr_assert_eq(lf__ffn_forward(r.f, 1, x, 4, y), LF_OK);
+    lf__ffn_stats(r.f, &a);
     uint64_t singles = 0, largest = 0;
     for (int t = 0; t < 4; t++) {
-        lf_ffn_reset_stats(r.f);
-        lf_ffn_next_tokens(r.f, 1);
-        cr_assert_eq(lf_ffn_forward(r.f, 1, x + t * r.d, 1, y), LF_OK);
+        lf__ffn_reset_stats(r.f);
+        lf__ffn_next_tokens(r.f, 1);
+        cr_assert_eq(lf__ffn_forward(r.f, 1, x + t * r.d, 1, y), LF_OK);
         memset(&b, 0, sizeof b);
-        lf_ffn_stats(r.f, &b);
+        lf__ffn_stats(r.f, &b);
         singles += b.ffn_bytes_read;
         largest = b.ffn_bytes_read > largest ? b.ffn_bytes_read : largest;
     }
@@ -149,10 +149,10 @@ Test(ffn, a_custom_mask_source_selects_what_is_computed) {
         parity_mask pm = {172, which, 0};
         rig r = make(flash_path, LF_MODE_STREAM, LF_MASK_ALL, 1, &parity_ops, &pm);
         inputs(x, r.d, 3);
-        lf_ffn_next_tokens(r.f, 1);
-        cr_assert_eq(lf_ffn_prefetch(r.f, 2, NULL, 1), LF_OK, "no input yet: nothing to do for this source");
+        lf__ffn_next_tokens(r.f, 1);
+        cr_assert_eq(lf__ffn_prefetch(r.f, 2, NULL, 1), LF_OK, "no input yet: nothing to do for this source");
         cr_assert_eq(pm.calls, 0);
-        cr_assert_eq(lf_ffn_forward(r.f, 2, x, 1, y[which]), LF_OK, "%s", lf_ffn_errmsg(r.f));
+        cr_assert_eq(lf__ffn_forward(r.f, 2, x, 1, y[which]), LF_OK, "%s", lf__ffn_errmsg(r.f));
         cr_assert_eq(pm.calls, 1);
         unmake(&r);
     }
@@ -167,8 +167,8 @@ Test(ffn, batches_larger_than_planned_are_refused) {
     rig r = make(flash_path, LF_MODE_STREAM, LF_MASK_ALL, 2, NULL, NULL);
     float x[3 * 64], y[3 * 64];
     inputs(x, 3 * r.d, 1);
-    cr_assert_eq(lf_ffn_forward(r.f, 0, x, 3, y), LF_E_INVALID_ARG);
-    cr_assert(strstr(lf_ffn_errmsg(r.f), "1 to 2"), "%s", lf_ffn_errmsg(r.f));
+    cr_assert_eq(lf__ffn_forward(r.f, 0, x, 3, y), LF_E_INVALID_ARG);
+    cr_assert(strstr(lf__ffn_errmsg(r.f), "1 to 2"), "%s", lf__ffn_errmsg(r.f));
     unmake(&r);
 }
 

@@ -63,7 +63,7 @@ TestSuite(flash, .init = need_shared);
 Test(flash, keep_round_trips_reproduce_golden) {
     const lf_compression cs[] = {LF_COMPRESS_NONE, LF_COMPRESS_LZ4, LF_COMPRESS_ZSTD};
     for (size_t i = 0; i < 3; i++) {
-        const char *out = tmp_path(lf_compression_name(cs[i]));
+        const char *out = tmp_path(lf__compression_name(cs[i]));
         convert(shared_path("models/stories260K.gguf"), out, LF_BUNDLE_KEEP, cs[i], 0);
         expect_golden(out, "models/stories260K.greedy200.txt");
         uint64_t groups;
@@ -104,39 +104,39 @@ Test(flash, inspect_info) {
 static void check_records(const char *src, const char *flash, float rel_tol) {
     lf_err err = {{0}};
     lf_gguf *gs, *gf;
-    cr_assert_eq(lf_gguf_read_file(src, &gs, &err), LF_OK, "%s", err.msg);
-    cr_assert_eq(lf_gguf_read_file(flash, &gf, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__gguf_read_file(src, &gs, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__gguf_read_file(flash, &gf, &err), LF_OK, "%s", err.msg);
     size_t slen;
     uint8_t *sdata = (uint8_t *)slurp(src, &slen);
     const int fd = open(flash, O_RDONLY);
     lf_flash *f;
-    cr_assert_eq(lf_flash_open(gf, fd, &f, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__flash_open(gf, fd, &f, &err), LF_OK, "%s", err.msg);
     const lf_bundle_layout *B = &f->layout;
     const uint32_t d = f->n_embd, ff = f->n_ff;
     uint8_t *rec = malloc((uint64_t)ff * B->record_bytes);
     float *got = malloc(d * sizeof(float)), *want = malloc(LF_MAX(d, ff) * sizeof(float));
     float *downrow = malloc(ff * sizeof(float));
     for (uint32_t l = 0; l < f->n_layer; l++) {
-        cr_assert_eq(lf_flash_read_layer(f, fd, l, rec, true, &err), LF_OK, "%s", err.msg);
+        cr_assert_eq(lf__flash_read_layer(f, fd, l, rec, true, &err), LF_OK, "%s", err.msg);
         char name[64];
         const char *parts[3] = {"ffn_gate", "ffn_up", "ffn_down"};
         const lf_gguf_tensor *t[3];
         for (int k = 0; k < 3; k++) {
             snprintf(name, sizeof name, "blk.%u.%s.weight", l, parts[k]);
-            t[k] = lf_gguf_find_tensor(gs, name);
+            t[k] = lf__gguf_find_tensor(gs, name);
         }
         cr_assert_eq(B->n_rows, t[0] ? 3u : 2u);
         for (uint32_t i = 0; i < ff; i++) {
             for (uint32_t r = 0; r < B->n_rows; r++) {
                 const lf_gguf_tensor *src_t = t[B->n_rows == 3 ? r : r + 1];
-                lf_dequantize_row(B->type, rec + (uint64_t)i * B->record_bytes + r * B->row_bytes, got, d);
+                lf__dequantize_row(B->type, rec + (uint64_t)i * B->record_bytes + r * B->row_bytes, got, d);
                 if (r + 1 < B->n_rows) { /* gate or up row i */
-                    const uint64_t rb = lf_type_row_bytes(src_t->type, d);
-                    lf_dequantize_row(src_t->type, sdata + src_t->file_offset + i * rb, want, d);
+                    const uint64_t rb = lf__type_row_bytes(src_t->type, d);
+                    lf__dequantize_row(src_t->type, sdata + src_t->file_offset + i * rb, want, d);
                 } else { /* column i of down */
-                    const uint64_t rb = lf_type_row_bytes(src_t->type, ff);
+                    const uint64_t rb = lf__type_row_bytes(src_t->type, ff);
                     for (uint32_t j = 0; j < d; j++) {
-                        lf_dequantize_row(src_t->type, sdata + src_t->file_offset + j * rb, downrow, ff);
+                        lf__dequantize_row(src_t->type, sdata + src_t->file_offset + j * rb, downrow, ff);
                         want[j] = downrow[i];
                     }
                 }
@@ -156,11 +156,11 @@ static void check_records(const char *src, const char *flash, float rel_tol) {
     free(got);
     free(want);
     free(downrow);
-    lf_flash_free(f);
+    lf__flash_free(f);
     close(fd);
     free(sdata);
-    lf_gguf_free(gs);
-    lf_gguf_free(gf);
+    lf__gguf_free(gs);
+    lf__gguf_free(gf);
 }
 
 static void synth(const char *path, lf_type type, lf_activation act, uint64_t seed) {
@@ -230,23 +230,23 @@ Test(flash, any_flipped_bundle_byte_is_detected) {
         convert(shared_path("models/stories260K.gguf"), out, LF_BUNDLE_KEEP, cs[ci], 16);
         lf_err e = {{0}};
         lf_gguf *g;
-        cr_assert_eq(lf_gguf_read_file(out, &g, &e), LF_OK);
+        cr_assert_eq(lf__gguf_read_file(out, &g, &e), LF_OK);
         const int fd = open(out, O_RDONLY);
         lf_flash *f;
-        cr_assert_eq(lf_flash_open(g, fd, &f, &e), LF_OK, "%s", e.msg);
+        cr_assert_eq(lf__flash_open(g, fd, &f, &e), LF_OK, "%s", e.msg);
         close(fd);
         lf_rng rng;
-        lf_rng_seed(&rng, 99 + ci);
+        lf__rng_seed(&rng, 99 + ci);
         for (int trial = 0; trial < 12; trial++) {
-            const uint32_t l = (uint32_t)(lf_rng_next(&rng) % f->n_layer);
-            const uint64_t gi = lf_rng_next(&rng) % f->layers[l].n_groups;
+            const uint32_t l = (uint32_t)(lf__rng_next(&rng) % f->n_layer);
+            const uint64_t gi = lf__rng_next(&rng) % f->layers[l].n_groups;
             const lf_bundle_entry *en = &f->layers[l].index[gi];
-            const uint64_t off = f->layers[l].data_offset + en->offset + lf_rng_next(&rng) % en->stored;
+            const uint64_t off = f->layers[l].data_offset + en->offset + lf__rng_next(&rng) % en->stored;
             flip_byte(out, off);
             char err[256];
             cr_assert_eq(lf_verify(out, NULL, err, sizeof err), LF_E_CORRUPT, "flip at %lu undetected", (unsigned long)off);
             uint64_t first, count;
-            lf_flash_group_neurons(f, gi, &first, &count);
+            lf__flash_group_neurons(f, gi, &first, &count);
             char want[64];
             snprintf(want, sizeof want, "layer %u, neurons %lu-%lu", l, (unsigned long)first,
                      (unsigned long)(first + count - 1));
@@ -279,8 +279,8 @@ Test(flash, any_flipped_bundle_byte_is_detected) {
             lf_session_destroy(sess);
             lf_model_close(m);
         }
-        lf_flash_free(f);
-        lf_gguf_free(g);
+        lf__flash_free(f);
+        lf__gguf_free(g);
         unlink(out);
     }
 }
@@ -303,12 +303,12 @@ Test(flash, header_and_tensor_corruption_is_detected) {
     flip_byte(out, value_off);
     lf_gguf *g;
     lf_err e = {{0}};
-    cr_assert_eq(lf_gguf_read_file(out, &g, &e), LF_OK);
-    const lf_gguf_tensor *t = lf_gguf_find_tensor(g, "token_embd.weight");
+    cr_assert_eq(lf__gguf_read_file(out, &g, &e), LF_OK);
+    const lf_gguf_tensor *t = lf__gguf_find_tensor(g, "token_embd.weight");
     flip_byte(out, t->file_offset + 1000);
     cr_assert_eq(lf_verify(out, NULL, err, sizeof err), LF_E_CORRUPT);
     cr_assert(strstr(err, "token_embd.weight"), "%s", err);
-    lf_gguf_free(g);
+    lf__gguf_free(g);
     unlink(out);
 }
 

@@ -27,37 +27,37 @@ static blob read_back(int fd) {
 
 static blob make_file(void) {
     lf_gguf_writer *w;
-    cr_assert_eq(lf_gguf_writer_create(32, &w), LF_OK);
-    lf_gguf_writer_set_str(w, "general.architecture", "llama");
-    lf_gguf_writer_set_u32(w, "test.u32", 7);
-    lf_gguf_writer_set_i32(w, "test.i32", -3);
-    lf_gguf_writer_set_u64(w, "test.u64", 1ull << 40);
-    lf_gguf_writer_set_f32(w, "test.f32", 0.5f);
-    lf_gguf_writer_set_bool(w, "test.bool", true);
+    cr_assert_eq(lf__gguf_writer_create(32, &w), LF_OK);
+    lf__gguf_writer_set_str(w, "general.architecture", "llama");
+    lf__gguf_writer_set_u32(w, "test.u32", 7);
+    lf__gguf_writer_set_i32(w, "test.i32", -3);
+    lf__gguf_writer_set_u64(w, "test.u64", 1ull << 40);
+    lf__gguf_writer_set_f32(w, "test.f32", 0.5f);
+    lf__gguf_writer_set_bool(w, "test.bool", true);
     const lf_gguf_str strs[] = {{"a", 1}, {"bc", 2}, {"", 0}};
-    lf_gguf_writer_set_arr_str(w, "test.strs", strs, 3);
+    lf__gguf_writer_set_arr_str(w, "test.strs", strs, 3);
     const int16_t nums[] = {1, -2, 3};
-    lf_gguf_writer_set_arr(w, "test.i16s", LF_GGUF_I16, nums, 3);
+    lf__gguf_writer_set_arr(w, "test.i16s", LF_GGUF_I16, nums, 3);
     const uint64_t ne_a[2] = {64, 3}, ne_b[1] = {32}, ne_c[2] = {256, 2};
-    cr_assert_eq(lf_gguf_writer_add_tensor(w, "a", LF_TYPE_F32, 2, ne_a, NULL), LF_OK);
-    cr_assert_eq(lf_gguf_writer_add_tensor(w, "b", LF_TYPE_Q8_0, 1, ne_b, NULL), LF_OK);
-    cr_assert_eq(lf_gguf_writer_add_tensor(w, "c", LF_TYPE_Q4_K, 2, ne_c, NULL), LF_OK);
+    cr_assert_eq(lf__gguf_writer_add_tensor(w, "a", LF_TYPE_F32, 2, ne_a, NULL), LF_OK);
+    cr_assert_eq(lf__gguf_writer_add_tensor(w, "b", LF_TYPE_Q8_0, 1, ne_b, NULL), LF_OK);
+    cr_assert_eq(lf__gguf_writer_add_tensor(w, "c", LF_TYPE_Q4_K, 2, ne_c, NULL), LF_OK);
     char path[] = "/tmp/lf_test_gguf_XXXXXX";
     const int fd = mkstemp(path);
     cr_assert(fd >= 0);
     unlink(path);
     lf_err err = {{0}};
-    cr_assert_eq(lf_gguf_writer_write_header(w, fd, &err), LF_OK);
+    cr_assert_eq(lf__gguf_writer_write_header(w, fd, &err), LF_OK);
     uint8_t buf[64 * 3 * 4];
     for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)i;
-    cr_assert_eq(lf_gguf_writer_write_data(w, fd, buf, 64 * 3 * 4, &err), LF_OK);
-    cr_assert_eq(lf_gguf_writer_write_data(w, fd, buf, 34, &err), LF_OK);
+    cr_assert_eq(lf__gguf_writer_write_data(w, fd, buf, 64 * 3 * 4, &err), LF_OK);
+    cr_assert_eq(lf__gguf_writer_write_data(w, fd, buf, 34, &err), LF_OK);
     /* a tensor written in two pieces */
-    cr_assert_eq(lf_gguf_writer_write_data(w, fd, buf, 100, &err), LF_OK);
-    cr_assert_eq(lf_gguf_writer_write_data(w, fd, buf, 288 - 100, &err), LF_OK);
-    cr_assert_eq(lf_gguf_writer_finish(w, &err), LF_OK);
-    const uint64_t expect = lf_gguf_writer_file_size(w);
-    lf_gguf_writer_destroy(w);
+    cr_assert_eq(lf__gguf_writer_write_data(w, fd, buf, 100, &err), LF_OK);
+    cr_assert_eq(lf__gguf_writer_write_data(w, fd, buf, 288 - 100, &err), LF_OK);
+    cr_assert_eq(lf__gguf_writer_finish(w, &err), LF_OK);
+    const uint64_t expect = lf__gguf_writer_file_size(w);
+    lf__gguf_writer_destroy(w);
     blob b = read_back(fd);
     close(fd);
     cr_assert_eq(b.size, expect);
@@ -66,10 +66,10 @@ static blob make_file(void) {
 
 static lf_status parse(const blob *b, lf_err *err) {
     lf_gguf *g = NULL;
-    const lf_status st = lf_gguf_read_mem(b->data, b->size, &g, err);
+    const lf_status st = lf__gguf_read_mem(b->data, b->size, &g, err);
     if (st == LF_OK) cr_assert_not_null(g);
     else cr_assert_null(g);
-    lf_gguf_free(g);
+    lf__gguf_free(g);
     return st;
 }
 
@@ -103,55 +103,55 @@ Test(gguf, parses_valid_file) {
     blob b = make_file();
     lf_gguf *g;
     lf_err err = {{0}};
-    cr_assert_eq(lf_gguf_read_mem(b.data, b.size, &g, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__gguf_read_mem(b.data, b.size, &g, &err), LF_OK, "%s", err.msg);
     cr_assert_eq(g->version, 3);
     cr_assert_eq(g->n_tensors, 3);
     uint32_t u;
-    cr_assert_eq(lf_gguf_get_u32(g, "test.u32", &u, &err), LF_OK);
+    cr_assert_eq(lf__gguf_get_u32(g, "test.u32", &u, &err), LF_OK);
     cr_assert_eq(u, 7);
     float f;
-    cr_assert_eq(lf_gguf_get_f32_or(g, "test.f32", 0, &f, &err), LF_OK);
+    cr_assert_eq(lf__gguf_get_f32_or(g, "test.f32", 0, &f, &err), LF_OK);
     cr_assert_float_eq(f, 0.5f, 0);
     bool bo;
-    cr_assert_eq(lf_gguf_get_bool_or(g, "test.bool", false, &bo, &err), LF_OK);
+    cr_assert_eq(lf__gguf_get_bool_or(g, "test.bool", false, &bo, &err), LF_OK);
     cr_assert(bo);
-    cr_assert_eq(lf_gguf_get_u32(g, "test.i32", &u, &err), LF_E_MODEL, "negative value must not read as u32");
-    cr_assert_eq(lf_gguf_get_u32(g, "missing", &u, &err), LF_E_MODEL);
-    const lf_gguf_kv *kv = lf_gguf_find(g, "test.strs");
+    cr_assert_eq(lf__gguf_get_u32(g, "test.i32", &u, &err), LF_E_MODEL, "negative value must not read as u32");
+    cr_assert_eq(lf__gguf_get_u32(g, "missing", &u, &err), LF_E_MODEL);
+    const lf_gguf_kv *kv = lf__gguf_find(g, "test.strs");
     cr_assert_not_null(kv);
     uint64_t pos = 0;
     lf_gguf_str s;
-    cr_assert(lf_gguf_arr_next_str(kv, &pos, &s) && s.len == 1 && s.ptr[0] == 'a');
-    cr_assert(lf_gguf_arr_next_str(kv, &pos, &s) && s.len == 2 && memcmp(s.ptr, "bc", 2) == 0);
-    cr_assert(lf_gguf_arr_next_str(kv, &pos, &s) && s.len == 0);
-    cr_assert(!lf_gguf_arr_next_str(kv, &pos, &s));
-    kv = lf_gguf_find(g, "test.i16s");
-    cr_assert_float_eq(lf_gguf_arr_get_num(kv, 1), -2.0, 0);
-    const lf_gguf_tensor *t = lf_gguf_find_tensor(g, "c");
+    cr_assert(lf__gguf_arr_next_str(kv, &pos, &s) && s.len == 1 && s.ptr[0] == 'a');
+    cr_assert(lf__gguf_arr_next_str(kv, &pos, &s) && s.len == 2 && memcmp(s.ptr, "bc", 2) == 0);
+    cr_assert(lf__gguf_arr_next_str(kv, &pos, &s) && s.len == 0);
+    cr_assert(!lf__gguf_arr_next_str(kv, &pos, &s));
+    kv = lf__gguf_find(g, "test.i16s");
+    cr_assert_float_eq(lf__gguf_arr_get_num(kv, 1), -2.0, 0);
+    const lf_gguf_tensor *t = lf__gguf_find_tensor(g, "c");
     cr_assert_not_null(t);
     cr_assert_eq(t->type, LF_TYPE_Q4_K);
     cr_assert_eq(t->nbytes, 2 * 144);
     cr_assert_eq(t->file_offset % 32, 0);
-    const lf_gguf_tensor *a = lf_gguf_find_tensor(g, "a");
+    const lf_gguf_tensor *a = lf__gguf_find_tensor(g, "a");
     cr_assert_eq(b.data[a->file_offset + 5], 5, "tensor data lands at the declared offset");
     char text[256];
-    lf_gguf_kv_format(lf_gguf_find(g, "test.strs"), text, sizeof text);
+    lf__gguf_kv_format(lf__gguf_find(g, "test.strs"), text, sizeof text);
     cr_assert_str_eq(text, "[string x 3] \"a\", \"bc\", \"\"");
-    lf_gguf_free(g);
+    lf__gguf_free(g);
     free(b.data);
 }
 
 Test(gguf, nested_arrays_are_parsed_and_copied) {
     /* hand-built: key "n" = array of 2 arrays of u8 */
     lf_gguf_writer *w;
-    lf_gguf_writer_create(32, &w);
-    lf_gguf_writer_set_u32(w, "x", 1);
+    lf__gguf_writer_create(32, &w);
+    lf__gguf_writer_set_u32(w, "x", 1);
     char path[] = "/tmp/lf_test_nested_XXXXXX";
     const int fd = mkstemp(path);
     unlink(path);
     lf_err err = {{0}};
-    lf_gguf_writer_write_header(w, fd, &err);
-    lf_gguf_writer_destroy(w);
+    lf__gguf_writer_write_header(w, fd, &err);
+    lf__gguf_writer_destroy(w);
     blob b = read_back(fd);
     close(fd);
     /* append a nested array kv by hand and bump the kv count */
@@ -176,29 +176,29 @@ Test(gguf, nested_arrays_are_parsed_and_copied) {
     const uint64_t n_kv = 2;
     memcpy(nb + 16, &n_kv, 8);
     lf_gguf *g;
-    cr_assert_eq(lf_gguf_read_mem(nb, 24 + 17 + k, &g, &err), LF_OK, "%s", err.msg);
-    const lf_gguf_kv *kv = lf_gguf_find(g, "n");
+    cr_assert_eq(lf__gguf_read_mem(nb, 24 + 17 + k, &g, &err), LF_OK, "%s", err.msg);
+    const lf_gguf_kv *kv = lf__gguf_find(g, "n");
     cr_assert_not_null(kv);
     cr_assert_eq(kv->arr_type, LF_GGUF_ARRAY);
     cr_assert_eq(kv->arr_n, 2);
     /* the writer copies it verbatim */
     lf_gguf_writer *w2;
-    lf_gguf_writer_create(32, &w2);
-    cr_assert_eq(lf_gguf_writer_copy_kv(w2, kv), LF_OK);
+    lf__gguf_writer_create(32, &w2);
+    cr_assert_eq(lf__gguf_writer_copy_kv(w2, kv), LF_OK);
     char path2[] = "/tmp/lf_test_nested2_XXXXXX";
     const int fd2 = mkstemp(path2);
     unlink(path2);
-    lf_gguf_writer_write_header(w2, fd2, &err);
-    lf_gguf_writer_destroy(w2);
+    lf__gguf_writer_write_header(w2, fd2, &err);
+    lf__gguf_writer_destroy(w2);
     blob b2 = read_back(fd2);
     close(fd2);
     lf_gguf *g2;
-    cr_assert_eq(lf_gguf_read_mem(b2.data, b2.size, &g2, &err), LF_OK, "%s", err.msg);
-    const lf_gguf_kv *kv2 = lf_gguf_find(g2, "n");
+    cr_assert_eq(lf__gguf_read_mem(b2.data, b2.size, &g2, &err), LF_OK, "%s", err.msg);
+    const lf_gguf_kv *kv2 = lf__gguf_find(g2, "n");
     cr_assert_eq(kv2->data_len, kv->data_len);
     cr_assert_eq(memcmp(kv2->data, kv->data, kv->data_len), 0);
-    lf_gguf_free(g);
-    lf_gguf_free(g2);
+    lf__gguf_free(g);
+    lf__gguf_free(g2);
     free(nb);
     free(b.data);
     free(b2.data);
@@ -353,7 +353,7 @@ Test(gguf, io_error_is_not_a_bad_magic) {
     unlink(path);
     lf_gguf *g;
     lf_err err = {{0}};
-    cr_assert_eq(lf_gguf_read_fd(wfd, 8, &g, &err), LF_E_IO, "%s", err.msg);
+    cr_assert_eq(lf__gguf_read_fd(wfd, 8, &g, &err), LF_E_IO, "%s", err.msg);
     cr_assert(strstr(err.msg, "read header"), "%s", err.msg);
     close(wfd);
     close(fd);
@@ -394,14 +394,14 @@ Test(gguf, misaligned_tensor) {
 
 Test(gguf, bad_alignment_value) {
     lf_gguf_writer *w;
-    lf_gguf_writer_create(32, &w);
-    lf_gguf_writer_set_u32(w, "general.alignment", 48);
+    lf__gguf_writer_create(32, &w);
+    lf__gguf_writer_set_u32(w, "general.alignment", 48);
     char path[] = "/tmp/lf_test_align_XXXXXX";
     const int fd = mkstemp(path);
     unlink(path);
     lf_err err = {{0}};
-    lf_gguf_writer_write_header(w, fd, &err);
-    lf_gguf_writer_destroy(w);
+    lf__gguf_writer_write_header(w, fd, &err);
+    lf__gguf_writer_destroy(w);
     blob b = read_back(fd);
     close(fd);
     cr_assert_eq(parse(&b, &err), LF_E_GGUF_ALIGNMENT);
@@ -459,17 +459,17 @@ Test(gguf, random_byte_flips_never_crash) {
     blob b = make_file();
     uint8_t *copy = malloc(b.size);
     lf_rng rng;
-    lf_rng_seed(&rng, 42);
+    lf__rng_seed(&rng, 42);
     for (int iter = 0; iter < 3000; iter++) {
         memcpy(copy, b.data, b.size);
-        const int flips = 1 + (int)(lf_rng_next(&rng) % 4);
-        for (int f = 0; f < flips; f++) copy[lf_rng_next(&rng) % b.size] ^= (uint8_t)(1 + lf_rng_next(&rng) % 255);
+        const int flips = 1 + (int)(lf__rng_next(&rng) % 4);
+        for (int f = 0; f < flips; f++) copy[lf__rng_next(&rng) % b.size] ^= (uint8_t)(1 + lf__rng_next(&rng) % 255);
         blob t = {copy, b.size};
         lf_err err = {{0}};
         lf_gguf *g = NULL;
-        const lf_status st = lf_gguf_read_mem(t.data, t.size, &g, &err);
+        const lf_status st = lf__gguf_read_mem(t.data, t.size, &g, &err);
         if (st) cr_assert(err.msg[0], "error %s without detail", lf_strerror(st));
-        lf_gguf_free(g);
+        lf__gguf_free(g);
     }
     free(copy);
     free(b.data);
@@ -478,16 +478,16 @@ Test(gguf, random_byte_flips_never_crash) {
 Test(gguf, read_file_errors) {
     lf_gguf *g;
     lf_err err = {{0}};
-    cr_assert_eq(lf_gguf_read_file("/nonexistent/x.gguf", &g, &err), LF_E_IO);
+    cr_assert_eq(lf__gguf_read_file("/nonexistent/x.gguf", &g, &err), LF_E_IO);
     cr_assert(strstr(err.msg, "/nonexistent/x.gguf"), "%s", err.msg);
-    cr_assert_eq(lf_gguf_read_file("/tmp", &g, &err), LF_E_IO);
+    cr_assert_eq(lf__gguf_read_file("/tmp", &g, &err), LF_E_IO);
     cr_assert(strstr(err.msg, "directory"), "%s", err.msg);
     char fifo[64];
     snprintf(fifo, sizeof fifo, "/tmp/lf_test_gguf_fifo_%d", (int)getpid());
     unlink(fifo);
     cr_assert_eq(mkfifo(fifo, 0600), 0);
     /* returns at once (no writer needed) with the reason */
-    cr_assert_eq(lf_gguf_read_file(fifo, &g, &err), LF_E_IO);
+    cr_assert_eq(lf__gguf_read_file(fifo, &g, &err), LF_E_IO);
     cr_assert(strstr(err.msg, "FIFO"), "%s", err.msg);
     unlink(fifo);
 }
@@ -499,21 +499,21 @@ Test(gguf, outfile_is_atomic) {
     snprintf(path, sizeof path, "%s/out.bin", dir);
     lf_outfile f;
     lf_err err = {{0}};
-    cr_assert_eq(lf_outfile_open(&f, path, false, &err), LF_OK, "%s", err.msg);
-    cr_assert_eq(lf_write_all(f.fd, "hello", 5, &err), LF_OK);
+    cr_assert_eq(lf__outfile_open(&f, path, false, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__write_all(f.fd, "hello", 5, &err), LF_OK);
     cr_assert_neq(access(path, F_OK), 0, "nothing at the path before commit");
-    lf_outfile_abort(&f);
+    lf__outfile_abort(&f);
     cr_assert_neq(access(path, F_OK), 0, "nothing at the path after abort");
-    cr_assert_eq(lf_outfile_open(&f, path, false, &err), LF_OK);
-    lf_write_all(f.fd, "hello", 5, &err);
-    cr_assert_eq(lf_outfile_commit(&f, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__outfile_open(&f, path, false, &err), LF_OK);
+    lf__write_all(f.fd, "hello", 5, &err);
+    cr_assert_eq(lf__outfile_commit(&f, &err), LF_OK, "%s", err.msg);
     struct stat sb;
     cr_assert_eq(stat(path, &sb), 0);
     cr_assert_eq(sb.st_size, 5);
-    cr_assert_eq(lf_outfile_open(&f, path, false, &err), LF_E_EXISTS);
-    cr_assert_eq(lf_outfile_open(&f, path, true, &err), LF_OK);
-    lf_write_all(f.fd, "hi", 2, &err);
-    cr_assert_eq(lf_outfile_commit(&f, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__outfile_open(&f, path, false, &err), LF_E_EXISTS);
+    cr_assert_eq(lf__outfile_open(&f, path, true, &err), LF_OK);
+    lf__write_all(f.fd, "hi", 2, &err);
+    cr_assert_eq(lf__outfile_commit(&f, &err), LF_OK, "%s", err.msg);
     cr_assert_eq(stat(path, &sb), 0);
     cr_assert_eq(sb.st_size, 2, "--force replaced the file");
     unlink(path);

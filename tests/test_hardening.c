@@ -50,11 +50,11 @@ static void corrupt_copy(const char *dst, uint64_t off) {
 static uint64_t tensor_offset(const char *name) {
     lf_gguf *g;
     lf_err e = {{0}};
-    cr_assert_eq(lf_gguf_read_file(flash_path, &g, &e), LF_OK, "%s", e.msg);
-    const lf_gguf_tensor *t = lf_gguf_find_tensor(g, name);
+    cr_assert_eq(lf__gguf_read_file(flash_path, &g, &e), LF_OK, "%s", e.msg);
+    const lf_gguf_tensor *t = lf__gguf_find_tensor(g, name);
     cr_assert_not_null(t, "%s", name);
     const uint64_t off = t->file_offset;
-    lf_gguf_free(g);
+    lf__gguf_free(g);
     return off;
 }
 

@@ -18,23 +18,23 @@ static const uint32_t k_types[] = {LF_TYPE_F32, LF_TYPE_F16, LF_TYPE_BF16, LF_TY
 
 static void fill_normal(float *x, int64_t n, uint64_t seed, float scale) {
     lf_rng rng;
-    lf_rng_seed(&rng, seed);
-    for (int64_t i = 0; i < n; i++) x[i] = scale * lf_rng_normal(&rng);
+    lf__rng_seed(&rng, seed);
+    for (int64_t i = 0; i < n; i++) x[i] = scale * lf__rng_normal(&rng);
 }
 
 /* Names the paths that are not on this CPU, once per test. */
 static void log_skipped(void) {
-    const lf_kernels *(*getters[])(void) = {lf_kernels_avx2, lf_kernels_avx2_vnni, lf_kernels_avx512,
-                                            lf_kernels_avx512_vnni};
+    const lf_kernels *(*getters[])(void) = {lf__kernels_avx2, lf__kernels_avx2_vnni, lf__kernels_avx512,
+                                            lf__kernels_avx512_vnni};
     const char *names[] = {"avx2", "avx2-vnni", "avx512", "avx512-vnni"};
     for (int i = 0; i < 4; i++)
-        if (!getters[i]()) fprintf(stderr, "kernel path %s skipped: this CPU (%s) cannot run it\n", names[i], lf_cpu_features_string());
+        if (!getters[i]()) fprintf(stderr, "kernel path %s skipped: this CPU (%s) cannot run it\n", names[i], lf__cpu_features_string());
 }
 
 /* Scale of a dot product's terms, for a relative bound on summation order. */
 static double term_scale(uint32_t type, const void *wq, const float *x, int64_t n) {
     float *wf = malloc(n * sizeof *wf);
-    lf_dequantize_row(type, wq, wf, n);
+    lf__dequantize_row(type, wq, wf, n);
     double mag = 0.0;
     for (int64_t i = 0; i < n; i++) mag += fabs((double)wf[i] * x[i]);
     free(wf);
@@ -44,14 +44,14 @@ static double term_scale(uint32_t type, const void *wq, const float *x, int64_t 
 Test(kernels, every_path_matches_scalar_row_dots) {
     log_skipped();
     const lf_kernels *paths[LF_KERNEL_PATHS];
-    const int np = lf_kernels_available(paths);
-    const lf_kernels *ref = lf_kernels_scalar();
+    const int np = lf__kernels_available(paths);
+    const lf_kernels *ref = lf__kernels_scalar();
     cr_assert_str_eq(paths[0]->name, "scalar");
     for (int p = 1; p < np; p++) {
         for (size_t t = 0; t < sizeof k_types / sizeof *k_types; t++) {
             const uint32_t type = k_types[t];
-            const int64_t blk = lf_type_traits_get(type)->block == 256 ? 256 : 32;
-            const int64_t lens[] = {blk, 3 * blk, 17 * blk, lf_type_uses_q8a(type) ? 129 * blk : 4099};
+            const int64_t blk = lf__type_traits_get(type)->block == 256 ? 256 : 32;
+            const int64_t lens[] = {blk, 3 * blk, 17 * blk, lf__type_uses_q8a(type) ? 129 * blk : 4099};
             for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
                 const int64_t n = lens[li];
                 float *w = malloc(n * sizeof *w), *x = malloc(n * sizeof *x);
@@ -59,9 +59,9 @@ Test(kernels, every_path_matches_scalar_row_dots) {
                 lf_block_q8a *xq = malloc((n / 32 + 1) * sizeof *xq);
                 fill_normal(w, n, 10 + t * 13 + li, 0.2f);
                 fill_normal(x, n, 20 + t * 13 + li, 1.5f);
-                cr_assert_eq(lf_quantize_row(type, w, wq, n), LF_OK);
+                cr_assert_eq(lf__quantize_row(type, w, wq, n), LF_OK);
                 const void *xa = x;
-                if (lf_type_uses_q8a(type)) {
+                if (lf__type_uses_q8a(type)) {
                     ref->quantize_q8a(x, xq, n);
                     xa = xq;
                 }
@@ -91,10 +91,10 @@ static test_row make_row(const lf_kernels *ref, uint32_t type, int64_t n, uint64
     float *w = malloc(n * sizeof *w);
     fill_normal(w, n, seed, 0.3f);
     fill_normal(r.x, n, seed + 1, 1.0f);
-    cr_assert_eq(lf_quantize_row(type, w, r.q, n), LF_OK);
+    cr_assert_eq(lf__quantize_row(type, w, r.q, n), LF_OK);
     free(w);
     r.xa = r.x;
-    if (lf_type_uses_q8a(type)) {
+    if (lf__type_uses_q8a(type)) {
         ref->quantize_q8a(r.x, r.xq, n);
         r.xa = r.xq;
     }
@@ -108,10 +108,10 @@ static void free_row(test_row *r) {
 }
 
 static int64_t odd_length(uint32_t type, int li) {
-    const int64_t blk = lf_type_traits_get(type)->block == 256 ? 256 : 32;
+    const int64_t blk = lf__type_traits_get(type)->block == 256 ? 256 : 32;
     const int64_t blocks[] = {1, 3, 37};
     if (li < 3) return blocks[li] * blk;
-    return lf_type_uses_q8a(type) ? 129 * blk : 4099; /* float types: a tail of 3 */
+    return lf__type_uses_q8a(type) ? 129 * blk : 4099; /* float types: a tail of 3 */
 }
 
 /* The bundle kernel's multi-row dots and multi-column axpys give the bits of
@@ -119,8 +119,8 @@ static int64_t odd_length(uint32_t type, int li) {
 Test(kernels, dot_rows_and_axpy_cols_equal_the_single_row_kernels) {
     log_skipped();
     const lf_kernels *paths[LF_KERNEL_PATHS];
-    const int np = lf_kernels_available(paths);
-    const lf_kernels *ref = lf_kernels_scalar();
+    const int np = lf__kernels_available(paths);
+    const lf_kernels *ref = lf__kernels_scalar();
     for (int p = 0; p < np; p++) {
         const lf_kernels *k = paths[p];
         for (size_t t = 0; t < sizeof k_types / sizeof *k_types; t++) {
@@ -137,7 +137,7 @@ Test(kernels, dot_rows_and_axpy_cols_equal_the_single_row_kernels) {
                 }
                 for (int nr = 1; nr <= LF_DOT_ROWS; nr++) {
                     float out[LF_DOT_ROWS];
-                    lf_dot_rows(k, type, q, nr, rows[0].xa, out, n);
+                    lf__dot_rows(k, type, q, nr, rows[0].xa, out, n);
                     for (int r = 0; r < nr; r++) {
                         const float want = k->dot[type](q[r], rows[0].xa, n);
                         cr_assert(memcmp(&out[r], &want, sizeof want) == 0, "%s %s n=%ld nr=%d row %d: %g vs dot %g",
@@ -149,8 +149,8 @@ Test(kernels, dot_rows_and_axpy_cols_equal_the_single_row_kernels) {
                 for (int nc = 1; nc <= LF_AXPY_COLS; nc++) {
                     fill_normal(y0, n, 77 + nc, 1.0f);
                     memcpy(y1, y0, n * sizeof(float));
-                    lf_axpy_cols(k, type, q, a, nc, y0, n, s);
-                    for (int j = 0; j < nc; j++) lf_axpy_row(k, type, q[j], a[j], y1, n, s);
+                    lf__axpy_cols(k, type, q, a, nc, y0, n, s);
+                    for (int j = 0; j < nc; j++) lf__axpy_row(k, type, q[j], a[j], y1, n, s);
                     cr_assert(memcmp(y0, y1, n * sizeof(float)) == 0, "%s %s n=%ld: axpy_cols of %d columns differs",
                               k->name, lf_type_name((int)type), (long)n, nc);
                 }
@@ -168,7 +168,7 @@ Test(kernels, dot_rows_and_axpy_cols_equal_the_single_row_kernels) {
 Test(kernels, every_path_axpy_matches_the_reference) {
     log_skipped();
     const lf_kernels *paths[LF_KERNEL_PATHS];
-    const int np = lf_kernels_available(paths);
+    const int np = lf__kernels_available(paths);
     for (int p = 1; p < np; p++)
         for (size_t t = 0; t < sizeof k_types / sizeof *k_types; t++) {
             const uint32_t type = k_types[t];
@@ -180,9 +180,9 @@ Test(kernels, every_path_axpy_matches_the_reference) {
                 fill_normal(w, n, 900 + t, 0.5f);
                 fill_normal(y0, n, 901 + t, 1.0f);
                 memcpy(y1, y0, n * sizeof *y0);
-                cr_assert_eq(lf_quantize_row(type, w, q, n), LF_OK);
-                lf_axpy_row(NULL, type, q, -1.75f, y0, n, scratch); /* reference: dequantize and add */
-                lf_axpy_row(paths[p], type, q, -1.75f, y1, n, scratch);
+                cr_assert_eq(lf__quantize_row(type, w, q, n), LF_OK);
+                lf__axpy_row(NULL, type, q, -1.75f, y0, n, scratch); /* reference: dequantize and add */
+                lf__axpy_row(paths[p], type, q, -1.75f, y1, n, scratch);
                 for (int64_t i = 0; i < n; i++)
                     cr_assert(fabsf(y0[i] - y1[i]) <= 1e-5f * (1.0f + fabsf(y0[i])), "%s %s n=%ld elem %ld: %g vs %g",
                               paths[p]->name, lf_type_name((int)type), (long)n, (long)i, y1[i], y0[i]);
@@ -198,17 +198,17 @@ Test(kernels, every_path_axpy_matches_the_reference) {
 Test(kernels, x8_gemm_matches_row_dots_on_every_path) {
     log_skipped();
     const lf_kernels *paths[LF_KERNEL_PATHS];
-    const int np = lf_kernels_available(paths);
-    const lf_kernels *ref = lf_kernels_scalar();
+    const int np = lf__kernels_available(paths);
+    const lf_kernels *ref = lf__kernels_scalar();
     const uint32_t types[] = {LF_TYPE_Q4_0, LF_TYPE_Q4_1, LF_TYPE_Q5_0, LF_TYPE_Q5_1,
                               LF_TYPE_Q8_0, LF_TYPE_Q4_K, LF_TYPE_Q5_K, LF_TYPE_Q6_K};
     const int64_t lens[] = {32, 96, 32 * 37, 4096};
     for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
         const uint32_t type = types[ti];
-        cr_assert(lf_repack_supported(type));
+        cr_assert(lf__repack_supported(type));
         for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
-            const int64_t n = lf_type_traits_get(type)->block == 256 ? 256 * (int64_t)(li * 3 + 1) : lens[li];
-            const uint64_t rows = 8, rb = lf_type_row_bytes(type, (uint64_t)n);
+            const int64_t n = lf__type_traits_get(type)->block == 256 ? 256 * (int64_t)(li * 3 + 1) : lens[li];
+            const uint64_t rows = 8, rb = lf__type_row_bytes(type, (uint64_t)n);
             const int max_nt = 9;
             float *w = malloc(rows * n * sizeof *w), *x = malloc(max_nt * n * sizeof *x);
             uint8_t *wq = malloc(rows * rb), *scratch = malloc(rows * rb);
@@ -216,7 +216,7 @@ Test(kernels, x8_gemm_matches_row_dots_on_every_path) {
             lf_block_q8a *xq = malloc(max_nt * xs);
             fill_normal(w, rows * n, 31 + li, 0.3f);
             fill_normal(x, max_nt * n, 41 + li, 1.0f);
-            for (uint64_t r = 0; r < rows; r++) cr_assert_eq(lf_quantize_row(type, w + r * n, wq + r * rb, n), LF_OK);
+            for (uint64_t r = 0; r < rows; r++) cr_assert_eq(lf__quantize_row(type, w + r * n, wq + r * rb, n), LF_OK);
             for (int t = 0; t < max_nt; t++) ref->quantize_q8a(x + t * n, (lf_block_q8a *)((uint8_t *)xq + t * xs), n);
             float want[9][8];
             double mag[9][8];
@@ -225,7 +225,7 @@ Test(kernels, x8_gemm_matches_row_dots_on_every_path) {
                     want[t][r] = ref->dot[type](wq + r * rb, (uint8_t *)xq + t * xs, n);
                     mag[t][r] = term_scale(type, wq + r * rb, x + t * n, n);
                 }
-            lf_repack_x8(type, wq, rows, (uint64_t)n, scratch);
+            lf__repack_x8(type, wq, rows, (uint64_t)n, scratch);
             for (int p = 0; p < np; p++) {
                 cr_assert_not_null(paths[p]->gemm_x8[type], "%s has no x8 %s kernel", paths[p]->name, lf_type_name((int)type));
                 for (int nt = 1; nt <= max_nt; nt++) {
@@ -258,46 +258,46 @@ Test(kernels, repack_round_trips_and_keeps_tail_rows) {
                               LF_TYPE_Q8_0, LF_TYPE_Q4_K, LF_TYPE_Q5_K, LF_TYPE_Q6_K};
     for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
         const uint32_t type = types[ti];
-        const uint64_t rows = 21, cols = lf_type_traits_get(type)->block == 256 ? 512 : 96, rb = lf_type_row_bytes(type, cols); /* two groups and 5 tail rows */
+        const uint64_t rows = 21, cols = lf__type_traits_get(type)->block == 256 ? 512 : 96, rb = lf__type_row_bytes(type, cols); /* two groups and 5 tail rows */
         uint8_t *a = malloc(rows * rb), *b = malloc(rows * rb), *scratch = malloc(8 * rb);
         for (uint64_t i = 0; i < rows * rb; i++) a[i] = (uint8_t)(i * 2654435761u >> 13);
         memcpy(b, a, rows * rb);
-        lf_repack_x8(type, b, rows, cols, scratch);
+        lf__repack_x8(type, b, rows, cols, scratch);
         cr_assert_neq(memcmp(a, b, 16 * rb), 0, "repacking changed nothing");
         cr_assert_eq(memcmp(a + 16 * rb, b + 16 * rb, 5 * rb), 0, "the tail rows moved");
         /* block 1 of the second group, read back in ggml's layout */
         uint8_t blocks[8 * 210];
-        const uint32_t bs = lf_type_traits_get(type)->block_size;
-        lf_x8_block_rows(type, b + 8 * rb, 1, blocks);
+        const uint32_t bs = lf__type_traits_get(type)->block_size;
+        lf__x8_block_rows(type, b + 8 * rb, 1, blocks);
         for (int r = 0; r < 8; r++) cr_assert_eq(memcmp(blocks + r * bs, a + (8 + r) * rb + bs, bs), 0, "row %d", r);
-        lf_unpack_x8(type, b, rows, cols, scratch);
+        lf__unpack_x8(type, b, rows, cols, scratch);
         cr_assert_eq(memcmp(a, b, rows * rb), 0, "unpack is not repack's inverse");
         free(a);
         free(b);
         free(scratch);
     }
     /* float rows keep ggml's layout (their dots are two FMA chains per row) */
-    cr_assert_not(lf_repack_supported(LF_TYPE_F16));
-    cr_assert_not(lf_repack_supported(LF_TYPE_F32));
+    cr_assert_not(lf__repack_supported(LF_TYPE_F16));
+    cr_assert_not(lf__repack_supported(LF_TYPE_F32));
 }
 
 Test(kernels, forced_paths_are_honoured_or_refused) {
     char why[160];
     setenv("LLMFLASH_KERNELS", "scalar", 1);
-    cr_assert_str_eq(lf_kernels_select(why, sizeof why)->name, "scalar");
+    cr_assert_str_eq(lf__kernels_select(why, sizeof why)->name, "scalar");
     setenv("LLMFLASH_KERNELS", "avx2", 1);
-    const lf_kernels *k = lf_kernels_select(why, sizeof why);
-    if (lf_kernels_avx2()) cr_assert(k && strncmp(k->name, "avx2", 4) == 0);
+    const lf_kernels *k = lf__kernels_select(why, sizeof why);
+    if (lf__kernels_avx2()) cr_assert(k && strncmp(k->name, "avx2", 4) == 0);
     else cr_assert(!k && strstr(why, "cannot run"), "%s", why);
     setenv("LLMFLASH_KERNELS", "avx512", 1);
-    k = lf_kernels_select(why, sizeof why);
-    if (lf_kernels_avx512()) cr_assert(k && strncmp(k->name, "avx512", 6) == 0);
+    k = lf__kernels_select(why, sizeof why);
+    if (lf__kernels_avx512()) cr_assert(k && strncmp(k->name, "avx512", 6) == 0);
     else cr_assert(!k && strstr(why, "cannot run"), "%s", why);
     setenv("LLMFLASH_KERNELS", "neon", 1);
-    cr_assert_null(lf_kernels_select(why, sizeof why));
+    cr_assert_null(lf__kernels_select(why, sizeof why));
     cr_assert(strstr(why, "not a kernel family"), "%s", why);
     unsetenv("LLMFLASH_KERNELS");
     const lf_kernels *paths[LF_KERNEL_PATHS];
-    const int np = lf_kernels_available(paths);
-    cr_assert_eq(lf_kernels_select(why, sizeof why), paths[np - 1], "unforced, the fastest path runs");
+    const int np = lf__kernels_available(paths);
+    cr_assert_eq(lf__kernels_select(why, sizeof why), paths[np - 1], "unforced, the fastest path runs");
 }

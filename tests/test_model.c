@@ -382,40 +382,40 @@ static void rewrite_260k(const char *dst, const rewrite *r) {
     lf_err err = {{0}};
     lf_gguf *g;
     const char *src = shared_path("models/stories260K.gguf");
-    cr_assert_eq(lf_gguf_read_file(src, &g, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__gguf_read_file(src, &g, &err), LF_OK, "%s", err.msg);
     lf_gguf_writer *w;
-    cr_assert_eq(lf_gguf_writer_create(g->alignment, &w), LF_OK);
-    for (uint64_t i = 0; i < g->n_kv; i++) cr_assert_eq(lf_gguf_writer_copy_kv(w, &g->kv[i]), LF_OK);
-    if (r->scaling_type) cr_assert_eq(lf_gguf_writer_set_str(w, "llama.rope.scaling.type", r->scaling_type), LF_OK);
-    if (r->factor != 0.0f) cr_assert_eq(lf_gguf_writer_set_f32(w, "llama.rope.scaling.factor", r->factor), LF_OK);
-    if (r->u32_key) cr_assert_eq(lf_gguf_writer_set_u32(w, r->u32_key, 4096), LF_OK);
+    cr_assert_eq(lf__gguf_writer_create(g->alignment, &w), LF_OK);
+    for (uint64_t i = 0; i < g->n_kv; i++) cr_assert_eq(lf__gguf_writer_copy_kv(w, &g->kv[i]), LF_OK);
+    if (r->scaling_type) cr_assert_eq(lf__gguf_writer_set_str(w, "llama.rope.scaling.type", r->scaling_type), LF_OK);
+    if (r->factor != 0.0f) cr_assert_eq(lf__gguf_writer_set_f32(w, "llama.rope.scaling.factor", r->factor), LF_OK);
+    if (r->u32_key) cr_assert_eq(lf__gguf_writer_set_u32(w, r->u32_key, 4096), LF_OK);
     char name[128];
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const lf_gguf_tensor *t = &g->tensors[i];
         snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
-        cr_assert_eq(lf_gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne, NULL), LF_OK);
+        cr_assert_eq(lf__gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne, NULL), LF_OK);
     }
     const uint64_t nf = r->n_freqs, n64 = 64;
-    if (r->freqs) cr_assert_eq(lf_gguf_writer_add_tensor(w, "rope_freqs.weight", 0, 1, &nf, NULL), LF_OK);
-    if (r->extra_tensor) cr_assert_eq(lf_gguf_writer_add_tensor(w, r->extra_tensor, 0, 1, &n64, NULL), LF_OK);
+    if (r->freqs) cr_assert_eq(lf__gguf_writer_add_tensor(w, "rope_freqs.weight", 0, 1, &nf, NULL), LF_OK);
+    if (r->extra_tensor) cr_assert_eq(lf__gguf_writer_add_tensor(w, r->extra_tensor, 0, 1, &n64, NULL), LF_OK);
     const int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     cr_assert(in >= 0 && out >= 0);
-    cr_assert_eq(lf_gguf_writer_write_header(w, out, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__gguf_writer_write_header(w, out, &err), LF_OK, "%s", err.msg);
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const lf_gguf_tensor *t = &g->tensors[i];
         void *buf = malloc(t->nbytes);
         cr_assert_eq(pread(in, buf, t->nbytes, (off_t)t->file_offset), (ssize_t)t->nbytes);
-        cr_assert_eq(lf_gguf_writer_write_data(w, out, buf, t->nbytes, &err), LF_OK, "%s", err.msg);
+        cr_assert_eq(lf__gguf_writer_write_data(w, out, buf, t->nbytes, &err), LF_OK, "%s", err.msg);
         free(buf);
     }
-    if (r->freqs) cr_assert_eq(lf_gguf_writer_write_data(w, out, r->freqs, nf * sizeof(float), &err), LF_OK);
+    if (r->freqs) cr_assert_eq(lf__gguf_writer_write_data(w, out, r->freqs, nf * sizeof(float), &err), LF_OK);
     if (r->extra_tensor) {
         float zeros[64] = {0};
-        cr_assert_eq(lf_gguf_writer_write_data(w, out, zeros, sizeof zeros, &err), LF_OK);
+        cr_assert_eq(lf__gguf_writer_write_data(w, out, zeros, sizeof zeros, &err), LF_OK);
     }
-    cr_assert_eq(lf_gguf_writer_finish(w, &err), LF_OK, "%s", err.msg);
-    lf_gguf_writer_destroy(w);
-    lf_gguf_free(g);
+    cr_assert_eq(lf__gguf_writer_finish(w, &err), LF_OK, "%s", err.msg);
+    lf__gguf_writer_destroy(w);
+    lf__gguf_free(g);
     close(in);
     close(out);
 }

@@ -21,10 +21,10 @@ typedef struct problem {
 static problem make_problem(uint64_t seed) {
     problem p;
     lf_rng rng;
-    lf_rng_seed(&rng, seed);
+    lf__rng_seed(&rng, seed);
     float *U = malloc(M * R * sizeof *U), *V = malloc(R * D * sizeof *V);
-    for (int i = 0; i < M * R; i++) U[i] = lf_rng_normal(&rng);
-    for (int i = 0; i < R * D; i++) V[i] = lf_rng_normal(&rng) / sqrtf((float)D);
+    for (int i = 0; i < M * R; i++) U[i] = lf__rng_normal(&rng);
+    for (int i = 0; i < R * D; i++) V[i] = lf__rng_normal(&rng) / sqrtf((float)D);
     p.W = calloc(M * D, sizeof *p.W);
     for (int i = 0; i < M; i++)
         for (int r = 0; r < R; r++)
@@ -32,7 +32,7 @@ static problem make_problem(uint64_t seed) {
     const int n = N_FIT + N_HELD;
     p.X = malloc((size_t)n * D * sizeof *p.X);
     p.Y = malloc((size_t)n * M);
-    for (int i = 0; i < n * D; i++) p.X[i] = lf_rng_normal(&rng);
+    for (int i = 0; i < n * D; i++) p.X[i] = lf__rng_normal(&rng);
     p.c = 2.9f; /* z has variance about R = 8: P(z > 2.9) is about 15% */
     uint64_t on = 0;
     for (int k = 0; k < n; k++)
@@ -59,10 +59,10 @@ Test(predictor, svd_of_a_rank_r_gate_is_exact) {
     problem p = make_problem(1);
     lf_lowrank lr;
     lf_err err = {{0}};
-    cr_assert_eq(lf_lowrank_init_svd(&lr, p.W, M, D, R, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__lowrank_init_svd(&lr, p.W, M, D, R, &err), LF_OK, "%s", err.msg);
     float h[R], z[M];
     for (int k = 0; k < 20; k++) {
-        lf_lowrank_logits(&lr, p.X + k * D, h, z);
+        lf__lowrank_logits(&lr, p.X + k * D, h, z);
         for (int i = 0; i < M; i++) {
             float want = 0;
             for (int j = 0; j < D; j++) want += p.W[i * D + j] * p.X[k * D + j];
@@ -70,12 +70,12 @@ Test(predictor, svd_of_a_rank_r_gate_is_exact) {
         }
     }
     /* training-free: with the threshold set on samples it is a perfect predictor */
-    cr_assert_eq(lf_lowrank_calibrate(&lr, p.X, p.Y, N_FIT, 0.99, &err), LF_OK);
+    cr_assert_eq(lf__lowrank_calibrate(&lr, p.X, p.Y, N_FIT, 0.99, &err), LF_OK);
     lf_lowrank_quality q;
-    cr_assert_eq(lf_lowrank_evaluate(&lr, p.X + (size_t)N_FIT * D, p.Y + (size_t)N_FIT * M, N_HELD, &q), LF_OK);
+    cr_assert_eq(lf__lowrank_evaluate(&lr, p.X + (size_t)N_FIT * D, p.Y + (size_t)N_FIT * M, N_HELD, &q), LF_OK);
     cr_assert(q.recall >= 0.98 && q.precision > 0.95, "recall %g precision %g", q.recall, q.precision);
-    cr_assert_eq(lf_lowrank_init_svd(&lr, p.W, M, D, D + 1, &err), LF_E_INVALID_ARG);
-    lf_lowrank_free(&lr);
+    cr_assert_eq(lf__lowrank_init_svd(&lr, p.W, M, D, D + 1, &err), LF_E_INVALID_ARG);
+    lf__lowrank_free(&lr);
     free_problem(&p);
 }
 
@@ -84,19 +84,19 @@ Test(predictor, fitting_recovers_the_mask_from_a_perturbed_start) {
     /* start from the SVD of a noisy gate and no bias: the fit must learn
      * the rest from the samples alone */
     lf_rng rng;
-    lf_rng_seed(&rng, 9);
+    lf__rng_seed(&rng, 9);
     float *noisy = malloc(M * D * sizeof *noisy);
-    for (int i = 0; i < M * D; i++) noisy[i] = p.W[i] + 2.0f * lf_rng_normal(&rng) / sqrtf((float)D);
+    for (int i = 0; i < M * D; i++) noisy[i] = p.W[i] + 2.0f * lf__rng_normal(&rng) / sqrtf((float)D);
     lf_lowrank lr;
     lf_err err = {{0}};
-    cr_assert_eq(lf_lowrank_init_svd(&lr, noisy, M, D, R, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__lowrank_init_svd(&lr, noisy, M, D, R, &err), LF_OK, "%s", err.msg);
     lf_lowrank_quality before, after;
-    cr_assert_eq(lf_lowrank_calibrate(&lr, p.X, p.Y, N_FIT, 0.99, &err), LF_OK);
-    lf_lowrank_evaluate(&lr, p.X + (size_t)N_FIT * D, p.Y + (size_t)N_FIT * M, N_HELD, &before);
+    cr_assert_eq(lf__lowrank_calibrate(&lr, p.X, p.Y, N_FIT, 0.99, &err), LF_OK);
+    lf__lowrank_evaluate(&lr, p.X + (size_t)N_FIT * D, p.Y + (size_t)N_FIT * M, N_HELD, &before);
     lf_lowrank_fit_params fp = {.epochs = 30, .seed = 3};
-    cr_assert_eq(lf_lowrank_fit(&lr, p.X, p.Y, N_FIT, &fp, &err), LF_OK, "%s", err.msg);
-    cr_assert_eq(lf_lowrank_calibrate(&lr, p.X, p.Y, N_FIT, 0.99, &err), LF_OK);
-    lf_lowrank_evaluate(&lr, p.X + (size_t)N_FIT * D, p.Y + (size_t)N_FIT * M, N_HELD, &after);
+    cr_assert_eq(lf__lowrank_fit(&lr, p.X, p.Y, N_FIT, &fp, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__lowrank_calibrate(&lr, p.X, p.Y, N_FIT, 0.99, &err), LF_OK);
+    lf__lowrank_evaluate(&lr, p.X + (size_t)N_FIT * D, p.Y + (size_t)N_FIT * M, N_HELD, &after);
     cr_log_info("perturbed SVD: recall %.4f precision %.3f density %.3f; fitted: recall %.4f precision %.3f density %.3f"
                 " (true %.3f)", before.recall, before.precision, before.predicted_density, after.recall, after.precision,
                 after.predicted_density, after.true_density);
@@ -106,7 +106,7 @@ Test(predictor, fitting_recovers_the_mask_from_a_perturbed_start) {
     cr_assert(after.predicted_density < 2.0 * after.true_density, "predicted %g for true %g", after.predicted_density,
               after.true_density);
     free(noisy);
-    lf_lowrank_free(&lr);
+    lf__lowrank_free(&lr);
     free_problem(&p);
 }
 
@@ -114,16 +114,16 @@ Test(predictor, threshold_meets_the_target_recall_exactly_on_its_samples) {
     problem p = make_problem(3);
     lf_lowrank lr;
     lf_err err = {{0}};
-    cr_assert_eq(lf_lowrank_init_svd(&lr, p.W, M, D, 2, &err), LF_OK); /* a poor rank-2 predictor */
+    cr_assert_eq(lf__lowrank_init_svd(&lr, p.W, M, D, 2, &err), LF_OK); /* a poor rank-2 predictor */
     const double targets[] = {0.9, 0.99, 1.0};
     for (int t = 0; t < 3; t++) {
-        cr_assert_eq(lf_lowrank_calibrate(&lr, p.X, p.Y, N_FIT, targets[t], &err), LF_OK);
+        cr_assert_eq(lf__lowrank_calibrate(&lr, p.X, p.Y, N_FIT, targets[t], &err), LF_OK);
         lf_lowrank_quality q;
-        lf_lowrank_evaluate(&lr, p.X, p.Y, N_FIT, &q);
+        lf__lowrank_evaluate(&lr, p.X, p.Y, N_FIT, &q);
         cr_assert(q.recall >= targets[t], "target %g: recall %g", targets[t], q.recall);
     }
-    cr_assert_eq(lf_lowrank_calibrate(&lr, p.X, p.Y, N_FIT, 0.0, &err), LF_E_INVALID_ARG);
-    lf_lowrank_free(&lr);
+    cr_assert_eq(lf__lowrank_calibrate(&lr, p.X, p.Y, N_FIT, 0.0, &err), LF_E_INVALID_ARG);
+    lf__lowrank_free(&lr);
     free_problem(&p);
 }
 
@@ -132,23 +132,23 @@ Test(predictor, threshold_meets_the_target_recall_exactly_on_its_samples) {
 Test(predictor, randomised_svd_of_a_large_matrix_is_near_optimal) {
     enum { BM = 3000, BD = 512, BR = 24 };
     lf_rng rng;
-    lf_rng_seed(&rng, 21);
+    lf__rng_seed(&rng, 21);
     float *U = malloc((size_t)BM * BR * sizeof *U), *V = malloc((size_t)BR * BD * sizeof *V);
     float *W = malloc((size_t)BM * BD * sizeof *W), *noise = malloc((size_t)BM * BD * sizeof *noise);
-    for (int i = 0; i < BM * BR; i++) U[i] = lf_rng_normal(&rng);
-    for (int i = 0; i < BR * BD; i++) V[i] = lf_rng_normal(&rng);
+    for (int i = 0; i < BM * BR; i++) U[i] = lf__rng_normal(&rng);
+    for (int i = 0; i < BR * BD; i++) V[i] = lf__rng_normal(&rng);
     double noise2 = 0;
     for (int i = 0; i < BM; i++)
         for (int j = 0; j < BD; j++) {
             float w = 0;
             for (int r = 0; r < BR; r++) w += U[i * BR + r] * V[r * BD + j];
-            noise[(size_t)i * BD + j] = 0.05f * lf_rng_normal(&rng);
+            noise[(size_t)i * BD + j] = 0.05f * lf__rng_normal(&rng);
             noise2 += (double)noise[(size_t)i * BD + j] * noise[(size_t)i * BD + j];
             W[(size_t)i * BD + j] = w + noise[(size_t)i * BD + j];
         }
     lf_lowrank lr;
     lf_err err = {{0}};
-    cr_assert_eq(lf_lowrank_init_svd(&lr, W, BM, BD, BR, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__lowrank_init_svd(&lr, W, BM, BD, BR, &err), LF_OK, "%s", err.msg);
     double err2 = 0, w2 = 0;
     for (int i = 0; i < BM; i++)
         for (int j = 0; j < BD; j++) {
@@ -161,7 +161,7 @@ Test(predictor, randomised_svd_of_a_large_matrix_is_near_optimal) {
     cr_log_info("rank-%d error %.4g of %.4g; noise %.4g", BR, sqrt(err2), sqrt(w2), sqrt(noise2));
     /* the best rank-r error is below the noise's norm; allow 2% over it */
     cr_expect(sqrt(err2) <= 1.02 * sqrt(noise2), "error %.4g against noise %.4g", sqrt(err2), sqrt(noise2));
-    lf_lowrank_free(&lr);
+    lf__lowrank_free(&lr);
     free(U);
     free(V);
     free(W);
@@ -175,7 +175,7 @@ Test(predictor, randomised_svd_of_a_large_matrix_is_near_optimal) {
 Test(predictor, placement_gathers_coactivated_neurons) {
     enum { PN = 240, PK = 8, PT = 3000 }; /* 240 neurons in 8 clusters of 30 */
     lf_rng rng;
-    lf_rng_seed(&rng, 5);
+    lf__rng_seed(&rng, 5);
     uint32_t cluster[PN];
     for (uint32_t i = 0; i < PN; i++) cluster[i] = i % PK; /* interleaved: neighbours never share a cluster */
     uint8_t *Y = calloc((size_t)PT * PN, 1);
@@ -183,13 +183,13 @@ Test(predictor, placement_gathers_coactivated_neurons) {
         for (uint32_t k = 0; k < PK; k++) {
             /* cluster k fires in a share of tokens falling with k; its
              * members mostly fire together */
-            if (lf_rng_uniform(&rng) >= 0.4f / (float)(k + 1)) continue;
+            if (lf__rng_uniform(&rng) >= 0.4f / (float)(k + 1)) continue;
             for (uint32_t i = 0; i < PN; i++)
-                if (cluster[i] == k && lf_rng_uniform(&rng) < 0.9f) Y[(size_t)t * PN + i] = 1;
+                if (cluster[i] == k && lf__rng_uniform(&rng) < 0.9f) Y[(size_t)t * PN + i] = 1;
         }
     uint32_t order[PN];
     lf_err err = {{0}};
-    cr_assert_eq(lf_placement_order(Y, PT, PN, order, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__placement_order(Y, PT, PN, order, &err), LF_OK, "%s", err.msg);
     uint8_t seen[PN] = {0};
     for (uint32_t q = 0; q < PN; q++) {
         cr_assert(order[q] < PN && !seen[order[q]], "a permutation");

@@ -37,9 +37,9 @@ static measured measure(const lf_synth_params *sp, lf_activation truth, uint32_t
     lf_session *s;
     cr_assert_eq(lf_session_create(m, &p, &s, err, sizeof err), LF_OK, "%s", err);
     lf_rng rng;
-    lf_rng_seed(&rng, seed);
+    lf__rng_seed(&rng, seed);
     for (uint32_t t = 0; t < n_tokens; t++) {
-        const lf_token tok = (lf_token)(3 + lf_rng_next(&rng) % (sp->n_vocab - 3));
+        const lf_token tok = (lf_token)(3 + lf__rng_next(&rng) % (sp->n_vocab - 3));
         cr_assert_eq(lf_session_eval(s, &tok, 1), LF_OK, "%s", lf_session_errmsg(s));
     }
     measured r = {0};

@@ -14,8 +14,8 @@ static const uint32_t k_types[] = {LF_TYPE_F32, LF_TYPE_F16, LF_TYPE_BF16, LF_TY
 
 static void fill_normal(float *x, int64_t n, uint64_t seed, float scale) {
     lf_rng rng;
-    lf_rng_seed(&rng, seed);
-    for (int64_t i = 0; i < n; i++) x[i] = scale * lf_rng_normal(&rng);
+    lf__rng_seed(&rng, seed);
+    for (int64_t i = 0; i < n; i++) x[i] = scale * lf__rng_normal(&rng);
 }
 
 /* Largest error a type may make on a block, relative to the block's largest
@@ -46,13 +46,13 @@ Test(tensor, quantize_dequantize_within_bounds) {
     void *q = malloc(n * 4);
     for (size_t t = 0; t < sizeof k_types / sizeof *k_types; t++) {
         const uint32_t type = k_types[t];
-        const uint32_t blk = lf_type_traits_get(type)->block == 1 ? 32 : lf_type_traits_get(type)->block;
+        const uint32_t blk = lf__type_traits_get(type)->block == 1 ? 32 : lf__type_traits_get(type)->block;
         for (uint64_t seed = 1; seed <= 5; seed++) {
             fill_normal(x, n, seed * 31 + t, seed == 5 ? 1000.0f : 1.0f);
             if (seed == 4) /* a block of zeros and one of a constant */
                 for (int i = 0; i < 256; i++) x[i] = 0.0f, x[256 + i] = 0.25f;
-            cr_assert_eq(lf_quantize_row(type, x, q, n), LF_OK);
-            lf_dequantize_row(type, q, y, n);
+            cr_assert_eq(lf__quantize_row(type, x, q, n), LF_OK);
+            lf__dequantize_row(type, q, y, n);
             for (int64_t b = 0; b < n / blk; b++) {
                 float amax = 0.0f;
                 for (uint32_t i = 0; i < blk; i++) amax = fmaxf(amax, fabsf(x[b * blk + i]));
@@ -73,16 +73,16 @@ Test(tensor, quantize_dequantize_within_bounds) {
 Test(tensor, quantize_rejects_bad_lengths) {
     float x[48] = {0};
     uint8_t q[256];
-    cr_assert_eq(lf_quantize_row(LF_TYPE_Q4_0, x, q, 48), LF_E_UNSUPPORTED);
-    cr_assert_eq(lf_quantize_row(LF_TYPE_Q4_K, x, q, 32), LF_E_UNSUPPORTED);
-    cr_assert_eq(lf_quantize_row(10 /* Q2_K */, x, q, 256), LF_E_UNSUPPORTED);
+    cr_assert_eq(lf__quantize_row(LF_TYPE_Q4_0, x, q, 48), LF_E_UNSUPPORTED);
+    cr_assert_eq(lf__quantize_row(LF_TYPE_Q4_K, x, q, 32), LF_E_UNSUPPORTED);
+    cr_assert_eq(lf__quantize_row(10 /* Q2_K */, x, q, 256), LF_E_UNSUPPORTED);
 }
 
 /* Dot of the dequantized row with the dequantized activation, in double. */
 static double exact_dot(uint32_t type, const void *w, const void *xa, const float *xf, int64_t n) {
     float *wf = malloc(n * sizeof *wf), *xd = malloc(n * sizeof *xd);
-    lf_dequantize_row(type, w, wf, n);
-    if (lf_type_uses_q8a(type)) {
+    lf__dequantize_row(type, w, wf, n);
+    if (lf__type_uses_q8a(type)) {
         const lf_block_q8a *y = xa;
         for (int64_t i = 0; i < n; i++) xd[i] = y[i / 32].d * (float)y[i / 32].qs[i % 32];
     } else {
@@ -96,13 +96,13 @@ static double exact_dot(uint32_t type, const void *w, const void *xa, const floa
 }
 
 static void check_kernels(const lf_kernels *k, const char *label) {
-    const lf_kernels *ref = lf_kernels_scalar();
+    const lf_kernels *ref = lf__kernels_scalar();
     for (size_t t = 0; t < sizeof k_types / sizeof *k_types; t++) {
         const uint32_t type = k_types[t];
-        const uint32_t blk = lf_type_traits_get(type)->block == 1 ? 32 : lf_type_traits_get(type)->block;
+        const uint32_t blk = lf__type_traits_get(type)->block == 1 ? 32 : lf__type_traits_get(type)->block;
         /* odd numbers of blocks; for float types odd element counts too */
         const int64_t lens[] = {blk, 3 * (int64_t)blk, 13 * (int64_t)blk, blk == 32 ? 32 * 129 : 256 * 17,
-                                lf_type_uses_q8a(type) ? 5 * (int64_t)blk : 37};
+                                lf__type_uses_q8a(type) ? 5 * (int64_t)blk : 37};
         for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
             const int64_t n = lens[li];
             float *w = malloc(n * sizeof *w), *x = malloc(n * sizeof *x);
@@ -110,9 +110,9 @@ static void check_kernels(const lf_kernels *k, const char *label) {
             lf_block_q8a *xq = malloc((n / 32 + 1) * sizeof *xq), *xq_ref = malloc((n / 32 + 1) * sizeof *xq_ref);
             fill_normal(w, n, 100 + t * 7 + li, 0.1f);
             fill_normal(x, n, 200 + t * 7 + li, 2.0f);
-            cr_assert_eq(lf_quantize_row(type, w, wq, n), LF_OK);
+            cr_assert_eq(lf__quantize_row(type, w, wq, n), LF_OK);
             const void *xa = x;
-            if (lf_type_uses_q8a(type)) {
+            if (lf__type_uses_q8a(type)) {
                 k->quantize_q8a(x, xq, n);
                 ref->quantize_q8a(x, xq_ref, n);
                 for (int64_t b = 0; b < n / 32; b++) {
@@ -129,7 +129,7 @@ static void check_kernels(const lf_kernels *k, const char *label) {
             double mag = 0.0; /* scale of the sum's terms, for a relative bound */
             {
                 float *wf = malloc(n * sizeof *wf);
-                lf_dequantize_row(type, wq, wf, n);
+                lf__dequantize_row(type, wq, wf, n);
                 for (int64_t i = 0; i < n; i++) mag += fabs((double)wf[i] * x[i]);
                 free(wf);
             }
@@ -147,10 +147,10 @@ static void check_kernels(const lf_kernels *k, const char *label) {
     }
 }
 
-Test(tensor, scalar_dots_match_float_math) { check_kernels(lf_kernels_scalar(), "scalar"); }
+Test(tensor, scalar_dots_match_float_math) { check_kernels(lf__kernels_scalar(), "scalar"); }
 
 Test(tensor, avx2_matches_scalar) {
-    const lf_kernels *k = lf_kernels_avx2();
+    const lf_kernels *k = lf__kernels_avx2();
     if (!k) cr_skip_test("CPU has no AVX2");
     check_kernels(k, "avx2");
 }
@@ -159,7 +159,7 @@ Test(tensor, q8a_activation_error_is_bounded) {
     float x[256];
     lf_block_q8a q[8];
     fill_normal(x, 256, 5, 3.0f);
-    lf_kernels_scalar()->quantize_q8a(x, q, 256);
+    lf__kernels_scalar()->quantize_q8a(x, q, 256);
     for (int i = 0; i < 256; i++) {
         float amax = 0.0f;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[i / 32 * 32 + j]));
@@ -170,17 +170,17 @@ Test(tensor, q8a_activation_error_is_bounded) {
 Test(tensor, fp16_conversion_matches_hardware_rounding) {
     /* every half converts to a float and back unchanged */
     for (uint32_t h = 0; h < 65536; h++) {
-        const float f = lf_fp16_to_fp32((uint16_t)h);
+        const float f = lf__fp16_to_fp32((uint16_t)h);
         if (isnan(f)) continue;
-        cr_assert_eq(lf_fp32_to_fp16(f), h, "half 0x%04x", h);
+        cr_assert_eq(lf__fp32_to_fp16(f), h, "half 0x%04x", h);
     }
-    cr_assert_eq(lf_fp32_to_fp16(1.0f), 0x3c00);
-    cr_assert_eq(lf_fp32_to_fp16(65520.0f), 0x7c00, "rounds to infinity");
-    cr_assert_eq(lf_fp32_to_fp16(1.0f + 1.0f / 2048), 0x3c00, "ties to even");
-    cr_assert_eq(lf_fp32_to_fp16(1.0f + 3.0f / 2048), 0x3c02, "ties to even");
-    cr_assert_eq(lf_fp32_to_fp16(5.96046448e-08f), 0x0001, "smallest subnormal");
-    cr_assert_eq(lf_fp32_to_bf16(1.0f), 0x3f80);
-    cr_assert_float_eq(lf_bf16_to_fp32(0x3f80), 1.0f, 0);
+    cr_assert_eq(lf__fp32_to_fp16(1.0f), 0x3c00);
+    cr_assert_eq(lf__fp32_to_fp16(65520.0f), 0x7c00, "rounds to infinity");
+    cr_assert_eq(lf__fp32_to_fp16(1.0f + 1.0f / 2048), 0x3c00, "ties to even");
+    cr_assert_eq(lf__fp32_to_fp16(1.0f + 3.0f / 2048), 0x3c02, "ties to even");
+    cr_assert_eq(lf__fp32_to_fp16(5.96046448e-08f), 0x0001, "smallest subnormal");
+    cr_assert_eq(lf__fp32_to_bf16(1.0f), 0x3f80);
+    cr_assert_float_eq(lf__bf16_to_fp32(0x3f80), 1.0f, 0);
 }
 
 Test(tensor, type_table) {
@@ -191,8 +191,8 @@ Test(tensor, type_table) {
     cr_assert_eq(t, LF_TYPE_Q5_K);
     cr_assert_eq(lf_type_from_name("Q2_K", &t), LF_E_INVALID_ARG, "known but unsupported");
     cr_assert(!lf_type_supported(10));
-    cr_assert_eq(lf_type_row_bytes(LF_TYPE_Q6_K, 512), 420);
-    cr_assert_eq(lf_type_row_bytes(LF_TYPE_Q6_K, 500), 0);
+    cr_assert_eq(lf__type_row_bytes(LF_TYPE_Q6_K, 512), 420);
+    cr_assert_eq(lf__type_row_bytes(LF_TYPE_Q6_K, 500), 0);
 }
 
 /* ---- against ggml's own output ------------------------------------------ */
@@ -244,8 +244,8 @@ Test(tensor, dequantize_equals_ggml_bit_for_bit) {
     float out[GOLDEN_N];
     for (size_t k = 0; k < sizeof goldens / sizeof *goldens; k++) {
         const golden *g = &goldens[k];
-        cr_assert_eq(lf_type_row_bytes(g->type, GOLDEN_N), g->n_bytes, "%s row size", lf_type_name((int)g->type));
-        lf_dequantize_row(g->type, g->bytes, out, GOLDEN_N);
+        cr_assert_eq(lf__type_row_bytes(g->type, GOLDEN_N), g->n_bytes, "%s row size", lf_type_name((int)g->type));
+        lf__dequantize_row(g->type, g->bytes, out, GOLDEN_N);
         for (int i = 0; i < 4; i++)
             cr_assert_eq(out[i], g->first[i], "%s element %d: %.9g, ggml %.9g", lf_type_name((int)g->type), i, out[i],
                          g->first[i]);
@@ -256,19 +256,19 @@ Test(tensor, dequantize_equals_ggml_bit_for_bit) {
 
 Test(tensor, golden_blocks_decoded_by_hand) {
     /* Q8_0 block 0: fp16 scale d, then 32 int8: x0 = d * q0 */
-    const float d8 = lf_fp16_to_fp32(lf_load_u16(golden_Q8_0));
+    const float d8 = lf__fp16_to_fp32(lf__load_u16(golden_Q8_0));
     cr_assert_eq(d8 * (float)(int8_t)golden_Q8_0[2], golden_Q8_0_first[0]);
     cr_assert_eq(d8 * (float)(int8_t)golden_Q8_0[3], golden_Q8_0_first[1]);
     /* Q4_0 block 0: fp16 scale, 16 bytes; element j is the low nibble of
      * byte j, element j+16 the high one, each minus 8 */
-    const float d4 = lf_fp16_to_fp32(lf_load_u16(golden_Q4_0));
+    const float d4 = lf__fp16_to_fp32(lf__load_u16(golden_Q4_0));
     cr_assert_eq(d4 * (float)((golden_Q4_0[2] & 0xF) - 8), golden_Q4_0_first[0]);
     cr_assert_eq(d4 * (float)((golden_Q4_0[3] & 0xF) - 8), golden_Q4_0_first[1]);
     /* Q4_1 block 0: fp16 d and m, then nibbles: x = d * q + m */
-    const float d41 = lf_fp16_to_fp32(lf_load_u16(golden_Q4_1)), m41 = lf_fp16_to_fp32(lf_load_u16(golden_Q4_1 + 2));
+    const float d41 = lf__fp16_to_fp32(lf__load_u16(golden_Q4_1)), m41 = lf__fp16_to_fp32(lf__load_u16(golden_Q4_1 + 2));
     cr_assert_eq(d41 * (float)(golden_Q4_1[4] & 0xF) + m41, golden_Q4_1_first[0]);
     /* BF16: the top half of the float's bits */
-    cr_assert_eq(lf_bf16_to_fp32(lf_load_u16(golden_BF16)), golden_BF16_first[0]);
+    cr_assert_eq(lf__bf16_to_fp32(lf__load_u16(golden_BF16)), golden_BF16_first[0]);
 }
 
 Test(tensor, quantize_equals_ggml_or_is_as_accurate) {
@@ -277,14 +277,14 @@ Test(tensor, quantize_equals_ggml_or_is_as_accurate) {
     uint8_t ours[GOLDEN_N * 4];
     for (size_t k = 0; k < sizeof goldens / sizeof *goldens; k++) {
         const golden *g = &goldens[k];
-        cr_assert_eq(lf_quantize_row(g->type, x, ours, GOLDEN_N), LF_OK);
+        cr_assert_eq(lf__quantize_row(g->type, x, ours, GOLDEN_N), LF_OK);
         if (g->same_quantizer) {
             cr_assert_eq(memcmp(ours, g->bytes, g->n_bytes), 0, "%s: the same bytes as ggml's quantize_row_*_ref",
                          lf_type_name((int)g->type));
             continue;
         }
-        lf_dequantize_row(g->type, ours, ours_f, GOLDEN_N);
-        lf_dequantize_row(g->type, g->bytes, ggml_f, GOLDEN_N);
+        lf__dequantize_row(g->type, ours, ours_f, GOLDEN_N);
+        lf__dequantize_row(g->type, g->bytes, ggml_f, GOLDEN_N);
         double e_ours = 0, e_ggml = 0;
         for (int i = 0; i < GOLDEN_N; i++) {
             e_ours += ((double)ours_f[i] - x[i]) * ((double)ours_f[i] - x[i]);
@@ -304,23 +304,23 @@ static void check_golden_dots(const lf_kernels *k, const char *name) {
     k->quantize_q8a(y, ya, GOLDEN_N);
     for (size_t j = 0; j < sizeof goldens / sizeof *goldens; j++) {
         const golden *g = &goldens[j];
-        lf_dequantize_row(g->type, g->bytes, w, GOLDEN_N);
+        lf__dequantize_row(g->type, g->bytes, w, GOLDEN_N);
         double ref = 0, mag = 0;
         for (int i = 0; i < GOLDEN_N; i++) {
             ref += (double)w[i] * y[i];
             mag += fabs((double)w[i] * y[i]);
         }
-        const float got = k->dot[g->type](g->bytes, lf_type_uses_q8a(g->type) ? (const void *)ya : (const void *)y, GOLDEN_N);
+        const float got = k->dot[g->type](g->bytes, lf__type_uses_q8a(g->type) ? (const void *)ya : (const void *)y, GOLDEN_N);
         /* quantized types see y through its 8-bit quantization */
-        const double tol = lf_type_uses_q8a(g->type) ? 0.01 * mag : 1e-5 * mag;
+        const double tol = lf__type_uses_q8a(g->type) ? 0.01 * mag : 1e-5 * mag;
         cr_assert(fabs(got - ref) <= tol, "%s %s: dot %g, ggml's values give %g", name, lf_type_name((int)g->type), got,
                   ref);
     }
 }
 
 Test(tensor, dots_on_ggml_blocks) {
-    check_golden_dots(lf_kernels_scalar(), "scalar");
-    const lf_kernels *avx2 = lf_kernels_avx2();
+    check_golden_dots(lf__kernels_scalar(), "scalar");
+    const lf_kernels *avx2 = lf__kernels_avx2();
     if (avx2) check_golden_dots(avx2, "avx2");
     else fprintf(stderr, "AVX2 kernels not available on this CPU: only the scalar path was checked\n");
 }

@@ -138,22 +138,22 @@ Test(tokenizer, long_text_is_fast_enough_to_finish) {
 static lf_status load_vocab(const char *const *pieces, uint64_t n, uint32_t types_type, const void *types,
                             uint32_t scores_type, const void *scores, lf_tokenizer **t, lf_err *err) {
     lf_gguf_writer *w;
-    cr_assert_eq(lf_gguf_writer_create(32, &w), LF_OK);
+    cr_assert_eq(lf__gguf_writer_create(32, &w), LF_OK);
     lf_gguf_str strs[16];
     for (uint64_t i = 0; i < n; i++) strs[i] = (lf_gguf_str){pieces[i], strlen(pieces[i])};
-    cr_assert_eq(lf_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama"), LF_OK);
-    cr_assert_eq(lf_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", strs, n), LF_OK);
-    if (types) cr_assert_eq(lf_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", types_type, types, n), LF_OK);
-    if (scores) cr_assert_eq(lf_gguf_writer_set_arr(w, "tokenizer.ggml.scores", scores_type, scores, n), LF_OK);
+    cr_assert_eq(lf__gguf_writer_set_str(w, "tokenizer.ggml.model", "llama"), LF_OK);
+    cr_assert_eq(lf__gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", strs, n), LF_OK);
+    if (types) cr_assert_eq(lf__gguf_writer_set_arr(w, "tokenizer.ggml.token_type", types_type, types, n), LF_OK);
+    if (scores) cr_assert_eq(lf__gguf_writer_set_arr(w, "tokenizer.ggml.scores", scores_type, scores, n), LF_OK);
     const int fd = memfd_create("vocab", 0);
     cr_assert(fd >= 0);
-    cr_assert_eq(lf_gguf_writer_write_header(w, fd, err), LF_OK, "%s", err->msg);
-    const uint64_t size = lf_gguf_writer_file_size(w);
-    lf_gguf_writer_destroy(w);
+    cr_assert_eq(lf__gguf_writer_write_header(w, fd, err), LF_OK, "%s", err->msg);
+    const uint64_t size = lf__gguf_writer_file_size(w);
+    lf__gguf_writer_destroy(w);
     lf_gguf *g;
-    cr_assert_eq(lf_gguf_read_fd(fd, size, &g, err), LF_OK, "%s", err->msg);
-    const lf_status st = lf_tokenizer_load(g, t, err);
-    lf_gguf_free(g);
+    cr_assert_eq(lf__gguf_read_fd(fd, size, &g, err), LF_OK, "%s", err->msg);
+    const lf_status st = lf__tokenizer_load(g, t, err);
+    lf__gguf_free(g);
     close(fd);
     return st;
 }
@@ -168,18 +168,18 @@ Test(tokenizer_hostile, byte_pieces_need_exactly_two_hex_digits) {
     cr_assert_eq(load_vocab(pieces, 9, LF_GGUF_I32, types, 0, NULL, &t, &err), LF_OK, "%s", err.msg);
     char buf[16];
     for (int i = 3; i <= 6; i++) {
-        const int len = lf_tokenizer_piece(t, i, buf, sizeof buf);
+        const int len = lf__tokenizer_piece(t, i, buf, sizeof buf);
         cr_assert_eq(len, 6, "piece %d is printed as text, not as a byte", i);
         cr_assert_eq(memcmp(buf, pieces[i], 6), 0);
     }
-    cr_assert_eq(lf_tokenizer_piece(t, 7, buf, sizeof buf), 1);
+    cr_assert_eq(lf__tokenizer_piece(t, 7, buf, sizeof buf), 1);
     cr_assert_eq(buf[0], 'A');
     /* encoding falls back to the only real byte token */
     lf_token out[8];
     size_t n;
-    cr_assert_eq(lf_tokenizer_encode(t, "A", 1, false, out, 8, &n), LF_OK);
+    cr_assert_eq(lf__tokenizer_encode(t, "A", 1, false, out, 8, &n), LF_OK);
     cr_assert(n >= 1 && out[n - 1] == 7, "A is byte token 7");
-    lf_tokenizer_free(t);
+    lf__tokenizer_free(t);
 }
 
 Test(tokenizer_hostile, out_of_range_types_and_scores_are_errors) {
@@ -199,7 +199,7 @@ Test(tokenizer_hostile, out_of_range_types_and_scores_are_errors) {
     const int32_t ok[] = {2, 1, 1};
     const double fine[] = {0.0, -3.5, 1e30};
     cr_assert_eq(load_vocab(pieces, 3, LF_GGUF_I32, ok, LF_GGUF_F64, fine, &t, &err), LF_OK, "%s", err.msg);
-    lf_tokenizer_free(t);
+    lf__tokenizer_free(t);
 }
 
 /* ---- real tokenizers against their own reference outputs ----------------
@@ -314,26 +314,26 @@ Test(tokenizer_vocab, special_tokens_are_text_unless_asked_and_end_tokens_are_kn
 
 Test(tokenizer_hostile, unknown_pre_tokenizer_is_named) {
     lf_gguf_writer *w;
-    cr_assert_eq(lf_gguf_writer_create(32, &w), LF_OK);
+    cr_assert_eq(lf__gguf_writer_create(32, &w), LF_OK);
     lf_gguf_str strs[] = {{"a", 1}, {"b", 1}, {"ab", 2}};
     lf_gguf_str merges[] = {{"a b", 3}};
-    cr_assert_eq(lf_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2"), LF_OK);
-    cr_assert_eq(lf_gguf_writer_set_str(w, "tokenizer.ggml.pre", "tekken-9000"), LF_OK);
-    cr_assert_eq(lf_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", strs, 3), LF_OK);
-    cr_assert_eq(lf_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, 1), LF_OK);
+    cr_assert_eq(lf__gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2"), LF_OK);
+    cr_assert_eq(lf__gguf_writer_set_str(w, "tokenizer.ggml.pre", "tekken-9000"), LF_OK);
+    cr_assert_eq(lf__gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", strs, 3), LF_OK);
+    cr_assert_eq(lf__gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, 1), LF_OK);
     lf_err err = {{0}};
     const int fd = memfd_create("vocab", 0);
-    cr_assert_eq(lf_gguf_writer_write_header(w, fd, &err), LF_OK, "%s", err.msg);
-    const uint64_t size = lf_gguf_writer_file_size(w);
-    lf_gguf_writer_destroy(w);
+    cr_assert_eq(lf__gguf_writer_write_header(w, fd, &err), LF_OK, "%s", err.msg);
+    const uint64_t size = lf__gguf_writer_file_size(w);
+    lf__gguf_writer_destroy(w);
     lf_gguf *g;
-    cr_assert_eq(lf_gguf_read_fd(fd, size, &g, &err), LF_OK, "%s", err.msg);
+    cr_assert_eq(lf__gguf_read_fd(fd, size, &g, &err), LF_OK, "%s", err.msg);
     lf_tokenizer *t = NULL;
-    cr_assert_eq(lf_tokenizer_load(g, &t, &err), LF_E_UNSUPPORTED);
+    cr_assert_eq(lf__tokenizer_load(g, &t, &err), LF_E_UNSUPPORTED);
     cr_assert_not_null(strstr(err.msg, "tekken-9000"), "%s", err.msg);
     cr_assert_not_null(strstr(err.msg, "tokenizer.ggml.pre"), "%s", err.msg);
     cr_assert_null(t);
-    lf_gguf_free(g);
+    lf__gguf_free(g);
     close(fd);
 }
 

@@ -12,38 +12,38 @@ static const lf_arch k_archs[] = {
     {.name = "qwen3", .rope = LF_ROPE_NEOX, .qk_norm = true, .rms_eps = 1e-6f, .rope_freq_base = 1000000.0f},
 };
 
-const lf_arch *lf_arch_find(lf_gguf_str name) {
+const lf_arch *lf__arch_find(lf_gguf_str name) {
     for (size_t i = 0; name.ptr && i < LF_ARRAY_LEN(k_archs); i++)
-        if (lf_gguf_str_eq(name, k_archs[i].name)) return &k_archs[i];
+        if (lf__gguf_str_eq(name, k_archs[i].name)) return &k_archs[i];
     return NULL;
 }
 
-const char *lf_arch_names(void) { return "llama, qwen2, qwen3"; }
+const char *lf__arch_names(void) { return "llama, qwen2, qwen3"; }
 
-lf_status lf_arch_of(const lf_gguf *g, const lf_arch **out, lf_err *err) {
+lf_status lf__arch_of(const lf_gguf *g, const lf_arch **out, lf_err *err) {
     lf_gguf_str arch;
-    lf_status st = lf_gguf_get_str(g, "general.architecture", &arch, err);
+    lf_status st = lf__gguf_get_str(g, "general.architecture", &arch, err);
     if (st) return st;
-    if (!arch.ptr) return lf_err_set(err, LF_E_MODEL, "metadata key 'general.architecture' is missing");
-    if (!(*out = lf_arch_find(arch)))
-        return lf_err_set(err, LF_E_UNSUPPORTED, "general.architecture '%.*s' is not supported (llmflash runs %s)",
-                          (int)LF_MIN(arch.len, (uint64_t)32), arch.ptr, lf_arch_names());
+    if (!arch.ptr) return lf__err_set(err, LF_E_MODEL, "metadata key 'general.architecture' is missing");
+    if (!(*out = lf__arch_find(arch)))
+        return lf__err_set(err, LF_E_UNSUPPORTED, "general.architecture '%.*s' is not supported (llmflash runs %s)",
+                          (int)LF_MIN(arch.len, (uint64_t)32), arch.ptr, lf__arch_names());
     return LF_OK;
 }
 
-const char *lf_arch_key(const lf_arch *a, const char *suffix, char *buf, size_t cap) {
+const char *lf__arch_key(const lf_arch *a, const char *suffix, char *buf, size_t cap) {
     snprintf(buf, cap, "%s.%s", a->name, suffix);
     return buf;
 }
 
-lf_status lf_arch_ffn_shape(const lf_gguf *g, uint32_t *n_embd, uint32_t *n_ff, uint32_t *n_layer, lf_err *err) {
+lf_status lf__arch_ffn_shape(const lf_gguf *g, uint32_t *n_embd, uint32_t *n_ff, uint32_t *n_layer, lf_err *err) {
     const lf_arch *a;
     char k[64];
     lf_status st;
-    if ((st = lf_arch_of(g, &a, err)) ||
-        (st = lf_gguf_get_u32(g, lf_arch_key(a, "embedding_length", k, sizeof k), n_embd, err)) ||
-        (st = lf_gguf_get_u32(g, lf_arch_key(a, "feed_forward_length", k, sizeof k), n_ff, err)) ||
-        (st = lf_gguf_get_u32(g, lf_arch_key(a, "block_count", k, sizeof k), n_layer, err)))
+    if ((st = lf__arch_of(g, &a, err)) ||
+        (st = lf__gguf_get_u32(g, lf__arch_key(a, "embedding_length", k, sizeof k), n_embd, err)) ||
+        (st = lf__gguf_get_u32(g, lf__arch_key(a, "feed_forward_length", k, sizeof k), n_ff, err)) ||
+        (st = lf__gguf_get_u32(g, lf__arch_key(a, "block_count", k, sizeof k), n_layer, err)))
         return st;
     return LF_OK;
 }

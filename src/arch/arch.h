@@ -28,18 +28,18 @@ typedef struct lf_arch {
 } lf_arch;
 
 /* The row for `name`, or NULL. */
-const lf_arch *lf_arch_find(lf_gguf_str name);
+const lf_arch *lf__arch_find(lf_gguf_str name);
 /* The row named by a file's general.architecture. LF_E_UNSUPPORTED names the
  * architecture (and the supported ones) when there is no row, LF_E_MODEL
  * when the key is missing. */
-lf_status lf_arch_of(const lf_gguf *g, const lf_arch **out, lf_err *err);
+lf_status lf__arch_of(const lf_gguf *g, const lf_arch **out, lf_err *err);
 /* The FFN's shape under the file's architecture prefix: ARCH.embedding_length,
  * ARCH.feed_forward_length and ARCH.block_count (what convert and the flash
- * reader need). lf_arch_of's errors, or a missing key's. */
-lf_status lf_arch_ffn_shape(const lf_gguf *g, uint32_t *n_embd, uint32_t *n_ff, uint32_t *n_layer, lf_err *err);
+ * reader need). lf__arch_of's errors, or a missing key's. */
+lf_status lf__arch_ffn_shape(const lf_gguf *g, uint32_t *n_embd, uint32_t *n_ff, uint32_t *n_layer, lf_err *err);
 /* "llama, qwen2, qwen3": static. */
-const char *lf_arch_names(void);
+const char *lf__arch_names(void);
 /* "<arch>.<suffix>" in buf (cap >= 64 is always enough for our suffixes). */
-const char *lf_arch_key(const lf_arch *a, const char *suffix, char *buf, size_t cap);
+const char *lf__arch_key(const lf_arch *a, const char *suffix, char *buf, size_t cap);
 
 #endif

@@ -3,32 +3,32 @@
 
 #include <stdlib.h>
 
-uint64_t lf_ncache_bytes(uint32_t n_units, uint32_t capacity, uint64_t slot_bytes) {
+uint64_t lf__ncache_bytes(uint32_t n_units, uint32_t capacity, uint64_t slot_bytes) {
     return (uint64_t)capacity * (slot_bytes + sizeof(int32_t) + sizeof(uint64_t) + 1) +
            (uint64_t)n_units * sizeof(int32_t);
 }
 
-lf_status lf_ncache_init(lf_ncache *c, uint32_t n_units, uint32_t capacity, uint64_t slot_bytes) {
+lf_status lf__ncache_init(lf_ncache *c, uint32_t n_units, uint32_t capacity, uint64_t slot_bytes) {
     memset(c, 0, sizeof *c);
     if (capacity > n_units) capacity = n_units;
     c->n_units = n_units;
     c->capacity = capacity;
     c->slot_bytes = slot_bytes;
-    c->slab = capacity ? lf_alloc_aligned((uint64_t)capacity * slot_bytes, 64) : NULL;
+    c->slab = capacity ? lf__alloc_aligned((uint64_t)capacity * slot_bytes, 64) : NULL;
     c->slot_of = malloc((n_units ? n_units : 1) * sizeof *c->slot_of);
     c->unit_of = malloc((capacity ? capacity : 1) * sizeof *c->unit_of);
     c->last_used = malloc((capacity ? capacity : 1) * sizeof *c->last_used);
     c->pinned = calloc(capacity ? capacity : 1, 1);
     if ((capacity && !c->slab) || !c->slot_of || !c->unit_of || !c->last_used || !c->pinned) {
-        lf_ncache_free(c);
+        lf__ncache_free(c);
         return LF_E_NOMEM;
     }
     for (uint32_t i = 0; i < n_units; i++) c->slot_of[i] = -1;
     return LF_OK;
 }
 
-void lf_ncache_free(lf_ncache *c) {
-    lf_free_aligned(c->slab);
+void lf__ncache_free(lf_ncache *c) {
+    lf__free_aligned(c->slab);
     free(c->slot_of);
     free(c->unit_of);
     free(c->last_used);
@@ -41,7 +41,7 @@ static void delete_slot(lf_ncache *c, int32_t s) {
     const int32_t last = (int32_t)c->n_live - 1;
     c->slot_of[c->unit_of[s]] = -1;
     if (s != last) {
-        memcpy(lf_ncache_slot(c, s), lf_ncache_slot(c, last), c->slot_bytes);
+        memcpy(lf__ncache_slot(c, s), lf__ncache_slot(c, last), c->slot_bytes);
         c->unit_of[s] = c->unit_of[last];
         c->last_used[s] = c->last_used[last];
         c->pinned[s] = c->pinned[last];
@@ -50,7 +50,7 @@ static void delete_slot(lf_ncache *c, int32_t s) {
     c->n_live--;
 }
 
-uint32_t lf_ncache_expire(lf_ncache *c, uint64_t token, uint32_t window) {
+uint32_t lf__ncache_expire(lf_ncache *c, uint64_t token, uint32_t window) {
     uint32_t dropped = 0;
     /* walk backwards: a moved-in slot has already been looked at */
     for (int32_t s = (int32_t)c->n_live - 1; s >= 0; s--) {
@@ -62,7 +62,7 @@ uint32_t lf_ncache_expire(lf_ncache *c, uint64_t token, uint32_t window) {
     return dropped;
 }
 
-int32_t lf_ncache_insert(lf_ncache *c, uint32_t unit, uint64_t token) {
+int32_t lf__ncache_insert(lf_ncache *c, uint32_t unit, uint64_t token) {
     if (c->capacity == 0 || c->slot_of[unit] >= 0) return -1;
     if (c->n_live == c->capacity) {
         int32_t victim = -1;
@@ -92,7 +92,7 @@ static int lru_cmp(const void *a, const void *b) {
     return x->last_used < y->last_used ? -1 : x->last_used > y->last_used ? 1 : (x->unit > y->unit) - (x->unit < y->unit);
 }
 
-uint32_t lf_ncache_insert_many(lf_ncache *c, const uint32_t *units, uint32_t n, uint64_t token, int32_t *slots_out,
+uint32_t lf__ncache_insert_many(lf_ncache *c, const uint32_t *units, uint32_t n, uint64_t token, int32_t *slots_out,
                                int32_t *scratch) {
     if (c->capacity == 0 || n == 0) return 0;
     uint32_t free_slots = c->capacity - c->n_live;
@@ -122,7 +122,7 @@ uint32_t lf_ncache_insert_many(lf_ncache *c, const uint32_t *units, uint32_t n, 
     return m;
 }
 
-void lf_ncache_remove(lf_ncache *c, uint32_t unit) {
+void lf__ncache_remove(lf_ncache *c, uint32_t unit) {
     const int32_t s = c->slot_of[unit];
     if (s >= 0) {
         if (c->pinned[s]) c->n_pinned--;
@@ -130,12 +130,12 @@ void lf_ncache_remove(lf_ncache *c, uint32_t unit) {
     }
 }
 
-void lf_ncache_pin(lf_ncache *c, int32_t slot) {
+void lf__ncache_pin(lf_ncache *c, int32_t slot) {
     if (!c->pinned[slot]) c->n_pinned++;
     c->pinned[slot] = 1;
 }
 
-bool lf_ncache_check(const lf_ncache *c) {
+bool lf__ncache_check(const lf_ncache *c) {
     if (c->n_live > c->capacity) return false;
     uint32_t resident = 0, pinned = 0;
     for (uint32_t u = 0; u < c->n_units; u++) {

@@ -29,43 +29,43 @@ typedef struct lf_ncache {
     uint64_t expirations; /* units dropped by the window */
 } lf_ncache;
 
-/* Bytes lf_ncache_init will allocate. */
-uint64_t lf_ncache_bytes(uint32_t n_units, uint32_t capacity, uint64_t slot_bytes);
-lf_status lf_ncache_init(lf_ncache *c, uint32_t n_units, uint32_t capacity, uint64_t slot_bytes);
-void lf_ncache_free(lf_ncache *c);
+/* Bytes lf__ncache_init will allocate. */
+uint64_t lf__ncache_bytes(uint32_t n_units, uint32_t capacity, uint64_t slot_bytes);
+lf_status lf__ncache_init(lf_ncache *c, uint32_t n_units, uint32_t capacity, uint64_t slot_bytes);
+void lf__ncache_free(lf_ncache *c);
 
-static inline uint8_t *lf_ncache_slot(const lf_ncache *c, int32_t slot) {
+static inline uint8_t *lf__ncache_slot(const lf_ncache *c, int32_t slot) {
     return c->slab + (uint64_t)slot * c->slot_bytes;
 }
-static inline int32_t lf_ncache_find(const lf_ncache *c, uint32_t unit) { return c->slot_of[unit]; }
+static inline int32_t lf__ncache_find(const lf_ncache *c, uint32_t unit) { return c->slot_of[unit]; }
 
 /* Marks a resident unit as used by `token`. */
-static inline void lf_ncache_touch(lf_ncache *c, int32_t slot, uint64_t token) { c->last_used[slot] = token; }
+static inline void lf__ncache_touch(lf_ncache *c, int32_t slot, uint64_t token) { c->last_used[slot] = token; }
 
 /* Drops units not used by any of the tokens (token - window, token]; pinned
  * units stay. Returns how many were dropped. */
-uint32_t lf_ncache_expire(lf_ncache *c, uint64_t token, uint32_t window);
+uint32_t lf__ncache_expire(lf_ncache *c, uint64_t token, uint32_t window);
 
 /* Takes a slot for `unit` (not resident), evicting the least recently used
  * unit last used before `token` if the slab is full. Returns the slot, or -1
  * when every slot holds a unit that `token` uses or a pinned unit. The slot's
  * bytes are the caller's to fill. */
-int32_t lf_ncache_insert(lf_ncache *c, uint32_t unit, uint64_t token);
+int32_t lf__ncache_insert(lf_ncache *c, uint32_t unit, uint64_t token);
 
 /* Inserts units[0..n) (none resident) for `token`: evicts as many least
  * recently used units not used by `token` as needed, in one pass, then
  * appends. Returns how many of units[] got a slot (a prefix of the list);
  * their slots are slots_out[0..ret). Scratch holds 4 * capacity int32s. */
-uint32_t lf_ncache_insert_many(lf_ncache *c, const uint32_t *units, uint32_t n, uint64_t token, int32_t *slots_out,
+uint32_t lf__ncache_insert_many(lf_ncache *c, const uint32_t *units, uint32_t n, uint64_t token, int32_t *slots_out,
                                int32_t *scratch);
 
 /* Removes a resident unit (its slot is reused). */
-void lf_ncache_remove(lf_ncache *c, uint32_t unit);
+void lf__ncache_remove(lf_ncache *c, uint32_t unit);
 
 /* Pins a resident unit. */
-void lf_ncache_pin(lf_ncache *c, int32_t slot);
+void lf__ncache_pin(lf_ncache *c, int32_t slot);
 
 /* Checks every invariant (for tests): returns false on the first violation. */
-bool lf_ncache_check(const lf_ncache *c);
+bool lf__ncache_check(const lf_ncache *c);
 
 #endif

@@ -66,7 +66,7 @@ static void *worker_main(void *p) {
     }
 }
 
-lf_status lf_pool_create(int n_threads, lf_pool **out) {
+lf_status lf__pool_create(int n_threads, lf_pool **out) {
     *out = NULL;
     if (n_threads < 1) n_threads = 1;
     lf_pool *pool = calloc(1, sizeof *pool);
@@ -94,7 +94,7 @@ lf_status lf_pool_create(int n_threads, lf_pool **out) {
             continue;
         err_threads:
             pool->n_threads = i; /* threads [1, i) exist */
-            lf_pool_destroy(pool);
+            lf__pool_destroy(pool);
             return LF_E_NOMEM;
         }
     }
@@ -105,7 +105,7 @@ err:
     return LF_E_NOMEM;
 }
 
-void lf_pool_destroy(lf_pool *pool) {
+void lf__pool_destroy(lf_pool *pool) {
     if (!pool) return;
     pthread_mutex_lock(&pool->mutex);
     atomic_store(&pool->stop, true);
@@ -119,9 +119,9 @@ void lf_pool_destroy(lf_pool *pool) {
     free(pool);
 }
 
-int lf_pool_size(const lf_pool *pool) { return pool ? pool->n_threads : 1; }
+int lf__pool_size(const lf_pool *pool) { return pool ? pool->n_threads : 1; }
 
-void lf_pool_run(lf_pool *pool, lf_pool_fn fn, void *ctx) {
+void lf__pool_run(lf_pool *pool, lf_pool_fn fn, void *ctx) {
     if (!pool || pool->n_threads == 1) {
         fn(ctx, 0, 1);
         return;
@@ -148,15 +148,15 @@ void lf_pool_run(lf_pool *pool, lf_pool_fn fn, void *ctx) {
     }
 }
 
-void lf_pool_run_work(lf_pool *pool, lf_pool_fn fn, void *ctx, uint64_t work) {
+void lf__pool_run_work(lf_pool *pool, lf_pool_fn fn, void *ctx, uint64_t work) {
     /* below this, waking and waiting for the workers costs more than the
      * job; and on a machine shared with other processes a worker may not be
      * running at all, so every handoff of a tiny job can wait a time slice */
     if (work < LF_POOL_MIN_WORK) fn(ctx, 0, 1);
-    else lf_pool_run(pool, fn, ctx);
+    else lf__pool_run(pool, fn, ctx);
 }
 
-void lf_split_range(uint64_t n, int ith, int nth, uint64_t grain, uint64_t *begin, uint64_t *end) {
+void lf__split_range(uint64_t n, int ith, int nth, uint64_t grain, uint64_t *begin, uint64_t *end) {
     if (grain == 0) grain = 1;
     const uint64_t chunks = (n + grain - 1) / grain;
     const uint64_t per = chunks / (uint64_t)nth, extra = chunks % (uint64_t)nth;

@@ -36,7 +36,7 @@ const char *lf_strerror(lf_status status) {
     return "unknown lf_status";
 }
 
-lf_status lf_err_set(lf_err *err, lf_status status, const char *fmt, ...) {
+lf_status lf__err_set(lf_err *err, lf_status status, const char *fmt, ...) {
     if (err) {
         /* formatted aside first: an argument may be err->msg itself
          * ("writing X: %s", err->msg), and vsnprintf into its own source
@@ -51,16 +51,16 @@ lf_status lf_err_set(lf_err *err, lf_status status, const char *fmt, ...) {
     return status;
 }
 
-void lf_err_clear(lf_err *err) {
+void lf__err_clear(lf_err *err) {
     if (err) err->msg[0] = '\0';
 }
 
-void lf_err_copy_out(const lf_err *err, char *buf, size_t cap) {
+void lf__err_copy_out(const lf_err *err, char *buf, size_t cap) {
     if (!buf || cap == 0) return;
     snprintf(buf, cap, "%s", err ? err->msg : "");
 }
 
-void lf_log(const lf_logger *log, lf_log_level level, const char *fmt, ...) {
+void lf__log(const lf_logger *log, lf_log_level level, const char *fmt, ...) {
     if (!log || !log->fn) return;
     char msg[1024];
     va_list ap;

@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-void *lf_alloc_aligned(size_t size, size_t align) {
+void *lf__alloc_aligned(size_t size, size_t align) {
     void *p = NULL;
     if (size == 0) size = align;
     size = (size + align - 1) / align * align;
@@ -21,15 +21,15 @@ void *lf_alloc_aligned(size_t size, size_t align) {
     return p;
 }
 
-void lf_free_aligned(void *p) { free(p); }
+void lf__free_aligned(void *p) { free(p); }
 
-uint64_t lf_now_ns(void) {
+uint64_t lf__now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-int lf_cpu_count(void) {
+int lf__cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
@@ -72,7 +72,7 @@ static uint64_t cgroup_room(void) {
     return room;
 }
 
-uint64_t lf_memory_available(void) {
+uint64_t lf__memory_available(void) {
     FILE *f = fopen("/proc/meminfo", "r");
     uint64_t avail = 0;
     if (f) {
@@ -87,7 +87,7 @@ uint64_t lf_memory_available(void) {
 
 /* Branch-light: move exponent and mantissa into place, rebias, and fix up
  * the two special ranges (inf/nan, zero/subnormal) with one test each. */
-float lf_fp16_to_fp32(uint16_t h) {
+float lf__fp16_to_fp32(uint16_t h) {
     const uint32_t shifted_exp = 0x7c00u << 13;
     uint32_t u = ((uint32_t)h & 0x7fffu) << 13;
     const uint32_t exp = u & shifted_exp;
@@ -111,7 +111,7 @@ float lf_fp16_to_fp32(uint16_t h) {
 }
 
 /* Round to nearest even, as F16C's _cvtss_sh(x, 0) does. */
-uint16_t lf_fp32_to_fp16(float f) {
+uint16_t lf__fp32_to_fp16(float f) {
     uint32_t x;
     memcpy(&x, &f, sizeof x);
     const uint32_t sign = (x >> 16) & 0x8000;
@@ -137,7 +137,7 @@ uint16_t lf_fp32_to_fp16(float f) {
     return (uint16_t)(sign | half);
 }
 
-uint16_t lf_fp32_to_bf16(float f) {
+uint16_t lf__fp32_to_bf16(float f) {
     uint32_t x;
     memcpy(&x, &f, sizeof x);
     if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 64); /* quiet nan */
@@ -151,13 +151,13 @@ static uint64_t splitmix64(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-void lf_rng_seed(lf_rng *rng, uint64_t seed) {
+void lf__rng_seed(lf_rng *rng, uint64_t seed) {
     for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&seed);
 }
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-uint64_t lf_rng_next(lf_rng *rng) {
+uint64_t lf__rng_next(lf_rng *rng) {
     uint64_t *s = rng->s;
     const uint64_t result = rotl(s[1] * 5, 7) * 9;
     const uint64_t t = s[1] << 17;
@@ -170,35 +170,35 @@ uint64_t lf_rng_next(lf_rng *rng) {
     return result;
 }
 
-float lf_rng_uniform(lf_rng *rng) { return (float)(lf_rng_next(rng) >> 40) * (1.0f / 16777216.0f); }
+float lf__rng_uniform(lf_rng *rng) { return (float)(lf__rng_next(rng) >> 40) * (1.0f / 16777216.0f); }
 
 /* Irwin-Hall with four uniforms: cheap, bounded (|x| < 3.47), close enough to
  * a normal for random weights, and much faster than Box-Muller. */
-float lf_rng_normal(lf_rng *rng) {
-    const uint64_t r = lf_rng_next(rng);
+float lf__rng_normal(lf_rng *rng) {
+    const uint64_t r = lf__rng_next(rng);
     const float s = (float)(r & 0xffff) + (float)((r >> 16) & 0xffff) + (float)((r >> 32) & 0xffff) +
                     (float)(r >> 48);
     return (s / 65536.0f - 2.0f) * 1.7320508f;
 }
 
-lf_status lf_open_input(const char *path, int flags, int *fd_out, uint64_t *size, lf_err *err) {
+lf_status lf__open_input(const char *path, int flags, int *fd_out, uint64_t *size, lf_err *err) {
     *fd_out = -1;
     /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
      * writer forever; it is cleared again before any read */
     const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags);
-    if (fd < 0) return lf_err_set(err, LF_E_IO, "open %s: %s", path, strerror(errno));
+    if (fd < 0) return lf__err_set(err, LF_E_IO, "open %s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         const int e = errno;
         close(fd);
-        return lf_err_set(err, LF_E_IO, "stat %s: %s", path, strerror(e));
+        return lf__err_set(err, LF_E_IO, "stat %s: %s", path, strerror(e));
     }
     uint64_t bytes = (uint64_t)sb.st_size;
     if (S_ISBLK(sb.st_mode)) {
         if (ioctl(fd, BLKGETSIZE64, &bytes) != 0) bytes = 0;
     } else if (!S_ISREG(sb.st_mode)) {
         close(fd);
-        return lf_err_set(err, LF_E_IO, "%s is not a regular file or block device (a %s)", path,
+        return lf__err_set(err, LF_E_IO, "%s is not a regular file or block device (a %s)", path,
                           S_ISDIR(sb.st_mode) ? "directory" : S_ISFIFO(sb.st_mode) ? "FIFO" :
                           S_ISCHR(sb.st_mode) ? "character device" : S_ISSOCK(sb.st_mode) ? "socket" : "special file");
     }
@@ -206,7 +206,7 @@ lf_status lf_open_input(const char *path, int flags, int *fd_out, uint64_t *size
     if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
         const int e = errno;
         close(fd);
-        return lf_err_set(err, LF_E_IO, "fcntl %s: %s", path, strerror(e));
+        return lf__err_set(err, LF_E_IO, "fcntl %s: %s", path, strerror(e));
     }
     *fd_out = fd;
     if (size) *size = bytes;

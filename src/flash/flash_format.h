@@ -58,14 +58,14 @@ typedef struct lf_bundle_layout {
 } lf_bundle_layout;
 
 /* Stride of uncompressed records for a record size (see above). */
-static inline uint64_t lf_bundle_stride(uint64_t record_bytes, bool packed) {
+static inline uint64_t lf__bundle_stride(uint64_t record_bytes, bool packed) {
     if (packed) return record_bytes;
     if (record_bytes <= LF_FLASH_ALIGNMENT) {
         uint64_t s = 1;
         while (s < record_bytes) s *= 2;
         return s;
     }
-    return lf_align_up(record_bytes, LF_FLASH_ALIGNMENT);
+    return lf__align_up(record_bytes, LF_FLASH_ALIGNMENT);
 }
 
 /* Metadata keys. */
@@ -103,32 +103,32 @@ typedef struct lf_flash {
 } lf_flash;
 
 /* Whether a parsed GGUF is a flash file (has llmflash.format_version). */
-bool lf_flash_detect(const lf_gguf *g);
+bool lf__flash_detect(const lf_gguf *g);
 /* LF_E_TRUNCATED unless the file has exactly the size its header records. */
-lf_status lf_flash_check_size(const lf_gguf *g, lf_err *err);
+lf_status lf__flash_check_size(const lf_gguf *g, lf_err *err);
 /* Reads the layout and every layer's index (verifying the index tensors'
  * checksums). fd is the open file. */
-lf_status lf_flash_open(const lf_gguf *g, int fd, lf_flash **out, lf_err *err);
-void lf_flash_free(lf_flash *f);
+lf_status lf__flash_open(const lf_gguf *g, int fd, lf_flash **out, lf_err *err);
+void lf__flash_free(lf_flash *f);
 /* Neurons [first, first+count) of group g. */
-void lf_flash_group_neurons(const lf_flash *f, uint64_t g, uint64_t *first, uint64_t *count);
+void lf__flash_group_neurons(const lf_flash *f, uint64_t g, uint64_t *first, uint64_t *count);
 /* Checks and decodes one group's stored bytes into `raw` (its records,
  * unpadded, record_bytes each). verify: check the checksum first. */
-lf_status lf_flash_decode_group(const lf_flash *f, uint32_t layer, uint64_t g, const void *stored, void *raw,
+lf_status lf__flash_decode_group(const lf_flash *f, uint32_t layer, uint64_t g, const void *stored, void *raw,
                                 bool verify, lf_err *err);
 /* Reads a whole layer into dst (n_ff records of record_bytes, unpadded). */
-lf_status lf_flash_read_layer(const lf_flash *f, int fd, uint32_t layer, void *dst, bool verify, lf_err *err);
+lf_status lf__flash_read_layer(const lf_flash *f, int fd, uint32_t layer, void *dst, bool verify, lf_err *err);
 
 /* The 8 value bytes of llmflash.header_checksum inside a rendered header
  * (its key/value entry: u64 length, key, u32 type, u64 value), or NULL. */
-uint8_t *lf_flash_header_checksum_field(uint8_t *hdr, uint64_t len);
+uint8_t *lf__flash_header_checksum_field(uint8_t *hdr, uint64_t len);
 
 /* The header (every byte before the tensor data) against
  * llmflash.header_checksum: LF_E_CORRUPT, or the read's error. */
-lf_status lf_flash_verify_header(int fd, const lf_gguf *g, lf_err *err);
+lf_status lf__flash_verify_header(int fd, const lf_gguf *g, lf_err *err);
 /* Tensor i's bytes at data against llmflash.tensor_checksums (bundle data,
  * whose entry is 0, is checked group by group instead): LF_E_CORRUPT. */
-lf_status lf_flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data, lf_err *err);
+lf_status lf__flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data, lf_err *err);
 
 /* Co-activation placement: writes to out_path the uncompressed flash file
  * at in_path with each layer's records reordered, perm[l][q] being the
@@ -137,10 +137,10 @@ lf_status lf_flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data,
  * input's own (LF_KEY_NEURON_ORDER). Complete or not at all.
  * LF_E_UNSUPPORTED for compressed files; LF_E_INVALID_ARG for a perm that
  * is not a permutation. */
-lf_status lf_flash_reorder(const char *in_path, const char *out_path, const uint32_t *const *perm, bool force,
+lf_status lf__flash_reorder(const char *in_path, const char *out_path, const uint32_t *const *perm, bool force,
                            lf_err *err);
 
 /* pread of exactly n bytes, retrying short reads; LF_E_IO/LF_E_TRUNCATED. */
-lf_status lf_pread_all(int fd, void *buf, size_t n, uint64_t off, lf_err *err);
+lf_status lf__pread_all(int fd, void *buf, size_t n, uint64_t off, lf_err *err);
 
 #endif

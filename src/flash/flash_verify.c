@@ -9,19 +9,19 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-lf_status lf_flash_verify_header(int fd, const lf_gguf *g, lf_err *err) {
+lf_status lf__flash_verify_header(int fd, const lf_gguf *g, lf_err *err) {
     uint8_t *hdr = malloc(g->data_offset);
     if (!hdr) return LF_E_NOMEM;
-    lf_status st = lf_pread_all(fd, hdr, g->data_offset, 0, err);
+    lf_status st = lf__pread_all(fd, hdr, g->data_offset, 0, err);
     if (!st) {
-        uint8_t *field = lf_flash_header_checksum_field(hdr, g->data_offset);
+        uint8_t *field = lf__flash_header_checksum_field(hdr, g->data_offset);
         if (!field) {
-            st = lf_err_set(err, LF_E_CORRUPT, "header has no %s", LF_KEY_HEADER_CHECKSUM);
+            st = lf__err_set(err, LF_E_CORRUPT, "header has no %s", LF_KEY_HEADER_CHECKSUM);
         } else {
-            const uint64_t want = lf_load_u64(field);
+            const uint64_t want = lf__load_u64(field);
             memset(field, 0, 8);
-            if (lf_checksum64(hdr, g->data_offset) != want)
-                st = lf_err_set(err, LF_E_CORRUPT, "header (first %" PRIu64 " bytes) fails its checksum", g->data_offset);
+            if (lf__checksum64(hdr, g->data_offset) != want)
+                st = lf__err_set(err, LF_E_CORRUPT, "header (first %" PRIu64 " bytes) fails its checksum", g->data_offset);
         }
     }
     free(hdr);
@@ -31,21 +31,21 @@ lf_status lf_flash_verify_header(int fd, const lf_gguf *g, lf_err *err) {
 /* The per-tensor checksum array, checked for its type and length; NULL
  * (with the reason in err) if it is not usable. */
 static const lf_gguf_kv *tensor_checksums(const lf_gguf *g, lf_err *err) {
-    const lf_gguf_kv *sums = lf_gguf_find(g, LF_KEY_TENSOR_CHECKSUMS);
+    const lf_gguf_kv *sums = lf__gguf_find(g, LF_KEY_TENSOR_CHECKSUMS);
     if (!sums || sums->type != LF_GGUF_ARRAY || sums->arr_type != LF_GGUF_U64 || sums->arr_n != g->n_tensors) {
-        lf_err_set(err, LF_E_CORRUPT, "%s is missing or has the wrong length", LF_KEY_TENSOR_CHECKSUMS);
+        lf__err_set(err, LF_E_CORRUPT, "%s is missing or has the wrong length", LF_KEY_TENSOR_CHECKSUMS);
         return NULL;
     }
     return sums;
 }
 
-lf_status lf_flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data, lf_err *err) {
+lf_status lf__flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data, lf_err *err) {
     const lf_gguf_kv *sums = tensor_checksums(g, err);
     if (!sums) return LF_E_CORRUPT;
-    const uint64_t want = lf_load_u64(sums->data + 8 * i);
+    const uint64_t want = lf__load_u64(sums->data + 8 * i);
     const lf_gguf_tensor *t = &g->tensors[i];
-    if (want != 0 && lf_checksum64(data, t->nbytes) != want)
-        return lf_err_set(err, LF_E_CORRUPT, "tensor '%.*s' fails its checksum: the file is corrupt",
+    if (want != 0 && lf__checksum64(data, t->nbytes) != want)
+        return lf__err_set(err, LF_E_CORRUPT, "tensor '%.*s' fails its checksum: the file is corrupt",
                           (int)LF_MIN(t->name.len, (uint64_t)128), t->name.ptr);
     return LF_OK;
 }
@@ -59,16 +59,16 @@ static lf_status check_tensors(int fd, const lf_gguf *g, lf_err *err) {
     lf_status st = buf && h ? LF_OK : LF_E_NOMEM;
     for (uint64_t i = 0; i < g->n_tensors && !st; i++) {
         const lf_gguf_tensor *t = &g->tensors[i];
-        const uint64_t want = lf_load_u64(sums->data + 8 * i);
+        const uint64_t want = lf__load_u64(sums->data + 8 * i);
         if (want == 0) continue; /* bundle data: checked group by group */
         XXH64_reset(h, 0);
         for (uint64_t off = 0; off < t->nbytes && !st; off += chunk) {
             const size_t n = (size_t)LF_MIN((uint64_t)chunk, t->nbytes - off);
-            st = lf_pread_all(fd, buf, n, t->file_offset + off, err);
+            st = lf__pread_all(fd, buf, n, t->file_offset + off, err);
             if (!st) XXH64_update(h, buf, n);
         }
         if (!st && XXH64_digest(h) != want)
-            st = lf_err_set(err, LF_E_CORRUPT, "tensor '%.*s' fails its checksum", (int)LF_MIN(t->name.len, (uint64_t)128),
+            st = lf__err_set(err, LF_E_CORRUPT, "tensor '%.*s' fails its checksum", (int)LF_MIN(t->name.len, (uint64_t)128),
                             t->name.ptr);
     }
     XXH64_freeState(h);
@@ -88,8 +88,8 @@ static lf_status check_groups(int fd, const lf_flash *f, uint64_t *checked, lf_e
     for (uint32_t l = 0; l < f->n_layer && !st; l++) {
         const lf_flash_layer *L = &f->layers[l];
         for (uint64_t g = 0; g < L->n_groups && !st; g++) {
-            st = lf_pread_all(fd, stored, L->index[g].stored, L->data_offset + L->index[g].offset, err);
-            if (!st) st = lf_flash_decode_group(f, l, g, stored, raw, true, err);
+            st = lf__pread_all(fd, stored, L->index[g].stored, L->data_offset + L->index[g].offset, err);
+            if (!st) st = lf__flash_decode_group(f, l, g, stored, raw, true, err);
             if (!st) (*checked)++;
         }
     }
@@ -106,22 +106,22 @@ lf_status lf_verify(const char *path, uint64_t *groups_checked, char *errbuf, si
     lf_status st;
     int fd = -1;
     uint64_t size = 0;
-    if ((st = lf_open_input(path, 0, &fd, &size, &err))) goto out;
-    if ((st = lf_gguf_read_fd(fd, size, &g, &err))) goto out;
-    if (!lf_flash_detect(g)) {
-        st = lf_err_set(&err, LF_E_INVALID_ARG, "%s is not a flash file (no %s); convert it first", path, LF_KEY_FORMAT);
+    if ((st = lf__open_input(path, 0, &fd, &size, &err))) goto out;
+    if ((st = lf__gguf_read_fd(fd, size, &g, &err))) goto out;
+    if (!lf__flash_detect(g)) {
+        st = lf__err_set(&err, LF_E_INVALID_ARG, "%s is not a flash file (no %s); convert it first", path, LF_KEY_FORMAT);
         goto out;
     }
-    if ((st = lf_flash_check_size(g, &err))) goto out;
-    if ((st = lf_flash_verify_header(fd, g, &err))) goto out;
+    if ((st = lf__flash_check_size(g, &err))) goto out;
+    if ((st = lf__flash_verify_header(fd, g, &err))) goto out;
     if ((st = check_tensors(fd, g, &err))) goto out;
-    if ((st = lf_flash_open(g, fd, &f, &err))) goto out;
+    if ((st = lf__flash_open(g, fd, &f, &err))) goto out;
     st = check_groups(fd, f, &checked, &err);
 out:
     if (groups_checked) *groups_checked = checked;
-    lf_flash_free(f);
-    lf_gguf_free(g);
+    lf__flash_free(f);
+    lf__gguf_free(g);
     if (fd >= 0) close(fd);
-    if (st) lf_err_copy_out(&err, errbuf, errcap);
+    if (st) lf__err_copy_out(&err, errbuf, errcap);
     return st;
 }

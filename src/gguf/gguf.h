@@ -61,75 +61,75 @@ typedef struct lf_gguf {
 } lf_gguf;
 
 /* Parses the GGUF open on fd (file_size bytes). */
-lf_status lf_gguf_read_fd(int fd, uint64_t file_size, lf_gguf **out, lf_err *err);
+lf_status lf__gguf_read_fd(int fd, uint64_t file_size, lf_gguf **out, lf_err *err);
 /* Parses a GGUF held in memory (tests, fuzzing). The buffer is copied. */
-lf_status lf_gguf_read_mem(const void *data, size_t size, lf_gguf **out, lf_err *err);
+lf_status lf__gguf_read_mem(const void *data, size_t size, lf_gguf **out, lf_err *err);
 /* Opens and parses path. */
-lf_status lf_gguf_read_file(const char *path, lf_gguf **out, lf_err *err);
-void lf_gguf_free(lf_gguf *g);
+lf_status lf__gguf_read_file(const char *path, lf_gguf **out, lf_err *err);
+void lf__gguf_free(lf_gguf *g);
 
 /* Lookup: returns NULL if absent. */
-const lf_gguf_kv *lf_gguf_find(const lf_gguf *g, const char *key);
-const lf_gguf_tensor *lf_gguf_find_tensor(const lf_gguf *g, const char *name);
-int64_t lf_gguf_tensor_index(const lf_gguf *g, const char *name);
+const lf_gguf_kv *lf__gguf_find(const lf_gguf *g, const char *key);
+const lf_gguf_tensor *lf__gguf_find_tensor(const lf_gguf *g, const char *name);
+int64_t lf__gguf_tensor_index(const lf_gguf *g, const char *name);
 
 /* Typed getters. They accept any integer type whose value fits; a key of the
  * wrong kind is LF_E_MODEL with a message naming it. A missing key is
  * LF_E_MODEL unless the *_or variant supplies a default. */
-lf_status lf_gguf_get_u32(const lf_gguf *g, const char *key, uint32_t *out, lf_err *err);
-lf_status lf_gguf_get_u32_or(const lf_gguf *g, const char *key, uint32_t dflt, uint32_t *out, lf_err *err);
-lf_status lf_gguf_get_u64_or(const lf_gguf *g, const char *key, uint64_t dflt, uint64_t *out, lf_err *err);
-lf_status lf_gguf_get_f32_or(const lf_gguf *g, const char *key, float dflt, float *out, lf_err *err);
-lf_status lf_gguf_get_bool_or(const lf_gguf *g, const char *key, bool dflt, bool *out, lf_err *err);
+lf_status lf__gguf_get_u32(const lf_gguf *g, const char *key, uint32_t *out, lf_err *err);
+lf_status lf__gguf_get_u32_or(const lf_gguf *g, const char *key, uint32_t dflt, uint32_t *out, lf_err *err);
+lf_status lf__gguf_get_u64_or(const lf_gguf *g, const char *key, uint64_t dflt, uint64_t *out, lf_err *err);
+lf_status lf__gguf_get_f32_or(const lf_gguf *g, const char *key, float dflt, float *out, lf_err *err);
+lf_status lf__gguf_get_bool_or(const lf_gguf *g, const char *key, bool dflt, bool *out, lf_err *err);
 /* String value; *out is NULL when absent and no error. */
-lf_status lf_gguf_get_str(const lf_gguf *g, const char *key, lf_gguf_str *out, lf_err *err);
-bool lf_gguf_str_eq(lf_gguf_str s, const char *c);
+lf_status lf__gguf_get_str(const lf_gguf *g, const char *key, lf_gguf_str *out, lf_err *err);
+bool lf__gguf_str_eq(lf_gguf_str s, const char *c);
 
 /* Size in bytes of one scalar of the given value type, 0 for string/array. */
-size_t lf_gguf_vtype_size(uint32_t type);
-const char *lf_gguf_vtype_name(uint32_t type);
+size_t lf__gguf_vtype_size(uint32_t type);
+const char *lf__gguf_vtype_name(uint32_t type);
 /* Iterates the strings of a string array: *pos starts at 0. */
-bool lf_gguf_arr_next_str(const lf_gguf_kv *kv, uint64_t *pos, lf_gguf_str *out);
+bool lf__gguf_arr_next_str(const lf_gguf_kv *kv, uint64_t *pos, lf_gguf_str *out);
 /* Element i of a numeric array, converted. */
-double lf_gguf_arr_get_num(const lf_gguf_kv *kv, uint64_t i);
+double lf__gguf_arr_get_num(const lf_gguf_kv *kv, uint64_t i);
 /* Renders a value for display (arrays abbreviated). */
-void lf_gguf_kv_format(const lf_gguf_kv *kv, char *buf, size_t cap);
+void lf__gguf_kv_format(const lf_gguf_kv *kv, char *buf, size_t cap);
 
 /* ---- writer ------------------------------------------------------------ */
 /* Collects metadata and tensor infos, then writes the header, then accepts
  * tensor data in declaration order, padding each to the alignment. */
 typedef struct lf_gguf_writer lf_gguf_writer;
 
-lf_status lf_gguf_writer_create(uint32_t alignment, lf_gguf_writer **out);
-void lf_gguf_writer_destroy(lf_gguf_writer *w);
-lf_status lf_gguf_writer_set_u32(lf_gguf_writer *w, const char *key, uint32_t v);
-lf_status lf_gguf_writer_set_i32(lf_gguf_writer *w, const char *key, int32_t v);
-lf_status lf_gguf_writer_set_u64(lf_gguf_writer *w, const char *key, uint64_t v);
-lf_status lf_gguf_writer_set_f32(lf_gguf_writer *w, const char *key, float v);
-lf_status lf_gguf_writer_set_bool(lf_gguf_writer *w, const char *key, bool v);
-lf_status lf_gguf_writer_set_str(lf_gguf_writer *w, const char *key, const char *v);
+lf_status lf__gguf_writer_create(uint32_t alignment, lf_gguf_writer **out);
+void lf__gguf_writer_destroy(lf_gguf_writer *w);
+lf_status lf__gguf_writer_set_u32(lf_gguf_writer *w, const char *key, uint32_t v);
+lf_status lf__gguf_writer_set_i32(lf_gguf_writer *w, const char *key, int32_t v);
+lf_status lf__gguf_writer_set_u64(lf_gguf_writer *w, const char *key, uint64_t v);
+lf_status lf__gguf_writer_set_f32(lf_gguf_writer *w, const char *key, float v);
+lf_status lf__gguf_writer_set_bool(lf_gguf_writer *w, const char *key, bool v);
+lf_status lf__gguf_writer_set_str(lf_gguf_writer *w, const char *key, const char *v);
 /* Array of scalars (elem_type not STRING/ARRAY): n elements of raw LE data. */
-lf_status lf_gguf_writer_set_arr(lf_gguf_writer *w, const char *key, uint32_t elem_type,
+lf_status lf__gguf_writer_set_arr(lf_gguf_writer *w, const char *key, uint32_t elem_type,
                                  const void *data, uint64_t n);
-lf_status lf_gguf_writer_set_arr_str(lf_gguf_writer *w, const char *key,
+lf_status lf__gguf_writer_set_arr_str(lf_gguf_writer *w, const char *key,
                                      const lf_gguf_str *strs, uint64_t n);
 /* Copies a key/value pair verbatim from a parsed file (any type, nested too). */
-lf_status lf_gguf_writer_copy_kv(lf_gguf_writer *w, const lf_gguf_kv *kv);
+lf_status lf__gguf_writer_copy_kv(lf_gguf_writer *w, const lf_gguf_kv *kv);
 /* Declares a tensor; returns its data size via *nbytes (may be NULL). */
-lf_status lf_gguf_writer_add_tensor(lf_gguf_writer *w, const char *name, uint32_t type,
+lf_status lf__gguf_writer_add_tensor(lf_gguf_writer *w, const char *name, uint32_t type,
                                     uint32_t n_dims, const uint64_t *ne, uint64_t *nbytes);
 /* Total file size once everything is written. */
-uint64_t lf_gguf_writer_file_size(const lf_gguf_writer *w);
+uint64_t lf__gguf_writer_file_size(const lf_gguf_writer *w);
 /* Writes header, metadata and tensor infos to fd (at its current offset 0). */
-lf_status lf_gguf_writer_write_header(lf_gguf_writer *w, int fd, lf_err *err);
+lf_status lf__gguf_writer_write_header(lf_gguf_writer *w, int fd, lf_err *err);
 /* Appends bytes of tensor data; a tensor may be written in several calls.
  * Padding is inserted automatically when a tensor is complete. */
-lf_status lf_gguf_writer_write_data(lf_gguf_writer *w, int fd, const void *data, uint64_t n, lf_err *err);
+lf_status lf__gguf_writer_write_data(lf_gguf_writer *w, int fd, const void *data, uint64_t n, lf_err *err);
 /* Checks every declared byte was written. */
-lf_status lf_gguf_writer_finish(lf_gguf_writer *w, lf_err *err);
+lf_status lf__gguf_writer_finish(lf_gguf_writer *w, lf_err *err);
 
 /* Writes all of buf at the current offset of fd, retrying short writes. */
-lf_status lf_write_all(int fd, const void *buf, size_t n, lf_err *err);
+lf_status lf__write_all(int fd, const void *buf, size_t n, lf_err *err);
 
 /* ---- atomic output files ----------------------------------------------- */
 /* A file that appears at its final path complete or not at all: an unnamed
@@ -142,8 +142,8 @@ typedef struct lf_outfile {
     bool force;
 } lf_outfile;
 
-lf_status lf_outfile_open(lf_outfile *f, const char *path, bool force, lf_err *err);
-lf_status lf_outfile_commit(lf_outfile *f, lf_err *err);
-void lf_outfile_abort(lf_outfile *f);
+lf_status lf__outfile_open(lf_outfile *f, const char *path, bool force, lf_err *err);
+lf_status lf__outfile_commit(lf_outfile *f, lf_err *err);
+void lf__outfile_abort(lf_outfile *f);
 
 #endif

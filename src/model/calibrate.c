@@ -40,7 +40,7 @@ static lf_status run_text(lf_model *m, const lf_token *toks, size_t n, collector
     lf_session *s;
     char msg[LF_ERRMSG_CAP];
     lf_status st = lf_session_create(m, &sp, &s, msg, sizeof msg);
-    if (st) return lf_err_set(err, st, "%s", msg);
+    if (st) return lf__err_set(err, st, "%s", msg);
     s->ffn_tap = collect;
     s->ffn_tap_user = c;
     const lf_token bos = lf_token_bos(m) >= 0 ? lf_token_bos(m) : toks[0];
@@ -50,15 +50,15 @@ static lf_status run_text(lf_model *m, const lf_token *toks, size_t n, collector
         const size_t c1 = LF_MIN(c0 + 255, n);
         lf_token prev = bos;
         for (size_t i = c0; i < c1 && !st; i++) {
-            if ((st = lf_session_eval(s, &prev, 1))) lf_err_set(err, st, "%s", lf_session_errmsg(s));
+            if ((st = lf_session_eval(s, &prev, 1))) lf__err_set(err, st, "%s", lf_session_errmsg(s));
             (*samples)++;
             prev = toks[i];
         }
         if (!st && p->progress && !p->progress(p->user, c1, n))
-            st = lf_err_set(err, LF_E_INTERRUPTED, "interrupted after %zu of %zu tokens; nothing was written", c1, n);
+            st = lf__err_set(err, LF_E_INTERRUPTED, "interrupted after %zu of %zu tokens; nothing was written", c1, n);
     }
     lf_session_destroy(s);
-    if (!st && c->failed) st = lf_err_set(err, LF_E_IO, "writing the collected activations to a temporary file failed");
+    if (!st && c->failed) st = lf__err_set(err, LF_E_IO, "writing the collected activations to a temporary file failed");
     return st;
 }
 
@@ -67,12 +67,12 @@ static lf_status layer_rows(const lf_model *m, uint32_t l, float *G, float *U, l
     const lf_bundle_layout *B = &m->flash->layout;
     const uint32_t d = m->info.n_embd, n_ff = m->info.n_ff;
     uint8_t *recs = malloc((uint64_t)n_ff * B->record_bytes);
-    if (!recs) return lf_err_set(err, LF_E_NOMEM, "layer %u's records", l);
-    const lf_status st = lf_flash_read_layer(m->flash, m->fd, l, recs, m->verify_checksums, err);
+    if (!recs) return lf__err_set(err, LF_E_NOMEM, "layer %u's records", l);
+    const lf_status st = lf__flash_read_layer(m->flash, m->fd, l, recs, m->verify_checksums, err);
     for (uint32_t i = 0; i < n_ff && !st; i++) {
         const uint8_t *r = recs + (uint64_t)i * B->record_bytes;
-        if (B->n_rows == 3) lf_dequantize_row(B->type, r, G + (uint64_t)i * d, d);
-        lf_dequantize_row(B->type, r + (B->n_rows == 3 ? B->row_bytes : 0), U + (uint64_t)i * d, d);
+        if (B->n_rows == 3) lf__dequantize_row(B->type, r, G + (uint64_t)i * d, d);
+        lf__dequantize_row(B->type, r + (B->n_rows == 3 ? B->row_bytes : 0), U + (uint64_t)i * d, d);
     }
     free(recs);
     return st;
@@ -93,7 +93,7 @@ static lf_status label(const lf_model *m, const float *X, uint64_t N, const floa
     if ((act != LF_ACT_RELU && !zg) || !zu) {
         free(zg);
         free(zu);
-        return lf_err_set(err, LF_E_NOMEM, "logits of %" PRIu64 " samples", N);
+        return lf__err_set(err, LF_E_NOMEM, "logits of %" PRIu64 " samples", N);
     }
     if (zg)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)n_ff, (int)d, 1.0f, X, (int)d, G, (int)d, 0.0f,
@@ -101,7 +101,7 @@ static lf_status label(const lf_model *m, const float *X, uint64_t N, const floa
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)n_ff, (int)d, 1.0f, X, (int)d, U, (int)d, 0.0f, zu,
                 (int)n_ff);
     *tau = 0.0f;
-    for (uint64_t k = 0; k < N * n_ff; k++) zu[k] = fabsf(lf_ffn_activate(act, zg ? zg[k] : 0.0f, zu[k]));
+    for (uint64_t k = 0; k < N * n_ff; k++) zu[k] = fabsf(lf__ffn_activate(act, zg ? zg[k] : 0.0f, zu[k]));
     if (act == LF_ACT_SILU_GATED) {
         /* the |h| quantile at the target sparsity, from a sorted copy */
         float *sorted = zg; /* gate logits are no longer needed */
@@ -122,19 +122,19 @@ static lf_status fit_swiglu(const float *X, const uint8_t *Y, const float *G, co
                             uint32_t rank, uint64_t n_fit, uint64_t n_thr, uint64_t n_rep, double aim,
                             lf_layer_predictor *out, lf_lowrank_quality *q, lf_err *err) {
     lf_swiglu_predictor sp = {0};
-    lf_status st = lf_lowrank_init_svd(&sp.gate, G, n_ff, d, rank, err);
-    if (!st) st = lf_lowrank_init_svd(&sp.up, U, n_ff, d, rank, err);
+    lf_status st = lf__lowrank_init_svd(&sp.gate, G, n_ff, d, rank, err);
+    if (!st) st = lf__lowrank_init_svd(&sp.up, U, n_ff, d, rank, err);
     if (!st) {
-        lf_lowrank_round_f16(&sp.gate);
-        lf_lowrank_round_f16(&sp.up);
-        st = lf_swiglu_calibrate(&sp, X + n_fit * d, Y + n_fit * n_ff, n_thr, aim, err);
+        lf__lowrank_round_f16(&sp.gate);
+        lf__lowrank_round_f16(&sp.up);
+        st = lf__swiglu_calibrate(&sp, X + n_fit * d, Y + n_fit * n_ff, n_thr, aim, err);
     }
-    if (!st) st = lf_swiglu_evaluate(&sp, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
-    if (!st && (lf_lowrank_f16_from(&out->gate, &sp.gate) || lf_lowrank_f16_from(&out->up, &sp.up)))
-        st = lf_err_set(err, LF_E_NOMEM, "predictor of rank %u", rank);
+    if (!st) st = lf__swiglu_evaluate(&sp, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
+    if (!st && (lf__lowrank_f16_from(&out->gate, &sp.gate) || lf__lowrank_f16_from(&out->up, &sp.up)))
+        st = lf__err_set(err, LF_E_NOMEM, "predictor of rank %u", rank);
     out->threshold = sp.threshold;
-    lf_lowrank_free(&sp.gate);
-    lf_lowrank_free(&sp.up);
+    lf__lowrank_free(&sp.gate);
+    lf__lowrank_free(&sp.up);
     return st;
 }
 
@@ -151,39 +151,39 @@ static lf_status fit_relu(const lf_model *m, uint32_t l, const float *X, const u
     const uint8_t *Yt = Y + n_fit * n_ff;
     lf_lowrank pred = {0}, init = {0};
     lf_lowrank_quality q_init, q_fit;
-    lf_status st = lf_lowrank_init_svd(&pred, W, n_ff, d, rank, err);
+    lf_status st = lf__lowrank_init_svd(&pred, W, n_ff, d, rank, err);
     if (!st) {
-        lf_lowrank_round_f16(&pred);
-        st = lf_lowrank_calibrate(&pred, Xt, Yt, n_thr, aim, err);
+        lf__lowrank_round_f16(&pred);
+        st = lf__lowrank_calibrate(&pred, Xt, Yt, n_thr, aim, err);
     }
-    if (!st) st = lf_lowrank_evaluate(&pred, Xt, Yt, n_thr, &q_init);
-    if (!st && lf_lowrank_copy(&init, &pred)) st = lf_err_set(err, LF_E_NOMEM, "predictor copy");
+    if (!st) st = lf__lowrank_evaluate(&pred, Xt, Yt, n_thr, &q_init);
+    if (!st && lf__lowrank_copy(&init, &pred)) st = lf__err_set(err, LF_E_NOMEM, "predictor copy");
     lf_lowrank_fit_params fp = {.epochs = epochs, .seed = 1 + l};
-    if (!st) st = lf_lowrank_fit(&pred, X, Y, n_fit, &fp, err);
+    if (!st) st = lf__lowrank_fit(&pred, X, Y, n_fit, &fp, err);
     if (!st) {
-        lf_lowrank_round_f16(&pred);
-        st = lf_lowrank_calibrate(&pred, Xt, Yt, n_thr, aim, err);
+        lf__lowrank_round_f16(&pred);
+        st = lf__lowrank_calibrate(&pred, Xt, Yt, n_thr, aim, err);
     }
-    if (!st) st = lf_lowrank_evaluate(&pred, Xt, Yt, n_thr, &q_fit);
+    if (!st) st = lf__lowrank_evaluate(&pred, Xt, Yt, n_thr, &q_fit);
     if (!st && q_init.precision >= q_fit.precision) {
-        lf_lowrank_free(&pred);
+        lf__lowrank_free(&pred);
         pred = init;
         init = (lf_lowrank){0};
-        lf_log(&m->log, LF_LOG_INFO, "layer %u: the SVD predictor (precision %.3f) beats the fitted one (%.3f)", l,
+        lf__log(&m->log, LF_LOG_INFO, "layer %u: the SVD predictor (precision %.3f) beats the fitted one (%.3f)", l,
                q_init.precision, q_fit.precision);
     }
-    lf_lowrank_free(&init);
-    if (!st) st = lf_lowrank_evaluate(&pred, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
-    if (!st && lf_lowrank_f16_from(&out->gate, &pred)) st = lf_err_set(err, LF_E_NOMEM, "predictor of rank %u", rank);
+    lf__lowrank_free(&init);
+    if (!st) st = lf__lowrank_evaluate(&pred, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
+    if (!st && lf__lowrank_f16_from(&out->gate, &pred)) st = lf__err_set(err, LF_E_NOMEM, "predictor of rank %u", rank);
     out->threshold = pred.threshold;
-    lf_lowrank_free(&pred);
+    lf__lowrank_free(&pred);
     return st;
 }
 
 /* One layer's samples, read back from its temporary file. */
 static lf_status read_samples(FILE *f, uint32_t l, uint64_t N, uint32_t d, float *X, lf_err *err) {
     if (fseek(f, 0, SEEK_SET) != 0 || fread(X, sizeof *X, N * d, f) != N * d)
-        return lf_err_set(err, LF_E_IO, "reading back layer %u's activations failed", l);
+        return lf__err_set(err, LF_E_IO, "reading back layer %u's activations failed", l);
     return LF_OK;
 }
 
@@ -195,11 +195,11 @@ static lf_status fit_layer(const lf_model *m, uint32_t l, const float *X, const 
     const uint32_t d = m->info.n_embd, n_ff = m->info.n_ff;
     float *G = malloc((uint64_t)n_ff * d * sizeof *G), *U = malloc((uint64_t)n_ff * d * sizeof *U);
     uint8_t *Y = malloc(N * n_ff);
-    lf_status st = G && U && Y ? LF_OK : lf_err_set(err, LF_E_NOMEM, "layer %u: %" PRIu64 " samples", l, N);
+    lf_status st = G && U && Y ? LF_OK : lf__err_set(err, LF_E_NOMEM, "layer %u: %" PRIu64 " samples", l, N);
     if (!st) st = layer_rows(m, l, G, U, err);
     if (!st) st = label(m, X, N, G, U, p->sparsity, Y, &set->taus[l], err);
     /* placement: from the fitting split's co-activations */
-    if (!st && order) st = lf_placement_order(Y, N * 3 / 5, n_ff, order, err);
+    if (!st && order) st = lf__placement_order(Y, N * 3 / 5, n_ff, order, err);
     /* 60% to fit, 20% for the threshold, 20% to report on */
     const uint64_t n_fit = N * 3 / 5, n_thr = N / 5, n_rep = N - n_fit - n_thr;
     const uint32_t L = m->info.n_layer;
@@ -245,7 +245,7 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     if (!p.rank) p.rank = 128;
     if (p.recall == 0.0) p.recall = 0.99;
     if (p.sparsity == 0.0f) p.sparsity = 0.5f;
-    const uint64_t t0 = lf_now_ns();
+    const uint64_t t0 = lf__now_ns();
     lf_calibrate_stats local = {0};
     lf_calibrate_stats *cs = stats ? stats : &local;
     memset(cs, 0, sizeof *cs);
@@ -261,28 +261,28 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     if (!(p.recall > 0.0 && p.recall <= 1.0) || !(p.sparsity > 0.0f && p.sparsity < 1.0f) || p.tokens < 64 ||
         ((p.lookahead_rank || p.lookahead_recall != 0.0) && !p.lookahead) ||
         !(p.lookahead_recall >= 0.0 && p.lookahead_recall <= 1.0)) {
-        st = lf_err_set(&err, LF_E_INVALID_ARG, "recall must be in (0, 1], sparsity in (0, 1), tokens at least 64, "
+        st = lf__err_set(&err, LF_E_INVALID_ARG, "recall must be in (0, 1], sparsity in (0, 1), tokens at least 64, "
                          "and a lookahead rank needs lookahead");
         goto out;
     }
     lf_model_params mp = lf_model_default_params(); /* auto: stream for a flash file, every unit cached */
     char msg[LF_ERRMSG_CAP];
     if ((st = lf_model_open(model_path, &mp, &m, msg, sizeof msg))) {
-        lf_err_set(&err, st, "%s", msg);
+        lf__err_set(&err, st, "%s", msg);
         goto out;
     }
     if (!m->flash) {
-        st = lf_err_set(&err, LF_E_INVALID_ARG, "%s is a plain GGUF: calibrate a flash file (llmflash convert)", model_path);
+        st = lf__err_set(&err, LF_E_INVALID_ARG, "%s is a plain GGUF: calibrate a flash file (llmflash convert)", model_path);
         goto out;
     }
     size_t n_tok = 0;
     lf_tokenize(m, text ? text : "", len, false, NULL, 0, &n_tok);
     if (n_tok < 64) {
-        st = lf_err_set(&err, LF_E_INVALID_ARG, "the calibration text gives %zu tokens; at least 64 are needed", n_tok);
+        st = lf__err_set(&err, LF_E_INVALID_ARG, "the calibration text gives %zu tokens; at least 64 are needed", n_tok);
         goto out;
     }
     if (!(toks = malloc(n_tok * sizeof *toks)) || lf_tokenize(m, text, len, false, toks, n_tok, &n_tok)) {
-        st = lf_err_set(&err, LF_E_NOMEM, "tokens of the calibration text");
+        st = lf__err_set(&err, LF_E_NOMEM, "tokens of the calibration text");
         goto out;
     }
     n_tok = LF_MIN(n_tok, (size_t)p.tokens);
@@ -295,28 +295,28 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     set.taus = calloc(n_layer, sizeof *set.taus);
     if (p.lookahead) set.ahead = calloc(n_layer, sizeof *set.ahead);
     if (!c.files || !set.layers || !set.taus || (p.lookahead && !set.ahead)) {
-        st = lf_err_set(&err, LF_E_NOMEM, "calibration tables");
+        st = lf__err_set(&err, LF_E_NOMEM, "calibration tables");
         goto out;
     }
     if (p.reorder_path) {
         if (m->flash->layout.compression != LF_COMPRESS_NONE) {
-            st = lf_err_set(&err, LF_E_UNSUPPORTED, "placement reorders single neurons: %s is compressed in groups "
+            st = lf__err_set(&err, LF_E_UNSUPPORTED, "placement reorders single neurons: %s is compressed in groups "
                             "(convert it with --compress none)", model_path);
             goto out;
         }
         if (!(orders = calloc(n_layer, sizeof *orders))) {
-            st = lf_err_set(&err, LF_E_NOMEM, "placement tables");
+            st = lf__err_set(&err, LF_E_NOMEM, "placement tables");
             goto out;
         }
         for (uint32_t l = 0; l < n_layer; l++)
             if (!(orders[l] = malloc(m->info.n_ff * sizeof **orders))) {
-                st = lf_err_set(&err, LF_E_NOMEM, "placement tables");
+                st = lf__err_set(&err, LF_E_NOMEM, "placement tables");
                 goto out;
             }
     }
     for (uint32_t l = 0; l < n_layer; l++)
         if (!(c.files[l] = tmpfile())) {
-            st = lf_err_set(&err, LF_E_IO, "a temporary file for layer %u's activations: %s", l, strerror(errno));
+            st = lf__err_set(&err, LF_E_IO, "a temporary file for layer %u's activations: %s", l, strerror(errno));
             goto out;
         }
     uint64_t N = 0;
@@ -325,11 +325,11 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     double tp = 0, pred = 0, truth = 0, total = 0, a_tp = 0, a_pred = 0, a_truth = 0;
     /* this layer's samples, and the layer before's for the lookahead */
     if (!(X = malloc(N * d * sizeof *X)) || (p.lookahead && !(X_prev = malloc(N * d * sizeof *X_prev)))) {
-        st = lf_err_set(&err, LF_E_NOMEM, "%" PRIu64 " samples of one layer", N);
+        st = lf__err_set(&err, LF_E_NOMEM, "%" PRIu64 " samples of one layer", N);
         goto out;
     }
     for (uint32_t l = 0; l < n_layer; l++) {
-        const uint64_t t_layer = lf_now_ns();
+        const uint64_t t_layer = lf__now_ns();
         lf_calibrate_layer q = {.layer = l, .n_layer = n_layer};
         if ((st = read_samples(c.files[l], l, N, d, X, &err)) ||
             (st = fit_layer(m, l, X, p.lookahead && l > 0 ? X_prev : NULL, N, &p, &set,
@@ -342,7 +342,7 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
             X_prev = X;
             X = t;
         }
-        q.seconds = lf_ns_to_ms(lf_now_ns() - t_layer) / 1e3;
+        q.seconds = lf__ns_to_ms(lf__now_ns() - t_layer) / 1e3;
         if (p.on_layer) p.on_layer(p.user, &q);
         tp += q.recall * q.true_density;
         pred += q.predicted_density;
@@ -362,15 +362,15 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     cs->true_density = truth / total;
     cs->ahead_recall = a_truth > 0 ? a_tp / a_truth : 0.0;
     cs->ahead_precision = a_pred > 0 ? a_tp / a_pred : 0.0;
-    cs->predictor_bytes = lf_predictor_set_bytes(&set);
+    cs->predictor_bytes = lf__predictor_set_bytes(&set);
     cs->activation = m->info.activation;
     const lf_model *target = m;
     if (orders) { /* the source's predictor first, then the placed copy's */
-        if (!(save_path = lf_predictor_path(model_path, NULL))) {
-            st = lf_err_set(&err, LF_E_NOMEM, "output path");
+        if (!(save_path = lf__predictor_path(model_path, NULL))) {
+            st = lf__err_set(&err, LF_E_NOMEM, "output path");
             goto out;
         }
-        if ((st = lf_predictor_save(&set, m, save_path, p.force, &err))) goto out;
+        if ((st = lf__predictor_save(&set, m, save_path, p.force, &err))) goto out;
         free(save_path);
         save_path = NULL;
     }
@@ -378,21 +378,21 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
         for (uint32_t l = 0; l < n_layer && !st; l++) {
             lf_layer_predictor *parts[2] = {&set.layers[l], set.ahead ? &set.ahead[l] : NULL};
             for (int k = 0; k < 2 && !st; k++)
-                if (parts[k] && (lf_lowrank_f16_permute_outputs(&parts[k]->gate, orders[l]) ||
-                                 lf_lowrank_f16_permute_outputs(&parts[k]->up, orders[l])))
-                    st = lf_err_set(&err, LF_E_NOMEM, "reordering the predictor");
+                if (parts[k] && (lf__lowrank_f16_permute_outputs(&parts[k]->gate, orders[l]) ||
+                                 lf__lowrank_f16_permute_outputs(&parts[k]->up, orders[l])))
+                    st = lf__err_set(&err, LF_E_NOMEM, "reordering the predictor");
         }
-        if (!st) st = lf_flash_reorder(model_path, p.reorder_path, (const uint32_t *const *)orders, p.force, &err);
+        if (!st) st = lf__flash_reorder(model_path, p.reorder_path, (const uint32_t *const *)orders, p.force, &err);
         if (!st && (st = lf_model_open(p.reorder_path, &mp, &placed, msg, sizeof msg)))
-            lf_err_set(&err, st, "the placed copy %s: %s", p.reorder_path, msg);
+            lf__err_set(&err, st, "the placed copy %s: %s", p.reorder_path, msg);
         if (st) goto out;
         target = placed;
     }
-    if (!(save_path = lf_predictor_path(orders ? p.reorder_path : model_path, out_path))) {
-        st = lf_err_set(&err, LF_E_NOMEM, "output path");
+    if (!(save_path = lf__predictor_path(orders ? p.reorder_path : model_path, out_path))) {
+        st = lf__err_set(&err, LF_E_NOMEM, "output path");
         goto out;
     }
-    st = lf_predictor_save(&set, target, save_path, p.force, &err);
+    st = lf__predictor_save(&set, target, save_path, p.force, &err);
 out:
     if (c.files)
         for (uint32_t l = 0; m && l < m->info.n_layer; l++)
@@ -403,11 +403,11 @@ out:
     for (uint32_t l = 0; orders && l < m->info.n_layer; l++) free(orders[l]);
     free(orders);
     lf_model_close(placed);
-    lf_predictor_set_free(&set);
+    lf__predictor_set_free(&set);
     free(toks);
     free(save_path);
     lf_model_close(m);
-    cs->seconds = lf_ns_to_ms(lf_now_ns() - t0) / 1e3;
-    if (st) lf_err_copy_out(&err, errbuf, errcap);
+    cs->seconds = lf__ns_to_ms(lf__now_ns() - t0) / 1e3;
+    if (st) lf__err_copy_out(&err, errbuf, errcap);
     return st;
 }

@@ -61,7 +61,7 @@ typedef struct inflight_chunk {
     uint64_t t0;
 } inflight_chunk;
 
-struct lf_ffn {
+struct lf_ffn_engine {
     lf_model *m;
     lf_pool *pool;            /* borrowed: the kernel's and the predictor's */
     lf_err err;
@@ -101,7 +101,7 @@ struct lf_ffn {
     uint32_t chunk_units;
     bool double_buffer;
     uint32_t *last_use;       /* (n_layer, n_units) the token each unit was last used in, 0: never */
-    /* tracing (lf_ffn_set_trace): NULL, or spans on the caller's tracks */
+    /* tracing (lf__ffn_set_trace): NULL, or spans on the caller's tracks */
     lf_trace *trace;
     int track_compute, track_io;
     /* stats */
@@ -113,19 +113,19 @@ struct lf_ffn {
     lf_batch_io io;           /* this engine's reads (the loader is shared) */
 };
 
-static void drain(lf_ffn *f);
+static void drain(lf_ffn_engine *f);
 
 /* The window of the oracle's union statistic: the paper's k = 5. */
 #define ORACLE_WINDOW 5
 
 static uint64_t unit_neurons(const lf_model *m, uint32_t u, uint64_t *first) {
     uint64_t fi, n;
-    lf_flash_group_neurons(m->flash, u, &fi, &n);
+    lf__flash_group_neurons(m->flash, u, &fi, &n);
     if (first) *first = fi;
     return n;
 }
 
-static lf_load_req unit_req(const lf_ffn *f, uint32_t l, uint32_t u, void *dst) {
+static lf_load_req unit_req(const lf_ffn_engine *f, uint32_t l, uint32_t u, void *dst) {
     const lf_model *m = f->m;
     const lf_flash_layer *F = &m->flash->layers[l];
     const lf_bundle_entry *e = &F->index[u];
@@ -151,39 +151,39 @@ static uint64_t chunk_bytes_for(const lf_model *m, uint64_t unit_bytes) {
     return LF_MAX(LF_MIN(want, (uint64_t)16 << 20), unit_bytes);
 }
 
-void lf_ffn_plan_bytes(const lf_model *m, const lf_ffn_params *p, int n_threads, uint64_t *io, uint64_t *mask,
+void lf__ffn_plan_bytes(const lf_model *m, const lf_ffn_engine_params *p, int n_threads, uint64_t *io, uint64_t *mask,
                        uint64_t *scratch) {
     const lf_bundle_layout *B = &m->flash->layout;
     const uint64_t n_units = m->flash->layers[0].n_groups, unit_bytes = (uint64_t)B->group * B->record_bytes;
     const uint32_t max_batch = p->max_batch ? p->max_batch : 1;
     *io = *mask = 0;
-    *scratch = lf_ffn_kernel_bytes(m->info.n_embd, max_batch, n_threads) + (uint64_t)m->info.n_ff * sizeof(void *) +
-               sizeof(lf_ffn);
+    *scratch = lf__ffn_kernel_bytes(m->info.n_embd, max_batch, n_threads) + (uint64_t)m->info.n_ff * sizeof(void *) +
+               sizeof(lf_ffn_engine);
     if (m->mode == LF_MODE_MMAP) return;
     const uint64_t tslot = B->compression == LF_COMPRESS_NONE ? B->stride : unit_bytes;
     const uint64_t chunk = chunk_bytes_for(m, tslot) / tslot * tslot;
     /* two transient buffers, and the loader's per-batch tables for up to
      * three batches of every unit (the loader's staging is the model's) */
     *io = 2 * chunk + 3 * n_units * 256;
-    *mask = p->mask == LF_MASK_ORACLE ? lf_mask_oracle_bytes(m->flash) : 0;
+    *mask = p->mask == LF_MASK_ORACLE ? lf__mask_oracle_bytes(m->flash) : 0;
     if (p->mask == LF_MASK_PREDICTOR) {
-        char *path = lf_predictor_path(m->path, p->predictor_path);
-        *mask = path ? lf_predictor_file_bytes(path, m, p->lookahead) : 0;
+        char *path = lf__predictor_path(m->path, p->predictor_path);
+        *mask = path ? lf__predictor_file_bytes(path, m, p->lookahead) : 0;
         free(path);
     }
     if (p->measure_recall && p->mask != LF_MASK_ORACLE)
-        *mask += lf_mask_oracle_bytes(m->flash) + n_units * 5 +
+        *mask += lf__mask_oracle_bytes(m->flash) + n_units * 5 +
                  (uint64_t)m->info.n_layer * n_units * (sizeof(uint64_t) + sizeof(uint32_t));
     *scratch += n_units * (4 + 2 * (4 + 4 + 4) + 16 + sizeof(lf_load_req) + 9 /* lookahead */) +
                 (uint64_t)m->info.n_layer * n_units * 2 * sizeof(int32_t) /* cache indexes, last uses */;
 }
 
-void lf_ffn_destroy(lf_ffn *f) {
+void lf__ffn_destroy(lf_ffn_engine *f) {
     if (!f) return;
     /* reads still in flight target our buffers */
     if (f->cache) drain(f);
     if (f->cache)
-        for (uint32_t l = 0; l < f->n_layer; l++) lf_ncache_free(&f->cache[l]);
+        for (uint32_t l = 0; l < f->n_layer; l++) lf__ncache_free(&f->cache[l]);
     free(f->cache);
     free(f->active);
     for (int k = 0; k < 2; k++) {
@@ -197,13 +197,13 @@ void lf_ffn_destroy(lf_ffn *f) {
     free(f->scratch);
     free(f->recs);
     free(f->reqs);
-    lf_free_aligned(f->tbuf[0]);
-    lf_free_aligned(f->tbuf[1]);
+    lf__free_aligned(f->tbuf[0]);
+    lf__free_aligned(f->tbuf[1]);
     free(f->layers);
     free(f->last_use);
-    lf_ffn_kernel_free(&f->kernel);
-    if (!f->mask_borrowed) lf_mask_destroy(&f->mask_src);
-    lf_mask_destroy(&f->truth);
+    lf__ffn_kernel_free(&f->kernel);
+    if (!f->mask_borrowed) lf__mask_destroy(&f->mask_src);
+    lf__mask_destroy(&f->truth);
     free(f->truth_units);
     free(f->truth_flags);
     free(f->truth_last);
@@ -213,7 +213,7 @@ void lf_ffn_destroy(lf_ffn *f) {
 
 /* Hybrid mode: reads the first half of every layer once at creation, into
  * pinned cache slots, through the first transient buffer. */
-static lf_status preload_pinned(lf_ffn *f) {
+static lf_status preload_pinned(lf_ffn_engine *f) {
     const lf_model *m = f->m;
     const lf_bundle_layout *B = &m->flash->layout;
     lf_status rc = LF_OK;
@@ -227,21 +227,21 @@ static lf_status preload_pinned(lf_ffn *f) {
                 f->reqs[k].dst_cap = (uint32_t)f->tslot;
             }
             lf_load_batch *b;
-            if ((rc = lf_loader_submit(m->loader, f->reqs, n, &b, &f->err)) ||
-                (rc = lf_loader_wait_io(m->loader, b, &f->err, &f->io)))
+            if ((rc = lf__loader_submit(m->loader, f->reqs, n, &b, &f->err)) ||
+                (rc = lf__loader_wait_io(m->loader, b, &f->err, &f->io)))
                 break;
             for (uint32_t k = 0; k < n; k++) {
-                const int32_t slot = lf_ncache_insert(c, u0 + k, 0);
-                memcpy(lf_ncache_slot(c, slot), f->tbuf[0] + (uint64_t)k * f->tslot,
+                const int32_t slot = lf__ncache_insert(c, u0 + k, 0);
+                memcpy(lf__ncache_slot(c, slot), f->tbuf[0] + (uint64_t)k * f->tslot,
                        unit_neurons(m, u0 + k, NULL) * B->record_bytes);
-                lf_ncache_pin(c, slot);
+                lf__ncache_pin(c, slot);
             }
         }
     }
     return rc;
 }
 
-static lf_status create_stream_state(lf_ffn *f, const lf_ffn_params *p) {
+static lf_status create_stream_state(lf_ffn_engine *f, const lf_ffn_engine_params *p) {
     const lf_model *m = f->m;
     const lf_bundle_layout *B = &m->flash->layout;
     f->unit_bytes = (uint64_t)B->group * B->record_bytes;
@@ -253,7 +253,7 @@ static lf_status create_stream_state(lf_ffn *f, const lf_ffn_params *p) {
         /* the paper's static split: the first part of each layer resident,
          * as much as the budget holds up to half, the rest read per token */
         if (capacity == 0)
-            return lf_err_set(&f->err, LF_E_BUDGET, "hybrid mode keeps part of each layer's FFN resident: %" PRIu64
+            return lf__err_set(&f->err, LF_E_BUDGET, "hybrid mode keeps part of each layer's FFN resident: %" PRIu64
                               " bytes more are needed for one neuron per layer", per_slot * f->n_layer);
         capacity = LF_MIN(capacity, (uint64_t)f->n_units / 2);
     }
@@ -281,13 +281,13 @@ static lf_status create_stream_state(lf_ffn *f, const lf_ffn_params *p) {
     f->reqs = malloc(LF_MAX(f->n_units, f->chunk_units) * sizeof *f->reqs);
     const bool need_transient = capacity < f->n_units || f->mask_src.ops->needs_input || f->mode == LF_MODE_HYBRID;
     for (int k = 0; k < (need_transient ? 2 : 1); k++)
-        f->tbuf[k] = lf_alloc_aligned((uint64_t)f->chunk_units * f->tslot, 4096);
+        f->tbuf[k] = lf__alloc_aligned((uint64_t)f->chunk_units * f->tslot, 4096);
     if (!f->cache || !plans_ok || !f->scratch || !f->reqs || !f->tbuf[0] || (need_transient && !f->tbuf[1]))
-        return lf_err_set(&f->err, LF_E_NOMEM, "streaming state");
+        return lf__err_set(&f->err, LF_E_NOMEM, "streaming state");
     for (uint32_t l = 0; l < f->n_layer; l++)
-        if (lf_ncache_init(&f->cache[l], f->n_units, (uint32_t)capacity, f->unit_bytes))
-            return lf_err_set(&f->err, LF_E_NOMEM, "neuron cache of layer %u (%" PRIu64 " slots)", l, capacity);
-    lf_log(&m->log, LF_LOG_INFO, "%s mode: %" PRIu64 " of %u units cached per layer (%" PRIu64 " bytes each), window %u, "
+        if (lf__ncache_init(&f->cache[l], f->n_units, (uint32_t)capacity, f->unit_bytes))
+            return lf__err_set(&f->err, LF_E_NOMEM, "neuron cache of layer %u (%" PRIu64 " slots)", l, capacity);
+    lf__log(&m->log, LF_LOG_INFO, "%s mode: %" PRIu64 " of %u units cached per layer (%" PRIu64 " bytes each), window %u, "
            "transient chunks of %u units, mask %s", lf_mode_name(f->mode), capacity, f->n_units, f->unit_bytes, f->window,
            f->chunk_units, f->mask_src.ops->name);
     return f->mode == LF_MODE_HYBRID ? preload_pinned(f) : LF_OK;
@@ -296,39 +296,39 @@ static lf_status create_stream_state(lf_ffn *f, const lf_ffn_params *p) {
 /* The oracle (for the mask, or to measure another mask against). The SwiGLU
  * ground truth's thresholds come from the calibrated predictor file, when
  * there is one. */
-static lf_status open_oracle(lf_ffn *f, const char *predictor_path, lf_mask *out) {
+static lf_status open_oracle(lf_ffn_engine *f, const char *predictor_path, lf_mask *out) {
     const lf_model *m = f->m;
     lf_predictor_set set = {0};
-    char *path = lf_predictor_path(m->path, predictor_path);
+    char *path = lf__predictor_path(m->path, predictor_path);
     lf_err ignored = {{0}};
-    const bool have = path && lf_predictor_load(path, m, false, &set, &ignored) == LF_OK;
-    const lf_status st = lf_mask_oracle_create(m->flash, m->fd, m->verify_checksums, m->kernels, m->info.activation,
+    const bool have = path && lf__predictor_load(path, m, false, &set, &ignored) == LF_OK;
+    const lf_status st = lf__mask_oracle_create(m->flash, m->fd, m->verify_checksums, m->kernels, m->info.activation,
                                                have ? set.taus : NULL, out, &f->err);
-    lf_predictor_set_free(&set);
+    lf__predictor_set_free(&set);
     free(path);
     return st;
 }
 
 /* The calibrated predictor as the mask source. */
-static lf_status open_predictor(lf_ffn *f, const char *given, bool lookahead) {
-    char *path = lf_predictor_path(f->m->path, given);
-    if (!path) return lf_err_set(&f->err, LF_E_NOMEM, "predictor path");
+static lf_status open_predictor(lf_ffn_engine *f, const char *given, bool lookahead) {
+    char *path = lf__predictor_path(f->m->path, given);
+    if (!path) return lf__err_set(&f->err, LF_E_NOMEM, "predictor path");
     lf_predictor_set set;
-    lf_status st = lf_predictor_load(path, f->m, lookahead, &set, &f->err);
+    lf_status st = lf__predictor_load(path, f->m, lookahead, &set, &f->err);
     if (st == LF_E_IO)
-        st = lf_err_set(&f->err, LF_E_INVALID_ARG, "no predictor for %s at %s (%s): calibrate the model first "
+        st = lf__err_set(&f->err, LF_E_INVALID_ARG, "no predictor for %s at %s (%s): calibrate the model first "
                         "(llmflash calibrate)", f->m->path, path, f->err.msg);
-    if (!st) st = lf_mask_predictor_create(f->m->flash, f->m->kernels, f->pool, &set, &f->mask_src, &f->err);
-    if (!st) lf_log(&f->m->log, LF_LOG_INFO, "predictor: %s", path);
+    if (!st) st = lf__mask_predictor_create(f->m->flash, f->m->kernels, f->pool, &set, &f->mask_src, &f->err);
+    if (!st) lf__log(&f->m->log, LF_LOG_INFO, "predictor: %s", path);
     free(path);
     return st;
 }
 
-lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_ffn **out, lf_err *err) {
+lf_status lf__ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_engine_params *p, lf_ffn_engine **out, lf_err *err) {
     *out = NULL;
-    if (!m->flash) return lf_err_set(err, LF_E_INVALID_ARG, "the FFN engine needs a flash file");
-    lf_ffn *f = calloc(1, sizeof *f);
-    if (!f) return lf_err_set(err, LF_E_NOMEM, "FFN engine");
+    if (!m->flash) return lf__err_set(err, LF_E_INVALID_ARG, "the FFN engine needs a flash file");
+    lf_ffn_engine *f = calloc(1, sizeof *f);
+    if (!f) return lf__err_set(err, LF_E_NOMEM, "FFN engine");
     f->m = m;
     f->pool = pool;
     f->mode = m->mode;
@@ -338,11 +338,11 @@ lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_f
     f->n_layer = m->info.n_layer;
     f->n_units = (uint32_t)m->flash->layers[0].n_groups;
     f->group = m->flash->layout.group;
-    lf_status st = lf_ffn_kernel_init(&f->kernel, m->kernels, &m->flash->layout, m->info.activation, m->info.n_embd,
+    lf_status st = lf__ffn_kernel_init(&f->kernel, m->kernels, &m->flash->layout, m->info.activation, m->info.n_embd,
                                       f->max_batch, pool);
     if (st) {
-        lf_err_set(err, st, "FFN kernel buffers");
-        lf_ffn_destroy(f);
+        lf__err_set(err, st, "FFN kernel buffers");
+        lf__ffn_destroy(f);
         return st;
     }
     f->layers = calloc(f->n_layer, sizeof *f->layers);
@@ -350,8 +350,8 @@ lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_f
     f->active = malloc(f->n_units * sizeof *f->active);
     f->recs = malloc((uint64_t)m->info.n_ff * sizeof *f->recs);
     if (!f->layers || !f->last_use || !f->active || !f->recs) {
-        lf_ffn_destroy(f);
-        return lf_err_set(err, LF_E_NOMEM, "FFN engine tables");
+        lf__ffn_destroy(f);
+        return lf__err_set(err, LF_E_NOMEM, "FFN engine tables");
     }
     if (p->mask_ops) {
         f->mask_src = (lf_mask){p->mask_ops, p->mask_state, 0};
@@ -362,7 +362,7 @@ lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_f
     } else if (p->mask == LF_MASK_PREDICTOR && f->mode != LF_MODE_MMAP) {
         st = open_predictor(f, p->predictor_path, p->lookahead);
     } else {
-        st = lf_mask_all_create(f->n_units, &f->mask_src);
+        st = lf__mask_all_create(f->n_units, &f->mask_src);
     }
     if (!st && p->measure_recall && p->mask != LF_MASK_ORACLE && f->mode != LF_MODE_MMAP) {
         st = open_oracle(f, p->predictor_path, &f->truth);
@@ -371,26 +371,26 @@ lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_f
         f->truth_count = calloc((uint64_t)f->n_layer * f->n_units, sizeof *f->truth_count);
         if (!st && (!(f->truth_units = malloc(f->n_units * sizeof *f->truth_units)) || !f->truth_flags ||
                     !f->truth_last || !f->truth_count))
-            st = lf_err_set(&f->err, LF_E_NOMEM, "recall measurement");
+            st = lf__err_set(&f->err, LF_E_NOMEM, "recall measurement");
     }
     if (!st && f->mode != LF_MODE_MMAP) st = create_stream_state(f, p);
     if (st) {
-        lf_err_copy_out(&f->err, err->msg, sizeof err->msg);
-        lf_ffn_destroy(f);
+        lf__err_copy_out(&f->err, err->msg, sizeof err->msg);
+        lf__ffn_destroy(f);
         return st;
     }
     *out = f;
     return LF_OK;
 }
 
-const char *lf_ffn_errmsg(const lf_ffn *f) { return f->err.msg; }
-bool lf_ffn_mask_is_early(const lf_ffn *f) { return !f->mask_src.ops->needs_input; }
+const char *lf__ffn_errmsg(const lf_ffn_engine *f) { return f->err.msg; }
+bool lf__ffn_mask_is_early(const lf_ffn_engine *f) { return !f->mask_src.ops->needs_input; }
 
 /* LF_SPLIT_MEASURED: once the first LF_SPLIT_TOKENS tokens have shown what
  * each layer uses, the same total of slots is shared in proportion to it.
  * The caches restart empty (one reallocation per layer, once). */
 #define LF_SPLIT_TOKENS 16
-static void rebalance(lf_ffn *f) {
+static void rebalance(lf_ffn_engine *f) {
     uint64_t total = 0, used = 0;
     for (uint32_t l = 0; l < f->n_layer; l++) {
         total += f->cache[l].capacity;
@@ -412,25 +412,25 @@ static void rebalance(lf_ffn *f) {
     }
     for (uint32_t l = 0; l < f->n_layer; l++) {
         const uint64_t ev = f->cache[l].evictions, ex = f->cache[l].expirations;
-        lf_ncache_free(&f->cache[l]);
-        if (lf_ncache_init(&f->cache[l], f->n_units, (uint32_t)cap[l], f->unit_bytes) != LF_OK)
-            lf_ncache_init(&f->cache[l], f->n_units, 0, f->unit_bytes);
+        lf__ncache_free(&f->cache[l]);
+        if (lf__ncache_init(&f->cache[l], f->n_units, (uint32_t)cap[l], f->unit_bytes) != LF_OK)
+            lf__ncache_init(&f->cache[l], f->n_units, 0, f->unit_bytes);
         f->cache[l].evictions = ev;
         f->cache[l].expirations = ex;
-        lf_log(&f->m->log, LF_LOG_INFO, "measured cache split: layer %u gets %u slots", l, f->cache[l].capacity);
+        lf__log(&f->m->log, LF_LOG_INFO, "measured cache split: layer %u gets %u slots", l, f->cache[l].capacity);
     }
     free(cap);
 }
 
 /* Whether a plan still has reads in flight into our memory. */
-static bool plan_busy(const lf_ffn *f, const plan *p) {
+static bool plan_busy(const lf_ffn_engine *f, const plan *p) {
     if (p->ins_batch) return true;
     for (uint32_t i = 0; i < f->fifo_n; i++)
         if (f->fifo[i].p == p) return true;
     return false;
 }
 
-void lf_ffn_next_tokens(lf_ffn *f, size_t n) {
+void lf__ffn_next_tokens(lf_ffn_engine *f, size_t n) {
     /* a batch left unfinished (the forward pass runs every layer, so this
      * is a caller that stopped early) must not leave reads in flight */
     if (f->cache && (plan_busy(f, &f->plans[0]) || plan_busy(f, &f->plans[1]) || f->ahead.batch)) drain(f);
@@ -442,36 +442,36 @@ void lf_ffn_next_tokens(lf_ffn *f, size_t n) {
 }
 
 /* Submits f->reqs[0..n) as one batch, traced as "io_submit". */
-static lf_status submit(lf_ffn *f, uint32_t l, uint32_t n, lf_load_batch **b) {
-    const uint64_t t0 = f->trace ? lf_now_ns() : 0;
-    const lf_status rc = lf_loader_submit(f->m->loader, f->reqs, n, b, &f->err);
+static lf_status submit(lf_ffn_engine *f, uint32_t l, uint32_t n, lf_load_batch **b) {
+    const uint64_t t0 = f->trace ? lf__now_ns() : 0;
+    const lf_status rc = lf__loader_submit(f->m->loader, f->reqs, n, b, &f->err);
     if (f->trace) {
-        const uint64_t t1 = lf_now_ns();
+        const uint64_t t1 = lf__now_ns();
         uint64_t bytes = 0;
         for (uint32_t k = 0; k < n; k++) bytes += f->reqs[k].stored;
         lf__trace_span(f->trace, f->track_compute, "io_submit", t0, t1, (int32_t)l, (int64_t)f->token, bytes, 0);
-        lf__trace_counter(f->trace, "bytes_in_flight", t1, (double)lf_loader_inflight_bytes(f->m->loader));
+        lf__trace_counter(f->trace, "bytes_in_flight", t1, (double)lf__loader_inflight_bytes(f->m->loader));
     }
     return rc;
 }
 
 /* The kernel over n records, traced as "ffn_compute". */
-static void accumulate(lf_ffn *f, uint32_t l, size_t n) {
-    const uint64_t t0 = f->trace ? lf_now_ns() : 0;
-    lf_ffn_kernel_accumulate(&f->kernel, f->recs, n);
+static void accumulate(lf_ffn_engine *f, uint32_t l, size_t n) {
+    const uint64_t t0 = f->trace ? lf__now_ns() : 0;
+    lf__ffn_kernel_accumulate(&f->kernel, f->recs, n);
     if (f->trace && n)
-        lf__trace_span(f->trace, f->track_compute, "ffn_compute", t0, lf_now_ns(), (int32_t)l, (int64_t)f->token, 0, 0);
+        lf__trace_span(f->trace, f->track_compute, "ffn_compute", t0, lf__now_ns(), (int32_t)l, (int64_t)f->token, 0, 0);
 }
 
 /* Time spent choosing units: counted, and traced as "predictor". */
-static void mask_time(lf_ffn *f, uint32_t l, uint64_t t0) {
-    const uint64_t t1 = lf_now_ns();
+static void mask_time(lf_ffn_engine *f, uint32_t l, uint64_t t0) {
+    const uint64_t t1 = lf__now_ns();
     f->mask_ns += t1 - t0;
     lf__trace_span(f->trace, f->track_compute, "predictor", t0, t1, (int32_t)l, (int64_t)f->token, 0, 0);
 }
 
 /* The reuse distances of layer l's active units f->active[0..n). */
-static void count_reuse(lf_ffn *f, uint32_t l, uint32_t n) {
+static void count_reuse(lf_ffn_engine *f, uint32_t l, uint32_t n) {
     uint32_t *last = f->last_use + (uint64_t)l * f->n_units;
     uint64_t *hist = f->layers[l].reuse_hist;
     const uint32_t now = (uint32_t)f->token;
@@ -487,14 +487,14 @@ static void count_reuse(lf_ffn *f, uint32_t l, uint32_t n) {
     }
 }
 
-void lf_ffn_set_trace(lf_ffn *f, lf_trace *trace, int track_compute, int track_io) {
+void lf__ffn_set_trace(lf_ffn_engine *f, lf_trace *trace, int track_compute, int track_io) {
     f->trace = trace;
     f->track_compute = track_compute;
     f->track_io = track_io;
 }
 
 /* Starts chunk p->next_chunk of plan p in free buffer `buf`. */
-static lf_status start_chunk(lf_ffn *f, plan *p, int buf) {
+static lf_status start_chunk(lf_ffn_engine *f, plan *p, int buf) {
     const uint32_t k = p->next_chunk, first = k * f->chunk_units, n = LF_MIN(f->chunk_units, p->n_trans - first);
     uint8_t *base = f->tbuf[buf];
     /* the loader copies the requests, so one array serves every batch */
@@ -503,7 +503,7 @@ static lf_status start_chunk(lf_ffn *f, plan *p, int buf) {
         f->reqs[i].dst_cap = (uint32_t)f->tslot;
     }
     inflight_chunk *c = &f->fifo[f->fifo_n];
-    *c = (inflight_chunk){p, k, buf, NULL, lf_now_ns()};
+    *c = (inflight_chunk){p, k, buf, NULL, lf__now_ns()};
     const lf_status rc = submit(f, (uint32_t)p->layer, n, &c->batch);
     if (rc) return rc;
     f->fifo_n++;
@@ -515,7 +515,7 @@ static lf_status start_chunk(lf_ffn *f, plan *p, int buf) {
 /* Fills free transient buffers: the current layer's chunks first, then the
  * next layer's (planned early), so the queue does not drain between layers.
  * Naive mode keeps one buffer: read, then compute. */
-static lf_status pump(lf_ffn *f, plan *cur) {
+static lf_status pump(lf_ffn_engine *f, plan *cur) {
     const int nbuf = f->double_buffer ? 2 : 1;
     for (int buf = 0; buf < nbuf; buf++) {
         if (f->buf_busy[buf]) continue;
@@ -535,30 +535,30 @@ static lf_status pump(lf_ffn *f, plan *cur) {
 /* Lookahead: guesses layer l's units from x_prev, the layer before's input,
  * and starts reading the ones not cached into cache slots, behind the reads
  * already queued. */
-static lf_status warm_layer(lf_ffn *f, uint32_t l, const float *x_prev, size_t n) {
+static lf_status warm_layer(lf_ffn_engine *f, uint32_t l, const float *x_prev, size_t n) {
     warm *w = &f->ahead;
     if (w->batch || w->layer >= 0) drain(f); /* a guess nobody consumed (a caller that skipped layers) */
     lf_ncache *c = &f->cache[l];
-    lf_ncache_expire(c, f->token, f->window);
-    const uint64_t t_mask = lf_now_ns();
+    lf__ncache_expire(c, f->token, f->window);
+    const uint64_t t_mask = lf__now_ns();
     const uint32_t n_guess = f->mask_src.ops->select_ahead(f->mask_src.state, l, x_prev, n, f->active);
     mask_time(f, l, t_mask);
     uint32_t n_new = 0;
     for (uint32_t k = 0; k < n_guess; k++) {
         const uint32_t u = f->active[k];
-        const int32_t slot = lf_ncache_find(c, u);
-        if (slot >= 0) lf_ncache_touch(c, slot, f->token); /* not evicted by the guess's own inserts */
+        const int32_t slot = lf__ncache_find(c, u);
+        if (slot >= 0) lf__ncache_touch(c, slot, f->token); /* not evicted by the guess's own inserts */
         else w->units[n_new++] = u;
     }
     /* guesses may evict only units older than the token before: those the
      * token before used are as likely to be needed now as a guess is */
-    w->n = lf_ncache_insert_many(c, w->units, n_new, f->token - 1, w->slots, f->scratch);
+    w->n = lf__ncache_insert_many(c, w->units, n_new, f->token - 1, w->slots, f->scratch);
     /* a guess is not a use: the layer's plan touches what it needs and may
      * evict the guessed units it does not need before older ones */
     const uint64_t guessed = f->token - 1;
     for (uint32_t k = 0; k < n_guess; k++) {
-        const int32_t slot = lf_ncache_find(c, f->active[k]);
-        if (slot >= 0) lf_ncache_touch(c, slot, guessed);
+        const int32_t slot = lf__ncache_find(c, f->active[k]);
+        if (slot >= 0) lf__ncache_touch(c, slot, guessed);
     }
     w->layer = l;
     w->token = f->token;
@@ -569,20 +569,20 @@ static lf_status warm_layer(lf_ffn *f, uint32_t l, const float *x_prev, size_t n
     }
     layer_counters *lc = &f->layers[l];
     for (uint32_t k = 0; k < w->n; k++) {
-        f->reqs[k] = unit_req(f, l, w->units[k], lf_ncache_slot(c, w->slots[k]));
+        f->reqs[k] = unit_req(f, l, w->units[k], lf__ncache_slot(c, w->slots[k]));
         w->flag[w->units[k]] = 1;
         lc->bytes_read += f->m->flash->layers[l].index[w->units[k]].stored;
     }
     lc->ahead_units += w->n;
-    w->t0 = lf_now_ns();
+    w->t0 = lf__now_ns();
     return submit(f, l, w->n, &w->batch);
 }
 
-static lf_status wait_batch(lf_ffn *f, lf_load_batch **b, uint64_t submitted);
+static lf_status wait_batch(lf_ffn_engine *f, lf_load_batch **b, uint64_t submitted);
 
 /* Before layer l's plan changes its cache (evictions move slots), the reads
  * started early into it must have landed. */
-static lf_status settle_warm(lf_ffn *f, uint32_t l) {
+static lf_status settle_warm(lf_ffn_engine *f, uint32_t l) {
     warm *w = &f->ahead;
     if (w->layer != (int64_t)l || w->token != f->token || w->ready) return LF_OK;
     const lf_status rc = wait_batch(f, &w->batch, w->t0);
@@ -590,7 +590,7 @@ static lf_status settle_warm(lf_ffn *f, uint32_t l) {
     return rc;
 }
 
-lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t l, const float *x, size_t n) {
+lf_status lf__ffn_prefetch(lf_ffn_engine *f, uint32_t l, const float *x, size_t n) {
     if (f->mode == LF_MODE_MMAP) return LF_OK;
     plan *p = &f->plans[l % 2];
     if (p->layer == (int64_t)l && p->token == f->token) return LF_OK;
@@ -608,8 +608,8 @@ lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t l, const float *x, size_t n) {
     p->ins_batch = NULL;
     p->ins_ready = false;
     p->n_ins = 0;
-    if (f->mode == LF_MODE_STREAM) lf_ncache_expire(c, f->token, f->window);
-    const uint64_t t_mask = lf_now_ns();
+    if (f->mode == LF_MODE_STREAM) lf__ncache_expire(c, f->token, f->window);
+    const uint64_t t_mask = lf__now_ns();
     const uint32_t n_active = f->mask_src.ops->select(f->mask_src.state, l, x, n, f->active);
     mask_time(f, l, t_mask);
     count_reuse(f, l, n_active);
@@ -617,24 +617,24 @@ lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t l, const float *x, size_t n) {
     p->n_hits = 0;
     for (uint32_t k = 0; k < n_active; k++) {
         const uint32_t u = f->active[k];
-        const int32_t slot = lf_ncache_find(c, u);
+        const int32_t slot = lf__ncache_find(c, u);
         if (slot >= 0) {
-            lf_ncache_touch(c, slot, f->token);
+            lf__ncache_touch(c, slot, f->token);
             p->hits[p->n_hits++] = u;
         } else {
             p->misses[n_miss++] = u;
         }
     }
     p->n_ins = f->mode == LF_MODE_STREAM
-                   ? lf_ncache_insert_many(c, p->misses, n_miss, f->token, p->ins_slots, f->scratch)
+                   ? lf__ncache_insert_many(c, p->misses, n_miss, f->token, p->ins_slots, f->scratch)
                    : 0;
     p->n_trans = n_miss - p->n_ins;
     p->n_chunks = (p->n_trans + f->chunk_units - 1) / f->chunk_units;
     p->next_chunk = 0;
     if (p->n_ins) {
         for (uint32_t k = 0; k < p->n_ins; k++)
-            f->reqs[k] = unit_req(f, l, p->misses[k], lf_ncache_slot(c, p->ins_slots[k]));
-        p->ins_t0 = lf_now_ns();
+            f->reqs[k] = unit_req(f, l, p->misses[k], lf__ncache_slot(c, p->ins_slots[k]));
+        p->ins_t0 = lf__now_ns();
         rc = submit(f, l, p->n_ins, &p->ins_batch);
     }
     /* the layer computing now, if any, keeps priority on the buffers */
@@ -673,11 +673,11 @@ lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t l, const float *x, size_t n) {
 /* Waits for a batch, counting the time as I/O wait. A batch's I/O time runs
  * from submission to the end of the wait; what was not spent waiting was
  * hidden behind compute. */
-static lf_status wait_batch(lf_ffn *f, lf_load_batch **b, uint64_t submitted) {
+static lf_status wait_batch(lf_ffn_engine *f, lf_load_batch **b, uint64_t submitted) {
     if (!*b) return LF_OK;
-    const uint64_t t0 = lf_now_ns();
-    const lf_status rc = lf_loader_wait_io(f->m->loader, *b, &f->err, &f->io);
-    const uint64_t t1 = lf_now_ns();
+    const uint64_t t0 = lf__now_ns();
+    const lf_status rc = lf__loader_wait_io(f->m->loader, *b, &f->err, &f->io);
+    const uint64_t t1 = lf__now_ns();
     f->io_wait_ns += t1 - t0;
     f->io_span_ns += t1 - submitted;
     *b = NULL;
@@ -687,13 +687,13 @@ static lf_status wait_batch(lf_ffn *f, lf_load_batch **b, uint64_t submitted) {
         if (r->first_issue_ns)
             lf__trace_span(f->trace, f->track_io, "read", r->first_issue_ns, r->done_ns, -1, (int64_t)f->token, r->bytes,
                            r->reads);
-        lf__trace_counter(f->trace, "bytes_in_flight", t1, (double)lf_loader_inflight_bytes(f->m->loader));
+        lf__trace_counter(f->trace, "bytes_in_flight", t1, (double)lf__loader_inflight_bytes(f->m->loader));
     }
     return rc;
 }
 
 /* Expands units into record pointers. */
-static size_t unit_records(const lf_ffn *f, const uint8_t *base, uint32_t u, size_t at) {
+static size_t unit_records(const lf_ffn_engine *f, const uint8_t *base, uint32_t u, size_t at) {
     const uint64_t count = unit_neurons(f->m, u, NULL), rec = f->m->flash->layout.record_bytes;
     for (uint64_t i = 0; i < count; i++) f->recs[at + i] = base + i * rec;
     return at + count;
@@ -703,16 +703,16 @@ static size_t unit_records(const lf_ffn *f, const uint8_t *base, uint32_t u, siz
  * Units inserted for a plan whose reads were not confirmed are removed from
  * the cache: a slot becomes valid only once its read has succeeded and been
  * verified, so a failed or abandoned batch leaves no garbage behind. */
-static void drain(lf_ffn *f) {
+static void drain(lf_ffn_engine *f) {
     warm *w = &f->ahead;
     if (w->batch) {
         lf_err ignored = {{0}};
-        lf_loader_wait_io(f->m->loader, w->batch, &ignored, &f->io);
+        lf__loader_wait_io(f->m->loader, w->batch, &ignored, &f->io);
         w->batch = NULL;
     }
     for (uint32_t i = 0; i < f->fifo_n; i++) {
         lf_err ignored = {{0}};
-        if (f->fifo[i].batch) lf_loader_wait_io(f->m->loader, f->fifo[i].batch, &ignored, &f->io);
+        if (f->fifo[i].batch) lf__loader_wait_io(f->m->loader, f->fifo[i].batch, &ignored, &f->io);
         f->buf_busy[f->fifo[i].buf] = false;
     }
     f->fifo_n = 0;
@@ -720,29 +720,29 @@ static void drain(lf_ffn *f) {
         plan *p = &f->plans[k];
         if (p->ins_batch) {
             lf_err ignored = {{0}};
-            lf_loader_wait_io(f->m->loader, p->ins_batch, &ignored, &f->io);
+            lf__loader_wait_io(f->m->loader, p->ins_batch, &ignored, &f->io);
             p->ins_batch = NULL;
         }
         if (p->layer >= 0 && !p->ins_ready)
-            for (uint32_t u = 0; u < p->n_ins; u++) lf_ncache_remove(&f->cache[p->layer], p->misses[u]);
+            for (uint32_t u = 0; u < p->n_ins; u++) lf__ncache_remove(&f->cache[p->layer], p->misses[u]);
         p->layer = -1;
         p->n_ins = 0;
     }
     if (w->layer >= 0 && !w->ready)
-        for (uint32_t k = 0; k < w->n; k++) lf_ncache_remove(&f->cache[w->layer], w->units[k]);
+        for (uint32_t k = 0; k < w->n; k++) lf__ncache_remove(&f->cache[w->layer], w->units[k]);
     if (w->layer >= 0)
         for (uint32_t k = 0; k < w->n; k++) w->flag[w->units[k]] = 0;
     w->layer = -1;
     w->n = 0;
 }
 
-void lf_ffn_abort(lf_ffn *f) {
+void lf__ffn_abort(lf_ffn_engine *f) {
     if (f && f->cache) drain(f);
 }
 
 /* measure_recall: the units the oracle wants for this batch that the plan
  * (hits and misses) does not hold, and the oracle's sets token by token. */
-static void measure_recall(lf_ffn *f, const plan *p, uint32_t l, const float *x, size_t n) {
+static void measure_recall(lf_ffn_engine *f, const plan *p, uint32_t l, const float *x, size_t n) {
     uint8_t *planned = f->truth_flags;
     memset(planned, 0, f->n_units);
     for (uint32_t k = 0; k < p->n_hits; k++) planned[p->hits[k]] = 1;
@@ -776,8 +776,8 @@ static void measure_recall(lf_ffn *f, const plan *p, uint32_t l, const float *x,
 
 /* mmap mode: every record of the layer, in place in the mapping, checked
  * the first time it is touched. */
-static lf_status forward_mapped(lf_ffn *f, uint32_t l) {
-    const lf_status st = lf_model_check_mapped_layer(f->m, l, &f->err);
+static lf_status forward_mapped(lf_ffn_engine *f, uint32_t l) {
+    const lf_status st = lf__model_check_mapped_layer(f->m, l, &f->err);
     if (st) return st;
     const uint8_t *base = f->m->layers[l].bundle;
     for (uint32_t i = 0; i < f->m->info.n_ff; i++) f->recs[i] = base + (uint64_t)i * f->m->flash->layout.stride;
@@ -785,17 +785,17 @@ static lf_status forward_mapped(lf_ffn *f, uint32_t l) {
     return LF_OK;
 }
 
-lf_status lf_ffn_forward(lf_ffn *f, uint32_t l, const float *x, size_t n, float *y) {
+lf_status lf__ffn_forward(lf_ffn_engine *f, uint32_t l, const float *x, size_t n, float *y) {
     if (n == 0 || n > f->max_batch)
-        return lf_err_set(&f->err, LF_E_INVALID_ARG, "a batch of %zu tokens (this engine takes 1 to %u)", n, f->max_batch);
-    lf_ffn_kernel_begin(&f->kernel, x, n);
+        return lf__err_set(&f->err, LF_E_INVALID_ARG, "a batch of %zu tokens (this engine takes 1 to %u)", n, f->max_batch);
+    lf__ffn_kernel_begin(&f->kernel, x, n);
     lf_status rc;
     if (f->mode == LF_MODE_MMAP) {
         if ((rc = forward_mapped(f, l))) return rc;
-        lf_ffn_kernel_end(&f->kernel, y);
+        lf__ffn_kernel_end(&f->kernel, y);
         return LF_OK;
     }
-    if ((rc = lf_ffn_prefetch(f, l, x, n))) goto fail;
+    if ((rc = lf__ffn_prefetch(f, l, x, n))) goto fail;
     /* lookahead: the next layer's guessed units load while this one computes */
     if (f->ahead.units && l + 1 < f->n_layer && (rc = warm_layer(f, l + 1, x, n))) goto fail;
     plan *p = &f->plans[l % 2];
@@ -805,16 +805,16 @@ lf_status lf_ffn_forward(lf_ffn *f, uint32_t l, const float *x, size_t n, float 
     /* hits first: computed while the misses load */
     size_t k_recs = 0;
     for (uint32_t k = 0; k < p->n_hits; k++)
-        k_recs = unit_records(f, lf_ncache_slot(c, lf_ncache_find(c, p->hits[k])), p->hits[k], k_recs);
+        k_recs = unit_records(f, lf__ncache_slot(c, lf__ncache_find(c, p->hits[k])), p->hits[k], k_recs);
     accumulate(f, l, k_recs);
     if ((rc = wait_batch(f, &p->ins_batch, p->ins_t0))) goto fail;
     p->ins_ready = true;
     k_recs = 0;
-    for (uint32_t k = 0; k < p->n_ins; k++) k_recs = unit_records(f, lf_ncache_slot(c, p->ins_slots[k]), p->misses[k], k_recs);
+    for (uint32_t k = 0; k < p->n_ins; k++) k_recs = unit_records(f, lf__ncache_slot(c, p->ins_slots[k]), p->misses[k], k_recs);
     accumulate(f, l, k_recs);
     for (uint32_t k = 0; k < p->n_chunks; k++) {
         if (!f->fifo_n || f->fifo[0].p != p || f->fifo[0].chunk != k) {
-            rc = lf_err_set(&f->err, LF_E_IO, "internal: transient chunk %u of layer %u was not issued", k, l);
+            rc = lf__err_set(&f->err, LF_E_IO, "internal: transient chunk %u of layer %u was not issued", k, l);
             goto fail;
         }
         inflight_chunk *head = &f->fifo[0];
@@ -827,7 +827,7 @@ lf_status lf_ffn_forward(lf_ffn *f, uint32_t l, const float *x, size_t n, float 
         /* the last chunk of this layer is in flight or done: plan the next
          * layer now, so its reads start while this one computes */
         if (p->next_chunk == p->n_chunks && early && f->mode != LF_MODE_NAIVE && l + 1 < f->n_layer &&
-            (rc = lf_ffn_prefetch(f, l + 1, NULL, n)))
+            (rc = lf__ffn_prefetch(f, l + 1, NULL, n)))
             goto fail;
         accumulate(f, l, k_recs);
         f->buf_busy[buf] = false;
@@ -836,13 +836,13 @@ lf_status lf_ffn_forward(lf_ffn *f, uint32_t l, const float *x, size_t n, float 
         if ((rc = pump(f, p))) goto fail;
     }
     if (p->n_chunks == 0 && early && f->mode != LF_MODE_NAIVE && l + 1 < f->n_layer &&
-        (rc = lf_ffn_prefetch(f, l + 1, NULL, n)))
+        (rc = lf__ffn_prefetch(f, l + 1, NULL, n)))
         goto fail;
-    lf_ffn_kernel_end(&f->kernel, y);
+    lf__ffn_kernel_end(&f->kernel, y);
     if (f->trace && f->cache) {
         uint64_t live = 0;
         for (uint32_t k = 0; k < f->n_layer; k++) live += f->cache[k].n_live;
-        lf__trace_counter(f->trace, "cache_bytes", lf_now_ns(), (double)(live * f->unit_bytes));
+        lf__trace_counter(f->trace, "cache_bytes", lf__now_ns(), (double)(live * f->unit_bytes));
     }
     return LF_OK;
 fail:
@@ -850,7 +850,7 @@ fail:
     return rc;
 }
 
-void lf_ffn_stats(const lf_ffn *f, lf_session_stats *out) {
+void lf__ffn_stats(const lf_ffn_engine *f, lf_session_stats *out) {
     if (!f) return;
     for (uint32_t l = 0; l < f->n_layer; l++) {
         out->ffn_bytes_read += f->layers[l].bytes_read;
@@ -863,14 +863,14 @@ void lf_ffn_stats(const lf_ffn *f, lf_session_stats *out) {
     }
     out->neurons_loaded = f->neurons_loaded;
     out->neurons_used = f->neurons_used;
-    out->io_wait_ms = lf_ns_to_ms(f->io_wait_ns);
-    out->io_span_ms = lf_ns_to_ms(f->io_span_ns);
-    out->mask_ms = lf_ns_to_ms(f->mask_ns);
+    out->io_wait_ms = lf__ns_to_ms(f->io_wait_ns);
+    out->io_span_ms = lf__ns_to_ms(f->io_span_ns);
+    out->mask_ms = lf__ns_to_ms(f->mask_ns);
     out->io_reads = f->io.reads;
     out->io_bytes = f->io.bytes;
 }
 
-void lf_ffn_reset_stats(lf_ffn *f) {
+void lf__ffn_reset_stats(lf_ffn_engine *f) {
     if (!f) return;
     memset(f->layers, 0, f->n_layer * sizeof *f->layers);
     if (f->truth_count) memset(f->truth_count, 0, (uint64_t)f->n_layer * f->n_units * sizeof *f->truth_count);
@@ -887,7 +887,7 @@ static int by_count_desc(const void *a, const void *b) {
 
 /* The share of a layer's activations that its most active fifth of units
  * carries (0 without measurements). */
-static double hot_share(const lf_ffn *f, uint32_t l) {
+static double hot_share(const lf_ffn_engine *f, uint32_t l) {
     if (!f->truth_count || !f->layers[l].oracle_token_units) return 0.0;
     uint32_t *c = malloc(f->n_units * sizeof *c);
     if (!c) return 0.0;
@@ -902,7 +902,7 @@ static double hot_share(const lf_ffn *f, uint32_t l) {
     return (double)top / (double)all;
 }
 
-void lf_ffn_layer_stats(const lf_ffn *f, uint32_t l, lf_layer_stats *out) {
+void lf__ffn_layer_stats(const lf_ffn_engine *f, uint32_t l, lf_layer_stats *out) {
     const layer_counters *lc = &f->layers[l];
     out->bytes_read = lc->bytes_read;
     out->bytes_served = lc->bytes_served;
@@ -923,9 +923,9 @@ void lf_ffn_layer_stats(const lf_ffn *f, uint32_t l, lf_layer_stats *out) {
     memcpy(out->reuse_hist, lc->reuse_hist, sizeof out->reuse_hist);
 }
 
-uint64_t lf_ffn_cache_bytes(const lf_ffn *f) {
+uint64_t lf__ffn_cache_bytes(const lf_ffn_engine *f) {
     uint64_t bytes = 0;
     for (uint32_t l = 0; f->cache && l < f->n_layer; l++)
-        bytes += lf_ncache_bytes(0, f->cache[l].capacity, f->cache[l].slot_bytes);
+        bytes += lf__ncache_bytes(0, f->cache[l].capacity, f->cache[l].slot_bytes);
     return bytes;
 }

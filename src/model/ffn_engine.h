@@ -30,9 +30,9 @@
 #include "model.h"
 #include "mask_source.h"
 
-typedef struct lf_ffn lf_ffn;
+typedef struct lf_ffn_engine lf_ffn_engine;
 
-typedef struct lf_ffn_params {
+typedef struct lf_ffn_engine_params {
     uint32_t window;        /* stream mode: keep units used by the last `window` tokens (0: 5) */
     lf_mask_source mask;    /* all, oracle or predictor */
     const char *predictor_path; /* LF_MASK_PREDICTOR: the file (NULL: the model's default) */
@@ -45,54 +45,54 @@ typedef struct lf_ffn_params {
     lf_cache_split split;
     uint32_t max_batch;     /* tokens per forward call, at most (0: 1) */
     uint64_t cache_bytes;   /* the neuron caches' share of the budget; 0 with no budget: every unit */
-} lf_ffn_params;
+} lf_ffn_engine_params;
 
 /* Bytes an engine with these params needs besides its neuron caches: I/O
  * buffers (transient chunks, the loader's per-batch tables), the mask
  * source's state, and scratch (the kernel's accumulators, tables). */
-void lf_ffn_plan_bytes(const lf_model *m, const lf_ffn_params *p, int n_threads, uint64_t *io, uint64_t *mask,
+void lf__ffn_plan_bytes(const lf_model *m, const lf_ffn_engine_params *p, int n_threads, uint64_t *io, uint64_t *mask,
                        uint64_t *scratch);
 
 /* Records the engine's spans ("predictor", "io_submit", "io_wait",
  * "ffn_compute") on track_compute, its read batches on track_io, and the
  * counters bytes_in_flight and cache_bytes into trace (NULL: off). */
-void lf_ffn_set_trace(lf_ffn *f, lf_trace *trace, int track_compute, int track_io);
+void lf__ffn_set_trace(lf_ffn_engine *f, lf_trace *trace, int track_compute, int track_io);
 
 /* Creates the engine for an open flash model, computing on pool (borrowed,
  * must outlive the engine). Reads what the mode keeps resident (hybrid's
  * pinned half, the oracle's copy). Errors: LF_E_BUDGET, LF_E_NOMEM and the
  * read errors, with the detail in err. */
-lf_status lf_ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_params *p, lf_ffn **out, lf_err *err);
+lf_status lf__ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_engine_params *p, lf_ffn_engine **out, lf_err *err);
 /* Waits for reads in flight into the engine's buffers and frees it. NULL is a no-op. */
-void lf_ffn_destroy(lf_ffn *f);
+void lf__ffn_destroy(lf_ffn_engine *f);
 
 /* Starts a new batch of n tokens: the window and the measured split count
  * tokens. */
-void lf_ffn_next_tokens(lf_ffn *f, size_t n);
+void lf__ffn_next_tokens(lf_ffn_engine *f, size_t n);
 /* Plans layer `layer` for the current batch and starts its reads, without
  * blocking. x (n, n_embd) is the layer's FFN input; NULL when it is not known
  * yet, which is enough for a mask source that does not need it (and a no-op
  * for one that does). Idempotent per layer and batch. */
-lf_status lf_ffn_prefetch(lf_ffn *f, uint32_t layer, const float *x, size_t n);
+lf_status lf__ffn_prefetch(lf_ffn_engine *f, uint32_t layer, const float *x, size_t n);
 /* Computes layer `layer`'s FFN for the n tokens x (n, n_embd) into y
  * (n, n_embd), prefetching first if needed. On failure, the first error's
- * detail is in lf_ffn_errmsg, every read in flight has been waited for, and
+ * detail is in lf__ffn_errmsg, every read in flight has been waited for, and
  * no unit whose read was not confirmed stays cached: the batch may be
  * retried. */
-lf_status lf_ffn_forward(lf_ffn *f, uint32_t layer, const float *x, size_t n, float *y);
+lf_status lf__ffn_forward(lf_ffn_engine *f, uint32_t layer, const float *x, size_t n, float *y);
 /* After a failure outside forward (a prefetch): waits for reads in flight
  * and drops unconfirmed units. */
-void lf_ffn_abort(lf_ffn *f);
-const char *lf_ffn_errmsg(const lf_ffn *f);
+void lf__ffn_abort(lf_ffn_engine *f);
+const char *lf__ffn_errmsg(const lf_ffn_engine *f);
 /* Whether the mask is known before a layer's input (prefetch with x NULL works). */
-bool lf_ffn_mask_is_early(const lf_ffn *f);
+bool lf__ffn_mask_is_early(const lf_ffn_engine *f);
 
 /* Counters: adds the engine's to out (FFN bytes, neurons, evictions, window
  * union, I/O wait and span, the engine's reads). */
-void lf_ffn_stats(const lf_ffn *f, lf_session_stats *out);
-void lf_ffn_layer_stats(const lf_ffn *f, uint32_t layer, lf_layer_stats *out);
-void lf_ffn_reset_stats(lf_ffn *f);
+void lf__ffn_stats(const lf_ffn_engine *f, lf_session_stats *out);
+void lf__ffn_layer_stats(const lf_ffn_engine *f, uint32_t layer, lf_layer_stats *out);
+void lf__ffn_reset_stats(lf_ffn_engine *f);
 /* Bytes the neuron caches hold. */
-uint64_t lf_ffn_cache_bytes(const lf_ffn *f);
+uint64_t lf__ffn_cache_bytes(const lf_ffn_engine *f);
 
 #endif

@@ -4,12 +4,12 @@
 #include <math.h>
 #include <stdlib.h>
 
-uint64_t lf_ffn_kernel_bytes(uint32_t n_embd, uint32_t max_batch, int nth) {
+uint64_t lf__ffn_kernel_bytes(uint32_t n_embd, uint32_t max_batch, int nth) {
     return ((uint64_t)nth * max_batch * n_embd + (uint64_t)nth * n_embd) * sizeof(float) +
            (uint64_t)max_batch * (n_embd / LF_QK + 1) * sizeof(lf_block_q8a) + max_batch * sizeof(void *);
 }
 
-lf_status lf_ffn_kernel_init(lf_ffn_kernel *fk, const lf_kernels *k, const lf_bundle_layout *layout, lf_activation act,
+lf_status lf__ffn_kernel_init(lf_ffn_kernel *fk, const lf_kernels *k, const lf_bundle_layout *layout, lf_activation act,
                              uint32_t n_embd, uint32_t max_batch, lf_pool *pool) {
     memset(fk, 0, sizeof *fk);
     fk->k = k;
@@ -18,29 +18,29 @@ lf_status lf_ffn_kernel_init(lf_ffn_kernel *fk, const lf_kernels *k, const lf_bu
     fk->n_embd = n_embd;
     fk->max_batch = max_batch ? max_batch : 1;
     fk->pool = pool;
-    fk->nth = lf_pool_size(pool);
+    fk->nth = lf__pool_size(pool);
     fk->acc = malloc((size_t)fk->nth * fk->max_batch * n_embd * sizeof(float));
     fk->scratch = malloc((size_t)fk->nth * n_embd * sizeof(float));
-    fk->xq = lf_alloc_aligned((size_t)fk->max_batch * (n_embd / LF_QK + 1) * sizeof(lf_block_q8a), 64);
+    fk->xq = lf__alloc_aligned((size_t)fk->max_batch * (n_embd / LF_QK + 1) * sizeof(lf_block_q8a), 64);
     fk->x = malloc(fk->max_batch * sizeof *fk->x);
     if (!fk->acc || !fk->scratch || !fk->xq || !fk->x) {
-        lf_ffn_kernel_free(fk);
+        lf__ffn_kernel_free(fk);
         return LF_E_NOMEM;
     }
     return LF_OK;
 }
 
-void lf_ffn_kernel_free(lf_ffn_kernel *fk) {
+void lf__ffn_kernel_free(lf_ffn_kernel *fk) {
     free(fk->acc);
     free(fk->scratch);
-    lf_free_aligned(fk->xq);
+    lf__free_aligned(fk->xq);
     free(fk->x);
     memset(fk, 0, sizeof *fk);
 }
 
-void lf_ffn_kernel_begin(lf_ffn_kernel *fk, const float *x, size_t n) {
+void lf__ffn_kernel_begin(lf_ffn_kernel *fk, const float *x, size_t n) {
     fk->n = n;
-    const bool q8a = lf_type_uses_q8a(fk->layout.type);
+    const bool q8a = lf__type_uses_q8a(fk->layout.type);
     const uint64_t blocks = fk->n_embd / LF_QK + 1;
     for (size_t t = 0; t < n; t++) {
         const float *xt = x + t * fk->n_embd;
@@ -75,7 +75,7 @@ static void kernel_worker(void *ctx, int ith, int nth) {
     const uint32_t d = fk->n_embd;
     float *acc = fk->acc + (uint64_t)ith * fk->max_batch * d, *scratch = fk->scratch + (uint64_t)ith * d;
     uint64_t n0, n1;
-    lf_split_range(j->n, ith, nth, 16, &n0, &n1);
+    lf__split_range(j->n, ith, nth, 16, &n0, &n1);
     const bool gated = B->n_rows == 3;
     const int per_call = gated ? LF_DOT_ROWS / 2 : LF_DOT_ROWS; /* records per dot_rows call */
     for (uint64_t c0 = n0; c0 < n1; c0 += LF_AXPY_COLS) {
@@ -99,34 +99,34 @@ static void kernel_worker(void *ctx, int ith, int nth) {
             float dots[LF_AXPY_COLS * 2];
             for (int i = 0; i < m; i += per_call) {
                 const int k = LF_MIN(per_call, m - i);
-                if (gated) lf_dot_rows(fk->k, B->type, rows + 2 * i, 2 * k, fk->x[t], dots + 2 * i, d);
-                else lf_dot_rows(fk->k, B->type, rows + i, k, fk->x[t], dots + i, d);
+                if (gated) lf__dot_rows(fk->k, B->type, rows + 2 * i, 2 * k, fk->x[t], dots + 2 * i, d);
+                else lf__dot_rows(fk->k, B->type, rows + i, k, fk->x[t], dots + i, d);
             }
             const void *cols[LF_AXPY_COLS];
             float h[LF_AXPY_COLS];
             int nc = 0;
             for (int i = 0; i < m; i++) {
-                const float a = gated ? lf_ffn_activate(fk->act, dots[2 * i], dots[2 * i + 1])
-                                      : lf_ffn_activate(fk->act, 0.0f, dots[i]);
+                const float a = gated ? lf__ffn_activate(fk->act, dots[2 * i], dots[2 * i + 1])
+                                      : lf__ffn_activate(fk->act, 0.0f, dots[i]);
                 if (a != 0.0f) {
                     cols[nc] = down[i];
                     h[nc++] = a;
                 }
             }
-            if (nc) lf_axpy_cols(fk->k, B->type, cols, h, nc, acc + t * d, d, scratch);
+            if (nc) lf__axpy_cols(fk->k, B->type, cols, h, nc, acc + t * d, d, scratch);
         }
     }
 }
 
-void lf_ffn_kernel_accumulate(lf_ffn_kernel *fk, const uint8_t *const *recs, size_t n_recs) {
+void lf__ffn_kernel_accumulate(lf_ffn_kernel *fk, const uint8_t *const *recs, size_t n_recs) {
     if (n_recs == 0) return;
     kernel_job job = {fk, recs, n_recs};
-    lf_pool_run_work(fk->pool, kernel_worker, &job, (uint64_t)n_recs * fk->layout.n_rows * fk->n_embd * fk->n);
+    lf__pool_run_work(fk->pool, kernel_worker, &job, (uint64_t)n_recs * fk->layout.n_rows * fk->n_embd * fk->n);
 }
 
 /* Thread accumulators are added in thread order: results do not depend on
  * scheduling. */
-void lf_ffn_kernel_end(lf_ffn_kernel *fk, float *y) {
+void lf__ffn_kernel_end(lf_ffn_kernel *fk, float *y) {
     const uint32_t d = fk->n_embd;
     memset(y, 0, fk->n * d * sizeof(float));
     for (int th = 0; th < fk->nth; th++)

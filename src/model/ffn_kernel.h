@@ -32,23 +32,23 @@ typedef struct lf_ffn_kernel {
     size_t n;                /* tokens of the batch in progress */
 } lf_ffn_kernel;
 
-/* Bytes lf_ffn_kernel_init allocates. */
-uint64_t lf_ffn_kernel_bytes(uint32_t n_embd, uint32_t max_batch, int nth);
-lf_status lf_ffn_kernel_init(lf_ffn_kernel *fk, const lf_kernels *k, const lf_bundle_layout *layout, lf_activation act,
+/* Bytes lf__ffn_kernel_init allocates. */
+uint64_t lf__ffn_kernel_bytes(uint32_t n_embd, uint32_t max_batch, int nth);
+lf_status lf__ffn_kernel_init(lf_ffn_kernel *fk, const lf_kernels *k, const lf_bundle_layout *layout, lf_activation act,
                              uint32_t n_embd, uint32_t max_batch, lf_pool *pool);
-void lf_ffn_kernel_free(lf_ffn_kernel *fk);
+void lf__ffn_kernel_free(lf_ffn_kernel *fk);
 
 /* Starts a batch of n (<= max_batch) tokens, x (n, n_embd). x must stay
  * valid until end. */
-void lf_ffn_kernel_begin(lf_ffn_kernel *fk, const float *x, size_t n);
+void lf__ffn_kernel_begin(lf_ffn_kernel *fk, const float *x, size_t n);
 /* Adds n_recs records (record_bytes each, any alignment) to the batch. */
-void lf_ffn_kernel_accumulate(lf_ffn_kernel *fk, const uint8_t *const *recs, size_t n_recs);
+void lf__ffn_kernel_accumulate(lf_ffn_kernel *fk, const uint8_t *const *recs, size_t n_recs);
 /* Writes the batch's output, y (n, n_embd). */
-void lf_ffn_kernel_end(lf_ffn_kernel *fk, float *y);
+void lf__ffn_kernel_end(lf_ffn_kernel *fk, float *y);
 
 /* A neuron's activation from its gate and up projections: the one place
  * the dense FFN, the bundle kernel and the oracle mask take it from. */
-static inline float lf_ffn_activate(lf_activation a, float gate, float up) {
+static inline float lf__ffn_activate(lf_activation a, float gate, float up) {
     switch (a) {
     case LF_ACT_SILU_GATED: return gate * (1.0f / (1.0f + expf(-gate))) * up;
     case LF_ACT_RELU_GATED: return (gate > 0.0f ? gate : 0.0f) * up;

@@ -43,8 +43,8 @@ static uint64_t kv_elem_bytes(const lf_session_params *p) { return p->kv_type ==
 static uint32_t session_batch(const lf_session_params *p) { return p->n_batch ? p->n_batch : LF_DEFAULT_BATCH; }
 
 /* The FFN engine's params from the session's. */
-static lf_ffn_params ffn_params(const lf_session_params *p, uint64_t cache_bytes) {
-    return (lf_ffn_params){.window = p->window, .mask = p->mask, .split = p->split, .max_batch = session_batch(p),
+static lf_ffn_engine_params ffn_params(const lf_session_params *p, uint64_t cache_bytes) {
+    return (lf_ffn_engine_params){.window = p->window, .mask = p->mask, .split = p->split, .max_batch = session_batch(p),
                            .cache_bytes = cache_bytes, .predictor_path = p->predictor_path,
                            .measure_recall = p->measure_recall, .lookahead = p->lookahead};
 }
@@ -66,9 +66,9 @@ static uint64_t session_plan(const lf_model *m, const lf_session_params *p, uint
                           nb * (max_in / LF_QK + 1) * sizeof(lf_block_q8a) + sizeof(lf_session);
     uint64_t own = parts[PART_KV] + parts[PART_SCRATCH];
     if (m->flash) {
-        const lf_ffn_params fp = ffn_params(p, 0);
+        const lf_ffn_engine_params fp = ffn_params(p, 0);
         uint64_t io, mask, scratch;
-        lf_ffn_plan_bytes(m, &fp, (int)nth, &io, &mask, &scratch);
+        lf__ffn_plan_bytes(m, &fp, (int)nth, &io, &mask, &scratch);
         own += io + mask + scratch;
         parts[PART_IO] = io;
         parts[PART_ORACLE] = mask;
@@ -76,8 +76,8 @@ static uint64_t session_plan(const lf_model *m, const lf_session_params *p, uint
     }
     if (m->mode != LF_MODE_MMAP && m->flash) {
         parts[PART_RESIDENT] = m->resident_bytes;
-        parts[PART_META] = lf_model_overhead_bytes(m);
-        parts[PART_IO] += lf_loader_buffer_bytes(m->loader);
+        parts[PART_META] = lf__model_overhead_bytes(m);
+        parts[PART_IO] += lf__loader_buffer_bytes(m->loader);
     }
     return own;
 }
@@ -98,7 +98,7 @@ static lf_status ledger_take(lf_model *m, uint64_t own, uint64_t want, uint64_t 
     lf_status st = LF_OK;
     if (own > left || take > left || take < own) {
         const uint64_t sessions = m->budget_used - m->budget_fixed;
-        st = lf_err_set(err, LF_E_BUDGET,
+        st = lf__err_set(err, LF_E_BUDGET,
                         "this session needs %" PRIu64 " bytes (%.1f MiB) before any neuron is cached%s%s, but %" PRIu64
                         " bytes (%.1f MiB) of the budget of %.1f MiB are left: the model holds %.1f MiB and other "
                         "sessions %.1f MiB. Raise the budget, lower the context, or destroy a session",
@@ -132,9 +132,9 @@ uint64_t lf_model_budget_left(const lf_model *m) {
 
 void lf_session_destroy(lf_session *s) {
     if (!s) return;
-    lf_ffn_destroy(s->ffn); /* waits for its reads; it computes on the pool */
+    lf__ffn_destroy(s->ffn); /* waits for its reads; it computes on the pool */
     s->ffn = NULL;
-    lf_pool_destroy(s->pool);
+    lf__pool_destroy(s->pool);
     free(s->x);
     free(s->xb);
     free(s->xb2);
@@ -148,7 +148,7 @@ void lf_session_destroy(lf_session *s) {
     free(s->logits);
     free(s->rope_cos);
     free(s->rope_sin);
-    lf_free_aligned(s->xq);
+    lf__free_aligned(s->xq);
     free(s->thread_scratch);
     free(s->embed_row);
     free(s->key_cache);
@@ -177,24 +177,24 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     uint64_t cache_elems = 0;
     lf_status st = LF_E_NOMEM;
     if (p.n_batch > LF_MAX_BATCH) {
-        st = lf_err_set(&s->err, LF_E_INVALID_ARG, "a batch of %u tokens: at most %u", p.n_batch, LF_MAX_BATCH);
+        st = lf__err_set(&s->err, LF_E_INVALID_ARG, "a batch of %u tokens: at most %u", p.n_batch, LF_MAX_BATCH);
         goto fail;
     }
     if (p.kv_type != LF_KV_F16 && p.kv_type != LF_KV_F32) {
-        st = lf_err_set(&s->err, LF_E_INVALID_ARG, "KV cache type %d is neither F16 nor F32", (int)p.kv_type);
+        st = lf__err_set(&s->err, LF_E_INVALID_ARG, "KV cache type %d is neither F16 nor F32", (int)p.kv_type);
         goto fail;
     }
-    if (p.n_threads < 0 || p.n_threads > LF_THREADS_PER_CORE_MAX * lf_cpu_count()) {
-        st = lf_err_set(&s->err, LF_E_INVALID_ARG, "%d compute threads on %d cores: at most %d", p.n_threads,
-                        lf_cpu_count(), LF_THREADS_PER_CORE_MAX * lf_cpu_count());
+    if (p.n_threads < 0 || p.n_threads > LF_THREADS_PER_CORE_MAX * lf__cpu_count()) {
+        st = lf__err_set(&s->err, LF_E_INVALID_ARG, "%d compute threads on %d cores: at most %d", p.n_threads,
+                        lf__cpu_count(), LF_THREADS_PER_CORE_MAX * lf__cpu_count());
         goto fail;
     }
-    if (!lf_mul_u64((uint64_t)in->n_layer * s->n_ctx, kv_dim, &cache_elems) || cache_elems > ((uint64_t)1 << 40)) {
-        st = lf_err_set(&s->err, LF_E_INVALID_ARG, "context of %u tokens is too large", s->n_ctx);
+    if (!lf__mul_u64((uint64_t)in->n_layer * s->n_ctx, kv_dim, &cache_elems) || cache_elems > ((uint64_t)1 << 40)) {
+        st = lf__err_set(&s->err, LF_E_INVALID_ARG, "context of %u tokens is too large", s->n_ctx);
         goto fail;
     }
     if (s->n_ctx > in->n_ctx_train && in->n_ctx_train)
-        lf_log(&m->log, LF_LOG_WARN, "context of %u tokens is longer than the %u the model was trained on: "
+        lf__log(&m->log, LF_LOG_WARN, "context of %u tokens is longer than the %u the model was trained on: "
                "quality may drop past that", s->n_ctx, in->n_ctx_train);
     /* planned once: the parts are fixed for the session's life (and the
      * predictor's size comes from its file) */
@@ -202,7 +202,7 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     if (m->flash && m->mode != LF_MODE_MMAP && m->dram_budget &&
         (st = ledger_take(m, s->plan_own, p.budget_bytes, &s->budget_taken, &s->err)))
         goto fail;
-    if (lf_pool_create(n_threads, &s->pool)) goto fail_nomem;
+    if (lf__pool_create(n_threads, &s->pool)) goto fail_nomem;
     const uint64_t nb = s->n_batch = session_batch(&p);
     s->x = malloc(nb * in->n_embd * sizeof(float));
     s->xb = malloc(nb * in->n_embd * sizeof(float));
@@ -217,7 +217,7 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     s->logits = malloc(in->n_vocab * sizeof(float));
     s->rope_cos = malloc(nb * (in->n_rot / 2 + 1) * sizeof(float));
     s->rope_sin = malloc(nb * (in->n_rot / 2 + 1) * sizeof(float));
-    s->xq = lf_alloc_aligned(nb * (max_in / LF_QK + 1) * sizeof(lf_block_q8a), 64);
+    s->xq = lf__alloc_aligned(nb * (max_in / LF_QK + 1) * sizeof(lf_block_q8a), 64);
     s->thread_scratch = malloc((size_t)n_threads * scratch_len(m) * sizeof(float));
     s->embed_row = malloc(m->tok_embd.row_bytes);
     s->key_cache = calloc(cache_elems, kv_elem_bytes(&p));
@@ -230,18 +230,18 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
         s->track_io = lf__trace_track(s->trace, "io", true);
     }
     if (m->flash) {
-        const lf_ffn_params fp = ffn_params(&p, m->dram_budget ? s->budget_taken - s->plan_own : 0);
-        if ((st = lf_ffn_create(m, s->pool, &fp, &s->ffn, &s->err))) goto fail;
-        lf_ffn_set_trace(s->ffn, s->trace, s->track_compute, s->track_io);
+        const lf_ffn_engine_params fp = ffn_params(&p, m->dram_budget ? s->budget_taken - s->plan_own : 0);
+        if ((st = lf__ffn_create(m, s->pool, &fp, &s->ffn, &s->err))) goto fail;
+        lf__ffn_set_trace(s->ffn, s->trace, s->track_compute, s->track_io);
     }
     process_counters(&s->base_read_bytes, &s->base_major_faults);
     *out = s;
     return LF_OK;
 fail_nomem:
-    st = lf_err_set(&s->err, LF_E_NOMEM, "session buffers for a context of %u tokens (KV cache %" PRIu64 " MiB)",
+    st = lf__err_set(&s->err, LF_E_NOMEM, "session buffers for a context of %u tokens (KV cache %" PRIu64 " MiB)",
                     s->n_ctx, cache_elems * 2 * kv_elem_bytes(&p) >> 20);
 fail:
-    lf_err_copy_out(&s->err, errbuf, errcap);
+    lf__err_copy_out(&s->err, errbuf, errcap);
     lf_session_destroy(s);
     return st;
 }
@@ -263,7 +263,7 @@ static void matvec(lf_session *s, const lf_weight *w, act *x, float *y) {
     const lf_kernels *k = s->m->kernels;
     const void *xin = x->f;
     uint64_t stride = (uint64_t)x->n * sizeof(float);
-    if (lf_type_uses_q8a(w->type)) {
+    if (lf__type_uses_q8a(w->type)) {
         const uint64_t blocks = (uint64_t)x->n / LF_QK;
         if (!x->quantized) {
             for (uint32_t t = 0; t < x->nt; t++) k->quantize_q8a(x->f + t * x->n, x->q + t * blocks, x->n);
@@ -272,7 +272,7 @@ static void matvec(lf_session *s, const lf_weight *w, act *x, float *y) {
         xin = x->q;
         stride = blocks * sizeof(lf_block_q8a);
     }
-    lf_matmul(s->pool, k, w, xin, stride, (int)x->nt, y, w->rows);
+    lf__matmul(s->pool, k, w, xin, stride, (int)x->nt, y, w->rows);
 }
 
 static act act_of(lf_session *s, const float *f, int64_t n, uint32_t nt) { return (act){f, s->xq, n, nt, false}; }
@@ -305,11 +305,11 @@ static void embed(lf_session *s, lf_token tok, float *out) {
     const uint64_t r = (uint64_t)tok, whole = w->rows / LF_X8 * LF_X8;
     const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
     if (w->layout == LF_LAYOUT_X8 && r < whole) {
-        lf_x8_row(w->type, (const uint8_t *)w->data + (r / LF_X8) * LF_X8 * w->row_bytes, (uint32_t)(r % LF_X8), w->cols,
+        lf__x8_row(w->type, (const uint8_t *)w->data + (r / LF_X8) * LF_X8 * w->row_bytes, (uint32_t)(r % LF_X8), w->cols,
                   s->embed_row);
         row = s->embed_row;
     }
-    lf_dequantize_row(w->type, row, out, (int64_t)w->cols);
+    lf__dequantize_row(w->type, row, out, (int64_t)w->cols);
 }
 
 /* The rotation of position pos, into row t of the batch's tables. */
@@ -395,7 +395,7 @@ static void attend(const attn_job *j, uint32_t t, uint32_t h, float *att, float 
         const float a = att[p] / sum;
         const uint8_t *vrow = (const uint8_t *)kv_row(s, s->value_cache, j->layer, p) + kvh * hd * esz;
         if (f16) {
-            lf_axpy_row(k, LF_TYPE_F16, vrow, a, out, hd, scratch);
+            lf__axpy_row(k, LF_TYPE_F16, vrow, a, out, hd, scratch);
         } else {
             const float *vf = (const float *)vrow;
             for (uint32_t i = 0; i < hd; i++) out[i] += a * vf[i];
@@ -431,8 +431,8 @@ static void kv_store(lf_session *s, uint32_t l, uint32_t pos0, uint32_t nt) {
         }
         uint16_t *k16 = kd, *v16 = vd;
         for (uint64_t i = 0; i < kv_dim; i++) {
-            k16[i] = lf_fp32_to_fp16(kn[i]);
-            v16[i] = lf_fp32_to_fp16(vn[i]);
+            k16[i] = lf__fp32_to_fp16(kn[i]);
+            v16[i] = lf__fp32_to_fp16(vn[i]);
         }
     }
 }
@@ -463,7 +463,7 @@ static void attention(lf_session *s, uint32_t l, uint32_t pos0, uint32_t nt) {
     kv_store(s, l, pos0, nt);
     attn_job job = {.s = s, .layer = l, .pos0 = pos0, .nt = nt};
     atomic_init(&job.next, 0);
-    lf_pool_run_work(s->pool, attention_worker, &job, 2ull * in->n_head * nt * (pos0 + nt) * s->m->head_dim);
+    lf__pool_run_work(s->pool, attention_worker, &job, 2ull * in->n_head * nt * (pos0 + nt) * s->m->head_dim);
     act ao = act_of(s, s->att_out, (int64_t)q_dim, nt);
     matvec(s, &L->wo, &ao, s->xb2);
     for (uint64_t i = 0; i < nt * d; i++) s->x[i] += s->xb2[i];
@@ -471,7 +471,7 @@ static void attention(lf_session *s, uint32_t l, uint32_t pos0, uint32_t nt) {
 
 /* A failure of the FFN engine: its detail becomes the session's. */
 static lf_status ffn_failed(lf_session *s, lf_status st) {
-    lf_err_set(&s->err, st, "%s", lf_ffn_errmsg(s->ffn));
+    lf__err_set(&s->err, st, "%s", lf__ffn_errmsg(s->ffn));
     return st;
 }
 
@@ -484,13 +484,13 @@ static lf_status ffn(lf_session *s, uint32_t l, uint32_t nt) {
         if (s->ffn_tap) s->ffn_tap(s->ffn_tap_user, l, s->xb + t * d);
     }
     if (s->ffn) { /* a flash file: the engine computes, the residual is ours */
-        const lf_status st = lf_ffn_forward(s->ffn, l, s->xb, nt, s->xb2);
+        const lf_status st = lf__ffn_forward(s->ffn, l, s->xb, nt, s->xb2);
         if (st) return ffn_failed(s, st);
     } else {
         act xb = act_of(s, s->xb, in->n_embd, nt);
         matvec(s, &L->up, &xb, s->hb2);
         if (in->activation != LF_ACT_RELU) matvec(s, &L->gate, &xb, s->hb);
-        for (uint64_t i = 0; i < nt * ff; i++) s->hb[i] = lf_ffn_activate(in->activation, s->hb[i], s->hb2[i]);
+        for (uint64_t i = 0; i < nt * ff; i++) s->hb[i] = lf__ffn_activate(in->activation, s->hb[i], s->hb2[i]);
         act hb = act_of(s, s->hb, in->n_ff, nt);
         matvec(s, &L->down, &hb, s->xb2);
     }
@@ -510,31 +510,31 @@ static lf_status forward(lf_session *s, const lf_token *tokens, uint32_t nt, uin
         embed(s, tokens[t], s->x + t * d);
         rope_prepare(s, t, pos0 + t);
     }
-    if (s->ffn) lf_ffn_next_tokens(s->ffn, nt);
+    if (s->ffn) lf__ffn_next_tokens(s->ffn, nt);
     lf_status st = LF_OK;
     lf_trace *tr = s->trace;
     const int tk = s->track_compute;
-    const uint64_t t_token = tr ? lf_now_ns() : 0;
+    const uint64_t t_token = tr ? lf__now_ns() : 0;
     for (uint32_t l = 0; l < in->n_layer; l++) {
         /* a mask known before the layer's input: its reads overlap attention */
-        if (s->ffn && lf_ffn_mask_is_early(s->ffn) && (st = lf_ffn_prefetch(s->ffn, l, NULL, nt))) {
-            lf_ffn_abort(s->ffn);
+        if (s->ffn && lf__ffn_mask_is_early(s->ffn) && (st = lf__ffn_prefetch(s->ffn, l, NULL, nt))) {
+            lf__ffn_abort(s->ffn);
             return ffn_failed(s, st);
         }
-        const uint64_t t0 = tr ? lf_now_ns() : 0;
+        const uint64_t t0 = tr ? lf__now_ns() : 0;
         attention(s, l, pos0, nt);
-        const uint64_t t1 = tr ? lf_now_ns() : 0;
+        const uint64_t t1 = tr ? lf__now_ns() : 0;
         if ((st = ffn(s, l, nt))) return st;
         if (tr) {
             lf__trace_span(tr, tk, "attention", t0, t1, (int32_t)l, pos0, 0, 0);
-            lf__trace_span(tr, tk, "ffn", t1, lf_now_ns(), (int32_t)l, pos0, 0, 0);
+            lf__trace_span(tr, tk, "ffn", t1, lf__now_ns(), (int32_t)l, pos0, 0, 0);
         }
     }
     float *last = s->x + (uint64_t)(nt - 1) * d;
     rmsnorm(last, last, m->output_norm, in->n_embd, in->rms_eps);
     act x = act_of(s, last, in->n_embd, 1);
     matvec(s, &m->output, &x, s->logits);
-    if (tr) lf__trace_span(tr, tk, nt > 1 ? "batch" : "token", t_token, lf_now_ns(), -1, pos0, 0, 0);
+    if (tr) lf__trace_span(tr, tk, nt > 1 ? "batch" : "token", t_token, lf__now_ns(), -1, pos0, 0, 0);
     return LF_OK;
 }
 
@@ -563,7 +563,7 @@ static void session_counters(const lf_session *s, lf_phase_stats *now) {
     if (!s->ffn) return;
     lf_session_stats st;
     memset(&st, 0, sizeof st);
-    lf_ffn_stats(s->ffn, &st);
+    lf__ffn_stats(s->ffn, &st);
     now->io_wait_ms = st.io_wait_ms;
     now->ffn_bytes_read = st.ffn_bytes_read;
     now->ffn_bytes_served = st.ffn_bytes_served;
@@ -584,16 +584,16 @@ lf_status lf_session_eval(lf_session *s, const lf_token *tokens, size_t n) {
     if (!s || (!tokens && n)) return LF_E_INVALID_ARG;
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= s->m->info.n_vocab)
-            return lf_err_set(&s->err, LF_E_INVALID_ARG, "token %d (at %zu of %zu) is outside the vocabulary of %u",
+            return lf__err_set(&s->err, LF_E_INVALID_ARG, "token %d (at %zu of %zu) is outside the vocabulary of %u",
                               tokens[i], i, n, s->m->info.n_vocab);
     /* checked up front: a batch that cannot fit fails before any work */
     if (n > s->n_ctx - s->pos)
-        return lf_err_set(&s->err, LF_E_CONTEXT_FULL, "%zu tokens do not fit: the context of %u tokens has %u left", n,
+        return lf__err_set(&s->err, LF_E_CONTEXT_FULL, "%zu tokens do not fit: the context of %u tokens has %u left", n,
                           s->n_ctx, s->n_ctx - s->pos);
     lf_phase_stats *ph = n > 1 || s->in_prompt ? &s->prompt : &s->generation;
     lf_phase_stats before, after;
     session_counters(s, &before);
-    const uint64_t t0 = lf_now_ns();
+    const uint64_t t0 = lf__now_ns();
     lf_status st = LF_OK;
     size_t done = 0;
     while (done < n) {
@@ -606,7 +606,7 @@ lf_status lf_session_eval(lf_session *s, const lf_token *tokens, size_t n) {
         done += nt;
         s->has_logits = true;
     }
-    const double ms = lf_ns_to_ms(lf_now_ns() - t0);
+    const double ms = lf__ns_to_ms(lf__now_ns() - t0);
     s->compute_ms += ms;
     s->tokens += done;
     session_counters(s, &after);
@@ -620,7 +620,7 @@ void lf_session_reset_stats(lf_session *s) {
     s->tokens = 0;
     memset(&s->prompt, 0, sizeof s->prompt);
     memset(&s->generation, 0, sizeof s->generation);
-    lf_ffn_reset_stats(s->ffn);
+    lf__ffn_reset_stats(s->ffn);
     process_counters(&s->base_read_bytes, &s->base_major_faults);
 }
 
@@ -636,8 +636,8 @@ lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out) {
     out->generation = s->generation;
     memcpy(out->budget_bytes, s->plan_parts, sizeof out->budget_bytes);
     if (s->ffn) {
-        lf_ffn_stats(s->ffn, out);
-        out->budget_bytes[PART_CACHE] = lf_ffn_cache_bytes(s->ffn);
+        lf__ffn_stats(s->ffn, out);
+        out->budget_bytes[PART_CACHE] = lf__ffn_cache_bytes(s->ffn);
     }
     uint64_t rb, mf;
     process_counters(&rb, &mf);
@@ -651,7 +651,7 @@ lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out) {
 
 lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_layer_stats *out) {
     if (!s || !s->ffn || layer >= s->m->info.n_layer || !out) return LF_E_INVALID_ARG;
-    lf_ffn_layer_stats(s->ffn, layer, out);
+    lf__ffn_layer_stats(s->ffn, layer, out);
     return LF_OK;
 }
 
@@ -712,7 +712,7 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
             m->info.is_flash ? "true" : "false", m->info.file_bytes);
     jprintf(&j, "  \"params\": {\"mode\": \"%s\", \"dram_budget\": %" PRIu64 ", \"n_ctx\": %u, \"n_threads\": %d, "
             "\"window\": %u, \"mask\": \"%s\", \"cache_split\": \"%s\", \"kv_type\": \"%s\", \"verify_checksums\": %s, "
-            "\"kernels\": \"%s\"},\n", lf_mode_name(m->mode), m->dram_budget, s->n_ctx, lf_pool_size(s->pool),
+            "\"kernels\": \"%s\"},\n", lf_mode_name(m->mode), m->dram_budget, s->n_ctx, lf__pool_size(s->pool),
             s->params.window ? s->params.window : 5, s->params.mask == LF_MASK_ORACLE ? "oracle" : s->params.mask == LF_MASK_PREDICTOR ? "predictor" : "all",
             s->params.split == LF_SPLIT_MEASURED ? "measured" : "even", s->params.kv_type == LF_KV_F32 ? "f32" : "f16",
             m->verify_checksums ? "true" : "false", m->kernels->name);
@@ -738,7 +738,7 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
     uint64_t ah_units = 0, ah_used = 0, ah_late = 0;
     for (uint32_t l = 0; s->ffn && s->m->mode != LF_MODE_MMAP && l < st.n_layer; l++) {
         lf_layer_stats ls;
-        lf_ffn_layer_stats(s->ffn, l, &ls);
+        lf__ffn_layer_stats(s->ffn, l, &ls);
         jprintf(&j, "%s\n    {\"layer\": %u, \"bytes_read\": %" PRIu64 ", \"bytes_served\": %" PRIu64
                 ", \"neurons_loaded\": %" PRIu64 ", \"neurons_used\": %" PRIu64 ", \"cache_slots\": %u, \"resident\": %u"
                 ", \"oracle_units\": %" PRIu64 ", \"false_negatives\": %" PRIu64 ", \"oracle_tokens\": %" PRIu64
@@ -764,7 +764,7 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
             ah_units ? (double)ah_used / (double)ah_units : 0.0);
     /* the loader's histograms: per process (the loader is the model's) */
     lf_loader_stats ls = {0};
-    if (m->loader) lf_loader_get_stats(m->loader, &ls);
+    if (m->loader) lf__loader_get_stats(m->loader, &ls);
     jprintf(&j, "  \"loader\": {\"reads\": %" PRIu64 ", \"bytes_read\": %" PRIu64 ", \"size_hist_log2\": ", ls.reads,
             ls.bytes_read);
     jarray(&j, ls.size_hist, LF_HIST_BUCKETS);
@@ -792,37 +792,37 @@ lf_status lf_session_generate(lf_session *s, lf_sampler *sampler, const char *pr
     const lf_model *m = s->m;
     const size_t plen = strlen(prompt);
     size_t n_tok = 0;
-    const bool bos = lf_tokenizer_adds_bos(m->tok);
+    const bool bos = lf__tokenizer_adds_bos(m->tok);
     lf_tokenize(m, prompt, plen, bos, NULL, 0, &n_tok);
     lf_token *toks = malloc((n_tok ? n_tok : 1) * sizeof *toks);
-    if (!toks) return lf_err_set(&s->err, LF_E_NOMEM, "prompt tokens");
+    if (!toks) return lf__err_set(&s->err, LF_E_NOMEM, "prompt tokens");
     lf_status st = lf_tokenize(m, prompt, plen, bos, toks, n_tok, &n_tok);
     if (st) {
         free(toks);
-        return lf_err_set(&s->err, st, "tokenizing the prompt failed");
+        return lf__err_set(&s->err, st, "tokenizing the prompt failed");
     }
     if (n_tok == 0) { /* no BOS in this vocabulary and an empty prompt */
         free(toks);
-        return lf_err_set(&s->err, LF_E_INVALID_ARG, "empty prompt and the model has no BOS token");
+        return lf__err_set(&s->err, LF_E_INVALID_ARG, "empty prompt and the model has no BOS token");
     }
     if (n_tok > s->n_ctx) {
         free(toks);
-        return lf_err_set(&s->err, LF_E_CONTEXT_FULL, "the prompt is %zu tokens but the context holds %u", n_tok,
+        return lf__err_set(&s->err, LF_E_CONTEXT_FULL, "the prompt is %zu tokens but the context holds %u", n_tok,
                           s->n_ctx);
     }
     for (size_t i = 0; i < n_tok; i++) lf_sampler_accept(sampler, toks[i]);
-    uint64_t t0 = lf_now_ns();
+    uint64_t t0 = lf__now_ns();
     s->in_prompt = true;
     st = lf_session_eval(s, toks, n_tok);
     s->in_prompt = false;
     free(toks);
     gs->n_prompt = (uint32_t)n_tok;
-    gs->prompt_ms = lf_ns_to_ms(lf_now_ns() - t0);
+    gs->prompt_ms = lf__ns_to_ms(lf__now_ns() - t0);
     if (st) return st;
-    t0 = lf_now_ns();
-    const lf_token eos = lf_token_eos(m), eot = lf_tokenizer_eot(m->tok);
+    t0 = lf__now_ns();
+    const lf_token eos = lf_token_eos(m), eot = lf__tokenizer_eot(m->tok);
     /* SentencePiece drops the leading space of a text */
-    bool strip_space = plen == 0 && lf_tokenizer_space_prefix(m->tok);
+    bool strip_space = plen == 0 && lf__tokenizer_space_prefix(m->tok);
     char piece[256 + 4];
     size_t held = 0; /* bytes of an unfinished UTF-8 character, at the start of piece */
     bool stop = false;
@@ -832,7 +832,7 @@ lf_status lf_session_generate(lf_session *s, lf_sampler *sampler, const char *pr
             if (eot >= 0) s->logits[eot] = -INFINITY;
         }
         const lf_token tok = lf_sampler_sample(sampler, s->logits, m->info.n_vocab);
-        if (lf_tokenizer_is_end(m->tok, tok)) {
+        if (lf__tokenizer_is_end(m->tok, tok)) {
             gs->stopped_at_eos = true;
             break;
         }
@@ -864,6 +864,6 @@ lf_status lf_session_generate(lf_session *s, lf_sampler *sampler, const char *pr
         gs->n_evaluated++;
     }
     if (held && gp.on_piece && !stop) gp.on_piece(gp.user, piece, held); /* the output ended mid-character */
-    gs->generate_ms = lf_ns_to_ms(lf_now_ns() - t0);
+    gs->generate_ms = lf__ns_to_ms(lf__now_ns() - t0);
     return st;
 }

@@ -19,7 +19,7 @@ static void no_destroy(void *state) { (void)state; }
 
 static const lf_mask_ops all_ops = {"all", false, all_select, NULL, no_destroy};
 
-lf_status lf_mask_all_create(uint32_t n_units, lf_mask *out) {
+lf_status lf__mask_all_create(uint32_t n_units, lf_mask *out) {
     *out = (lf_mask){&all_ops, (void *)(uintptr_t)n_units, 0};
     return LF_OK;
 }
@@ -38,7 +38,7 @@ typedef struct oracle {
     float *taus;              /* (n_layer) SwiGLU ground-truth thresholds, 0: non-zero */
 } oracle;
 
-uint64_t lf_mask_oracle_bytes(const lf_flash *f) {
+uint64_t lf__mask_oracle_bytes(const lf_flash *f) {
     const lf_bundle_layout *B = &f->layout;
     return (uint64_t)f->n_layer * f->n_ff * (B->n_rows - 1) * B->row_bytes + (uint64_t)f->n_ff * sizeof(float) +
            (f->n_embd / LF_QK + 1) * sizeof(lf_block_q8a) + f->layers[0].n_groups;
@@ -56,7 +56,7 @@ static uint32_t oracle_select(void *state, uint32_t layer, const float *x, size_
     for (size_t t = 0; t < n; t++) {
         const float *xt = x + t * d;
         const void *xin = xt;
-        if (lf_type_uses_q8a(B->type)) {
+        if (lf__type_uses_q8a(B->type)) {
             o->k->quantize_q8a(xt, o->xq, d);
             xin = o->xq;
         }
@@ -64,7 +64,7 @@ static uint32_t oracle_select(void *state, uint32_t layer, const float *x, size_
             const uint8_t *r = base + (uint64_t)i * o->rows * B->row_bytes;
             const float up = dot(r + (o->rows == 2 ? B->row_bytes : 0), xin, d);
             const float gate = o->rows == 2 ? dot(r, xin, d) : 0.0f;
-            const float h = lf_ffn_activate(o->act, gate, up);
+            const float h = lf__ffn_activate(o->act, gate, up);
             if (o->taus[layer] > 0.0f ? fabsf(h) >= o->taus[layer] : h != 0.0f) o->any[i / B->group] = 1;
         }
     }
@@ -77,9 +77,9 @@ static uint32_t oracle_select(void *state, uint32_t layer, const float *x, size_
 static void oracle_destroy(void *state) {
     oracle *o = state;
     if (!o) return;
-    lf_free_aligned(o->copy);
+    lf__free_aligned(o->copy);
     free(o->h);
-    lf_free_aligned(o->xq);
+    lf__free_aligned(o->xq);
     free(o->any);
     free(o->taus);
     free(o);
@@ -87,19 +87,19 @@ static void oracle_destroy(void *state) {
 
 static const lf_mask_ops oracle_ops = {"oracle", true, oracle_select, NULL, oracle_destroy};
 
-lf_status lf_mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf_kernels *k, lf_activation act,
+lf_status lf__mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf_kernels *k, lf_activation act,
                                 const float *taus, lf_mask *out, lf_err *err) {
     const lf_bundle_layout *B = &f->layout;
     oracle *o = calloc(1, sizeof *o);
-    if (!o) return lf_err_set(err, LF_E_NOMEM, "oracle mask");
+    if (!o) return lf__err_set(err, LF_E_NOMEM, "oracle mask");
     o->f = f;
     o->k = k;
     o->act = act;
     o->rows = B->n_rows - 1;
     const uint64_t per_neuron = (uint64_t)o->rows * B->row_bytes;
-    o->copy = lf_alloc_aligned((uint64_t)f->n_layer * f->n_ff * per_neuron, 64);
+    o->copy = lf__alloc_aligned((uint64_t)f->n_layer * f->n_ff * per_neuron, 64);
     o->h = malloc(f->n_ff * sizeof *o->h);
-    o->xq = lf_alloc_aligned((f->n_embd / LF_QK + 1) * sizeof(lf_block_q8a), 64);
+    o->xq = lf__alloc_aligned((f->n_embd / LF_QK + 1) * sizeof(lf_block_q8a), 64);
     o->any = malloc(f->layers[0].n_groups ? f->layers[0].n_groups : 1);
     o->taus = calloc(f->n_layer, sizeof *o->taus);
     if (o->taus && taus) memcpy(o->taus, taus, f->n_layer * sizeof *o->taus);
@@ -111,16 +111,16 @@ lf_status lf_mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf
     uint8_t *raw = malloc((uint64_t)B->group * B->record_bytes);
     lf_status st = o->copy && o->h && o->xq && o->any && o->taus && stored && raw
                        ? LF_OK
-                       : lf_err_set(err, LF_E_NOMEM, "oracle copy of gate/up");
+                       : lf__err_set(err, LF_E_NOMEM, "oracle copy of gate/up");
     /* group by group, through one group's buffers: the copy is all the
      * oracle holds */
     for (uint32_t l = 0; l < f->n_layer && !st; l++) {
         const lf_flash_layer *L = &f->layers[l];
         for (uint64_t g = 0; g < L->n_groups && !st; g++) {
-            st = lf_pread_all(fd, stored, L->index[g].stored, L->data_offset + L->index[g].offset, err);
-            if (!st) st = lf_flash_decode_group(f, l, g, stored, raw, verify, err);
+            st = lf__pread_all(fd, stored, L->index[g].stored, L->data_offset + L->index[g].offset, err);
+            if (!st) st = lf__flash_decode_group(f, l, g, stored, raw, verify, err);
             uint64_t first, count;
-            lf_flash_group_neurons(f, g, &first, &count);
+            lf__flash_group_neurons(f, g, &first, &count);
             for (uint64_t i = 0; i < count && !st; i++)
                 memcpy(o->copy + ((uint64_t)l * f->n_ff + first + i) * per_neuron, raw + i * B->record_bytes, per_neuron);
         }
@@ -131,11 +131,11 @@ lf_status lf_mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf
         oracle_destroy(o);
         return st;
     }
-    *out = (lf_mask){&oracle_ops, o, lf_mask_oracle_bytes(f)};
+    *out = (lf_mask){&oracle_ops, o, lf__mask_oracle_bytes(f)};
     return LF_OK;
 }
 
-void lf_mask_destroy(lf_mask *ms) {
+void lf__mask_destroy(lf_mask *ms) {
     if (ms->ops) ms->ops->destroy(ms->state);
     *ms = (lf_mask){0};
 }
@@ -174,18 +174,18 @@ static void score_slice(void *ctx, int ith, int nth) {
         if (!lr) continue;
         uint64_t a, b;
         if (j->phase == 0) {
-            lf_split_range(lr->rank, ith, nth, 1, &a, &b);
+            lf__split_range(lr->rank, ith, nth, 1, &a, &b);
             for (uint64_t r = a; r < b; r++) hs[q][r] = k->dot(lr->A + r * lr->n_in, j->x, lr->n_in);
             continue;
         }
-        lf_split_range(lr->n_out, ith, nth, 64, &a, &b);
+        lf__split_range(lr->n_out, ith, nth, 64, &a, &b);
         if (a >= b) continue;
         memcpy(zs[q] + a, lr->b + a, (b - a) * sizeof(float));
         for (uint32_t r = 0; r < lr->rank; r++) k->axpy(lr->Bt + (uint64_t)r * lr->n_out + a, hs[q][r], zs[q] + a, (int64_t)(b - a));
     }
     if (j->phase == 1 && parts[1]) {
         uint64_t a, b;
-        lf_split_range(p->gate.n_out, ith, nth, 64, &a, &b);
+        lf__split_range(p->gate.n_out, ith, nth, 64, &a, &b);
         float *z = j->pr->z;
         for (uint64_t i = a; i < b; i++) z[i] = fabsf(z[i] / (1.0f + expf(-z[i])) * j->zu[i]);
     }
@@ -195,15 +195,15 @@ static void score_slice(void *ctx, int ith, int nth) {
  * its transposed form. */
 static void token_scores(predictor *pr, const lf_layer_predictor *p, const float *x) {
     if (!pr->pool || !p->gate.Bt) {
-        lf_layer_predictor_scores(p, &pr->ops, x, pr->h, pr->z);
+        lf__layer_predictor_scores(p, &pr->ops, x, pr->h, pr->z);
         return;
     }
     const uint32_t rank = LF_MAX(p->gate.rank, p->up.rank);
     score_job j = {pr, p, x, pr->h, pr->h + rank, pr->h + 2 * (size_t)rank, 0};
     const uint64_t work = (uint64_t)p->gate.rank * (p->gate.n_in + p->gate.n_out) * (p->up.rank ? 2 : 1);
-    lf_pool_run_work(pr->pool, score_slice, &j, work);
+    lf__pool_run_work(pr->pool, score_slice, &j, work);
     j.phase = 1;
-    lf_pool_run_work(pr->pool, score_slice, &j, work);
+    lf__pool_run_work(pr->pool, score_slice, &j, work);
 }
 
 /* The groups any of the n tokens x has a unit predicted active in, by p. */
@@ -233,7 +233,7 @@ static uint32_t predictor_select_ahead(void *state, uint32_t layer, const float 
 static void predictor_destroy(void *state) {
     predictor *pr = state;
     if (!pr) return;
-    lf_predictor_set_free(&pr->set);
+    lf__predictor_set_free(&pr->set);
     free(pr->h);
     free(pr->z);
     free(pr->any);
@@ -244,10 +244,10 @@ static const lf_mask_ops predictor_ops = {"predictor", true, predictor_select, N
 static const lf_mask_ops predictor_ahead_ops = {"predictor", true, predictor_select, predictor_select_ahead,
                                                 predictor_destroy};
 
-lf_status lf_mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_pool *pool, lf_predictor_set *set,
+lf_status lf__mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_pool *pool, lf_predictor_set *set,
                                    lf_mask *out, lf_err *err) {
     predictor *pr = calloc(1, sizeof *pr);
-    if (!pr) return lf_err_set(err, LF_E_NOMEM, "predictor mask");
+    if (!pr) return lf__err_set(err, LF_E_NOMEM, "predictor mask");
     pr->set = *set;
     memset(set, 0, sizeof *set);
     pr->ops = (lf_f16_ops){k->dot[LF_TYPE_F16], k->axpy[LF_TYPE_F16]};
@@ -258,12 +258,12 @@ lf_status lf_mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_po
     for (uint32_t l = 0; pr->ops.axpy && l < pr->set.n_layer && !st; l++) {
         lf_layer_predictor *parts[2] = {&pr->set.layers[l], pr->set.ahead ? &pr->set.ahead[l] : NULL};
         for (int q = 0; q < 2 && !st; q++)
-            if (parts[q] && ((st = lf_lowrank_f16_transpose(&parts[q]->gate)) || (st = lf_lowrank_f16_transpose(&parts[q]->up))))
+            if (parts[q] && ((st = lf__lowrank_f16_transpose(&parts[q]->gate)) || (st = lf__lowrank_f16_transpose(&parts[q]->up))))
                 break;
     }
     if (st) {
         predictor_destroy(pr);
-        return lf_err_set(err, st, "predictor mask");
+        return lf__err_set(err, st, "predictor mask");
     }
     pr->group = f->layout.group;
     pr->n_ff = f->n_ff;
@@ -276,10 +276,10 @@ lf_status lf_mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_po
     pr->any = malloc(pr->n_groups ? pr->n_groups : 1);
     if (!pr->h || !pr->z || !pr->any) {
         predictor_destroy(pr);
-        return lf_err_set(err, LF_E_NOMEM, "predictor mask scratch");
+        return lf__err_set(err, LF_E_NOMEM, "predictor mask scratch");
     }
     *out = (lf_mask){pr->set.ahead ? &predictor_ahead_ops : &predictor_ops, pr,
-                     lf_predictor_set_bytes(&pr->set) + 2 * ((uint64_t)rank + f->n_ff) * sizeof(float) +
+                     lf__predictor_set_bytes(&pr->set) + 2 * ((uint64_t)rank + f->n_ff) * sizeof(float) +
                          f->n_ff * sizeof(float) + pr->n_groups};
     return LF_OK;
 }

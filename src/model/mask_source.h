@@ -41,25 +41,25 @@ typedef struct lf_mask {
 } lf_mask;
 
 /* Every unit of every layer. */
-lf_status lf_mask_all_create(uint32_t n_units, lf_mask *out);
+lf_status lf__mask_all_create(uint32_t n_units, lf_mask *out);
 
 /* Exact activations from a resident copy of every layer's gate and up rows,
  * read from the flash file open on fd (verified when verify is set). A
  * neuron is active when |activation| >= taus[layer], or, where taus is NULL
  * or 0 (ReLU-type FFNs), when its activation is not zero. taus is copied. */
-lf_status lf_mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf_kernels *k, lf_activation act,
+lf_status lf__mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf_kernels *k, lf_activation act,
                                 const float *taus, lf_mask *out, lf_err *err);
 /* Bytes the oracle's copy takes, for planning a budget. */
-uint64_t lf_mask_oracle_bytes(const lf_flash *f);
+uint64_t lf__mask_oracle_bytes(const lf_flash *f);
 
 /* A calibrated predictor (see predictor_file.h), whose set the mask takes
  * over (set is emptied); with lookahead predictors in the set, the mask
  * has select_ahead. Products run on k's F16 kernels, split over pool
  * (borrowed, may be NULL), which is idle while a layer's units are chosen. */
 typedef struct lf_predictor_set lf_predictor_set;
-lf_status lf_mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_pool *pool, lf_predictor_set *set,
+lf_status lf__mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_pool *pool, lf_predictor_set *set,
                                    lf_mask *out, lf_err *err);
 
-void lf_mask_destroy(lf_mask *ms);
+void lf__mask_destroy(lf_mask *ms);
 
 #endif

@@ -40,7 +40,7 @@ static void rows_times_tokens(const matmul_job *j, uint64_t r0, uint64_t r1, int
         for (int i = 0; i < nr; i++) rows[i] = (const uint8_t *)w->data + (r + i) * w->row_bytes;
         for (int t = 0; t < nt; t++) {
             float out[LF_DOT_ROWS];
-            lf_dot_rows(j->k, w->type, rows, nr, x + (uint64_t)t * j->x_stride, out, (int64_t)w->cols);
+            lf__dot_rows(j->k, w->type, rows, nr, x + (uint64_t)t * j->x_stride, out, (int64_t)w->cols);
             for (int i = 0; i < nr; i++) y[(uint64_t)t * j->y_stride + r + i] = out[i];
         }
     }
@@ -62,10 +62,10 @@ static void matmul_worker(void *ctx, int ith, int nth) {
     }
 }
 
-void lf_matmul(lf_pool *pool, const lf_kernels *k, const lf_weight *w, const void *x, uint64_t x_stride, int nt,
+void lf__matmul(lf_pool *pool, const lf_kernels *k, const lf_weight *w, const void *x, uint64_t x_stride, int nt,
                float *y, uint64_t y_stride) {
     matmul_job job = {.w = w, .k = k, .x = x, .x_stride = x_stride, .nt = nt, .y = y, .y_stride = y_stride,
                       .chunks = (w->rows + ROWS_PER_CLAIM - 1) / ROWS_PER_CLAIM};
     atomic_init(&job.next, 0);
-    lf_pool_run_work(pool, matmul_worker, &job, w->rows * w->cols * (uint64_t)nt);
+    lf__pool_run_work(pool, matmul_worker, &job, w->rows * w->cols * (uint64_t)nt);
 }

@@ -11,8 +11,8 @@
 
 /* y[t * y_stride + r] = row r of w . x_t for t < nt. x_t is
  * (const uint8_t *)x + t * x_stride: floats for float weight types, q8a
- * blocks for the quantized ones (lf_type_uses_q8a). */
-void lf_matmul(lf_pool *pool, const lf_kernels *k, const lf_weight *w, const void *x, uint64_t x_stride, int nt,
+ * blocks for the quantized ones (lf__type_uses_q8a). */
+void lf__matmul(lf_pool *pool, const lf_kernels *k, const lf_weight *w, const void *x, uint64_t x_stride, int nt,
                float *y, uint64_t y_stride);
 
 #endif

@@ -29,7 +29,7 @@ const char *lf_mode_name(lf_mode mode) {
     return "?";
 }
 
-lf_tensor_class lf_tensor_class_of(const char *name) {
+lf_tensor_class lf__tensor_class_of(const char *name) {
     if (strncmp(name, "token_embd", 10) == 0 || strncmp(name, "output.", 7) == 0) return LF_CLASS_EMBEDDING;
     if (strstr(name, ".attn_q.") || strstr(name, ".attn_k.") || strstr(name, ".attn_v.") ||
         strstr(name, ".attn_output.") || strstr(name, ".attn_qkv."))
@@ -51,21 +51,21 @@ static void repack_worker(void *ctx, int ith, int nth) {
     repack_job *j = ctx;
     const lf_weight *w = j->w;
     uint64_t g0, g1;
-    lf_split_range(w->rows / LF_X8, ith, nth, 1, &g0, &g1);
+    lf__split_range(w->rows / LF_X8, ith, nth, 1, &g0, &g1);
     if (g0 == g1) return;
     void *scratch = malloc(LF_X8 * w->row_bytes);
     if (!scratch) {
         j->failed = true; /* a bool only ever set: the race is benign */
         return;
     }
-    lf_repack_x8(w->type, (uint8_t *)w->data + g0 * LF_X8 * w->row_bytes, (g1 - g0) * LF_X8, w->cols, scratch);
+    lf__repack_x8(w->type, (uint8_t *)w->data + g0 * LF_X8 * w->row_bytes, (g1 - g0) * LF_X8, w->cols, scratch);
     free(scratch);
 }
 
 static lf_status repack(lf_model *m, const char *name, lf_weight *w) {
     repack_job job = {w, false};
-    lf_pool_run(m->load_pool, repack_worker, &job);
-    if (job.failed) return lf_err_set(&m->err, LF_E_NOMEM, "repacking '%s'", name);
+    lf__pool_run(m->load_pool, repack_worker, &job);
+    if (job.failed) return lf__err_set(&m->err, LF_E_NOMEM, "repacking '%s'", name);
     w->layout = LF_LAYOUT_X8;
     m->info.repacked_bytes += w->rows * w->row_bytes;
     return LF_OK;
@@ -76,7 +76,7 @@ static lf_status repack(lf_model *m, const char *name, lf_weight *w) {
  * the output projection (tied embeddings: Llama 3.2, small Qwens), whose
  * matvec over the whole vocabulary is the largest of a token. */
 static bool may_repack(const lf_model *m, const char *name) {
-    return strcmp(name, "token_embd.weight") != 0 || lf_gguf_tensor_index(m->gguf, "output.weight") < 0;
+    return strcmp(name, "token_embd.weight") != 0 || lf__gguf_tensor_index(m->gguf, "output.weight") < 0;
 }
 
 /* Looks up a 2-D weight and checks its shape is (rows, cols) in GGUF terms
@@ -84,25 +84,25 @@ static bool may_repack(const lf_model *m, const char *name) {
 static lf_status bind_weight(lf_model *m, const char *name, uint64_t rows, uint64_t cols, bool optional,
                              lf_weight *w) {
     memset(w, 0, sizeof *w);
-    const int64_t idx = lf_gguf_tensor_index(m->gguf, name);
+    const int64_t idx = lf__gguf_tensor_index(m->gguf, name);
     const lf_gguf_tensor *t = idx >= 0 ? &m->gguf->tensors[idx] : NULL;
     if (!t) {
         if (optional) return LF_OK;
-        return lf_err_set(&m->err, LF_E_MODEL, "tensor '%s' is missing", name);
+        return lf__err_set(&m->err, LF_E_MODEL, "tensor '%s' is missing", name);
     }
     if (!lf_type_supported((int)t->type))
-        return lf_err_set(&m->err, LF_E_UNSUPPORTED, "tensor '%s' has type %s, which llmflash cannot compute with",
+        return lf__err_set(&m->err, LF_E_UNSUPPORTED, "tensor '%s' has type %s, which llmflash cannot compute with",
                           name, lf_type_name((int)t->type));
     if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows)
-        return lf_err_set(&m->err, LF_E_MODEL, "tensor '%s' has shape [%" PRIu64 ", %" PRIu64 "], expected [%" PRIu64
+        return lf__err_set(&m->err, LF_E_MODEL, "tensor '%s' has shape [%" PRIu64 ", %" PRIu64 "], expected [%" PRIu64
                           ", %" PRIu64 "]", name, t->ne[0], t->ne[1], cols, rows);
-    if (lf_type_uses_q8a(t->type) && cols % LF_QK)
-        return lf_err_set(&m->err, LF_E_UNSUPPORTED, "tensor '%s': rows of %" PRIu64 " are not a multiple of 32", name, cols);
+    if (lf__type_uses_q8a(t->type) && cols % LF_QK)
+        return lf__err_set(&m->err, LF_E_UNSUPPORTED, "tensor '%s': rows of %" PRIu64 " are not a multiple of 32", name, cols);
     w->data = m->tensor_ptr[idx];
     w->type = t->type;
     w->rows = rows;
     w->cols = cols;
-    w->row_bytes = lf_type_row_bytes(t->type, cols);
+    w->row_bytes = lf__type_row_bytes(t->type, cols);
     /* our own copy (not the file's mapping), multiplied only through
      * matvecs (the embedding table is read a row at a time) */
     if (m->prepacked && m->prepacked[idx]) { /* read straight into the x8 layout (ram mode) */
@@ -121,8 +121,8 @@ static lf_status bind_vector(lf_model *m, const char *name, uint64_t n, float **
     lf_status st = bind_weight(m, name, 1, n, false, &w);
     if (st) return st;
     *out = malloc(n * sizeof(float));
-    if (!*out) return lf_err_set(&m->err, LF_E_NOMEM, "vector '%s'", name);
-    lf_dequantize_row(w.type, w.data, *out, (int64_t)n);
+    if (!*out) return lf__err_set(&m->err, LF_E_NOMEM, "vector '%s'", name);
+    lf__dequantize_row(w.type, w.data, *out, (int64_t)n);
     return LF_OK;
 }
 
@@ -150,7 +150,7 @@ static lf_status check_tensor_names(lf_model *m) {
             for (size_t k = 0; !known && a->qk_norm && k < LF_ARRAY_LEN(qk_norms); k++) known = strcmp(rest, qk_norms[k]) == 0;
         }
         if (!known)
-            return lf_err_set(&m->err, LF_E_UNSUPPORTED,
+            return lf__err_set(&m->err, LF_E_UNSUPPORTED,
                               "tensor '%s' is not one the %s architecture uses: running without it would give wrong "
                               "outputs", name, a->name);
     }
@@ -163,11 +163,11 @@ static lf_status bind_rope_freqs(lf_model *m) {
     lf_weight w;
     lf_status st = bind_weight(m, "rope_freqs.weight", 1, n, true, &w);
     if (st || !w.data) return st;
-    if (!(m->rope_freqs = malloc(n * sizeof(float)))) return lf_err_set(&m->err, LF_E_NOMEM, "rope_freqs");
-    lf_dequantize_row(w.type, w.data, m->rope_freqs, (int64_t)n);
+    if (!(m->rope_freqs = malloc(n * sizeof(float)))) return lf__err_set(&m->err, LF_E_NOMEM, "rope_freqs");
+    lf__dequantize_row(w.type, w.data, m->rope_freqs, (int64_t)n);
     for (uint32_t i = 0; i < n; i++)
         if (!(m->rope_freqs[i] > 0.0f && m->rope_freqs[i] < 1e30f))
-            return lf_err_set(&m->err, LF_E_MODEL, "rope_freqs.weight[%u] = %g is not a positive finite factor", i,
+            return lf__err_set(&m->err, LF_E_MODEL, "rope_freqs.weight[%u] = %g is not a positive finite factor", i,
                               m->rope_freqs[i]);
     return LF_OK;
 }
@@ -181,29 +181,29 @@ static lf_status read_rope_scaling(lf_model *m) {
     const lf_arch *a = m->arch;
     lf_err *err = &m->err;
     char k_type[64], k_factor[64], k_old[64], k_window[64];
-    lf_arch_key(a, "rope.scaling.type", k_type, sizeof k_type);
-    lf_arch_key(a, "rope.scaling.factor", k_factor, sizeof k_factor);
-    lf_arch_key(a, "rope.scale_linear", k_old, sizeof k_old);
-    lf_arch_key(a, "attention.sliding_window", k_window, sizeof k_window);
+    lf__arch_key(a, "rope.scaling.type", k_type, sizeof k_type);
+    lf__arch_key(a, "rope.scaling.factor", k_factor, sizeof k_factor);
+    lf__arch_key(a, "rope.scale_linear", k_old, sizeof k_old);
+    lf__arch_key(a, "attention.sliding_window", k_window, sizeof k_window);
     lf_gguf_str type;
     float factor = 0.0f, old = 0.0f;
     lf_status st;
-    if ((st = lf_gguf_get_str(g, k_type, &type, err)) || (st = lf_gguf_get_f32_or(g, k_factor, 0.0f, &factor, err)) ||
-        (st = lf_gguf_get_f32_or(g, k_old, 0.0f, &old, err)))
+    if ((st = lf__gguf_get_str(g, k_type, &type, err)) || (st = lf__gguf_get_f32_or(g, k_factor, 0.0f, &factor, err)) ||
+        (st = lf__gguf_get_f32_or(g, k_old, 0.0f, &old, err)))
         return st;
     if (factor == 0.0f) factor = old;
     m->rope_pos_scale = 1.0f;
-    const bool none = type.ptr && lf_gguf_str_eq(type, "none");
-    if (type.ptr && !none && !lf_gguf_str_eq(type, "linear"))
-        return lf_err_set(err, LF_E_UNSUPPORTED,
+    const bool none = type.ptr && lf__gguf_str_eq(type, "none");
+    if (type.ptr && !none && !lf__gguf_str_eq(type, "linear"))
+        return lf__err_set(err, LF_E_UNSUPPORTED,
                           "%s '%.*s' is not supported (none and linear are; Llama 3.1's scaling comes as the "
                           "rope_freqs.weight tensor)", k_type, (int)LF_MIN(type.len, (uint64_t)32), type.ptr);
     if (!none && factor != 0.0f && factor != 1.0f) {
-        if (!(factor > 0.0f && factor <= 1024.0f)) return lf_err_set(err, LF_E_MODEL, "%s %g is out of range", k_factor, factor);
+        if (!(factor > 0.0f && factor <= 1024.0f)) return lf__err_set(err, LF_E_MODEL, "%s %g is out of range", k_factor, factor);
         m->rope_pos_scale = 1.0f / factor;
     }
-    if (lf_gguf_find(g, k_window))
-        return lf_err_set(err, LF_E_UNSUPPORTED, "%s: sliding-window attention is not supported", k_window);
+    if (lf__gguf_find(g, k_window))
+        return lf__err_set(err, LF_E_UNSUPPORTED, "%s: sliding-window attention is not supported", k_window);
     return LF_OK;
 }
 
@@ -215,40 +215,40 @@ static lf_status read_shape(lf_model *m) {
     lf_err *err = &m->err;
     char k[8][64];
     lf_status st;
-    if ((st = lf_gguf_get_u32(g, lf_arch_key(a, "embedding_length", k[0], 64), &in->n_embd, err)) ||
-        (st = lf_gguf_get_u32(g, lf_arch_key(a, "block_count", k[1], 64), &in->n_layer, err)) ||
-        (st = lf_gguf_get_u32(g, lf_arch_key(a, "feed_forward_length", k[2], 64), &in->n_ff, err)) ||
-        (st = lf_gguf_get_u32(g, lf_arch_key(a, "attention.head_count", k[3], 64), &in->n_head, err)) ||
-        (st = lf_gguf_get_u32_or(g, lf_arch_key(a, "attention.head_count_kv", k[4], 64), in->n_head, &in->n_head_kv, err)) ||
-        (st = lf_gguf_get_u32_or(g, lf_arch_key(a, "context_length", k[5], 64), 2048, &in->n_ctx_train, err)) ||
-        (st = lf_gguf_get_f32_or(g, lf_arch_key(a, "rope.freq_base", k[6], 64), a->rope_freq_base, &in->rope_freq_base, err)) ||
-        (st = lf_gguf_get_f32_or(g, lf_arch_key(a, "attention.layer_norm_rms_epsilon", k[7], 64), a->rms_eps, &in->rms_eps, err)))
+    if ((st = lf__gguf_get_u32(g, lf__arch_key(a, "embedding_length", k[0], 64), &in->n_embd, err)) ||
+        (st = lf__gguf_get_u32(g, lf__arch_key(a, "block_count", k[1], 64), &in->n_layer, err)) ||
+        (st = lf__gguf_get_u32(g, lf__arch_key(a, "feed_forward_length", k[2], 64), &in->n_ff, err)) ||
+        (st = lf__gguf_get_u32(g, lf__arch_key(a, "attention.head_count", k[3], 64), &in->n_head, err)) ||
+        (st = lf__gguf_get_u32_or(g, lf__arch_key(a, "attention.head_count_kv", k[4], 64), in->n_head, &in->n_head_kv, err)) ||
+        (st = lf__gguf_get_u32_or(g, lf__arch_key(a, "context_length", k[5], 64), 2048, &in->n_ctx_train, err)) ||
+        (st = lf__gguf_get_f32_or(g, lf__arch_key(a, "rope.freq_base", k[6], 64), a->rope_freq_base, &in->rope_freq_base, err)) ||
+        (st = lf__gguf_get_f32_or(g, lf__arch_key(a, "attention.layer_norm_rms_epsilon", k[7], 64), a->rms_eps, &in->rms_eps, err)))
         return st;
     if (in->n_embd == 0 || in->n_layer == 0 || in->n_ff == 0 || in->n_head == 0 || in->n_head_kv == 0 ||
         in->n_head % in->n_head_kv || in->n_layer > 4096 || in->n_embd > (1u << 20) || in->n_ff > (1u << 22) ||
         in->n_head > 4096)
-        return lf_err_set(err, LF_E_MODEL, "inconsistent hyperparameters: n_embd %u, n_layer %u, n_ff %u, heads %u/%u",
+        return lf__err_set(err, LF_E_MODEL, "inconsistent hyperparameters: n_embd %u, n_layer %u, n_ff %u, heads %u/%u",
                           in->n_embd, in->n_layer, in->n_ff, in->n_head, in->n_head_kv);
     /* heads may be wider than n_embd / n_head (Qwen3: 128 for 1024 / 16) */
     uint32_t key_len, value_len;
     char kk[64], kv[64], kr[64];
     const uint32_t even_split = in->n_embd % in->n_head ? 0 : in->n_embd / in->n_head;
-    if ((st = lf_gguf_get_u32_or(g, lf_arch_key(a, "attention.key_length", kk, sizeof kk), even_split, &key_len, err)) ||
-        (st = lf_gguf_get_u32_or(g, lf_arch_key(a, "attention.value_length", kv, sizeof kv), key_len, &value_len, err)))
+    if ((st = lf__gguf_get_u32_or(g, lf__arch_key(a, "attention.key_length", kk, sizeof kk), even_split, &key_len, err)) ||
+        (st = lf__gguf_get_u32_or(g, lf__arch_key(a, "attention.value_length", kv, sizeof kv), key_len, &value_len, err)))
         return st;
     if (key_len == 0 || key_len > 4096)
-        return lf_err_set(err, LF_E_MODEL, "%s %u: n_embd %u does not split into %u heads and no head size is given",
+        return lf__err_set(err, LF_E_MODEL, "%s %u: n_embd %u does not split into %u heads and no head size is given",
                           kk, key_len, in->n_embd, in->n_head);
     if (value_len != key_len)
-        return lf_err_set(err, LF_E_UNSUPPORTED, "%s %u differs from %s %u: not supported", kv, value_len, kk, key_len);
+        return lf__err_set(err, LF_E_UNSUPPORTED, "%s %u differs from %s %u: not supported", kv, value_len, kk, key_len);
     m->head_dim = key_len;
     in->head_dim = key_len;
-    if ((st = lf_gguf_get_u32_or(g, lf_arch_key(a, "rope.dimension_count", kr, sizeof kr), m->head_dim, &in->n_rot, err)))
+    if ((st = lf__gguf_get_u32_or(g, lf__arch_key(a, "rope.dimension_count", kr, sizeof kr), m->head_dim, &in->n_rot, err)))
         return st;
     if (in->n_rot > m->head_dim || in->n_rot % 2)
-        return lf_err_set(err, LF_E_MODEL, "%s %u does not fit head size %u", kr, in->n_rot, m->head_dim);
+        return lf__err_set(err, LF_E_MODEL, "%s %u does not fit head size %u", kr, in->n_rot, m->head_dim);
     if (!(in->rope_freq_base > 0.0f) || !(in->rms_eps >= 0.0f))
-        return lf_err_set(err, LF_E_MODEL, "rope freq base %g or rms eps %g out of range", in->rope_freq_base, in->rms_eps);
+        return lf__err_set(err, LF_E_MODEL, "rope freq base %g or rms eps %g out of range", in->rope_freq_base, in->rms_eps);
     return LF_OK;
 }
 
@@ -257,26 +257,26 @@ static lf_status read_hparams(lf_model *m, int activation) {
     lf_model_info *in = &m->info;
     lf_err *err = &m->err;
     lf_gguf_str arch, name, act;
-    lf_status st = lf_gguf_get_str(g, "general.architecture", &arch, err);
+    lf_status st = lf__gguf_get_str(g, "general.architecture", &arch, err);
     if (st) return st;
     if (arch.ptr) snprintf(in->architecture, sizeof in->architecture, "%.*s", (int)LF_MIN(arch.len, (uint64_t)31), arch.ptr);
-    if ((st = lf_arch_of(g, &m->arch, err))) return st;
-    if ((st = lf_gguf_get_str(g, "general.name", &name, err))) return st;
+    if ((st = lf__arch_of(g, &m->arch, err))) return st;
+    if ((st = lf__gguf_get_str(g, "general.name", &name, err))) return st;
     if (name.ptr) snprintf(in->name, sizeof in->name, "%.*s", (int)LF_MIN(name.len, (uint64_t)127), name.ptr);
     if ((st = read_shape(m)) || (st = read_rope_scaling(m))) return st;
     in->activation = LF_ACT_SILU_GATED;
-    if ((st = lf_gguf_get_str(g, "llmflash.ffn_activation", &act, err))) return st;
+    if ((st = lf__gguf_get_str(g, "llmflash.ffn_activation", &act, err))) return st;
     if (act.ptr) {
-        if (lf_gguf_str_eq(act, "silu")) in->activation = LF_ACT_SILU_GATED;
-        else if (lf_gguf_str_eq(act, "relu")) in->activation = LF_ACT_RELU_GATED;
-        else if (lf_gguf_str_eq(act, "relu_plain")) in->activation = LF_ACT_RELU;
+        if (lf__gguf_str_eq(act, "silu")) in->activation = LF_ACT_SILU_GATED;
+        else if (lf__gguf_str_eq(act, "relu")) in->activation = LF_ACT_RELU_GATED;
+        else if (lf__gguf_str_eq(act, "relu_plain")) in->activation = LF_ACT_RELU;
         else
-            return lf_err_set(err, LF_E_UNSUPPORTED, "llmflash.ffn_activation '%.*s' is not one of silu, relu, relu_plain",
+            return lf__err_set(err, LF_E_UNSUPPORTED, "llmflash.ffn_activation '%.*s' is not one of silu, relu, relu_plain",
                               (int)LF_MIN(act.len, (uint64_t)32), act.ptr);
     }
     if (activation != LF_ACT_FROM_FILE) {
         if (activation != LF_ACT_SILU_GATED && activation != LF_ACT_RELU_GATED && activation != LF_ACT_RELU)
-            return lf_err_set(err, LF_E_INVALID_ARG, "activation %d is not an lf_activation", activation);
+            return lf__err_set(err, LF_E_INVALID_ARG, "activation %d is not an lf_activation", activation);
         in->activation = (lf_activation)activation;
     }
     return LF_OK;
@@ -303,7 +303,7 @@ static lf_status test_fault_params(lf_loader_params *lp, lf_err *err) {
             lp->fault_count = (uint32_t)count;
             return LF_OK;
         }
-    return lf_err_set(err, LF_E_INVALID_ARG, "LLMFLASH_TEST_FAULT='%.64s' is not KIND:NTH[:COUNT] with KIND eio, short, "
+    return lf__err_set(err, LF_E_INVALID_ARG, "LLMFLASH_TEST_FAULT='%.64s' is not KIND:NTH[:COUNT] with KIND eio, short, "
                       "eagain or corrupt", env);
 }
 
@@ -311,7 +311,7 @@ static lf_status test_fault_params(lf_loader_params *lp, lf_err *err) {
  * cannot afford 32 MiB of staging, a 7B model wants it. They do not depend
  * on the budget, so the bytes a session needs are well defined. */
 static lf_status open_loader(lf_model *m) {
-    lf_loader_params lp = lf_loader_default_params();
+    lf_loader_params lp = lf__loader_default_params();
     lp.log = m->log;
     lp.unit_name = "neurons";
     lp.backend = m->io_backend == LF_IO_BACKEND_URING ? LF_IO_URING
@@ -330,11 +330,11 @@ static lf_status open_loader(lf_model *m) {
     lp.max_read = LF_MAX((io / lp.queue_depth) / 4096 * 4096, (uint64_t)4096);
     lf_status st = test_fault_params(&lp, &m->err);
     if (st) return st;
-    st = lf_loader_open(m->path, &lp, &m->loader, &m->err);
+    st = lf__loader_open(m->path, &lp, &m->loader, &m->err);
     if (!st)
-        lf_log(&m->log, LF_LOG_INFO, "bundle reads: %s back-end%s, %" PRIu64 " KiB of I/O buffers",
-               lf_loader_backend_name(m->loader), lf_loader_direct(m->loader) ? ", O_DIRECT" : "",
-               lf_loader_buffer_bytes(m->loader) >> 10);
+        lf__log(&m->log, LF_LOG_INFO, "bundle reads: %s back-end%s, %" PRIu64 " KiB of I/O buffers",
+               lf__loader_backend_name(m->loader), lf__loader_direct(m->loader) ? ", O_DIRECT" : "",
+               lf__loader_buffer_bytes(m->loader) >> 10);
     return st;
 }
 
@@ -350,7 +350,7 @@ static bool is_bundle_data(const char *name) {
 static bool will_repack(const lf_model *m, uint64_t i) {
     const lf_gguf_tensor *t = &m->gguf->tensors[i];
     return m->mode == LF_MODE_RAM && t->n_dims == 2 && t->ne[1] >= LF_X8 && t->type < LF_TYPE_ID_MAX &&
-           m->kernels->gemm_x8[t->type] && lf_type_row_bytes(t->type, t->ne[0]) && may_repack(m, m->tensor_names[i]);
+           m->kernels->gemm_x8[t->type] && lf__type_row_bytes(t->type, t->ne[0]) && may_repack(m, m->tensor_names[i]);
 }
 
 /* Staging per thread when reading a tensor straight into the x8 layout. */
@@ -370,18 +370,18 @@ typedef struct read_repack_job {
 static void read_repack_worker(void *ctx, int ith, int nth) {
     read_repack_job *j = ctx;
     const lf_gguf_tensor *t = j->t;
-    const uint64_t row_bytes = lf_type_row_bytes(t->type, t->ne[0]), gbytes = LF_X8 * row_bytes;
+    const uint64_t row_bytes = lf__type_row_bytes(t->type, t->ne[0]), gbytes = LF_X8 * row_bytes;
     uint64_t g0, g1;
-    lf_split_range(t->ne[1] / LF_X8, ith, nth, 1, &g0, &g1);
+    lf__split_range(t->ne[1] / LF_X8, ith, nth, 1, &g0, &g1);
     if (g0 == g1) return;
     const uint64_t per = LF_MAX(1, LF_REPACK_STAGING / gbytes);
     uint8_t *staging = malloc(per * gbytes);
     lf_err err = {0};
-    lf_status st = staging ? LF_OK : lf_err_set(&err, LF_E_NOMEM, "staging for repacking");
+    lf_status st = staging ? LF_OK : lf__err_set(&err, LF_E_NOMEM, "staging for repacking");
     for (uint64_t g = g0; g < g1 && !st; g += per) {
         const uint64_t n = LF_MIN(per, g1 - g);
-        if (!(st = lf_pread_all(j->m->fd, staging, n * gbytes, t->file_offset + g * gbytes, &err)))
-            lf_repack_x8_copy(t->type, j->dst + g * gbytes, staging, n * LF_X8, t->ne[0]);
+        if (!(st = lf__pread_all(j->m->fd, staging, n * gbytes, t->file_offset + g * gbytes, &err)))
+            lf__repack_x8_copy(t->type, j->dst + g * gbytes, staging, n * LF_X8, t->ne[0]);
     }
     free(staging);
     if (st) {
@@ -396,19 +396,19 @@ static void read_repack_worker(void *ctx, int ith, int nth) {
 
 static lf_status read_tensor(lf_model *m, uint64_t i, uint8_t *dst) {
     const lf_gguf_tensor *t = &m->gguf->tensors[i];
-    if (!will_repack(m, i)) return lf_pread_all(m->fd, dst, t->nbytes, t->file_offset, &m->err);
+    if (!will_repack(m, i)) return lf__pread_all(m->fd, dst, t->nbytes, t->file_offset, &m->err);
     /* the threads read their runs a megabyte at a time: without readahead
      * of the whole tensor, a cold file is read 128 KiB per request */
     posix_fadvise(m->fd, (off_t)t->file_offset, (off_t)t->nbytes, POSIX_FADV_WILLNEED);
     read_repack_job job = {.m = m, .t = t, .dst = dst};
     pthread_mutex_init(&job.mu, NULL);
-    lf_pool_run(m->load_pool, read_repack_worker, &job);
+    lf__pool_run(m->load_pool, read_repack_worker, &job);
     pthread_mutex_destroy(&job.mu);
     if (job.st) return job.st;
     /* the rows after the last whole group, as they are */
-    const uint64_t row_bytes = lf_type_row_bytes(t->type, t->ne[0]), whole = t->ne[1] / LF_X8 * LF_X8 * row_bytes;
+    const uint64_t row_bytes = lf__type_row_bytes(t->type, t->ne[0]), whole = t->ne[1] / LF_X8 * LF_X8 * row_bytes;
     if (whole < t->nbytes) {
-        lf_status st = lf_pread_all(m->fd, dst + whole, t->nbytes - whole, t->file_offset + whole, &m->err);
+        lf_status st = lf__pread_all(m->fd, dst + whole, t->nbytes - whole, t->file_offset + whole, &m->err);
         if (st) return st;
     }
     m->prepacked[i] = true;
@@ -419,11 +419,11 @@ static lf_status load_resident(lf_model *m) {
     const lf_gguf *g = m->gguf;
     uint64_t total = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++)
-        if (!is_bundle_data(m->tensor_names[i])) total += lf_align_up(g->tensors[i].nbytes, 64);
-    m->resident = lf_alloc_aligned(total ? total : 64, 64);
-    if (!m->resident) return lf_err_set(&m->err, LF_E_NOMEM, "resident weights (%" PRIu64 " bytes)", total);
+        if (!is_bundle_data(m->tensor_names[i])) total += lf__align_up(g->tensors[i].nbytes, 64);
+    m->resident = lf__alloc_aligned(total ? total : 64, 64);
+    if (!m->resident) return lf__err_set(&m->err, LF_E_NOMEM, "resident weights (%" PRIu64 " bytes)", total);
     m->prepacked = calloc(g->n_tensors + 1, sizeof *m->prepacked);
-    if (!m->prepacked) return lf_err_set(&m->err, LF_E_NOMEM, "tensor table");
+    if (!m->prepacked) return lf__err_set(&m->err, LF_E_NOMEM, "tensor table");
     m->resident_bytes = total;
     uint64_t at = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
@@ -431,7 +431,7 @@ static lf_status load_resident(lf_model *m) {
         const lf_status st = read_tensor(m, i, m->resident + at);
         if (st) return st;
         m->tensor_ptr[i] = m->resident + at;
-        at += lf_align_up(g->tensors[i].nbytes, 64);
+        at += lf__align_up(g->tensors[i].nbytes, 64);
     }
     /* the copies are ours now: drop the page cache the reads filled, so the
      * budget is not shadowed by a second copy in the kernel */
@@ -443,16 +443,16 @@ static lf_status load_resident(lf_model *m) {
  * attention, norms) against its stored checksum, once, at open. xxh64 runs
  * at memory speed, a fraction of the time the bytes took to read. */
 static lf_status verify_resident(lf_model *m) {
-    if (!lf_flash_detect(m->gguf) || !m->verify_checksums) return LF_OK;
+    if (!lf__flash_detect(m->gguf) || !m->verify_checksums) return LF_OK;
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
         if (is_bundle_data(m->tensor_names[i])) continue;
-        const lf_status st = lf_flash_verify_tensor(m->gguf, i, m->tensor_ptr[i], &m->err);
+        const lf_status st = lf__flash_verify_tensor(m->gguf, i, m->tensor_ptr[i], &m->err);
         if (st) return st;
     }
     return LF_OK;
 }
 
-lf_status lf_model_check_mapped_layer(lf_model *m, uint32_t l, lf_err *err) {
+lf_status lf__model_check_mapped_layer(lf_model *m, uint32_t l, lf_err *err) {
     if (!m->verify_checksums || !m->group_checked || __atomic_load_n(&m->layer_checked[l], __ATOMIC_ACQUIRE)) return LF_OK;
     const lf_flash_layer *F = &m->flash->layers[l];
     const uint8_t *base = (const uint8_t *)m->map + F->data_offset;
@@ -460,10 +460,10 @@ lf_status lf_model_check_mapped_layer(lf_model *m, uint32_t l, lf_err *err) {
         if (__atomic_load_n(&m->group_checked[l][g], __ATOMIC_ACQUIRE)) continue;
         /* two sessions may check the same group at once: both compute the
          * same answer, and the flag only goes from 0 to 1 */
-        if (lf_checksum64(base + F->index[g].offset, F->index[g].stored) != F->index[g].checksum) {
+        if (lf__checksum64(base + F->index[g].offset, F->index[g].stored) != F->index[g].checksum) {
             uint64_t first, count;
-            lf_flash_group_neurons(m->flash, g, &first, &count);
-            return lf_err_set(err, LF_E_CORRUPT, "bundle group of layer %u, neurons %" PRIu64 "-%" PRIu64
+            lf__flash_group_neurons(m->flash, g, &first, &count);
+            return lf__err_set(err, LF_E_CORRUPT, "bundle group of layer %u, neurons %" PRIu64 "-%" PRIu64
                               " at offset 0x%" PRIx64 " fails its checksum: the file is corrupt", l, first,
                               first + count - 1, F->data_offset + F->index[g].offset);
         }
@@ -477,9 +477,9 @@ lf_status lf_model_check_mapped_layer(lf_model *m, uint32_t l, lf_err *err) {
  * is available (room left for the KV cache and the rest of the system),
  * else mapped, so a file larger than memory still runs. */
 static lf_mode auto_dense_mode(lf_model *m) {
-    const uint64_t avail = lf_memory_available();
+    const uint64_t avail = lf__memory_available();
     const bool fits = m->map_size <= avail / 10 * 7;
-    lf_log(&m->log, LF_LOG_INFO, "auto mode: %s (%.1f MiB file, %.1f MiB available)", fits ? "ram" : "mmap",
+    lf__log(&m->log, LF_LOG_INFO, "auto mode: %s (%.1f MiB file, %.1f MiB available)", fits ? "ram" : "mmap",
            (double)m->map_size / 1048576.0, (double)avail / 1048576.0);
     return fits ? LF_MODE_RAM : LF_MODE_MMAP;
 }
@@ -488,24 +488,24 @@ static lf_status map_file(lf_model *m) {
     m->map = mmap(NULL, m->map_size, PROT_READ, MAP_SHARED, m->fd, 0);
     if (m->map == MAP_FAILED) {
         m->map = NULL;
-        return lf_err_set(&m->err, LF_E_IO, "mmap %s: %s", m->path, strerror(errno));
+        return lf__err_set(&m->err, LF_E_IO, "mmap %s: %s", m->path, strerror(errno));
     }
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
         m->tensor_ptr[i] = (const uint8_t *)m->map + m->gguf->tensors[i].file_offset;
     if (m->flash && m->verify_checksums) {
         m->group_checked = calloc(m->flash->n_layer, sizeof *m->group_checked);
         m->layer_checked = calloc(m->flash->n_layer, 1);
-        if (!m->group_checked || !m->layer_checked) return lf_err_set(&m->err, LF_E_NOMEM, "checked-group bitmap");
+        if (!m->group_checked || !m->layer_checked) return lf__err_set(&m->err, LF_E_NOMEM, "checked-group bitmap");
         for (uint32_t l = 0; l < m->flash->n_layer; l++)
             if (!(m->group_checked[l] = calloc(m->flash->layers[l].n_groups ? m->flash->layers[l].n_groups : 1, 1)))
-                return lf_err_set(&m->err, LF_E_NOMEM, "checked-group bitmap");
+                return lf__err_set(&m->err, LF_E_NOMEM, "checked-group bitmap");
     }
     return LF_OK;
 }
 
 /* Bytes held by the model itself in stream modes: resident weights, norms
  * and biases as float, the bundle index, the parsed header and the vocabulary. */
-uint64_t lf_model_overhead_bytes(const lf_model *m) {
+uint64_t lf__model_overhead_bytes(const lf_model *m) {
     uint64_t b = m->gguf->header_len + m->gguf->n_tensors * (sizeof(lf_gguf_tensor) + 64) +
                  m->gguf->n_kv * (sizeof(lf_gguf_kv) + 48);
     b += (uint64_t)m->info.n_vocab * 48; /* tokenizer: piece copies, scores, types, hash */
@@ -588,11 +588,11 @@ static void describe_tensors(lf_model *m) {
         /* a flash file's bundles hold the FFN's parameters in another
          * shape (and padding): they are counted from the layout instead */
         if (!strstr(m->tensor_names[i], ".ffn_bundle")) in->n_params += n;
-        in->class_bytes[lf_tensor_class_of(m->tensor_names[i])] += t->nbytes;
+        in->class_bytes[lf__tensor_class_of(m->tensor_names[i])] += t->nbytes;
     }
 }
 
-char *lf_gguf_str_dup(lf_gguf_str s) {
+char *lf__gguf_str_dup(lf_gguf_str s) {
     char *c = malloc(s.len + 1);
     if (c) {
         memcpy(c, s.ptr, s.len);
@@ -611,11 +611,11 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     m->fd = -1;
     pthread_mutex_init(&m->budget_mu, NULL);
     m->log = (lf_logger){p.log, p.log_user};
-    m->n_threads = p.n_threads > 0 ? p.n_threads : lf_cpu_count();
+    m->n_threads = p.n_threads > 0 ? p.n_threads : lf__cpu_count();
     lf_status st;
     char why[160] = "";
-    if (!(m->kernels = lf_kernels_select(why, sizeof why))) {
-        st = lf_err_set(&m->err, LF_E_INVALID_ARG, "%s", why);
+    if (!(m->kernels = lf__kernels_select(why, sizeof why))) {
+        st = lf__err_set(&m->err, LF_E_INVALID_ARG, "%s", why);
         goto fail;
     }
     m->path = strdup(path);
@@ -623,20 +623,20 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         st = LF_E_NOMEM;
         goto fail;
     }
-    if ((st = lf_open_input(path, 0, &m->fd, &m->map_size, &m->err))) goto fail;
+    if ((st = lf__open_input(path, 0, &m->fd, &m->map_size, &m->err))) goto fail;
     m->info.file_bytes = m->map_size;
-    if ((st = lf_gguf_read_fd(m->fd, m->map_size, &m->gguf, &m->err))) goto fail;
+    if ((st = lf__gguf_read_fd(m->fd, m->map_size, &m->gguf, &m->err))) goto fail;
     m->info.gguf_version = m->gguf->version;
     m->verify_checksums = p.verify_checksums;
     m->unbundled_reads = p.unbundled_reads;
     m->dram_budget = p.dram_budget;
     m->io_backend = p.io_backend;
     /* a flash file's header is checked before any of its metadata is used */
-    if (lf_flash_detect(m->gguf) && m->verify_checksums && (st = lf_flash_verify_header(m->fd, m->gguf, &m->err)))
+    if (lf__flash_detect(m->gguf) && m->verify_checksums && (st = lf__flash_verify_header(m->fd, m->gguf, &m->err)))
         goto fail;
-    if (p.n_threads < 0 || p.n_threads > LF_THREADS_PER_CORE_MAX * lf_cpu_count()) {
-        st = lf_err_set(&m->err, LF_E_INVALID_ARG, "%d compute threads on %d cores: at most %d", p.n_threads,
-                        lf_cpu_count(), LF_THREADS_PER_CORE_MAX * lf_cpu_count());
+    if (p.n_threads < 0 || p.n_threads > LF_THREADS_PER_CORE_MAX * lf__cpu_count()) {
+        st = lf__err_set(&m->err, LF_E_INVALID_ARG, "%d compute threads on %d cores: at most %d", p.n_threads,
+                        lf__cpu_count(), LF_THREADS_PER_CORE_MAX * lf__cpu_count());
         goto fail;
     }
     m->tensor_names = calloc(m->gguf->n_tensors + 1, sizeof *m->tensor_names);
@@ -646,54 +646,54 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         goto fail;
     }
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
-        if (!(m->tensor_names[i] = lf_gguf_str_dup(m->gguf->tensors[i].name))) {
+        if (!(m->tensor_names[i] = lf__gguf_str_dup(m->gguf->tensors[i].name))) {
             st = LF_E_NOMEM;
             goto fail;
         }
     for (uint64_t i = 0; i < m->gguf->n_kv; i++)
-        if (!(m->meta_keys[i] = lf_gguf_str_dup(m->gguf->kv[i].key))) {
+        if (!(m->meta_keys[i] = lf__gguf_str_dup(m->gguf->kv[i].key))) {
             st = LF_E_NOMEM;
             goto fail;
         }
     describe_tensors(m);
     if ((st = read_hparams(m, p.activation))) goto fail;
-    if ((st = lf_tokenizer_load(m->gguf, &m->tok, &m->err))) goto fail;
-    if (lf_flash_detect(m->gguf) && (st = lf_flash_open(m->gguf, m->fd, &m->flash, &m->err))) goto fail;
+    if ((st = lf__tokenizer_load(m->gguf, &m->tok, &m->err))) goto fail;
+    if (lf__flash_detect(m->gguf) && (st = lf__flash_open(m->gguf, m->fd, &m->flash, &m->err))) goto fail;
     if (m->flash) { /* the model's parameters, not the bundles' bytes */
         const lf_bundle_layout *B = &m->flash->layout;
         m->info.n_params += (uint64_t)m->info.n_layer * m->info.n_ff * m->info.n_embd * B->n_rows;
     }
-    m->info.n_vocab = lf_tokenizer_vocab_size(m->tok);
+    m->info.n_vocab = lf__tokenizer_vocab_size(m->tok);
     m->mode = p.mode == LF_MODE_AUTO ? (m->flash ? LF_MODE_STREAM : auto_dense_mode(m)) : p.mode;
     if (m->mode == LF_MODE_RAM && m->flash) {
-        st = lf_err_set(&m->err, LF_E_INVALID_ARG, "ram mode reads a plain GGUF into memory; %s is a flash file, "
+        st = lf__err_set(&m->err, LF_E_INVALID_ARG, "ram mode reads a plain GGUF into memory; %s is a flash file, "
                         "whose FFN streams: use stream mode (or mmap)", path);
         goto fail;
     }
     if (m->mode != LF_MODE_MMAP && m->mode != LF_MODE_RAM && !m->flash) {
-        st = lf_err_set(&m->err, LF_E_INVALID_ARG, "%s mode reads FFN bundles from a flash file; convert %s first "
+        st = lf__err_set(&m->err, LF_E_INVALID_ARG, "%s mode reads FFN bundles from a flash file; convert %s first "
                         "(llmflash convert)", lf_mode_name(m->mode), path);
         goto fail;
     }
     if (m->unbundled_reads && (m->mode == LF_MODE_MMAP || m->flash->layout.compression != LF_COMPRESS_NONE)) {
-        st = lf_err_set(&m->err, LF_E_INVALID_ARG, "unbundled reads (an ablation) need an uncompressed flash file in "
+        st = lf__err_set(&m->err, LF_E_INVALID_ARG, "unbundled reads (an ablation) need an uncompressed flash file in "
                         "stream, naive or hybrid mode");
         goto fail;
     }
     if (m->dram_budget && (m->mode == LF_MODE_MMAP || m->mode == LF_MODE_RAM)) { /* never ignored in silence */
-        st = m->flash ? lf_err_set(&m->err, LF_E_INVALID_ARG, "a DRAM budget cannot be enforced in mmap mode, where the "
+        st = m->flash ? lf__err_set(&m->err, LF_E_INVALID_ARG, "a DRAM budget cannot be enforced in mmap mode, where the "
                                    "page cache decides; use stream, naive or hybrid mode, or cap mmap with a cgroup")
-                      : lf_err_set(&m->err, LF_E_INVALID_ARG, "a DRAM budget needs a flash file, whose FFN can be "
+                      : lf__err_set(&m->err, LF_E_INVALID_ARG, "a DRAM budget needs a flash file, whose FFN can be "
                                    "streamed; %s is a plain GGUF: convert it first (llmflash convert)", path);
         goto fail;
     }
     if (m->mode == LF_MODE_MMAP && m->flash && m->flash->layout.compression != LF_COMPRESS_NONE) {
-        st = lf_err_set(&m->err, LF_E_UNSUPPORTED, "mmap mode reads bundles in place and needs an uncompressed flash file");
+        st = lf__err_set(&m->err, LF_E_UNSUPPORTED, "mmap mode reads bundles in place and needs an uncompressed flash file");
         goto fail;
     }
     if (m->flash && (m->flash->n_ff != m->info.n_ff || m->flash->n_embd != m->info.n_embd ||
                      (m->flash->layout.n_rows == 2) != (m->info.activation == LF_ACT_RELU))) {
-        st = lf_err_set(&m->err, LF_E_MODEL, "bundle layout does not match the model's FFN");
+        st = lf__err_set(&m->err, LF_E_MODEL, "bundle layout does not match the model's FFN");
         goto fail;
     }
     m->tensor_ptr = calloc(m->gguf->n_tensors + 1, sizeof *m->tensor_ptr);
@@ -702,7 +702,7 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         goto fail;
     }
     /* repacking runs on every core: a 7B model rearranges 4 GB */
-    if (m->mode != LF_MODE_MMAP && lf_pool_create(m->n_threads, &m->load_pool)) {
+    if (m->mode != LF_MODE_MMAP && lf__pool_create(m->n_threads, &m->load_pool)) {
         st = LF_E_NOMEM;
         goto fail;
     }
@@ -712,20 +712,20 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         if ((st = load_resident(m))) goto fail;
     } else {
         /* the resident part must fit before anything is read */
-        uint64_t need = lf_model_overhead_bytes(m);
+        uint64_t need = lf__model_overhead_bytes(m);
         for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
-            if (!is_bundle_data(m->tensor_names[i])) need += lf_align_up(m->gguf->tensors[i].nbytes, 64);
+            if (!is_bundle_data(m->tensor_names[i])) need += lf__align_up(m->gguf->tensors[i].nbytes, 64);
         if (m->dram_budget && need > m->dram_budget) {
-            st = lf_err_set(&m->err, LF_E_BUDGET, "the resident part of %s (embeddings, attention, norms, bundle index) "
+            st = lf__err_set(&m->err, LF_E_BUDGET, "the resident part of %s (embeddings, attention, norms, bundle index) "
                             "needs %" PRIu64 " bytes (%.1f MiB) but the budget is %" PRIu64 " bytes (%.1f MiB); raise "
                             "--dram-budget or use a smaller quant type", path, need, (double)need / 1048576.0,
                             m->dram_budget, (double)m->dram_budget / 1048576.0);
             goto fail;
         }
         if ((st = load_resident(m)) || (st = open_loader(m))) goto fail;
-        m->budget_fixed = need + lf_loader_buffer_bytes(m->loader);
+        m->budget_fixed = need + lf__loader_buffer_bytes(m->loader);
         if (m->dram_budget && m->budget_fixed > m->dram_budget) {
-            st = lf_err_set(&m->err, LF_E_BUDGET, "the resident part of %s and the loader's buffers need %" PRIu64
+            st = lf__err_set(&m->err, LF_E_BUDGET, "the resident part of %s and the loader's buffers need %" PRIu64
                             " bytes (%.1f MiB) but the budget is %" PRIu64 " bytes (%.1f MiB)", path, m->budget_fixed,
                             (double)m->budget_fixed / 1048576.0, m->dram_budget, (double)m->dram_budget / 1048576.0);
             goto fail;
@@ -734,7 +734,7 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     }
     if ((st = verify_resident(m))) goto fail;
     st = bind_tensors(m);
-    lf_pool_destroy(m->load_pool);
+    lf__pool_destroy(m->load_pool);
     m->load_pool = NULL;
     if (st) goto fail;
     {
@@ -744,14 +744,14 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     }
     m->info.mode = m->mode;
     snprintf(m->info.kernels, sizeof m->info.kernels, "%s", m->kernels->name);
-    snprintf(m->info.cpu_features, sizeof m->info.cpu_features, "%s", lf_cpu_features_string());
-    lf_log(&m->log, LF_LOG_INFO, "loaded %s: %u layers, d_model %u, ffn %u, vocab %u, kernels %s", path,
+    snprintf(m->info.cpu_features, sizeof m->info.cpu_features, "%s", lf__cpu_features_string());
+    lf__log(&m->log, LF_LOG_INFO, "loaded %s: %u layers, d_model %u, ffn %u, vocab %u, kernels %s", path,
            m->info.n_layer, m->info.n_embd, m->info.n_ff, m->info.n_vocab, m->kernels->name);
     *out = m;
     return LF_OK;
 fail:
-    if (st == LF_E_NOMEM && !m->err.msg[0]) lf_err_set(&m->err, st, "out of memory opening %s", path);
-    lf_err_copy_out(&m->err, errbuf, errcap);
+    if (st == LF_E_NOMEM && !m->err.msg[0]) lf__err_set(&m->err, st, "out of memory opening %s", path);
+    lf__err_copy_out(&m->err, errbuf, errcap);
     lf_model_close(m);
     return st;
 }
@@ -779,16 +779,16 @@ void lf_model_close(lf_model *m) {
         for (size_t i = 0; m->meta_keys[i]; i++) free(m->meta_keys[i]);
     free(m->tensor_names);
     free(m->prepacked);
-    lf_pool_destroy(m->load_pool);
+    lf__pool_destroy(m->load_pool);
     free(m->meta_keys);
-    lf_tokenizer_free(m->tok);
-    lf_loader_close(m->loader);
-    lf_flash_free(m->flash);
-    lf_free_aligned(m->resident);
+    lf__tokenizer_free(m->tok);
+    lf__loader_close(m->loader);
+    lf__flash_free(m->flash);
+    lf__free_aligned(m->resident);
     free(m->tensor_ptr);
     if (m->map) munmap(m->map, m->map_size);
     if (m->fd >= 0) close(m->fd);
-    lf_gguf_free(m->gguf);
+    lf__gguf_free(m->gguf);
     if (m->group_checked)
         for (uint32_t l = 0; l < m->info.n_layer; l++) free(m->group_checked[l]);
     free(m->group_checked);
@@ -810,40 +810,40 @@ size_t lf_model_tensor_count(const lf_model *m) { return m ? (size_t)m->gguf->n_
 
 lf_status lf_model_tensor_get(const lf_model *m, size_t i, lf_tensor_info *out) {
     if (!m || !out || i >= m->gguf->n_tensors) return LF_E_INVALID_ARG;
-    lf_tensor_info_fill(&m->gguf->tensors[i], m->tensor_names[i], out);
+    lf__tensor_info_fill(&m->gguf->tensors[i], m->tensor_names[i], out);
     return LF_OK;
 }
 
-void lf_tensor_info_fill(const lf_gguf_tensor *t, const char *name, lf_tensor_info *out) {
+void lf__tensor_info_fill(const lf_gguf_tensor *t, const char *name, lf_tensor_info *out) {
     out->name = name;
     out->type = (int)t->type;
     out->n_dims = t->n_dims;
     memcpy(out->ne, t->ne, sizeof out->ne);
     out->bytes = t->nbytes;
     out->file_offset = t->file_offset;
-    out->klass = lf_tensor_class_of(name);
+    out->klass = lf__tensor_class_of(name);
 }
 
 size_t lf_model_meta_count(const lf_model *m) { return m ? (size_t)m->gguf->n_kv : 0; }
 
 const char *lf_model_meta_get(const lf_model *m, size_t i, char *value, size_t cap) {
     if (!m || i >= m->gguf->n_kv) return NULL;
-    if (value && cap) lf_gguf_kv_format(&m->gguf->kv[i], value, cap);
+    if (value && cap) lf__gguf_kv_format(&m->gguf->kv[i], value, cap);
     return m->meta_keys[i];
 }
 
-lf_token lf_token_bos(const lf_model *m) { return m ? lf_tokenizer_bos(m->tok) : -1; }
-lf_token lf_token_eos(const lf_model *m) { return m ? lf_tokenizer_eos(m->tok) : -1; }
+lf_token lf_token_bos(const lf_model *m) { return m ? lf__tokenizer_bos(m->tok) : -1; }
+lf_token lf_token_eos(const lf_model *m) { return m ? lf__tokenizer_eos(m->tok) : -1; }
 uint32_t lf_vocab_size(const lf_model *m) { return m ? m->info.n_vocab : 0; }
 const lf_vocab *lf_model_vocab(const lf_model *m) { return m ? m->tok : NULL; }
 
 lf_status lf_tokenize(const lf_model *m, const char *text, size_t len, bool add_bos, lf_token *tokens, size_t cap,
                       size_t *n_tokens) {
     if (!m || (!text && len) || !n_tokens || (!tokens && cap)) return LF_E_INVALID_ARG;
-    return lf_tokenizer_encode(m->tok, text ? text : "", len, add_bos, tokens, cap, n_tokens);
+    return lf__tokenizer_encode(m->tok, text ? text : "", len, add_bos, tokens, cap, n_tokens);
 }
 
 int lf_token_to_piece(const lf_model *m, lf_token token, char *buf, size_t cap) {
     if (!m || (!buf && cap)) return LF_E_INVALID_ARG;
-    return lf_tokenizer_piece(m->tok, token, buf, cap);
+    return lf__tokenizer_piece(m->tok, token, buf, cap);
 }

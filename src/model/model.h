@@ -88,16 +88,16 @@ struct lf_model {
     uint8_t *layer_checked;  /* (n_layer) every group of the layer checked: the per-token test is one load */
 };
 
-lf_tensor_class lf_tensor_class_of(const char *name);
+lf_tensor_class lf__tensor_class_of(const char *name);
 /* A NUL-terminated malloc'd copy of a header string, or NULL. */
-char *lf_gguf_str_dup(lf_gguf_str s);
+char *lf__gguf_str_dup(lf_gguf_str s);
 /* The public description of tensor t, named name (a copy that outlives t's header). */
-void lf_tensor_info_fill(const lf_gguf_tensor *t, const char *name, lf_tensor_info *out);
+void lf__tensor_info_fill(const lf_gguf_tensor *t, const char *name, lf_tensor_info *out);
 /* mmap mode: checks the bundle groups of layer l not checked before against
  * their checksums (no-op with verify_checksums off). LF_E_CORRUPT names
  * the layer and neurons. Thread-safe. */
-lf_status lf_model_check_mapped_layer(lf_model *m, uint32_t l, lf_err *err);
+lf_status lf__model_check_mapped_layer(lf_model *m, uint32_t l, lf_err *err);
 /* Bytes the model holds in stream modes besides resident weights. */
-uint64_t lf_model_overhead_bytes(const lf_model *m);
+uint64_t lf__model_overhead_bytes(const lf_model *m);
 
 #endif

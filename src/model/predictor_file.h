@@ -33,18 +33,18 @@ struct lf_predictor_set {
 };
 typedef struct lf_predictor_set lf_predictor_set;
 
-lf_status lf_predictor_save(const lf_predictor_set *ps, const lf_model *m, const char *path, bool force, lf_err *err);
+lf_status lf__predictor_save(const lf_predictor_set *ps, const lf_model *m, const char *path, bool force, lf_err *err);
 /* Loads and checks it against the model (shape and model checksum); its
  * lookahead predictors only when with_lookahead. */
-lf_status lf_predictor_load(const char *path, const lf_model *m, bool with_lookahead, lf_predictor_set *ps, lf_err *err);
-void lf_predictor_set_free(lf_predictor_set *ps);
-uint64_t lf_predictor_set_bytes(const lf_predictor_set *ps);
+lf_status lf__predictor_load(const char *path, const lf_model *m, bool with_lookahead, lf_predictor_set *ps, lf_err *err);
+void lf__predictor_set_free(lf_predictor_set *ps);
+uint64_t lf__predictor_set_bytes(const lf_predictor_set *ps);
 /* Bytes the predictor at path will take once loaded, with the mask's
  * scratch (0 if it cannot be read: loading it then says why). Reads only
  * its header. */
-uint64_t lf_predictor_file_bytes(const char *path, const lf_model *m, bool with_lookahead);
+uint64_t lf__predictor_file_bytes(const char *path, const lf_model *m, bool with_lookahead);
 /* The predictor file to use: `given`, or when NULL the model's default
  * (model_path + ".predictor"). Malloc'ed; NULL when out of memory. */
-char *lf_predictor_path(const char *model_path, const char *given);
+char *lf__predictor_path(const char *model_path, const char *given);
 
 #endif

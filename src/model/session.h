@@ -48,7 +48,7 @@ struct lf_session {
     float *thread_scratch; /* (n_threads, n_embd) per-thread scratch of the attention workers */
     uint8_t *embed_row;    /* one embedding row, taken out of an x8 group (tied tables) */
     void *key_cache;    /* (n_layer, n_ctx, kv_dim) of F16 or F32 (params.kv_type) */
-    lf_ffn *ffn;        /* flash files: the FFN engine (every mode) */
+    lf_ffn_engine *ffn;        /* flash files: the FFN engine (every mode) */
     /* calibration: called with each layer's normalised FFN input (n_embd) */
     void (*ffn_tap)(void *user, uint32_t layer, const float *x);
     void *ffn_tap_user;

@@ -42,7 +42,7 @@ lf_status lf_sampler_create(const lf_sampler_params *params, lf_sampler **out) {
         free(s);
         return LF_E_NOMEM;
     }
-    lf_rng_seed(&s->rng, s->params.seed);
+    lf__rng_seed(&s->rng, s->params.seed);
     *out = s;
     return LF_OK;
 }
@@ -65,7 +65,7 @@ void lf_sampler_accept(lf_sampler *s, lf_token token) {
 void lf_sampler_reset(lf_sampler *s) {
     if (!s) return;
     s->n_recent = s->recent_at = 0;
-    lf_rng_seed(&s->rng, s->params.seed);
+    lf__rng_seed(&s->rng, s->params.seed);
 }
 
 static lf_token argmax(const float *logits, uint32_t n) {
@@ -143,7 +143,7 @@ lf_token lf_sampler_sample(lf_sampler *s, const float *logits, uint32_t n) {
             }
         }
     }
-    const double r = (double)lf_rng_uniform(&s->rng) * kept;
+    const double r = (double)lf__rng_uniform(&s->rng) * kept;
     double cum = 0.0;
     lf_token tok = pi[keep - 1].i;
     for (uint32_t i = 0; i < keep; i++) {

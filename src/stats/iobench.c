@@ -19,11 +19,11 @@ lf_status lf_iobench(const char *path, const lf_iobench_params *params, lf_ioben
     memset(out, 0, sizeof *out);
     lf_status st = LF_OK;
     if (p.read_size == 0 || p.read_size % 4096 || p.read_size > (64u << 20) || p.queue_depth == 0 || p.seconds <= 0) {
-        st = lf_err_set(&err, LF_E_INVALID_ARG, "read size must be a positive multiple of 4096 up to 64 MiB");
-        lf_err_copy_out(&err, errbuf, errcap);
+        st = lf__err_set(&err, LF_E_INVALID_ARG, "read size must be a positive multiple of 4096 up to 64 MiB");
+        lf__err_copy_out(&err, errbuf, errcap);
         return st;
     }
-    lf_loader_params lp = lf_loader_default_params();
+    lf_loader_params lp = lf__loader_default_params();
     lp.backend = p.backend == LF_IO_BACKEND_URING ? LF_IO_URING : p.backend == LF_IO_BACKEND_PREAD ? LF_IO_PREAD : LF_IO_AUTO;
     lp.queue_depth = p.queue_depth;
     lp.coalesce = p.coalesce;
@@ -32,40 +32,40 @@ lf_status lf_iobench(const char *path, const lf_iobench_params *params, lf_ioben
     lf_loader *ld = NULL;
     uint8_t *dst = NULL;
     lf_load_req *reqs = NULL;
-    if ((st = lf_loader_open(path, &lp, &ld, &err))) goto out;
+    if ((st = lf__loader_open(path, &lp, &ld, &err))) goto out;
     /* file size through a zero-length probe of the loader is not exposed:
      * ask the filesystem */
     FILE *f = fopen(path, "rb");
     if (!f || fseeko(f, 0, SEEK_END) != 0) {
         if (f) fclose(f);
-        st = lf_err_set(&err, LF_E_IO, "cannot size %s", path);
+        st = lf__err_set(&err, LF_E_IO, "cannot size %s", path);
         goto out;
     }
     const uint64_t size = (uint64_t)ftello(f);
     fclose(f);
     const uint64_t slots = size / p.read_size;
     if (slots < 1) {
-        st = lf_err_set(&err, LF_E_INVALID_ARG, "%s is smaller than one %" PRIu64 "-byte read", path, p.read_size);
+        st = lf__err_set(&err, LF_E_INVALID_ARG, "%s is smaller than one %" PRIu64 "-byte read", path, p.read_size);
         goto out;
     }
     /* each batch is 4x the queue depth, two batches in flight */
     const size_t per_batch = (size_t)p.queue_depth * 4;
-    dst = lf_alloc_aligned(2 * per_batch * p.read_size, 4096);
+    dst = lf__alloc_aligned(2 * per_batch * p.read_size, 4096);
     reqs = malloc(2 * per_batch * sizeof *reqs);
     if (!dst || !reqs) {
-        st = lf_err_set(&err, LF_E_NOMEM, "iobench buffers of %" PRIu64 " bytes", 2 * per_batch * p.read_size);
+        st = lf__err_set(&err, LF_E_NOMEM, "iobench buffers of %" PRIu64 " bytes", 2 * per_batch * p.read_size);
         goto out;
     }
     lf_rng rng;
-    lf_rng_seed(&rng, p.seed);
+    lf__rng_seed(&rng, p.seed);
     lf_load_batch *inflight[2] = {NULL, NULL};
-    const uint64_t t0 = lf_now_ns(), limit = t0 + (uint64_t)(p.seconds * 1e9);
+    const uint64_t t0 = lf__now_ns(), limit = t0 + (uint64_t)(p.seconds * 1e9);
     int half = 0;
     uint64_t units = 0;
     for (;;) {
-        const bool more = lf_now_ns() < limit;
+        const bool more = lf__now_ns() < limit;
         if (inflight[half]) {
-            st = lf_loader_wait(ld, inflight[half], &err);
+            st = lf__loader_wait(ld, inflight[half], &err);
             inflight[half] = NULL;
             if (st) goto out;
         }
@@ -76,38 +76,38 @@ lf_status lf_iobench(const char *path, const lf_iobench_params *params, lf_ioben
         }
         lf_load_req *r = reqs + half * per_batch;
         for (size_t i = 0; i < per_batch; i++)
-            r[i] = (lf_load_req){.offset = (lf_rng_next(&rng) % slots) * p.read_size,
+            r[i] = (lf_load_req){.offset = (lf__rng_next(&rng) % slots) * p.read_size,
                                  .stored = (uint32_t)p.read_size,
                                  .raw = (uint32_t)p.read_size,
                                  .dst = dst + (half * per_batch + i) * p.read_size};
-        if ((st = lf_loader_submit(ld, r, per_batch, &inflight[half], &err))) goto out;
+        if ((st = lf__loader_submit(ld, r, per_batch, &inflight[half], &err))) goto out;
         units += per_batch;
         half ^= 1;
     }
-    const double secs = (double)(lf_now_ns() - t0) / 1e9;
+    const double secs = (double)(lf__now_ns() - t0) / 1e9;
     lf_loader_stats s;
-    lf_loader_get_stats(ld, &s);
+    lf__loader_get_stats(ld, &s);
     out->seconds = secs;
     out->reads = s.reads;
     out->bytes = s.bytes_read;
     out->mib_per_s = (double)s.bytes_read / secs / (1024.0 * 1024.0);
     out->iops = (double)s.reads / secs;
-    out->lat_p50_us = lf_hist_percentile(s.latency_hist, LF_HIST_BUCKETS, 50);
-    out->lat_p90_us = lf_hist_percentile(s.latency_hist, LF_HIST_BUCKETS, 90);
-    out->lat_p99_us = lf_hist_percentile(s.latency_hist, LF_HIST_BUCKETS, 99);
+    out->lat_p50_us = lf__hist_percentile(s.latency_hist, LF_HIST_BUCKETS, 50);
+    out->lat_p90_us = lf__hist_percentile(s.latency_hist, LF_HIST_BUCKETS, 90);
+    out->lat_p99_us = lf__hist_percentile(s.latency_hist, LF_HIST_BUCKETS, 99);
     uint64_t n = 0, sum = 0;
     for (int q = 0; q <= 64; q++) {
         n += s.qd_hist[q];
         sum += s.qd_hist[q] * (uint64_t)q;
     }
     out->mean_queue_depth = n ? (double)sum / (double)n : 0.0;
-    snprintf(out->backend, sizeof out->backend, "%s", lf_loader_backend_name(ld));
-    out->direct = lf_loader_direct(ld);
+    snprintf(out->backend, sizeof out->backend, "%s", lf__loader_backend_name(ld));
+    out->direct = lf__loader_direct(ld);
     (void)units;
 out:
-    lf_loader_close(ld);
-    lf_free_aligned(dst);
+    lf__loader_close(ld);
+    lf__free_aligned(dst);
     free(reqs);
-    if (st) lf_err_copy_out(&err, errbuf, errcap);
+    if (st) lf__err_copy_out(&err, errbuf, errcap);
     return st;
 }

@@ -48,7 +48,7 @@ lf_status lf_trace_create(lf_trace **out) {
     lf_trace *t = calloc(1, sizeof *t);
     if (!t) return LF_E_NOMEM;
     pthread_mutex_init(&t->mu, NULL);
-    t->t_origin = lf_now_ns();
+    t->t_origin = lf__now_ns();
     *out = t;
     return LF_OK;
 }
@@ -146,15 +146,15 @@ lf_status lf_trace_write(lf_trace *t, const char *path, char *errbuf, size_t err
     lf_err err = {{0}};
     if (!t || !path) return LF_E_INVALID_ARG;
     lf_outfile out = {.fd = -1};
-    lf_status st = lf_outfile_open(&out, path, true, &err);
+    lf_status st = lf__outfile_open(&out, path, true, &err);
     if (st) goto done;
     /* through a duplicate descriptor: fclose closes it, commit the original */
     const int fd = dup(out.fd);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
         if (fd >= 0) close(fd);
-        lf_outfile_abort(&out);
-        st = lf_err_set(&err, LF_E_IO, "%s: cannot write: %s", path, strerror(errno));
+        lf__outfile_abort(&out);
+        st = lf__err_set(&err, LF_E_IO, "%s: cannot write: %s", path, strerror(errno));
         goto done;
     }
     pthread_mutex_lock(&t->mu);
@@ -195,12 +195,12 @@ lf_status lf_trace_write(lf_trace *t, const char *path, char *errbuf, size_t err
     pthread_mutex_unlock(&t->mu);
     const bool written = !ferror(f);
     if (fclose(f) != 0 || !written) {
-        lf_outfile_abort(&out);
-        st = lf_err_set(&err, LF_E_IO, "%s: write failed: %s", path, strerror(errno));
+        lf__outfile_abort(&out);
+        st = lf__err_set(&err, LF_E_IO, "%s: write failed: %s", path, strerror(errno));
         goto done;
     }
-    st = lf_outfile_commit(&out, &err);
+    st = lf__outfile_commit(&out, &err);
 done:
-    if (st) lf_err_copy_out(&err, errbuf, errcap);
+    if (st) lf__err_copy_out(&err, errbuf, errcap);
     return st;
 }

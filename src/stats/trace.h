@@ -3,7 +3,7 @@
  * Events go into memory (chunks of a few thousand, under a mutex, so any
  * thread may record) and are written as one JSON file by lf_trace_write:
  * complete spans (ph "X") on named tracks, and counters (ph "C"). Times are
- * lf_now_ns() values, written relative to the trace's creation. A NULL
+ * lf__now_ns() values, written relative to the trace's creation. A NULL
  * trace records nothing: every call site costs one test when tracing is off. */
 #ifndef LF_TRACE_H
 #define LF_TRACE_H

@@ -216,7 +216,7 @@ static void llama31_rope_freqs(float base, uint32_t n_rot, float *out) {
 
 /* The architecture row (check_params has refused unknown names). */
 static const lf_arch *synth_arch(const lf_synth_params *p) {
-    return lf_arch_find((lf_gguf_str){p->arch ? p->arch : "llama", strlen(p->arch ? p->arch : "llama")});
+    return lf__arch_find((lf_gguf_str){p->arch ? p->arch : "llama", strlen(p->arch ? p->arch : "llama")});
 }
 
 static float synth_rope_base(const lf_synth_params *p) {
@@ -225,34 +225,34 @@ static float synth_rope_base(const lf_synth_params *p) {
 
 static lf_status check_params(const lf_synth_params *p, lf_err *err) {
     if (!p->n_embd || !p->n_layer || !p->n_ff || !p->n_head || !p->n_head_kv || !p->n_vocab)
-        return lf_err_set(err, LF_E_INVALID_ARG, "every dimension must be positive");
+        return lf__err_set(err, LF_E_INVALID_ARG, "every dimension must be positive");
     if (!synth_arch(p))
-        return lf_err_set(err, LF_E_INVALID_ARG, "architecture '%s' is not one synth writes (%s)", p->arch, lf_arch_names());
+        return lf__err_set(err, LF_E_INVALID_ARG, "architecture '%s' is not one synth writes (%s)", p->arch, lf__arch_names());
     if (p->head_dim % 2 || p->head_dim > 1024 || p->n_head % p->n_head_kv ||
         (!p->head_dim && (p->n_embd % p->n_head || (p->n_embd / p->n_head) % 2)))
-        return lf_err_set(err, LF_E_INVALID_ARG,
+        return lf__err_set(err, LF_E_INVALID_ARG,
                           "--dim %u must split into --heads %u of even size (or give an even --head-dim), and heads "
                           "into --kv-heads %u", p->n_embd, p->n_head, p->n_head_kv);
     if (!(p->rope_freq_base >= 0.0f && p->rope_freq_base < 1e12f))
-        return lf_err_set(err, LF_E_INVALID_ARG, "rope base %g is out of range", p->rope_freq_base);
+        return lf__err_set(err, LF_E_INVALID_ARG, "rope base %g is out of range", p->rope_freq_base);
     if (p->rope_freqs && !synth_arch(p)->rope_freqs)
-        return lf_err_set(err, LF_E_INVALID_ARG, "Llama 3.1 rope scaling (rope_freqs) is llama's, not %s's", p->arch);
+        return lf__err_set(err, LF_E_INVALID_ARG, "Llama 3.1 rope scaling (rope_freqs) is llama's, not %s's", p->arch);
     if (p->sparsity != 0.0 && (synth_arch(p)->rope != LF_ROPE_NORM || (p->head_dim && p->head_dim != p->n_embd / p->n_head)))
-        return lf_err_set(err, LF_E_INVALID_ARG,
+        return lf__err_set(err, LF_E_INVALID_ARG,
                           "--sparsity shapes llama-architecture models with heads of n_embd / n_head (not %s)",
                           p->arch ? p->arch : "this head size");
     if (!lf_type_supported((int)p->type))
-        return lf_err_set(err, LF_E_INVALID_ARG, "type %d is not supported", (int)p->type);
-    if (lf_type_uses_q8a(p->type) && (p->n_embd % 32 || p->n_ff % 32))
-        return lf_err_set(err, LF_E_INVALID_ARG, "%s needs --dim and --ffn to be multiples of 32", lf_type_name((int)p->type));
+        return lf__err_set(err, LF_E_INVALID_ARG, "type %d is not supported", (int)p->type);
+    if (lf__type_uses_q8a(p->type) && (p->n_embd % 32 || p->n_ff % 32))
+        return lf__err_set(err, LF_E_INVALID_ARG, "%s needs --dim and --ffn to be multiples of 32", lf_type_name((int)p->type));
     if (p->n_embd > (1u << 16) || p->n_ff > (1u << 18) || p->n_layer > 1024 || p->n_vocab > (1u << 20))
-        return lf_err_set(err, LF_E_INVALID_ARG, "shape too large");
+        return lf__err_set(err, LF_E_INVALID_ARG, "shape too large");
     if ((p->hot != 0.0 || p->temporal != 0.0) && p->sparsity == 0.0)
-        return lf_err_set(err, LF_E_INVALID_ARG, "--hot and --temporal shape a sparse model: give --sparsity too");
+        return lf__err_set(err, LF_E_INVALID_ARG, "--hot and --temporal shape a sparse model: give --sparsity too");
     if (p->sparsity != 0.0 && p->n_embd / p->n_head < 8)
-        return lf_err_set(err, LF_E_INVALID_ARG, "--sparsity needs heads of at least 8 dimensions");
+        return lf__err_set(err, LF_E_INVALID_ARG, "--sparsity needs heads of at least 8 dimensions");
     if (!p->tokenizer_from && p->n_vocab < 259)
-        return lf_err_set(err, LF_E_INVALID_ARG, "--vocab %u is below the 259 tokens of the built-in byte tokenizer",
+        return lf__err_set(err, LF_E_INVALID_ARG, "--vocab %u is below the 259 tokens of the built-in byte tokenizer",
                           p->n_vocab);
     return LF_OK;
 }
@@ -288,12 +288,12 @@ static lf_status add_builtin_tokenizer(lf_gguf_writer *w, uint32_t n_vocab) {
         strs[i] = (lf_gguf_str){s, strlen(s)};
         scores[i] = -(float)i;
     }
-    st = lf_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
-    if (!st) st = lf_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", strs, n_vocab);
-    if (!st) st = lf_gguf_writer_set_arr(w, "tokenizer.ggml.scores", LF_GGUF_F32, scores, n_vocab);
-    if (!st) st = lf_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", LF_GGUF_I32, types, n_vocab);
-    if (!st) st = lf_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
-    if (!st) st = lf_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    st = lf__gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    if (!st) st = lf__gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", strs, n_vocab);
+    if (!st) st = lf__gguf_writer_set_arr(w, "tokenizer.ggml.scores", LF_GGUF_F32, scores, n_vocab);
+    if (!st) st = lf__gguf_writer_set_arr(w, "tokenizer.ggml.token_type", LF_GGUF_I32, types, n_vocab);
+    if (!st) st = lf__gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
+    if (!st) st = lf__gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
 out:
     free(strs);
     free(store);
@@ -305,26 +305,26 @@ out:
 /* Copies tokenizer.* keys from another GGUF; returns its vocabulary size. */
 static lf_status copy_tokenizer(lf_gguf_writer *w, const char *path, uint32_t *n_vocab, lf_err *err) {
     lf_gguf *src;
-    lf_status st = lf_gguf_read_file(path, &src, err);
+    lf_status st = lf__gguf_read_file(path, &src, err);
     if (st) return st;
-    const lf_gguf_kv *tokens = lf_gguf_find(src, "tokenizer.ggml.tokens");
+    const lf_gguf_kv *tokens = lf__gguf_find(src, "tokenizer.ggml.tokens");
     if (!tokens || tokens->type != LF_GGUF_ARRAY || tokens->arr_type != LF_GGUF_STRING || tokens->arr_n == 0 ||
         tokens->arr_n > (1u << 20)) {
-        lf_gguf_free(src);
-        return lf_err_set(err, LF_E_MODEL, "%s has no usable tokenizer.ggml.tokens", path);
+        lf__gguf_free(src);
+        return lf__err_set(err, LF_E_MODEL, "%s has no usable tokenizer.ggml.tokens", path);
     }
     *n_vocab = (uint32_t)tokens->arr_n;
     for (uint64_t i = 0; i < src->n_kv && !st; i++)
         if (src->kv[i].key.len > 10 && memcmp(src->kv[i].key.ptr, "tokenizer.", 10) == 0)
-            st = lf_gguf_writer_copy_kv(w, &src->kv[i]);
-    lf_gguf_free(src);
+            st = lf__gguf_writer_copy_kv(w, &src->kv[i]);
+    lf__gguf_free(src);
     return st;
 }
 
 static lf_status build_writer(const lf_synth_params *p, uint32_t *n_vocab, tensor_plan **plan, size_t *n_plan,
                               lf_gguf_writer **out, lf_err *err) {
     lf_gguf_writer *w;
-    lf_status st = lf_gguf_writer_create(LF_GGUF_DEFAULT_ALIGNMENT, &w);
+    lf_status st = lf__gguf_writer_create(LF_GGUF_DEFAULT_ALIGNMENT, &w);
     if (st) return st;
     char name[96];
     snprintf(name, sizeof name, "llmflash-synth d%u l%u ff%u %s", p->n_embd, p->n_layer, p->n_ff,
@@ -332,27 +332,27 @@ static lf_status build_writer(const lf_synth_params *p, uint32_t *n_vocab, tenso
     const lf_arch *a = synth_arch(p);
     const uint32_t hd = head_dim_of(p);
     char k[64];
-#define KEY(suffix) lf_arch_key(a, suffix, k, sizeof k)
-    st = lf_gguf_writer_set_str(w, "general.architecture", a->name);
-    if (!st) st = lf_gguf_writer_set_str(w, "general.name", name);
-    if (!st) st = lf_gguf_writer_set_u32(w, KEY("context_length"), p->n_ctx ? p->n_ctx : 2048);
-    if (!st) st = lf_gguf_writer_set_u32(w, KEY("embedding_length"), p->n_embd);
-    if (!st) st = lf_gguf_writer_set_u32(w, KEY("block_count"), p->n_layer);
-    if (!st) st = lf_gguf_writer_set_u32(w, KEY("feed_forward_length"), p->n_ff);
-    if (!st) st = lf_gguf_writer_set_u32(w, KEY("attention.head_count"), p->n_head);
-    if (!st) st = lf_gguf_writer_set_u32(w, KEY("attention.head_count_kv"), p->n_head_kv);
-    if (!st && p->head_dim) st = lf_gguf_writer_set_u32(w, KEY("attention.key_length"), hd);
-    if (!st && p->head_dim) st = lf_gguf_writer_set_u32(w, KEY("attention.value_length"), hd);
-    if (!st) st = lf_gguf_writer_set_u32(w, KEY("rope.dimension_count"), hd);
-    if (!st) st = lf_gguf_writer_set_f32(w, KEY("rope.freq_base"), synth_rope_base(p));
-    if (!st) st = lf_gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), a->rms_eps);
+#define KEY(suffix) lf__arch_key(a, suffix, k, sizeof k)
+    st = lf__gguf_writer_set_str(w, "general.architecture", a->name);
+    if (!st) st = lf__gguf_writer_set_str(w, "general.name", name);
+    if (!st) st = lf__gguf_writer_set_u32(w, KEY("context_length"), p->n_ctx ? p->n_ctx : 2048);
+    if (!st) st = lf__gguf_writer_set_u32(w, KEY("embedding_length"), p->n_embd);
+    if (!st) st = lf__gguf_writer_set_u32(w, KEY("block_count"), p->n_layer);
+    if (!st) st = lf__gguf_writer_set_u32(w, KEY("feed_forward_length"), p->n_ff);
+    if (!st) st = lf__gguf_writer_set_u32(w, KEY("attention.head_count"), p->n_head);
+    if (!st) st = lf__gguf_writer_set_u32(w, KEY("attention.head_count_kv"), p->n_head_kv);
+    if (!st && p->head_dim) st = lf__gguf_writer_set_u32(w, KEY("attention.key_length"), hd);
+    if (!st && p->head_dim) st = lf__gguf_writer_set_u32(w, KEY("attention.value_length"), hd);
+    if (!st) st = lf__gguf_writer_set_u32(w, KEY("rope.dimension_count"), hd);
+    if (!st) st = lf__gguf_writer_set_f32(w, KEY("rope.freq_base"), synth_rope_base(p));
+    if (!st) st = lf__gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), a->rms_eps);
 #undef KEY
-    if (!st) st = lf_gguf_writer_set_u64(w, "llmflash.synth.seed", p->seed);
-    if (!st && p->sparsity > 0.0) st = lf_gguf_writer_set_f32(w, "llmflash.synth.sparsity", (float)p->sparsity);
-    if (!st && p->sparsity > 0.0) st = lf_gguf_writer_set_f32(w, "llmflash.synth.hot", (float)p->hot);
-    if (!st && p->sparsity > 0.0) st = lf_gguf_writer_set_f32(w, "llmflash.synth.temporal", (float)p->temporal);
+    if (!st) st = lf__gguf_writer_set_u64(w, "llmflash.synth.seed", p->seed);
+    if (!st && p->sparsity > 0.0) st = lf__gguf_writer_set_f32(w, "llmflash.synth.sparsity", (float)p->sparsity);
+    if (!st && p->sparsity > 0.0) st = lf__gguf_writer_set_f32(w, "llmflash.synth.hot", (float)p->hot);
+    if (!st && p->sparsity > 0.0) st = lf__gguf_writer_set_f32(w, "llmflash.synth.temporal", (float)p->temporal);
     if (!st && p->activation != LF_ACT_SILU_GATED)
-        st = lf_gguf_writer_set_str(w, "llmflash.ffn_activation", p->activation == LF_ACT_RELU ? "relu_plain" : "relu");
+        st = lf__gguf_writer_set_str(w, "llmflash.ffn_activation", p->activation == LF_ACT_RELU ? "relu_plain" : "relu");
     *n_vocab = p->n_vocab;
     if (!st) st = p->tokenizer_from ? copy_tokenizer(w, p->tokenizer_from, n_vocab, err)
                                     : add_builtin_tokenizer(w, p->n_vocab);
@@ -362,7 +362,7 @@ static lf_status build_writer(const lf_synth_params *p, uint32_t *n_vocab, tenso
     if ((st = plan_tensors(&q, a, plan, n_plan))) goto fail;
     for (size_t i = 0; i < *n_plan && !st; i++) {
         const uint64_t ne[2] = {(*plan)[i].cols, (*plan)[i].rows};
-        st = lf_gguf_writer_add_tensor(w, (*plan)[i].name, (*plan)[i].type, (*plan)[i].rows == 1 ? 1 : 2, ne, NULL);
+        st = lf__gguf_writer_add_tensor(w, (*plan)[i].name, (*plan)[i].type, (*plan)[i].rows == 1 ? 1 : 2, ne, NULL);
     }
     if (st) {
         free(*plan);
@@ -372,8 +372,8 @@ static lf_status build_writer(const lf_synth_params *p, uint32_t *n_vocab, tenso
     *out = w;
     return LF_OK;
 fail:
-    lf_gguf_writer_destroy(w);
-    if (!err->msg[0]) lf_err_set(err, st, "building the GGUF header failed");
+    lf__gguf_writer_destroy(w);
+    if (!err->msg[0]) lf__err_set(err, st, "building the GGUF header failed");
     return st;
 }
 
@@ -386,19 +386,19 @@ static lf_status solve_design(const lf_synth_params *p, lf_sparse_design *sd, lf
                              .sparsity = p->sparsity,
                              .hot = p->hot,
                              .temporal = p->temporal};
-    return lf_sparse_design_solve(sd, err);
+    return lf__sparse_design_solve(sd, err);
 }
 
 lf_status lf_synth_predict_activity(const lf_synth_params *p, lf_synth_activity *out, char *errbuf, size_t errcap) {
     lf_err err = {{0}};
     lf_status st = !p || !out ? LF_E_INVALID_ARG : check_params(p, &err);
-    if (!st && p->sparsity == 0.0) st = lf_err_set(&err, LF_E_INVALID_ARG, "plain random weights: no sparsity asked for");
+    if (!st && p->sparsity == 0.0) st = lf__err_set(&err, LF_E_INVALID_ARG, "plain random weights: no sparsity asked for");
     lf_sparse_design sd = {0};
     if (!st) st = solve_design(p, &sd, &err);
     if (!st)
         *out = (lf_synth_activity){sd.pred_density, sd.pred_hot, sd.pred_union5, sd.pred_new, sd.ctx_share};
-    lf_sparse_design_free(&sd);
-    if (st) lf_err_copy_out(&err, errbuf, errcap);
+    lf__sparse_design_free(&sd);
+    if (st) lf__err_copy_out(&err, errbuf, errcap);
     return st;
 }
 
@@ -410,8 +410,8 @@ uint64_t lf_synth_file_bytes(const lf_synth_params *p) {
     size_t n_plan;
     lf_gguf_writer *w;
     if (build_writer(p, &n_vocab, &plan, &n_plan, &w, &err)) return 0;
-    const uint64_t size = lf_gguf_writer_file_size(w);
-    lf_gguf_writer_destroy(w);
+    const uint64_t size = lf__gguf_writer_file_size(w);
+    lf__gguf_writer_destroy(w);
     free(plan);
     return size;
 }
@@ -435,64 +435,64 @@ lf_status lf_synth_write(const char *path, const lf_synth_params *p, char *errbu
     uint64_t max_cols = 0, max_row_bytes = 0;
     for (size_t i = 0; i < n_plan; i++) {
         max_cols = LF_MAX(max_cols, plan[i].cols);
-        max_row_bytes = LF_MAX(max_row_bytes, lf_type_row_bytes(plan[i].type, plan[i].cols));
+        max_row_bytes = LF_MAX(max_row_bytes, lf__type_row_bytes(plan[i].type, plan[i].cols));
     }
     rows = malloc(max_cols * SYNTH_ROWS_PER_CHUNK * sizeof(float));
     qbuf = malloc(max_row_bytes * SYNTH_ROWS_PER_CHUNK);
     if (!rows || !qbuf) {
-        st = lf_err_set(&err, LF_E_NOMEM, "row buffers");
+        st = lf__err_set(&err, LF_E_NOMEM, "row buffers");
         goto cleanup;
     }
-    if ((st = lf_outfile_open(&out, path, p->force, &err))) goto cleanup;
-    if ((st = lf_gguf_writer_write_header(w, out.fd, &err))) goto cleanup;
-    const uint64_t total = lf_gguf_writer_file_size(w);
+    if ((st = lf__outfile_open(&out, path, p->force, &err))) goto cleanup;
+    if ((st = lf__gguf_writer_write_header(w, out.fd, &err))) goto cleanup;
+    const uint64_t total = lf__gguf_writer_file_size(w);
     uint64_t done_bytes = total;
-    for (size_t i = 0; i < n_plan; i++) done_bytes -= lf_align_up(lf_type_row_bytes(plan[i].type, plan[i].cols) * plan[i].rows, 32);
+    for (size_t i = 0; i < n_plan; i++) done_bytes -= lf__align_up(lf__type_row_bytes(plan[i].type, plan[i].cols) * plan[i].rows, 32);
     lf_rng rng;
     for (size_t i = 0; i < n_plan; i++) {
         const tensor_plan *t = &plan[i];
-        const uint64_t row_bytes = lf_type_row_bytes(t->type, t->cols);
+        const uint64_t row_bytes = lf__type_row_bytes(t->type, t->cols);
         /* each tensor has its own stream, so one tensor's values do not
          * depend on the shapes of the tensors before it */
-        lf_rng_seed(&rng, p->seed * 1000003u + i);
+        lf__rng_seed(&rng, p->seed * 1000003u + i);
         if (p->sparsity > 0.0 && t->scale != 0.0f &&
-            (st = lf_sparse_tensor_begin(&design, t->role, t->rows, t->cols, t->scale, &rng, &gen))) {
-            lf_err_set(&err, st, "shaping tensor '%s'", t->name);
+            (st = lf__sparse_tensor_begin(&design, t->role, t->rows, t->cols, t->scale, &rng, &gen))) {
+            lf__err_set(&err, st, "shaping tensor '%s'", t->name);
             goto cleanup;
         }
         for (uint64_t r = 0; r < t->rows; r += SYNTH_ROWS_PER_CHUNK) {
             const uint64_t nr = LF_MIN((uint64_t)SYNTH_ROWS_PER_CHUNK, t->rows - r);
-            if (gen) lf_sparse_tensor_rows(gen, r, nr, &rng, rows);
+            if (gen) lf__sparse_tensor_rows(gen, r, nr, &rng, rows);
             else
                 for (uint64_t k = 0; k < nr * t->cols; k++)
-                    rows[k] = t->scale == 0.0f ? t->mean : t->mean + t->scale * lf_rng_normal(&rng);
+                    rows[k] = t->scale == 0.0f ? t->mean : t->mean + t->scale * lf__rng_normal(&rng);
             if (strcmp(t->name, "rope_freqs.weight") == 0) llama31_rope_freqs(synth_rope_base(p), 2 * (uint32_t)t->cols, rows);
             for (uint64_t k = 0; k < nr; k++)
-                lf_quantize_row(t->type, rows + k * t->cols, qbuf + k * row_bytes, (int64_t)t->cols);
-            if ((st = lf_gguf_writer_write_data(w, out.fd, qbuf, nr * row_bytes, &err))) {
-                lf_err_set(&err, st, "writing tensor '%s' to %s: %s", t->name, path, err.msg);
+                lf__quantize_row(t->type, rows + k * t->cols, qbuf + k * row_bytes, (int64_t)t->cols);
+            if ((st = lf__gguf_writer_write_data(w, out.fd, qbuf, nr * row_bytes, &err))) {
+                lf__err_set(&err, st, "writing tensor '%s' to %s: %s", t->name, path, err.msg);
                 goto cleanup;
             }
         }
-        lf_sparse_tensor_end(gen);
+        lf__sparse_tensor_end(gen);
         gen = NULL;
-        done_bytes += lf_align_up(row_bytes * t->rows, 32);
+        done_bytes += lf__align_up(row_bytes * t->rows, 32);
         if (p->progress && !p->progress(p->progress_user, done_bytes, total)) {
-            st = lf_err_set(&err, LF_E_INTERRUPTED, "interrupted after tensor '%s'; %s was not written", t->name, path);
+            st = lf__err_set(&err, LF_E_INTERRUPTED, "interrupted after tensor '%s'; %s was not written", t->name, path);
             goto cleanup;
         }
     }
-    if ((st = lf_gguf_writer_finish(w, &err))) goto cleanup;
-    st = lf_outfile_commit(&out, &err);
+    if ((st = lf__gguf_writer_finish(w, &err))) goto cleanup;
+    st = lf__outfile_commit(&out, &err);
 cleanup:
-    lf_sparse_tensor_end(gen);
-    lf_sparse_design_free(&design);
-    if (out.fd >= 0) lf_outfile_abort(&out);
+    lf__sparse_tensor_end(gen);
+    lf__sparse_design_free(&design);
+    if (out.fd >= 0) lf__outfile_abort(&out);
     free(rows);
     free(qbuf);
     free(plan);
-    lf_gguf_writer_destroy(w);
+    lf__gguf_writer_destroy(w);
 done:
-    if (st) lf_err_copy_out(&err, errbuf, errcap);
+    if (st) lf__err_copy_out(&err, errbuf, errcap);
     return st;
 }

@@ -198,9 +198,9 @@ static void simulate(lf_sparse_design *sd, sim *S, double share) {
     sd->pred_new = pn / FREQ_GRID;
 }
 
-lf_status lf_sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
+lf_status lf__sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
     if (!(sd->sparsity > 0.0 && sd->sparsity < 1.0))
-        return lf_err_set(err, LF_E_INVALID_ARG, "--sparsity must lie between 0 and 1 (got %g)", sd->sparsity);
+        return lf__err_set(err, LF_E_INVALID_ARG, "--sparsity must lie between 0 and 1 (got %g)", sd->sparsity);
     double lo = 0.0, hi = 12.0;
     const double reach = freq_fit(sd, hi);
     if (sd->hot == 0.0) { /* 0.8 at sparsity 1, uniform at 0, and within reach */
@@ -208,9 +208,9 @@ lf_status lf_sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
         if (sd->hot > 0.2 + 0.9 * (reach - 0.2)) sd->hot = 0.2 + 0.9 * (reach - 0.2);
     }
     if (!(sd->hot >= 0.2 && sd->hot < 1.0))
-        return lf_err_set(err, LF_E_INVALID_ARG, "--hot must lie in [0.2, 1): the share of activations on 20%% of the neurons");
+        return lf__err_set(err, LF_E_INVALID_ARG, "--hot must lie in [0.2, 1): the share of activations on 20%% of the neurons");
     if (sd->hot > reach - 1e-3)
-        return lf_err_set(err, LF_E_INVALID_ARG, "--hot %.3f is out of reach at --sparsity %.3f: at most %.3f", sd->hot,
+        return lf__err_set(err, LF_E_INVALID_ARG, "--hot %.3f is out of reach at --sparsity %.3f: at most %.3f", sd->hot,
                           sd->sparsity, reach - 1e-3);
     for (int it = 0; it < 60; it++) {
         const double mid = 0.5 * (lo + hi);
@@ -219,7 +219,7 @@ lf_status lf_sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
     }
     freq_fit(sd, 0.5 * (lo + hi));
     lf_status st = make_profile(sd);
-    if (st) return lf_err_set(err, st, "attention profile");
+    if (st) return lf__err_set(err, st, "attention profile");
     sd->subspace = LF_MIN((uint32_t)SUBSPACE, (sd->n_embd - 1) / 2);
     const uint32_t hd = sd->n_embd / sd->n_head, kv = sd->n_head_kv * hd;
     sim S = {0};
@@ -231,7 +231,7 @@ lf_status lf_sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
     S.c = malloc(P * sizeof *S.c);
     S.k = malloc(FREQ_GRID * sizeof *S.k);
     if (!S.e1 || !S.e2 || !S.z || !S.m || !S.c || !S.k) {
-        st = lf_err_set(err, LF_E_NOMEM, "simulating the design");
+        st = lf__err_set(err, LF_E_NOMEM, "simulating the design");
         goto out;
     }
     /* per-coordinate variances of the embeddings' varying part (norm
@@ -242,10 +242,10 @@ lf_status lf_sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
     S.a2 = wK * sK + wN * sN * ((double)kv - 1.0 - K);
     S.b2 = wN * sN * ((double)sd->n_embd - kv);
     lf_rng rng;
-    lf_rng_seed(&rng, 12345);
+    lf__rng_seed(&rng, 12345);
     for (size_t i = 0; i < SIM_TOKENS + P; i++) {
-        S.e1[i] = lf_rng_normal(&rng);
-        S.e2[i] = lf_rng_normal(&rng);
+        S.e1[i] = lf__rng_normal(&rng);
+        S.e2[i] = lf__rng_normal(&rng);
     }
     for (int g = 0; g < FREQ_GRID; g++) S.k[g] = normal_upper_quantile(freq_at(sd, (g + 0.5) / FREQ_GRID));
     if (sd->temporal == 0.0) {
@@ -256,7 +256,7 @@ lf_status lf_sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
         simulate(sd, &S, CTX_SHARE_MAX);
         const double least = sd->pred_union5;
         if (sd->temporal > most || sd->temporal < least) {
-            st = lf_err_set(err, LF_E_INVALID_ARG,
+            st = lf__err_set(err, LF_E_INVALID_ARG,
                             "--temporal %.2f is out of reach at --sparsity %.3f --hot %.3f: the 5-token union can be %.2f to %.2f times one token's set",
                             sd->temporal, sd->sparsity, sd->hot, least, most);
             goto out;
@@ -294,7 +294,7 @@ out:
     return st;
 }
 
-void lf_sparse_design_free(lf_sparse_design *sd) {
+void lf__sparse_design_free(lf_sparse_design *sd) {
     free(sd->profile);
     sd->profile = NULL;
 }
@@ -315,7 +315,7 @@ struct lf_sparse_tensor {
 static void random_part(lf_rng *rng, float *v, uint64_t a, uint64_t b, double norm) {
     double s = 0.0;
     for (uint64_t i = a; i < b; i++) {
-        v[i] = lf_rng_normal(rng);
+        v[i] = lf__rng_normal(rng);
         s += (double)v[i] * v[i];
     }
     const float k = s > 0.0 ? (float)(norm / sqrt(s)) : 0.0f;
@@ -341,7 +341,7 @@ static void structured_unit(lf_rng *rng, float *v, uint64_t n, uint32_t K, doubl
     random_part(rng, v, K + 1, n, sqrt(noise));
 }
 
-lf_status lf_sparse_tensor_begin(const lf_sparse_design *sd, lf_sparse_role role, uint64_t rows, uint64_t cols,
+lf_status lf__sparse_tensor_begin(const lf_sparse_design *sd, lf_sparse_role role, uint64_t rows, uint64_t cols,
                                  float sd_random, lf_rng *rng, lf_sparse_tensor **out) {
     lf_sparse_tensor *t = calloc(1, sizeof *t);
     if (!t) return LF_E_NOMEM;
@@ -352,17 +352,17 @@ lf_status lf_sparse_tensor_begin(const lf_sparse_design *sd, lf_sparse_role role
         t->cluster = malloc(rows * sizeof *t->cluster);
         t->dirs = malloc(n_clusters * sd->subspace * sizeof *t->dirs);
         if (!t->rank || !t->cluster || !t->dirs) {
-            lf_sparse_tensor_end(t);
+            lf__sparse_tensor_end(t);
             return LF_E_NOMEM;
         }
         /* hot neurons and clusters scattered over the layer: the file's
          * order says nothing about who fires together */
         for (uint64_t i = 0; i < rows; i++) t->rank[i] = (uint32_t)i, t->cluster[i] = (uint32_t)(i / CLUSTER_SIZE);
         for (uint64_t i = rows; i > 1; i--) {
-            const uint64_t j = lf_rng_next(rng) % i;
+            const uint64_t j = lf__rng_next(rng) % i;
             const uint32_t a = t->rank[i - 1];
             t->rank[i - 1] = t->rank[j], t->rank[j] = a;
-            const uint64_t k = lf_rng_next(rng) % i;
+            const uint64_t k = lf__rng_next(rng) % i;
             const uint32_t b = t->cluster[i - 1];
             t->cluster[i - 1] = t->cluster[k], t->cluster[k] = b;
         }
@@ -373,7 +373,7 @@ lf_status lf_sparse_tensor_begin(const lf_sparse_design *sd, lf_sparse_role role
     return LF_OK;
 }
 
-void lf_sparse_tensor_rows(lf_sparse_tensor *t, uint64_t r0, uint64_t nr, lf_rng *rng, float *rows) {
+void lf__sparse_tensor_rows(lf_sparse_tensor *t, uint64_t r0, uint64_t nr, lf_rng *rng, float *rows) {
     const lf_sparse_design *sd = t->sd;
     const uint64_t C = t->cols;
     const uint32_t hd = sd->n_embd / sd->n_head, group = sd->n_head / sd->n_head_kv;
@@ -385,7 +385,7 @@ void lf_sparse_tensor_rows(lf_sparse_tensor *t, uint64_t r0, uint64_t nr, lf_rng
         case LF_SPARSE_RANDOM:
         case LF_SPARSE_QUIET: {
             const float s = t->sd_random * (t->role == LF_SPARSE_QUIET ? QUIET_SCALE : 1.0f);
-            for (uint64_t i = 0; i < C; i++) row[i] = s * lf_rng_normal(rng);
+            for (uint64_t i = 0; i < C; i++) row[i] = s * lf__rng_normal(rng);
             break;
         }
         case LF_SPARSE_EMBED:
@@ -423,7 +423,7 @@ void lf_sparse_tensor_rows(lf_sparse_tensor *t, uint64_t r0, uint64_t nr, lf_rng
     }
 }
 
-void lf_sparse_tensor_end(lf_sparse_tensor *t) {
+void lf__sparse_tensor_end(lf_sparse_tensor *t) {
     if (!t) return;
     free(t->rank);
     free(t->cluster);

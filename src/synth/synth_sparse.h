@@ -56,8 +56,8 @@ typedef struct lf_sparse_design {
 
 /* Solves the design for the shape and knobs set in sd. LF_E_INVALID_ARG,
  * with the reachable range in err, when a knob cannot be met. */
-lf_status lf_sparse_design_solve(lf_sparse_design *sd, lf_err *err);
-void lf_sparse_design_free(lf_sparse_design *sd);
+lf_status lf__sparse_design_solve(lf_sparse_design *sd, lf_err *err);
+void lf__sparse_design_free(lf_sparse_design *sd);
 
 /* The tensors the design shapes. */
 typedef enum lf_sparse_role {
@@ -71,10 +71,10 @@ typedef enum lf_sparse_role {
 
 /* One tensor's generator: per-neuron thresholds and clusters for GATE. */
 typedef struct lf_sparse_tensor lf_sparse_tensor;
-lf_status lf_sparse_tensor_begin(const lf_sparse_design *sd, lf_sparse_role role, uint64_t rows, uint64_t cols,
+lf_status lf__sparse_tensor_begin(const lf_sparse_design *sd, lf_sparse_role role, uint64_t rows, uint64_t cols,
                                  float sd_random, lf_rng *rng, lf_sparse_tensor **out);
 /* Rows r0 .. r0 + nr - 1, in order, into rows (nr, cols). */
-void lf_sparse_tensor_rows(lf_sparse_tensor *t, uint64_t r0, uint64_t nr, lf_rng *rng, float *rows);
-void lf_sparse_tensor_end(lf_sparse_tensor *t);
+void lf__sparse_tensor_rows(lf_sparse_tensor *t, uint64_t r0, uint64_t nr, lf_rng *rng, float *rows);
+void lf__sparse_tensor_end(lf_sparse_tensor *t);
 
 #endif

@@ -61,12 +61,12 @@ static void init(void) {
     if (!names[0]) strcpy(names, "none of avx2/avx512");
 }
 
-const lf_cpu_features *lf_cpu_features_get(void) {
+const lf_cpu_features *lf__cpu_features_get(void) {
     pthread_once(&once, init);
     return &features;
 }
 
-const char *lf_cpu_features_string(void) {
+const char *lf__cpu_features_string(void) {
     pthread_once(&once, init);
     return names;
 }

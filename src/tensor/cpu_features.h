@@ -11,8 +11,8 @@ typedef struct lf_cpu_features {
     bool avx512f, avx512bw, avx512vl, avx512_vnni, avx512_bf16; /* with the OS saving ZMM and opmask state */
 } lf_cpu_features;
 
-const lf_cpu_features *lf_cpu_features_get(void);
+const lf_cpu_features *lf__cpu_features_get(void);
 /* "avx2 fma f16c avx512f ..." for reports; the names the CPU has. */
-const char *lf_cpu_features_string(void);
+const char *lf__cpu_features_string(void);
 
 #endif

@@ -7,15 +7,15 @@
 #include <string.h>
 
 #ifndef LF_HAVE_X86_KERNELS
-const lf_kernels *lf_kernels_avx2(void) { return NULL; }
-const lf_kernels *lf_kernels_avx2_vnni(void) { return NULL; }
-const lf_kernels *lf_kernels_avx512(void) { return NULL; }
-const lf_kernels *lf_kernels_avx512_vnni(void) { return NULL; }
+const lf_kernels *lf__kernels_avx2(void) { return NULL; }
+const lf_kernels *lf__kernels_avx2_vnni(void) { return NULL; }
+const lf_kernels *lf__kernels_avx512(void) { return NULL; }
+const lf_kernels *lf__kernels_avx512_vnni(void) { return NULL; }
 #endif
 
-int lf_kernels_available(const lf_kernels *out[LF_KERNEL_PATHS]) {
-    const lf_kernels *all[LF_KERNEL_PATHS] = {lf_kernels_scalar(), lf_kernels_avx2(), lf_kernels_avx2_vnni(),
-                                              lf_kernels_avx512(), lf_kernels_avx512_vnni()};
+int lf__kernels_available(const lf_kernels *out[LF_KERNEL_PATHS]) {
+    const lf_kernels *all[LF_KERNEL_PATHS] = {lf__kernels_scalar(), lf__kernels_avx2(), lf__kernels_avx2_vnni(),
+                                              lf__kernels_avx512(), lf__kernels_avx512_vnni()};
     int n = 0;
     for (int i = 0; i < LF_KERNEL_PATHS; i++)
         if (all[i]) out[n++] = all[i];
@@ -25,7 +25,7 @@ int lf_kernels_available(const lf_kernels *out[LF_KERNEL_PATHS]) {
 /* The fastest available table whose name starts with the family's. */
 static const lf_kernels *fastest_of(const char *family) {
     const lf_kernels *avail[LF_KERNEL_PATHS];
-    const int n = lf_kernels_available(avail);
+    const int n = lf__kernels_available(avail);
     const size_t len = strlen(family);
     if (!len) return avail[n - 1];
     for (int i = n - 1; i >= 0; i--)
@@ -34,7 +34,7 @@ static const lf_kernels *fastest_of(const char *family) {
     return NULL;
 }
 
-const lf_kernels *lf_kernels_select(char *why, size_t cap) {
+const lf_kernels *lf__kernels_select(char *why, size_t cap) {
     const char *force = getenv("LLMFLASH_KERNELS");
     if (!force || !*force) return fastest_of("");
     static const char *families[] = {"scalar", "avx2", "avx512"};

@@ -2,7 +2,7 @@
  *
  * A weight row of type T is multiplied with an activation vector held either
  * as float (F32/F16/BF16 weights) or as lf_block_q8a blocks (quantized
- * weights, see lf_type_uses_q8a). The scalar table is the reference; SIMD
+ * weights, see lf__type_uses_q8a). The scalar table is the reference; SIMD
  * tables must match it up to float summation order, and are chosen once at
  * start-up from what the CPU supports. */
 #ifndef LF_KERNELS_H
@@ -41,44 +41,44 @@ typedef struct lf_kernels {
     const char *name;                  /* "scalar", "avx2", "avx2-vnni", "avx512", "avx512-vnni" */
     lf_vec_dot_fn dot[LF_TYPE_ID_MAX]; /* NULL for unsupported types */
     lf_gemm_x8_fn gemm_x8[LF_TYPE_ID_MAX]; /* x8-layout weights; NULL: the type is not repacked */
-    lf_axpy_fn axpy[LF_TYPE_ID_MAX];   /* NULL: use lf_axpy_row's dequantize-and-add */
-    lf_dot_rows_fn dot_rows[LF_TYPE_ID_MAX];   /* NULL: lf_dot_rows calls dot[] per row */
-    lf_axpy_cols_fn axpy_cols[LF_TYPE_ID_MAX]; /* NULL: lf_axpy_cols calls lf_axpy_row per column */
+    lf_axpy_fn axpy[LF_TYPE_ID_MAX];   /* NULL: use lf__axpy_row's dequantize-and-add */
+    lf_dot_rows_fn dot_rows[LF_TYPE_ID_MAX];   /* NULL: lf__dot_rows calls dot[] per row */
+    lf_axpy_cols_fn axpy_cols[LF_TYPE_ID_MAX]; /* NULL: lf__axpy_cols calls lf__axpy_row per column */
     /* float -> q8a activation blocks; n multiple of 32 */
     void (*quantize_q8a)(const float *x, lf_block_q8a *y, int64_t n);
 } lf_kernels;
 
-const lf_kernels *lf_kernels_scalar(void);
+const lf_kernels *lf__kernels_scalar(void);
 /* Each NULL when not compiled in or when the CPU (or the OS, for the
  * AVX-512 registers' state) lacks what it needs:
  * avx2: AVX2, FMA, F16C; avx2-vnni: those and AVX-VNNI;
  * avx512: AVX-512 F/BW/VL besides avx2's; avx512-vnni: those and AVX512-VNNI. */
-const lf_kernels *lf_kernels_avx2(void);
-const lf_kernels *lf_kernels_avx2_vnni(void);
-const lf_kernels *lf_kernels_avx512(void);
-const lf_kernels *lf_kernels_avx512_vnni(void);
+const lf_kernels *lf__kernels_avx2(void);
+const lf_kernels *lf__kernels_avx2_vnni(void);
+const lf_kernels *lf__kernels_avx512(void);
+const lf_kernels *lf__kernels_avx512_vnni(void);
 /* Every path this CPU can run, the reference first, the fastest last;
  * returns how many (at most LF_KERNEL_PATHS). */
 #define LF_KERNEL_PATHS 5
-int lf_kernels_available(const lf_kernels *out[LF_KERNEL_PATHS]);
+int lf__kernels_available(const lf_kernels *out[LF_KERNEL_PATHS]);
 /* The fastest table this CPU can run. LLMFLASH_KERNELS=scalar|avx2|avx512
  * forces a family (its fastest variant); a family the CPU cannot run, or an
  * unknown name, is refused: NULL, with the reason in why. */
-const lf_kernels *lf_kernels_select(char *why, size_t cap);
+const lf_kernels *lf__kernels_select(char *why, size_t cap);
 
 /* Reference dequantization of n elements (n multiple of the block). */
-void lf_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+void lf__dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
 /* y += a * row, for a row of n elements of `type`, with the kernels' fast
  * path when there is one; scratch holds n floats. */
-void lf_axpy_row(const lf_kernels *k, uint32_t type, const void *row, float a, float *y, int64_t n, float *scratch);
+void lf__axpy_row(const lf_kernels *k, uint32_t type, const void *row, float a, float *y, int64_t n, float *scratch);
 /* rows . x for nr <= LF_DOT_ROWS rows, through dot_rows[] or dot[]. */
-void lf_dot_rows(const lf_kernels *k, uint32_t type, const void *const *rows, int nr, const void *x, float *out,
+void lf__dot_rows(const lf_kernels *k, uint32_t type, const void *const *rows, int nr, const void *x, float *out,
                  int64_t n);
 /* y += sum of a[j] * cols[j] for nc <= LF_AXPY_COLS columns, through
- * axpy_cols[] or lf_axpy_row; scratch holds n floats. */
-void lf_axpy_cols(const lf_kernels *k, uint32_t type, const void *const *cols, const float *a, int nc, float *y,
+ * axpy_cols[] or lf__axpy_row; scratch holds n floats. */
+void lf__axpy_cols(const lf_kernels *k, uint32_t type, const void *const *cols, const float *a, int nc, float *y,
                   int64_t n, float *scratch);
 /* Quantizes n floats to any supported type; LF_E_UNSUPPORTED otherwise. */
-lf_status lf_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
+lf_status lf__quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
 
 #endif

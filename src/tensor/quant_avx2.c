@@ -1,6 +1,6 @@
 /* quant_avx2.c - AVX2/FMA/F16C kernels. Compiled with -mavx2 -mfma -mf16c
- * and only called after lf_kernels_avx2() has checked the CPU; compiled a
- * second time with -mavxvnni -DLF_VNNI as lf_kernels_avx2_vnni().
+ * and only called after lf__kernels_avx2() has checked the CPU; compiled a
+ * second time with -mavxvnni -DLF_VNNI as lf__kernels_avx2_vnni().
  *
  * Single-token generation is bound by memory bandwidth, so each kernel's aim
  * is to spend few instructions per weight byte: integer multiply-adds on the
@@ -36,7 +36,7 @@ static inline __m256i nibbles32(const uint8_t *qs) {
 
 /* Byte e = 0xFF where bit e of the 32-bit word at p is set. */
 static inline __m256i bits32_to_bytes(const uint8_t *p) {
-    const uint32_t x = lf_load_u32(p);
+    const uint32_t x = lf__load_u32(p);
     const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
     __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
     bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
@@ -108,7 +108,7 @@ FINISH(bf16) {
     const uint16_t *a = w;
     const float *b = x;
     float r = hsum_ps(_mm256_add_ps(s->a, s->b));
-    for (int64_t i = n / 16 * 16; i < n; i++) r = fmaf(lf_bf16_to_fp32(a[i]), b[i], r);
+    for (int64_t i = n / 16 * 16; i < n; i++) r = fmaf(lf__bf16_to_fp32(a[i]), b[i], r);
     return r;
 }
 
@@ -460,7 +460,7 @@ AXPY_STEP(q6_K) {
 
 static inline float elem_f32(const void *r, int64_t i) { return ((const float *)r)[i]; }
 static inline float elem_f16(const void *r, int64_t i) { return fp16(((const uint16_t *)r)[i]); }
-static inline float elem_bf16(const void *r, int64_t i) { return lf_bf16_to_fp32(((const uint16_t *)r)[i]); }
+static inline float elem_bf16(const void *r, int64_t i) { return lf__bf16_to_fp32(((const uint16_t *)r)[i]); }
 static inline float elem_none(const void *r, int64_t i) { (void)r, (void)i; return 0.0f; } /* blocks: no tail */
 
 AXPY_KERNELS(f32, elem_f32)
@@ -488,7 +488,7 @@ static inline __m256i dot4_u8s8(__m256i acc, __m256i u, __m256i s) {
 #endif
 }
 
-static inline __m256i bcast4(const int8_t *p) { return _mm256_set1_epi32((int)lf_load_u32(p)); }
+static inline __m256i bcast4(const int8_t *p) { return _mm256_set1_epi32((int)lf__load_u32(p)); }
 
 static inline __attribute__((always_inline)) void x8_q4_0_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
                                                                 float *y, uint64_t ys, int64_t nb) {
@@ -665,13 +665,13 @@ static const lf_kernels k_avx2 = {
 };
 
 #ifdef LF_VNNI
-const lf_kernels *lf_kernels_avx2_vnni(void) {
-    const lf_cpu_features *f = lf_cpu_features_get();
+const lf_kernels *lf__kernels_avx2_vnni(void) {
+    const lf_cpu_features *f = lf__cpu_features_get();
     return f->avx2 && f->fma && f->f16c && f->avx_vnni ? &k_avx2 : NULL;
 }
 #else
-const lf_kernels *lf_kernels_avx2(void) {
-    const lf_cpu_features *f = lf_cpu_features_get();
+const lf_kernels *lf__kernels_avx2(void) {
+    const lf_cpu_features *f = lf__cpu_features_get();
     return f->avx2 && f->fma && f->f16c ? &k_avx2 : NULL;
 }
 #endif

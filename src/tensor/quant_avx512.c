@@ -1,6 +1,6 @@
 /* quant_avx512.c - AVX-512 F/BW/VL kernels for the x8 layout (repack.h).
- * Compiled with -mavx512f -mavx512bw -mavx512vl as lf_kernels_avx512(),
- * and again with -mavx512vnni -DLF_VNNI as lf_kernels_avx512_vnni(), whose
+ * Compiled with -mavx512f -mavx512bw -mavx512vl as lf__kernels_avx512(),
+ * and again with -mavx512vnni -DLF_VNNI as lf__kernels_avx512_vnni(), whose
  * multiply-adds are vpdpbusd. Only called after the getter has checked the
  * CPU and the OS (cpu_features.h).
  *
@@ -202,7 +202,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 /* The AVX2 table (the CPU has AVX2 when it has AVX-512) with this file's
  * kernels over it. */
 static void init(void) {
-    table = *lf_kernels_avx2();
+    table = *lf__kernels_avx2();
 #ifdef LF_VNNI
     table.name = "avx512-vnni";
 #else
@@ -215,8 +215,8 @@ static void init(void) {
 }
 
 static bool cpu_ok(void) {
-    const lf_cpu_features *f = lf_cpu_features_get();
-    bool ok = f->avx512f && f->avx512bw && f->avx512vl && lf_kernels_avx2();
+    const lf_cpu_features *f = lf__cpu_features_get();
+    bool ok = f->avx512f && f->avx512bw && f->avx512vl && lf__kernels_avx2();
 #ifdef LF_VNNI
     ok = ok && f->avx512_vnni;
 #endif
@@ -224,9 +224,9 @@ static bool cpu_ok(void) {
 }
 
 #ifdef LF_VNNI
-const lf_kernels *lf_kernels_avx512_vnni(void)
+const lf_kernels *lf__kernels_avx512_vnni(void)
 #else
-const lf_kernels *lf_kernels_avx512(void)
+const lf_kernels *lf__kernels_avx512(void)
 #endif
 {
     if (!cpu_ok()) return NULL;

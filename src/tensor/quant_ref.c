@@ -10,7 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define FP16(x) lf_fp16_to_fp32(x)
+#define FP16(x) lf__fp16_to_fp32(x)
 
 /* ---- element position maps ---------------------------------------------- */
 
@@ -50,7 +50,7 @@ static void k4_pack_scales(uint8_t *q, const uint8_t *sc, const uint8_t *m) {
 /* 32-element blocks keep element e in the low (e < 16) or high nibble of qs[e % 16]. */
 static inline int nib(const uint8_t *qs, int e) { return (qs[e % 16] >> (4 * (e / 16))) & 0xF; }
 static inline int q5_val(const uint8_t *qs, const uint8_t *qh, int e) {
-    return nib(qs, e) | (int)(((lf_load_u32(qh) >> e) & 1) << 4);
+    return nib(qs, e) | (int)(((lf__load_u32(qh) >> e) & 1) << 4);
 }
 static inline int q4k_val(const lf_block_q4_K *b, int e) { return (b->qs[k4_byte(e)] >> k4_shift(e)) & 0xF; }
 static inline int q5k_val(const lf_block_q5_K *b, int e) {
@@ -62,11 +62,11 @@ static inline int q6k_val(const lf_block_q6_K *b, int e) {
 
 /* ---- dequantize --------------------------------------------------------- */
 
-void lf_dequantize_row(uint32_t type, const void *src, float *y, int64_t n) {
+void lf__dequantize_row(uint32_t type, const void *src, float *y, int64_t n) {
     switch (type) {
     case LF_TYPE_F32: memcpy(y, src, (size_t)n * 4); return;
     case LF_TYPE_F16: for (int64_t i = 0; i < n; i++) y[i] = FP16(((const uint16_t *)src)[i]); return;
-    case LF_TYPE_BF16: for (int64_t i = 0; i < n; i++) y[i] = lf_bf16_to_fp32(((const uint16_t *)src)[i]); return;
+    case LF_TYPE_BF16: for (int64_t i = 0; i < n; i++) y[i] = lf__bf16_to_fp32(((const uint16_t *)src)[i]); return;
     case LF_TYPE_Q4_0: {
         const lf_block_q4_0 *b = src;
         for (int64_t i = 0; i < n / 32; i++) {
@@ -147,20 +147,20 @@ void lf_dequantize_row(uint32_t type, const void *src, float *y, int64_t n) {
     }
 }
 
-void lf_axpy_row(const lf_kernels *k, uint32_t type, const void *row, float a, float *y, int64_t n, float *scratch) {
+void lf__axpy_row(const lf_kernels *k, uint32_t type, const void *row, float a, float *y, int64_t n, float *scratch) {
     if (k && type < LF_TYPE_ID_MAX && k->axpy[type]) {
         k->axpy[type](row, a, y, n);
         return;
     }
     const float *x = row;
     if (type != LF_TYPE_F32) {
-        lf_dequantize_row(type, row, scratch, n);
+        lf__dequantize_row(type, row, scratch, n);
         x = scratch;
     }
     for (int64_t i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]); /* one rounding, as the SIMD paths' FMA */
 }
 
-void lf_dot_rows(const lf_kernels *k, uint32_t type, const void *const *rows, int nr, const void *x, float *out,
+void lf__dot_rows(const lf_kernels *k, uint32_t type, const void *const *rows, int nr, const void *x, float *out,
                  int64_t n) {
     if (k->dot_rows[type]) {
         k->dot_rows[type](rows, nr, x, out, n);
@@ -169,13 +169,13 @@ void lf_dot_rows(const lf_kernels *k, uint32_t type, const void *const *rows, in
     for (int r = 0; r < nr; r++) out[r] = k->dot[type](rows[r], x, n);
 }
 
-void lf_axpy_cols(const lf_kernels *k, uint32_t type, const void *const *cols, const float *a, int nc, float *y,
+void lf__axpy_cols(const lf_kernels *k, uint32_t type, const void *const *cols, const float *a, int nc, float *y,
                   int64_t n, float *scratch) {
     if (k->axpy_cols[type]) {
         k->axpy_cols[type](cols, a, nc, y, n);
         return;
     }
-    for (int j = 0; j < nc; j++) lf_axpy_row(k, type, cols[j], a[j], y, n, scratch);
+    for (int j = 0; j < nc; j++) lf__axpy_row(k, type, cols[j], a[j], y, n, scratch);
 }
 
 /* ---- quantize ----------------------------------------------------------- */
@@ -208,7 +208,7 @@ static float signed_absmax(const float *x, int n) {
 static void quantize_q4_0(const float *x, lf_block_q4_0 *b, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += 32) {
         const float d = signed_absmax(x, 32) / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        b[i].d = lf_fp32_to_fp16(d);
+        b[i].d = lf__fp32_to_fp16(d);
         for (int e = 0; e < 16; e++) {
             const int lo = trunc_clamped(x[e] * id + 8.5f, 0, 15), hi = trunc_clamped(x[e + 16] * id + 8.5f, 0, 15);
             b[i].qs[e] = (uint8_t)(lo | hi << 4);
@@ -230,8 +230,8 @@ static void quantize_q4_1(const float *x, lf_block_q4_1 *b, int64_t nb) {
         float lo, hi;
         minmax(x, 32, &lo, &hi);
         const float d = (hi - lo) / 15.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        b[i].d = lf_fp32_to_fp16(d);
-        b[i].m = lf_fp32_to_fp16(lo);
+        b[i].d = lf__fp32_to_fp16(d);
+        b[i].m = lf__fp32_to_fp16(lo);
         memset(b[i].qs, 0, 16);
         for (int e = 0; e < 32; e++)
             b[i].qs[e % 16] |= (uint8_t)(trunc_clamped((x[e] - lo) * id + 0.5f, 0, 15) << (4 * (e / 16)));
@@ -253,7 +253,7 @@ static void quantize_q5_0(const float *x, lf_block_q5_0 *b, int64_t nb) {
         const float d = signed_absmax(x, 32) / -16.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         int q[32];
         for (int e = 0; e < 32; e++) q[e] = trunc_clamped(x[e] * id + 16.5f, 0, 31);
-        b[i].d = lf_fp32_to_fp16(d);
+        b[i].d = lf__fp32_to_fp16(d);
         put_q5(b[i].qs, b[i].qh, q);
     }
 }
@@ -265,8 +265,8 @@ static void quantize_q5_1(const float *x, lf_block_q5_1 *b, int64_t nb) {
         const float d = (hi - lo) / 31.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         int q[32];
         for (int e = 0; e < 32; e++) q[e] = trunc_clamped((x[e] - lo) * id + 0.5f, 0, 31);
-        b[i].d = lf_fp32_to_fp16(d);
-        b[i].m = lf_fp32_to_fp16(lo);
+        b[i].d = lf__fp32_to_fp16(d);
+        b[i].m = lf__fp32_to_fp16(lo);
         put_q5(b[i].qs, b[i].qh, q);
     }
 }
@@ -274,7 +274,7 @@ static void quantize_q5_1(const float *x, lf_block_q5_1 *b, int64_t nb) {
 static void quantize_q8_0(const float *x, lf_block_q8_0 *b, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += 32) {
         const float d = fabsf(signed_absmax(x, 32)) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        b[i].d = lf_fp32_to_fp16(d);
+        b[i].d = lf__fp32_to_fp16(d);
         for (int e = 0; e < 32; e++) b[i].qs[e] = (int8_t)clampi(nearest(x[e] * id), -127, 127);
     }
 }
@@ -296,8 +296,8 @@ static void quantize_k4(const float *x, int nmax, uint16_t *dd, uint16_t *ddmin,
         max_min = maxf(max_min, minv[j]);
     }
     const float d = max_scale / 63.0f, dmin = max_min / 63.0f;
-    *dd = lf_fp32_to_fp16(d);
-    *ddmin = lf_fp32_to_fp16(dmin);
+    *dd = lf__fp32_to_fp16(d);
+    *ddmin = lf__fp32_to_fp16(dmin);
     const float dq = FP16(*dd), dminq = FP16(*ddmin);
     uint8_t sc[8], m[8];
     for (int j = 0; j < 8; j++) {
@@ -342,7 +342,7 @@ static void quantize_q6_K(const float *x, lf_block_q6_K *b, int64_t nb) {
             max_scale = maxf(max_scale, scale[g]);
         }
         const float d = max_scale / 127.0f;
-        b[i].d = lf_fp32_to_fp16(d);
+        b[i].d = lf__fp32_to_fp16(d);
         const float dq = FP16(b[i].d);
         for (int g = 0; g < 16; g++)
             b[i].scales[g] = (int8_t)(dq > 0.0f ? trunc_clamped(ceilf(scale[g] / dq - 1e-4f), 0, 127) : 0);
@@ -357,14 +357,14 @@ static void quantize_q6_K(const float *x, lf_block_q6_K *b, int64_t nb) {
     }
 }
 
-lf_status lf_quantize_row(uint32_t type, const float *x, void *dst, int64_t n) {
-    const lf_type_traits *t = lf_type_traits_get(type);
+lf_status lf__quantize_row(uint32_t type, const float *x, void *dst, int64_t n) {
+    const lf_type_traits *t = lf__type_traits_get(type);
     if (!t || !t->supported || n % t->block) return LF_E_UNSUPPORTED;
     const int64_t nb = n / t->block;
     switch (type) {
     case LF_TYPE_F32: memcpy(dst, x, (size_t)n * 4); break;
-    case LF_TYPE_F16: for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = lf_fp32_to_fp16(x[i]); break;
-    case LF_TYPE_BF16: for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = lf_fp32_to_bf16(x[i]); break;
+    case LF_TYPE_F16: for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = lf__fp32_to_fp16(x[i]); break;
+    case LF_TYPE_BF16: for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = lf__fp32_to_bf16(x[i]); break;
     case LF_TYPE_Q4_0: quantize_q4_0(x, dst, nb); break;
     case LF_TYPE_Q4_1: quantize_q4_1(x, dst, nb); break;
     case LF_TYPE_Q5_0: quantize_q5_0(x, dst, nb); break;
@@ -425,7 +425,7 @@ static float fold16(const float *acc) {
 static inline float load_f32(const void *w, int64_t i) { return ((const float *)w)[i]; }
 static inline float load_f16(const void *w, int64_t i) { return FP16(((const uint16_t *)w)[i]); }
 LANE_DOT(dot_f32, load_f32)
-static inline float load_bf16(const void *w, int64_t i) { return lf_bf16_to_fp32(((const uint16_t *)w)[i]); }
+static inline float load_bf16(const void *w, int64_t i) { return lf__bf16_to_fp32(((const uint16_t *)w)[i]); }
 LANE_DOT(dot_f16, load_f16)
 LANE_DOT(dot_bf16, load_bf16)
 
@@ -550,14 +550,14 @@ static float dot_q6_K(const void *w, const void *x, int64_t n) {
  * independently of any SIMD path. */
 static void gemm_x8_rows(uint32_t type, lf_vec_dot_fn dot, const void *group, const void *x, uint64_t x_stride, int nt,
                          float *y, uint64_t y_stride, int64_t n) {
-    const uint32_t bs = lf_type_traits_get(type)->block_size, be = lf_type_traits_get(type)->block;
+    const uint32_t bs = lf__type_traits_get(type)->block_size, be = lf__type_traits_get(type)->block;
     uint8_t rows[LF_X8 * sizeof(lf_block_q6_K)];
     for (int t = 0; t < nt; t++) {
         const lf_block_q8a *xt = (const lf_block_q8a *)(const void *)((const uint8_t *)x + (uint64_t)t * x_stride);
         float *yt = y + (uint64_t)t * y_stride;
         for (int r = 0; r < LF_X8; r++) yt[r] = 0.0f;
         for (int64_t i = 0; i < n / be; i++) {
-            lf_x8_block_rows(type, group, (uint64_t)i, rows);
+            lf__x8_block_rows(type, group, (uint64_t)i, rows);
             for (int r = 0; r < LF_X8; r++) yt[r] += dot(rows + r * bs, xt + i * (be / LF_QK), be);
         }
     }
@@ -609,4 +609,4 @@ static const lf_kernels k_scalar = {
     .quantize_q8a = quantize_q8a_ref,
 };
 
-const lf_kernels *lf_kernels_scalar(void) { return &k_scalar; }
+const lf_kernels *lf__kernels_scalar(void) { return &k_scalar; }

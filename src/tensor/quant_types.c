@@ -41,29 +41,29 @@ static const struct {
     {35, {"TQ2_0", 256, 66, false}},
 };
 
-const lf_type_traits *lf_type_traits_get(uint32_t type) {
+const lf_type_traits *lf__type_traits_get(uint32_t type) {
     for (size_t i = 0; i < LF_ARRAY_LEN(k_types); i++)
         if (k_types[i].id == type) return &k_types[i].t;
     return NULL;
 }
 
-uint64_t lf_type_row_bytes(uint32_t type, uint64_t n) {
-    const lf_type_traits *t = lf_type_traits_get(type);
+uint64_t lf__type_row_bytes(uint32_t type, uint64_t n) {
+    const lf_type_traits *t = lf__type_traits_get(type);
     if (!t || n % t->block) return 0;
     return n / t->block * t->block_size;
 }
 
-bool lf_type_uses_q8a(uint32_t type) {
+bool lf__type_uses_q8a(uint32_t type) {
     return type != LF_TYPE_F32 && type != LF_TYPE_F16 && type != LF_TYPE_BF16;
 }
 
 const char *lf_type_name(int type) {
-    const lf_type_traits *t = type >= 0 ? lf_type_traits_get((uint32_t)type) : NULL;
+    const lf_type_traits *t = type >= 0 ? lf__type_traits_get((uint32_t)type) : NULL;
     return t ? t->name : "?";
 }
 
 bool lf_type_supported(int type) {
-    const lf_type_traits *t = type >= 0 ? lf_type_traits_get((uint32_t)type) : NULL;
+    const lf_type_traits *t = type >= 0 ? lf__type_traits_get((uint32_t)type) : NULL;
     return t && t->supported;
 }
 

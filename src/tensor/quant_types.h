@@ -64,10 +64,10 @@ typedef struct lf_type_traits {
 
 /* Traits for a ggml type id, or NULL if the id is unknown. Known but
  * unsupported types (Q2_K, IQ*...) have traits so files holding them parse. */
-const lf_type_traits *lf_type_traits_get(uint32_t type);
+const lf_type_traits *lf__type_traits_get(uint32_t type);
 /* Bytes of a row of n elements; 0 if n is not a multiple of the block. */
-uint64_t lf_type_row_bytes(uint32_t type, uint64_t n);
+uint64_t lf__type_row_bytes(uint32_t type, uint64_t n);
 /* Whether the kernels take q8a activations (quantized types) or float. */
-bool lf_type_uses_q8a(uint32_t type);
+bool lf__type_uses_q8a(uint32_t type);
 
 #endif

@@ -45,7 +45,7 @@ static const x8_layout *layout_of(uint32_t type) {
     }
 }
 
-bool lf_repack_supported(uint32_t type) { return layout_of(type) != NULL; }
+bool lf__repack_supported(uint32_t type) { return layout_of(type) != NULL; }
 
 static inline void move_part(const part *p, int r, uint8_t *block, uint8_t *group, bool to_group) {
     uint8_t *b = block + p->from;
@@ -82,9 +82,9 @@ static void deinterleave_block(const x8_layout *L, const uint8_t *in, uint8_t *r
     }
 }
 
-void lf_repack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void *scratch) {
+void lf__repack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void *scratch) {
     const x8_layout *L = layout_of(type);
-    const uint64_t row_bytes = lf_type_row_bytes(type, cols), nb = row_bytes / L->block_bytes, gb = LF_X8 * L->block_bytes;
+    const uint64_t row_bytes = lf__type_row_bytes(type, cols), nb = row_bytes / L->block_bytes, gb = LF_X8 * L->block_bytes;
     for (uint64_t g = 0; g + LF_X8 <= rows; g += LF_X8) {
         uint8_t *group = (uint8_t *)data + g * row_bytes;
         memcpy(scratch, group, LF_X8 * row_bytes);
@@ -92,9 +92,9 @@ void lf_repack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void 
     }
 }
 
-void lf_repack_x8_copy(uint32_t type, void *dst, const void *src, uint64_t rows, uint64_t cols) {
+void lf__repack_x8_copy(uint32_t type, void *dst, const void *src, uint64_t rows, uint64_t cols) {
     const x8_layout *L = layout_of(type);
-    const uint64_t row_bytes = lf_type_row_bytes(type, cols), nb = row_bytes / L->block_bytes, gb = LF_X8 * L->block_bytes;
+    const uint64_t row_bytes = lf__type_row_bytes(type, cols), nb = row_bytes / L->block_bytes, gb = LF_X8 * L->block_bytes;
     for (uint64_t g = 0; g + LF_X8 <= rows; g += LF_X8) {
         const uint8_t *from = (const uint8_t *)src + g * row_bytes;
         uint8_t *group = (uint8_t *)dst + g * row_bytes;
@@ -102,9 +102,9 @@ void lf_repack_x8_copy(uint32_t type, void *dst, const void *src, uint64_t rows,
     }
 }
 
-void lf_unpack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void *scratch) {
+void lf__unpack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void *scratch) {
     const x8_layout *L = layout_of(type);
-    const uint64_t row_bytes = lf_type_row_bytes(type, cols), nb = row_bytes / L->block_bytes, gb = LF_X8 * L->block_bytes;
+    const uint64_t row_bytes = lf__type_row_bytes(type, cols), nb = row_bytes / L->block_bytes, gb = LF_X8 * L->block_bytes;
     for (uint64_t g = 0; g + LF_X8 <= rows; g += LF_X8) {
         uint8_t *group = (uint8_t *)data + g * row_bytes;
         memcpy(scratch, group, LF_X8 * row_bytes);
@@ -112,17 +112,17 @@ void lf_unpack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void 
     }
 }
 
-void lf_x8_block_rows(uint32_t type, const void *group, uint64_t i, void *rows) {
+void lf__x8_block_rows(uint32_t type, const void *group, uint64_t i, void *rows) {
     const x8_layout *L = layout_of(type);
     deinterleave_block(L, (const uint8_t *)group + i * LF_X8 * L->block_bytes, rows, L->block_bytes, 0);
 }
 
-void lf_x8_row(uint32_t type, const void *group, uint32_t r, uint64_t cols, void *row) {
+void lf__x8_row(uint32_t type, const void *group, uint32_t r, uint64_t cols, void *row) {
     const x8_layout *L = layout_of(type);
-    const uint64_t nb = lf_type_row_bytes(type, cols) / L->block_bytes;
+    const uint64_t nb = lf__type_row_bytes(type, cols) / L->block_bytes;
     uint8_t blocks[LF_X8 * 256];
     for (uint64_t i = 0; i < nb; i++) {
-        lf_x8_block_rows(type, group, i, blocks);
+        lf__x8_block_rows(type, group, i, blocks);
         memcpy((uint8_t *)row + i * L->block_bytes, blocks + r * L->block_bytes, L->block_bytes);
     }
 }

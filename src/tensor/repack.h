@@ -34,20 +34,20 @@ typedef enum lf_layout {
 } lf_layout;
 
 /* Whether a type has an x8 layout. */
-bool lf_repack_supported(uint32_t type);
+bool lf__repack_supported(uint32_t type);
 /* Rewrites `rows` rows of `cols` elements (row-major, contiguous) in the x8
- * layout, in place; scratch holds LF_X8 rows. The inverse is lf_unpack_x8. */
-void lf_repack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void *scratch);
-void lf_unpack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void *scratch);
-/* lf_repack_x8 from a separate source: dst gets `rows` rows of src (a
+ * layout, in place; scratch holds LF_X8 rows. The inverse is lf__unpack_x8. */
+void lf__repack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void *scratch);
+void lf__unpack_x8(uint32_t type, void *data, uint64_t rows, uint64_t cols, void *scratch);
+/* lf__repack_x8 from a separate source: dst gets `rows` rows of src (a
  * multiple of LF_X8) in the x8 layout. */
-void lf_repack_x8_copy(uint32_t type, void *dst, const void *src, uint64_t rows, uint64_t cols);
+void lf__repack_x8_copy(uint32_t type, void *dst, const void *src, uint64_t rows, uint64_t cols);
 /* Copies block `i` of each of the 8 rows of an x8 group into rows[8] in
  * ggml's row layout (one block per row): the reference kernels' view. */
-void lf_x8_block_rows(uint32_t type, const void *group, uint64_t i, void *rows);
+void lf__x8_block_rows(uint32_t type, const void *group, uint64_t i, void *rows);
 /* Row r (< LF_X8) of an x8 group of rows of `cols` elements, in ggml's row
  * layout, into row (row_bytes): how a tied embedding table, repacked for
  * the output projection, is still read a token at a time. */
-void lf_x8_row(uint32_t type, const void *group, uint32_t r, uint64_t cols, void *row);
+void lf__x8_row(uint32_t type, const void *group, uint32_t r, uint64_t cols, void *row);
 
 #endif

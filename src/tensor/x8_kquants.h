@@ -10,7 +10,7 @@
 
 static inline __m256i bytes8_u32(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)); }
 static inline __m256i bytes8_i32(const uint8_t *p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)); }
-static inline __m256i bcast4_k(const int8_t *p) { return _mm256_set1_epi32((int)lf_load_u32(p)); }
+static inline __m256i bcast4_k(const int8_t *p) { return _mm256_set1_epi32((int)lf__load_u32(p)); }
 
 /* Sub-block s's scales and mins of the 8 rows, times the super-block's d
  * and dmin (the 6-bit packing of ggml's k4 scales, read 8 rows at once from

@@ -14,7 +14,7 @@ static uint64_t hash_piece(const char *p, size_t n) {
     return h;
 }
 
-lf_token lf_tokenizer_find(const lf_tokenizer *t, const char *piece, size_t len) {
+lf_token lf__tokenizer_find(const lf_tokenizer *t, const char *piece, size_t len) {
     uint64_t h = hash_piece(piece, len) & (t->hash_cap - 1);
     for (;;) {
         const int32_t id = t->hash[h];
@@ -82,7 +82,7 @@ static lf_status collect_specials(lf_tokenizer *t) {
     return LF_OK;
 }
 
-void lf_tokenizer_free(lf_tokenizer *t) {
+void lf__tokenizer_free(lf_tokenizer *t) {
     if (!t) return;
     if (t->pieces)
         for (uint32_t i = 0; i < t->n_vocab; i++) free(t->pieces[i]);
@@ -97,29 +97,29 @@ void lf_tokenizer_free(lf_tokenizer *t) {
     free(t);
 }
 
-lf_status lf_tokenizer_load(const lf_gguf *g, lf_tokenizer **out, lf_err *err) {
+lf_status lf__tokenizer_load(const lf_gguf *g, lf_tokenizer **out, lf_err *err) {
     *out = NULL;
     lf_gguf_str model;
-    lf_status st = lf_gguf_get_str(g, "tokenizer.ggml.model", &model, err);
+    lf_status st = lf__gguf_get_str(g, "tokenizer.ggml.model", &model, err);
     if (st) return st;
-    if (!model.ptr) return lf_err_set(err, LF_E_MODEL, "metadata key 'tokenizer.ggml.model' is missing");
-    const bool spm = lf_gguf_str_eq(model, "llama"), bpe = lf_gguf_str_eq(model, "gpt2");
+    if (!model.ptr) return lf__err_set(err, LF_E_MODEL, "metadata key 'tokenizer.ggml.model' is missing");
+    const bool spm = lf__gguf_str_eq(model, "llama"), bpe = lf__gguf_str_eq(model, "gpt2");
     if (!spm && !bpe)
-        return lf_err_set(err, LF_E_UNSUPPORTED,
+        return lf__err_set(err, LF_E_UNSUPPORTED,
                           "tokenizer.ggml.model '%.*s' is not supported ('llama' SentencePiece and 'gpt2' byte-level BPE are)",
                           (int)LF_MIN(model.len, (uint64_t)64), model.ptr);
-    const lf_gguf_kv *tokens = lf_gguf_find(g, "tokenizer.ggml.tokens");
+    const lf_gguf_kv *tokens = lf__gguf_find(g, "tokenizer.ggml.tokens");
     if (!tokens || tokens->type != LF_GGUF_ARRAY || tokens->arr_type != LF_GGUF_STRING)
-        return lf_err_set(err, LF_E_MODEL, "metadata key 'tokenizer.ggml.tokens' is missing or not a string array");
+        return lf__err_set(err, LF_E_MODEL, "metadata key 'tokenizer.ggml.tokens' is missing or not a string array");
     if (tokens->arr_n == 0 || tokens->arr_n > (1u << 24))
-        return lf_err_set(err, LF_E_MODEL, "tokenizer has %" PRIu64 " tokens", tokens->arr_n);
+        return lf__err_set(err, LF_E_MODEL, "tokenizer has %" PRIu64 " tokens", tokens->arr_n);
     const uint32_t n = (uint32_t)tokens->arr_n;
-    const lf_gguf_kv *scores = lf_gguf_find(g, "tokenizer.ggml.scores");
-    const lf_gguf_kv *types = lf_gguf_find(g, "tokenizer.ggml.token_type");
-    if (scores && (scores->type != LF_GGUF_ARRAY || scores->arr_n != n || !lf_gguf_vtype_size(scores->arr_type)))
-        return lf_err_set(err, LF_E_MODEL, "tokenizer.ggml.scores does not hold %u numbers", n);
-    if (types && (types->type != LF_GGUF_ARRAY || types->arr_n != n || !lf_gguf_vtype_size(types->arr_type)))
-        return lf_err_set(err, LF_E_MODEL, "tokenizer.ggml.token_type does not hold %u numbers", n);
+    const lf_gguf_kv *scores = lf__gguf_find(g, "tokenizer.ggml.scores");
+    const lf_gguf_kv *types = lf__gguf_find(g, "tokenizer.ggml.token_type");
+    if (scores && (scores->type != LF_GGUF_ARRAY || scores->arr_n != n || !lf__gguf_vtype_size(scores->arr_type)))
+        return lf__err_set(err, LF_E_MODEL, "tokenizer.ggml.scores does not hold %u numbers", n);
+    if (types && (types->type != LF_GGUF_ARRAY || types->arr_n != n || !lf__gguf_vtype_size(types->arr_type)))
+        return lf__err_set(err, LF_E_MODEL, "tokenizer.ggml.token_type does not hold %u numbers", n);
 
     lf_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return LF_E_NOMEM;
@@ -132,57 +132,57 @@ lf_status lf_tokenizer_load(const lf_gguf *g, lf_tokenizer **out, lf_err *err) {
     while (t->hash_cap < (uint64_t)n * 2) t->hash_cap *= 2;
     t->hash = malloc(t->hash_cap * sizeof *t->hash);
     if (!t->pieces || !t->lens || !t->scores || !t->types || !t->hash) {
-        lf_tokenizer_free(t);
-        return lf_err_set(err, LF_E_NOMEM, "vocabulary of %u tokens", n);
+        lf__tokenizer_free(t);
+        return lf__err_set(err, LF_E_NOMEM, "vocabulary of %u tokens", n);
     }
     for (uint64_t i = 0; i < t->hash_cap; i++) t->hash[i] = -1;
     for (int b = 0; b < 256; b++) t->byte_tokens[b] = -1;
     uint64_t pos = 0;
     for (uint32_t i = 0; i < n; i++) {
         lf_gguf_str s;
-        if (!lf_gguf_arr_next_str(tokens, &pos, &s) || s.len > 1024) {
-            lf_tokenizer_free(t);
-            return lf_err_set(err, LF_E_MODEL, "token %u is unreadable or longer than 1024 bytes", i);
+        if (!lf__gguf_arr_next_str(tokens, &pos, &s) || s.len > 1024) {
+            lf__tokenizer_free(t);
+            return lf__err_set(err, LF_E_MODEL, "token %u is unreadable or longer than 1024 bytes", i);
         }
         t->pieces[i] = malloc(s.len + 1);
         if (!t->pieces[i]) {
-            lf_tokenizer_free(t);
+            lf__tokenizer_free(t);
             return LF_E_NOMEM;
         }
         memcpy(t->pieces[i], s.ptr, s.len);
         t->pieces[i][s.len] = '\0';
         t->lens[i] = (uint32_t)s.len;
         /* numbers from the file are range-checked before any cast */
-        const double score = scores ? lf_gguf_arr_get_num(scores, i) : 0.0;
+        const double score = scores ? lf__gguf_arr_get_num(scores, i) : 0.0;
         if (!(score >= -FLT_MAX && score <= FLT_MAX)) {
-            lf_tokenizer_free(t);
-            return lf_err_set(err, LF_E_MODEL, "token %u has score %g, not a finite float", i, score);
+            lf__tokenizer_free(t);
+            return lf__err_set(err, LF_E_MODEL, "token %u has score %g, not a finite float", i, score);
         }
         t->scores[i] = (float)score;
         int byte;
         const bool is_byte = tok_parse_byte_piece(t->pieces[i], t->lens[i], &byte);
-        const int type = types ? token_type_of(lf_gguf_arr_get_num(types, i)) : (is_byte ? LF_TOKEN_BYTE : LF_TOKEN_NORMAL);
+        const int type = types ? token_type_of(lf__gguf_arr_get_num(types, i)) : (is_byte ? LF_TOKEN_BYTE : LF_TOKEN_NORMAL);
         if (type < 0) {
-            lf_tokenizer_free(t);
-            return lf_err_set(err, LF_E_MODEL, "token %u has type %g, not an integer in 0..255", i,
-                              lf_gguf_arr_get_num(types, i));
+            lf__tokenizer_free(t);
+            return lf__err_set(err, LF_E_MODEL, "token %u has type %g, not an integer in 0..255", i,
+                              lf__gguf_arr_get_num(types, i));
         }
         t->types[i] = (uint8_t)type;
         if (t->types[i] == LF_TOKEN_BYTE && is_byte) t->byte_tokens[byte] = (lf_token)i;
         /* first occurrence wins for duplicate pieces */
-        if (lf_tokenizer_find(t, t->pieces[i], t->lens[i]) < 0) {
+        if (lf__tokenizer_find(t, t->pieces[i], t->lens[i]) < 0) {
             uint64_t h = hash_piece(t->pieces[i], t->lens[i]) & (t->hash_cap - 1);
             while (t->hash[h] >= 0) h = (h + 1) & (t->hash_cap - 1);
             t->hash[h] = (int32_t)i;
         }
     }
     uint32_t bos, eos, eot;
-    if ((st = lf_gguf_get_u32_or(g, "tokenizer.ggml.bos_token_id", spm ? 1 : UINT32_MAX, &bos, err)) ||
-        (st = lf_gguf_get_u32_or(g, "tokenizer.ggml.eos_token_id", spm ? 2 : UINT32_MAX, &eos, err)) ||
-        (st = lf_gguf_get_u32_or(g, "tokenizer.ggml.eot_token_id", UINT32_MAX, &eot, err)) ||
-        (st = lf_gguf_get_bool_or(g, "tokenizer.ggml.add_bos_token", spm, &t->add_bos, err)) ||
-        (st = lf_gguf_get_bool_or(g, "tokenizer.ggml.add_space_prefix", spm, &t->add_space_prefix, err))) {
-        lf_tokenizer_free(t);
+    if ((st = lf__gguf_get_u32_or(g, "tokenizer.ggml.bos_token_id", spm ? 1 : UINT32_MAX, &bos, err)) ||
+        (st = lf__gguf_get_u32_or(g, "tokenizer.ggml.eos_token_id", spm ? 2 : UINT32_MAX, &eos, err)) ||
+        (st = lf__gguf_get_u32_or(g, "tokenizer.ggml.eot_token_id", UINT32_MAX, &eot, err)) ||
+        (st = lf__gguf_get_bool_or(g, "tokenizer.ggml.add_bos_token", spm, &t->add_bos, err)) ||
+        (st = lf__gguf_get_bool_or(g, "tokenizer.ggml.add_space_prefix", spm, &t->add_space_prefix, err))) {
+        lf__tokenizer_free(t);
         return st;
     }
     t->bos = bos < n ? (lf_token)bos : -1;
@@ -191,34 +191,34 @@ lf_status lf_tokenizer_load(const lf_gguf *g, lf_tokenizer **out, lf_err *err) {
     /* files often name no EOT; llama.cpp then finds it by its text */
     static const char *const end_of_turn[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|end_of_turn|>", "<EOT>"};
     for (size_t k = 0; t->eot < 0 && k < sizeof end_of_turn / sizeof *end_of_turn; k++) {
-        const lf_token id = lf_tokenizer_find(t, end_of_turn[k], strlen(end_of_turn[k]));
+        const lf_token id = lf__tokenizer_find(t, end_of_turn[k], strlen(end_of_turn[k]));
         if (id >= 0 && (t->types[id] == LF_TOKEN_CONTROL || t->types[id] == LF_TOKEN_USER_DEFINED)) t->eot = id;
     }
     lf_gguf_str tmpl;
-    if ((st = lf_gguf_get_str(g, "tokenizer.chat_template", &tmpl, err)) ||
+    if ((st = lf__gguf_get_str(g, "tokenizer.chat_template", &tmpl, err)) ||
         (tmpl.ptr && !(t->chat_template = strndup(tmpl.ptr, tmpl.len)))) {
-        lf_tokenizer_free(t);
+        lf__tokenizer_free(t);
         return st ? st : LF_E_NOMEM;
     }
     t->encode = spm ? tok_spm_encode : tok_bpe_encode;
     if (bpe && (st = tok_bpe_load(g, t, err))) {
-        lf_tokenizer_free(t);
+        lf__tokenizer_free(t);
         return st;
     }
     if ((st = collect_specials(t))) {
-        lf_tokenizer_free(t);
-        return lf_err_set(err, st, "vocabulary of %u tokens", n);
+        lf__tokenizer_free(t);
+        return lf__err_set(err, st, "vocabulary of %u tokens", n);
     }
     *out = t;
     return LF_OK;
 }
 
-uint32_t lf_tokenizer_vocab_size(const lf_tokenizer *t) { return t->n_vocab; }
-lf_token lf_tokenizer_bos(const lf_tokenizer *t) { return t->bos; }
-lf_token lf_tokenizer_eos(const lf_tokenizer *t) { return t->eos; }
-lf_token lf_tokenizer_eot(const lf_tokenizer *t) { return t->eot; }
-bool lf_tokenizer_adds_bos(const lf_tokenizer *t) { return t->add_bos; }
-bool lf_tokenizer_space_prefix(const lf_tokenizer *t) { return t->add_space_prefix; }
+uint32_t lf__tokenizer_vocab_size(const lf_tokenizer *t) { return t->n_vocab; }
+lf_token lf__tokenizer_bos(const lf_tokenizer *t) { return t->bos; }
+lf_token lf__tokenizer_eos(const lf_tokenizer *t) { return t->eos; }
+lf_token lf__tokenizer_eot(const lf_tokenizer *t) { return t->eot; }
+bool lf__tokenizer_adds_bos(const lf_tokenizer *t) { return t->add_bos; }
+bool lf__tokenizer_space_prefix(const lf_tokenizer *t) { return t->add_space_prefix; }
 
 size_t lf_utf8_complete_prefix(const char *p, size_t n) {
     /* look back at most 3 bytes for the lead byte of the last character */
@@ -230,7 +230,7 @@ size_t lf_utf8_complete_prefix(const char *p, size_t n) {
     }
     return n;
 }
-bool lf_tokenizer_is_end(const lf_tokenizer *t, lf_token id) {
+bool lf__tokenizer_is_end(const lf_tokenizer *t, lf_token id) {
     return id >= 0 && (id == t->eos || id == t->eot);
 }
 
@@ -301,7 +301,7 @@ static lf_token next_special(const lf_tokenizer *t, const char *text, size_t len
     return -1;
 }
 
-lf_status lf_tokenizer_encode_ex(const lf_tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
+lf_status lf__tokenizer_encode_ex(const lf_tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
                                  lf_token *out, size_t cap, size_t *n_out) {
     tok_emitter e = {out, cap, 0};
     if (add_bos && t->bos >= 0) tok_emit(&e, t->bos);
@@ -321,22 +321,22 @@ lf_status lf_tokenizer_encode_ex(const lf_tokenizer *t, const char *text, size_t
     return e.n > cap ? LF_E_INVALID_ARG : LF_OK;
 }
 
-lf_status lf_tokenizer_encode(const lf_tokenizer *t, const char *text, size_t len, bool add_bos, lf_token *out,
+lf_status lf__tokenizer_encode(const lf_tokenizer *t, const char *text, size_t len, bool add_bos, lf_token *out,
                               size_t cap, size_t *n_out) {
-    return lf_tokenizer_encode_ex(t, text, len, add_bos, false, out, cap, n_out);
+    return lf__tokenizer_encode_ex(t, text, len, add_bos, false, out, cap, n_out);
 }
 
-const char *lf_tokenizer_raw_piece(const lf_tokenizer *t, lf_token token, uint32_t *len) {
+const char *lf__tokenizer_raw_piece(const lf_tokenizer *t, lf_token token, uint32_t *len) {
     if (token < 0 || (uint32_t)token >= t->n_vocab) return NULL;
     *len = t->lens[token];
     return t->pieces[token];
 }
 
-uint8_t lf_tokenizer_type(const lf_tokenizer *t, lf_token token) {
+uint8_t lf__tokenizer_type(const lf_tokenizer *t, lf_token token) {
     return token >= 0 && (uint32_t)token < t->n_vocab ? t->types[token] : 0;
 }
 
-int lf_tokenizer_piece(const lf_tokenizer *t, lf_token token, char *buf, size_t cap) {
+int lf__tokenizer_piece(const lf_tokenizer *t, lf_token token, char *buf, size_t cap) {
     if (token < 0 || (uint32_t)token >= t->n_vocab) return LF_E_INVALID_ARG;
     const uint8_t type = t->types[token];
     if (type == LF_TOKEN_CONTROL || type == LF_TOKEN_UNUSED) return 0;

@@ -18,36 +18,36 @@ enum lf_token_type {
 /* The public lf_vocab (llmflash.h) is this tokenizer. */
 typedef struct lf_vocab lf_tokenizer;
 
-lf_status lf_tokenizer_load(const lf_gguf *g, lf_tokenizer **out, lf_err *err);
-void lf_tokenizer_free(lf_tokenizer *t);
+lf_status lf__tokenizer_load(const lf_gguf *g, lf_tokenizer **out, lf_err *err);
+void lf__tokenizer_free(lf_tokenizer *t);
 
-uint32_t lf_tokenizer_vocab_size(const lf_tokenizer *t);
-lf_token lf_tokenizer_bos(const lf_tokenizer *t);
-lf_token lf_tokenizer_eos(const lf_tokenizer *t);
-lf_token lf_tokenizer_eot(const lf_tokenizer *t); /* -1 when the vocabulary has none */
+uint32_t lf__tokenizer_vocab_size(const lf_tokenizer *t);
+lf_token lf__tokenizer_bos(const lf_tokenizer *t);
+lf_token lf__tokenizer_eos(const lf_tokenizer *t);
+lf_token lf__tokenizer_eot(const lf_tokenizer *t); /* -1 when the vocabulary has none */
 /* Whether generation stops at this token: EOS or EOT. */
-bool lf_tokenizer_is_end(const lf_tokenizer *t, lf_token id);
+bool lf__tokenizer_is_end(const lf_tokenizer *t, lf_token id);
 /* Whether SentencePiece adds a space before the text (decoders drop it). */
-bool lf_tokenizer_space_prefix(const lf_tokenizer *t);
+bool lf__tokenizer_space_prefix(const lf_tokenizer *t);
 /* tokenizer.ggml.add_bos_token (default: true for SentencePiece, false for BPE). */
-bool lf_tokenizer_adds_bos(const lf_tokenizer *t);
+bool lf__tokenizer_adds_bos(const lf_tokenizer *t);
 /* A token's stored piece (not decoded) and its lf_token_type; NULL / 0 for
  * ids out of range. */
-const char *lf_tokenizer_raw_piece(const lf_tokenizer *t, lf_token token, uint32_t *len);
-uint8_t lf_tokenizer_type(const lf_tokenizer *t, lf_token token);
+const char *lf__tokenizer_raw_piece(const lf_tokenizer *t, lf_token token, uint32_t *len);
+uint8_t lf__tokenizer_type(const lf_tokenizer *t, lf_token token);
 /* Token id of an exact piece, or -1. */
-lf_token lf_tokenizer_find(const lf_tokenizer *t, const char *piece, size_t len);
+lf_token lf__tokenizer_find(const lf_tokenizer *t, const char *piece, size_t len);
 
 /* See lf_tokenize in llmflash.h for the contract. */
-lf_status lf_tokenizer_encode(const lf_tokenizer *t, const char *text, size_t len, bool add_bos,
+lf_status lf__tokenizer_encode(const lf_tokenizer *t, const char *text, size_t len, bool add_bos,
                               lf_token *out, size_t cap, size_t *n_out);
-/* lf_tokenizer_encode, and with parse_special control tokens written in the
+/* lf__tokenizer_encode, and with parse_special control tokens written in the
  * text (such as "<|eot_id|>") become their tokens; without it they are
  * plain text. User-defined tokens are always matched. */
-lf_status lf_tokenizer_encode_ex(const lf_tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
+lf_status lf__tokenizer_encode_ex(const lf_tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
                                  lf_token *out, size_t cap, size_t *n_out);
 /* See lf_token_to_piece. The bytes a token stands for: byte-level BPE pieces
  * map back to raw bytes, which may be part of a UTF-8 character. */
-int lf_tokenizer_piece(const lf_tokenizer *t, lf_token token, char *buf, size_t cap);
+int lf__tokenizer_piece(const lf_tokenizer *t, lf_token token, char *buf, size_t cap);
 
 #endif

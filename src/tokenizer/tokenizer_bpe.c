@@ -67,7 +67,7 @@ static const pre_tokenizer k_pre[] = {
 static const pre_tokenizer *find_pre(lf_gguf_str name) {
     for (size_t i = 0; i < sizeof k_pre / sizeof *k_pre; i++)
         for (int k = 0; k < 4 && k_pre[i].names[k]; k++)
-            if (lf_gguf_str_eq(name, k_pre[i].names[k])) return &k_pre[i];
+            if (lf__gguf_str_eq(name, k_pre[i].names[k])) return &k_pre[i];
     return NULL;
 }
 
@@ -130,17 +130,17 @@ static uint32_t put_utf8(uint32_t cp, char *out) {
 
 lf_status tok_bpe_load(const lf_gguf *g, lf_tokenizer *t, lf_err *err) {
     lf_gguf_str pre_name = {0};
-    lf_status st = lf_gguf_get_str(g, "tokenizer.ggml.pre", &pre_name, err);
+    lf_status st = lf__gguf_get_str(g, "tokenizer.ggml.pre", &pre_name, err);
     if (st) return st;
     const pre_tokenizer *pre = pre_name.ptr ? find_pre(pre_name) : &k_pre[sizeof k_pre / sizeof *k_pre - 1];
     if (!pre)
-        return lf_err_set(err, LF_E_UNSUPPORTED,
+        return lf__err_set(err, LF_E_UNSUPPORTED,
                           "tokenizer.ggml.pre '%.*s' is not supported (llama-bpe, qwen2, gpt-2, starcoder, "
                           "deepseek-llm and default are)",
                           (int)LF_MIN(pre_name.len, (uint64_t)64), pre_name.ptr);
-    const lf_gguf_kv *merges = lf_gguf_find(g, "tokenizer.ggml.merges");
+    const lf_gguf_kv *merges = lf__gguf_find(g, "tokenizer.ggml.merges");
     if (!merges || merges->type != LF_GGUF_ARRAY || merges->arr_type != LF_GGUF_STRING || merges->arr_n > (1u << 24))
-        return lf_err_set(err, LF_E_MODEL, "metadata key 'tokenizer.ggml.merges' is missing or not a string array");
+        return lf__err_set(err, LF_E_MODEL, "metadata key 'tokenizer.ggml.merges' is missing or not a string array");
     lf_bpe *b = calloc(1, sizeof *b);
     if (!b) return LF_E_NOMEM;
     t->bpe = b; /* freed with the tokenizer from here on */
@@ -152,13 +152,13 @@ lf_status tok_bpe_load(const lf_gguf *g, lf_tokenizer *t, lf_err *err) {
     b->merge_cap = 16;
     while (b->merge_cap < (uint64_t)n * 2) b->merge_cap *= 2;
     b->merge_hash = malloc(b->merge_cap * sizeof *b->merge_hash);
-    if (!b->merges || !b->merge_lens || !b->merge_hash) return lf_err_set(err, LF_E_NOMEM, "%u merges", n);
+    if (!b->merges || !b->merge_lens || !b->merge_hash) return lf__err_set(err, LF_E_NOMEM, "%u merges", n);
     for (uint64_t i = 0; i < b->merge_cap; i++) b->merge_hash[i] = -1;
     uint64_t pos = 0;
     for (uint32_t i = 0; i < n; i++) {
         lf_gguf_str s;
-        if (!lf_gguf_arr_next_str(merges, &pos, &s) || s.len > 4096 || !memchr(s.ptr, ' ', s.len))
-            return lf_err_set(err, LF_E_MODEL, "merge %u is unreadable, too long, or not two pieces 'a b'", i);
+        if (!lf__gguf_arr_next_str(merges, &pos, &s) || s.len > 4096 || !memchr(s.ptr, ' ', s.len))
+            return lf__err_set(err, LF_E_MODEL, "merge %u is unreadable, too long, or not two pieces 'a b'", i);
         if (!(b->merges[i] = malloc(s.len + 1))) return LF_E_NOMEM;
         memcpy(b->merges[i], s.ptr, s.len);
         b->merges[i][s.len] = '\0';
@@ -180,7 +180,7 @@ lf_status tok_bpe_load(const lf_gguf *g, lf_tokenizer *t, lf_err *err) {
         if (!b->re[i]) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(code, msg, sizeof msg);
-            return lf_err_set(err, LF_E_UNSUPPORTED, "pre-tokenizer regex %d does not compile (a PCRE2 without Unicode support?) at %zu: %s", i, (size_t)at,
+            return lf__err_set(err, LF_E_UNSUPPORTED, "pre-tokenizer regex %d does not compile (a PCRE2 without Unicode support?) at %zu: %s", i, (size_t)at,
                               (const char *)msg);
         }
         b->n_re = i + 1;
@@ -250,7 +250,7 @@ static lf_status encode_word(const lf_tokenizer *t, const char *w, uint32_t n, t
                              tok_emitter *e) {
     const lf_bpe *b = t->bpe;
     if (b->ignore_merges) {
-        const lf_token id = lf_tokenizer_find(t, w, n);
+        const lf_token id = lf__tokenizer_find(t, w, n);
         if (id >= 0) {
             tok_emit(e, id);
             return LF_OK;
@@ -277,7 +277,7 @@ static lf_status encode_word(const lf_tokenizer *t, const char *w, uint32_t n, t
         if (!queue_pair(b, w, syms, l->prev, g.left, h) || !queue_pair(b, w, syms, g.left, l->next, h)) return LF_E_NOMEM;
     }
     for (int32_t i = 0; i >= 0; i = syms[i].next) {
-        const lf_token id = lf_tokenizer_find(t, w + syms[i].start, syms[i].n);
+        const lf_token id = lf__tokenizer_find(t, w + syms[i].start, syms[i].n);
         if (id >= 0) {
             tok_emit(e, id);
             continue;
@@ -286,7 +286,7 @@ static lf_status encode_word(const lf_tokenizer *t, const char *w, uint32_t n, t
          * vocabulary has them all; a character missing is skipped) */
         for (uint32_t j = syms[i].start; j < syms[i].start + syms[i].n;) {
             const uint32_t cl = (uint8_t)w[j] < 0x80 ? 1 : 2;
-            const lf_token c = lf_tokenizer_find(t, w + j, cl);
+            const lf_token c = lf__tokenizer_find(t, w + j, cl);
             if (c >= 0) tok_emit(e, c);
             j += cl;
         }

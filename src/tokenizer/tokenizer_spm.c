@@ -10,7 +10,7 @@
 static bool try_bigram(const lf_tokenizer *t, const char *text, const tok_symbol *syms, int32_t l, int32_t r, tok_heap *h) {
     if (l < 0 || r < 0) return true;
     const uint32_t size = syms[l].n + syms[r].n;
-    const lf_token id = lf_tokenizer_find(t, text + syms[l].start, size);
+    const lf_token id = lf__tokenizer_find(t, text + syms[l].start, size);
     if (id < 0) return true;
     return tok_heap_push(h, (tok_bigram){t->scores[id], l, r, size});
 }
@@ -70,7 +70,7 @@ lf_status tok_spm_encode(const lf_tokenizer *t, const char *text, size_t len, to
         }
     }
     for (int32_t i = 0; i >= 0; i = syms[i].next) {
-        const lf_token id = lf_tokenizer_find(t, norm + syms[i].start, syms[i].n);
+        const lf_token id = lf__tokenizer_find(t, norm + syms[i].start, syms[i].n);
         if (id >= 0) {
             tok_emit(em, id);
             continue;
@@ -78,7 +78,7 @@ lf_status tok_spm_encode(const lf_tokenizer *t, const char *text, size_t len, to
         for (uint32_t j = 0; j < syms[i].n; j++) {
             const lf_token bt = t->byte_tokens[(uint8_t)norm[syms[i].start + j]];
             /* no byte fallback in this vocabulary: the unknown token, if any */
-            tok_emit(em, bt >= 0 ? bt : lf_tokenizer_find(t, "<unk>", 5) >= 0 ? lf_tokenizer_find(t, "<unk>", 5) : 0);
+            tok_emit(em, bt >= 0 ? bt : lf__tokenizer_find(t, "<unk>", 5) >= 0 ? lf__tokenizer_find(t, "<unk>", 5) : 0);
         }
     }
 out:
