@@ -3,11 +3,14 @@
 # exactly the documented API: every symbol in its dynamic table is declared
 # LF_API in llmflash.h, and the list equals tests/data/abi_symbols.txt, so a
 # symbol that disappears, is renamed or is added without updating the list
-# (and the header's manual) fails here. It also has a soname.
+# (and the header's manual) fails here. It also has a soname. And in the
+# internal library CORE.a, every global lf_ symbol outside the API carries the
+# internal prefix lf__, so API and internals differ at a glance.
 set -u
 lib=$1
 header=$2
 list=$3
+core=${4:-}
 pass=0
 fail=0
 ok() { pass=$((pass + 1)); echo "ok - $1"; }
@@ -26,6 +29,11 @@ if diff -u "$list" "$tmp/exported" >"$tmp/diff"; then
 else
     bad "the exported symbols changed (update tests/data/abi_symbols.txt and the soname if one was removed):"
     cat "$tmp/diff"
+fi
+if [ -n "$core" ]; then
+    nm -g --defined-only "$core" | awk '$2 ~ /^[TDBRW]$/ {print $3}' | grep '^lf_' | grep -v '^lf__' | sort -u >"$tmp/core"
+    unprefixed=$(comm -23 "$tmp/core" "$tmp/declared")
+    if [ -z "$unprefixed" ]; then ok "internal symbols shared between files are lf__-prefixed"; else bad "internal but named like API (use lf__): $unprefixed"; fi
 fi
 if readelf -d "$lib" | grep -q 'SONAME.*libllmflash\.so\.'; then ok "it has a soname: $(readelf -d "$lib" | grep -o 'libllmflash\.so\.[0-9.]*')"; else bad "no soname"; fi
 echo "$pass passed, $fail failed"
