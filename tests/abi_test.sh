@@ -35,6 +35,11 @@ if [ -n "$core" ]; then
     unprefixed=$(comm -23 "$tmp/core" "$tmp/declared")
     if [ -z "$unprefixed" ]; then ok "internal symbols shared between files are lf__-prefixed"; else bad "internal but named like API (use lf__): $unprefixed"; fi
 fi
+# Library messages name parameters, never CLI flags: a string literal in the
+# library's sources (src/cli is the CLI's) must not contain --flag.
+root=$(dirname "$header")/..
+flagged=$(grep -rnE '"[^"]*--[a-z][a-z-]+' "$root/src" "$root/loader" "$root/predictor" --include='*.c' | grep -v '/src/cli/')
+if [ -z "$flagged" ]; then ok "no library message names a CLI flag"; else bad "library messages naming CLI flags: $flagged"; fi
 if readelf -d "$lib" | grep -q 'SONAME.*libllmflash\.so\.'; then ok "it has a soname: $(readelf -d "$lib" | grep -o 'libllmflash\.so\.[0-9.]*')"; else bad "no soname"; fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -48,7 +48,7 @@ check "  the same message" grep -q "out of range" "$tmp/err"
 expect_exit "--dram-budget 0.5 rounds to 0: refused" 2 "$bin" run -m "$m260" --dram-budget 0.5 -n 1
 check "  says it rounds to 0" grep -q "rounds to 0" "$tmp/err"
 expect_exit "a budget on a plain GGUF is refused, not ignored" 1 "$bin" run -m "$m260" --dram-budget 1G -n 1
-check "  and says to convert first" grep -q "convert it first" "$tmp/err"
+check "  and says to convert first" grep -q "convert it to a flash file first" "$tmp/err"
 long=$(printf 'the cat sat on the mat %.0s' $(seq 40))
 start=$(date +%s)
 expect_exit "a prompt longer than the context fails up front" 1 "$bin" run -m "$m260" -c 16 -p "$long" -n 4

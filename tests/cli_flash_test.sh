@@ -60,7 +60,7 @@ check "says LF_E_BUDGET and what is needed" grep -q "LF_E_BUDGET.*\|needs .* byt
 expect_exit "mmap mode on a compressed flash file" 1 "$bin" run -m "$tmp/f.gguf" --mode mmap -n 5
 check "says it needs an uncompressed file" grep -q "uncompressed" "$tmp/err"
 expect_exit "stream mode on a plain GGUF" 1 "$bin" run -m "$models/stories260K.gguf" --mode stream -n 5
-check "says to convert" grep -q "llmflash convert" "$tmp/err"
+check "says to convert" grep -q "convert .* first" "$tmp/err"
 expect_exit "bad --mode" 2 "$bin" run -m "$tmp/f.gguf" --mode turbo
 expect_exit "bad --predictor" 2 "$bin" run -m "$tmp/f.gguf" --predictor magic
 expect_exit "bad --dram-budget" 2 "$bin" run -m "$tmp/f.gguf" --dram-budget lots

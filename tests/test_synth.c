@@ -118,12 +118,12 @@ Test(synth, out_of_reach_knobs_are_refused_with_the_range) {
     char err[256];
     p.temporal = 4.9; /* more than independent tokens give */
     cr_assert_eq(lf_synth_predict_activity(&p, &a, err, sizeof err), LF_E_INVALID_ARG);
-    cr_assert(strstr(err, "--temporal") && strstr(err, "times one token's set"), "%s", err);
+    cr_assert(strstr(err, "temporal") && strstr(err, "times one token's set"), "%s", err);
     p.temporal = 2.0;
     p.sparsity = 0.3;
     p.hot = 0.9; /* 70% active: the top fifth cannot carry 90% */
     cr_assert_eq(lf_synth_predict_activity(&p, &a, err, sizeof err), LF_E_INVALID_ARG);
-    cr_assert(strstr(err, "--hot") && strstr(err, "at most"), "%s", err);
+    cr_assert(strstr(err, "hot") && strstr(err, "at most"), "%s", err);
     p = shape("tiny");
     p.hot = 0.5; /* without --sparsity */
     cr_assert_eq(lf_synth_write("/tmp/lf_test_synth_never.gguf", &p, err, sizeof err), LF_E_INVALID_ARG);

@@ -35,6 +35,10 @@ bool cli_opt_seen(const cli_opt *opts, size_t n_opts, const void *dst);
 /* Parses sizes like 512M, 4G, 1.5GiB. */
 bool cli_parse_size(const char *s, uint64_t *out);
 void cli_format_bytes(uint64_t bytes, char *buf, size_t cap);
+/* What a command-line user can do about a library error, as a suffix for
+ * its message ("; give --force to overwrite"), or "": the library's
+ * messages name its parameters, never the flags that set them. */
+const char *cli_hint(lf_status st);
 
 /* Progress of a long write (synth, convert): a bar on a terminal, a line
  * every 10% otherwise, nothing when quiet. Init also installs SIGINT,

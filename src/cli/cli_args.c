@@ -191,3 +191,11 @@ bool cli_progress_update(void *user, uint64_t done, uint64_t total) {
     p->last_pct = pct;
     return !g_stop_requested;
 }
+
+const char *cli_hint(lf_status st) {
+    switch (st) {
+    case LF_E_EXISTS: return "; give --force to overwrite";
+    case LF_E_BUDGET: return "; raise --dram-budget";
+    default: return "";
+    }
+}

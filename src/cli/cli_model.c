@@ -116,7 +116,7 @@ bool cli_trace_finish(const char *cmd, lf_trace *trace, const char *path, bool r
     if (!trace) return true;
     char err[512];
     const lf_status st = run_ok ? lf_trace_write(trace, path, err, sizeof err) : LF_OK;
-    if (st) fprintf(stderr, "llmflash %s: cannot write the trace: %s (%s)\n", cmd, err, lf_strerror(st));
+    if (st) fprintf(stderr, "llmflash %s: cannot write the trace: %s (%s)%s\n", cmd, err, lf_strerror(st), cli_hint(st));
     else if (run_ok) fprintf(stderr, "llmflash: trace of %llu events written to %s\n",
                              (unsigned long long)lf_trace_event_count(trace), path);
     lf_trace_destroy(trace);

@@ -52,14 +52,14 @@ int cmd_bench(int argc, char **argv) {
     lf_session *s = NULL;
     lf_status st = lf_model_open(model_path, &mp, &m, err, sizeof err);
     if (st) {
-        fprintf(stderr, "llmflash bench: cannot open %s: %s (%s)\n", model_path, err, lf_strerror(st));
+        fprintf(stderr, "llmflash bench: cannot open %s: %s (%s)%s\n", model_path, err, lf_strerror(st), cli_hint(st));
         cli_trace_finish("bench", sp.trace, mo.trace_path, false);
         return CLI_EXIT_RUNTIME;
     }
 
     sp.n_ctx = (uint32_t)(n_tokens + warmup + n_prompt + 1);
     if ((st = lf_session_create(m, &sp, &s, err, sizeof err))) {
-        fprintf(stderr, "llmflash bench: %s (%s)\n", err, lf_strerror(st));
+        fprintf(stderr, "llmflash bench: %s (%s)%s\n", err, lf_strerror(st), cli_hint(st));
         lf_model_close(m);
         cli_trace_finish("bench", sp.trace, mo.trace_path, false);
         return CLI_EXIT_RUNTIME;

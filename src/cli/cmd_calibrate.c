@@ -101,7 +101,7 @@ int cmd_calibrate(int argc, char **argv) {
     const lf_status rc = lf_calibrate(model_path, text, len, out, &p, &st, err, sizeof err);
     free(text);
     if (rc) {
-        fprintf(stderr, "llmflash calibrate: %s (%s)\n", err, lf_strerror(rc));
+        fprintf(stderr, "llmflash calibrate: %s (%s)%s\n", err, lf_strerror(rc), cli_hint(rc));
         return rc == LF_E_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
     }
     char b[32];

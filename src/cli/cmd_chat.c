@@ -232,7 +232,7 @@ int cmd_chat(int argc, char **argv) {
     char *line = NULL;
     lf_status st = lf_model_open(model_path, &mp, &c.model, err, sizeof err);
     if (st) {
-        fprintf(stderr, "llmflash chat: cannot open %s: %s (%s)\n", model_path, err, lf_strerror(st));
+        fprintf(stderr, "llmflash chat: cannot open %s: %s (%s)%s\n", model_path, err, lf_strerror(st), cli_hint(st));
         cli_trace_finish("chat", sp.trace, mo.trace_path, false);
         return CLI_EXIT_RUNTIME;
     }
@@ -256,7 +256,7 @@ int cmd_chat(int argc, char **argv) {
         goto out;
     }
     if ((st = lf_session_create(c.model, &sp, &c.sess, err, sizeof err))) {
-        fprintf(stderr, "llmflash chat: %s (%s)\n", err, lf_strerror(st));
+        fprintf(stderr, "llmflash chat: %s (%s)%s\n", err, lf_strerror(st), cli_hint(st));
         goto out;
     }
     if ((st = lf_sampler_create(&smp, &c.sampler))) {

@@ -78,7 +78,7 @@ int cmd_convert(int argc, char **argv) {
     lf_convert_stats st;
     const lf_status rc = lf_convert(pos[0], pos[1], &p, &st, err, sizeof err);
     if (rc) {
-        fprintf(stderr, "llmflash convert: %s (%s)\n", err, lf_strerror(rc));
+        fprintf(stderr, "llmflash convert: %s (%s)%s\n", err, lf_strerror(rc), cli_hint(rc));
         return rc == LF_E_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
     }
     char in_b[32], out_b[32], rss[32];
@@ -110,7 +110,7 @@ int cmd_verify(int argc, char **argv) {
     uint64_t groups = 0;
     const lf_status rc = lf_verify(pos[0], &groups, err, sizeof err);
     if (rc) {
-        fprintf(stderr, "llmflash verify: %s: %s (%s)\n", pos[0], err, lf_strerror(rc));
+        fprintf(stderr, "llmflash verify: %s: %s (%s)%s\n", pos[0], err, lf_strerror(rc), cli_hint(rc));
         return rc == LF_E_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
     }
     printf("%s: OK (header, tensors and %llu bundle groups)\n", pos[0], (unsigned long long)groups);

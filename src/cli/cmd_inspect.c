@@ -48,7 +48,7 @@ static int describe_file(const char *path, const char *why, lf_status why_st, bo
     lf_gguf_file *f;
     lf_status st = lf_gguf_file_open(path, &f, err, sizeof err);
     if (st) {
-        fprintf(stderr, "llmflash inspect: cannot open %s (%s)\n", err, lf_strerror(st));
+        fprintf(stderr, "llmflash inspect: cannot open %s (%s)%s\n", err, lf_strerror(st), cli_hint(st));
         return CLI_EXIT_RUNTIME;
     }
     char b[32], val[512];
@@ -112,7 +112,7 @@ int cmd_inspect(int argc, char **argv) {
     if (st == LF_E_UNSUPPORTED) st = lf_model_open(pos[0], NULL, &m, err, sizeof err);
     if (st == LF_E_UNSUPPORTED || st == LF_E_MODEL) return describe_file(pos[0], err, st, no_tensors);
     if (st) {
-        fprintf(stderr, "llmflash inspect: cannot open %s: %s (%s)\n", pos[0], err, lf_strerror(st));
+        fprintf(stderr, "llmflash inspect: cannot open %s: %s (%s)%s\n", pos[0], err, lf_strerror(st), cli_hint(st));
         return CLI_EXIT_RUNTIME;
     }
     lf_model_info in;

@@ -10,7 +10,7 @@ static int run_one(const char *path, const lf_iobench_params *p, lf_iobench_resu
     char err[512];
     const lf_status st = lf_iobench(path, p, r, err, sizeof err);
     if (st) {
-        fprintf(stderr, "llmflash iobench: %s (%s)\n", err, lf_strerror(st));
+        fprintf(stderr, "llmflash iobench: %s (%s)%s\n", err, lf_strerror(st), cli_hint(st));
         return st == LF_E_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
     }
     return CLI_EXIT_OK;

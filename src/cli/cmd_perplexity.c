@@ -55,13 +55,13 @@ int cmd_perplexity(int argc, char **argv) {
     int rc = CLI_EXIT_RUNTIME;
     lf_status st = lf_model_open(model_path, &mp, &m, err, sizeof err);
     if (st) {
-        fprintf(stderr, "llmflash perplexity: cannot open %s: %s (%s)\n", model_path, err, lf_strerror(st));
+        fprintf(stderr, "llmflash perplexity: cannot open %s: %s (%s)%s\n", model_path, err, lf_strerror(st), cli_hint(st));
         goto out;
     }
 
     sp.n_ctx = (uint32_t)chunk + 1;
     if ((st = lf_session_create(m, &sp, &s, err, sizeof err))) {
-        fprintf(stderr, "llmflash perplexity: %s (%s)\n", err, lf_strerror(st));
+        fprintf(stderr, "llmflash perplexity: %s (%s)%s\n", err, lf_strerror(st), cli_hint(st));
         goto out;
     }
     size_t n_tok = 0;

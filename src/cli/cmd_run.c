@@ -152,7 +152,7 @@ int cmd_run(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     lf_status st = lf_model_open(model_path, &mp, &model, err, sizeof err);
     if (st) {
-        fprintf(stderr, "llmflash run: cannot open %s: %s (%s)\n", model_path, err, lf_strerror(st));
+        fprintf(stderr, "llmflash run: cannot open %s: %s (%s)%s\n", model_path, err, lf_strerror(st), cli_hint(st));
         free(prompt_buf);
         cli_trace_finish("run", sp.trace, mo.trace_path, false);
         return CLI_EXIT_RUNTIME;
@@ -160,7 +160,7 @@ int cmd_run(int argc, char **argv) {
     sp.window = (uint32_t)window;
     sp.split = strcmp(split, "measured") == 0 ? LF_SPLIT_MEASURED : LF_SPLIT_EVEN;
     if ((st = lf_session_create(model, &sp, &sess, err, sizeof err))) {
-        fprintf(stderr, "llmflash run: %s (%s)\n", err, lf_strerror(st));
+        fprintf(stderr, "llmflash run: %s (%s)%s\n", err, lf_strerror(st), cli_hint(st));
         goto out;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -125,7 +125,7 @@ int cmd_synth(int argc, char **argv) {
     p.progress_user = &ps;
     const lf_status st = lf_synth_write(out, &p, err, sizeof err);
     if (st) {
-        fprintf(stderr, "llmflash synth: %s (%s)\n", err, lf_strerror(st));
+        fprintf(stderr, "llmflash synth: %s (%s)%s\n", err, lf_strerror(st), cli_hint(st));
         return st == LF_E_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
     }
     if (!quiet) {

@@ -90,7 +90,7 @@ int cmd_tokenize(int argc, char **argv) {
     lf_vocab *v;
     lf_status st = lf_vocab_open(model, &v, err, sizeof err);
     if (st) {
-        fprintf(stderr, "llmflash tokenize: cannot open the tokenizer of %s (%s)\n", err, lf_strerror(st));
+        fprintf(stderr, "llmflash tokenize: cannot open the tokenizer of %s (%s)%s\n", err, lf_strerror(st), cli_hint(st));
         free(text);
         return CLI_EXIT_RUNTIME;
     }

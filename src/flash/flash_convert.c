@@ -157,7 +157,7 @@ static lf_status read_source(conv *c) {
     L->group = L->compression == LF_COMPRESS_NONE ? 1 : (c->p->group ? c->p->group : 16);
     L->stride = L->compression == LF_COMPRESS_NONE ? lf__bundle_stride(L->record_bytes, c->p->packed) : L->record_bytes;
     if (L->record_bytes > UINT32_MAX / 2 || (uint64_t)L->group * L->record_bytes > (1u << 30))
-        return lf__err_set(err, LF_E_INVALID_ARG, "--group %u of %" PRIu64 "-byte records is too large", L->group,
+        return lf__err_set(err, LF_E_INVALID_ARG, "a group of %u %" PRIu64 "-byte records is too large", L->group,
                           L->record_bytes);
     c->n_groups = (c->n_ff + L->group - 1) / L->group;
     return LF_OK;
@@ -727,13 +727,13 @@ lf_status lf__flash_reorder(const char *in_path, const char *out_path, const uin
     if ((st = lf__open_input(in_path, 0, &c.in_fd, &size, err))) goto done;
     if ((st = lf__gguf_read_fd(c.in_fd, size, &c.in, err))) goto done;
     if (!lf__flash_detect(c.in)) {
-        st = lf__err_set(err, LF_E_INVALID_ARG, "%s is not a flash file (llmflash convert)", in_path);
+        st = lf__err_set(err, LF_E_INVALID_ARG, "%s is not a flash file", in_path);
         goto done;
     }
     if ((st = lf__flash_open(c.in, c.in_fd, &fl, err))) goto done;
     if (fl->layout.compression != LF_COMPRESS_NONE) {
         st = lf__err_set(err, LF_E_UNSUPPORTED, "placement reorders single neurons: %s is compressed in groups "
-                        "(convert it with --compress none)", in_path);
+                        "(convert it without compression)", in_path);
         goto done;
     }
     c.n_embd = fl->n_embd;

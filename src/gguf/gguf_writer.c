@@ -268,7 +268,7 @@ lf_status lf__outfile_open(lf_outfile *f, const char *path, bool force, lf_err *
     f->force = force;
     struct stat sb;
     if (!force && lstat(path, &sb) == 0)
-        return lf__err_set(err, LF_E_EXISTS, "%s exists (use --force to overwrite)", path);
+        return lf__err_set(err, LF_E_EXISTS, "%s exists (overwriting was not asked for)", path);
     /* forced: only a regular file is replaced, never a device, FIFO,
      * directory or symbolic link that happens to have the name */
     if (force && lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode))

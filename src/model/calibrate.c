@@ -272,7 +272,7 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
         goto out;
     }
     if (!m->flash) {
-        st = lf__err_set(&err, LF_E_INVALID_ARG, "%s is a plain GGUF: calibrate a flash file (llmflash convert)", model_path);
+        st = lf__err_set(&err, LF_E_INVALID_ARG, "%s is a plain GGUF: calibrate a flash file", model_path);
         goto out;
     }
     size_t n_tok = 0;
@@ -301,7 +301,7 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     if (p.reorder_path) {
         if (m->flash->layout.compression != LF_COMPRESS_NONE) {
             st = lf__err_set(&err, LF_E_UNSUPPORTED, "placement reorders single neurons: %s is compressed in groups "
-                            "(convert it with --compress none)", model_path);
+                            "(convert it without compression)", model_path);
             goto out;
         }
         if (!(orders = calloc(n_layer, sizeof *orders))) {

@@ -317,7 +317,7 @@ static lf_status open_predictor(lf_ffn_engine *f, const char *given, bool lookah
     lf_status st = lf__predictor_load(path, f->m, lookahead, &set, &f->err);
     if (st == LF_E_IO)
         st = lf__err_set(&f->err, LF_E_INVALID_ARG, "no predictor for %s at %s (%s): calibrate the model first "
-                        "(llmflash calibrate)", f->m->path, path, f->err.msg);
+                        "(lf_calibrate)", f->m->path, path, f->err.msg);
     if (!st) st = lf__mask_predictor_create(f->m->flash, f->m->kernels, f->pool, &set, &f->mask_src, &f->err);
     if (!st) lf__log(&f->m->log, LF_LOG_INFO, "predictor: %s", path);
     free(path);

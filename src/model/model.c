@@ -671,8 +671,8 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         goto fail;
     }
     if (m->mode != LF_MODE_MMAP && m->mode != LF_MODE_RAM && !m->flash) {
-        st = lf__err_set(&m->err, LF_E_INVALID_ARG, "%s mode reads FFN bundles from a flash file; convert %s first "
-                        "(llmflash convert)", lf_mode_name(m->mode), path);
+        st = lf__err_set(&m->err, LF_E_INVALID_ARG, "%s mode reads FFN bundles from a flash file; convert %s to one "
+                        "first", lf_mode_name(m->mode), path);
         goto fail;
     }
     if (m->unbundled_reads && (m->mode == LF_MODE_MMAP || m->flash->layout.compression != LF_COMPRESS_NONE)) {
@@ -684,7 +684,7 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         st = m->flash ? lf__err_set(&m->err, LF_E_INVALID_ARG, "a DRAM budget cannot be enforced in mmap mode, where the "
                                    "page cache decides; use stream, naive or hybrid mode, or cap mmap with a cgroup")
                       : lf__err_set(&m->err, LF_E_INVALID_ARG, "a DRAM budget needs a flash file, whose FFN can be "
-                                   "streamed; %s is a plain GGUF: convert it first (llmflash convert)", path);
+                                   "streamed; %s is a plain GGUF: convert it to a flash file first", path);
         goto fail;
     }
     if (m->mode == LF_MODE_MMAP && m->flash && m->flash->layout.compression != LF_COMPRESS_NONE) {
@@ -718,7 +718,7 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         if (m->dram_budget && need > m->dram_budget) {
             st = lf__err_set(&m->err, LF_E_BUDGET, "the resident part of %s (embeddings, attention, norms, bundle index) "
                             "needs %" PRIu64 " bytes (%.1f MiB) but the budget is %" PRIu64 " bytes (%.1f MiB); raise "
-                            "--dram-budget or use a smaller quant type", path, need, (double)need / 1048576.0,
+                            "the budget or use a smaller quant type", path, need, (double)need / 1048576.0,
                             m->dram_budget, (double)m->dram_budget / 1048576.0);
             goto fail;
         }

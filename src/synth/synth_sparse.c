@@ -200,7 +200,7 @@ static void simulate(lf_sparse_design *sd, sim *S, double share) {
 
 lf_status lf__sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
     if (!(sd->sparsity > 0.0 && sd->sparsity < 1.0))
-        return lf__err_set(err, LF_E_INVALID_ARG, "--sparsity must lie between 0 and 1 (got %g)", sd->sparsity);
+        return lf__err_set(err, LF_E_INVALID_ARG, "sparsity must lie between 0 and 1 (got %g)", sd->sparsity);
     double lo = 0.0, hi = 12.0;
     const double reach = freq_fit(sd, hi);
     if (sd->hot == 0.0) { /* 0.8 at sparsity 1, uniform at 0, and within reach */
@@ -208,9 +208,9 @@ lf_status lf__sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
         if (sd->hot > 0.2 + 0.9 * (reach - 0.2)) sd->hot = 0.2 + 0.9 * (reach - 0.2);
     }
     if (!(sd->hot >= 0.2 && sd->hot < 1.0))
-        return lf__err_set(err, LF_E_INVALID_ARG, "--hot must lie in [0.2, 1): the share of activations on 20%% of the neurons");
+        return lf__err_set(err, LF_E_INVALID_ARG, "hot must lie in [0.2, 1): the share of activations on 20%% of the neurons");
     if (sd->hot > reach - 1e-3)
-        return lf__err_set(err, LF_E_INVALID_ARG, "--hot %.3f is out of reach at --sparsity %.3f: at most %.3f", sd->hot,
+        return lf__err_set(err, LF_E_INVALID_ARG, "hot %.3f is out of reach at sparsity %.3f: at most %.3f", sd->hot,
                           sd->sparsity, reach - 1e-3);
     for (int it = 0; it < 60; it++) {
         const double mid = 0.5 * (lo + hi);
@@ -257,7 +257,7 @@ lf_status lf__sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
         const double least = sd->pred_union5;
         if (sd->temporal > most || sd->temporal < least) {
             st = lf__err_set(err, LF_E_INVALID_ARG,
-                            "--temporal %.2f is out of reach at --sparsity %.3f --hot %.3f: the 5-token union can be %.2f to %.2f times one token's set",
+                            "temporal %.2f is out of reach at sparsity %.3f and hot %.3f: the 5-token union can be %.2f to %.2f times one token's set",
                             sd->temporal, sd->sparsity, sd->hot, least, most);
             goto out;
         }
