@@ -135,6 +135,49 @@ typedef enum lf_compression {
 LF_API lf_status lf_compression_from_name(const char *name, lf_compression *c, int *level);
 
 /* ------------------------------------------------------------------------ */
+/* Thread pools                                                              */
+/* ------------------------------------------------------------------------ */
+/* The compute threads of sessions (and FFN hooks). By default each session
+ * starts its own; an engine may instead give sessions one pool of llmflash's
+ * to share, or its own pool behind a small function table. */
+typedef struct lf_threadpool lf_threadpool;
+
+/* One data-parallel job: part ith of nth, for ith in [0, nth). */
+typedef void (*lf_parallel_fn)(void *ctx, int ith, int nth);
+
+/* An engine's own pool, as llmflash calls it. */
+typedef struct lf_threadpool_ops {
+    /* The number of parts every job is split into (>= 1), constant for the
+     * pool's life. */
+    int (*n_threads)(void *user);
+    /* Calls fn(ctx, i, n) once for every i in [0, n), n = n_threads(user),
+     * in parallel as the pool sees fit (the calling thread may take a part),
+     * and returns when all have returned. Jobs are short (microseconds to
+     * milliseconds, hundreds per token): a pool that sleeps between them
+     * costs a wake-up each. It is called from the threads that drive the
+     * sessions using the pool: with several such threads, run must accept
+     * concurrent calls (or the engine must not share it). */
+    void (*run)(void *user, lf_parallel_fn fn, void *ctx);
+} lf_threadpool_ops;
+
+/* Creates a pool of n_threads (0: one per core; at most 8 per core:
+ * LF_E_INVALID_ARG above) that several sessions may share: jobs from
+ * different threads take turns, so sessions sharing it never run more
+ * compute threads than it has. Its workers spin about 50 us after a job,
+ * then sleep. LF_E_INVALID_ARG (out NULL, n_threads out of range),
+ * LF_E_NOMEM (a thread could not start; *out is NULL). Thread-safe. */
+LF_API lf_status lf_threadpool_create(int n_threads, lf_threadpool **out);
+/* Wraps an engine's pool: ops is copied, user is passed to it and must
+ * outlive the wrapper. llmflash starts no thread for it. LF_E_INVALID_ARG
+ * (a NULL function, n_threads() outside [1, 8 per core]), LF_E_NOMEM. */
+LF_API lf_status lf_threadpool_wrap(const lf_threadpool_ops *ops, void *user, lf_threadpool **out);
+/* Stops and frees a pool (NULL is fine). No session or FFN hook may still
+ * use it: destroy them first. */
+LF_API void lf_threadpool_destroy(lf_threadpool *pool);
+/* Parts a job is split into; 0 for NULL. Thread-safe. */
+LF_API int lf_threadpool_size(const lf_threadpool *pool);
+
+/* ------------------------------------------------------------------------ */
 /* Model                                                                     */
 /* ------------------------------------------------------------------------ */
 /* How flash reads are issued. */
@@ -565,6 +608,19 @@ typedef struct lf_session_params {
      * writes and destroys it after the session is destroyed. Several
      * sessions may share one trace: each gets its own tracks. */
     lf_trace *trace;
+    /* Compute threads: a pool the session borrows (lf_threadpool_create or
+     * _wrap; it must outlive the session), n_threads then ignored. NULL
+     * (the default): the session starts its own pool of n_threads. */
+    lf_threadpool *threadpool;
+    /* Messages of this session (NULL: the model's callback). */
+    lf_log_fn log;
+    void *log_user;
+    /* Checked before every layer of every batch on the evaluating thread;
+     * returning true stops lf_session_eval (and generate) with
+     * LF_E_INTERRUPTED, as a failed batch: reads in flight are waited for,
+     * the batch is not evaluated and may be run again. NULL: never. */
+    bool (*abort_cb)(void *user);
+    void *abort_user;
 } lf_session_params;
 
 #define LF_DEFAULT_BATCH 64
@@ -615,8 +671,15 @@ LF_API lf_status lf_session_eval(lf_session *session, const lf_token *tokens, si
 LF_API const float *lf_session_logits(const lf_session *session);
 /* Tokens evaluated so far (the next position). */
 LF_API uint32_t lf_session_position(const lf_session *session);
-/* Forgets the sequence; the next eval starts at position 0. */
+/* Forgets the sequence; the next eval starts at position 0. NULL is a no-op. */
 LF_API void lf_session_reset(lf_session *session);
+/* Forgets the tokens from position pos on, keeping the first pos in the KV
+ * cache, so that an engine can rewind (a rejected draft, an edited turn):
+ * the next eval runs at position pos. Logits are unavailable until then.
+ * The neuron cache is kept (it holds weights, not state). LF_E_INVALID_ARG
+ * when session is NULL or pos is beyond lf_session_position(); the session
+ * is then unchanged. */
+LF_API lf_status lf_session_truncate(lf_session *session, uint32_t pos);
 
 /* What a session did, cumulative since creation or the last
  * lf_session_reset_stats() (lf_session_reset does not clear them). Every
@@ -758,6 +821,107 @@ typedef struct lf_generate_stats {
  * Other errors are lf_session_eval's. params and stats may be NULL. */
 LF_API lf_status lf_session_generate(lf_session *session, lf_sampler *sampler, const char *prompt,
                               const lf_generate_params *params, lf_generate_stats *stats);
+
+/* ------------------------------------------------------------------------ */
+/* The FFN hook: llmflash's streamed FFN inside an engine's forward pass      */
+/* ------------------------------------------------------------------------ */
+/* An engine that runs attention itself can still take its FFNs from a flash
+ * file through llmflash's mask source (predictor), windowed neuron cache
+ * and loader. Per layer it passes the FFN's input, the residual stream
+ * after the layer's ffn_norm (n tokens of n_embd floats), and gets the
+ * FFN's output, which it adds to its residual stream itself:
+ *
+ *     for each layer l:  attention(l) ...;  rmsnorm(x, ffn_norm[l], xn);
+ *                        lf_ffn_forward(ffn, l, xn, n, y);  x += y;
+ *
+ * A pass over the layers is one batch of n tokens: it begins when a layer
+ * at or below the last one computed is asked for (layer 0 of the next
+ * token), so the window counts tokens without the engine saying so. Every
+ * call of one pass must give the same n.
+ *
+ * Units: the engine reads and caches FFN "units": single neurons in an
+ * uncompressed flash file, groups of lf_ffn_group_size() neurons in a
+ * compressed one. A mask hook names units.
+ *
+ * Threading and lifetime: an lf_ffn is used by one thread at a time (like a
+ * session), computes on its own or a borrowed thread pool, and its own I/O
+ * thread reads. The model must outlive it; several hooks and sessions may
+ * share one model and its budget. */
+typedef struct lf_ffn lf_ffn;
+
+/* An engine's own choice of units (its own predictor, a router). */
+typedef struct lf_ffn_mask_hook {
+    /* false: the units do not depend on the layer's input, and select may
+     * be called with x NULL (from lf_ffn_prefetch without x) */
+    bool needs_input;
+    /* Writes the units layer `layer` needs for the n tokens x (n, n_embd) to
+     * units, in strictly ascending order, each below lf_ffn_units(); returns
+     * how many (at most lf_ffn_units()). Called on the thread that calls
+     * lf_ffn_prefetch/forward. A set out of order or range makes that call
+     * fail with LF_E_INVALID_ARG. */
+    uint32_t (*select)(void *user, uint32_t layer, const float *x, size_t n, uint32_t *units);
+    void *user;
+} lf_ffn_mask_hook;
+
+typedef struct lf_ffn_params {
+    uint32_t window;        /* stream mode: keep units used by the last `window` tokens (0: 5) */
+    lf_mask_source mask;    /* all, oracle or predictor, as in lf_session_params */
+    const char *predictor_path; /* LF_MASK_PREDICTOR: the file (NULL: the model's path + ".predictor") */
+    bool lookahead;         /* LF_MASK_PREDICTOR: the file's lookahead predictors */
+    lf_cache_split split;
+    /* Set: the engine's units instead of mask (copied; user must outlive the hook). */
+    const lf_ffn_mask_hook *mask_hook;
+    uint32_t max_batch;     /* tokens per pass, at most (0: 1; at most LF_MAX_BATCH) */
+    /* Bytes of the model's dram_budget it takes: its buffers plus its neuron
+     * cache (0: all that is left). Ignored without a budget. */
+    uint64_t budget_bytes;
+    int n_threads;          /* 0: the model's */
+    lf_threadpool *threadpool; /* borrowed (must outlive the hook); NULL: its own of n_threads */
+    lf_log_fn log;          /* NULL: the model's */
+    void *log_user;
+    lf_trace *trace;        /* records its spans and reads (NULL: off) */
+} lf_ffn_params;
+
+LF_API lf_ffn_params lf_ffn_default_params(void);
+/* Creates an FFN hook on a flash model opened in stream, naive, hybrid or
+ * mmap mode (a plain GGUF has no streamed FFN: LF_E_INVALID_ARG), taking its
+ * part of the model's budget ledger. Errors: LF_E_INVALID_ARG (NULL model or
+ * out, bad params), LF_E_BUDGET (it does not fit what is left, with the
+ * bytes needed), LF_E_NOMEM, and the read errors of what it keeps resident
+ * (hybrid's pinned part, the oracle's copy, the predictor file). On failure
+ * *out is NULL and errbuf (may be NULL) says why. Thread-safe with respect
+ * to other hooks and sessions on the model. */
+LF_API lf_status lf_ffn_create(lf_model *model, const lf_ffn_params *params, lf_ffn **out, char *errbuf,
+                               size_t errcap);
+/* Waits for its reads in flight, gives its budget back and frees it. NULL is a no-op. */
+LF_API void lf_ffn_destroy(lf_ffn *ffn);
+/* Detail of its last error; "" if none (or for NULL). Valid until the next call on it. */
+LF_API const char *lf_ffn_errmsg(const lf_ffn *ffn);
+/* Units per layer (0 for NULL). */
+LF_API uint32_t lf_ffn_units(const lf_ffn *ffn);
+/* Neurons per unit: 1 in an uncompressed flash file (0 for NULL). */
+LF_API uint32_t lf_ffn_group_size(const lf_ffn *ffn);
+/* Starts layer `layer`'s prediction and reads for the n tokens x (n, n_embd)
+ * without waiting for them, so that they overlap the engine's attention. x
+ * may be NULL before the layer's input is known: that is enough for a mask
+ * source that does not need it (LF_MASK_ALL, a hook without needs_input)
+ * and a no-op otherwise. Idempotent per layer and pass. Errors:
+ * LF_E_INVALID_ARG (NULL ffn, layer out of range, n 0 or above max_batch
+ * or unlike the pass's), the read errors as in lf_ffn_forward. */
+LF_API lf_status lf_ffn_prefetch(lf_ffn *ffn, uint32_t layer, const float *x, size_t n);
+/* Writes layer `layer`'s FFN output for the n tokens x (n, n_embd) into y
+ * (n, n_embd; the caller's, not aliasing x), prefetching first if needed.
+ * Errors: LF_E_INVALID_ARG (as for prefetch, x or y NULL, a mask hook's
+ * bad set), LF_E_IO, LF_E_CORRUPT (a checksum), LF_E_TRUNCATED, LF_E_NOMEM.
+ * After a failure y is undefined, every read in flight has been waited for
+ * and no unit whose read was not confirmed stays cached: the call may be
+ * retried. */
+LF_API lf_status lf_ffn_forward(lf_ffn *ffn, uint32_t layer, const float *x, size_t n, float *y);
+/* Its counters, as a session's (compute_ms is the time in lf_ffn_forward and
+ * prefetch; the KV-cache and attention parts are 0). LF_E_INVALID_ARG for NULL. */
+LF_API lf_status lf_ffn_get_stats(const lf_ffn *ffn, lf_session_stats *out);
+/* Counters of one layer. LF_E_INVALID_ARG for NULL or a layer out of range. */
+LF_API lf_status lf_ffn_layer_stats(const lf_ffn *ffn, uint32_t layer, lf_layer_stats *out);
 
 /* ------------------------------------------------------------------------ */
 /* Synthetic models: llama-architecture GGUF files with seeded random weights */

@@ -72,6 +72,8 @@ if [ -f "$shared/models/stories260K.gguf" ]; then
     # the pread back-end: TSan cannot see the ordering io_uring's rings give (see multi_session.c)
     step "two sessions under TSan" env LLMFLASH_IO=pread TSAN_OPTIONS=halt_on_error=1 \
         ./build-tsan/tests/multi_session "$tsan_model" $((8 << 20)) 2 24
+    step "two sessions on one shared thread pool under TSan" env LLMFLASH_IO=pread TSAN_OPTIONS=halt_on_error=1 \
+        ./build-tsan/tests/multi_session "$tsan_model" $((8 << 20)) 2 24 shared-pool
     rm -f "$tsan_model"
 else
     skipped=$((skipped + 1)); skips+=("multi_session under TSan: needs $shared")

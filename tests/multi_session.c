@@ -1,7 +1,10 @@
-/* multi_session.c MODEL BUDGET SESSIONS TOKENS - several sessions on one
- * model, each driven from its own thread, inside one DRAM budget: each
- * session takes an equal share of what the model leaves, generates TOKENS
- * greedy tokens from the same prompt, and all texts must be equal. Prints
+/* multi_session.c MODEL BUDGET SESSIONS TOKENS [shared-pool] - several
+ * sessions on one model, each driven from its own thread, inside one DRAM
+ * budget: each session takes an equal share of what the model leaves,
+ * generates TOKENS greedy tokens from the same prompt, and every text must
+ * equal that of one session run alone afterwards. With shared-pool, the
+ * sessions compute on one lf_threadpool of two threads, whose jobs from
+ * the different sessions' threads take turns. Prints
  * the peak RSS. Without Criterion, so it also runs under ThreadSanitizer
  * (run it with LLMFLASH_IO=pread there: TSan cannot see the ordering that
  * io_uring's shared rings give, and would report the kernel's writes into
@@ -49,9 +52,14 @@ static void *run(void *p) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: multi_session MODEL BUDGET_BYTES SESSIONS TOKENS\n");
+    if (argc != 5 && !(argc == 6 && strcmp(argv[5], "shared-pool") == 0)) {
+        fprintf(stderr, "usage: multi_session MODEL BUDGET_BYTES SESSIONS TOKENS [shared-pool]\n");
         return 2;
+    }
+    lf_threadpool *pool = NULL;
+    if (argc == 6 && lf_threadpool_create(2, &pool)) {
+        fprintf(stderr, "multi_session: no thread pool\n");
+        return 1;
     }
     const uint64_t budget = strtoull(argv[2], NULL, 10);
     const int n = atoi(argv[3]);
@@ -74,11 +82,13 @@ int main(int argc, char **argv) {
         lf_session_params sp = lf_session_default_params();
         sp.n_ctx = 128;
         sp.budget_bytes = share;
+        sp.threadpool = pool;
         w[i].tokens = tokens;
         if ((st = lf_session_create(m, &sp, &w[i].s, err, sizeof err))) {
             fprintf(stderr, "multi_session: session %d: %s (%s)\n", i, err, lf_strerror(st));
             for (int k = 0; k < i; k++) lf_session_destroy(w[k].s);
             lf_model_close(m);
+            lf_threadpool_destroy(pool);
             return 1;
         }
     }
@@ -93,20 +103,38 @@ int main(int argc, char **argv) {
     pthread_t th[MAX_SESSIONS];
     for (int i = 0; i < n; i++) pthread_create(&th[i], NULL, run, &w[i]);
     for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
-    for (int i = 0; i < n; i++) {
-        if (w[i].st) {
-            fprintf(stderr, "multi_session: session %d: %s (%s)\n", i, lf_session_errmsg(w[i].s), lf_strerror(w[i].st));
-            rc = 1;
-        } else if (strcmp(w[i].text, w[0].text) != 0 || w[i].len == 0) {
-            fprintf(stderr, "multi_session: session %d's text differs from session 0's\n", i);
+    for (int i = 0; i < n; i++) lf_session_destroy(w[i].s);
+    /* the reference: one session alone, on its own threads */
+    static worker alone;
+    lf_session_params sp = lf_session_default_params();
+    sp.n_ctx = 128;
+    sp.budget_bytes = share;
+    alone.tokens = tokens;
+    if ((st = lf_session_create(m, &sp, &alone.s, err, sizeof err))) {
+        fprintf(stderr, "multi_session: the sequential session: %s (%s)\n", err, lf_strerror(st));
+        rc = 1;
+    } else {
+        run(&alone);
+        if (alone.st || alone.len == 0) {
+            fprintf(stderr, "multi_session: the sequential run: %s\n", lf_strerror(alone.st));
             rc = 1;
         }
     }
-    for (int i = 0; i < n; i++) lf_session_destroy(w[i].s);
+    lf_session_destroy(alone.s);
+    for (int i = 0; i < n; i++) {
+        if (w[i].st) {
+            fprintf(stderr, "multi_session: session %d: %s\n", i, lf_strerror(w[i].st));
+            rc = 1;
+        } else if (strcmp(w[i].text, alone.text) != 0 || w[i].len == 0) {
+            fprintf(stderr, "multi_session: session %d's text differs from the sequential run's\n", i);
+            rc = 1;
+        }
+    }
+    lf_threadpool_destroy(pool);
     lf_model_close(m);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("multi_session: %d sessions, budget %llu, peak RSS %llu bytes, %s\n", n, (unsigned long long)budget,
+    printf("multi_session: %d sessions%s, budget %llu, peak RSS %llu bytes, %s\n", n, pool ? " on one pool" : "", (unsigned long long)budget,
            (unsigned long long)ru.ru_maxrss * 1024, rc ? "FAILED" : "ok");
     return rc;
 }

@@ -91,8 +91,8 @@ float lf__rng_normal(lf_rng *rng);             /* mean 0, variance 1 */
  * the thread count, the caller running i = 0, and returns when all are done.
  * Workers spin briefly before sleeping, because a token makes hundreds of
  * short jobs and a condition-variable wake-up costs tens of microseconds. */
-typedef struct lf_pool lf_pool;
-typedef void (*lf_pool_fn)(void *ctx, int ith, int nth);
+typedef struct lf_threadpool lf_pool; /* the public lf_threadpool */
+typedef lf_parallel_fn lf_pool_fn;
 lf_status lf__pool_create(int n_threads, lf_pool **out);
 void lf__pool_destroy(lf_pool *pool);
 int lf__pool_size(const lf_pool *pool);

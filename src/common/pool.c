@@ -1,4 +1,5 @@
-/* pool.c - a small pthread pool running one data-parallel job at a time. */
+/* pool.c - a small pthread pool running one data-parallel job at a time,
+ * or an engine's own pool behind the same calls (lf_threadpool_wrap). */
 #include "lf_common.h"
 
 #include <pthread.h>
@@ -15,7 +16,7 @@
 /* Spin iterations before a worker sleeps: about 50 us of pause instructions. */
 #define LF_POOL_SPIN 20000
 
-struct lf_pool {
+struct lf_threadpool {
     int n_threads;
     pthread_t *threads;
     pthread_mutex_t mutex;
@@ -27,6 +28,12 @@ struct lf_pool {
     atomic_bool stop;
     lf_pool_fn fn;
     void *ctx;
+    /* Jobs from several sessions' threads take turns: one at a time. */
+    pthread_mutex_t job_lock;
+    /* an engine's pool (wrapped): its table and state; no threads of ours */
+    lf_threadpool_ops ops;
+    void *ops_user;
+    bool wrapped;
 };
 
 typedef struct worker_arg {
@@ -75,6 +82,7 @@ lf_status lf__pool_create(int n_threads, lf_pool **out) {
     pthread_mutex_init(&pool->mutex, NULL);
     pthread_cond_init(&pool->wake, NULL);
     pthread_cond_init(&pool->done_cond, NULL);
+    pthread_mutex_init(&pool->job_lock, NULL);
     atomic_init(&pool->generation, 0);
     atomic_init(&pool->pending, 0);
     atomic_init(&pool->sleeping, 0);
@@ -107,6 +115,10 @@ err:
 
 void lf__pool_destroy(lf_pool *pool) {
     if (!pool) return;
+    if (pool->wrapped) { /* the engine's threads are its own */
+        free(pool);
+        return;
+    }
     pthread_mutex_lock(&pool->mutex);
     atomic_store(&pool->stop, true);
     pthread_cond_broadcast(&pool->wake);
@@ -115,6 +127,7 @@ void lf__pool_destroy(lf_pool *pool) {
     pthread_mutex_destroy(&pool->mutex);
     pthread_cond_destroy(&pool->wake);
     pthread_cond_destroy(&pool->done_cond);
+    pthread_mutex_destroy(&pool->job_lock);
     free(pool->threads);
     free(pool);
 }
@@ -126,6 +139,11 @@ void lf__pool_run(lf_pool *pool, lf_pool_fn fn, void *ctx) {
         fn(ctx, 0, 1);
         return;
     }
+    if (pool->wrapped) {
+        pool->ops.run(pool->ops_user, fn, ctx);
+        return;
+    }
+    pthread_mutex_lock(&pool->job_lock);
     pool->fn = fn;
     pool->ctx = ctx;
     atomic_store(&pool->pending, pool->n_threads - 1);
@@ -146,7 +164,37 @@ void lf__pool_run(lf_pool *pool, lf_pool_fn fn, void *ctx) {
         while (atomic_load(&pool->pending) > 0) pthread_cond_wait(&pool->done_cond, &pool->mutex);
         pthread_mutex_unlock(&pool->mutex);
     }
+    pthread_mutex_unlock(&pool->job_lock);
 }
+
+/* ---- the public face: lf_threadpool is an lf_pool ------------------------ */
+
+lf_status lf_threadpool_create(int n_threads, lf_threadpool **out) {
+    if (!out) return LF_E_INVALID_ARG;
+    *out = NULL;
+    if (n_threads < 0 || n_threads > LF_THREADS_PER_CORE_MAX * lf__cpu_count()) return LF_E_INVALID_ARG;
+    return lf__pool_create(n_threads ? n_threads : lf__cpu_count(), out);
+}
+
+lf_status lf_threadpool_wrap(const lf_threadpool_ops *ops, void *user, lf_threadpool **out) {
+    if (!out) return LF_E_INVALID_ARG;
+    *out = NULL;
+    if (!ops || !ops->run || !ops->n_threads) return LF_E_INVALID_ARG;
+    const int n = ops->n_threads(user);
+    if (n < 1 || n > LF_THREADS_PER_CORE_MAX * lf__cpu_count()) return LF_E_INVALID_ARG;
+    lf_pool *pool = calloc(1, sizeof *pool);
+    if (!pool) return LF_E_NOMEM;
+    pool->n_threads = n;
+    pool->ops = *ops;
+    pool->ops_user = user;
+    pool->wrapped = true;
+    *out = pool;
+    return LF_OK;
+}
+
+void lf_threadpool_destroy(lf_threadpool *pool) { lf__pool_destroy(pool); }
+
+int lf_threadpool_size(const lf_threadpool *pool) { return pool ? pool->n_threads : 0; }
 
 void lf__pool_run_work(lf_pool *pool, lf_pool_fn fn, void *ctx, uint64_t work) {
     /* below this, waking and waiting for the workers costs more than the

@@ -64,6 +64,7 @@ typedef struct inflight_chunk {
 struct lf_ffn_engine {
     lf_model *m;
     lf_pool *pool;            /* borrowed: the kernel's and the predictor's */
+    lf_logger log;
     lf_err err;
     lf_ffn_kernel kernel;
     lf_mask mask_src;
@@ -287,7 +288,7 @@ static lf_status create_stream_state(lf_ffn_engine *f, const lf_ffn_engine_param
     for (uint32_t l = 0; l < f->n_layer; l++)
         if (lf__ncache_init(&f->cache[l], f->n_units, (uint32_t)capacity, f->unit_bytes))
             return lf__err_set(&f->err, LF_E_NOMEM, "neuron cache of layer %u (%" PRIu64 " slots)", l, capacity);
-    lf__log(&m->log, LF_LOG_INFO, "%s mode: %" PRIu64 " of %u units cached per layer (%" PRIu64 " bytes each), window %u, "
+    lf__log(&f->log, LF_LOG_INFO, "%s mode: %" PRIu64 " of %u units cached per layer (%" PRIu64 " bytes each), window %u, "
            "transient chunks of %u units, mask %s", lf_mode_name(f->mode), capacity, f->n_units, f->unit_bytes, f->window,
            f->chunk_units, f->mask_src.ops->name);
     return f->mode == LF_MODE_HYBRID ? preload_pinned(f) : LF_OK;
@@ -319,7 +320,7 @@ static lf_status open_predictor(lf_ffn_engine *f, const char *given, bool lookah
         st = lf__err_set(&f->err, LF_E_INVALID_ARG, "no predictor for %s at %s (%s): calibrate the model first "
                         "(lf_calibrate)", f->m->path, path, f->err.msg);
     if (!st) st = lf__mask_predictor_create(f->m->flash, f->m->kernels, f->pool, &set, &f->mask_src, &f->err);
-    if (!st) lf__log(&f->m->log, LF_LOG_INFO, "predictor: %s", path);
+    if (!st) lf__log(&f->log, LF_LOG_INFO, "predictor: %s", path);
     free(path);
     return st;
 }
@@ -331,6 +332,7 @@ lf_status lf__ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_engine_params 
     if (!f) return lf__err_set(err, LF_E_NOMEM, "FFN engine");
     f->m = m;
     f->pool = pool;
+    f->log = p->log.fn ? p->log : m->log;
     f->mode = m->mode;
     f->window = p->window ? p->window : 5;
     f->split = p->split;
@@ -417,7 +419,7 @@ static void rebalance(lf_ffn_engine *f) {
             lf__ncache_init(&f->cache[l], f->n_units, 0, f->unit_bytes);
         f->cache[l].evictions = ev;
         f->cache[l].expirations = ex;
-        lf__log(&f->m->log, LF_LOG_INFO, "measured cache split: layer %u gets %u slots", l, f->cache[l].capacity);
+        lf__log(&f->log, LF_LOG_INFO, "measured cache split: layer %u gets %u slots", l, f->cache[l].capacity);
     }
     free(cap);
 }

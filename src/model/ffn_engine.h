@@ -45,6 +45,7 @@ typedef struct lf_ffn_engine_params {
     lf_cache_split split;
     uint32_t max_batch;     /* tokens per forward call, at most (0: 1) */
     uint64_t cache_bytes;   /* the neuron caches' share of the budget; 0 with no budget: every unit */
+    lf_logger log;          /* its messages (fn NULL: the model's) */
 } lf_ffn_engine_params;
 
 /* Bytes an engine with these params needs besides its neuron caches: I/O

@@ -40,13 +40,20 @@ static uint64_t scratch_len(const lf_model *m) { return LF_MAX((uint64_t)m->info
 static uint64_t kv_elem_bytes(const lf_session_params *p) { return p->kv_type == LF_KV_F32 ? 4 : 2; }
 
 /* Tokens per forward pass over the weights. */
+/* Compute threads: the borrowed pool's, else params' or the model's. */
+static int session_threads(const lf_model *m, const lf_session_params *p) {
+    if (p->threadpool) return lf_threadpool_size(p->threadpool);
+    return p->n_threads > 0 ? p->n_threads : m->n_threads;
+}
+
 static uint32_t session_batch(const lf_session_params *p) { return p->n_batch ? p->n_batch : LF_DEFAULT_BATCH; }
 
 /* The FFN engine's params from the session's. */
 static lf_ffn_engine_params ffn_params(const lf_session_params *p, uint64_t cache_bytes) {
     return (lf_ffn_engine_params){.window = p->window, .mask = p->mask, .split = p->split, .max_batch = session_batch(p),
-                           .cache_bytes = cache_bytes, .predictor_path = p->predictor_path,
-                           .measure_recall = p->measure_recall, .lookahead = p->lookahead};
+                                  .cache_bytes = cache_bytes, .predictor_path = p->predictor_path,
+                                  .measure_recall = p->measure_recall, .lookahead = p->lookahead,
+                                  .log = {p->log, p->log_user}};
 }
 
 /* Every byte one session needs besides its neuron cache, by budget part,
@@ -57,7 +64,7 @@ static uint64_t session_plan(const lf_model *m, const lf_session_params *p, uint
     const uint64_t n_ctx = session_ctx(m, p), hd = m->head_dim;
     const uint64_t q_dim = in->n_head * hd, kv_dim = in->n_head_kv * hd;
     const uint64_t max_in = LF_MAX(LF_MAX((uint64_t)in->n_embd, (uint64_t)in->n_ff), q_dim);
-    const uint64_t nth = (uint64_t)(p->n_threads > 0 ? p->n_threads : m->n_threads);
+    const uint64_t nth = (uint64_t)session_threads(m, p);
     memset(parts, 0, LF_BUDGET_PARTS * sizeof *parts);
     parts[PART_KV] = 2ull * in->n_layer * n_ctx * kv_dim * kv_elem_bytes(p);
     const uint64_t nb = session_batch(p);
@@ -89,38 +96,6 @@ uint64_t lf_session_min_budget(const lf_model *m, const lf_session_params *param
     return session_plan(m, &p, parts) + m->budget_fixed;
 }
 
-/* The model's budget ledger: sessions take their part at creation and give
- * it back when destroyed. */
-static lf_status ledger_take(lf_model *m, uint64_t own, uint64_t want, uint64_t *taken, lf_err *err) {
-    pthread_mutex_lock(&m->budget_mu);
-    const uint64_t left = m->dram_budget - m->budget_used;
-    const uint64_t take = want ? want : left;
-    lf_status st = LF_OK;
-    if (own > left || take > left || take < own) {
-        const uint64_t sessions = m->budget_used - m->budget_fixed;
-        st = lf__err_set(err, LF_E_BUDGET,
-                        "this session needs %" PRIu64 " bytes (%.1f MiB) before any neuron is cached%s%s, but %" PRIu64
-                        " bytes (%.1f MiB) of the budget of %.1f MiB are left: the model holds %.1f MiB and other "
-                        "sessions %.1f MiB. Raise the budget, lower the context, or destroy a session",
-                        own, (double)own / 1048576.0, want ? " and asks for " : "",
-                        want ? (take < own ? "less than that" : "more than is left") : "", left,
-                        (double)left / 1048576.0, (double)m->dram_budget / 1048576.0,
-                        (double)m->budget_fixed / 1048576.0, (double)sessions / 1048576.0);
-    } else {
-        m->budget_used += take;
-        *taken = take;
-    }
-    pthread_mutex_unlock(&m->budget_mu);
-    return st;
-}
-
-static void ledger_give_back(lf_model *m, uint64_t bytes) {
-    if (!bytes) return;
-    pthread_mutex_lock(&m->budget_mu);
-    m->budget_used -= bytes;
-    pthread_mutex_unlock(&m->budget_mu);
-}
-
 uint64_t lf_model_budget_left(const lf_model *m) {
     if (!m || !m->dram_budget) return UINT64_MAX;
     lf_model *mm = (lf_model *)m; /* the mutex only */
@@ -134,7 +109,7 @@ void lf_session_destroy(lf_session *s) {
     if (!s) return;
     lf__ffn_destroy(s->ffn); /* waits for its reads; it computes on the pool */
     s->ffn = NULL;
-    lf__pool_destroy(s->pool);
+    if (s->own_pool) lf__pool_destroy(s->pool);
     free(s->x);
     free(s->xb);
     free(s->xb2);
@@ -153,7 +128,7 @@ void lf_session_destroy(lf_session *s) {
     free(s->embed_row);
     free(s->key_cache);
     free(s->value_cache);
-    ledger_give_back(s->m, s->budget_taken);
+    lf__model_ledger_give_back(s->m, s->budget_taken);
     free(s);
 }
 
@@ -171,7 +146,8 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     s->m = m;
     s->params = p;
     s->n_ctx = session_ctx(m, &p);
-    const int n_threads = p.n_threads > 0 ? p.n_threads : m->n_threads;
+    s->log = p.log ? (lf_logger){p.log, p.log_user} : m->log;
+    const int n_threads = session_threads(m, &p);
     const uint64_t q_dim = (uint64_t)in->n_head * m->head_dim, kv_dim = (uint64_t)in->n_head_kv * m->head_dim;
     const uint64_t max_in = LF_MAX(LF_MAX((uint64_t)in->n_embd, (uint64_t)in->n_ff), q_dim);
     uint64_t cache_elems = 0;
@@ -194,15 +170,17 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
         goto fail;
     }
     if (s->n_ctx > in->n_ctx_train && in->n_ctx_train)
-        lf__log(&m->log, LF_LOG_WARN, "context of %u tokens is longer than the %u the model was trained on: "
+        lf__log(&s->log, LF_LOG_WARN, "context of %u tokens is longer than the %u the model was trained on: "
                "quality may drop past that", s->n_ctx, in->n_ctx_train);
     /* planned once: the parts are fixed for the session's life (and the
      * predictor's size comes from its file) */
     s->plan_own = session_plan(m, &p, s->plan_parts);
     if (m->flash && m->mode != LF_MODE_MMAP && m->dram_budget &&
-        (st = ledger_take(m, s->plan_own, p.budget_bytes, &s->budget_taken, &s->err)))
+        (st = lf__model_ledger_take(m, "this session", s->plan_own, p.budget_bytes, &s->budget_taken, &s->err)))
         goto fail;
-    if (lf__pool_create(n_threads, &s->pool)) goto fail_nomem;
+    if (p.threadpool) s->pool = p.threadpool;
+    else if (lf__pool_create(n_threads, &s->pool)) goto fail_nomem;
+    else s->own_pool = true;
     const uint64_t nb = s->n_batch = session_batch(&p);
     s->x = malloc(nb * in->n_embd * sizeof(float));
     s->xb = malloc(nb * in->n_embd * sizeof(float));
@@ -254,6 +232,18 @@ void lf_session_reset(lf_session *s) {
     if (!s) return;
     s->pos = 0;
     s->has_logits = false;
+}
+
+lf_status lf_session_truncate(lf_session *s, uint32_t pos) {
+    if (!s) return LF_E_INVALID_ARG;
+    if (pos > s->pos)
+        return lf__err_set(&s->err, LF_E_INVALID_ARG, "cannot truncate to position %u: only %u tokens are evaluated", pos,
+                          s->pos);
+    /* the KV rows from pos on are overwritten by the next eval before any
+     * token reads them: attention reads positions below its own only */
+    s->pos = pos;
+    s->has_logits = false;
+    return LF_OK;
 }
 
 /* ---- matrix-vector products --------------------------------------------- */
@@ -516,6 +506,11 @@ static lf_status forward(lf_session *s, const lf_token *tokens, uint32_t nt, uin
     const int tk = s->track_compute;
     const uint64_t t_token = tr ? lf__now_ns() : 0;
     for (uint32_t l = 0; l < in->n_layer; l++) {
+        if (s->params.abort_cb && s->params.abort_cb(s->params.abort_user)) {
+            if (s->ffn) lf__ffn_abort(s->ffn); /* reads a layer early may be in flight */
+            return lf__err_set(&s->err, LF_E_INTERRUPTED, "stopped by the abort callback before layer %u of the batch "
+                              "at position %u", l, pos0);
+        }
         /* a mask known before the layer's input: its reads overlap attention */
         if (s->ffn && lf__ffn_mask_is_early(s->ffn) && (st = lf__ffn_prefetch(s->ffn, l, NULL, nt))) {
             lf__ffn_abort(s->ffn);

@@ -847,3 +847,35 @@ int lf_token_to_piece(const lf_model *m, lf_token token, char *buf, size_t cap) 
     if (!m || (!buf && cap)) return LF_E_INVALID_ARG;
     return lf__tokenizer_piece(m->tok, token, buf, cap);
 }
+
+/* The model's budget ledger: sessions and FFN hooks take their part at
+ * creation and give it back when destroyed. */
+lf_status lf__model_ledger_take(lf_model *m, const char *who, uint64_t own, uint64_t want, uint64_t *taken, lf_err *err) {
+    pthread_mutex_lock(&m->budget_mu);
+    const uint64_t left = m->dram_budget - m->budget_used;
+    const uint64_t take = want ? want : left;
+    lf_status st = LF_OK;
+    if (own > left || take > left || take < own) {
+        const uint64_t sessions = m->budget_used - m->budget_fixed;
+        st = lf__err_set(err, LF_E_BUDGET,
+                        "%s needs %" PRIu64 " bytes (%.1f MiB) before any neuron is cached%s%s, but %" PRIu64
+                        " bytes (%.1f MiB) of the budget of %.1f MiB are left: the model holds %.1f MiB and other "
+                        "sessions %.1f MiB. Raise the budget, lower the context, or destroy a session",
+                        who, own, (double)own / 1048576.0, want ? " and asks for " : "",
+                        want ? (take < own ? "less than that" : "more than is left") : "", left,
+                        (double)left / 1048576.0, (double)m->dram_budget / 1048576.0,
+                        (double)m->budget_fixed / 1048576.0, (double)sessions / 1048576.0);
+    } else {
+        m->budget_used += take;
+        *taken = take;
+    }
+    pthread_mutex_unlock(&m->budget_mu);
+    return st;
+}
+
+void lf__model_ledger_give_back(lf_model *m, uint64_t bytes) {
+    if (!bytes) return;
+    pthread_mutex_lock(&m->budget_mu);
+    m->budget_used -= bytes;
+    pthread_mutex_unlock(&m->budget_mu);
+}

@@ -100,4 +100,11 @@ lf_status lf__model_check_mapped_layer(lf_model *m, uint32_t l, lf_err *err);
 /* Bytes the model holds in stream modes besides resident weights. */
 uint64_t lf__model_overhead_bytes(const lf_model *m);
 
+/* The budget ledger (model params' dram_budget): takes `want` bytes (0:
+ * all that is left) for a holder ("this session") that needs at least own
+ * of them; LF_E_BUDGET, saying who needs what, when that does not fit.
+ * Thread-safe. */
+lf_status lf__model_ledger_take(lf_model *m, const char *who, uint64_t own, uint64_t want, uint64_t *taken, lf_err *err);
+void lf__model_ledger_give_back(lf_model *m, uint64_t bytes);
+
 #endif

@@ -24,6 +24,8 @@ struct lf_session {
     lf_model *m;
     lf_err err;
     lf_pool *pool;
+    bool own_pool;      /* started by the session (params.threadpool NULL) */
+    lf_logger log;      /* params.log, else the model's */
     uint32_t n_ctx;
     uint32_t pos;
     uint32_t n_batch;   /* tokens per forward pass, at most */
