@@ -23,6 +23,10 @@ struct lf_ffn {
     bool in_pass;
     size_t pass_n;
     int64_t last_forward;
+    /* the highest layer of the pass whose reads are planned (-1: none): the
+     * engine plans at most the layer to compute next and the one after it,
+     * in that order, and the hook keeps any order of calls within that */
+    int64_t planned;
     uint64_t compute_ns;
     uint64_t tokens;         /* summed over passes */
     /* the engine's mask hook, behind the internal mask-source table */
@@ -73,7 +77,7 @@ lf_status lf_ffn_create(lf_model *m, const lf_ffn_params *params, lf_ffn **out, 
     lf_ffn *h = calloc(1, sizeof *h);
     if (!h) return LF_E_NOMEM;
     h->m = m;
-    h->last_forward = -1;
+    h->last_forward = h->planned = -1;
     h->max_batch = p.max_batch ? p.max_batch : 1;
     lf_status st = LF_E_INVALID_ARG;
     const int n_threads = p.threadpool ? lf_threadpool_size(p.threadpool) : p.n_threads > 0 ? p.n_threads : m->n_threads;
@@ -136,7 +140,7 @@ uint32_t lf_ffn_group_size(const lf_ffn *h) { return h ? h->m->flash->layout.gro
 
 /* The checks every layer call shares; starts a pass when this call begins
  * one. */
-static lf_status enter(lf_ffn *h, uint32_t layer, size_t n, const char *what) {
+static lf_status enter(lf_ffn *h, uint32_t layer, size_t n, bool forward, const char *what) {
     if (layer >= h->m->info.n_layer)
         return lf__err_set(&h->err, LF_E_INVALID_ARG, "%s of layer %u: the model has %u", what, layer,
                           h->m->info.n_layer);
@@ -145,7 +149,8 @@ static lf_status enter(lf_ffn *h, uint32_t layer, size_t n, const char *what) {
     if (!h->in_pass || (int64_t)layer <= h->last_forward) { /* the next pass (batch) */
         h->in_pass = true;
         h->pass_n = n;
-        h->last_forward = -1;
+        h->last_forward = forward ? (int64_t)layer - 1 : -1; /* a forward pass may start at any layer */
+        h->planned = h->last_forward;
         h->tokens += n;
         lf__ffn_next_tokens(h->engine, n);
     } else if (n != h->pass_n) {
@@ -166,12 +171,25 @@ static lf_status leave(lf_ffn *h, lf_status st) {
     return st;
 }
 
+/* Plans one layer; a mask that needs the input plans nothing without it. */
+static lf_status plan_layer(lf_ffn *h, uint32_t layer, const float *x, size_t n) {
+    const lf_status st = lf__ffn_prefetch(h->engine, layer, x, n);
+    if (!st && (x || lf__ffn_mask_is_early(h->engine))) h->planned = layer;
+    return st;
+}
+
 lf_status lf_ffn_prefetch(lf_ffn *h, uint32_t layer, const float *x, size_t n) {
     if (!h) return LF_E_INVALID_ARG;
-    lf_status st = enter(h, layer, n, "prefetch");
+    lf_status st = enter(h, layer, n, false, "prefetch");
     if (st) return st;
+    const int64_t next = h->last_forward + 1;
+    if ((int64_t)layer <= h->planned || (int64_t)layer > next + 1) return LF_OK; /* planned already, or too early: a hint */
     const uint64_t t0 = lf__now_ns();
-    st = lf__ffn_prefetch(h->engine, layer, x, n);
+    if ((int64_t)layer == next + 1 && h->planned < next) { /* the layer before goes first */
+        if (lf__ffn_mask_is_early(h->engine)) st = plan_layer(h, (uint32_t)next, NULL, n);
+        if (h->planned < next) return leave(h, st); /* its set needs its input: wait for it */
+    }
+    if (!st) st = plan_layer(h, layer, x, n);
     if (st) lf__ffn_abort(h->engine);
     h->compute_ns += lf__now_ns() - t0;
     return leave(h, st);
@@ -180,12 +198,20 @@ lf_status lf_ffn_prefetch(lf_ffn *h, uint32_t layer, const float *x, size_t n) {
 lf_status lf_ffn_forward(lf_ffn *h, uint32_t layer, const float *x, size_t n, float *y) {
     if (!h) return LF_E_INVALID_ARG;
     if (!x || !y) return lf__err_set(&h->err, LF_E_INVALID_ARG, "forward of layer %u: x and y must not be NULL", layer);
-    lf_status st = enter(h, layer, n, "forward");
+    lf_status st = enter(h, layer, n, true, "forward");
     if (st) return st;
+    if ((int64_t)layer != h->last_forward + 1)
+        return lf__err_set(&h->err, LF_E_INVALID_ARG, "forward of layer %u after layer %" PRId64 ": a pass computes "
+                          "its layers in order", layer, h->last_forward);
     const uint64_t t0 = lf__now_ns();
     st = lf__ffn_forward(h->engine, layer, x, n, y);
     h->compute_ns += lf__now_ns() - t0;
-    if (!st) h->last_forward = layer;
+    if (!st) {
+        h->last_forward = layer;
+        if (h->planned < (int64_t)layer) h->planned = layer;
+    } else {
+        h->in_pass = false; /* retried as a new pass: nothing of this one is planned any more */
+    }
     return leave(h, st);
 }
 
