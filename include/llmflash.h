@@ -381,7 +381,8 @@ LF_API int lf_token_to_piece(const lf_model *model, lf_token token, char *buf, s
  * UTF-8 character: an incomplete but valid start of one at the end is left
  * out (at most 3 bytes); invalid bytes count as whole. A byte-level BPE
  * token may end inside a character: print pieces up to this length and
- * keep the rest for the next one, as lf_session_generate does. */
+ * keep the rest for the next one, as lf_session_generate does. 0 for p
+ * NULL. Thread-safe. */
 LF_API size_t lf_utf8_complete_prefix(const char *p, size_t n);
 
 /* A tokenizer on its own. Every model has one (lf_model_vocab), and
@@ -783,7 +784,8 @@ LF_API lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_
 #define LF_STATS_SCHEMA_VERSION 2
 
 /* The stats as JSON into buf (cap bytes, NUL-terminated); returns the full
- * length (retry with a bigger buffer if it is >= cap). */
+ * length (retry with a bigger buffer if it is >= cap). buf NULL measures
+ * only. 0 for a NULL session. */
 LF_API size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap);
 
 /* Called with each generated piece of text; return false to stop. */
@@ -1151,7 +1153,8 @@ LF_API lf_status lf_iobench(const char *path, const lf_iobench_params *params, l
 /* Sustained DRAM read bandwidth in bytes per second, measured by n_threads
  * threads (0: all cores) summing a freshly touched buffer of `bytes` bytes
  * (at least 64 MiB is used). It is the speed limit of single-token
- * generation. Returns 0 if the buffer cannot be allocated. */
+ * generation. Returns 0 if the buffer cannot be allocated, bytes is more
+ * than the memory available, or n_threads is above 8 per core. */
 LF_API double lf_memory_read_bandwidth(int n_threads, uint64_t bytes);
 
 #ifdef __cplusplus

@@ -25,6 +25,7 @@ static void membw_worker(void *ctx, int ith, int nth) {
 
 double lf_memory_read_bandwidth(int n_threads, uint64_t bytes) {
     if (n_threads <= 0) n_threads = lf__cpu_count();
+    if (n_threads > LF_THREADS_PER_CORE_MAX * lf__cpu_count() || bytes > lf__memory_available()) return 0.0;
     bytes = LF_MAX(bytes, (uint64_t)64 << 20);
     const uint64_t n = bytes / 8;
     uint64_t *buf = lf__alloc_aligned(n * 8, 4096);

@@ -16,6 +16,7 @@
 void *lf__alloc_aligned(size_t size, size_t align) {
     void *p = NULL;
     if (size == 0) size = align;
+    if (size > SIZE_MAX - align) return NULL; /* rounding up would wrap */
     size = (size + align - 1) / align * align;
     if (posix_memalign(&p, align, size) != 0) return NULL;
     return p;
@@ -183,6 +184,7 @@ float lf__rng_normal(lf_rng *rng) {
 
 lf_status lf__open_input(const char *path, int flags, int *fd_out, uint64_t *size, lf_err *err) {
     *fd_out = -1;
+    if (!path) return lf__err_set(err, LF_E_INVALID_ARG, "no path (NULL)");
     /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
      * writer forever; it is cleared again before any read */
     const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags);

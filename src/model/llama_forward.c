@@ -694,6 +694,7 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
     lf_session_stats st;
     if (lf_session_get_stats(s, &st)) return 0;
     const lf_model *m = s->m;
+    if (!buf) cap = 0; /* measuring only */
     jbuf j = {buf, cap, 0};
     if (cap) buf[0] = '\0';
     jprintf(&j, "{\n  \"schema_version\": %d,\n  \"model\": {\"path\": ", LF_STATS_SCHEMA_VERSION);

@@ -221,6 +221,7 @@ bool lf__tokenizer_adds_bos(const lf_tokenizer *t) { return t->add_bos; }
 bool lf__tokenizer_space_prefix(const lf_tokenizer *t) { return t->add_space_prefix; }
 
 size_t lf_utf8_complete_prefix(const char *p, size_t n) {
+    if (!p) return 0;
     /* look back at most 3 bytes for the lead byte of the last character */
     for (size_t back = 1; back <= 3 && back <= n; back++) {
         const uint8_t c = (uint8_t)p[n - back];
