@@ -31,7 +31,7 @@ check "chat --trace" /usr/bin/python3 "$here/check_trace.py" "$tmp/chat.json" at
 
 # --stats JSON in every mode validates against the documented schema
 schema=$here/../docs/stats-schema.json
-"$bin" run -m "$flash" -p "Once upon a time" -n 16 --temp 0 --dram-budget 3M --measure-recall \
+"$bin" run -m "$flash" -p "Once upon a time" -n 16 --temp 0 --dram-budget 3500K --measure-recall \
     --stats "$tmp/stream.json" >/dev/null 2>&1
 "$bin" run -m "$flash" -p "Once" -n 8 --mode mmap --stats "$tmp/mmap.json" >/dev/null 2>&1
 "$bin" run -m "$models/stories260K.gguf" -p "Once" -n 8 --stats "$tmp/ram.json" >/dev/null 2>&1

@@ -195,7 +195,7 @@ bool cli_progress_update(void *user, uint64_t done, uint64_t total) {
 const char *cli_hint(lf_status st) {
     switch (st) {
     case LF_E_EXISTS: return "; give --force to overwrite";
-    case LF_E_BUDGET: return "; raise --dram-budget";
+    case LF_E_BUDGET: return "; --dram-budget sets the budget";
     default: return "";
     }
 }
