@@ -18,8 +18,17 @@
  *  - The library never prints, never exits and keeps no global mutable
  *    state: two models in one process do not interfere. Logging goes through
  *    the callback in the params structs.
- *  - Thread safety: an lf_model may be shared by several sessions, each used
- *    by one thread at a time. A session or sampler is not thread-safe.
+ *  - Thread safety: an lf_model may be shared by several sessions and FFN
+ *    hooks, each used by one thread at a time; it is read-only after open.
+ *    A session, FFN hook or sampler is not thread-safe: one thread at a
+ *    time. Functions without a handle, and those that only read a model,
+ *    vocabulary or GGUF file, are thread-safe.
+ *  - Defaults, unless a function says otherwise: a NULL handle or a NULL
+ *    required pointer is LF_E_INVALID_ARG (tests/api_args checks every
+ *    function); a getter given NULL returns 0, -1 (tokens), NULL or "";
+ *    a failed call leaves its handle as it was, still usable; pointers a
+ *    function returns are owned by the handle and valid until it is closed;
+ *    pointers the caller passes are borrowed for the call only.
  */
 #ifndef LLMFLASH_H
 #define LLMFLASH_H
@@ -201,6 +210,7 @@ typedef enum lf_mode {
                            the kernels (interleaved rows, in the same bytes) */
 } lf_mode;
 
+/* "stream", "mmap", ...; "?" for a value that is none of them. Static string. */
 LF_API const char *lf_mode_name(lf_mode mode);
 
 typedef struct lf_model lf_model;
@@ -237,6 +247,8 @@ typedef struct lf_model_params {
     bool unbundled_reads;
 } lf_model_params;
 
+/* The defaults: no log, all cores, checksums verified, LF_MODE_AUTO, no
+ * budget, io_uring where it works, the file's activation. */
 LF_API lf_model_params lf_model_default_params(void);
 
 /* Opens a GGUF model. In dense mode the file is mapped read-only; the model
@@ -252,6 +264,8 @@ LF_API lf_model_params lf_model_default_params(void);
  * LF_E_INVALID_ARG (bad params, a budget that cannot be enforced). */
 LF_API lf_status lf_model_open(const char *path, const lf_model_params *params,
                         lf_model **out, char *errbuf, size_t errcap);
+/* Frees the model, its mapping and loader (NULL is fine). Every session and
+ * FFN hook on it must be destroyed first. */
 LF_API void lf_model_close(lf_model *model);
 
 /* Detail of the model's last error; "" if none. Valid until the next call on
@@ -314,7 +328,7 @@ typedef struct lf_model_info {
     uint64_t repacked_bytes; /* weights rearranged at open for the kernels (ram and stream modes) */
 } lf_model_info;
 
-/* Fills *info. Thread-safe. */
+/* Fills *info. LF_E_INVALID_ARG for NULL. Thread-safe. */
 LF_API lf_status lf_model_get_info(const lf_model *model, lf_model_info *info);
 
 typedef struct lf_tensor_info {
@@ -327,6 +341,7 @@ typedef struct lf_tensor_info {
     lf_tensor_class klass;
 } lf_tensor_info;
 
+/* Tensors in the model's file (0 for NULL). Thread-safe. */
 LF_API size_t lf_model_tensor_count(const lf_model *model);
 /* Describes tensor i (0 <= i < count); LF_E_INVALID_ARG if out of range. */
 LF_API lf_status lf_model_tensor_get(const lf_model *model, size_t i, lf_tensor_info *out);
@@ -345,13 +360,14 @@ LF_API const char *lf_model_meta_get(const lf_model *model, size_t i, char *valu
 typedef struct lf_gguf_file lf_gguf_file;
 LF_API lf_status lf_gguf_file_open(const char *path, lf_gguf_file **out, char *errbuf, size_t errcap);
 LF_API void lf_gguf_file_close(lf_gguf_file *file); /* NULL is fine */
+/* GGUF version, file size in bytes, metadata pairs (0 for NULL). */
 LF_API uint32_t lf_gguf_file_version(const lf_gguf_file *file);
 LF_API uint64_t lf_gguf_file_size(const lf_gguf_file *file);
 LF_API size_t lf_gguf_file_meta_count(const lf_gguf_file *file);
 /* As lf_model_meta_get. */
 LF_API const char *lf_gguf_file_meta_get(const lf_gguf_file *file, size_t i, char *value, size_t cap);
-LF_API size_t lf_gguf_file_tensor_count(const lf_gguf_file *file);
-/* As lf_model_tensor_get; type is ggml's id (lf_type_name gives "?" for
+LF_API size_t lf_gguf_file_tensor_count(const lf_gguf_file *file); /* 0 for NULL */
+/* As lf_model_tensor_get (LF_E_INVALID_ARG for NULL or i out of range); type is ggml's id (lf_type_name gives "?" for
  * types llmflash does not know). */
 LF_API lf_status lf_gguf_file_tensor_get(const lf_gguf_file *file, size_t i, lf_tensor_info *out);
 
@@ -360,6 +376,8 @@ LF_API lf_status lf_gguf_file_tensor_get(const lf_gguf_file *file, size_t i, lf_
 /* ------------------------------------------------------------------------ */
 typedef int32_t lf_token;
 
+/* The model's tokenizer in short (lf_model_vocab gives all of it): BOS and
+ * EOS ids and the vocabulary size, -1 / 0 for NULL. Thread-safe. */
 LF_API lf_token lf_token_bos(const lf_model *model); /* -1 if the model has none */
 LF_API lf_token lf_token_eos(const lf_model *model); /* -1 if the model has none */
 LF_API uint32_t lf_vocab_size(const lf_model *model);
@@ -406,6 +424,7 @@ LF_API void lf_vocab_close(lf_vocab *vocab);
 /* The model's tokenizer, owned by the model and valid until it closes. */
 LF_API const lf_vocab *lf_model_vocab(const lf_model *model);
 
+/* Size, BOS, EOS and end-of-turn ids of a vocabulary (0 / -1 for NULL). Thread-safe. */
 LF_API uint32_t lf_vocab_n_tokens(const lf_vocab *vocab);
 LF_API lf_token lf_vocab_bos(const lf_vocab *vocab); /* -1 if none */
 LF_API lf_token lf_vocab_eos(const lf_vocab *vocab); /* -1 if none */
@@ -627,6 +646,9 @@ typedef struct lf_session_params {
 #define LF_DEFAULT_BATCH 64
 #define LF_MAX_BATCH 4096
 
+/* The defaults: the model's context (at most 4096) and threads, window 5,
+ * mask all, even split, F16 KV cache, all the budget left, batches of 64,
+ * no trace, pool, log or abort callback. */
 LF_API lf_session_params lf_session_default_params(void);
 /* The smallest dram_budget with which a model can run one session with
  * these params: the model's own part (resident weights, metadata, the
@@ -642,7 +664,11 @@ LF_API uint64_t lf_session_min_budget(const lf_model *model, const lf_session_pa
  * session is used by one thread at a time. */
 LF_API lf_status lf_session_create(lf_model *model, const lf_session_params *params,
                             lf_session **out, char *errbuf, size_t errcap);
+/* Waits for the session's reads in flight, gives its budget back and frees
+ * it (NULL is fine). A borrowed thread pool or trace is left to its owner. */
 LF_API void lf_session_destroy(lf_session *session);
+/* Detail of the session's last error; "" if none or for NULL. Valid until
+ * the next call on the session. */
 LF_API const char *lf_session_errmsg(const lf_session *session);
 
 /* Runs the model on n tokens at the next positions. Afterwards
@@ -726,6 +752,7 @@ typedef struct lf_session_stats {
 
 /* Name of a budget part as the JSON spells it ("resident_weights", ...). */
 LF_API const char *lf_budget_part_name(int part);
+/* Fills *out. LF_E_INVALID_ARG for NULL. */
 LF_API lf_status lf_session_get_stats(const lf_session *s, lf_session_stats *out);
 /* Zeroes the session's counters (not the budget figures). */
 LF_API void lf_session_reset_stats(lf_session *s);
@@ -757,7 +784,8 @@ typedef struct lf_layer_stats {
     uint64_t reuse_hist[LF_REUSE_BUCKETS];
 } lf_layer_stats;
 
-/* Counters of one layer (stream, naive and hybrid modes). */
+/* Counters of one layer (stream, naive and hybrid modes; zeros in the
+ * others). LF_E_INVALID_ARG for NULL or a layer out of range. */
 LF_API lf_status lf_session_layer_stats(const lf_session *s, uint32_t layer, lf_layer_stats *out);
 /* Version of the JSON below. Keys are only ever added within a version; a
  * key that is renamed or removed, or changes meaning, bumps it. Version 2:
@@ -800,6 +828,7 @@ typedef struct lf_generate_params {
     void *user;          /* passed to on_piece */
 } lf_generate_params;
 
+/* The defaults: 128 tokens, stop at EOS, no callback. */
 LF_API lf_generate_params lf_generate_default_params(void);
 
 typedef struct lf_generate_stats {
@@ -884,6 +913,8 @@ typedef struct lf_ffn_params {
     lf_trace *trace;        /* records its spans and reads (NULL: off) */
 } lf_ffn_params;
 
+/* The defaults: window 5, mask all, even split, batches of 1 token, all the
+ * budget left, the model's threads and log, no trace. */
 LF_API lf_ffn_params lf_ffn_default_params(void);
 /* Creates an FFN hook on a flash model opened in stream, naive, hybrid or
  * mmap mode (a plain GGUF has no streamed FFN: LF_E_INVALID_ARG), taking its
@@ -982,7 +1013,7 @@ LF_API lf_synth_params lf_synth_default_params(void);
 LF_API lf_status lf_synth_shape_preset(const char *name, lf_synth_params *params);
 /* Names of the presets, comma-separated, static string. */
 LF_API const char *lf_synth_shape_names(void);
-/* Bytes the file will have. */
+/* Bytes the file will have (0 for NULL). Thread-safe. */
 LF_API uint64_t lf_synth_file_bytes(const lf_synth_params *params);
 /* What a forward pass of a model with params.sparsity set will show, as
  * lf_layer_stats measures it with measure_recall over tokens drawn at
@@ -992,6 +1023,9 @@ LF_API uint64_t lf_synth_file_bytes(const lf_synth_params *params);
 typedef struct lf_synth_activity {
     double density, hot_share, union5, new_share, context_share;
 } lf_synth_activity;
+/* Predicts them without writing anything (seconds on one core).
+ * LF_E_INVALID_ARG for NULL, no sparsity set, or knobs out of reach
+ * (errbuf gives the reachable range). Thread-safe. */
 LF_API lf_status lf_synth_predict_activity(const lf_synth_params *params, lf_synth_activity *out, char *errbuf,
                                     size_t errcap);
 /* Writes the model to path, tensor by tensor, holding at most a few rows in
@@ -1105,6 +1139,8 @@ typedef struct lf_calibrate_stats {
     lf_activation activation;   /* the model's: SwiGLU predictors need a quality check (see the README) */
 } lf_calibrate_stats;
 
+/* The defaults: 4096 tokens, rank 128, recall 0.99, SwiGLU sparsity 0.5,
+ * 20 epochs, no lookahead or placement. */
 LF_API lf_calibrate_params lf_calibrate_default_params(void);
 /* Runs the flash model at model_path over text (len bytes of UTF-8), and
  * fits one low-rank predictor per layer: initialised from a truncated SVD of
@@ -1144,6 +1180,8 @@ typedef struct lf_iobench_result {
     bool direct;             /* O_DIRECT was used (false: page cache may inflate results) */
 } lf_iobench_result;
 
+/* The defaults: 16 KiB reads, queue depth 32, 3 seconds, no coalescing,
+ * the automatic back-end, seed 1. */
 LF_API lf_iobench_params lf_iobench_default_params(void);
 /* Reads random aligned ranges of the file at path for params->seconds.
  * Errors: LF_E_IO, LF_E_INVALID_ARG (size not a multiple of 4096, file
