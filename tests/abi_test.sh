@@ -11,12 +11,7 @@ lib=$1
 header=$2
 list=$3
 core=${4:-}
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "$(dirname "$0")/tap_lib.sh"
 nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBRW]$/ {print $3}' | sort >"$tmp/exported"
 grep -o '^LF_API[^(]*\blf_[a-z0-9_]*(' "$header" | grep -o 'lf_[a-z0-9_]*($' | tr -d '(' | sort >"$tmp/declared"
 if [ -s "$tmp/exported" ]; then ok "the library exports $(wc -l <"$tmp/exported") symbols"; else bad "no exported symbols"; fi
@@ -41,5 +36,4 @@ root=$(dirname "$header")/..
 flagged=$(grep -rnE '"[^"]*--[a-z][a-z-]+' "$root/src" "$root/loader" "$root/predictor" --include='*.c' | grep -v '/src/cli/')
 if [ -z "$flagged" ]; then ok "no library message names a CLI flag"; else bad "library messages naming CLI flags: $flagged"; fi
 if readelf -d "$lib" | grep -q 'SONAME.*libllmflash\.so\.'; then ok "it has a soname: $(readelf -d "$lib" | grep -o 'libllmflash\.so\.[0-9.]*')"; else bad "no soname"; fi
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

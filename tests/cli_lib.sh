@@ -16,25 +16,11 @@ if [ ! -f "$models/stories260K.gguf" ]; then
     echo "skipped: these tests need the real models in $models, which is absent (set LF_SHARED_DIR)"
     exit 77
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; }
-check() { # name, command... : passes when the command succeeds
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else bad "$name"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/tap_lib.sh"
 expect_exit() { # name, code, command... : that exit code, and a message on stderr
     local name=$1 code=$2
     shift 2
     "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
     local rc=$?
     if [ "$rc" -eq "$code" ] && [ -s "$tmp/err" ]; then ok "$name"; else bad "$name (exit $rc, want $code)"; cat "$tmp/err"; fi
-}
-finish() {
-    echo "$pass passed, $fail failed"
-    [ "$fail" -eq 0 ]
 }

@@ -9,13 +9,7 @@ generate=$1
 hook=$2
 bin=$3
 shared=$4
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "$(dirname "$0")/tap_lib.sh"
 "$generate" "$tmp/missing.gguf" >/dev/null 2>"$tmp/err"
 check "generate: a missing model is exit 1 with a message" test $? -eq 1 -a -s "$tmp/err"
 "$hook" "$tmp/missing.gguf" >/dev/null 2>"$tmp/err"
@@ -43,5 +37,4 @@ check "engine_hook (own attention, lf_ffn_forward) reproduces the golden text" c
 "$hook" "$models/stories260K.gguf" >/dev/null 2>"$tmp/err"
 check "engine_hook on a plain GGUF fails: there is no streamed FFN" test $? -eq 1
 check "  and says so" grep -q "plain GGUF" "$tmp/err"
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -9,12 +9,7 @@ set -u
 src=$1
 build=$2
 shared=$3
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "$(dirname "$0")/tap_lib.sh"
 dest=$tmp/root
 if meson install -C "$build" --no-rebuild --destdir "$dest" --quiet >"$tmp/install.log" 2>&1; then
     ok "meson install into a DESTDIR"
@@ -72,5 +67,4 @@ if [ -f "$shared/models/stories260K.gguf" ]; then
 else
     echo "# skipped the runs: $shared/models is absent"
 fi
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
