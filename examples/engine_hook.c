@@ -4,7 +4,10 @@
  * lf_ffn_forward for every layer's FFN, which llmflash streams from a flash
  * file through its cache and loader. Public header only.
  *
- *   engine_hook FLASH_MODEL [N]     N greedy tokens from BOS (default 200)
+ *   engine_hook FLASH_MODEL [N] [BUDGET]   N greedy tokens from BOS (default 200)
+ *
+ * With BUDGET (bytes), the model runs under that DRAM budget, so the FFN
+ * streams through a neuron cache smaller than it; the text is the same.
  *
  * It reads the resident F32 weights itself from the file (lf_model_tensor_get
  * gives their offsets): a flash file converted with its resident tensors in
@@ -73,11 +76,13 @@ static int fail(const char *what, lf_status st, const char *detail) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || argc > 3) return fprintf(stderr, "usage: engine_hook FLASH_MODEL [N]\n"), 2;
+    if (argc < 2 || argc > 4) return fprintf(stderr, "usage: engine_hook FLASH_MODEL [N] [BUDGET]\n"), 2;
     const uint32_t n_predict = argc > 2 ? (uint32_t)atoi(argv[2]) : 200;
     char err[512], name[64], piece[256];
+    lf_model_params mp = lf_model_default_params();
+    mp.dram_budget = argc > 3 ? strtoull(argv[3], NULL, 10) : 0;
     lf_model *m;
-    lf_status st = lf_model_open(argv[1], NULL, &m, err, sizeof err);
+    lf_status st = lf_model_open(argv[1], &mp, &m, err, sizeof err);
     if (st) return fail("cannot open the model", st, err);
     lf_model_get_info(m, &info);
     lf_ffn *ffn; /* llmflash's FFN: the engine's only use of its compute */
@@ -144,6 +149,11 @@ int main(int argc, char **argv) {
         const int len = lf_token_to_piece(m, tok, piece, sizeof piece);
         fwrite(piece + (pos == 0 && len > 0 && piece[0] == ' '), 1, len - (pos == 0 && len > 0 && piece[0] == ' '), stdout);
     }
+    lf_session_stats stats;
+    if (!st && !lf_ffn_get_stats(ffn, &stats))
+        fprintf(stderr, "engine_hook: %llu tokens, FFN %.1f KiB/token read from flash, %.1f KiB/token from the cache\n",
+                (unsigned long long)stats.tokens, stats.ffn_bytes_read / 1024.0 / (double)stats.tokens,
+                stats.ffn_bytes_served / 1024.0 / (double)stats.tokens);
     const int rc = st ? fail("FFN", st, lf_ffn_errmsg(ffn)) : 0;
     fclose(file);
     lf_ffn_destroy(ffn);
