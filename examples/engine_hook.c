@@ -158,5 +158,13 @@ int main(int argc, char **argv) {
     fclose(file);
     lf_ffn_destroy(ffn);
     lf_model_close(m);
-    return rc; /* the OS frees the engine's own buffers */
+    for (uint32_t l = 0; l < info.n_layer; l++) {
+        float *own[] = {L[l].attn_norm, L[l].wq, L[l].wk, L[l].wv, L[l].wo, L[l].ffn_norm};
+        for (int k = 0; k < 6; k++) free(own[k]);
+    }
+    if (out != embd) free(out);
+    float *bufs[] = {embd, out_norm, x, xn, y, q, att, kc, vc, score, logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    free(L);
+    return rc;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# install_test.sh SOURCE_ROOT BUILD_ROOT SHARED_DIR - `meson install` (into a
+# install_test.sh SOURCE_ROOT BUILD_ROOT SHARED_DIR [SANITIZE] - `meson install` (into a
 # scratch DESTDIR) installs the shared and static library, the header,
 # llmflash.pc and the CLI; the generate example then builds against the
 # installed tree with nothing but `pkg-config --cflags --libs llmflash`
@@ -9,6 +9,9 @@ set -u
 src=$1
 build=$2
 shared=$3
+sanitize=${4:-none}
+san=()
+[ "$sanitize" != none ] && san=(-fsanitize="$sanitize") # a sanitized library needs its runtime in the program
 source "$(dirname "$0")/tap_lib.sh"
 dest=$tmp/root
 if meson install -C "$build" --no-rebuild --destdir "$dest" --quiet >"$tmp/install.log" 2>&1; then
@@ -30,7 +33,7 @@ export PKG_CONFIG_PATH=$root/${libdir#/}/pkgconfig PKG_CONFIG_SYSROOT_DIR=$dest
 flags=$(pkg-config --cflags --libs llmflash 2>"$tmp/pc.err")
 if [ $? -eq 0 ]; then ok "pkg-config --cflags --libs llmflash: $flags"; else bad "pkg-config failed: $(cat "$tmp/pc.err")"; fi
 # shellcheck disable=SC2086
-if cc -std=c11 -Wall -Wextra -Werror "$src/examples/generate.c" $flags -lm -o "$tmp/generate" 2>"$tmp/cc.err"; then
+if cc -std=c11 -Wall -Wextra -Werror "${san[@]}" "$src/examples/generate.c" $flags -lm -o "$tmp/generate" 2>"$tmp/cc.err"; then
     ok "examples/generate.c builds against the installed shared library"
 else
     bad "it does not build:"; cat "$tmp/cc.err"
@@ -38,7 +41,7 @@ fi
 # the static library: the same example with pkg-config --static, linked statically against llmflash
 static_flags=$(pkg-config --static --libs llmflash 2>"$tmp/pc.err" | sed 's/-lllmflash/-l:libllmflash.a/')
 # shellcheck disable=SC2086
-if cc -std=c11 -Wall -Wextra -Werror $(pkg-config --cflags llmflash) "$src/examples/generate.c" $static_flags -lm \
+if cc -std=c11 -Wall -Wextra -Werror "${san[@]}" $(pkg-config --cflags llmflash) "$src/examples/generate.c" $static_flags -lm \
     -o "$tmp/generate_static" 2>"$tmp/cc.err"; then
     ok "and against the static library (pkg-config --static)"
 else
