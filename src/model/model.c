@@ -207,6 +207,20 @@ static lf_status read_rope_scaling(lf_model *m) {
     return LF_OK;
 }
 
+/* Mixture-of-experts FFNs (ARCH.expert_count, Mixtral's and Qwen3-MoE's
+ * layout) are not run yet: refused by the key's name rather than read as a
+ * dense model with tensors left over. */
+static lf_status refuse_experts(lf_model *m) {
+    char key[64];
+    lf__arch_key(m->arch, "expert_count", key, sizeof key);
+    uint32_t n = 0;
+    lf_status st = lf__gguf_get_u32_or(m->gguf, key, 0, &n, &m->err);
+    if (st) return st;
+    if (n > 1)
+        return lf__err_set(&m->err, LF_E_UNSUPPORTED, "%s = %u: mixture-of-experts FFNs are not supported yet", key, n);
+    return LF_OK;
+}
+
 /* The hyperparameters, under the architecture's key prefix. */
 static lf_status read_shape(lf_model *m) {
     const lf_gguf *g = m->gguf;
@@ -263,7 +277,7 @@ static lf_status read_hparams(lf_model *m, int activation) {
     if ((st = lf__arch_of(g, &m->arch, err))) return st;
     if ((st = lf__gguf_get_str(g, "general.name", &name, err))) return st;
     if (name.ptr) snprintf(in->name, sizeof in->name, "%.*s", (int)LF_MIN(name.len, (uint64_t)127), name.ptr);
-    if ((st = read_shape(m)) || (st = read_rope_scaling(m))) return st;
+    if ((st = read_shape(m)) || (st = read_rope_scaling(m)) || (st = refuse_experts(m))) return st;
     in->activation = LF_ACT_SILU_GATED;
     if ((st = lf__gguf_get_str(g, "llmflash.ffn_activation", &act, err))) return st;
     if (act.ptr) {
