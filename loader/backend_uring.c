@@ -135,7 +135,7 @@ static int uring_start(lf_loader *ld) {
     }
     us->have_thread = true;
     lf__log(&ld->p.log, LF_LOG_DEBUG, "io_uring: depth %u, registered files %s, registered buffers %s",
-           ld->p.queue_depth, us->fixed_files ? "yes" : "no", us->fixed_buffers ? "yes" : "no");
+            ld->p.queue_depth, us->fixed_files ? "yes" : "no", us->fixed_buffers ? "yes" : "no");
     return 0;
 }
 

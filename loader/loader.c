@@ -219,9 +219,9 @@ lf_status lf__loader_submit(lf_loader *ld, const lf_load_req *reqs, size_t n, lf
         }
         if (r->stored == 0 || !lf__add_u64(r->offset, r->stored, &end) || end > ld->file_size) {
             st = lf__err_set(err, r->stored && end > ld->file_size ? LF_E_TRUNCATED : LF_E_INVALID_ARG,
-                            "unit of layer %u, units %" PRIu64 "-%" PRIu64 ": %u bytes at offset %" PRIu64
-                            " are not inside the %" PRIu64 "-byte file", r->layer, r->first, r->first + r->count - 1,
-                            r->stored, r->offset, ld->file_size);
+                             "unit of layer %u, units %" PRIu64 "-%" PRIu64 ": %u bytes at offset %" PRIu64
+                             " are not inside the %" PRIu64 "-byte file", r->layer, r->first, r->first + r->count - 1,
+                             r->stored, r->offset, ld->file_size);
             goto fail;
         }
         keys[i] = (sort_key){r->offset, i};

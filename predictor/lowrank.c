@@ -181,7 +181,7 @@ static void adam(float *w, const float *g, float *m1, float *m2, uint64_t n, flo
 }
 
 lf_status lf__lowrank_fit(lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, const lf_lowrank_fit_params *fp,
-                         lf_err *err) {
+                          lf_err *err) {
     if (!p->A || n == 0) return lf__err_set(err, LF_E_INVALID_ARG, "no predictor or no samples to fit");
     const uint32_t epochs = fp && fp->epochs ? fp->epochs : 20;
     const uint64_t bs = LF_MIN(fp && fp->batch ? fp->batch : 256u, n);
@@ -388,12 +388,12 @@ static lf_status visit_scores(const void *pred, const float *X, const uint8_t *Y
 }
 
 lf_status lf__swiglu_calibrate(lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n, double recall,
-                              lf_err *err) {
+                               lf_err *err) {
     return threshold_for(visit_scores, p, X, Y, n, p->gate.n_out, recall, &p->threshold, err);
 }
 
 lf_status lf__swiglu_evaluate(const lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n,
-                             lf_lowrank_quality *q) {
+                              lf_lowrank_quality *q) {
     counts c = {p->threshold, 0, 0, 0, 0};
     const lf_status st = visit_scores(p, X, Y, n, count_outcomes, &c);
     if (!st) quality_of(&c, q);
@@ -464,7 +464,7 @@ lf_status lf__lowrank_f16_transpose(lf_lowrank_f16 *p) {
 }
 
 void lf__layer_predictor_scores(const lf_layer_predictor *p, const lf_f16_ops *k, const float *x, float *scratch,
-                               float *score) {
+                                float *score) {
     const uint32_t m = p->gate.n_out;
     if (!p->up.rank) {
         lf__lowrank_f16_logits(&p->gate, k, x, scratch, score);

@@ -59,7 +59,7 @@ lf_status lf__lowrank_init_svd(lf_lowrank *p, const float *W, uint32_t n_out, ui
 
 /* Fits A, B and b on n samples: X (n, n_in), labels Y (n, n_out) of 0 or 1. */
 lf_status lf__lowrank_fit(lf_lowrank *p, const float *X, const uint8_t *Y, uint64_t n, const lf_lowrank_fit_params *fp,
-                         lf_err *err);
+                          lf_err *err);
 
 /* Sets the threshold to the largest value whose recall on (X, Y) is at least
  * `recall` (0 < recall <= 1). With no positive at all, the threshold is +inf. */
@@ -120,7 +120,7 @@ typedef struct lf_layer_predictor {
 
 /* Scores of one input (n_out): scratch holds 2 * (rank + n_out) floats. */
 void lf__layer_predictor_scores(const lf_layer_predictor *p, const lf_f16_ops *k, const float *x, float *scratch,
-                               float *score);
+                                float *score);
 uint64_t lf__layer_predictor_bytes(const lf_layer_predictor *p);
 void lf__layer_predictor_free(lf_layer_predictor *p);
 
@@ -139,8 +139,8 @@ typedef struct lf_swiglu_predictor {
 void lf__swiglu_scores(const lf_swiglu_predictor *p, const float *x, float *scratch, float *score);
 /* The threshold for a target recall, and the quality, as for lf_lowrank. */
 lf_status lf__swiglu_calibrate(lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n, double recall,
-                              lf_err *err);
+                               lf_err *err);
 lf_status lf__swiglu_evaluate(const lf_swiglu_predictor *p, const float *X, const uint8_t *Y, uint64_t n,
-                             lf_lowrank_quality *q);
+                              lf_lowrank_quality *q);
 
 #endif

@@ -27,7 +27,7 @@ lf_status lf__arch_of(const lf_gguf *g, const lf_arch **out, lf_err *err) {
     if (!arch.ptr) return lf__err_set(err, LF_E_MODEL, "metadata key 'general.architecture' is missing");
     if (!(*out = lf__arch_find(arch)))
         return lf__err_set(err, LF_E_UNSUPPORTED, "general.architecture '%.*s' is not supported (llmflash runs %s)",
-                          (int)LF_MIN(arch.len, (uint64_t)32), arch.ptr, lf__arch_names());
+                           (int)LF_MIN(arch.len, (uint64_t)32), arch.ptr, lf__arch_names());
     return LF_OK;
 }
 

@@ -93,7 +93,7 @@ static int lru_cmp(const void *a, const void *b) {
 }
 
 uint32_t lf__ncache_insert_many(lf_ncache *c, const uint32_t *units, uint32_t n, uint64_t token, int32_t *slots_out,
-                               int32_t *scratch) {
+                                int32_t *scratch) {
     if (c->capacity == 0 || n == 0) return 0;
     uint32_t free_slots = c->capacity - c->n_live;
     if (n > free_slots) {

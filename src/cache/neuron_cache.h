@@ -57,7 +57,7 @@ int32_t lf__ncache_insert(lf_ncache *c, uint32_t unit, uint64_t token);
  * appends. Returns how many of units[] got a slot (a prefix of the list);
  * their slots are slots_out[0..ret). Scratch holds 4 * capacity int32s. */
 uint32_t lf__ncache_insert_many(lf_ncache *c, const uint32_t *units, uint32_t n, uint64_t token, int32_t *slots_out,
-                               int32_t *scratch);
+                                int32_t *scratch);
 
 /* Removes a resident unit (its slot is reused). */
 void lf__ncache_remove(lf_ncache *c, uint32_t unit);

@@ -201,8 +201,8 @@ lf_status lf__open_input(const char *path, int flags, int *fd_out, uint64_t *siz
     } else if (!S_ISREG(sb.st_mode)) {
         close(fd);
         return lf__err_set(err, LF_E_IO, "%s is not a regular file or block device (a %s)", path,
-                          S_ISDIR(sb.st_mode) ? "directory" : S_ISFIFO(sb.st_mode) ? "FIFO" :
-                          S_ISCHR(sb.st_mode) ? "character device" : S_ISSOCK(sb.st_mode) ? "socket" : "special file");
+                           S_ISDIR(sb.st_mode) ? "directory" : S_ISFIFO(sb.st_mode) ? "FIFO" :
+                           S_ISCHR(sb.st_mode) ? "character device" : S_ISSOCK(sb.st_mode) ? "socket" : "special file");
     }
     const int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {

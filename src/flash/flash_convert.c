@@ -109,10 +109,10 @@ static lf_status find_ffn(conv *c) {
             const uint64_t want_rows = k == 2 ? c->n_embd : c->n_ff, want_cols = k == 2 ? c->n_ff : c->n_embd;
             if (t->n_dims != 2 || t->ne[0] != want_cols || t->ne[1] != want_rows)
                 return lf__err_set(c->err, LF_E_MODEL, "tensor '%s' has shape [%" PRIu64 ", %" PRIu64 "], expected [%" PRIu64
-                                  ", %" PRIu64 "]", name, t->ne[0], t->ne[1], want_cols, want_rows);
+                                   ", %" PRIu64 "]", name, t->ne[0], t->ne[1], want_cols, want_rows);
             if (!lf_type_supported((int)t->type))
                 return lf__err_set(c->err, LF_E_UNSUPPORTED, "tensor '%s' has type %s, which llmflash cannot convert",
-                                  name, lf_type_name((int)t->type));
+                                   name, lf_type_name((int)t->type));
             c->ffn[l][k] = t;
         }
     return LF_OK;
@@ -146,7 +146,7 @@ static lf_status read_source(conv *c) {
     const uint64_t row = lf__type_row_bytes((uint32_t)type, c->n_embd);
     if (!row)
         return lf__err_set(err, LF_E_UNSUPPORTED, "bundle type %s needs d_model to be a multiple of %u; this model has %u",
-                          lf_type_name(type), lf__type_traits_get((uint32_t)type)->block, c->n_embd);
+                           lf_type_name(type), lf__type_traits_get((uint32_t)type)->block, c->n_embd);
     lf_bundle_layout *L = &c->layout;
     L->type = (uint32_t)type;
     L->n_rows = c->gated ? 3 : 2;
@@ -158,7 +158,7 @@ static lf_status read_source(conv *c) {
     L->stride = L->compression == LF_COMPRESS_NONE ? lf__bundle_stride(L->record_bytes, c->p->packed) : L->record_bytes;
     if (L->record_bytes > UINT32_MAX / 2 || (uint64_t)L->group * L->record_bytes > (1u << 30))
         return lf__err_set(err, LF_E_INVALID_ARG, "a group of %u %" PRIu64 "-byte records is too large", L->group,
-                          L->record_bytes);
+                           L->record_bytes);
     c->n_groups = (c->n_ff + L->group - 1) / L->group;
     return LF_OK;
 }
@@ -378,7 +378,7 @@ static void chunk_phase1(void *ctx, int ith, int nth) {
         const uint64_t rows = LF_MIN((uint64_t)TRANSPOSE_ROWS, d1 - jb);
         for (uint64_t q = 0; q < rows; q++)
             lf__dequantize_row(j->down->type, b->down + (jb + q) * src_row + j->s0 / blk * bsz, tblock + q * width,
-                              (int64_t)width);
+                               (int64_t)width);
         for (uint64_t k = 0; k < width; k++) {
             float *col = b->tile + k * d + jb;
             for (uint64_t q = 0; q < rows; q++) col[q] = tblock[q * width + k];
@@ -395,7 +395,7 @@ static void chunk_phase2(void *ctx, int ith, int nth) {
     const uint64_t slot = (uint64_t)(c->layout.n_rows - 1) * c->layout.row_bytes;
     for (uint64_t k = k0; k < k1; k++)
         lf__quantize_row(c->layout.type, j->b->tile + k * c->n_embd, j->records + k * c->layout.record_bytes + slot,
-                        c->n_embd);
+                         c->n_embd);
 }
 
 /* Phase 3: checksum (and compress) the chunk's groups. */
@@ -533,7 +533,7 @@ static lf_status finalize_header(conv *c, int fd, uint64_t header_len) {
     if (!st && fstat(mfd, &sb) != 0) st = lf__err_set(c->err, LF_E_IO, "fstat: %s", strerror(errno));
     if (!st && (uint64_t)sb.st_size != header_len)
         st = lf__err_set(c->err, LF_E_IO, "internal: header length changed (%" PRIu64 " vs %" PRIu64 ")",
-                        (uint64_t)sb.st_size, header_len);
+                         (uint64_t)sb.st_size, header_len);
     if (!st && !(hdr = malloc(header_len))) st = LF_E_NOMEM;
     if (!st) st = lf__pread_all(mfd, hdr, header_len, 0, c->err);
     close(mfd);
@@ -627,7 +627,7 @@ static lf_status finish_output(conv *c, outpos *o, lf_outfile *out, lf_gguf_writ
     if ((st = build_header(c, w))) return st;
     if (lf__gguf_writer_file_size(*w) != o->pos) /* data must be where the header says */
         return lf__err_set(c->err, LF_E_IO, "internal: wrote %" PRIu64 " bytes, header describes %" PRIu64, o->pos,
-                          lf__gguf_writer_file_size(*w));
+                           lf__gguf_writer_file_size(*w));
     if ((st = finalize_header(c, out->fd, o->data_start))) return st;
     return lf__outfile_commit(out, c->err);
 }
@@ -714,7 +714,7 @@ done:
 /* ---- co-activation placement: an uncompressed flash file, records reordered */
 
 lf_status lf__flash_reorder(const char *in_path, const char *out_path, const uint32_t *const *perm, bool force,
-                           lf_err *err) {
+                            lf_err *err) {
     const lf_convert_params p = lf_convert_default_params();
     conv c = {.err = err, .p = &p, .in_fd = -1, .perm = perm};
     lf_flash *fl = NULL;
@@ -733,7 +733,7 @@ lf_status lf__flash_reorder(const char *in_path, const char *out_path, const uin
     if ((st = lf__flash_open(c.in, c.in_fd, &fl, err))) goto done;
     if (fl->layout.compression != LF_COMPRESS_NONE) {
         st = lf__err_set(err, LF_E_UNSUPPORTED, "placement reorders single neurons: %s is compressed in groups "
-                        "(convert it without compression)", in_path);
+                         "(convert it without compression)", in_path);
         goto done;
     }
     c.n_embd = fl->n_embd;
@@ -756,7 +756,7 @@ lf_status lf__flash_reorder(const char *in_path, const char *out_path, const uin
             const uint32_t src = perm[l][q];
             if (src >= c.n_ff || seen[src]) {
                 st = lf__err_set(err, LF_E_INVALID_ARG, "layer %u's order is not a permutation of its %u neurons", l,
-                                c.n_ff);
+                                 c.n_ff);
                 goto done;
             }
             seen[src] = 1;

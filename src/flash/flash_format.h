@@ -115,7 +115,7 @@ void lf__flash_group_neurons(const lf_flash *f, uint64_t g, uint64_t *first, uin
 /* Checks and decodes one group's stored bytes into `raw` (its records,
  * unpadded, record_bytes each). verify: check the checksum first. */
 lf_status lf__flash_decode_group(const lf_flash *f, uint32_t layer, uint64_t g, const void *stored, void *raw,
-                                bool verify, lf_err *err);
+                                 bool verify, lf_err *err);
 /* Reads a whole layer into dst (n_ff records of record_bytes, unpadded). */
 lf_status lf__flash_read_layer(const lf_flash *f, int fd, uint32_t layer, void *dst, bool verify, lf_err *err);
 
@@ -138,7 +138,7 @@ lf_status lf__flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data
  * LF_E_UNSUPPORTED for compressed files; LF_E_INVALID_ARG for a perm that
  * is not a permutation. */
 lf_status lf__flash_reorder(const char *in_path, const char *out_path, const uint32_t *const *perm, bool force,
-                           lf_err *err);
+                            lf_err *err);
 
 /* pread of exactly n bytes, retrying short reads; LF_E_IO/LF_E_TRUNCATED. */
 lf_status lf__pread_all(int fd, void *buf, size_t n, uint64_t off, lf_err *err);

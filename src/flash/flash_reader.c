@@ -53,7 +53,7 @@ static lf_status read_layout(const lf_gguf *g, lf_flash *f, lf_err *err) {
     if ((st = lf__gguf_get_u32(g, LF_KEY_FORMAT, &version, err))) return st;
     if (version != LF_FLASH_FORMAT_VERSION)
         return lf__err_set(err, LF_E_UNSUPPORTED, "flash format version %u (this llmflash reads %d)", version,
-                          LF_FLASH_FORMAT_VERSION);
+                           LF_FLASH_FORMAT_VERSION);
     if ((st = lf__arch_ffn_shape(g, &f->n_embd, &f->n_ff, &f->n_layer, err)) ||
         (st = lf__gguf_get_u32(g, LF_KEY_TYPE, &L->type, err)) ||
         (st = lf__gguf_get_u32(g, LF_KEY_ROW_BYTES, &row_bytes, err)) ||
@@ -85,7 +85,7 @@ static lf_status read_layout(const lf_gguf *g, lf_flash *f, lf_err *err) {
         stride < record_bytes || (L->compression == LF_COMPRESS_NONE && L->group != 1) ||
         (uint64_t)L->group * record_bytes > (1u << 30))
         return lf__err_set(err, LF_E_MODEL, "inconsistent bundle layout: row %u, record %u, stride %u, group %u bytes",
-                          row_bytes, record_bytes, stride, L->group);
+                           row_bytes, record_bytes, stride, L->group);
     return LF_OK;
 }
 
@@ -95,7 +95,7 @@ lf_status lf__flash_check_size(const lf_gguf *g, lf_err *err) {
     if (st) return st;
     if (want != g->file_size)
         return lf__err_set(err, want > g->file_size ? LF_E_TRUNCATED : LF_E_CORRUPT,
-                          "the file has %" PRIu64 " bytes but its header records %" PRIu64, g->file_size, want);
+                           "the file has %" PRIu64 " bytes but its header records %" PRIu64, g->file_size, want);
     return LF_OK;
 }
 
@@ -132,7 +132,7 @@ lf_status lf__flash_open(const lf_gguf *g, int fd, lf_flash **out, lf_err *err) 
         const lf_gguf_tensor *idx = &g->tensors[idx_i];
         if (idx->nbytes != n_groups * sizeof(lf_bundle_entry)) {
             st = lf__err_set(err, LF_E_MODEL, "bundle index of layer %u has %" PRIu64 " bytes, expected %" PRIu64, l,
-                            idx->nbytes, n_groups * sizeof(lf_bundle_entry));
+                             idx->nbytes, n_groups * sizeof(lf_bundle_entry));
             goto fail;
         }
         L->data_offset = data->file_offset;
@@ -157,7 +157,7 @@ lf_status lf__flash_open(const lf_gguf *g, int fd, lf_flash **out, lf_err *err) 
                 e->stored > L->data_bytes - e->offset ||
                 (f->layout.compression == LF_COMPRESS_NONE && (e->stored != e->raw || e->offset != first * f->layout.stride))) {
                 st = lf__err_set(err, LF_E_CORRUPT, "bundle index entry of layer %u, neurons %" PRIu64 "-%" PRIu64
-                                " is out of bounds", l, first, first + count - 1);
+                                 " is out of bounds", l, first, first + count - 1);
                 goto fail;
             }
         }
@@ -170,19 +170,19 @@ fail:
 }
 
 lf_status lf__flash_decode_group(const lf_flash *f, uint32_t layer, uint64_t g, const void *stored, void *raw,
-                                bool verify, lf_err *err) {
+                                 bool verify, lf_err *err) {
     const lf_bundle_entry *e = &f->layers[layer].index[g];
     uint64_t first, count;
     lf__flash_group_neurons(f, g, &first, &count);
     if (verify && lf__checksum64(stored, e->stored) != e->checksum)
         return lf__err_set(err, LF_E_CORRUPT, "bundle group of layer %u, neurons %" PRIu64 "-%" PRIu64
-                          " at offset %" PRIu64 " fails its checksum", layer, first, first + count - 1,
-                          f->layers[layer].data_offset + e->offset);
+                           " at offset %" PRIu64 " fails its checksum", layer, first, first + count - 1,
+                           f->layers[layer].data_offset + e->offset);
     lf_err inner = {{0}};
     const lf_status st = lf__codec_decompress(f->layout.compression, stored, e->stored, raw, e->raw, &inner);
     if (st)
         return lf__err_set(err, st, "bundle group of layer %u, neurons %" PRIu64 "-%" PRIu64 ": %s", layer, first,
-                          first + count - 1, inner.msg);
+                           first + count - 1, inner.msg);
     return LF_OK;
 }
 

@@ -46,7 +46,7 @@ lf_status lf__flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data
     const lf_gguf_tensor *t = &g->tensors[i];
     if (want != 0 && lf__checksum64(data, t->nbytes) != want)
         return lf__err_set(err, LF_E_CORRUPT, "tensor '%.*s' fails its checksum: the file is corrupt",
-                          (int)LF_MIN(t->name.len, (uint64_t)128), t->name.ptr);
+                           (int)LF_MIN(t->name.len, (uint64_t)128), t->name.ptr);
     return LF_OK;
 }
 
@@ -69,7 +69,7 @@ static lf_status check_tensors(int fd, const lf_gguf *g, lf_err *err) {
         }
         if (!st && XXH64_digest(h) != want)
             st = lf__err_set(err, LF_E_CORRUPT, "tensor '%.*s' fails its checksum", (int)LF_MIN(t->name.len, (uint64_t)128),
-                            t->name.ptr);
+                             t->name.ptr);
     }
     XXH64_freeState(h);
     free(buf);

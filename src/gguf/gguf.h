@@ -110,14 +110,14 @@ lf_status lf__gguf_writer_set_bool(lf_gguf_writer *w, const char *key, bool v);
 lf_status lf__gguf_writer_set_str(lf_gguf_writer *w, const char *key, const char *v);
 /* Array of scalars (elem_type not STRING/ARRAY): n elements of raw LE data. */
 lf_status lf__gguf_writer_set_arr(lf_gguf_writer *w, const char *key, uint32_t elem_type,
-                                 const void *data, uint64_t n);
+                                  const void *data, uint64_t n);
 lf_status lf__gguf_writer_set_arr_str(lf_gguf_writer *w, const char *key,
-                                     const lf_gguf_str *strs, uint64_t n);
+                                      const lf_gguf_str *strs, uint64_t n);
 /* Copies a key/value pair verbatim from a parsed file (any type, nested too). */
 lf_status lf__gguf_writer_copy_kv(lf_gguf_writer *w, const lf_gguf_kv *kv);
 /* Declares a tensor; returns its data size via *nbytes (may be NULL). */
 lf_status lf__gguf_writer_add_tensor(lf_gguf_writer *w, const char *name, uint32_t type,
-                                    uint32_t n_dims, const uint64_t *ne, uint64_t *nbytes);
+                                     uint32_t n_dims, const uint64_t *ne, uint64_t *nbytes);
 /* Total file size once everything is written. */
 uint64_t lf__gguf_writer_file_size(const lf_gguf_writer *w);
 /* Writes header, metadata and tensor infos to fd (at its current offset 0). */

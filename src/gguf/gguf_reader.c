@@ -31,8 +31,8 @@ static lf_status cur_need(cursor *c, uint64_t n, const char *what) {
     uint64_t end;
     if (!lf__add_u64(c->pos, n, &end) || end > c->file_size)
         return lf__err_set(c->err, LF_E_TRUNCATED,
-                          "%s at offset %" PRIu64 " needs %" PRIu64 " bytes but the file has %" PRIu64,
-                          what, c->pos, n, c->file_size);
+                           "%s at offset %" PRIu64 " needs %" PRIu64 " bytes but the file has %" PRIu64,
+                           what, c->pos, n, c->file_size);
     if (end <= c->len) return LF_OK;
     if (c->fd < 0) return lf__err_set(c->err, LF_E_TRUNCATED, "%s: buffer ends early", what);
     /* grow geometrically, read what we can */
@@ -79,7 +79,7 @@ static lf_status cur_str(cursor *c, uint64_t *off, uint64_t *len, const char *wh
     if (st) return st;
     if (*len > c->file_size - c->pos)
         return lf__err_set(c->err, LF_E_TRUNCATED, "%s: string length %" PRIu64 " at offset %" PRIu64
-                          " runs past the end of the file", what, *len, c->pos - 8);
+                           " runs past the end of the file", what, *len, c->pos - 8);
     st = cur_need(c, *len, what);
     if (st) return st;
     *off = c->pos;
@@ -123,7 +123,7 @@ static lf_status skip_value(cursor *c, uint32_t type, const char *key, int depth
     /* array */
     if (depth >= LF_GGUF_MAX_DEPTH)
         return lf__err_set(c->err, LF_E_GGUF_VALUE_TYPE, "metadata key '%s': arrays nested deeper than %d",
-                          key, LF_GGUF_MAX_DEPTH);
+                           key, LF_GGUF_MAX_DEPTH);
     uint32_t et;
     uint64_t n;
     lf_status st = cur_u32(c, &et, key);
@@ -135,8 +135,8 @@ static lf_status skip_value(cursor *c, uint32_t type, const char *key, int depth
     const uint64_t min_elem = lf__gguf_vtype_size(et) ? lf__gguf_vtype_size(et) : (et == LF_GGUF_STRING ? 8 : 12);
     if (n > (c->file_size - c->pos) / min_elem)
         return lf__err_set(c->err, LF_E_GGUF_COUNT, "metadata key '%s': array of %" PRIu64
-                          " %s elements cannot fit in the %" PRIu64 " bytes left",
-                          key, n, lf__gguf_vtype_name(et), c->file_size - c->pos);
+                           " %s elements cannot fit in the %" PRIu64 " bytes left",
+                           key, n, lf__gguf_vtype_name(et), c->file_size - c->pos);
     if (lf__gguf_vtype_size(et)) {
         st = cur_need(c, n * min_elem, key);
         if (st) return st;
@@ -144,7 +144,7 @@ static lf_status skip_value(cursor *c, uint32_t type, const char *key, int depth
             for (uint64_t i = 0; i < n; i++)
                 if (c->buf[c->pos + i] > 1)
                     return lf__err_set(c->err, LF_E_GGUF_VALUE_TYPE, "metadata key '%s': bool element %" PRIu64
-                                      " has value %u", key, i, c->buf[c->pos + i]);
+                                       " has value %u", key, i, c->buf[c->pos + i]);
         c->pos += n * min_elem;
         return LF_OK;
     }
@@ -242,12 +242,12 @@ static lf_status parse(cursor *c, lf_gguf **out) {
     if (c->file_size >= 4 && (st = cur_need(c, 4, "magic")) != LF_OK && st != LF_E_TRUNCATED) goto fail;
     if (c->file_size < 4 || st) {
         st = lf__err_set(err, LF_E_GGUF_MAGIC, "file of %" PRIu64 " bytes is too short for the GGUF magic",
-                        c->file_size);
+                         c->file_size);
         goto fail;
     }
     if (memcmp(c->buf, "GGUF", 4) != 0) {
         st = lf__err_set(err, LF_E_GGUF_MAGIC, "bad magic %02x %02x %02x %02x (expected 'GGUF')",
-                        c->buf[0], c->buf[1], c->buf[2], c->buf[3]);
+                         c->buf[0], c->buf[1], c->buf[2], c->buf[3]);
         goto fail;
     }
     c->pos = 4;
@@ -261,12 +261,12 @@ static lf_status parse(cursor *c, lf_gguf **out) {
     /* a kv takes >= 8+1+4+1 bytes, a tensor info >= 8+1+4+8+4+8 */
     if (g->n_kv > (c->file_size - c->pos) / 14) {
         st = lf__err_set(err, LF_E_GGUF_COUNT, "metadata_kv_count %" PRIu64 " cannot fit in a %" PRIu64 "-byte file",
-                        g->n_kv, c->file_size);
+                         g->n_kv, c->file_size);
         goto fail;
     }
     if (g->n_tensors > (c->file_size - c->pos) / 33) {
         st = lf__err_set(err, LF_E_GGUF_COUNT, "tensor_count %" PRIu64 " cannot fit in a %" PRIu64 "-byte file",
-                        g->n_tensors, c->file_size);
+                         g->n_tensors, c->file_size);
         goto fail;
     }
     kvs = calloc(g->n_kv ? g->n_kv : 1, sizeof *kvs);
@@ -308,7 +308,7 @@ static lf_status parse(cursor *c, lf_gguf **out) {
         if (r->key_len == 17 && memcmp(c->buf + r->key_off, "general.alignment", 17) == 0) {
             if (r->type != LF_GGUF_U32) {
                 st = lf__err_set(err, LF_E_GGUF_ALIGNMENT, "general.alignment has type %s, expected u32",
-                                lf__gguf_vtype_name(r->type));
+                                 lf__gguf_vtype_name(r->type));
                 goto fail;
             }
             const uint32_t a = lf__load_u32(c->buf + r->data_off);
@@ -333,7 +333,7 @@ static lf_status parse(cursor *c, lf_gguf **out) {
         if ((st = cur_u32(c, &t->n_dims, name))) goto fail;
         if (t->n_dims == 0 || t->n_dims > LF_GGUF_MAX_DIMS) {
             st = lf__err_set(err, LF_E_GGUF_SHAPE, "tensor '%s' has %u dimensions (1 to %d allowed)", name, t->n_dims,
-                            LF_GGUF_MAX_DIMS);
+                             LF_GGUF_MAX_DIMS);
             goto fail;
         }
         uint64_t nelem = 1;
@@ -343,7 +343,7 @@ static lf_status parse(cursor *c, lf_gguf **out) {
             if (t->ne[d] == 0 || t->ne[d] > ((uint64_t)1 << 62) || !lf__mul_u64(nelem, t->ne[d], &nelem) ||
                 nelem > ((uint64_t)1 << 62)) {
                 st = lf__err_set(err, LF_E_GGUF_SHAPE, "tensor '%s': dimension %u = %" PRIu64
-                                " is zero or makes the element count overflow", name, d, t->ne[d]);
+                                 " is zero or makes the element count overflow", name, d, t->ne[d]);
                 goto fail;
             }
         }
@@ -355,25 +355,25 @@ static lf_status parse(cursor *c, lf_gguf **out) {
         }
         if (t->ne[0] % tt->block) {
             st = lf__err_set(err, LF_E_GGUF_SHAPE, "tensor '%s': row length %" PRIu64 " is not a multiple of the %s block of %u",
-                            name, t->ne[0], tt->name, tt->block);
+                             name, t->ne[0], tt->name, tt->block);
             goto fail;
         }
         if (!lf__mul_u64(nelem / tt->block, tt->block_size, &t->nbytes)) {
             st = lf__err_set(err, LF_E_GGUF_SHAPE, "tensor '%s': %" PRIu64 " elements of %s overflow a 64-bit byte size",
-                            name, nelem, tt->name);
+                             name, nelem, tt->name);
             goto fail;
         }
         if ((st = cur_u64(c, &t->offset, name))) goto fail;
         if (t->offset % g->alignment) {
             st = lf__err_set(err, LF_E_GGUF_ALIGNMENT, "tensor '%s': data offset %" PRIu64 " is not a multiple of the alignment %u",
-                            name, t->offset, g->alignment);
+                             name, t->offset, g->alignment);
             goto fail;
         }
     }
     g->data_offset = lf__align_up(c->pos, g->alignment);
     if (g->data_offset > c->file_size && g->n_tensors > 0) {
         st = lf__err_set(err, LF_E_TRUNCATED, "data section starts at %" PRIu64 " beyond the %" PRIu64 "-byte file",
-                        g->data_offset, c->file_size);
+                         g->data_offset, c->file_size);
         goto fail;
     }
 
@@ -427,7 +427,7 @@ static lf_status parse(cursor *c, lf_gguf **out) {
             char name[128];
             fmt_name(name, sizeof name, (const uint8_t *)t->name.ptr, t->name.len);
             st = lf__err_set(err, LF_E_GGUF_BOUNDS, "tensor '%s': %" PRIu64 " bytes at data offset %" PRIu64
-                            " end past the %" PRIu64 "-byte file", name, t->nbytes, t->offset, c->file_size);
+                             " end past the %" PRIu64 "-byte file", name, t->nbytes, t->offset, c->file_size);
             goto fail;
         }
         spans[i] = (span){t->file_offset, end, i};
@@ -440,7 +440,7 @@ static lf_status parse(cursor *c, lf_gguf **out) {
             fmt_name(a, sizeof a, (const uint8_t *)ta->name.ptr, ta->name.len);
             fmt_name(b, sizeof b, (const uint8_t *)tb->name.ptr, tb->name.len);
             st = lf__err_set(err, LF_E_GGUF_OVERLAP, "tensors '%s' and '%s' overlap at file offset %" PRIu64, a, b,
-                            spans[i].begin);
+                             spans[i].begin);
             goto fail;
         }
     }
@@ -551,7 +551,7 @@ lf_status lf__gguf_get_u32_or(const lf_gguf *g, const char *key, uint32_t dflt, 
     int64_t v;
     if (!scalar_as_i64(kv->type, kv->data, &v) || v < 0 || v > UINT32_MAX)
         return lf__err_set(err, LF_E_MODEL, "metadata key '%s' (%s) is not an unsigned 32-bit integer", key,
-                          lf__gguf_vtype_name(kv->type));
+                           lf__gguf_vtype_name(kv->type));
     *out = (uint32_t)v;
     return LF_OK;
 }
@@ -569,7 +569,7 @@ lf_status lf__gguf_get_u64_or(const lf_gguf *g, const char *key, uint64_t dflt, 
     }
     if (!scalar_as_i64(kv->type, kv->data, &v) || v < 0)
         return lf__err_set(err, LF_E_MODEL, "metadata key '%s' (%s) is not an unsigned integer", key,
-                          lf__gguf_vtype_name(kv->type));
+                           lf__gguf_vtype_name(kv->type));
     *out = (uint64_t)v;
     return LF_OK;
 }

@@ -115,7 +115,7 @@ lf_status lf__gguf_writer_set_str(lf_gguf_writer *w, const char *key, const char
 }
 
 lf_status lf__gguf_writer_set_arr(lf_gguf_writer *w, const char *key, uint32_t elem_type, const void *data,
-                                 uint64_t n) {
+                                  uint64_t n) {
     const size_t sz = lf__gguf_vtype_size(elem_type);
     if (!sz || (n && !data)) return LF_E_INVALID_ARG;
     lf_status st = kv_begin(w, key, LF_GGUF_ARRAY);
@@ -147,7 +147,7 @@ lf_status lf__gguf_writer_copy_kv(lf_gguf_writer *w, const lf_gguf_kv *kv) {
 }
 
 lf_status lf__gguf_writer_add_tensor(lf_gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
-                                    const uint64_t *ne, uint64_t *nbytes) {
+                                     const uint64_t *ne, uint64_t *nbytes) {
     if (!w || !name || w->header_written || n_dims < 1 || n_dims > LF_GGUF_MAX_DIMS) return LF_E_INVALID_ARG;
     const lf_type_traits *tt = lf__type_traits_get(type);
     if (!tt || ne[0] % tt->block) return LF_E_INVALID_ARG;
@@ -256,7 +256,7 @@ lf_status lf__gguf_writer_write_data(lf_gguf_writer *w, int fd, const void *data
 lf_status lf__gguf_writer_finish(lf_gguf_writer *w, lf_err *err) {
     if (!w->header_written || w->cur_tensor != w->n_tensors)
         return lf__err_set(err, LF_E_INVALID_ARG, "GGUF incomplete: %" PRIu64 " of %" PRIu64 " tensors written",
-                          w->cur_tensor, w->n_tensors);
+                           w->cur_tensor, w->n_tensors);
     return LF_OK;
 }
 

@@ -170,7 +170,7 @@ static lf_status fit_relu(const lf_model *m, uint32_t l, const float *X, const u
         pred = init;
         init = (lf_lowrank){0};
         lf__log(&m->log, LF_LOG_INFO, "layer %u: the SVD predictor (precision %.3f) beats the fitted one (%.3f)", l,
-               q_init.precision, q_fit.precision);
+                q_init.precision, q_fit.precision);
     }
     lf__lowrank_free(&init);
     if (!st) st = lf__lowrank_evaluate(&pred, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
@@ -301,7 +301,7 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     if (p.reorder_path) {
         if (m->flash->layout.compression != LF_COMPRESS_NONE) {
             st = lf__err_set(&err, LF_E_UNSUPPORTED, "placement reorders single neurons: %s is compressed in groups "
-                            "(convert it without compression)", model_path);
+                             "(convert it without compression)", model_path);
             goto out;
         }
         if (!(orders = calloc(n_layer, sizeof *orders))) {

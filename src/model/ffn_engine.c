@@ -153,7 +153,7 @@ static uint64_t chunk_bytes_for(const lf_model *m, uint64_t unit_bytes) {
 }
 
 void lf__ffn_plan_bytes(const lf_model *m, const lf_ffn_engine_params *p, int n_threads, uint64_t *io, uint64_t *mask,
-                       uint64_t *scratch) {
+                        uint64_t *scratch) {
     const lf_bundle_layout *B = &m->flash->layout;
     const uint64_t n_units = m->flash->layers[0].n_groups, unit_bytes = (uint64_t)B->group * B->record_bytes;
     const uint32_t max_batch = p->max_batch ? p->max_batch : 1;
@@ -255,7 +255,7 @@ static lf_status create_stream_state(lf_ffn_engine *f, const lf_ffn_engine_param
          * as much as the budget holds up to half, the rest read per token */
         if (capacity == 0)
             return lf__err_set(&f->err, LF_E_BUDGET, "hybrid mode keeps part of each layer's FFN resident: %" PRIu64
-                              " bytes more are needed for one neuron per layer", per_slot * f->n_layer);
+                               " bytes more are needed for one neuron per layer", per_slot * f->n_layer);
         capacity = LF_MIN(capacity, (uint64_t)f->n_units / 2);
     }
     f->tslot = B->compression == LF_COMPRESS_NONE ? B->stride : f->unit_bytes;
@@ -289,8 +289,8 @@ static lf_status create_stream_state(lf_ffn_engine *f, const lf_ffn_engine_param
         if (lf__ncache_init(&f->cache[l], f->n_units, (uint32_t)capacity, f->unit_bytes))
             return lf__err_set(&f->err, LF_E_NOMEM, "neuron cache of layer %u (%" PRIu64 " slots)", l, capacity);
     lf__log(&f->log, LF_LOG_INFO, "%s mode: %" PRIu64 " of %u units cached per layer (%" PRIu64 " bytes each), window %u, "
-           "transient chunks of %u units, mask %s", lf_mode_name(f->mode), capacity, f->n_units, f->unit_bytes, f->window,
-           f->chunk_units, f->mask_src.ops->name);
+            "transient chunks of %u units, mask %s", lf_mode_name(f->mode), capacity, f->n_units, f->unit_bytes, f->window,
+            f->chunk_units, f->mask_src.ops->name);
     return f->mode == LF_MODE_HYBRID ? preload_pinned(f) : LF_OK;
 }
 
@@ -304,7 +304,7 @@ static lf_status open_oracle(lf_ffn_engine *f, const char *predictor_path, lf_ma
     lf_err ignored = {{0}};
     const bool have = path && lf__predictor_load(path, m, false, &set, &ignored) == LF_OK;
     const lf_status st = lf__mask_oracle_create(m->flash, m->fd, m->verify_checksums, m->kernels, m->info.activation,
-                                               have ? set.taus : NULL, out, &f->err);
+                                                have ? set.taus : NULL, out, &f->err);
     lf__predictor_set_free(&set);
     free(path);
     return st;
@@ -318,7 +318,7 @@ static lf_status open_predictor(lf_ffn_engine *f, const char *given, bool lookah
     lf_status st = lf__predictor_load(path, f->m, lookahead, &set, &f->err);
     if (st == LF_E_IO)
         st = lf__err_set(&f->err, LF_E_INVALID_ARG, "no predictor for %s at %s (%s): calibrate the model first "
-                        "(lf_calibrate)", f->m->path, path, f->err.msg);
+                         "(lf_calibrate)", f->m->path, path, f->err.msg);
     if (!st) st = lf__mask_predictor_create(f->m->flash, f->m->kernels, f->pool, &set, &f->mask_src, &f->err);
     if (!st) lf__log(&f->log, LF_LOG_INFO, "predictor: %s", path);
     free(path);
@@ -341,7 +341,7 @@ lf_status lf__ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_engine_params 
     f->n_units = (uint32_t)m->flash->layers[0].n_groups;
     f->group = m->flash->layout.group;
     lf_status st = lf__ffn_kernel_init(&f->kernel, m->kernels, &m->flash->layout, m->info.activation, m->info.n_embd,
-                                      f->max_batch, pool);
+                                       f->max_batch, pool);
     if (st) {
         lf__err_set(err, st, "FFN kernel buffers");
         lf__ffn_destroy(f);

@@ -52,7 +52,7 @@ typedef struct lf_ffn_engine_params {
  * buffers (transient chunks, the loader's per-batch tables), the mask
  * source's state, and scratch (the kernel's accumulators, tables). */
 void lf__ffn_plan_bytes(const lf_model *m, const lf_ffn_engine_params *p, int n_threads, uint64_t *io, uint64_t *mask,
-                       uint64_t *scratch);
+                        uint64_t *scratch);
 
 /* Records the engine's spans ("predictor", "io_submit", "io_wait",
  * "ffn_compute") on track_compute, its read batches on track_io, and the

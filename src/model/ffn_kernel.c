@@ -10,7 +10,7 @@ uint64_t lf__ffn_kernel_bytes(uint32_t n_embd, uint32_t max_batch, int nth) {
 }
 
 lf_status lf__ffn_kernel_init(lf_ffn_kernel *fk, const lf_kernels *k, const lf_bundle_layout *layout, lf_activation act,
-                             uint32_t n_embd, uint32_t max_batch, lf_pool *pool) {
+                              uint32_t n_embd, uint32_t max_batch, lf_pool *pool) {
     memset(fk, 0, sizeof *fk);
     fk->k = k;
     fk->layout = *layout;

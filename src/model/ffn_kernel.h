@@ -35,7 +35,7 @@ typedef struct lf_ffn_kernel {
 /* Bytes lf__ffn_kernel_init allocates. */
 uint64_t lf__ffn_kernel_bytes(uint32_t n_embd, uint32_t max_batch, int nth);
 lf_status lf__ffn_kernel_init(lf_ffn_kernel *fk, const lf_kernels *k, const lf_bundle_layout *layout, lf_activation act,
-                             uint32_t n_embd, uint32_t max_batch, lf_pool *pool);
+                              uint32_t n_embd, uint32_t max_batch, lf_pool *pool);
 void lf__ffn_kernel_free(lf_ffn_kernel *fk);
 
 /* Starts a batch of n (<= max_batch) tokens, x (n, n_embd). x must stay

@@ -162,7 +162,7 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     }
     if (p.n_threads < 0 || p.n_threads > LF_THREADS_PER_CORE_MAX * lf__cpu_count()) {
         st = lf__err_set(&s->err, LF_E_INVALID_ARG, "%d compute threads on %d cores: at most %d", p.n_threads,
-                        lf__cpu_count(), LF_THREADS_PER_CORE_MAX * lf__cpu_count());
+                         lf__cpu_count(), LF_THREADS_PER_CORE_MAX * lf__cpu_count());
         goto fail;
     }
     if (!lf__mul_u64((uint64_t)in->n_layer * s->n_ctx, kv_dim, &cache_elems) || cache_elems > ((uint64_t)1 << 40)) {
@@ -171,7 +171,7 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     }
     if (s->n_ctx > in->n_ctx_train && in->n_ctx_train)
         lf__log(&s->log, LF_LOG_WARN, "context of %u tokens is longer than the %u the model was trained on: "
-               "quality may drop past that", s->n_ctx, in->n_ctx_train);
+                "quality may drop past that", s->n_ctx, in->n_ctx_train);
     /* planned once: the parts are fixed for the session's life (and the
      * predictor's size comes from its file) */
     s->plan_own = session_plan(m, &p, s->plan_parts);
@@ -217,7 +217,7 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     return LF_OK;
 fail_nomem:
     st = lf__err_set(&s->err, LF_E_NOMEM, "session buffers for a context of %u tokens (KV cache %" PRIu64 " MiB)",
-                    s->n_ctx, cache_elems * 2 * kv_elem_bytes(&p) >> 20);
+                     s->n_ctx, cache_elems * 2 * kv_elem_bytes(&p) >> 20);
 fail:
     lf__err_copy_out(&s->err, errbuf, errcap);
     lf_session_destroy(s);
@@ -238,7 +238,7 @@ lf_status lf_session_truncate(lf_session *s, uint32_t pos) {
     if (!s) return LF_E_INVALID_ARG;
     if (pos > s->pos)
         return lf__err_set(&s->err, LF_E_INVALID_ARG, "cannot truncate to position %u: only %u tokens are evaluated", pos,
-                          s->pos);
+                           s->pos);
     /* the KV rows from pos on are overwritten by the next eval before any
      * token reads them: attention reads positions below its own only */
     s->pos = pos;
@@ -296,7 +296,7 @@ static void embed(lf_session *s, lf_token tok, float *out) {
     const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
     if (w->layout == LF_LAYOUT_X8 && r < whole) {
         lf__x8_row(w->type, (const uint8_t *)w->data + (r / LF_X8) * LF_X8 * w->row_bytes, (uint32_t)(r % LF_X8), w->cols,
-                  s->embed_row);
+                   s->embed_row);
         row = s->embed_row;
     }
     lf__dequantize_row(w->type, row, out, (int64_t)w->cols);
@@ -509,7 +509,7 @@ static lf_status forward(lf_session *s, const lf_token *tokens, uint32_t nt, uin
         if (s->params.abort_cb && s->params.abort_cb(s->params.abort_user)) {
             if (s->ffn) lf__ffn_abort(s->ffn); /* reads a layer early may be in flight */
             return lf__err_set(&s->err, LF_E_INTERRUPTED, "stopped by the abort callback before layer %u of the batch "
-                              "at position %u", l, pos0);
+                               "at position %u", l, pos0);
         }
         /* a mask known before the layer's input: its reads overlap attention */
         if (s->ffn && lf__ffn_mask_is_early(s->ffn) && (st = lf__ffn_prefetch(s->ffn, l, NULL, nt))) {
@@ -580,11 +580,11 @@ lf_status lf_session_eval(lf_session *s, const lf_token *tokens, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= s->m->info.n_vocab)
             return lf__err_set(&s->err, LF_E_INVALID_ARG, "token %d (at %zu of %zu) is outside the vocabulary of %u",
-                              tokens[i], i, n, s->m->info.n_vocab);
+                               tokens[i], i, n, s->m->info.n_vocab);
     /* checked up front: a batch that cannot fit fails before any work */
     if (n > s->n_ctx - s->pos)
         return lf__err_set(&s->err, LF_E_CONTEXT_FULL, "%zu tokens do not fit: the context of %u tokens has %u left", n,
-                          s->n_ctx, s->n_ctx - s->pos);
+                           s->n_ctx, s->n_ctx - s->pos);
     lf_phase_stats *ph = n > 1 || s->in_prompt ? &s->prompt : &s->generation;
     lf_phase_stats before, after;
     session_counters(s, &before);
@@ -804,7 +804,7 @@ lf_status lf_session_generate(lf_session *s, lf_sampler *sampler, const char *pr
     if (n_tok > s->n_ctx) {
         free(toks);
         return lf__err_set(&s->err, LF_E_CONTEXT_FULL, "the prompt is %zu tokens but the context holds %u", n_tok,
-                          s->n_ctx);
+                           s->n_ctx);
     }
     for (size_t i = 0; i < n_tok; i++) lf_sampler_accept(sampler, toks[i]);
     uint64_t t0 = lf__now_ns();

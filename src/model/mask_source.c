@@ -88,7 +88,7 @@ static void oracle_destroy(void *state) {
 static const lf_mask_ops oracle_ops = {"oracle", true, oracle_select, NULL, oracle_destroy};
 
 lf_status lf__mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf_kernels *k, lf_activation act,
-                                const float *taus, lf_mask *out, lf_err *err) {
+                                 const float *taus, lf_mask *out, lf_err *err) {
     const lf_bundle_layout *B = &f->layout;
     oracle *o = calloc(1, sizeof *o);
     if (!o) return lf__err_set(err, LF_E_NOMEM, "oracle mask");
@@ -245,7 +245,7 @@ static const lf_mask_ops predictor_ahead_ops = {"predictor", true, predictor_sel
                                                 predictor_destroy};
 
 lf_status lf__mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_pool *pool, lf_predictor_set *set,
-                                   lf_mask *out, lf_err *err) {
+                                    lf_mask *out, lf_err *err) {
     predictor *pr = calloc(1, sizeof *pr);
     if (!pr) return lf__err_set(err, LF_E_NOMEM, "predictor mask");
     pr->set = *set;

@@ -48,7 +48,7 @@ lf_status lf__mask_all_create(uint32_t n_units, lf_mask *out);
  * neuron is active when |activation| >= taus[layer], or, where taus is NULL
  * or 0 (ReLU-type FFNs), when its activation is not zero. taus is copied. */
 lf_status lf__mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf_kernels *k, lf_activation act,
-                                const float *taus, lf_mask *out, lf_err *err);
+                                 const float *taus, lf_mask *out, lf_err *err);
 /* Bytes the oracle's copy takes, for planning a budget. */
 uint64_t lf__mask_oracle_bytes(const lf_flash *f);
 
@@ -58,7 +58,7 @@ uint64_t lf__mask_oracle_bytes(const lf_flash *f);
  * (borrowed, may be NULL), which is idle while a layer's units are chosen. */
 typedef struct lf_predictor_set lf_predictor_set;
 lf_status lf__mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_pool *pool, lf_predictor_set *set,
-                                   lf_mask *out, lf_err *err);
+                                    lf_mask *out, lf_err *err);
 
 void lf__mask_destroy(lf_mask *ms);
 

@@ -63,7 +63,7 @@ static void matmul_worker(void *ctx, int ith, int nth) {
 }
 
 void lf__matmul(lf_pool *pool, const lf_kernels *k, const lf_weight *w, const void *x, uint64_t x_stride, int nt,
-               float *y, uint64_t y_stride) {
+                float *y, uint64_t y_stride) {
     matmul_job job = {.w = w, .k = k, .x = x, .x_stride = x_stride, .nt = nt, .y = y, .y_stride = y_stride,
                       .chunks = (w->rows + ROWS_PER_CLAIM - 1) / ROWS_PER_CLAIM};
     atomic_init(&job.next, 0);

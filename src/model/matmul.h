@@ -13,6 +13,6 @@
  * (const uint8_t *)x + t * x_stride: floats for float weight types, q8a
  * blocks for the quantized ones (lf__type_uses_q8a). */
 void lf__matmul(lf_pool *pool, const lf_kernels *k, const lf_weight *w, const void *x, uint64_t x_stride, int nt,
-               float *y, uint64_t y_stride);
+                float *y, uint64_t y_stride);
 
 #endif

@@ -92,10 +92,10 @@ static lf_status bind_weight(lf_model *m, const char *name, uint64_t rows, uint6
     }
     if (!lf_type_supported((int)t->type))
         return lf__err_set(&m->err, LF_E_UNSUPPORTED, "tensor '%s' has type %s, which llmflash cannot compute with",
-                          name, lf_type_name((int)t->type));
+                           name, lf_type_name((int)t->type));
     if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows)
         return lf__err_set(&m->err, LF_E_MODEL, "tensor '%s' has shape [%" PRIu64 ", %" PRIu64 "], expected [%" PRIu64
-                          ", %" PRIu64 "]", name, t->ne[0], t->ne[1], cols, rows);
+                           ", %" PRIu64 "]", name, t->ne[0], t->ne[1], cols, rows);
     if (lf__type_uses_q8a(t->type) && cols % LF_QK)
         return lf__err_set(&m->err, LF_E_UNSUPPORTED, "tensor '%s': rows of %" PRIu64 " are not a multiple of 32", name, cols);
     w->data = m->tensor_ptr[idx];
@@ -151,8 +151,8 @@ static lf_status check_tensor_names(lf_model *m) {
         }
         if (!known)
             return lf__err_set(&m->err, LF_E_UNSUPPORTED,
-                              "tensor '%s' is not one the %s architecture uses: running without it would give wrong "
-                              "outputs", name, a->name);
+                               "tensor '%s' is not one the %s architecture uses: running without it would give wrong "
+                               "outputs", name, a->name);
     }
     return LF_OK;
 }
@@ -168,7 +168,7 @@ static lf_status bind_rope_freqs(lf_model *m) {
     for (uint32_t i = 0; i < n; i++)
         if (!(m->rope_freqs[i] > 0.0f && m->rope_freqs[i] < 1e30f))
             return lf__err_set(&m->err, LF_E_MODEL, "rope_freqs.weight[%u] = %g is not a positive finite factor", i,
-                              m->rope_freqs[i]);
+                               m->rope_freqs[i]);
     return LF_OK;
 }
 
@@ -196,8 +196,8 @@ static lf_status read_rope_scaling(lf_model *m) {
     const bool none = type.ptr && lf__gguf_str_eq(type, "none");
     if (type.ptr && !none && !lf__gguf_str_eq(type, "linear"))
         return lf__err_set(err, LF_E_UNSUPPORTED,
-                          "%s '%.*s' is not supported (none and linear are; Llama 3.1's scaling comes as the "
-                          "rope_freqs.weight tensor)", k_type, (int)LF_MIN(type.len, (uint64_t)32), type.ptr);
+                           "%s '%.*s' is not supported (none and linear are; Llama 3.1's scaling comes as the "
+                           "rope_freqs.weight tensor)", k_type, (int)LF_MIN(type.len, (uint64_t)32), type.ptr);
     if (!none && factor != 0.0f && factor != 1.0f) {
         if (!(factor > 0.0f && factor <= 1024.0f)) return lf__err_set(err, LF_E_MODEL, "%s %g is out of range", k_factor, factor);
         m->rope_pos_scale = 1.0f / factor;
@@ -242,7 +242,7 @@ static lf_status read_shape(lf_model *m) {
         in->n_head % in->n_head_kv || in->n_layer > 4096 || in->n_embd > (1u << 20) || in->n_ff > (1u << 22) ||
         in->n_head > 4096)
         return lf__err_set(err, LF_E_MODEL, "inconsistent hyperparameters: n_embd %u, n_layer %u, n_ff %u, heads %u/%u",
-                          in->n_embd, in->n_layer, in->n_ff, in->n_head, in->n_head_kv);
+                           in->n_embd, in->n_layer, in->n_ff, in->n_head, in->n_head_kv);
     /* heads may be wider than n_embd / n_head (Qwen3: 128 for 1024 / 16) */
     uint32_t key_len, value_len;
     char kk[64], kv[64], kr[64];
@@ -252,7 +252,7 @@ static lf_status read_shape(lf_model *m) {
         return st;
     if (key_len == 0 || key_len > 4096)
         return lf__err_set(err, LF_E_MODEL, "%s %u: n_embd %u does not split into %u heads and no head size is given",
-                          kk, key_len, in->n_embd, in->n_head);
+                           kk, key_len, in->n_embd, in->n_head);
     if (value_len != key_len)
         return lf__err_set(err, LF_E_UNSUPPORTED, "%s %u differs from %s %u: not supported", kv, value_len, kk, key_len);
     m->head_dim = key_len;
@@ -286,7 +286,7 @@ static lf_status read_hparams(lf_model *m, int activation) {
         else if (lf__gguf_str_eq(act, "relu_plain")) in->activation = LF_ACT_RELU;
         else
             return lf__err_set(err, LF_E_UNSUPPORTED, "llmflash.ffn_activation '%.*s' is not one of silu, relu, relu_plain",
-                              (int)LF_MIN(act.len, (uint64_t)32), act.ptr);
+                               (int)LF_MIN(act.len, (uint64_t)32), act.ptr);
     }
     if (activation != LF_ACT_FROM_FILE) {
         if (activation != LF_ACT_SILU_GATED && activation != LF_ACT_RELU_GATED && activation != LF_ACT_RELU)
@@ -318,7 +318,7 @@ static lf_status test_fault_params(lf_loader_params *lp, lf_err *err) {
             return LF_OK;
         }
     return lf__err_set(err, LF_E_INVALID_ARG, "LLMFLASH_TEST_FAULT='%.64s' is not KIND:NTH[:COUNT] with KIND eio, short, "
-                      "eagain or corrupt", env);
+                       "eagain or corrupt", env);
 }
 
 /* The loader's I/O buffers follow the size of a layer's FFN: a tiny model
@@ -347,8 +347,8 @@ static lf_status open_loader(lf_model *m) {
     st = lf__loader_open(m->path, &lp, &m->loader, &m->err);
     if (!st)
         lf__log(&m->log, LF_LOG_INFO, "bundle reads: %s back-end%s, %" PRIu64 " KiB of I/O buffers",
-               lf__loader_backend_name(m->loader), lf__loader_direct(m->loader) ? ", O_DIRECT" : "",
-               lf__loader_buffer_bytes(m->loader) >> 10);
+                lf__loader_backend_name(m->loader), lf__loader_direct(m->loader) ? ", O_DIRECT" : "",
+                lf__loader_buffer_bytes(m->loader) >> 10);
     return st;
 }
 
@@ -478,8 +478,8 @@ lf_status lf__model_check_mapped_layer(lf_model *m, uint32_t l, lf_err *err) {
             uint64_t first, count;
             lf__flash_group_neurons(m->flash, g, &first, &count);
             return lf__err_set(err, LF_E_CORRUPT, "bundle group of layer %u, neurons %" PRIu64 "-%" PRIu64
-                              " at offset 0x%" PRIx64 " fails its checksum: the file is corrupt", l, first,
-                              first + count - 1, F->data_offset + F->index[g].offset);
+                               " at offset 0x%" PRIx64 " fails its checksum: the file is corrupt", l, first,
+                               first + count - 1, F->data_offset + F->index[g].offset);
         }
         __atomic_store_n(&m->group_checked[l][g], 1, __ATOMIC_RELEASE);
     }
@@ -494,7 +494,7 @@ static lf_mode auto_dense_mode(lf_model *m) {
     const uint64_t avail = lf__memory_available();
     const bool fits = m->map_size <= avail / 10 * 7;
     lf__log(&m->log, LF_LOG_INFO, "auto mode: %s (%.1f MiB file, %.1f MiB available)", fits ? "ram" : "mmap",
-           (double)m->map_size / 1048576.0, (double)avail / 1048576.0);
+            (double)m->map_size / 1048576.0, (double)avail / 1048576.0);
     return fits ? LF_MODE_RAM : LF_MODE_MMAP;
 }
 
@@ -650,7 +650,7 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         goto fail;
     if (p.n_threads < 0 || p.n_threads > LF_THREADS_PER_CORE_MAX * lf__cpu_count()) {
         st = lf__err_set(&m->err, LF_E_INVALID_ARG, "%d compute threads on %d cores: at most %d", p.n_threads,
-                        lf__cpu_count(), LF_THREADS_PER_CORE_MAX * lf__cpu_count());
+                         lf__cpu_count(), LF_THREADS_PER_CORE_MAX * lf__cpu_count());
         goto fail;
     }
     m->tensor_names = calloc(m->gguf->n_tensors + 1, sizeof *m->tensor_names);
@@ -681,24 +681,24 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     m->mode = p.mode == LF_MODE_AUTO ? (m->flash ? LF_MODE_STREAM : auto_dense_mode(m)) : p.mode;
     if (m->mode == LF_MODE_RAM && m->flash) {
         st = lf__err_set(&m->err, LF_E_INVALID_ARG, "ram mode reads a plain GGUF into memory; %s is a flash file, "
-                        "whose FFN streams: use stream mode (or mmap)", path);
+                         "whose FFN streams: use stream mode (or mmap)", path);
         goto fail;
     }
     if (m->mode != LF_MODE_MMAP && m->mode != LF_MODE_RAM && !m->flash) {
         st = lf__err_set(&m->err, LF_E_INVALID_ARG, "%s mode reads FFN bundles from a flash file; convert %s to one "
-                        "first", lf_mode_name(m->mode), path);
+                         "first", lf_mode_name(m->mode), path);
         goto fail;
     }
     if (m->unbundled_reads && (m->mode == LF_MODE_MMAP || m->flash->layout.compression != LF_COMPRESS_NONE)) {
         st = lf__err_set(&m->err, LF_E_INVALID_ARG, "unbundled reads (an ablation) need an uncompressed flash file in "
-                        "stream, naive or hybrid mode");
+                         "stream, naive or hybrid mode");
         goto fail;
     }
     if (m->dram_budget && (m->mode == LF_MODE_MMAP || m->mode == LF_MODE_RAM)) { /* never ignored in silence */
         st = m->flash ? lf__err_set(&m->err, LF_E_INVALID_ARG, "a DRAM budget cannot be enforced in mmap mode, where the "
-                                   "page cache decides; use stream, naive or hybrid mode, or cap mmap with a cgroup")
+                                    "page cache decides; use stream, naive or hybrid mode, or cap mmap with a cgroup")
                       : lf__err_set(&m->err, LF_E_INVALID_ARG, "a DRAM budget needs a flash file, whose FFN can be "
-                                   "streamed; %s is a plain GGUF: convert it to a flash file first", path);
+                                    "streamed; %s is a plain GGUF: convert it to a flash file first", path);
         goto fail;
     }
     if (m->mode == LF_MODE_MMAP && m->flash && m->flash->layout.compression != LF_COMPRESS_NONE) {
@@ -731,17 +731,17 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
             if (!is_bundle_data(m->tensor_names[i])) need += lf__align_up(m->gguf->tensors[i].nbytes, 64);
         if (m->dram_budget && need > m->dram_budget) {
             st = lf__err_set(&m->err, LF_E_BUDGET, "the resident part of %s (embeddings, attention, norms, bundle index) "
-                            "needs %" PRIu64 " bytes (%.1f MiB) but the budget is %" PRIu64 " bytes (%.1f MiB); raise "
-                            "the budget or use a smaller quant type", path, need, (double)need / 1048576.0,
-                            m->dram_budget, (double)m->dram_budget / 1048576.0);
+                             "needs %" PRIu64 " bytes (%.1f MiB) but the budget is %" PRIu64 " bytes (%.1f MiB); raise "
+                             "the budget or use a smaller quant type", path, need, (double)need / 1048576.0,
+                             m->dram_budget, (double)m->dram_budget / 1048576.0);
             goto fail;
         }
         if ((st = load_resident(m)) || (st = open_loader(m))) goto fail;
         m->budget_fixed = need + lf__loader_buffer_bytes(m->loader);
         if (m->dram_budget && m->budget_fixed > m->dram_budget) {
             st = lf__err_set(&m->err, LF_E_BUDGET, "the resident part of %s and the loader's buffers need %" PRIu64
-                            " bytes (%.1f MiB) but the budget is %" PRIu64 " bytes (%.1f MiB)", path, m->budget_fixed,
-                            (double)m->budget_fixed / 1048576.0, m->dram_budget, (double)m->dram_budget / 1048576.0);
+                             " bytes (%.1f MiB) but the budget is %" PRIu64 " bytes (%.1f MiB)", path, m->budget_fixed,
+                             (double)m->budget_fixed / 1048576.0, m->dram_budget, (double)m->dram_budget / 1048576.0);
             goto fail;
         }
         m->budget_used = m->budget_fixed;
@@ -760,7 +760,7 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     snprintf(m->info.kernels, sizeof m->info.kernels, "%s", m->kernels->name);
     snprintf(m->info.cpu_features, sizeof m->info.cpu_features, "%s", lf__cpu_features_string());
     lf__log(&m->log, LF_LOG_INFO, "loaded %s: %u layers, d_model %u, ffn %u, vocab %u, kernels %s", path,
-           m->info.n_layer, m->info.n_embd, m->info.n_ff, m->info.n_vocab, m->kernels->name);
+            m->info.n_layer, m->info.n_embd, m->info.n_ff, m->info.n_vocab, m->kernels->name);
     *out = m;
     return LF_OK;
 fail:
@@ -872,13 +872,13 @@ lf_status lf__model_ledger_take(lf_model *m, const char *who, uint64_t own, uint
     if (own > left || take > left || take < own) {
         const uint64_t sessions = m->budget_used - m->budget_fixed;
         st = lf__err_set(err, LF_E_BUDGET,
-                        "%s needs %" PRIu64 " bytes (%.1f MiB) before any neuron is cached%s%s, but %" PRIu64
-                        " bytes (%.1f MiB) of the budget of %.1f MiB are left: the model holds %.1f MiB and other "
-                        "sessions %.1f MiB. Raise the budget, lower the context, or destroy a session",
-                        who, own, (double)own / 1048576.0, want ? " and asks for " : "",
-                        want ? (take < own ? "less than that" : "more than is left") : "", left,
-                        (double)left / 1048576.0, (double)m->dram_budget / 1048576.0,
-                        (double)m->budget_fixed / 1048576.0, (double)sessions / 1048576.0);
+                         "%s needs %" PRIu64 " bytes (%.1f MiB) before any neuron is cached%s%s, but %" PRIu64
+                         " bytes (%.1f MiB) of the budget of %.1f MiB are left: the model holds %.1f MiB and other "
+                         "sessions %.1f MiB. Raise the budget, lower the context, or destroy a session",
+                         who, own, (double)own / 1048576.0, want ? " and asks for " : "",
+                         want ? (take < own ? "less than that" : "more than is left") : "", left,
+                         (double)left / 1048576.0, (double)m->dram_budget / 1048576.0,
+                         (double)m->budget_fixed / 1048576.0, (double)sessions / 1048576.0);
     } else {
         m->budget_used += take;
         *taken = take;

@@ -140,7 +140,7 @@ static lf_status read_tensor(const lf_gguf *g, int fd, const char *name, uint32_
     const lf_gguf_tensor *t = lf__gguf_find_tensor(g, name);
     if (!t || t->type != type || t->ne[0] != ne0 || t->ne[1] != ne1)
         return lf__err_set(err, LF_E_MODEL, "predictor tensor '%s' is missing or not %s [%" PRIu64 ", %" PRIu64 "]", name,
-                          lf_type_name((int)type), ne0, ne1);
+                           lf_type_name((int)type), ne0, ne1);
     return lf__pread_all(fd, dst, t->nbytes, t->file_offset, err);
 }
 
@@ -188,7 +188,7 @@ lf_status lf__predictor_load(const char *path, const lf_model *m, bool with_look
     const bool pair = lf__gguf_str_eq(kind, "lowrank-gate-up");
     if ((!lf__gguf_str_eq(kind, "lowrank") && !pair) || version != FORMAT_VERSION) {
         st = lf__err_set(err, LF_E_UNSUPPORTED, "%s: predictor kind or format version %u not supported (this build reads %u: "
-                        "calibrate again)", path, version, FORMAT_VERSION);
+                         "calibrate again)", path, version, FORMAT_VERSION);
         goto out;
     }
     if ((st = lf__gguf_get_u64_or(g, CHECKSUM_KEY, 0, &sum, err)) ||
@@ -201,7 +201,7 @@ lf_status lf__predictor_load(const char *path, const lf_model *m, bool with_look
     if (n_layer != m->info.n_layer || n_embd != m->info.n_embd || n_ff != m->info.n_ff || rank == 0 || rank > n_embd ||
         ahead_rank > n_embd || sum != model_checksum(m)) {
         st = lf__err_set(err, LF_E_MODEL, "%s was calibrated for another model (or another conversion of it): "
-                        "calibrate this one again", path);
+                         "calibrate this one again", path);
         goto out;
     }
     if (!with_lookahead) ahead_rank = 0;

@@ -231,16 +231,16 @@ static lf_status check_params(const lf_synth_params *p, lf_err *err) {
     if (p->head_dim % 2 || p->head_dim > 1024 || p->n_head % p->n_head_kv ||
         (!p->head_dim && (p->n_embd % p->n_head || (p->n_embd / p->n_head) % 2)))
         return lf__err_set(err, LF_E_INVALID_ARG,
-                          "n_embd %u must split into n_head %u heads of even size (or give an even head_dim), and "
-                          "heads into n_head_kv %u groups", p->n_embd, p->n_head, p->n_head_kv);
+                           "n_embd %u must split into n_head %u heads of even size (or give an even head_dim), and "
+                           "heads into n_head_kv %u groups", p->n_embd, p->n_head, p->n_head_kv);
     if (!(p->rope_freq_base >= 0.0f && p->rope_freq_base < 1e12f))
         return lf__err_set(err, LF_E_INVALID_ARG, "rope base %g is out of range", p->rope_freq_base);
     if (p->rope_freqs && !synth_arch(p)->rope_freqs)
         return lf__err_set(err, LF_E_INVALID_ARG, "Llama 3.1 rope scaling (rope_freqs) is llama's, not %s's", p->arch);
     if (p->sparsity != 0.0 && (synth_arch(p)->rope != LF_ROPE_NORM || (p->head_dim && p->head_dim != p->n_embd / p->n_head)))
         return lf__err_set(err, LF_E_INVALID_ARG,
-                          "sparsity shapes llama-architecture models with heads of n_embd / n_head (not %s)",
-                          p->arch ? p->arch : "this head size");
+                           "sparsity shapes llama-architecture models with heads of n_embd / n_head (not %s)",
+                           p->arch ? p->arch : "this head size");
     if (!lf_type_supported((int)p->type))
         return lf__err_set(err, LF_E_INVALID_ARG, "type %d is not supported", (int)p->type);
     if (lf__type_uses_q8a(p->type) && (p->n_embd % 32 || p->n_ff % 32))
@@ -253,7 +253,7 @@ static lf_status check_params(const lf_synth_params *p, lf_err *err) {
         return lf__err_set(err, LF_E_INVALID_ARG, "sparsity needs heads of at least 8 dimensions");
     if (!p->tokenizer_from && p->n_vocab < 259)
         return lf__err_set(err, LF_E_INVALID_ARG, "n_vocab %u is below the 259 tokens of the built-in byte tokenizer",
-                          p->n_vocab);
+                           p->n_vocab);
     return LF_OK;
 }
 

@@ -211,7 +211,7 @@ lf_status lf__sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
         return lf__err_set(err, LF_E_INVALID_ARG, "hot must lie in [0.2, 1): the share of activations on 20%% of the neurons");
     if (sd->hot > reach - 1e-3)
         return lf__err_set(err, LF_E_INVALID_ARG, "hot %.3f is out of reach at sparsity %.3f: at most %.3f", sd->hot,
-                          sd->sparsity, reach - 1e-3);
+                           sd->sparsity, reach - 1e-3);
     for (int it = 0; it < 60; it++) {
         const double mid = 0.5 * (lo + hi);
         if (freq_fit(sd, mid) < sd->hot) lo = mid;
@@ -257,8 +257,8 @@ lf_status lf__sparse_design_solve(lf_sparse_design *sd, lf_err *err) {
         const double least = sd->pred_union5;
         if (sd->temporal > most || sd->temporal < least) {
             st = lf__err_set(err, LF_E_INVALID_ARG,
-                            "temporal %.2f is out of reach at sparsity %.3f and hot %.3f: the 5-token union can be %.2f to %.2f times one token's set",
-                            sd->temporal, sd->sparsity, sd->hot, least, most);
+                             "temporal %.2f is out of reach at sparsity %.3f and hot %.3f: the 5-token union can be %.2f to %.2f times one token's set",
+                             sd->temporal, sd->sparsity, sd->hot, least, most);
             goto out;
         }
         double a = 0.0, b = CTX_SHARE_MAX;
@@ -342,7 +342,7 @@ static void structured_unit(lf_rng *rng, float *v, uint64_t n, uint32_t K, doubl
 }
 
 lf_status lf__sparse_tensor_begin(const lf_sparse_design *sd, lf_sparse_role role, uint64_t rows, uint64_t cols,
-                                 float sd_random, lf_rng *rng, lf_sparse_tensor **out) {
+                                  float sd_random, lf_rng *rng, lf_sparse_tensor **out) {
     lf_sparse_tensor *t = calloc(1, sizeof *t);
     if (!t) return LF_E_NOMEM;
     *t = (lf_sparse_tensor){sd, role, rows, cols, sd_random, NULL, NULL, NULL};

@@ -72,7 +72,7 @@ typedef enum lf_sparse_role {
 /* One tensor's generator: per-neuron thresholds and clusters for GATE. */
 typedef struct lf_sparse_tensor lf_sparse_tensor;
 lf_status lf__sparse_tensor_begin(const lf_sparse_design *sd, lf_sparse_role role, uint64_t rows, uint64_t cols,
-                                 float sd_random, lf_rng *rng, lf_sparse_tensor **out);
+                                  float sd_random, lf_rng *rng, lf_sparse_tensor **out);
 /* Rows r0 .. r0 + nr - 1, in order, into rows (nr, cols). */
 void lf__sparse_tensor_rows(lf_sparse_tensor *t, uint64_t r0, uint64_t nr, lf_rng *rng, float *rows);
 void lf__sparse_tensor_end(lf_sparse_tensor *t);

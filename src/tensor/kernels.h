@@ -73,11 +73,11 @@ void lf__dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
 void lf__axpy_row(const lf_kernels *k, uint32_t type, const void *row, float a, float *y, int64_t n, float *scratch);
 /* rows . x for nr <= LF_DOT_ROWS rows, through dot_rows[] or dot[]. */
 void lf__dot_rows(const lf_kernels *k, uint32_t type, const void *const *rows, int nr, const void *x, float *out,
-                 int64_t n);
+                  int64_t n);
 /* y += sum of a[j] * cols[j] for nc <= LF_AXPY_COLS columns, through
  * axpy_cols[] or lf__axpy_row; scratch holds n floats. */
 void lf__axpy_cols(const lf_kernels *k, uint32_t type, const void *const *cols, const float *a, int nc, float *y,
-                  int64_t n, float *scratch);
+                   int64_t n, float *scratch);
 /* Quantizes n floats to any supported type; LF_E_UNSUPPORTED otherwise. */
 lf_status lf__quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
 

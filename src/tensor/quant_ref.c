@@ -161,7 +161,7 @@ void lf__axpy_row(const lf_kernels *k, uint32_t type, const void *row, float a, 
 }
 
 void lf__dot_rows(const lf_kernels *k, uint32_t type, const void *const *rows, int nr, const void *x, float *out,
-                 int64_t n) {
+                  int64_t n) {
     if (k->dot_rows[type]) {
         k->dot_rows[type](rows, nr, x, out, n);
         return;
@@ -170,7 +170,7 @@ void lf__dot_rows(const lf_kernels *k, uint32_t type, const void *const *rows, i
 }
 
 void lf__axpy_cols(const lf_kernels *k, uint32_t type, const void *const *cols, const float *a, int nc, float *y,
-                  int64_t n, float *scratch) {
+                   int64_t n, float *scratch) {
     if (k->axpy_cols[type]) {
         k->axpy_cols[type](cols, a, nc, y, n);
         return;

@@ -106,8 +106,8 @@ lf_status lf__tokenizer_load(const lf_gguf *g, lf_tokenizer **out, lf_err *err) 
     const bool spm = lf__gguf_str_eq(model, "llama"), bpe = lf__gguf_str_eq(model, "gpt2");
     if (!spm && !bpe)
         return lf__err_set(err, LF_E_UNSUPPORTED,
-                          "tokenizer.ggml.model '%.*s' is not supported ('llama' SentencePiece and 'gpt2' byte-level BPE are)",
-                          (int)LF_MIN(model.len, (uint64_t)64), model.ptr);
+                           "tokenizer.ggml.model '%.*s' is not supported ('llama' SentencePiece and 'gpt2' byte-level BPE are)",
+                           (int)LF_MIN(model.len, (uint64_t)64), model.ptr);
     const lf_gguf_kv *tokens = lf__gguf_find(g, "tokenizer.ggml.tokens");
     if (!tokens || tokens->type != LF_GGUF_ARRAY || tokens->arr_type != LF_GGUF_STRING)
         return lf__err_set(err, LF_E_MODEL, "metadata key 'tokenizer.ggml.tokens' is missing or not a string array");
@@ -165,7 +165,7 @@ lf_status lf__tokenizer_load(const lf_gguf *g, lf_tokenizer **out, lf_err *err) 
         if (type < 0) {
             lf__tokenizer_free(t);
             return lf__err_set(err, LF_E_MODEL, "token %u has type %g, not an integer in 0..255", i,
-                              lf__gguf_arr_get_num(types, i));
+                               lf__gguf_arr_get_num(types, i));
         }
         t->types[i] = (uint8_t)type;
         if (t->types[i] == LF_TOKEN_BYTE && is_byte) t->byte_tokens[byte] = (lf_token)i;
@@ -303,7 +303,7 @@ static lf_token next_special(const lf_tokenizer *t, const char *text, size_t len
 }
 
 lf_status lf__tokenizer_encode_ex(const lf_tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
-                                 lf_token *out, size_t cap, size_t *n_out) {
+                                  lf_token *out, size_t cap, size_t *n_out) {
     tok_emitter e = {out, cap, 0};
     if (add_bos && t->bos >= 0) tok_emit(&e, t->bos);
     lf_status st = LF_OK;
@@ -323,7 +323,7 @@ lf_status lf__tokenizer_encode_ex(const lf_tokenizer *t, const char *text, size_
 }
 
 lf_status lf__tokenizer_encode(const lf_tokenizer *t, const char *text, size_t len, bool add_bos, lf_token *out,
-                              size_t cap, size_t *n_out) {
+                               size_t cap, size_t *n_out) {
     return lf__tokenizer_encode_ex(t, text, len, add_bos, false, out, cap, n_out);
 }
 

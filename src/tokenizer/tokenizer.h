@@ -40,12 +40,12 @@ lf_token lf__tokenizer_find(const lf_tokenizer *t, const char *piece, size_t len
 
 /* See lf_tokenize in llmflash.h for the contract. */
 lf_status lf__tokenizer_encode(const lf_tokenizer *t, const char *text, size_t len, bool add_bos,
-                              lf_token *out, size_t cap, size_t *n_out);
+                               lf_token *out, size_t cap, size_t *n_out);
 /* lf__tokenizer_encode, and with parse_special control tokens written in the
  * text (such as "<|eot_id|>") become their tokens; without it they are
  * plain text. User-defined tokens are always matched. */
 lf_status lf__tokenizer_encode_ex(const lf_tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
-                                 lf_token *out, size_t cap, size_t *n_out);
+                                  lf_token *out, size_t cap, size_t *n_out);
 /* See lf_token_to_piece. The bytes a token stands for: byte-level BPE pieces
  * map back to raw bytes, which may be part of a UTF-8 character. */
 int lf__tokenizer_piece(const lf_tokenizer *t, lf_token token, char *buf, size_t cap);

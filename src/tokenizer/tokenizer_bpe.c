@@ -135,9 +135,9 @@ lf_status tok_bpe_load(const lf_gguf *g, lf_tokenizer *t, lf_err *err) {
     const pre_tokenizer *pre = pre_name.ptr ? find_pre(pre_name) : &k_pre[sizeof k_pre / sizeof *k_pre - 1];
     if (!pre)
         return lf__err_set(err, LF_E_UNSUPPORTED,
-                          "tokenizer.ggml.pre '%.*s' is not supported (llama-bpe, qwen2, gpt-2, starcoder, "
-                          "deepseek-llm and default are)",
-                          (int)LF_MIN(pre_name.len, (uint64_t)64), pre_name.ptr);
+                           "tokenizer.ggml.pre '%.*s' is not supported (llama-bpe, qwen2, gpt-2, starcoder, "
+                           "deepseek-llm and default are)",
+                           (int)LF_MIN(pre_name.len, (uint64_t)64), pre_name.ptr);
     const lf_gguf_kv *merges = lf__gguf_find(g, "tokenizer.ggml.merges");
     if (!merges || merges->type != LF_GGUF_ARRAY || merges->arr_type != LF_GGUF_STRING || merges->arr_n > (1u << 24))
         return lf__err_set(err, LF_E_MODEL, "metadata key 'tokenizer.ggml.merges' is missing or not a string array");
@@ -181,7 +181,7 @@ lf_status tok_bpe_load(const lf_gguf *g, lf_tokenizer *t, lf_err *err) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(code, msg, sizeof msg);
             return lf__err_set(err, LF_E_UNSUPPORTED, "pre-tokenizer regex %d does not compile (a PCRE2 without Unicode support?) at %zu: %s", i, (size_t)at,
-                              (const char *)msg);
+                               (const char *)msg);
         }
         b->n_re = i + 1;
         (void)pcre2_jit_compile(b->re[i], PCRE2_JIT_COMPLETE); /* interpreted matching when JIT is unavailable */

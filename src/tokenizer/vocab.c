@@ -29,7 +29,7 @@ lf_status lf_vocab_tokenize(const lf_vocab *v, const char *text, size_t len, uns
                             size_t *n_tokens) {
     if (!v || (!text && len) || !n_tokens || (!tokens && cap)) return LF_E_INVALID_ARG;
     return lf__tokenizer_encode_ex(v, text ? text : "", len, flags & LF_TOKENIZE_ADD_BOS, flags & LF_TOKENIZE_SPECIAL,
-                                  tokens, cap, n_tokens);
+                                   tokens, cap, n_tokens);
 }
 
 int lf_vocab_piece(const lf_vocab *v, lf_token t, char *buf, size_t cap) {
