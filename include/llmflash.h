@@ -293,7 +293,7 @@ typedef enum lf_tensor_class {
 } lf_tensor_class;
 
 typedef struct lf_model_info {
-    char architecture[32];  /* general.architecture: "llama", "qwen2" or "qwen3" */
+    char architecture[32];  /* general.architecture: "llama", "qwen2", "qwen3" or "qwen3moe" */
     char name[128];         /* general.name, "" if absent */
     uint32_t gguf_version;
     uint32_t n_vocab;
@@ -302,7 +302,7 @@ typedef struct lf_model_info {
     uint32_t n_layer;
     uint32_t n_head;
     uint32_t n_head_kv;     /* < n_head means grouped-query attention */
-    uint32_t n_ff;          /* FFN neurons per layer */
+    uint32_t n_ff;          /* FFN neurons per layer; of one expert in a mixture of experts */
     uint32_t n_rot;         /* rotary dimensions per head */
     uint32_t head_dim;      /* dimensions per attention head (ARCH.attention.key_length, else n_embd / n_head) */
     float rope_freq_base;
@@ -326,6 +326,11 @@ typedef struct lf_model_info {
     char kernels[32];        /* the kernel path: "scalar", "avx2", "avx2-vnni", "avx512", "avx512-vnni" */
     char cpu_features[160];  /* what the CPU and OS offer the kernels, e.g. "avx2 fma f16c avx512f ..." */
     uint64_t repacked_bytes; /* weights rearranged at open for the kernels (ram and stream modes) */
+    /* Mixture-of-experts FFNs (ARCH.expert_count above 1: Mixtral's layout,
+     * Qwen3-MoE): n_expert experts of n_ff neurons per layer, n_expert_used
+     * of them routed per token (softmax over the router's logits, the top
+     * n_expert_used, weights renormalised). 1 and 1 for a dense FFN. */
+    uint32_t n_expert, n_expert_used;
 } lf_model_info;
 
 /* Fills *info. LF_E_INVALID_ARG for NULL. Thread-safe. */
@@ -993,6 +998,17 @@ typedef struct lf_synth_params {
      * Return false to stop (the call then fails with LF_E_INTERRUPTED). */
     bool (*progress)(void *user, uint64_t done, uint64_t total);
     void *progress_user;
+    /* A mixture of experts (n_expert above 1; 0 or 1: a dense FFN): every
+     * layer has n_expert experts of n_ff neurons and a router
+     * (ffn_gate_inp), n_expert_used of them routed per token, in Mixtral's
+     * tensor layout (llama) or Qwen3-MoE's (arch "qwen3moe"). routing_skew
+     * (0: every expert as likely): expert e's router row is scaled by
+     * (rank + 1)^-routing_skew, its rank a permutation of the experts in
+     * each layer, so a few experts win most tokens and a hot-expert cache
+     * has something to find (1.0 routes about half the tokens of a
+     * 128-expert, top-8 layer through its busiest 16 experts). */
+    uint32_t n_expert, n_expert_used;
+    double routing_skew;
 } lf_synth_params;
 
 /* Defaults: the "tiny" shape, Q8_0, SiLU, seed 1. */
@@ -1003,7 +1019,9 @@ LF_API lf_synth_params lf_synth_default_params(void);
  * "qwen2.5-7b", "qwen2.5-0.5b", "qwen3-8b" and "qwen3-0.6b" set the
  * architecture, head size, rope and tying of those models too, and
  * "tiny-llama3", "tiny-qwen2" and "tiny-qwen3" the same features at
- * test size (vocab 512: give tokenizer_from a real vocabulary to match the
+ * test size. Mixtures of experts: "mixtral-8x7b" (llama, 8 experts of
+ * 14336, top 2), "qwen3-30b-a3b" (qwen3moe, 128 experts of 768, top 8,
+ * routing_skew 1) and "tiny-mixtral" and "tiny-qwen3moe" at test size (vocab 512: give tokenizer_from a real vocabulary to match the
  * models'). The sparse presets set the
  * activation and the activity knobs too: "llama2-7b-relu" (gated ReLU,
  * sparsity 0.95, hot 0.8, temporal 2.0: ReluLLaMA/OPT-like) and

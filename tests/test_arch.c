@@ -1,5 +1,6 @@
 /* test_arch.c - every architecture llmflash runs (llama as Llama 3.x writes
- * it, qwen2, qwen3), checked against an independent reference forward pass
+ * it, qwen2, qwen3, and the mixtures of experts of Mixtral's layout and
+ * qwen3moe), checked against an independent reference forward pass
  * and across modes, flash files and real vocabularies.
  *
  * The reference below is a second implementation of the math, written for
@@ -26,6 +27,7 @@ typedef struct ref_model {
     char *data; /* the whole file */
     char arch[32];
     uint32_t d, n_layer, ff, n_head, n_kv, hd, n_rot, n_vocab;
+    uint32_t n_expert, n_used; /* 0: a dense FFN */
     float eps, base;
     bool neox;
 } ref_model;
@@ -63,6 +65,9 @@ static void ref_open(ref_model *r, const char *path) {
     r->d = ref_u32(r, "embedding_length", 0);
     r->n_layer = ref_u32(r, "block_count", 0);
     r->ff = ref_u32(r, "feed_forward_length", 0);
+    r->n_expert = ref_u32(r, "expert_count", 0);
+    r->n_used = ref_u32(r, "expert_used_count", 0);
+    if (r->n_expert) r->ff = ref_u32(r, "expert_feed_forward_length", r->ff);
     r->n_head = ref_u32(r, "attention.head_count", 0);
     r->n_kv = ref_u32(r, "attention.head_count_kv", r->n_head);
     r->hd = ref_u32(r, "attention.key_length", r->d / r->n_head);
@@ -108,6 +113,50 @@ static void ref_rope(const ref_model *r, double *v, uint32_t pos, const float *f
     }
 }
 
+/* The FFN of one token: a SwiGLU of ff neurons (gate/up rows, down
+ * row-major d x ff), out += weight * FFN(xn). */
+static void ref_swiglu(const ref_model *r, const float *wg, const float *wu, const float *wd, const double *xn,
+                       double weight, double *g, double *u, double *out) {
+    ref_matvec(g, wg, NULL, xn, r->ff, r->d);
+    ref_matvec(u, wu, NULL, xn, r->ff, r->d);
+    for (uint32_t i = 0; i < r->ff; i++) g[i] = g[i] / (1.0 + exp(-g[i])) * u[i];
+    for (uint32_t i = 0; i < r->d; i++) {
+        double s = 0;
+        for (uint32_t j = 0; j < r->ff; j++) s += (double)wd[(uint64_t)i * r->ff + j] * g[j];
+        out[i] += weight * s;
+    }
+}
+
+/* A mixture of experts, as Mixtral and Qwen3-MoE define it: softmax over
+ * the router's logits, the n_used most probable experts (the lower index
+ * first on a tie), their probabilities renormalised to sum to 1. */
+static void ref_moe(const ref_model *r, const float *router, const float *wg, const float *wu, const float *wd,
+                    const double *xn, double *g, double *u, double *out) {
+    double *lg = malloc(r->n_expert * sizeof(double)), *p = malloc(r->n_expert * sizeof(double));
+    bool *taken = calloc(r->n_expert, 1);
+    ref_matvec(lg, router, NULL, xn, r->n_expert, r->d);
+    double mx = -INFINITY, sum = 0;
+    for (uint32_t e = 0; e < r->n_expert; e++) mx = fmax(mx, lg[e]);
+    for (uint32_t e = 0; e < r->n_expert; e++) sum += (p[e] = exp(lg[e] - mx));
+    for (uint32_t e = 0; e < r->n_expert; e++) p[e] /= sum;
+    uint32_t chosen[64];
+    double kept = 0;
+    for (uint32_t k = 0; k < r->n_used; k++) {
+        uint32_t best = UINT32_MAX;
+        for (uint32_t e = 0; e < r->n_expert; e++)
+            if (!taken[e] && (best == UINT32_MAX || p[e] > p[best])) best = e;
+        taken[best] = true;
+        chosen[k] = best;
+        kept += p[best];
+    }
+    const uint64_t gu = (uint64_t)r->ff * r->d;
+    for (uint32_t k = 0; k < r->n_used; k++) {
+        const uint32_t e = chosen[k];
+        ref_swiglu(r, wg + e * gu, wu + e * gu, wd + e * gu, xn, p[e] / kept, g, u, out);
+    }
+    free(lg), free(p), free(taken);
+}
+
 /* Logits after each of the n tokens, into logits (n x n_vocab). */
 static void ref_forward(const ref_model *r, const lf_token *toks, uint32_t n, float *logits) {
     const uint32_t d = r->d, hd = r->hd, qd = r->n_head * hd, kvd = r->n_kv * hd;
@@ -128,8 +177,14 @@ static void ref_forward(const ref_model *r, const lf_token *toks, uint32_t n, fl
         const float *bq = T("attn_q.bias", qd), *bk = T("attn_k.bias", kvd), *bv = T("attn_v.bias", kvd);
         const float *qn = T("attn_q_norm.weight", hd), *kn = T("attn_k_norm.weight", hd);
         const float *an = T("attn_norm.weight", d), *fn = T("ffn_norm.weight", d);
-        const float *wg = T("ffn_gate.weight", (uint64_t)r->ff * d), *wu = T("ffn_up.weight", (uint64_t)r->ff * d);
-        const float *wd = T("ffn_down.weight", (uint64_t)d * r->ff);
+        const uint64_t ne = r->n_expert ? r->n_expert : 1;
+        const char *sfx = r->n_expert ? "_exps.weight" : ".weight";
+        char ng[64], nu[64], ndn[64];
+        snprintf(ng, sizeof ng, "ffn_gate%s", sfx), snprintf(nu, sizeof nu, "ffn_up%s", sfx);
+        snprintf(ndn, sizeof ndn, "ffn_down%s", sfx);
+        const float *wg = T(ng, ne * r->ff * d), *wu = T(nu, ne * r->ff * d), *wd = T(ndn, ne * d * r->ff);
+        const float *router = r->n_expert ? T("ffn_gate_inp.weight", ne * d) : NULL;
+        cr_assert(wg && wu && wd && (router || !r->n_expert), "reference: layer %u's FFN tensors", l);
         for (uint32_t t = 0; t < n; t++) {
             ref_rmsnorm(xn, x + (uint64_t)t * d, an, d, r->eps);
             ref_matvec(q + (uint64_t)t * qd, wq, bq, xn, qd, d);
@@ -168,15 +223,8 @@ static void ref_forward(const ref_model *r, const lf_token *toks, uint32_t n, fl
             ref_matvec(o, wo, NULL, att + (uint64_t)t * qd, d, qd);
             for (uint32_t i = 0; i < d; i++) x[(uint64_t)t * d + i] += o[i];
             ref_rmsnorm(xn, x + (uint64_t)t * d, fn, d, r->eps);
-            ref_matvec(g, wg, NULL, xn, r->ff, d);
-            ref_matvec(u, wu, NULL, xn, r->ff, d);
-            for (uint32_t i = 0; i < r->ff; i++) g[i] = g[i] / (1.0 + exp(-g[i])) * u[i];
-            double *xt = x + (uint64_t)t * d;
-            for (uint32_t i = 0; i < d; i++) {
-                double s = 0;
-                for (uint32_t j = 0; j < r->ff; j++) s += (double)wd[(uint64_t)i * r->ff + j] * g[j];
-                xt[i] += s;
-            }
+            if (router) ref_moe(r, router, wg, wu, wd, xn, g, u, x + (uint64_t)t * d);
+            else ref_swiglu(r, wg, wu, wd, xn, 1.0, g, u, x + (uint64_t)t * d);
         }
     }
 #undef T
@@ -300,7 +348,7 @@ static uint64_t quarter_ffn_budget(const char *flash) {
     return b;
 }
 
-static const char *const k_tiny[] = {"tiny-llama3", "tiny-qwen2", "tiny-qwen3"};
+static const char *const k_tiny[] = {"tiny-llama3", "tiny-qwen2", "tiny-qwen3", "tiny-mixtral", "tiny-qwen3moe"};
 
 /* ---- tests --------------------------------------------------------------- */
 

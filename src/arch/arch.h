@@ -23,6 +23,7 @@ typedef struct lf_arch {
     bool qkv_bias;           /* blk.N.attn_{q,k,v}.bias added after the projections (Qwen2) */
     bool qk_norm;            /* blk.N.attn_{q,k}_norm.weight: an RMS norm per head before rope (Qwen3) */
     bool rope_freqs;         /* may carry rope_freqs.weight, Llama 3.1's per-frequency divisors */
+    bool moe_only;           /* its FFNs are always mixtures of experts (Qwen3-MoE) */
     float rms_eps;           /* defaults where a file omits the key */
     float rope_freq_base;
 } lf_arch;
@@ -33,10 +34,25 @@ const lf_arch *lf__arch_find(lf_gguf_str name);
  * architecture (and the supported ones) when there is no row, LF_E_MODEL
  * when the key is missing. */
 lf_status lf__arch_of(const lf_gguf *g, const lf_arch **out, lf_err *err);
-/* The FFN's shape under the file's architecture prefix: ARCH.embedding_length,
- * ARCH.feed_forward_length and ARCH.block_count (what convert and the flash
- * reader need). lf__arch_of's errors, or a missing key's. */
-lf_status lf__arch_ffn_shape(const lf_gguf *g, uint32_t *n_embd, uint32_t *n_ff, uint32_t *n_layer, lf_err *err);
+/* The FFN's shape under the file's architecture prefix. A dense FFN is one
+ * expert of ARCH.feed_forward_length neurons, always used. A mixture of
+ * experts (ARCH.expert_count above 1: Mixtral's layout, Qwen3-MoE) has
+ * n_expert experts of ARCH.expert_feed_forward_length neurons (else
+ * ARCH.feed_forward_length), n_expert_used of them routed per token:
+ * softmax over the router's logits, the top n_expert_used, their weights
+ * renormalised to sum to 1. */
+typedef struct lf_ffn_shape {
+    uint32_t n_embd, n_layer;
+    uint32_t n_ff;          /* neurons of one expert (the dense FFN's) */
+    uint32_t n_expert;      /* 1: dense */
+    uint32_t n_expert_used; /* 1: dense */
+} lf_ffn_shape;
+/* Reads it (what the model loader, convert and the flash reader need).
+ * Variants whose layer this routing would compute wrongly (shared
+ * experts, sigmoid gating, scaled or unnormalised weights, expert groups,
+ * leading dense layers) are refused with LF_E_UNSUPPORTED naming the key;
+ * inconsistent counts are LF_E_MODEL naming it. lf__arch_of's errors too. */
+lf_status lf__arch_ffn_shape(const lf_gguf *g, lf_ffn_shape *out, lf_err *err);
 /* "llama, qwen2, qwen3": static. */
 const char *lf__arch_names(void);
 /* "<arch>.<suffix>" in buf (cap >= 64 is always enough for our suffixes). */

@@ -14,7 +14,8 @@ lf_status lf__ncache_init(lf_ncache *c, uint32_t n_units, uint32_t capacity, uin
     c->n_units = n_units;
     c->capacity = capacity;
     c->slot_bytes = slot_bytes;
-    c->slab = capacity ? lf__alloc_aligned((uint64_t)capacity * slot_bytes, 64) : NULL;
+    /* slots of whole pages are page-aligned: reads land in them directly */
+    c->slab = capacity ? lf__alloc_aligned((uint64_t)capacity * slot_bytes, slot_bytes % 4096 ? 64 : 4096) : NULL;
     c->slot_of = malloc((n_units ? n_units : 1) * sizeof *c->slot_of);
     c->unit_of = malloc((capacity ? capacity : 1) * sizeof *c->unit_of);
     c->last_used = malloc((capacity ? capacity : 1) * sizeof *c->last_used);

@@ -129,7 +129,11 @@ int cmd_inspect(int argc, char **argv) {
     printf("layers:         %u\n", in.n_layer);
     printf("heads:          %u (KV heads %u%s)\n", in.n_head, in.n_head_kv, in.n_head_kv < in.n_head ? ", grouped-query" : "");
     printf("head size:      %u (rotary dims %u, freq base %g)\n", in.head_dim, in.n_rot, in.rope_freq_base);
-    printf("ffn neurons:    %u per layer, activation %s\n", in.n_ff, activation_name(in.activation));
+    if (in.n_expert > 1)
+        printf("experts:        %u per layer, %u routed per token, %u neurons each, activation %s\n", in.n_expert,
+               in.n_expert_used, in.n_ff, activation_name(in.activation));
+    else
+        printf("ffn neurons:    %u per layer, activation %s\n", in.n_ff, activation_name(in.activation));
     printf("rms eps:        %g\n", in.rms_eps);
     printf("kernels:        %s (CPU: %s)\n", in.kernels, in.cpu_features);
     printf("output:         %s\n", in.tied_output ? "tied to token_embd" : "separate output.weight");
@@ -142,8 +146,16 @@ int cmd_inspect(int argc, char **argv) {
         printf("\nflash layout:   neuron bundles of %s (%s rows of %s), one per FFN neuron\n",
                in.bundle_rows == 3 ? "gate, up, down" : "up, down", lf_type_name(in.bundle_type),
                in.bundle_rows == 3 ? "3" : "2");
-        printf("bytes/neuron:   %llu (%s), stride %llu (%s)\n", (unsigned long long)in.bundle_record_bytes, rb,
-               (unsigned long long)in.bundle_stride, sb);
+        if (in.n_expert > 1) {
+            char eb[32];
+            cli_format_bytes(in.bundle_record_bytes * in.n_ff, eb, sizeof eb);
+            printf("experts:        each expert's %u bundles contiguous, %s, one read each; expert stride %llu (%s)\n",
+                   in.n_ff, eb, (unsigned long long)in.bundle_stride, sb);
+            printf("bytes/neuron:   %llu (%s)\n", (unsigned long long)in.bundle_record_bytes, rb);
+        } else {
+            printf("bytes/neuron:   %llu (%s), stride %llu (%s)\n", (unsigned long long)in.bundle_record_bytes, rb,
+                   (unsigned long long)in.bundle_stride, sb);
+        }
         printf("compression:    %s, %u neuron%s per group, xxh64 per group\n",
                in.bundle_compression == LF_COMPRESS_NONE ? "none" : in.bundle_compression == LF_COMPRESS_LZ4 ? "lz4" : "zstd",
                in.bundle_group, in.bundle_group == 1 ? "" : "s");

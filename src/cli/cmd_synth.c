@@ -7,7 +7,9 @@
 int cmd_synth(int argc, char **argv) {
     lf_synth_params p = lf_synth_default_params();
     const char *out = NULL, *shape = NULL, *type = NULL, *act = NULL, *tok = NULL, *arch = NULL;
-    int dim = 0, layers = 0, ffn = 0, heads = 0, kv_heads = 0, vocab = 0, ctx = 0, head_dim = -1;
+    int dim = 0, layers = 0, ffn = 0, heads = 0, kv_heads = 0, vocab = 0, ctx = 0, head_dim = -1, experts = -1,
+        experts_used = -1;
+    float skew = -1;
     float rope_base = -1;
     bool rope_freqs = false, tied = false;
     uint64_t seed = 1;
@@ -16,11 +18,16 @@ int cmd_synth(int argc, char **argv) {
     cli_opt opts[] = {
         {"--output", "-o", CLI_STR, &out, "output GGUF file (required; or give it as the argument)", false},
         {"--shape", NULL, CLI_STR, &shape, "preset shape (default tiny)", false},
-        {"--arch", NULL, CLI_STR, &arch, "architecture: llama, qwen2 (Q/K/V biases) or qwen3 (Q/K norms) (default: the shape's)",
+        {"--arch", NULL, CLI_STR, &arch, "architecture: llama, qwen2 (Q/K/V biases), qwen3 (Q/K norms) or qwen3moe "
+         "(Qwen3 with experts) (default: the shape's)", false},
+        {"--experts", NULL, CLI_INT, &experts, "a mixture of experts: experts per layer (0: a dense FFN; default: the "
+         "shape's)", false},
+        {"--experts-used", NULL, CLI_INT, &experts_used, "experts routed per token (default: the shape's)", false},
+        {"--routing-skew", NULL, CLI_FLOAT, &skew, "how much a few experts win: 0 (even) to 16 (default: the shape's)",
          false},
         {"--dim", NULL, CLI_INT, &dim, "d_model", false},
         {"--layers", NULL, CLI_INT, &layers, "number of blocks", false},
-        {"--ffn", NULL, CLI_INT, &ffn, "FFN neurons per layer", false},
+        {"--ffn", NULL, CLI_INT, &ffn, "FFN neurons per layer (per expert, with experts)", false},
         {"--heads", NULL, CLI_INT, &heads, "attention heads", false},
         {"--kv-heads", NULL, CLI_INT, &kv_heads, "KV heads (grouped-query attention when fewer than --heads)", false},
         {"--vocab", NULL, CLI_INT, &vocab, "vocabulary size (built-in tokenizer needs >= 259)", false},
@@ -74,6 +81,13 @@ int cmd_synth(int argc, char **argv) {
         if (*dims[i] > 0) *fields[i] = (uint32_t)*dims[i];
     }
     if (heads > 0 && kv_heads == 0) p.n_head_kv = p.n_head;
+    if (experts < -1 || experts_used < -1 || (skew != -1 && !(skew >= 0))) {
+        fprintf(stderr, "llmflash synth: --experts, --experts-used and --routing-skew take values of 0 or more\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (experts >= 0) p.n_expert = (uint32_t)experts;
+    if (experts_used >= 0) p.n_expert_used = (uint32_t)experts_used;
+    if (skew >= 0) p.routing_skew = skew;
     if (arch) p.arch = arch;
     if (head_dim == 0 || head_dim < -1 || (rope_base != -1 && !(rope_base > 0))) {
         fprintf(stderr, "llmflash synth: --head-dim and --rope-base must be positive\n");

@@ -35,7 +35,9 @@ typedef struct conv {
     const lf_convert_params *p;
     int in_fd;
     lf_gguf *in;
-    uint32_t n_embd, n_ff, n_layer;
+    uint32_t n_embd, n_layer;
+    uint32_t n_ff;            /* neurons per layer: every expert's */
+    uint32_t n_expert, n_ff_expert; /* 1 and n_ff for a dense FFN */
     bool gated;
     const char *act_override; /* llmflash.ffn_activation to record, or NULL: the source's */
     lf_bundle_layout layout;
@@ -65,9 +67,10 @@ lf_convert_params lf_convert_default_params(void) {
 }
 
 static bool is_ffn_weight(lf_gguf_str name) {
-    const char *suffixes[] = {".ffn_gate.weight", ".ffn_up.weight", ".ffn_down.weight"};
+    const char *suffixes[] = {".ffn_gate.weight", ".ffn_up.weight", ".ffn_down.weight", ".ffn_gate_exps.weight",
+                              ".ffn_up_exps.weight", ".ffn_down_exps.weight"};
     if (name.len < 4 || memcmp(name.ptr, "blk.", 4) != 0) return false;
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < LF_ARRAY_LEN(suffixes); i++) {
         const size_t n = strlen(suffixes[i]);
         if (name.len > n && memcmp(name.ptr + name.len - n, suffixes[i], n) == 0) return true;
     }
@@ -97,19 +100,22 @@ static lf_status find_ffn(conv *c) {
     c->ffn = calloc(c->n_layer, sizeof *c->ffn);
     if (!c->ffn) return LF_E_NOMEM;
     static const char *parts[3] = {"ffn_gate", "ffn_up", "ffn_down"};
+    const bool moe = c->n_expert > 1;
     for (uint32_t l = 0; l < c->n_layer; l++)
         for (int k = 0; k < 3; k++) {
             char name[64];
-            snprintf(name, sizeof name, "blk.%u.%s.weight", l, parts[k]);
+            snprintf(name, sizeof name, "blk.%u.%s%s.weight", l, parts[k], moe ? "_exps" : "");
             const lf_gguf_tensor *t = lf__gguf_find_tensor(c->in, name);
             if (!t) {
                 if (k == 0 && !c->gated) continue;
                 return lf__err_set(c->err, LF_E_MODEL, "tensor '%s' is missing", name);
             }
-            const uint64_t want_rows = k == 2 ? c->n_embd : c->n_ff, want_cols = k == 2 ? c->n_ff : c->n_embd;
-            if (t->n_dims != 2 || t->ne[0] != want_cols || t->ne[1] != want_rows)
-                return lf__err_set(c->err, LF_E_MODEL, "tensor '%s' has shape [%" PRIu64 ", %" PRIu64 "], expected [%" PRIu64
-                                   ", %" PRIu64 "]", name, t->ne[0], t->ne[1], want_cols, want_rows);
+            /* an expert's matrices stacked along ne[2] */
+            const uint64_t ff = c->n_ff_expert, want_rows = k == 2 ? c->n_embd : ff, want_cols = k == 2 ? ff : c->n_embd;
+            if (t->n_dims != (moe ? 3u : 2u) || t->ne[0] != want_cols || t->ne[1] != want_rows || t->ne[2] != c->n_expert)
+                return lf__err_set(c->err, LF_E_MODEL, "tensor '%s' has shape [%" PRIu64 ", %" PRIu64 ", %" PRIu64 "], "
+                                   "expected [%" PRIu64 ", %" PRIu64 ", %u]", name, t->ne[0], t->ne[1], t->ne[2], want_cols,
+                                   want_rows, c->n_expert);
             if (!lf_type_supported((int)t->type))
                 return lf__err_set(c->err, LF_E_UNSUPPORTED, "tensor '%s' has type %s, which llmflash cannot convert",
                                    name, lf_type_name((int)t->type));
@@ -124,9 +130,14 @@ static lf_status read_source(conv *c) {
     lf_gguf_str act;
     lf_status st;
     if (lf__flash_detect(g)) return lf__err_set(err, LF_E_INVALID_ARG, "the input is already a flash file");
-    if ((st = lf__arch_ffn_shape(g, &c->n_embd, &c->n_ff, &c->n_layer, err)) ||
-        (st = lf__gguf_get_str(g, "llmflash.ffn_activation", &act, err)))
+    lf_ffn_shape shape;
+    if ((st = lf__arch_ffn_shape(g, &shape, err)) || (st = lf__gguf_get_str(g, "llmflash.ffn_activation", &act, err)))
         return st;
+    c->n_embd = shape.n_embd;
+    c->n_layer = shape.n_layer;
+    c->n_expert = shape.n_expert;
+    c->n_ff_expert = shape.n_ff;
+    c->n_ff = shape.n_ff * shape.n_expert;
     if (!c->n_embd || !c->n_ff || !c->n_layer || c->n_layer > 4096)
         return lf__err_set(err, LF_E_MODEL, "inconsistent hyperparameters");
     static const char *const act_names[] = {"silu", "relu", "relu_plain"};
@@ -154,8 +165,13 @@ static lf_status read_source(conv *c) {
     L->record_bytes = L->n_rows * row;
     L->compression = c->p->compression;
     L->level = c->p->compression_level;
-    L->group = L->compression == LF_COMPRESS_NONE ? 1 : (c->p->group ? c->p->group : 16);
-    L->stride = L->compression == LF_COMPRESS_NONE ? lf__bundle_stride(L->record_bytes, c->p->packed) : L->record_bytes;
+    /* an expert is one group: read, cached and evicted whole */
+    if (c->n_expert > 1 && c->p->group && c->p->group != c->n_ff_expert)
+        return lf__err_set(err, LF_E_INVALID_ARG, "a mixture of experts is grouped by expert (%u neurons), not by %u",
+                           c->n_ff_expert, c->p->group);
+    L->group = c->n_expert > 1 ? c->n_ff_expert : L->compression == LF_COMPRESS_NONE ? 1 : (c->p->group ? c->p->group : 16);
+    L->stride = L->compression == LF_COMPRESS_NONE ? lf__bundle_stride(L->group * L->record_bytes, c->p->packed)
+                                                   : L->record_bytes;
     if (L->record_bytes > UINT32_MAX / 2 || (uint64_t)L->group * L->record_bytes > (1u << 30))
         return lf__err_set(err, LF_E_INVALID_ARG, "a group of %u %" PRIu64 "-byte records is too large", L->group,
                            L->record_bytes);
@@ -205,7 +221,7 @@ static lf_status build_header(conv *c, lf_gguf_writer **out) {
         char name[64];
         snprintf(name, sizeof name, "blk.%u.ffn_bundle", l);
         if (L->compression == LF_COMPRESS_NONE) {
-            const uint64_t ne[2] = {L->stride, c->n_ff};
+            const uint64_t ne[2] = {L->stride, c->n_groups};
             st = lf__gguf_writer_add_tensor(w, name, 24 /* I8 */, 2, ne, NULL);
         } else {
             const uint64_t ne[1] = {c->bundle_bytes[l] ? c->bundle_bytes[l] : 1};
@@ -371,13 +387,17 @@ static void chunk_phase1(void *ctx, int ith, int nth) {
                     dst + (c->gated ? c->layout.row_bytes : 0), tmp);
     }
     const uint32_t blk = lf__type_traits_get(j->down->type)->block, bsz = lf__type_traits_get(j->down->type)->block_size;
-    const uint64_t src_row = lf__type_row_bytes(j->down->type, c->n_ff);
+    /* the pass lies inside one expert (convert_layer cuts it there): its
+     * down matrix, and the pass's first column in it */
+    const uint64_t src_row = lf__type_row_bytes(j->down->type, c->n_ff_expert), e = j->s0 / c->n_ff_expert,
+                   col0 = j->s0 % c->n_ff_expert;
+    const uint8_t *down = j->b->down + e * d * src_row;
     uint64_t d0, d1;
     lf__split_range(d, ith, nth, TRANSPOSE_ROWS, &d0, &d1);
     for (uint64_t jb = d0; jb < d1; jb += TRANSPOSE_ROWS) {
         const uint64_t rows = LF_MIN((uint64_t)TRANSPOSE_ROWS, d1 - jb);
         for (uint64_t q = 0; q < rows; q++)
-            lf__dequantize_row(j->down->type, b->down + (jb + q) * src_row + j->s0 / blk * bsz, tblock + q * width,
+            lf__dequantize_row(j->down->type, down + (jb + q) * src_row + col0 / blk * bsz, tblock + q * width,
                                (int64_t)width);
         for (uint64_t k = 0; k < width; k++) {
             float *col = b->tile + k * d + jb;
@@ -434,8 +454,8 @@ static lf_status write_chunk_groups(conv *c, outpos *o, layer_bufs *b, const chu
                                     ? b->records + (gi * L->group - j->chunk_first) * L->record_bytes
                                     : b->packed + (gi - j->g0) * b->packed_cap;
         lf_status st = out_write(o, stored, e->stored, c->err);
-        if (!st && L->compression == LF_COMPRESS_NONE && L->stride > L->record_bytes)
-            st = out_write(o, b->zeros, L->stride - L->record_bytes, c->err);
+        if (!st && L->compression == LF_COMPRESS_NONE && L->stride > e->stored)
+            st = out_write(o, b->zeros, L->stride - e->stored, c->err);
         if (st) return st;
     }
     return LF_OK;
@@ -452,8 +472,9 @@ static lf_status convert_layer(conv *c, outpos *o, layer_bufs *b, uint32_t l) {
     for (uint64_t c0 = 0; c0 < c->n_ff; c0 += chunk) {
         const uint64_t c1 = LF_MIN(c0 + chunk, (uint64_t)c->n_ff);
         chunk_job job = {.c = c, .b = b, .gate = gate, .up = up, .down = down, .layer = l, .chunk_first = c0};
-        for (uint64_t s0 = c0; s0 < c1; s0 += CONVERT_CHUNK) {
-            const uint64_t s1 = LF_MIN(s0 + CONVERT_CHUNK, c1);
+        for (uint64_t s0 = c0, s1; s0 < c1; s0 = s1) {
+            /* a pass never crosses into the next expert's down matrix */
+            s1 = LF_MIN(LF_MIN(s0 + CONVERT_CHUNK, c1), (s0 / c->n_ff_expert + 1) * c->n_ff_expert);
             if (gate) {
                 const uint64_t rb = lf__type_row_bytes(gate->type, d);
                 if ((st = lf__pread_all(c->in_fd, b->gate_rows, (size_t)((s1 - s0) * rb), gate->file_offset + s0 * rb, c->err)))
@@ -731,13 +752,15 @@ lf_status lf__flash_reorder(const char *in_path, const char *out_path, const uin
         goto done;
     }
     if ((st = lf__flash_open(c.in, c.in_fd, &fl, err))) goto done;
-    if (fl->layout.compression != LF_COMPRESS_NONE) {
-        st = lf__err_set(err, LF_E_UNSUPPORTED, "placement reorders single neurons: %s is compressed in groups "
-                         "(convert it without compression)", in_path);
+    if (fl->layout.compression != LF_COMPRESS_NONE || fl->n_expert > 1) {
+        st = lf__err_set(err, LF_E_UNSUPPORTED, "placement reorders single neurons: %s %s", in_path,
+                         fl->n_expert > 1 ? "is a mixture of experts, read expert by expert"
+                                          : "is compressed in groups (convert it without compression)");
         goto done;
     }
     c.n_embd = fl->n_embd;
-    c.n_ff = fl->n_ff;
+    c.n_ff = c.n_ff_expert = fl->n_ff;
+    c.n_expert = 1;
     c.n_layer = fl->n_layer;
     c.layout = fl->layout;
     c.n_groups = fl->n_ff;

@@ -24,9 +24,15 @@
  * Compressed, each group of `group` consecutive neurons is compressed as one
  * frame of their unpadded records; frames are packed back to back.
  *
- * Every group (of 1 neuron when uncompressed) has an index entry with its
- * offset inside the bundle tensor, stored size, raw size and the xxHash64 of
- * its stored bytes. */
+ * Mixtures of experts: a layer's neurons are its experts' neurons, expert
+ * by expert (neuron j of expert e is neuron e * n_ff + j), and each expert
+ * is one group, so one read brings a routed expert in. Uncompressed, an
+ * expert's records are packed and experts sit at a stride of their own,
+ * rounded to 4096 bytes as above (lf__bundle_stride of the expert's bytes).
+ *
+ * Every group (of 1 neuron when uncompressed, of an expert's neurons in a
+ * mixture of experts) has an index entry with its offset inside the bundle
+ * tensor, stored size, raw size and the xxHash64 of its stored bytes. */
 #ifndef LF_FLASH_FORMAT_H
 #define LF_FLASH_FORMAT_H
 
@@ -51,8 +57,8 @@ typedef struct lf_bundle_layout {
     uint32_t n_rows;       /* 3 (gate, up, down) or 2 (up, down) */
     uint64_t row_bytes;
     uint64_t record_bytes; /* n_rows * row_bytes */
-    uint64_t stride;       /* uncompressed: distance between records */
-    uint32_t group;        /* neurons per group */
+    uint64_t stride;       /* uncompressed: distance between groups (a group of 1 is a neuron) */
+    uint32_t group;        /* neurons per group: an expert's when the FFN is a mixture of experts */
     lf_compression compression;
     int32_t level;
 } lf_bundle_layout;
@@ -98,7 +104,9 @@ typedef struct lf_flash_layer {
 
 typedef struct lf_flash {
     lf_bundle_layout layout;
-    uint32_t n_layer, n_ff, n_embd;
+    uint32_t n_layer, n_embd;
+    uint32_t n_ff;          /* neurons per layer: every expert's, expert by expert */
+    uint32_t n_expert;      /* 1: a dense FFN; more: each group is one expert */
     lf_flash_layer *layers;
 } lf_flash;
 

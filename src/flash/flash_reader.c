@@ -54,7 +54,8 @@ static lf_status read_layout(const lf_gguf *g, lf_flash *f, lf_err *err) {
     if (version != LF_FLASH_FORMAT_VERSION)
         return lf__err_set(err, LF_E_UNSUPPORTED, "flash format version %u (this llmflash reads %d)", version,
                            LF_FLASH_FORMAT_VERSION);
-    if ((st = lf__arch_ffn_shape(g, &f->n_embd, &f->n_ff, &f->n_layer, err)) ||
+    lf_ffn_shape shape;
+    if ((st = lf__arch_ffn_shape(g, &shape, err)) ||
         (st = lf__gguf_get_u32(g, LF_KEY_TYPE, &L->type, err)) ||
         (st = lf__gguf_get_u32(g, LF_KEY_ROW_BYTES, &row_bytes, err)) ||
         (st = lf__gguf_get_u32(g, LF_KEY_RECORD_BYTES, &record_bytes, err)) ||
@@ -76,13 +77,19 @@ static lf_status read_layout(const lf_gguf *g, lf_flash *f, lf_err *err) {
         return lf__err_set(err, LF_E_UNSUPPORTED, "%s is not xxh64", LF_KEY_CHECKSUM);
     if (!lf_type_supported((int)L->type))
         return lf__err_set(err, LF_E_UNSUPPORTED, "bundle type %s is not supported", lf_type_name((int)L->type));
+    f->n_embd = shape.n_embd;
+    f->n_layer = shape.n_layer;
+    f->n_expert = shape.n_expert;
+    f->n_ff = shape.n_ff * shape.n_expert;
     L->level = (int32_t)level;
     L->row_bytes = row_bytes;
     L->record_bytes = record_bytes;
     L->stride = stride;
     if (f->n_embd == 0 || f->n_ff == 0 || f->n_layer == 0 || L->group == 0 ||
         lf__type_row_bytes(L->type, f->n_embd) != row_bytes || record_bytes != L->n_rows * row_bytes ||
-        stride < record_bytes || (L->compression == LF_COMPRESS_NONE && L->group != 1) ||
+        stride < record_bytes || (L->compression == LF_COMPRESS_NONE && f->n_expert == 1 && L->group != 1) ||
+        (f->n_expert > 1 && L->group != shape.n_ff) ||
+        (L->compression == LF_COMPRESS_NONE && stride < (uint64_t)L->group * record_bytes) ||
         (uint64_t)L->group * record_bytes > (1u << 30))
         return lf__err_set(err, LF_E_MODEL, "inconsistent bundle layout: row %u, record %u, stride %u, group %u bytes",
                            row_bytes, record_bytes, stride, L->group);
@@ -155,7 +162,7 @@ lf_status lf__flash_open(const lf_gguf *g, int fd, lf_flash **out, lf_err *err) 
             lf__flash_group_neurons(f, gi, &first, &count);
             if (e->raw != count * f->layout.record_bytes || e->stored == 0 || e->offset > L->data_bytes ||
                 e->stored > L->data_bytes - e->offset ||
-                (f->layout.compression == LF_COMPRESS_NONE && (e->stored != e->raw || e->offset != first * f->layout.stride))) {
+                (f->layout.compression == LF_COMPRESS_NONE && (e->stored != e->raw || e->offset != gi * f->layout.stride))) {
                 st = lf__err_set(err, LF_E_CORRUPT, "bundle index entry of layer %u, neurons %" PRIu64 "-%" PRIu64
                                  " is out of bounds", l, first, first + count - 1);
                 goto fail;

@@ -4,6 +4,7 @@
 #include "ffn_kernel.h"
 #include "../cache/neuron_cache.h"
 #include "predictor_file.h"
+#include "router.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -47,6 +48,8 @@ typedef struct plan {
                                  since evictions move slots (swap-delete) */
     uint32_t *misses;         /* (n_units) inserted ones first, then transient ones */
     int32_t *ins_slots;       /* (n_units) */
+    float *w;                 /* (n_units, n_tok) mixtures of experts: the routing weights (lf_mask_ops.route), or NULL */
+    size_t n_tok;             /* tokens of the batch it was planned for */
     lf_load_batch *ins_batch;
     bool ins_ready;           /* the inserted units' reads succeeded: until then their
                                  slots hold no valid data, and an error removes them */
@@ -75,7 +78,6 @@ struct lf_ffn_engine {
     uint64_t *truth_last;     /* (n_layer, n_units) the last token each unit was active in, 0: never */
     uint32_t *truth_count;    /* (n_layer, n_units) tokens each unit was active in */
     uint32_t max_batch;
-    size_t batch;             /* tokens of the batch in progress */
     lf_mode mode;
     uint32_t window;
     lf_cache_split split;
@@ -94,6 +96,8 @@ struct lf_ffn_engine {
     uint32_t *active;         /* (n_units) */
     int32_t *scratch;         /* 4 * n_units */
     const uint8_t **recs;     /* (n_ff) */
+    const float **recw;       /* (n_ff) mixtures of experts: each record's routing weights, per token */
+    bool routed;              /* the mask source routes (weights each unit per token) */
     lf_load_req *reqs;        /* (max(n_units, chunk_units)) */
     /* transient buffers: slots at the file's stride when records are
      * uncompressed, so the loader reads whole runs of them in place */
@@ -167,6 +171,9 @@ void lf__ffn_plan_bytes(const lf_model *m, const lf_ffn_engine_params *p, int n_
      * three batches of every unit (the loader's staging is the model's) */
     *io = 2 * chunk + 3 * n_units * 256;
     *mask = p->mask == LF_MASK_ORACLE ? lf__mask_oracle_bytes(m->flash) : 0;
+    if (m->info.n_expert > 1) /* the router, and the weights of two plans */
+        *mask = lf__mask_router_bytes(m, max_batch) + 2 * n_units * max_batch * sizeof(float) +
+                (uint64_t)m->info.n_ff * m->info.n_expert * sizeof(float *);
     if (p->mask == LF_MASK_PREDICTOR) {
         char *path = lf__predictor_path(m->path, p->predictor_path);
         *mask = path ? lf__predictor_file_bytes(path, m, p->lookahead) : 0;
@@ -191,12 +198,14 @@ void lf__ffn_destroy(lf_ffn_engine *f) {
         free(f->plans[k].hits);
         free(f->plans[k].misses);
         free(f->plans[k].ins_slots);
+        free(f->plans[k].w);
     }
     free(f->ahead.units);
     free(f->ahead.slots);
     free(f->ahead.flag);
     free(f->scratch);
     free(f->recs);
+    free(f->recw);
     free(f->reqs);
     lf__free_aligned(f->tbuf[0]);
     lf__free_aligned(f->tbuf[1]);
@@ -246,6 +255,8 @@ static lf_status create_stream_state(lf_ffn_engine *f, const lf_ffn_engine_param
     const lf_model *m = f->m;
     const lf_bundle_layout *B = &m->flash->layout;
     f->unit_bytes = (uint64_t)B->group * B->record_bytes;
+    /* an uncompressed expert fills whole pages of its slot, read in place */
+    if (m->flash->n_expert > 1 && B->compression == LF_COMPRESS_NONE) f->unit_bytes = B->stride;
     const uint64_t per_slot = f->unit_bytes + sizeof(int32_t) + sizeof(uint64_t) + 1;
     uint64_t capacity = f->n_units;
     if (f->mode == LF_MODE_NAIVE) capacity = 0;
@@ -268,7 +279,9 @@ static lf_status create_stream_state(lf_ffn_engine *f, const lf_ffn_engine_param
         f->plans[k].hits = malloc(f->n_units * sizeof *f->plans[k].hits);
         f->plans[k].misses = malloc(f->n_units * sizeof *f->plans[k].misses);
         f->plans[k].ins_slots = malloc(f->n_units * sizeof *f->plans[k].ins_slots);
-        plans_ok = plans_ok && f->plans[k].hits && f->plans[k].misses && f->plans[k].ins_slots;
+        if (f->routed) f->plans[k].w = malloc((uint64_t)f->n_units * f->max_batch * sizeof(float));
+        plans_ok = plans_ok && f->plans[k].hits && f->plans[k].misses && f->plans[k].ins_slots &&
+                   (!f->routed || f->plans[k].w);
     }
     f->ahead.layer = -1;
     if (f->mode == LF_MODE_STREAM && f->mask_src.ops->select_ahead) {
@@ -350,12 +363,26 @@ lf_status lf__ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_engine_params 
     f->layers = calloc(f->n_layer, sizeof *f->layers);
     f->last_use = calloc((size_t)f->n_layer * f->n_units, sizeof *f->last_use);
     f->active = malloc(f->n_units * sizeof *f->active);
-    f->recs = malloc((uint64_t)m->info.n_ff * sizeof *f->recs);
-    if (!f->layers || !f->last_use || !f->active || !f->recs) {
+    f->routed = m->info.n_expert > 1;
+    f->recs = malloc((uint64_t)m->flash->n_ff * sizeof *f->recs);
+    f->recw = f->routed ? malloc((uint64_t)m->flash->n_ff * sizeof *f->recw) : NULL;
+    if (!f->layers || !f->last_use || !f->active || !f->recs || (f->routed && !f->recw)) {
         lf__ffn_destroy(f);
         return lf__err_set(err, LF_E_NOMEM, "FFN engine tables");
     }
-    if (p->mask_ops) {
+    if (f->routed) {
+        /* the router is exact, and carries the weights: it is the mask */
+        if (p->mask_ops || p->mask == LF_MASK_ORACLE || p->mask == LF_MASK_PREDICTOR || p->measure_recall)
+            st = lf__err_set(&f->err, LF_E_UNSUPPORTED, "%s on a mixture of experts: its router chooses the experts "
+                             "each token needs", p->mask_ops ? "a mask hook" : p->measure_recall ? "measuring recall"
+                             : p->mask == LF_MASK_ORACLE ? "the oracle mask" : "a sparsity predictor");
+        else
+            st = lf__mask_router_create(m, pool, f->max_batch, p->lookahead && f->mode == LF_MODE_STREAM, &f->mask_src,
+                                        &f->err);
+        /* experts stay cached until evicted (least recently used first):
+         * a window of tokens would drop experts a later token needs */
+        f->window = UINT32_MAX;
+    } else if (p->mask_ops) {
         f->mask_src = (lf_mask){p->mask_ops, p->mask_state, 0};
         f->mask_borrowed = true;
     } else if (p->mask == LF_MASK_ORACLE && f->mode != LF_MODE_MMAP) {
@@ -376,6 +403,9 @@ lf_status lf__ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_engine_params 
             st = lf__err_set(&f->err, LF_E_NOMEM, "recall measurement");
     }
     if (!st && f->mode != LF_MODE_MMAP) st = create_stream_state(f, p);
+    if (!st && f->mode == LF_MODE_MMAP && f->routed &&
+        !(f->plans[0].w = malloc((uint64_t)f->n_units * f->max_batch * sizeof(float))))
+        st = lf__err_set(&f->err, LF_E_NOMEM, "routing weights");
     if (st) {
         lf__err_copy_out(&f->err, err->msg, sizeof err->msg);
         lf__ffn_destroy(f);
@@ -460,7 +490,7 @@ static lf_status submit(lf_ffn_engine *f, uint32_t l, uint32_t n, lf_load_batch 
 /* The kernel over n records, traced as "ffn_compute". */
 static void accumulate(lf_ffn_engine *f, uint32_t l, size_t n) {
     const uint64_t t0 = f->trace ? lf__now_ns() : 0;
-    lf__ffn_kernel_accumulate(&f->kernel, f->recs, n);
+    lf__ffn_kernel_accumulate(&f->kernel, f->recs, f->routed ? f->recw : NULL, n);
     if (f->trace && n)
         lf__trace_span(f->trace, f->track_compute, "ffn_compute", t0, lf__now_ns(), (int32_t)l, (int64_t)f->token, 0, 0);
 }
@@ -572,6 +602,7 @@ static lf_status warm_layer(lf_ffn_engine *f, uint32_t l, const float *x_prev, s
     layer_counters *lc = &f->layers[l];
     for (uint32_t k = 0; k < w->n; k++) {
         f->reqs[k] = unit_req(f, l, w->units[k], lf__ncache_slot(c, w->slots[k]));
+        f->reqs[k].dst_cap = (uint32_t)c->slot_bytes;
         w->flag[w->units[k]] = 1;
         lc->bytes_read += f->m->flash->layers[l].index[w->units[k]].stored;
     }
@@ -607,12 +638,14 @@ lf_status lf__ffn_prefetch(lf_ffn_engine *f, uint32_t l, const float *x, size_t 
     lf_ncache *c = &f->cache[l];
     p->layer = l;
     p->token = f->token;
+    p->n_tok = n;
     p->ins_batch = NULL;
     p->ins_ready = false;
     p->n_ins = 0;
     if (f->mode == LF_MODE_STREAM) lf__ncache_expire(c, f->token, f->window);
     const uint64_t t_mask = lf__now_ns();
-    const uint32_t n_active = f->mask_src.ops->select(f->mask_src.state, l, x, n, f->active);
+    const uint32_t n_active = f->mask_src.ops->route ? f->mask_src.ops->route(f->mask_src.state, l, x, n, f->active, p->w)
+                                                     : f->mask_src.ops->select(f->mask_src.state, l, x, n, f->active);
     mask_time(f, l, t_mask);
     count_reuse(f, l, n_active);
     uint32_t n_miss = 0;
@@ -634,8 +667,10 @@ lf_status lf__ffn_prefetch(lf_ffn_engine *f, uint32_t l, const float *x, size_t 
     p->n_chunks = (p->n_trans + f->chunk_units - 1) / f->chunk_units;
     p->next_chunk = 0;
     if (p->n_ins) {
-        for (uint32_t k = 0; k < p->n_ins; k++)
+        for (uint32_t k = 0; k < p->n_ins; k++) {
             f->reqs[k] = unit_req(f, l, p->misses[k], lf__ncache_slot(c, p->ins_slots[k]));
+            f->reqs[k].dst_cap = (uint32_t)c->slot_bytes; /* whole pages for experts: read in place */
+        }
         p->ins_t0 = lf__now_ns();
         rc = submit(f, l, p->n_ins, &p->ins_batch);
     }
@@ -694,10 +729,13 @@ static lf_status wait_batch(lf_ffn_engine *f, lf_load_batch **b, uint64_t submit
     return rc;
 }
 
-/* Expands units into record pointers. */
-static size_t unit_records(const lf_ffn_engine *f, const uint8_t *base, uint32_t u, size_t at) {
+/* Expands units into record pointers (and, routed, each record's weights:
+ * its unit's, from the plan's table). */
+static size_t unit_records(const lf_ffn_engine *f, const plan *p, const uint8_t *base, uint32_t u, size_t at) {
     const uint64_t count = unit_neurons(f->m, u, NULL), rec = f->m->flash->layout.record_bytes;
     for (uint64_t i = 0; i < count; i++) f->recs[at + i] = base + i * rec;
+    if (f->routed)
+        for (uint64_t i = 0; i < count; i++) f->recw[at + i] = p->w + (uint64_t)u * p->n_tok;
     return at + count;
 }
 
@@ -778,12 +816,26 @@ static void measure_recall(lf_ffn_engine *f, const plan *p, uint32_t l, const fl
 
 /* mmap mode: every record of the layer, in place in the mapping, checked
  * the first time it is touched. */
-static lf_status forward_mapped(lf_ffn_engine *f, uint32_t l) {
+static lf_status forward_mapped(lf_ffn_engine *f, uint32_t l, const float *x, size_t n) {
     const lf_status st = lf__model_check_mapped_layer(f->m, l, &f->err);
     if (st) return st;
     const uint8_t *base = f->m->layers[l].bundle;
-    for (uint32_t i = 0; i < f->m->info.n_ff; i++) f->recs[i] = base + (uint64_t)i * f->m->flash->layout.stride;
-    accumulate(f, l, f->m->info.n_ff);
+    const uint64_t stride = f->m->flash->layout.stride;
+    if (!f->routed) {
+        for (uint32_t i = 0; i < f->m->flash->n_ff; i++) f->recs[i] = base + (uint64_t)i * stride;
+        accumulate(f, l, f->m->flash->n_ff);
+        return LF_OK;
+    }
+    /* a mixture of experts: only the routed experts, in place */
+    plan *p = &f->plans[0];
+    p->n_tok = n;
+    const uint64_t t_mask = lf__now_ns();
+    const uint32_t n_units = f->mask_src.ops->route(f->mask_src.state, l, x, n, f->active, p->w);
+    mask_time(f, l, t_mask);
+    size_t k_recs = 0;
+    for (uint32_t k = 0; k < n_units; k++)
+        k_recs = unit_records(f, p, base + (uint64_t)f->active[k] * stride, f->active[k], k_recs);
+    accumulate(f, l, k_recs);
     return LF_OK;
 }
 
@@ -793,7 +845,7 @@ lf_status lf__ffn_forward(lf_ffn_engine *f, uint32_t l, const float *x, size_t n
     lf__ffn_kernel_begin(&f->kernel, x, n);
     lf_status rc;
     if (f->mode == LF_MODE_MMAP) {
-        if ((rc = forward_mapped(f, l))) return rc;
+        if ((rc = forward_mapped(f, l, x, n))) return rc;
         lf__ffn_kernel_end(&f->kernel, y);
         return LF_OK;
     }
@@ -807,12 +859,13 @@ lf_status lf__ffn_forward(lf_ffn_engine *f, uint32_t l, const float *x, size_t n
     /* hits first: computed while the misses load */
     size_t k_recs = 0;
     for (uint32_t k = 0; k < p->n_hits; k++)
-        k_recs = unit_records(f, lf__ncache_slot(c, lf__ncache_find(c, p->hits[k])), p->hits[k], k_recs);
+        k_recs = unit_records(f, p, lf__ncache_slot(c, lf__ncache_find(c, p->hits[k])), p->hits[k], k_recs);
     accumulate(f, l, k_recs);
     if ((rc = wait_batch(f, &p->ins_batch, p->ins_t0))) goto fail;
     p->ins_ready = true;
     k_recs = 0;
-    for (uint32_t k = 0; k < p->n_ins; k++) k_recs = unit_records(f, lf__ncache_slot(c, p->ins_slots[k]), p->misses[k], k_recs);
+    for (uint32_t k = 0; k < p->n_ins; k++)
+        k_recs = unit_records(f, p, lf__ncache_slot(c, p->ins_slots[k]), p->misses[k], k_recs);
     accumulate(f, l, k_recs);
     for (uint32_t k = 0; k < p->n_chunks; k++) {
         if (!f->fifo_n || f->fifo[0].p != p || f->fifo[0].chunk != k) {
@@ -825,7 +878,7 @@ lf_status lf__ffn_forward(lf_ffn_engine *f, uint32_t l, const float *x, size_t n
         const uint32_t first = k * f->chunk_units, cnt = LF_MIN(f->chunk_units, p->n_trans - first);
         k_recs = 0;
         for (uint32_t i = 0; i < cnt; i++)
-            k_recs = unit_records(f, f->tbuf[buf] + (uint64_t)i * f->tslot, p->misses[p->n_ins + first + i], k_recs);
+            k_recs = unit_records(f, p, f->tbuf[buf] + (uint64_t)i * f->tslot, p->misses[p->n_ins + first + i], k_recs);
         /* the last chunk of this layer is in flight or done: plan the next
          * layer now, so its reads start while this one computes */
         if (p->next_chunk == p->n_chunks && early && f->mode != LF_MODE_NAIVE && l + 1 < f->n_layer &&

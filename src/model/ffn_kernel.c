@@ -59,6 +59,7 @@ void lf__ffn_kernel_begin(lf_ffn_kernel *fk, const float *x, size_t n) {
 typedef struct kernel_job {
     lf_ffn_kernel *fk;
     const uint8_t *const *recs;
+    const float *const *w;   /* NULL, or each record's per-token weights */
     size_t n;
 } kernel_job;
 
@@ -96,6 +97,11 @@ static void kernel_worker(void *ctx, int ith, int nth) {
         for (uint64_t i = c0 + m; i < LF_MIN(c0 + m + LF_AXPY_COLS, n1); i++)
             for (uint64_t b = 0; b < B->record_bytes; b += 64) __builtin_prefetch(j->recs[i] + b);
         for (size_t t = 0; t < fk->n; t++) {
+            /* weighted records (experts) skip the tokens that do not use them */
+            float wt[LF_AXPY_COLS];
+            bool any = !j->w;
+            for (int i = 0; j->w && i < m; i++) any |= (wt[i] = j->w[c0 + i][t]) != 0.0f;
+            if (!any) continue;
             float dots[LF_AXPY_COLS * 2];
             for (int i = 0; i < m; i += per_call) {
                 const int k = LF_MIN(per_call, m - i);
@@ -106,8 +112,9 @@ static void kernel_worker(void *ctx, int ith, int nth) {
             float h[LF_AXPY_COLS];
             int nc = 0;
             for (int i = 0; i < m; i++) {
-                const float a = gated ? lf__ffn_activate(fk->act, dots[2 * i], dots[2 * i + 1])
-                                      : lf__ffn_activate(fk->act, 0.0f, dots[i]);
+                float a = gated ? lf__ffn_activate(fk->act, dots[2 * i], dots[2 * i + 1])
+                                : lf__ffn_activate(fk->act, 0.0f, dots[i]);
+                if (j->w) a *= wt[i];
                 if (a != 0.0f) {
                     cols[nc] = down[i];
                     h[nc++] = a;
@@ -118,9 +125,9 @@ static void kernel_worker(void *ctx, int ith, int nth) {
     }
 }
 
-void lf__ffn_kernel_accumulate(lf_ffn_kernel *fk, const uint8_t *const *recs, size_t n_recs) {
+void lf__ffn_kernel_accumulate(lf_ffn_kernel *fk, const uint8_t *const *recs, const float *const *w, size_t n_recs) {
     if (n_recs == 0) return;
-    kernel_job job = {fk, recs, n_recs};
+    kernel_job job = {fk, recs, w, n_recs};
     lf__pool_run_work(fk->pool, kernel_worker, &job, (uint64_t)n_recs * fk->layout.n_rows * fk->n_embd * fk->n);
 }
 

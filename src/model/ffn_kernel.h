@@ -1,7 +1,9 @@
 /* ffn_kernel.h - the bundle kernel: an FFN computed over neuron records
  * (gate row, up row, down column, see flash_format.h) for a batch of tokens.
  *
- *   y_t = sum over records i of down_i * act(gate_i . x_t, up_i . x_t)
+ *   y_t = sum over records i of w_it * down_i * act(gate_i . x_t, up_i . x_t)
+ *
+ * w_it is 1, or the routing weight of record i's expert for token t.
  *
  * Records come in any number of calls (hits from the cache, then misses as
  * their reads land); each record is applied to every token of the batch, so
@@ -41,8 +43,12 @@ void lf__ffn_kernel_free(lf_ffn_kernel *fk);
 /* Starts a batch of n (<= max_batch) tokens, x (n, n_embd). x must stay
  * valid until end. */
 void lf__ffn_kernel_begin(lf_ffn_kernel *fk, const float *x, size_t n);
-/* Adds n_recs records (record_bytes each, any alignment) to the batch. */
-void lf__ffn_kernel_accumulate(lf_ffn_kernel *fk, const uint8_t *const *recs, size_t n_recs);
+/* Adds n_recs records (record_bytes each, any alignment) to the batch. w:
+ * NULL, or each record's weights, one per token of the batch (a mixture of
+ * experts: the routing weight of the record's expert, 0 for a token not
+ * routed to it, which is then not computed): token t gets w[i][t] times
+ * record i's output. */
+void lf__ffn_kernel_accumulate(lf_ffn_kernel *fk, const uint8_t *const *recs, const float *const *w, size_t n_recs);
 /* Writes the batch's output, y (n, n_embd). */
 void lf__ffn_kernel_end(lf_ffn_kernel *fk, float *y);
 

@@ -6,6 +6,7 @@
 #include "session.h"
 #include "../stats/trace.h"
 #include "matmul.h"
+#include "moe.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -68,7 +69,8 @@ static uint64_t session_plan(const lf_model *m, const lf_session_params *p, uint
     memset(parts, 0, LF_BUDGET_PARTS * sizeof *parts);
     parts[PART_KV] = 2ull * in->n_layer * n_ctx * kv_dim * kv_elem_bytes(p);
     const uint64_t nb = session_batch(p);
-    parts[PART_SCRATCH] = (nb * (3ull * in->n_embd + 2 * q_dim + 2 * kv_dim + 2ull * in->n_ff + in->n_rot + 2) +
+    const uint64_t moe = in->n_expert > 1 && !m->flash ? in->n_expert + 2ull * in->n_expert_used + 2ull * in->n_embd + 2 : 0;
+    parts[PART_SCRATCH] = (nb * (3ull * in->n_embd + 2 * q_dim + 2 * kv_dim + 2ull * in->n_ff + in->n_rot + 2 + moe) +
                            nth * n_ctx + in->n_vocab + nth * scratch_len(m)) * sizeof(float) + m->tok_embd.row_bytes +
                           nb * (max_in / LF_QK + 1) * sizeof(lf_block_q8a) + sizeof(lf_session);
     uint64_t own = parts[PART_KV] + parts[PART_SCRATCH];
@@ -120,6 +122,13 @@ void lf_session_destroy(lf_session *s) {
     free(s->v_new);
     free(s->hb);
     free(s->hb2);
+    free(s->moe_logits);
+    free(s->moe_expert);
+    free(s->moe_weight);
+    free(s->moe_x);
+    free(s->moe_y);
+    free(s->moe_tok);
+    free(s->moe_w);
     free(s->logits);
     free(s->rope_cos);
     free(s->rope_sin);
@@ -203,6 +212,17 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->att || !s->att_out || !s->k_new || !s->v_new || !s->hb || !s->hb2 || !s->logits ||
         !s->rope_cos || !s->rope_sin || !s->xq || !s->thread_scratch || !s->embed_row || !s->key_cache || !s->value_cache)
         goto fail_nomem;
+    if (in->n_expert > 1 && !m->flash) {
+        s->moe_logits = malloc(nb * in->n_expert * sizeof(float));
+        s->moe_expert = malloc(nb * in->n_expert_used * sizeof(uint32_t));
+        s->moe_weight = malloc(nb * in->n_expert_used * sizeof(float));
+        s->moe_x = malloc(nb * in->n_embd * sizeof(float));
+        s->moe_y = malloc(nb * in->n_embd * sizeof(float));
+        s->moe_tok = malloc(nb * sizeof(uint32_t));
+        s->moe_w = malloc(nb * sizeof(float));
+        if (!s->moe_logits || !s->moe_expert || !s->moe_weight || !s->moe_x || !s->moe_y || !s->moe_tok || !s->moe_w)
+            goto fail_nomem;
+    }
     if ((s->trace = p.trace)) {
         s->track_compute = lf__trace_track(s->trace, "compute", false);
         s->track_io = lf__trace_track(s->trace, "io", true);
@@ -465,10 +485,55 @@ static lf_status ffn_failed(lf_session *s, lf_status st) {
     return st;
 }
 
+/* One dense FFN (or expert) for nt tokens: x (nt, n_embd) -> y (nt, n_embd). */
+static void dense_ffn(lf_session *s, const lf_weight *gate, const lf_weight *up, const lf_weight *down, const float *x,
+                      uint32_t nt, float *y) {
+    const lf_model_info *in = &s->m->info;
+    const uint64_t ff = in->n_ff;
+    act xa = act_of(s, x, in->n_embd, nt);
+    matvec(s, up, &xa, s->hb2);
+    if (in->activation != LF_ACT_RELU) matvec(s, gate, &xa, s->hb);
+    for (uint64_t i = 0; i < nt * ff; i++) s->hb[i] = lf__ffn_activate(in->activation, s->hb[i], s->hb2[i]);
+    act hb = act_of(s, s->hb, in->n_ff, nt);
+    matvec(s, down, &hb, y);
+}
+
+/* A mixture of experts in a plain GGUF: every token routed, then each
+ * expert any token picked runs once over the tokens that picked it, and its
+ * outputs are added to theirs with their weights. */
+static void moe_ffn(lf_session *s, const lf_layer *L, uint32_t nt) {
+    const lf_model_info *in = &s->m->info;
+    const uint32_t d = in->n_embd, ne = in->n_expert, k = in->n_expert_used;
+    act xb = act_of(s, s->xb, d, nt);
+    matvec(s, &L->router, &xb, s->moe_logits);
+    for (uint32_t t = 0; t < nt; t++)
+        lf__moe_route(s->moe_logits + (uint64_t)t * ne, ne, k, s->moe_expert + (uint64_t)t * k, s->moe_weight + (uint64_t)t * k);
+    memset(s->xb2, 0, (uint64_t)nt * d * sizeof(float));
+    for (uint32_t e = 0; e < ne; e++) {
+        uint32_t n = 0;
+        for (uint32_t t = 0; t < nt; t++)
+            for (uint32_t i = 0; i < k; i++)
+                if (s->moe_expert[t * k + i] == e) {
+                    memcpy(s->moe_x + (uint64_t)n * d, s->xb + (uint64_t)t * d, d * sizeof(float));
+                    s->moe_tok[n] = t;
+                    s->moe_w[n++] = s->moe_weight[t * k + i];
+                }
+        if (!n) continue;
+        const lf_weight gate = L->gate.data ? lf__expert_slice(&L->gate, e, in->n_ff) : L->gate,
+                        up = lf__expert_slice(&L->up, e, in->n_ff), down = lf__expert_slice(&L->down, e, d);
+        dense_ffn(s, &gate, &up, &down, s->moe_x, n, s->moe_y);
+        for (uint32_t r = 0; r < n; r++) {
+            float *yt = s->xb2 + (uint64_t)s->moe_tok[r] * d;
+            const float *ye = s->moe_y + (uint64_t)r * d;
+            for (uint32_t i = 0; i < d; i++) yt[i] += s->moe_w[r] * ye[i];
+        }
+    }
+}
+
 static lf_status ffn(lf_session *s, uint32_t l, uint32_t nt) {
     const lf_model_info *in = &s->m->info;
     const lf_layer *L = &s->m->layers[l];
-    const uint64_t d = in->n_embd, ff = in->n_ff;
+    const uint64_t d = in->n_embd;
     for (uint32_t t = 0; t < nt; t++) {
         rmsnorm(s->xb + t * d, s->x + t * d, L->ffn_norm, in->n_embd, in->rms_eps);
         if (s->ffn_tap) s->ffn_tap(s->ffn_tap_user, l, s->xb + t * d);
@@ -476,13 +541,10 @@ static lf_status ffn(lf_session *s, uint32_t l, uint32_t nt) {
     if (s->ffn) { /* a flash file: the engine computes, the residual is ours */
         const lf_status st = lf__ffn_forward(s->ffn, l, s->xb, nt, s->xb2);
         if (st) return ffn_failed(s, st);
+    } else if (in->n_expert > 1) {
+        moe_ffn(s, L, nt);
     } else {
-        act xb = act_of(s, s->xb, in->n_embd, nt);
-        matvec(s, &L->up, &xb, s->hb2);
-        if (in->activation != LF_ACT_RELU) matvec(s, &L->gate, &xb, s->hb);
-        for (uint64_t i = 0; i < nt * ff; i++) s->hb[i] = lf__ffn_activate(in->activation, s->hb[i], s->hb2[i]);
-        act hb = act_of(s, s->hb, in->n_ff, nt);
-        matvec(s, &L->down, &hb, s->xb2);
+        dense_ffn(s, &L->gate, &L->up, &L->down, s->xb, nt, s->xb2);
     }
     for (uint64_t i = 0; i < nt * d; i++) s->x[i] += s->xb2[i];
     return LF_OK;

@@ -17,7 +17,7 @@ static uint32_t all_select(void *state, uint32_t layer, const float *x, size_t n
 
 static void no_destroy(void *state) { (void)state; }
 
-static const lf_mask_ops all_ops = {"all", false, all_select, NULL, no_destroy};
+static const lf_mask_ops all_ops = {"all", false, all_select, NULL, no_destroy, NULL};
 
 lf_status lf__mask_all_create(uint32_t n_units, lf_mask *out) {
     *out = (lf_mask){&all_ops, (void *)(uintptr_t)n_units, 0};
@@ -85,7 +85,7 @@ static void oracle_destroy(void *state) {
     free(o);
 }
 
-static const lf_mask_ops oracle_ops = {"oracle", true, oracle_select, NULL, oracle_destroy};
+static const lf_mask_ops oracle_ops = {"oracle", true, oracle_select, NULL, oracle_destroy, NULL};
 
 lf_status lf__mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf_kernels *k, lf_activation act,
                                  const float *taus, lf_mask *out, lf_err *err) {
@@ -240,9 +240,9 @@ static void predictor_destroy(void *state) {
     free(pr);
 }
 
-static const lf_mask_ops predictor_ops = {"predictor", true, predictor_select, NULL, predictor_destroy};
+static const lf_mask_ops predictor_ops = {"predictor", true, predictor_select, NULL, predictor_destroy, NULL};
 static const lf_mask_ops predictor_ahead_ops = {"predictor", true, predictor_select, predictor_select_ahead,
-                                                predictor_destroy};
+                                                predictor_destroy, NULL};
 
 lf_status lf__mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_pool *pool, lf_predictor_set *set,
                                     lf_mask *out, lf_err *err) {

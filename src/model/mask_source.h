@@ -9,7 +9,7 @@
  *   oracle  exactly the units with a non-zero activation, from a resident
  *           copy of gate/up (tests and measurement: the upper bound of any
  *           predictor).
- * A sparsity predictor and MoE routing are further sources. */
+ * A sparsity predictor and MoE routing (router.h) are further sources. */
 #ifndef LF_MASK_SOURCE_H
 #define LF_MASK_SOURCE_H
 
@@ -32,6 +32,13 @@ typedef struct lf_mask_ops {
      * input is known, and reads only what this missed. */
     uint32_t (*select_ahead)(void *state, uint32_t layer, const float *x_prev, size_t n, uint32_t *units);
     void (*destroy)(void *state);
+    /* Optional (NULL: every token of the batch applies every unit it is
+     * given in full): select with each token's weight for each unit, as a
+     * router routes experts. weights has room for (n_units, n) floats; it
+     * gets weights[u * n + t], token t's weight for unit u, for every unit
+     * returned, 0 where token t does not use u. The engine calls it instead
+     * of select. */
+    uint32_t (*route)(void *state, uint32_t layer, const float *x, size_t n, uint32_t *units, float *weights);
 } lf_mask_ops;
 
 typedef struct lf_mask {

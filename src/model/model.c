@@ -34,7 +34,8 @@ lf_tensor_class lf__tensor_class_of(const char *name) {
     if (strstr(name, ".attn_q.") || strstr(name, ".attn_k.") || strstr(name, ".attn_v.") ||
         strstr(name, ".attn_output.") || strstr(name, ".attn_qkv."))
         return LF_CLASS_ATTENTION;
-    if (strstr(name, ".ffn_gate.") || strstr(name, ".ffn_up.") || strstr(name, ".ffn_down."))
+    if (strstr(name, ".ffn_gate.") || strstr(name, ".ffn_up.") || strstr(name, ".ffn_down.") ||
+        strstr(name, ".ffn_gate_exps.") || strstr(name, ".ffn_up_exps.") || strstr(name, ".ffn_down_exps."))
         return LF_CLASS_FFN;
     const size_t n = strlen(name);
     if (n > 11 && strcmp(name + n - 11, ".ffn_bundle") == 0) return LF_CLASS_FFN;
@@ -79,10 +80,12 @@ static bool may_repack(const lf_model *m, const char *name) {
     return strcmp(name, "token_embd.weight") != 0 || lf__gguf_tensor_index(m->gguf, "output.weight") < 0;
 }
 
-/* Looks up a 2-D weight and checks its shape is (rows, cols) in GGUF terms
- * ne = [cols, rows]. A missing tensor is an error unless optional. */
-static lf_status bind_weight(lf_model *m, const char *name, uint64_t rows, uint64_t cols, bool optional,
-                             lf_weight *w) {
+/* Looks up n_mat matrices of (rows, cols) stacked in one tensor, in GGUF
+ * terms ne = [cols, rows] (n_mat 1) or [cols, rows, n_mat] (experts), and
+ * binds them as one weight of n_mat * rows rows. A missing tensor is an
+ * error unless optional. */
+static lf_status bind_stacked(lf_model *m, const char *name, uint32_t n_mat, uint64_t rows, uint64_t cols,
+                              bool optional, lf_weight *w) {
     memset(w, 0, sizeof *w);
     const int64_t idx = lf__gguf_tensor_index(m->gguf, name);
     const lf_gguf_tensor *t = idx >= 0 ? &m->gguf->tensors[idx] : NULL;
@@ -93,14 +96,14 @@ static lf_status bind_weight(lf_model *m, const char *name, uint64_t rows, uint6
     if (!lf_type_supported((int)t->type))
         return lf__err_set(&m->err, LF_E_UNSUPPORTED, "tensor '%s' has type %s, which llmflash cannot compute with",
                            name, lf_type_name((int)t->type));
-    if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows)
-        return lf__err_set(&m->err, LF_E_MODEL, "tensor '%s' has shape [%" PRIu64 ", %" PRIu64 "], expected [%" PRIu64
-                           ", %" PRIu64 "]", name, t->ne[0], t->ne[1], cols, rows);
+    if (t->n_dims > (n_mat > 1 ? 3u : 2u) || t->ne[0] != cols || t->ne[1] != rows || t->ne[2] != n_mat)
+        return lf__err_set(&m->err, LF_E_MODEL, "tensor '%s' has shape [%" PRIu64 ", %" PRIu64 ", %" PRIu64 "], expected "
+                           "[%" PRIu64 ", %" PRIu64 ", %u]", name, t->ne[0], t->ne[1], t->ne[2], cols, rows, n_mat);
     if (lf__type_uses_q8a(t->type) && cols % LF_QK)
         return lf__err_set(&m->err, LF_E_UNSUPPORTED, "tensor '%s': rows of %" PRIu64 " are not a multiple of 32", name, cols);
     w->data = m->tensor_ptr[idx];
     w->type = t->type;
-    w->rows = rows;
+    w->rows = rows * n_mat;
     w->cols = cols;
     w->row_bytes = lf__type_row_bytes(t->type, cols);
     /* our own copy (not the file's mapping), multiplied only through
@@ -110,9 +113,17 @@ static lf_status bind_weight(lf_model *m, const char *name, uint64_t rows, uint6
         m->info.repacked_bytes += w->rows * w->row_bytes;
         return LF_OK;
     }
-    if (m->mode != LF_MODE_MMAP && rows >= LF_X8 && m->kernels->gemm_x8[t->type] && may_repack(m, name))
+    /* stacked matrices are multiplied one at a time: x8 groups must not
+     * straddle two of them */
+    if (m->mode != LF_MODE_MMAP && rows >= LF_X8 && (n_mat == 1 || rows % LF_X8 == 0) && m->kernels->gemm_x8[t->type] &&
+        may_repack(m, name))
         return repack(m, name, w);
     return LF_OK;
+}
+
+static lf_status bind_weight(lf_model *m, const char *name, uint64_t rows, uint64_t cols, bool optional,
+                             lf_weight *w) {
+    return bind_stacked(m, name, 1, rows, cols, optional, w);
 }
 
 /* Norm and bias vectors are converted to float once. */
@@ -136,6 +147,9 @@ static lf_status check_tensor_names(lf_model *m) {
                                             "ffn_down.weight", "ffn_bundle", "ffn_bundle_index"};
     static const char *const biases[] = {"attn_q.bias", "attn_k.bias", "attn_v.bias"};
     static const char *const qk_norms[] = {"attn_q_norm.weight", "attn_k_norm.weight"};
+    static const char *const experts[] = {"ffn_gate_inp.weight", "ffn_gate_exps.weight", "ffn_up_exps.weight",
+                                          "ffn_down_exps.weight"};
+    const bool moe = m->info.n_expert > 1;
     const lf_arch *a = m->arch;
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
         const char *name = m->tensor_names[i];
@@ -145,7 +159,12 @@ static lf_status check_tensor_names(lf_model *m) {
         int used = 0;
         if (!known && sscanf(name, "blk.%u.%n", &layer, &used) == 1 && used > 0 && layer < m->info.n_layer) {
             const char *rest = name + used;
-            for (size_t k = 0; !known && k < LF_ARRAY_LEN(per_layer); k++) known = strcmp(rest, per_layer[k]) == 0;
+            /* a mixture of experts has no dense FFN tensors, and a dense FFN no experts */
+            for (size_t k = 0; !known && k < LF_ARRAY_LEN(per_layer); k++)
+                known = strcmp(rest, per_layer[k]) == 0 && !(moe && strncmp(rest, "ffn_", 4) == 0 &&
+                                                              strncmp(rest, "ffn_norm", 8) != 0 &&
+                                                              strncmp(rest, "ffn_bundle", 10) != 0);
+            for (size_t k = 0; !known && moe && k < LF_ARRAY_LEN(experts); k++) known = strcmp(rest, experts[k]) == 0;
             for (size_t k = 0; !known && a->qkv_bias && k < LF_ARRAY_LEN(biases); k++) known = strcmp(rest, biases[k]) == 0;
             for (size_t k = 0; !known && a->qk_norm && k < LF_ARRAY_LEN(qk_norms); k++) known = strcmp(rest, qk_norms[k]) == 0;
         }
@@ -207,20 +226,6 @@ static lf_status read_rope_scaling(lf_model *m) {
     return LF_OK;
 }
 
-/* Mixture-of-experts FFNs (ARCH.expert_count, Mixtral's and Qwen3-MoE's
- * layout) are not run yet: refused by the key's name rather than read as a
- * dense model with tensors left over. */
-static lf_status refuse_experts(lf_model *m) {
-    char key[64];
-    lf__arch_key(m->arch, "expert_count", key, sizeof key);
-    uint32_t n = 0;
-    lf_status st = lf__gguf_get_u32_or(m->gguf, key, 0, &n, &m->err);
-    if (st) return st;
-    if (n > 1)
-        return lf__err_set(&m->err, LF_E_UNSUPPORTED, "%s = %u: mixture-of-experts FFNs are not supported yet", key, n);
-    return LF_OK;
-}
-
 /* The hyperparameters, under the architecture's key prefix. */
 static lf_status read_shape(lf_model *m) {
     const lf_gguf *g = m->gguf;
@@ -229,10 +234,14 @@ static lf_status read_shape(lf_model *m) {
     lf_err *err = &m->err;
     char k[8][64];
     lf_status st;
-    if ((st = lf__gguf_get_u32(g, lf__arch_key(a, "embedding_length", k[0], 64), &in->n_embd, err)) ||
-        (st = lf__gguf_get_u32(g, lf__arch_key(a, "block_count", k[1], 64), &in->n_layer, err)) ||
-        (st = lf__gguf_get_u32(g, lf__arch_key(a, "feed_forward_length", k[2], 64), &in->n_ff, err)) ||
-        (st = lf__gguf_get_u32(g, lf__arch_key(a, "attention.head_count", k[3], 64), &in->n_head, err)) ||
+    lf_ffn_shape ffn;
+    if ((st = lf__arch_ffn_shape(g, &ffn, err))) return st;
+    in->n_embd = ffn.n_embd;
+    in->n_layer = ffn.n_layer;
+    in->n_ff = ffn.n_ff;
+    in->n_expert = ffn.n_expert;
+    in->n_expert_used = ffn.n_expert_used;
+    if ((st = lf__gguf_get_u32(g, lf__arch_key(a, "attention.head_count", k[3], 64), &in->n_head, err)) ||
         (st = lf__gguf_get_u32_or(g, lf__arch_key(a, "attention.head_count_kv", k[4], 64), in->n_head, &in->n_head_kv, err)) ||
         (st = lf__gguf_get_u32_or(g, lf__arch_key(a, "context_length", k[5], 64), 2048, &in->n_ctx_train, err)) ||
         (st = lf__gguf_get_f32_or(g, lf__arch_key(a, "rope.freq_base", k[6], 64), a->rope_freq_base, &in->rope_freq_base, err)) ||
@@ -277,7 +286,7 @@ static lf_status read_hparams(lf_model *m, int activation) {
     if ((st = lf__arch_of(g, &m->arch, err))) return st;
     if ((st = lf__gguf_get_str(g, "general.name", &name, err))) return st;
     if (name.ptr) snprintf(in->name, sizeof in->name, "%.*s", (int)LF_MIN(name.len, (uint64_t)127), name.ptr);
-    if ((st = read_shape(m)) || (st = read_rope_scaling(m)) || (st = refuse_experts(m))) return st;
+    if ((st = read_shape(m)) || (st = read_rope_scaling(m))) return st;
     in->activation = LF_ACT_SILU_GATED;
     if ((st = lf__gguf_get_str(g, "llmflash.ffn_activation", &act, err))) return st;
     if (act.ptr) {
@@ -579,9 +588,18 @@ static lf_status bind_tensors(lf_model *m) {
             return st;
 #undef NAME
 #define NAME(s) (snprintf(name, sizeof name, "blk.%u." s ".weight", l), name)
+        if (in->n_expert > 1 && (st = bind_weight(m, NAME("ffn_gate_inp"), in->n_expert, d, false, &L->router))) return st;
         if (m->flash) {
             if (m->mode == LF_MODE_MMAP) /* records read in place from the mapping */
                 L->bundle = (uint8_t *)m->map + m->flash->layers[l].data_offset;
+            continue;
+        }
+        if (in->n_expert > 1) {
+            const uint32_t ne = in->n_expert;
+            if ((st = bind_stacked(m, NAME("ffn_gate_exps"), ne, ff, d, in->activation == LF_ACT_RELU, &L->gate)) ||
+                (st = bind_stacked(m, NAME("ffn_up_exps"), ne, ff, d, false, &L->up)) ||
+                (st = bind_stacked(m, NAME("ffn_down_exps"), ne, d, ff, false, &L->down)))
+                return st;
             continue;
         }
         if ((st = bind_weight(m, NAME("ffn_gate"), ff, d, in->activation == LF_ACT_RELU, &L->gate)) ||
@@ -675,7 +693,7 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     if (lf__flash_detect(m->gguf) && (st = lf__flash_open(m->gguf, m->fd, &m->flash, &m->err))) goto fail;
     if (m->flash) { /* the model's parameters, not the bundles' bytes */
         const lf_bundle_layout *B = &m->flash->layout;
-        m->info.n_params += (uint64_t)m->info.n_layer * m->info.n_ff * m->info.n_embd * B->n_rows;
+        m->info.n_params += (uint64_t)m->info.n_layer * m->flash->n_ff * m->info.n_embd * B->n_rows;
     }
     m->info.n_vocab = lf__tokenizer_vocab_size(m->tok);
     m->mode = p.mode == LF_MODE_AUTO ? (m->flash ? LF_MODE_STREAM : auto_dense_mode(m)) : p.mode;
@@ -705,7 +723,7 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         st = lf__err_set(&m->err, LF_E_UNSUPPORTED, "mmap mode reads bundles in place and needs an uncompressed flash file");
         goto fail;
     }
-    if (m->flash && (m->flash->n_ff != m->info.n_ff || m->flash->n_embd != m->info.n_embd ||
+    if (m->flash && (m->flash->n_ff != m->info.n_ff * m->info.n_expert || m->flash->n_embd != m->info.n_embd ||
                      (m->flash->layout.n_rows == 2) != (m->info.activation == LF_ACT_RELU))) {
         st = lf__err_set(&m->err, LF_E_MODEL, "bundle layout does not match the model's FFN");
         goto fail;

@@ -38,9 +38,12 @@ typedef struct lf_layer {
     float *bq, *bk, *bv; /* (q_dim), (kv_dim), (kv_dim): biases after the projections, or NULL (arch->qkv_bias) */
     float *q_norm, *k_norm; /* (head_dim): RMS norm weights of each head, or NULL (arch->qk_norm) */
     float *ffn_norm;    /* (n_embd) */
-    lf_weight gate;     /* (n_ff, n_embd); data NULL for non-gated FFNs */
-    lf_weight up;       /* (n_ff, n_embd) */
-    lf_weight down;     /* (n_embd, n_ff) */
+    /* the FFN; a mixture of experts stacks its n_expert experts' matrices
+     * (lf__expert_slice takes one out) and routes with `router` */
+    lf_weight gate;     /* (n_expert * n_ff, n_embd); data NULL for non-gated FFNs */
+    lf_weight up;       /* (n_expert * n_ff, n_embd) */
+    lf_weight down;     /* (n_expert * n_embd, n_ff) */
+    lf_weight router;   /* (n_expert, n_embd) ffn_gate_inp, or data NULL for a dense FFN */
     uint8_t *bundle;    /* mmap'ed flash file: the layer's records (stride apart), or NULL */
 } lf_layer;
 
@@ -89,6 +92,15 @@ struct lf_model {
 };
 
 lf_tensor_class lf__tensor_class_of(const char *name);
+/* Expert e's matrix of `rows` rows out of a stacked weight (model.h's
+ * lf_layer): a view, in the stack's layout (x8 groups never straddle two
+ * experts: bind refuses to repack them otherwise). */
+static inline lf_weight lf__expert_slice(const lf_weight *w, uint32_t e, uint64_t rows) {
+    lf_weight v = *w;
+    v.data = (const uint8_t *)w->data + (uint64_t)e * rows * w->row_bytes;
+    v.rows = rows;
+    return v;
+}
 /* A NUL-terminated malloc'd copy of a header string, or NULL. */
 char *lf__gguf_str_dup(lf_gguf_str s);
 /* The public description of tensor t, named name (a copy that outlives t's header). */

@@ -51,6 +51,14 @@ struct lf_session {
     uint8_t *embed_row;    /* one embedding row, taken out of an x8 group (tied tables) */
     void *key_cache;    /* (n_layer, n_ctx, kv_dim) of F16 or F32 (params.kv_type) */
     lf_ffn_engine *ffn;        /* flash files: the FFN engine (every mode) */
+    /* a plain GGUF's mixture of experts (flash files route in the engine) */
+    float *moe_logits;  /* (B, n_expert) */
+    uint32_t *moe_expert; /* (B, n_expert_used) each token's experts */
+    float *moe_weight;  /* (B, n_expert_used) and their weights */
+    float *moe_x;       /* (B, n_embd) the inputs of one expert's tokens, gathered */
+    float *moe_y;       /* (B, n_embd) its outputs */
+    uint32_t *moe_tok;  /* (B) which token each gathered row is */
+    float *moe_w;       /* (B) and its weight */
     /* calibration: called with each layer's normalised FFN input (n_embd) */
     void (*ffn_tap)(void *user, uint32_t layer, const float *x);
     void *ffn_tap_user;

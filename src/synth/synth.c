@@ -25,38 +25,50 @@ typedef struct shape_preset {
     uint32_t head_dim;              /* 0: n_embd / n_head */
     float rope_freq_base;           /* 0: the architecture's default */
     bool rope_freqs, tied;
+    uint32_t n_expert, n_expert_used; /* 0: a dense FFN */
+    double routing_skew;
 } shape_preset;
 
 static const shape_preset k_presets[] = {
-    {"tiny", 256, 4, 768, 4, 4, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false},
-    {"small", 1024, 8, 2816, 16, 16, 32000, 2048, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false},
-    {"1b", 2048, 16, 5632, 32, 4, 32000, 2048, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false},
-    {"llama2-7b", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false},
-    {"mistral-7b", 4096, 32, 14336, 32, 8, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false},
-    {"llama2-13b", 5120, 40, 13824, 40, 40, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false},
+    {"tiny", 256, 4, 768, 4, 4, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false, 0, 0, 0.0},
+    {"small", 1024, 8, 2816, 16, 16, 32000, 2048, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false, 0, 0, 0.0},
+    {"1b", 2048, 16, 5632, 32, 4, 32000, 2048, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false, 0, 0, 0.0},
+    {"llama2-7b", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false, 0, 0, 0.0},
+    {"mistral-7b", 4096, 32, 14336, 32, 8, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false, 0, 0, 0.0},
+    {"llama2-13b", 5120, 40, 13824, 40, 40, 32000, 4096, LF_ACT_SILU_GATED, 0, 0, 0, NULL, 0, 0, false, false, 0, 0, 0.0},
     /* ReluLLaMA / OPT-like activity, and SwiGLU at the sparsity the real
      * stories260K predictor holds within 1% perplexity */
-    {"llama2-7b-relu", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_RELU_GATED, 0.95, 0.8, 2.0, NULL, 0, 0, false, false},
-    {"llama2-7b-silu", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_SILU_GATED, 0.3, 0, 0, NULL, 0, 0, false, false},
-    {"tiny-relu", 256, 4, 768, 4, 4, 512, 512, LF_ACT_RELU_GATED, 0.95, 0.8, 2.0, NULL, 0, 0, false, false},
-    {"tiny-silu", 256, 4, 768, 4, 4, 512, 512, LF_ACT_SILU_GATED, 0.3, 0, 0, NULL, 0, 0, false, false},
+    {"llama2-7b-relu", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_RELU_GATED, 0.95, 0.8, 2.0, NULL, 0, 0, false, false, 0, 0, 0.0},
+    {"llama2-7b-silu", 4096, 32, 11008, 32, 32, 32000, 4096, LF_ACT_SILU_GATED, 0.3, 0, 0, NULL, 0, 0, false, false, 0, 0, 0.0},
+    {"tiny-relu", 256, 4, 768, 4, 4, 512, 512, LF_ACT_RELU_GATED, 0.95, 0.8, 2.0, NULL, 0, 0, false, false, 0, 0, 0.0},
+    {"tiny-silu", 256, 4, 768, 4, 4, 512, 512, LF_ACT_SILU_GATED, 0.3, 0, 0, NULL, 0, 0, false, false, 0, 0, 0.0},
     /* the shapes of the models people run today (vocabularies as published;
      * give --tokenizer-from a real one to match it) */
-    {"llama3.1-8b", 4096, 32, 14336, 32, 8, 128256, 8192, LF_ACT_SILU_GATED, 0, 0, 0, "llama", 0, 500000.0f, true, false},
-    {"llama3.2-1b", 2048, 16, 8192, 32, 8, 128256, 8192, LF_ACT_SILU_GATED, 0, 0, 0, "llama", 64, 500000.0f, true, true},
-    {"qwen2.5-7b", 3584, 28, 18944, 28, 4, 152064, 32768, LF_ACT_SILU_GATED, 0, 0, 0, "qwen2", 0, 0, false, false},
-    {"qwen2.5-0.5b", 896, 24, 4864, 14, 2, 151936, 32768, LF_ACT_SILU_GATED, 0, 0, 0, "qwen2", 0, 0, false, true},
-    {"qwen3-8b", 4096, 36, 12288, 32, 8, 151936, 40960, LF_ACT_SILU_GATED, 0, 0, 0, "qwen3", 128, 0, false, false},
-    {"qwen3-0.6b", 1024, 28, 3072, 16, 8, 151936, 40960, LF_ACT_SILU_GATED, 0, 0, 0, "qwen3", 128, 0, false, true},
+    {"llama3.1-8b", 4096, 32, 14336, 32, 8, 128256, 8192, LF_ACT_SILU_GATED, 0, 0, 0, "llama", 0, 500000.0f, true, false, 0, 0, 0.0},
+    {"llama3.2-1b", 2048, 16, 8192, 32, 8, 128256, 8192, LF_ACT_SILU_GATED, 0, 0, 0, "llama", 64, 500000.0f, true, true, 0, 0, 0.0},
+    {"qwen2.5-7b", 3584, 28, 18944, 28, 4, 152064, 32768, LF_ACT_SILU_GATED, 0, 0, 0, "qwen2", 0, 0, false, false, 0, 0, 0.0},
+    {"qwen2.5-0.5b", 896, 24, 4864, 14, 2, 151936, 32768, LF_ACT_SILU_GATED, 0, 0, 0, "qwen2", 0, 0, false, true, 0, 0, 0.0},
+    {"qwen3-8b", 4096, 36, 12288, 32, 8, 151936, 40960, LF_ACT_SILU_GATED, 0, 0, 0, "qwen3", 128, 0, false, false, 0, 0, 0.0},
+    {"qwen3-0.6b", 1024, 28, 3072, 16, 8, 151936, 40960, LF_ACT_SILU_GATED, 0, 0, 0, "qwen3", 128, 0, false, true, 0, 0, 0.0},
     /* the same features at test size */
-    {"tiny-llama3", 256, 2, 768, 4, 2, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, "llama", 0, 500000.0f, true, true},
-    {"tiny-qwen2", 256, 2, 768, 4, 2, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, "qwen2", 0, 0, false, false},
-    {"tiny-qwen3", 256, 2, 768, 4, 2, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, "qwen3", 96, 0, false, true},
+    {"tiny-llama3", 256, 2, 768, 4, 2, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, "llama", 0, 500000.0f, true, true, 0, 0, 0.0},
+    {"tiny-qwen2", 256, 2, 768, 4, 2, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, "qwen2", 0, 0, false, false, 0, 0, 0.0},
+    {"tiny-qwen3", 256, 2, 768, 4, 2, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, "qwen3", 96, 0, false, true, 0, 0, 0.0},
+    /* mixtures of experts: Mixtral's layout and Qwen3-MoE's */
+    {"mixtral-8x7b", 4096, 32, 14336, 32, 8, 32000, 32768, LF_ACT_SILU_GATED, 0, 0, 0, "llama", 0, 1000000.0f, false,
+     false, 8, 2, 0.0},
+    {"qwen3-30b-a3b", 2048, 48, 768, 32, 4, 151936, 40960, LF_ACT_SILU_GATED, 0, 0, 0, "qwen3moe", 128, 0, false, false,
+     128, 8, 1.0},
+    {"tiny-mixtral", 256, 2, 256, 4, 2, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, "llama", 0, 1000000.0f, false, false, 8, 2,
+     0.0},
+    {"tiny-qwen3moe", 256, 2, 128, 4, 2, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, "qwen3moe", 96, 0, false, false, 16, 4,
+     1.0},
 };
 
 const char *lf_synth_shape_names(void) {
     return "tiny, small, 1b, llama2-7b, mistral-7b, llama2-13b, llama2-7b-relu, llama2-7b-silu, tiny-relu, tiny-silu, "
-           "llama3.1-8b, llama3.2-1b, qwen2.5-7b, qwen2.5-0.5b, qwen3-8b, qwen3-0.6b, tiny-llama3, tiny-qwen2, tiny-qwen3";
+           "llama3.1-8b, llama3.2-1b, qwen2.5-7b, qwen2.5-0.5b, qwen3-8b, qwen3-0.6b, tiny-llama3, tiny-qwen2, tiny-qwen3, "
+           "mixtral-8x7b, qwen3-30b-a3b, tiny-mixtral, tiny-qwen3moe";
 }
 
 lf_status lf_synth_shape_preset(const char *name, lf_synth_params *p) {
@@ -80,6 +92,9 @@ lf_status lf_synth_shape_preset(const char *name, lf_synth_params *p) {
             p->rope_freq_base = s->rope_freq_base;
             p->rope_freqs = s->rope_freqs;
             p->tied = s->tied;
+            p->n_expert = s->n_expert;
+            p->n_expert_used = s->n_expert_used;
+            p->routing_skew = s->routing_skew;
             return LF_OK;
         }
     }
@@ -114,6 +129,8 @@ typedef struct tensor_plan {
     float scale; /* standard deviation of the weights */
     float mean;  /* of vectors (norms near 1, biases 0); matrices have mean 0 */
     lf_sparse_role role; /* with sparsity: how the design shapes it */
+    uint32_t n_mat;      /* matrices stacked in it (experts), rows counting all of them; 0: 1 */
+    int32_t router_layer; /* a router's layer (its rows are skewed), else -1 */
 } tensor_plan;
 
 static void plan_add(tensor_plan *t, size_t *k, const char *name, uint32_t type, uint64_t rows, uint64_t cols,
@@ -124,6 +141,7 @@ static void plan_add(tensor_plan *t, size_t *k, const char *name, uint32_t type,
     t[*k].cols = cols;
     t[*k].scale = scale;
     t[*k].role = role;
+    t[*k].router_layer = -1;
     (*k)++;
 }
 
@@ -154,7 +172,7 @@ static lf_status plan_tensors(const lf_synth_params *p, const lf_arch *a, tensor
     const uint64_t d = p->n_embd, hd = head_dim_of(p), q = (uint64_t)p->n_head * hd, kv = (uint64_t)p->n_head_kv * hd,
                    ff = p->n_ff;
     const bool gated = p->activation != LF_ACT_RELU;
-    const size_t n = 4 + (size_t)p->n_layer * 14;
+    const size_t n = 4 + (size_t)p->n_layer * 15;
     tensor_plan *t = calloc(n, sizeof *t);
     if (!t) return LF_E_NOMEM;
     size_t k = 0;
@@ -185,6 +203,16 @@ static lf_status plan_tensors(const lf_synth_params *p, const lf_arch *a, tensor
         plan_add(t, &k, layer_name(nm, sizeof nm, l, "attn_output"), ty, d, q, sq,
                  first ? LF_SPARSE_O0 : sp ? LF_SPARSE_QUIET : R);
         plan_vec(t, &k, layer_name(nm, sizeof nm, l, "ffn_norm"), d, 1.0f, 0.0f);
+        if (p->n_expert > 1) { /* the router (F32, as llama.cpp keeps it), then the experts stacked */
+            const uint32_t ne = p->n_expert;
+            plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_gate_inp"), LF_TYPE_F32, ne, d, sd, R);
+            t[k - 1].router_layer = (int32_t)l;
+            if (gated) plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_gate_exps"), ty, ne * ff, d, sd, R);
+            plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_up_exps"), ty, ne * ff, d, sd, R);
+            plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_down_exps"), more, ne * d, ff, sf, R);
+            for (size_t i = k - (gated ? 3 : 2); i < k; i++) t[i].n_mat = ne;
+            continue;
+        }
         if (gated) plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_gate"), ty, ff, d, sd, sp ? LF_SPARSE_GATE : R);
         plan_add(t, &k, layer_name(nm, sizeof nm, l, "ffn_up"), ty, ff, d, sd,
                  !sp ? R : gated ? LF_SPARSE_UP : LF_SPARSE_GATE);
@@ -228,6 +256,15 @@ static lf_status check_params(const lf_synth_params *p, lf_err *err) {
         return lf__err_set(err, LF_E_INVALID_ARG, "every dimension must be positive");
     if (!synth_arch(p))
         return lf__err_set(err, LF_E_INVALID_ARG, "architecture '%s' is not one synth writes (%s)", p->arch, lf__arch_names());
+    if (synth_arch(p)->moe_only && p->n_expert <= 1)
+        return lf__err_set(err, LF_E_INVALID_ARG, "%s routes between experts: give n_expert above 1", p->arch);
+    if (p->n_expert > 1 && (p->n_expert > 1024 || p->n_expert_used == 0 || p->n_expert_used > p->n_expert))
+        return lf__err_set(err, LF_E_INVALID_ARG, "%u experts, %u routed per token: 1 to the expert count (at most 1024)",
+                           p->n_expert, p->n_expert_used);
+    if (p->n_expert > 1 && p->sparsity != 0.0)
+        return lf__err_set(err, LF_E_INVALID_ARG, "sparsity shapes dense FFNs, not mixtures of experts");
+    if (!(p->routing_skew >= 0.0 && p->routing_skew <= 16.0))
+        return lf__err_set(err, LF_E_INVALID_ARG, "routing skew %g: 0 to 16", p->routing_skew);
     if (p->head_dim % 2 || p->head_dim > 1024 || p->n_head % p->n_head_kv ||
         (!p->head_dim && (p->n_embd % p->n_head || (p->n_embd / p->n_head) % 2)))
         return lf__err_set(err, LF_E_INVALID_ARG,
@@ -346,6 +383,10 @@ static lf_status build_writer(const lf_synth_params *p, uint32_t *n_vocab, tenso
     if (!st) st = lf__gguf_writer_set_u32(w, KEY("rope.dimension_count"), hd);
     if (!st) st = lf__gguf_writer_set_f32(w, KEY("rope.freq_base"), synth_rope_base(p));
     if (!st) st = lf__gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), a->rms_eps);
+    if (!st && p->n_expert > 1) st = lf__gguf_writer_set_u32(w, KEY("expert_count"), p->n_expert);
+    if (!st && p->n_expert > 1) st = lf__gguf_writer_set_u32(w, KEY("expert_used_count"), p->n_expert_used);
+    if (!st && p->n_expert > 1 && a->moe_only) st = lf__gguf_writer_set_u32(w, KEY("expert_feed_forward_length"), p->n_ff);
+    if (!st && p->n_expert > 1) st = lf__gguf_writer_set_f32(w, "llmflash.synth.routing_skew", (float)p->routing_skew);
 #undef KEY
     if (!st) st = lf__gguf_writer_set_u64(w, "llmflash.synth.seed", p->seed);
     if (!st && p->sparsity > 0.0) st = lf__gguf_writer_set_f32(w, "llmflash.synth.sparsity", (float)p->sparsity);
@@ -361,8 +402,10 @@ static lf_status build_writer(const lf_synth_params *p, uint32_t *n_vocab, tenso
     q.n_vocab = *n_vocab;
     if ((st = plan_tensors(&q, a, plan, n_plan))) goto fail;
     for (size_t i = 0; i < *n_plan && !st; i++) {
-        const uint64_t ne[2] = {(*plan)[i].cols, (*plan)[i].rows};
-        st = lf__gguf_writer_add_tensor(w, (*plan)[i].name, (*plan)[i].type, (*plan)[i].rows == 1 ? 1 : 2, ne, NULL);
+        const tensor_plan *t = &(*plan)[i];
+        const uint32_t n_mat = t->n_mat ? t->n_mat : 1;
+        const uint64_t ne[3] = {t->cols, t->rows / n_mat, n_mat};
+        st = lf__gguf_writer_add_tensor(w, t->name, t->type, n_mat > 1 ? 3 : t->rows == 1 ? 1 : 2, ne, NULL);
     }
     if (st) {
         free(*plan);
@@ -467,6 +510,13 @@ lf_status lf_synth_write(const char *path, const lf_synth_params *p, char *errbu
                 for (uint64_t k = 0; k < nr * t->cols; k++)
                     rows[k] = t->scale == 0.0f ? t->mean : t->mean + t->scale * lf__rng_normal(&rng);
             if (strcmp(t->name, "rope_freqs.weight") == 0) llama31_rope_freqs(synth_rope_base(p), 2 * (uint32_t)t->cols, rows);
+            if (t->router_layer >= 0 && p->routing_skew > 0.0)
+                for (uint64_t k = 0; k < nr; k++) {
+                    /* a permutation of the experts per layer: 7919 is prime */
+                    const uint64_t rank = ((r + k) * 7919u + (uint64_t)t->router_layer * 104729u) % t->rows;
+                    const float scale = (float)pow((double)rank + 1.0, -p->routing_skew);
+                    for (uint64_t c = 0; c < t->cols; c++) rows[k * t->cols + c] *= scale;
+                }
             for (uint64_t k = 0; k < nr; k++)
                 lf__quantize_row(t->type, rows + k * t->cols, qbuf + k * row_bytes, (int64_t)t->cols);
             if ((st = lf__gguf_writer_write_data(w, out.fd, qbuf, nr * row_bytes, &err))) {

@@ -1,0 +1,25 @@
+/* router.h - a mixture of experts' router as the FFN engine's mask source.
+ *
+ * The router is exact: the units a batch needs are the experts its tokens
+ * are routed to (moe.h), and each token's weight for each of them comes
+ * with them (lf_mask_ops.route). With lookahead, layer l + 1's router is
+ * applied to layer l's FFN input, so the experts it guesses are read while
+ * layer l computes; the residual stream changes little from one layer to
+ * the next, so the guess is mostly right, and the engine reads what it
+ * missed once the layer's own input is known. */
+#ifndef LF_ROUTER_H
+#define LF_ROUTER_H
+
+#include "model.h"
+#include "mask_source.h"
+
+/* The router of an open model whose FFNs are mixtures of experts, for
+ * batches of up to max_batch tokens. Its products run on pool (borrowed,
+ * idle while the engine chooses units; NULL: the calling thread). The
+ * model must outlive it. LF_E_NOMEM. */
+lf_status lf__mask_router_create(const lf_model *m, lf_pool *pool, uint32_t max_batch, bool lookahead, lf_mask *out,
+                                 lf_err *err);
+/* Bytes it holds for a batch size (for planning a budget). */
+uint64_t lf__mask_router_bytes(const lf_model *m, uint32_t max_batch);
+
+#endif
