@@ -16,6 +16,7 @@
 #include "test_support.h"
 #include "../src/gguf/gguf.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
@@ -502,4 +503,109 @@ Test(arch, unsupported_architectures_and_features_are_named) {
     cr_assert(strstr(err, "attn_x_norm") || strstr(err, "attn_q_norm"), "%s", err);
     free(data);
     unlink(path);
+}
+
+/* ---- mixture-of-experts variants ----------------------------------------- */
+
+typedef enum edit_kind { EDIT_U32, EDIT_F32, EDIT_FALSE, EDIT_DROP, EDIT_ARCH, EDIT_TENSOR } edit_kind;
+
+typedef struct gguf_edit {
+    edit_kind kind;
+    const char *key;   /* the key set or dropped; EDIT_ARCH: the new architecture; EDIT_TENSOR: a tensor's name */
+    const char *to;    /* EDIT_TENSOR: its new name */
+    double value;
+} gguf_edit;
+
+/* src with one edit, written to dst (tensor data copied as it is). */
+static void rewrite_gguf(const char *src, const char *dst, const gguf_edit *e) {
+    lf_err err = {{0}};
+    lf_gguf *g;
+    cr_assert_eq(lf__gguf_read_file(src, &g, &err), LF_OK, "%s", err.msg);
+    lf_gguf_writer *w;
+    cr_assert_eq(lf__gguf_writer_create(g->alignment, &w), LF_OK);
+    const char *skip = e->kind == EDIT_ARCH ? "general.architecture" : e->kind == EDIT_TENSOR ? NULL : e->key;
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        if (!skip || !lf__gguf_str_eq(g->kv[i].key, skip)) cr_assert_eq(lf__gguf_writer_copy_kv(w, &g->kv[i]), LF_OK);
+    if (e->kind == EDIT_U32) cr_assert_eq(lf__gguf_writer_set_u32(w, e->key, (uint32_t)e->value), LF_OK);
+    if (e->kind == EDIT_F32) cr_assert_eq(lf__gguf_writer_set_f32(w, e->key, (float)e->value), LF_OK);
+    if (e->kind == EDIT_FALSE) cr_assert_eq(lf__gguf_writer_set_bool(w, e->key, false), LF_OK);
+    if (e->kind == EDIT_ARCH) cr_assert_eq(lf__gguf_writer_set_str(w, "general.architecture", e->key), LF_OK);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const lf_gguf_tensor *t = &g->tensors[i];
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        const char *as = e->kind == EDIT_TENSOR && strcmp(name, e->key) == 0 ? e->to : name;
+        cr_assert_eq(lf__gguf_writer_add_tensor(w, as, t->type, t->n_dims, t->ne, NULL), LF_OK);
+    }
+    const int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    cr_assert(in >= 0 && out >= 0);
+    cr_assert_eq(lf__gguf_writer_write_header(w, out, &err), LF_OK, "%s", err.msg);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const lf_gguf_tensor *t = &g->tensors[i];
+        void *buf = malloc(t->nbytes);
+        cr_assert_eq(pread(in, buf, t->nbytes, (off_t)t->file_offset), (ssize_t)t->nbytes);
+        cr_assert_eq(lf__gguf_writer_write_data(w, out, buf, t->nbytes, &err), LF_OK, "%s", err.msg);
+        free(buf);
+    }
+    cr_assert_eq(lf__gguf_writer_finish(w, &err), LF_OK, "%s", err.msg);
+    lf__gguf_writer_destroy(w);
+    lf__gguf_free(g);
+    close(in);
+    close(out);
+}
+
+/* Every way a mixture of experts can route or be laid out that this
+ * layer would compute wrongly is refused by the model and by convert,
+ * naming the key (or tensor). */
+Test(arch, unsupported_moe_variants_name_the_key) {
+    char mix[256], q3m[256], bad[256], badflash[256]; /* tmp_path's buffers rotate */
+    snprintf(mix, sizeof mix, "%s", tmp_path("mix"));
+    snprintf(q3m, sizeof q3m, "%s", tmp_path("q3m"));
+    snprintf(bad, sizeof bad, "%s", tmp_path("moebad"));
+    snprintf(badflash, sizeof badflash, "%s", tmp_path("moebadflash"));
+    synth(mix, "tiny-mixtral", NULL);
+    synth(q3m, "tiny-qwen3moe", NULL);
+    const struct {
+        const char *src;
+        gguf_edit e;
+        const char *needle;
+    } cases[] = {
+        {mix, {EDIT_U32, "llama.expert_shared_count", NULL, 2}, "llama.expert_shared_count"},
+        {mix, {EDIT_U32, "llama.expert_gating_func", NULL, 2}, "llama.expert_gating_func"},
+        {mix, {EDIT_F32, "llama.expert_weights_scale", NULL, 2.5}, "llama.expert_weights_scale"},
+        {mix, {EDIT_FALSE, "llama.expert_weights_norm", NULL, 0}, "llama.expert_weights_norm"},
+        {mix, {EDIT_U32, "llama.expert_group_count", NULL, 4}, "llama.expert_group_count"},
+        {mix, {EDIT_U32, "llama.leading_dense_block_count", NULL, 1}, "llama.leading_dense_block_count"},
+        {mix, {EDIT_U32, "llama.expert_used_count", NULL, 9}, "llama.expert_used_count"},
+        {mix, {EDIT_DROP, "llama.expert_used_count", NULL, 0}, "llama.expert_used_count"},
+        {mix, {EDIT_TENSOR, "blk.1.ffn_up_exps.weight", "blk.1.ffn_up_shexp.weight", 0}, "blk.1.ffn_up_shexp.weight"},
+        {q3m, {EDIT_ARCH, "qwen2moe", NULL, 0}, "qwen2moe"},
+        {q3m, {EDIT_DROP, "qwen3moe.expert_count", NULL, 0}, "qwen3moe.expert_count"},
+    };
+    for (size_t i = 0; i < LF_ARRAY_LEN(cases); i++) {
+        rewrite_gguf(cases[i].src, bad, &cases[i].e);
+        lf_model *m = NULL;
+        char err[512] = "";
+        const lf_status st = lf_model_open(bad, NULL, &m, err, sizeof err);
+        cr_assert(st == LF_E_UNSUPPORTED || st == LF_E_MODEL, "case %zu opened (%d)", i, st);
+        cr_assert_null(m);
+        cr_assert_not_null(strstr(err, cases[i].needle), "case %zu: '%s' does not name %s", i, err, cases[i].needle);
+        if (cases[i].e.kind == EDIT_TENSOR) continue; /* convert bundles what it finds: the model names the tensor */
+        lf_convert_params cp = lf_convert_default_params();
+        cp.force = true;
+        err[0] = '\0';
+        cr_assert_neq(lf_convert(bad, badflash, &cp, NULL, err, sizeof err), LF_OK, "case %zu converted", i);
+        cr_assert_not_null(strstr(err, cases[i].needle), "case %zu: convert says '%s'", i, err);
+    }
+    /* experts are grouped by expert, never otherwise */
+    lf_convert_params cp = lf_convert_default_params();
+    cp.compression = LF_COMPRESS_ZSTD;
+    cp.group = 16;
+    cp.force = true;
+    char err[512];
+    cr_assert_eq(lf_convert(mix, badflash, &cp, NULL, err, sizeof err), LF_E_INVALID_ARG);
+    cr_assert_not_null(strstr(err, "grouped by expert"), "%s", err);
+    unlink(mix);
+    unlink(q3m);
+    unlink(bad);
 }

@@ -4,7 +4,9 @@
 #include <criterion/criterion.h>
 
 #include "../src/cache/neuron_cache.h"
+#include "../src/model/moe.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #define UNITS 300
@@ -25,7 +27,47 @@ static void check_slab(const lf_ncache *c) {
     }
 }
 
-static void run_sequence(uint32_t capacity, uint32_t window, uint32_t mask_size, uint64_t seed, uint32_t pins) {
+/* A mask source for run_sequence. */
+typedef enum mask_kind {
+    MASK_DRIFT,  /* a drifting hot set plus random units */
+    MASK_ROUTED, /* experts: mask_size of them routed per token of a batch of 1 to 4, by skewed random logits */
+} mask_kind;
+
+static uint32_t next_mask(mask_kind kind, uint32_t mask_size, uint64_t t, lf_rng *rng, uint8_t *active, uint32_t *mask) {
+    uint32_t n = 0;
+    if (kind == MASK_ROUTED) {
+        const uint32_t batch = 1 + (uint32_t)(lf__rng_next(rng) % 4);
+        for (uint32_t b = 0; b < batch; b++) {
+            float logits[UNITS], w[UNITS];
+            uint32_t experts[UNITS];
+            /* expert e's logits spread as (e + 1)^-0.5: low experts win more */
+            for (uint32_t e = 0; e < UNITS; e++) logits[e] = (float)(lf__rng_normal(rng) * pow(e + 1.0, -0.5));
+            lf__moe_route(logits, UNITS, mask_size, experts, w);
+            float sum = 0;
+            for (uint32_t k = 0; k < mask_size; k++) {
+                cr_assert(k == 0 || logits[experts[k]] <= logits[experts[k - 1]], "routing is not in descending order");
+                sum += w[k];
+                if (!active[experts[k]]) {
+                    active[experts[k]] = 1;
+                    mask[n++] = experts[k];
+                }
+            }
+            cr_assert(fabsf(sum - 1.0f) < 1e-5f, "routing weights sum to %g", sum);
+        }
+        return n;
+    }
+    for (uint32_t k = 0; k < mask_size; k++) {
+        const uint32_t u = k < mask_size / 2 ? (uint32_t)((t / 20 * 7 + k) % UNITS) : (uint32_t)(lf__rng_next(rng) % UNITS);
+        if (!active[u]) {
+            active[u] = 1;
+            mask[n++] = u;
+        }
+    }
+    return n;
+}
+
+static void run_masks(mask_kind kind, uint32_t capacity, uint32_t window, uint32_t mask_size, uint64_t seed,
+                      uint32_t pins) {
     lf_ncache c;
     cr_assert_eq(lf__ncache_init(&c, UNITS, capacity, SLOT), LF_OK);
     int32_t *slots = malloc(UNITS * sizeof *slots), *scratch = malloc((4 * capacity + 4) * sizeof *scratch);
@@ -45,16 +87,9 @@ static void run_sequence(uint32_t capacity, uint32_t window, uint32_t mask_size,
         /* window: every unpinned resident unit was used within the window */
         for (uint32_t s = 0; s < c.n_live; s++)
             if (!c.pinned[s]) cr_assert(c.last_used[s] + window > t, "unit %d outlived the window", c.unit_of[s]);
-        /* a mask: a drifting hot set plus random units */
         uint8_t active[UNITS] = {0};
-        uint32_t mask[UNITS], n = 0;
-        for (uint32_t k = 0; k < mask_size; k++) {
-            const uint32_t u = k < mask_size / 2 ? (uint32_t)((t / 20 * 7 + k) % UNITS) : (uint32_t)(lf__rng_next(&rng) % UNITS);
-            if (!active[u]) {
-                active[u] = 1;
-                mask[n++] = u;
-            }
-        }
+        uint32_t mask[UNITS];
+        const uint32_t n = next_mask(kind, mask_size, t, &rng, active, mask);
         uint32_t misses[UNITS], nm = 0;
         for (uint32_t k = 0; k < n; k++) {
             const int32_t s = lf__ncache_find(&c, mask[k]);
@@ -100,6 +135,15 @@ static void run_sequence(uint32_t capacity, uint32_t window, uint32_t mask_size,
     free(last);
     lf__ncache_free(&c);
 }
+
+static void run_sequence(uint32_t capacity, uint32_t window, uint32_t mask_size, uint64_t seed, uint32_t pins) {
+    run_masks(MASK_DRIFT, capacity, window, mask_size, seed, pins);
+}
+
+/* An expert cache: no window (experts stay until evicted), a pinned hot
+ * set, batches routed top-8 over skewed logits. */
+Test(cache, routed_experts_lru_with_a_hot_set) { run_masks(MASK_ROUTED, 48, UINT32_MAX, 8, 5, 6); }
+Test(cache, routed_experts_under_pressure) { run_masks(MASK_ROUTED, 12, UINT32_MAX, 8, 6, 0); }
 
 Test(cache, roomy_slab_window_semantics) { run_sequence(UNITS, 5, 40, 1, 0); }
 Test(cache, pressure_evicts_lru) { run_sequence(60, 5, 40, 2, 0); }

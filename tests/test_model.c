@@ -475,7 +475,8 @@ Test(model, unsupported_rope_and_attention_features_are_named) {
     } cases[] = {
         {{.scaling_type = "yarn", .factor = 4.0f}, "llama.rope.scaling.type"},
         {{.u32_key = "llama.attention.sliding_window"}, "llama.attention.sliding_window"},
-        {{.u32_key = "llama.expert_count"}, "llama.expert_count"},
+        /* experts without their routed count */
+        {{.u32_key = "llama.expert_count"}, "llama.expert_used_count"},
         {{.extra_tensor = "blk.0.attn_q.bias"}, "blk.0.attn_q.bias"},
         {{.freqs = (const float[]){1, 1, 1}, .n_freqs = 3}, "rope_freqs.weight"},
         {{.freqs = (const float[]){1, 0, 1, 1}, .n_freqs = 4}, "rope_freqs.weight"},
