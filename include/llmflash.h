@@ -601,7 +601,10 @@ typedef enum lf_kv_type {
 typedef struct lf_session_params {
     uint32_t n_ctx;     /* context length in tokens (0: model's, at most 4096) */
     int n_threads;      /* 0: the model's n_threads */
-    uint32_t window;    /* stream mode: keep neurons used by the last `window` tokens (default 5) */
+    uint32_t window;    /* stream mode: keep neurons used by the last `window` tokens (default 5);
+                           mixtures of experts keep experts until evicted (least recently used) */
+    /* Mixtures of experts route with their router whatever `mask` says
+     * (LF_MASK_ORACLE and LF_MASK_PREDICTOR are LF_E_UNSUPPORTED there). */
     lf_mask_source mask;
     lf_cache_split split;
     lf_kv_type kv_type; /* default LF_KV_F16 */
@@ -622,6 +625,17 @@ typedef struct lf_session_params {
      * neuron cache has room beyond a token's set (see the README); its
      * predictors are counted in the budget when on. */
     bool lookahead;
+    /* Mixtures of experts (stream mode): with lookahead, layer l + 1's router
+     * is applied to layer l's FFN input, and the experts it picks are read
+     * while layer l computes (lf_layer_stats.ahead_* count how often it was
+     * right). hot_experts: the experts of each layer that the routing
+     * statistics (lf_calibrate on a mixture of experts writes them to the
+     * model's path + ".routing"; predictor_path names another file) show
+     * busiest, this many per layer, read at creation and pinned in the
+     * cache; the rest of the cache is least recently used. 0: none. More
+     * than the cache's slots per layer is LF_E_BUDGET; no statistics file
+     * is LF_E_INVALID_ARG. */
+    uint32_t hot_experts;
     /* Tokens evaluated in one pass over the weights when lf_session_eval
      * gets several (a prompt): each weight, and in stream mode each FFN
      * unit any of them needs, is read once per batch and applied to all of
@@ -1155,6 +1169,11 @@ typedef struct lf_calibrate_stats {
     uint64_t predictor_bytes;   /* what the predictor adds to a session's budget (F16 weights) */
     double seconds;
     lf_activation activation;   /* the model's: SwiGLU predictors need a quality check (see the README) */
+    /* A mixture of experts: routing statistics were written instead of a
+     * predictor (tokens counts the tokens routed), and the share of each
+     * layer's routings its busiest eighth of experts took, averaged. */
+    bool routing;
+    double routing_hot_share;
 } lf_calibrate_stats;
 
 /* The defaults: 4096 tokens, rank 128, recall 0.99, SwiGLU sparsity 0.5,
@@ -1167,7 +1186,12 @@ LF_API lf_calibrate_params lf_calibrate_default_params(void);
  * recall. Activations are collected one layer at a time through temporary
  * files, so memory holds one layer's samples. Writes the predictor to
  * out_path (NULL: model_path + ".predictor", where sessions look for it;
- * with reorder_path, that of the placed copy), complete or not at all. Errors: the model's open errors, LF_E_INVALID_ARG
+ * with reorder_path, that of the placed copy), complete or not at all.
+ * A mixture of experts needs no predictor (its router is exact): calibrate
+ * counts the tokens each layer routes to each expert instead and writes
+ * these routing statistics (NULL: model_path + ".routing"), from which
+ * sessions pin hot experts (lf_session_params.hot_experts); lookahead and
+ * reorder_path are LF_E_UNSUPPORTED there. Errors: the model's open errors, LF_E_INVALID_ARG
  * (not a flash file, a text too short, bad params), LF_E_EXISTS, LF_E_IO,
  * LF_E_NOMEM. */
 LF_API lf_status lf_calibrate(const char *model_path, const char *text, size_t len, const char *out_path,

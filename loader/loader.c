@@ -9,6 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Staging buffers' bytes, at most, unless four units need more. */
+#define STAGING_TOTAL ((uint64_t)64 << 20)
+
 lf_loader_params lf__loader_default_params(void) {
     /* Defaults from this machine's disk: random O_DIRECT reads reach 920 MiB/s
      * at 32 KiB and 1.5 GiB/s at 1 MiB with 32 in flight, so reads are merged
@@ -66,6 +69,11 @@ lf_status lf__loader_open(const char *path, const lf_loader_params *params, lf_l
      * read, or the largest unit plus the page it may start in */
     ld->staging_size = LF_MAX(p.max_read, page_up(p.max_unit) + LF_IO_PAGE);
     ld->n_staging = p.queue_depth;
+    /* units of megabytes (experts) keep the queue full with a few large
+     * reads, and page-aligned ones skip staging: a buffer per read in
+     * flight would hold queue_depth of them (3 GiB for Mixtral's) */
+    if (ld->staging_size > STAGING_TOTAL / ld->n_staging)
+        ld->n_staging = (uint32_t)LF_MAX((uint64_t)4, LF_MIN((uint64_t)ld->n_staging, STAGING_TOTAL / ld->staging_size));
     ld->staging = lf__alloc_aligned(ld->staging_size * ld->n_staging, LF_IO_PAGE);
     ld->free_staging = malloc(ld->n_staging * sizeof *ld->free_staging);
     if (!ld->staging || !ld->free_staging) {

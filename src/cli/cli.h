@@ -62,6 +62,7 @@ typedef struct cli_model_opts {
     bool budget_seen;   /* set by the caller from the option's `seen` */
     int threads, ctx, batch;
     bool no_verify, verbose, measure_recall, unbundled, lookahead;
+    int hot_experts;
     int log_level;      /* for cli_log, set by cli_model_params */
 } cli_model_opts;
 
@@ -84,7 +85,10 @@ typedef struct cli_model_opts {
      "run the oracle alongside and count the mask's false negatives per layer (--stats)", false},                    \
     {"--no-verify", NULL, CLI_FLAG, &(o).no_verify, "flash files: skip checksums (header, tensors, bundles)", false}, \
     {"--lookahead", NULL, CLI_FLAG, &(o).lookahead,                                                                  \
-     "use the predictor's lookahead (calibrate --lookahead): reads start a layer early; needs cache room", false},      \
+     "read a layer early: the predictor's lookahead (calibrate --lookahead), or a mixture of experts' next router; "  \
+     "needs cache room", false},                                                                                       \
+    {"--hot-experts", NULL, CLI_INT, &(o).hot_experts,                                                               \
+     "mixtures of experts: pin this many of each layer's busiest experts (from calibrate's MODEL.routing)", false},   \
     {"--unbundled-reads", NULL, CLI_FLAG, &(o).unbundled,                                                            \
      "ablation: read each neuron's three rows separately, as an unbundled layout must", false},                       \
     {"--trace", NULL, CLI_STR, &(o).trace_path,                                                                     \

@@ -88,6 +88,11 @@ bool cli_session_params(const char *cmd, const cli_model_opts *o, const char *mo
     sp->predictor_path = o->predictor_file;
     sp->measure_recall = o->measure_recall;
     sp->lookahead = o->lookahead;
+    if (o->hot_experts < 0) {
+        fprintf(stderr, "llmflash %s: --hot-experts must not be negative\n", cmd);
+        return false;
+    }
+    sp->hot_experts = (uint32_t)o->hot_experts;
     if (strcmp(o->predictor, "all") == 0 || strcmp(o->predictor, "off") == 0) {
         sp->mask = LF_MASK_ALL;
     } else if (strcmp(o->predictor, "oracle") == 0) {

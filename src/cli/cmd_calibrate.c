@@ -104,6 +104,12 @@ int cmd_calibrate(int argc, char **argv) {
         fprintf(stderr, "llmflash calibrate: %s (%s)%s\n", err, lf_strerror(rc), cli_hint(rc));
         return rc == LF_E_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
     }
+    if (st.routing) {
+        fprintf(stderr, "routing statistics of %llu tokens written to %s%s: each layer's busiest eighth of experts takes "
+                "%.1f%% of its routings (pin them with --hot-experts); %.1f s\n", (unsigned long long)st.tokens,
+                out ? out : model_path, out ? "" : ".routing", 100.0 * st.routing_hot_share, st.seconds);
+        return CLI_EXIT_OK;
+    }
     char b[32];
     cli_format_bytes(st.predictor_bytes, b, sizeof b);
     fprintf(stderr, "held out %llu tokens: recall %.4f, precision %.3f, predicted density %.3f against %.3f; "

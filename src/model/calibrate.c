@@ -8,6 +8,8 @@
  * layer's samples, gate/up and logits at a time. */
 #include "session.h"
 #include "predictor_file.h"
+#include "moe.h"
+#include "router.h"
 #include "../../predictor/placement.h"
 
 #include <cblas.h>
@@ -32,17 +34,18 @@ static void collect(void *user, uint32_t layer, const float *x) {
     if (fwrite(x, sizeof *x, c->n_embd, c->files[layer]) != c->n_embd) c->failed = true;
 }
 
-/* Runs the model over tokens in chunks after a BOS, collecting FFN inputs. */
-static lf_status run_text(lf_model *m, const lf_token *toks, size_t n, collector *c, const lf_calibrate_params *p,
-                          uint64_t *samples, lf_err *err) {
+/* Runs the model over tokens in chunks after a BOS, giving each layer's
+ * FFN input to tap. */
+static lf_status run_text(lf_model *m, const lf_token *toks, size_t n, void (*tap)(void *, uint32_t, const float *),
+                          void *user, const lf_calibrate_params *p, uint64_t *samples, lf_err *err) {
     lf_session_params sp = lf_session_default_params();
     sp.n_ctx = 256;
     lf_session *s;
     char msg[LF_ERRMSG_CAP];
     lf_status st = lf_session_create(m, &sp, &s, msg, sizeof msg);
     if (st) return lf__err_set(err, st, "%s", msg);
-    s->ffn_tap = collect;
-    s->ffn_tap_user = c;
+    s->ffn_tap = tap;
+    s->ffn_tap_user = user;
     const lf_token bos = lf_token_bos(m) >= 0 ? lf_token_bos(m) : toks[0];
     *samples = 0;
     for (size_t c0 = 0; c0 < n && !st; c0 += 255) {
@@ -58,7 +61,67 @@ static lf_status run_text(lf_model *m, const lf_token *toks, size_t n, collector
             st = lf__err_set(err, LF_E_INTERRUPTED, "interrupted after %zu of %zu tokens; nothing was written", c1, n);
     }
     lf_session_destroy(s);
-    if (!st && c->failed) st = lf__err_set(err, LF_E_IO, "writing the collected activations to a temporary file failed");
+    return st;
+}
+
+/* ---- mixtures of experts: routing statistics ----------------------------- */
+
+typedef struct route_counter {
+    const lf_model *m;
+    uint64_t *counts;   /* (n_layer, n_expert) */
+    float *logits, *weights;
+    uint32_t *experts;
+    lf_block_q8a *xq;
+} route_counter;
+
+static void count_route(void *user, uint32_t layer, const float *x) {
+    route_counter *r = user;
+    const uint32_t ne = r->m->info.n_expert, k = r->m->info.n_expert_used;
+    lf__router_logits(r->m, layer, x, r->logits, r->xq);
+    lf__moe_route(r->logits, ne, k, r->experts, r->weights);
+    for (uint32_t i = 0; i < k; i++) r->counts[(uint64_t)layer * ne + r->experts[i]]++;
+}
+
+/* A mixture of experts needs no predictor (its router is exact): what
+ * calibrate learns is which experts each layer routes to most, the hot set
+ * sessions pin (lf_session_params.hot_experts). */
+static lf_status calibrate_routing(lf_model *m, const lf_token *toks, size_t n_tok, const char *out_path,
+                                   const lf_calibrate_params *p, lf_calibrate_stats *cs, lf_err *err) {
+    const lf_model_info *in = &m->info;
+    route_counter r = {.m = m};
+    r.counts = calloc((uint64_t)in->n_layer * in->n_expert, sizeof *r.counts);
+    r.logits = malloc(in->n_expert * sizeof *r.logits);
+    r.weights = malloc(in->n_expert_used * sizeof *r.weights);
+    r.experts = malloc(in->n_expert_used * sizeof *r.experts);
+    r.xq = lf__alloc_aligned((in->n_embd / LF_QK + 1) * sizeof(lf_block_q8a), 64);
+    char *path = lf__routing_path(m->path, out_path);
+    lf_status st = LF_OK;
+    uint64_t n = 0;
+    if (!r.counts || !r.logits || !r.weights || !r.experts || !r.xq || !path)
+        st = lf__err_set(err, LF_E_NOMEM, "routing statistics");
+    if (!st) st = run_text(m, toks, n_tok, count_route, &r, p, &n, err);
+    if (!st) st = lf__routing_stats_write(path, m, r.counts, n, p->force, err);
+    if (!st) {
+        cs->tokens = n;
+        cs->activation = in->activation;
+        cs->true_density = (double)in->n_expert_used / in->n_expert;
+        cs->routing = true;
+        const uint32_t top = LF_MAX(in->n_expert / 8, 1u);
+        for (uint32_t l = 0; l < in->n_layer; l++) {
+            uint64_t *c = r.counts + (uint64_t)l * in->n_expert, all = 0, hot = 0;
+            for (uint32_t e = 0; e < in->n_expert; e++) all += c[e];
+            for (uint32_t k = 0; k < top; k++) { /* selection: the counts are no longer needed after */
+                uint32_t best = 0;
+                for (uint32_t e = 1; e < in->n_expert; e++)
+                    if (c[e] > c[best]) best = e;
+                hot += c[best];
+                c[best] = 0;
+            }
+            cs->routing_hot_share += all ? (double)hot / (double)all / in->n_layer : 0.0;
+        }
+    }
+    free(r.counts), free(r.logits), free(r.weights), free(r.experts), free(path);
+    lf__free_aligned(r.xq);
     return st;
 }
 
@@ -286,6 +349,15 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
         goto out;
     }
     n_tok = LF_MIN(n_tok, (size_t)p.tokens);
+    if (m->info.n_expert > 1) {
+        if (p.lookahead || p.reorder_path) {
+            st = lf__err_set(&err, LF_E_UNSUPPORTED, "a mixture of experts routes with its router: lookahead needs no "
+                             "predictor, and experts are not reordered");
+            goto out;
+        }
+        st = calibrate_routing(m, toks, n_tok, out_path, &p, cs, &err);
+        goto out;
+    }
     const uint32_t n_layer = m->info.n_layer;
     c.n_embd = m->info.n_embd;
     c.files = calloc(n_layer, sizeof *c.files);
@@ -320,7 +392,11 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
             goto out;
         }
     uint64_t N = 0;
-    if ((st = run_text(m, toks, n_tok, &c, &p, &N, &err))) goto out;
+    if ((st = run_text(m, toks, n_tok, collect, &c, &p, &N, &err))) goto out;
+    if (c.failed) {
+        st = lf__err_set(&err, LF_E_IO, "writing the collected activations to a temporary file failed");
+        goto out;
+    }
     const uint32_t d = m->info.n_embd;
     double tp = 0, pred = 0, truth = 0, total = 0, a_tp = 0, a_pred = 0, a_truth = 0;
     /* this layer's samples, and the layer before's for the lookahead */

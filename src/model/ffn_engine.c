@@ -221,33 +221,72 @@ void lf__ffn_destroy(lf_ffn_engine *f) {
     free(f);
 }
 
-/* Hybrid mode: reads the first half of every layer once at creation, into
- * pinned cache slots, through the first transient buffer. */
-static lf_status preload_pinned(lf_ffn_engine *f) {
+/* Reads units[0..n) of layer l once, at creation, into pinned cache slots,
+ * through the first transient buffer. */
+static lf_status preload_pinned(lf_ffn_engine *f, uint32_t l, const uint32_t *units, uint32_t n_units) {
     const lf_model *m = f->m;
     const lf_bundle_layout *B = &m->flash->layout;
+    lf_ncache *c = &f->cache[l];
     lf_status rc = LF_OK;
-    for (uint32_t l = 0; l < f->n_layer && !rc; l++) {
-        lf_ncache *c = &f->cache[l];
-        const uint32_t pin = c->capacity;
-        for (uint32_t u0 = 0; u0 < pin && !rc; u0 += f->chunk_units) {
-            const uint32_t n = LF_MIN(f->chunk_units, pin - u0);
-            for (uint32_t k = 0; k < n; k++) {
-                f->reqs[k] = unit_req(f, l, u0 + k, f->tbuf[0] + (uint64_t)k * f->tslot);
-                f->reqs[k].dst_cap = (uint32_t)f->tslot;
-            }
-            lf_load_batch *b;
-            if ((rc = lf__loader_submit(m->loader, f->reqs, n, &b, &f->err)) ||
-                (rc = lf__loader_wait_io(m->loader, b, &f->err, &f->io)))
-                break;
-            for (uint32_t k = 0; k < n; k++) {
-                const int32_t slot = lf__ncache_insert(c, u0 + k, 0);
-                memcpy(lf__ncache_slot(c, slot), f->tbuf[0] + (uint64_t)k * f->tslot,
-                       unit_neurons(m, u0 + k, NULL) * B->record_bytes);
-                lf__ncache_pin(c, slot);
-            }
+    for (uint32_t u0 = 0; u0 < n_units && !rc; u0 += f->chunk_units) {
+        const uint32_t n = LF_MIN(f->chunk_units, n_units - u0);
+        for (uint32_t k = 0; k < n; k++) {
+            f->reqs[k] = unit_req(f, l, units[u0 + k], f->tbuf[0] + (uint64_t)k * f->tslot);
+            f->reqs[k].dst_cap = (uint32_t)f->tslot;
+        }
+        lf_load_batch *b;
+        if ((rc = lf__loader_submit(m->loader, f->reqs, n, &b, &f->err)) ||
+            (rc = lf__loader_wait_io(m->loader, b, &f->err, &f->io)))
+            break;
+        for (uint32_t k = 0; k < n; k++) {
+            const int32_t slot = lf__ncache_insert(c, units[u0 + k], 0);
+            memcpy(lf__ncache_slot(c, slot), f->tbuf[0] + (uint64_t)k * f->tslot,
+                   unit_neurons(m, units[u0 + k], NULL) * B->record_bytes);
+            lf__ncache_pin(c, slot);
         }
     }
+    return rc;
+}
+
+/* Hybrid mode: the first half of every layer, pinned. */
+static lf_status preload_hybrid(lf_ffn_engine *f) {
+    lf_status rc = LF_OK;
+    for (uint32_t u = 0; u < f->n_units; u++) f->active[u] = u;
+    for (uint32_t l = 0; l < f->n_layer && !rc; l++) rc = preload_pinned(f, l, f->active, f->cache[l].capacity);
+    return rc;
+}
+
+/* Mixtures of experts: each layer's `hot` most routed experts in the
+ * routing statistics (ties: the lower index), pinned. */
+static lf_status preload_hot_experts(lf_ffn_engine *f, const char *given, uint32_t hot) {
+    char *path = lf__routing_path(f->m->path, given);
+    if (!path) return lf__err_set(&f->err, LF_E_NOMEM, "routing statistics path");
+    uint64_t *counts = NULL;
+    lf_status rc = lf__routing_stats_load(path, f->m, &counts, &f->err);
+    if (rc == LF_E_IO)
+        rc = lf__err_set(&f->err, LF_E_INVALID_ARG, "pinning hot experts needs routing statistics, and there are none "
+                         "at %s (%s): calibrate the model first (lf_calibrate)", path, f->err.msg);
+    for (uint32_t l = 0; l < f->n_layer && !rc; l++) {
+        if (hot > f->cache[l].capacity) {
+            rc = lf__err_set(&f->err, LF_E_BUDGET, "%u hot experts per layer, but the budget leaves room for %u in layer %u",
+                             hot, f->cache[l].capacity, l);
+            break;
+        }
+        const uint64_t *c = counts + (uint64_t)l * f->n_units;
+        uint8_t *taken = (uint8_t *)f->scratch; /* n_units bytes of the 4 * n_units ints */
+        memset(taken, 0, f->n_units);
+        for (uint32_t k = 0; k < hot; k++) {
+            uint32_t best = UINT32_MAX;
+            for (uint32_t e = 0; e < f->n_units; e++)
+                if (!taken[e] && (best == UINT32_MAX || c[e] > c[best])) best = e;
+            taken[best] = 1;
+            f->active[k] = best;
+        }
+        rc = preload_pinned(f, l, f->active, hot);
+    }
+    if (!rc) lf__log(&f->log, LF_LOG_INFO, "%u hot experts per layer pinned, from %s", hot, path);
+    free(counts);
+    free(path);
     return rc;
 }
 
@@ -304,7 +343,13 @@ static lf_status create_stream_state(lf_ffn_engine *f, const lf_ffn_engine_param
     lf__log(&f->log, LF_LOG_INFO, "%s mode: %" PRIu64 " of %u units cached per layer (%" PRIu64 " bytes each), window %u, "
             "transient chunks of %u units, mask %s", lf_mode_name(f->mode), capacity, f->n_units, f->unit_bytes, f->window,
             f->chunk_units, f->mask_src.ops->name);
-    return f->mode == LF_MODE_HYBRID ? preload_pinned(f) : LF_OK;
+    if (f->mode == LF_MODE_HYBRID) return preload_hybrid(f);
+    if (p->hot_experts && !f->routed)
+        return lf__err_set(&f->err, LF_E_INVALID_ARG, "hot experts: %s is not a mixture of experts", m->path);
+    if (p->hot_experts && f->mode != LF_MODE_STREAM)
+        return lf__err_set(&f->err, LF_E_INVALID_ARG, "hot experts are pinned in stream mode's cache, not in %s mode",
+                           lf_mode_name(f->mode));
+    return p->hot_experts ? preload_hot_experts(f, p->predictor_path, p->hot_experts) : LF_OK;
 }
 
 /* The oracle (for the mask, or to measure another mask against). The SwiGLU
@@ -379,6 +424,9 @@ lf_status lf__ffn_create(lf_model *m, lf_pool *pool, const lf_ffn_engine_params 
         else
             st = lf__mask_router_create(m, pool, f->max_batch, p->lookahead && f->mode == LF_MODE_STREAM, &f->mask_src,
                                         &f->err);
+        if (!st && p->hot_experts && f->mode == LF_MODE_MMAP)
+            st = lf__err_set(&f->err, LF_E_INVALID_ARG, "hot experts are pinned in stream mode's cache; mmap mode "
+                             "leaves caching to the page cache");
         /* experts stay cached until evicted (least recently used first):
          * a window of tokens would drop experts a later token needs */
         f->window = UINT32_MAX;

@@ -38,6 +38,7 @@ typedef struct lf_ffn_engine_params {
     const char *predictor_path; /* LF_MASK_PREDICTOR: the file (NULL: the model's default) */
     bool measure_recall;    /* also run the oracle and count the mask's false negatives */
     bool lookahead;         /* LF_MASK_PREDICTOR: use the file's lookahead predictors, if it has them */
+    uint32_t hot_experts;   /* mixtures of experts: the busiest experts per layer pinned (lf_session_params) */
     /* Another mask source instead (a predictor, a router): used when set,
      * borrowed, and must outlive the engine. */
     const lf_mask_ops *mask_ops;

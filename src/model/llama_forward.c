@@ -54,6 +54,7 @@ static lf_ffn_engine_params ffn_params(const lf_session_params *p, uint64_t cach
     return (lf_ffn_engine_params){.window = p->window, .mask = p->mask, .split = p->split, .max_batch = session_batch(p),
                                   .cache_bytes = cache_bytes, .predictor_path = p->predictor_path,
                                   .measure_recall = p->measure_recall, .lookahead = p->lookahead,
+                                  .hot_experts = p->hot_experts,
                                   .log = {p->log, p->log_user}};
 }
 

@@ -3,7 +3,12 @@
 #include "matmul.h"
 #include "moe.h"
 
+#include "../gguf/gguf.h"
+
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct router {
     const lf_model *m;
@@ -108,4 +113,73 @@ lf_status lf__mask_router_create(const lf_model *m, lf_pool *pool, uint32_t max_
     }
     *out = (lf_mask){lookahead ? &router_ahead_ops : &router_ops, r, lf__mask_router_bytes(m, r->max_batch)};
     return LF_OK;
+}
+
+char *lf__routing_path(const char *model_path, const char *given) {
+    if (given) return strdup(given);
+    const size_t n = strlen(model_path) + sizeof ".routing";
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s.routing", model_path);
+    return p;
+}
+
+void lf__router_logits(const lf_model *m, uint32_t layer, const float *x, float *logits, lf_block_q8a *xq) {
+    const lf_weight *w = &m->layers[layer].router;
+    const void *xin = x;
+    uint64_t stride = (uint64_t)m->info.n_embd * sizeof(float);
+    if (lf__type_uses_q8a(w->type)) {
+        m->kernels->quantize_q8a(x, xq, m->info.n_embd);
+        xin = xq;
+        stride = 0;
+    }
+    lf__matmul(NULL, m->kernels, w, xin, stride, 1, logits, m->info.n_expert);
+}
+
+lf_status lf__routing_stats_write(const char *path, const lf_model *m, const uint64_t *counts, uint64_t tokens,
+                                  bool force, lf_err *err) {
+    lf_gguf_writer *w;
+    lf_status st = lf__gguf_writer_create(LF_GGUF_DEFAULT_ALIGNMENT, &w);
+    if (st) return lf__err_set(err, st, "routing statistics");
+    lf_outfile out = {.fd = -1};
+    const uint64_t n = (uint64_t)m->info.n_layer * m->info.n_expert;
+    st = lf__gguf_writer_set_str(w, "general.architecture", "llmflash-routing");
+    if (!st) st = lf__gguf_writer_set_u32(w, "llmflash.routing.n_layer", m->info.n_layer);
+    if (!st) st = lf__gguf_writer_set_u32(w, "llmflash.routing.n_expert", m->info.n_expert);
+    if (!st) st = lf__gguf_writer_set_u64(w, LF_KEY_ROUTING_TOKENS, tokens);
+    if (!st) st = lf__gguf_writer_set_arr(w, LF_KEY_ROUTING_COUNTS, LF_GGUF_U64, counts, n);
+    if (st) lf__err_set(err, st, "routing statistics header");
+    if (!st) st = lf__outfile_open(&out, path, force, err);
+    if (!st) st = lf__gguf_writer_write_header(w, out.fd, err);
+    if (!st) st = lf__gguf_writer_finish(w, err);
+    if (!st) st = lf__outfile_commit(&out, err);
+    if (out.fd >= 0) lf__outfile_abort(&out);
+    lf__gguf_writer_destroy(w);
+    return st;
+}
+
+lf_status lf__routing_stats_load(const char *path, const lf_model *m, uint64_t **counts, lf_err *err) {
+    *counts = NULL;
+    lf_gguf *g;
+    lf_status st = lf__gguf_read_file(path, &g, err);
+    if (st) return st;
+    uint32_t n_layer = 0, n_expert = 0;
+    const lf_gguf_kv *kv = lf__gguf_find(g, LF_KEY_ROUTING_COUNTS);
+    const uint64_t n = (uint64_t)m->info.n_layer * m->info.n_expert;
+    if ((st = lf__gguf_get_u32_or(g, "llmflash.routing.n_layer", 0, &n_layer, err)) ||
+        (st = lf__gguf_get_u32_or(g, "llmflash.routing.n_expert", 0, &n_expert, err)))
+        goto done;
+    if (!kv || kv->type != LF_GGUF_ARRAY || kv->arr_type != LF_GGUF_U64 || kv->arr_n != n || kv->data_len < n * 8 ||
+        n_layer != m->info.n_layer || n_expert != m->info.n_expert) {
+        st = lf__err_set(err, LF_E_MODEL, "%s holds no routing statistics for %u layers of %u experts", path,
+                         m->info.n_layer, m->info.n_expert);
+        goto done;
+    }
+    if (!(*counts = malloc(n * sizeof **counts))) {
+        st = lf__err_set(err, LF_E_NOMEM, "routing statistics");
+        goto done;
+    }
+    for (uint64_t i = 0; i < n; i++) (*counts)[i] = lf__load_u64(kv->data + 8 * i);
+done:
+    lf__gguf_free(g);
+    return st;
 }

@@ -22,4 +22,21 @@ lf_status lf__mask_router_create(const lf_model *m, lf_pool *pool, uint32_t max_
 /* Bytes it holds for a batch size (for planning a budget). */
 uint64_t lf__mask_router_bytes(const lf_model *m, uint32_t max_batch);
 
+/* Routing statistics: how many tokens of a calibration text each layer
+ * routed to each expert, a GGUF of llmflash.routing.* keys (lf_calibrate
+ * writes it for a mixture of experts). The hot set is read from it.
+ * counts: (n_layer, n_expert). */
+/* Where they are: given, else model_path + ".routing" (malloc'd). */
+char *lf__routing_path(const char *model_path, const char *given);
+#define LF_KEY_ROUTING_COUNTS "llmflash.routing.counts"
+#define LF_KEY_ROUTING_TOKENS "llmflash.routing.tokens"
+lf_status lf__routing_stats_write(const char *path, const lf_model *m, const uint64_t *counts, uint64_t tokens,
+                                  bool force, lf_err *err);
+/* Reads the counts of the model's shape (malloc'd into *counts).
+ * LF_E_IO when there is no file, LF_E_MODEL when it is not one for m. */
+lf_status lf__routing_stats_load(const char *path, const lf_model *m, uint64_t **counts, lf_err *err);
+/* Layer `layer`'s router logits for one token x into logits (n_expert), on
+ * the calling thread. */
+void lf__router_logits(const lf_model *m, uint32_t layer, const float *x, float *logits, lf_block_q8a *xq);
+
 #endif
