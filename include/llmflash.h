@@ -1016,11 +1016,11 @@ typedef struct lf_synth_params {
      * layer has n_expert experts of n_ff neurons and a router
      * (ffn_gate_inp), n_expert_used of them routed per token, in Mixtral's
      * tensor layout (llama) or Qwen3-MoE's (arch "qwen3moe"). routing_skew
-     * (0: every expert as likely): expert e's router row is scaled by
-     * (rank + 1)^-routing_skew, its rank a permutation of the experts in
-     * each layer, so a few experts win most tokens and a hot-expert cache
-     * has something to find (1.0 routes about half the tokens of a
-     * 128-expert, top-8 layer through its busiest 16 experts). */
+     * (0: no expert favoured): the embeddings share a component, and expert
+     * e's router row gets a bias on it worth about -skew * ln(rank + 1) of
+     * logit, its rank a permutation of the experts in each layer, so
+     * routing probabilities fall off as (rank + 1)^-skew (Zipf-like; less
+     * so in deep layers) and a hot-expert cache has something to find. */
     uint32_t n_expert, n_expert_used;
     double routing_skew;
 } lf_synth_params;

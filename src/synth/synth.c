@@ -183,6 +183,8 @@ static lf_status plan_tensors(const lf_synth_params *p, const lf_arch *a, tensor
     const lf_sparse_role R = LF_SPARSE_RANDOM;
     const lf_type ty = p->q4_k_m ? LF_TYPE_Q4_K : p->type;
     plan_add(t, &k, "token_embd.weight", ty, p->n_vocab, d, 1.0f, sp ? LF_SPARSE_EMBED : R);
+    /* a routing skew needs a direction every token shares (routing_bias) */
+    if (p->n_expert > 1 && p->routing_skew > 0.0) t[k - 1].mean = 1.0f;
     if (p->rope_freqs) plan_vec(t, &k, "rope_freqs.weight", hd / 2, 0.0f, 0.0f); /* values: llama31_rope_freqs */
     for (uint32_t l = 0; l < p->n_layer; l++) {
         const bool first = sp && l == 0;
@@ -224,6 +226,17 @@ static lf_status plan_tensors(const lf_synth_params *p, const lf_arch *a, tensor
     *n_out = k;
     return LF_OK;
 }
+
+/* Routing skew. Trained routers favour some experts for most tokens; a
+ * random one favours none. With a skew, every embedding gets a shared
+ * component (mean 1 per element), which the residual stream carries into
+ * every layer's FFN input x, where it makes sum(x) about n_embd / sqrt(2)
+ * (the RMS norm of 1 + N(0, 1)). Adding b_e / that to each element of expert
+ * e's router row then adds about b_e to its logit: b_e = -skew * ln(rank_e
+ * + 1) makes routing probabilities fall off as (rank + 1)^-skew, Zipf-like,
+ * at layer 0 (less deep down, where attention and FFN outputs dilute the
+ * shared component). */
+static double route_dot(uint64_t n_embd) { return (double)n_embd / sqrt(2.0); }
 
 /* Llama 3.1's rope scaling (factor 8, low and high frequency factors 1 and
  * 4, over an original context of 8192), as its converters write it: the
@@ -514,8 +527,8 @@ lf_status lf_synth_write(const char *path, const lf_synth_params *p, char *errbu
                 for (uint64_t k = 0; k < nr; k++) {
                     /* a permutation of the experts per layer: 7919 is prime */
                     const uint64_t rank = ((r + k) * 7919u + (uint64_t)t->router_layer * 104729u) % t->rows;
-                    const float scale = (float)pow((double)rank + 1.0, -p->routing_skew);
-                    for (uint64_t c = 0; c < t->cols; c++) rows[k * t->cols + c] *= scale;
+                    const float bias = (float)(-p->routing_skew * log((double)rank + 1.0) / route_dot(t->cols));
+                    for (uint64_t c = 0; c < t->cols; c++) rows[k * t->cols + c] += bias;
                 }
             for (uint64_t k = 0; k < nr; k++)
                 lf__quantize_row(t->type, rows + k * t->cols, qbuf + k * row_bytes, (int64_t)t->cols);
