@@ -84,6 +84,28 @@ for r in d['rows']:
 w = {r['window']: r['cache_hit_rate'] for r in d['rows'] if r['group'] == 'window'}
 assert w[5] >= w[1], w  # a longer window keeps more of what the next token needs
 " "$tmp/suite.json"
+# a mixture of experts: its own rows (the router's experts, the hot set, the next router's lookahead)
+mq=$tmp/mq.gguf
+"$bin" synth --shape tiny-qwen3moe --dim 512 --layers 4 --ffn 256 --experts 32 --experts-used 4 --routing-skew 1.5 \
+    -q -f -o "$mq" >/dev/null 2>&1 &&
+    "$bin" convert "$mq" "$tmp/mq.flash.gguf" >/dev/null 2>&1 &&
+    "$bin" calibrate -m "$tmp/mq.flash.gguf" -f "$shared/data/tinystories-valid-excerpt.txt" --tokens 200 -q >/dev/null 2>&1
+check "a small mixture of experts to bench (synth, convert, calibrate's routing statistics)" \
+    test -f "$tmp/mq.flash.gguf.routing"
+"$here/../scripts/bench" "$bin" "$tmp/mq.flash.gguf" --cap 0.9 --tokens 6 --repeat 1 --budgets 1.0 "${cgroup[@]}" \
+    --device "$tmp/dev.json" --json "$tmp/moe.json" >"$tmp/table" 2>"$tmp/err"
+check "scripts/bench on a mixture of experts: mmap, LRU, lookahead, hot set and the budget rows" /usr/bin/python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+names = [r['name'] for r in d['rows']]
+for want in ['mmap', 'stream (LRU)', '+lookahead', '+hot+lookahead', 'budget 1.00']:
+    assert want in names, (want, names)
+assert any(n.startswith('+hot ') for n in names), names
+for r in d['rows']:
+    assert not r['error'] and r['ms_per_token'] > 0, r
+    if r['name'] != 'mmap':
+        assert 0 <= r['cache_hit_rate'] <= 1 and r['flash_bytes_per_token'] >= 0, r
+" "$tmp/moe.json"
 for kind in ablation cache; do
     "$here/../scripts/plot" $kind "$tmp/suite.json" -o "$tmp/$kind.png" 2>"$tmp/err"
     check "scripts/plot $kind writes a PNG" bash -c "head -c 8 '$tmp/$kind.png' | od -An -c | grep -q 'P   N   G'"
