@@ -1035,7 +1035,7 @@ LF_API lf_synth_params lf_synth_default_params(void);
  * "tiny-llama3", "tiny-qwen2" and "tiny-qwen3" the same features at
  * test size. Mixtures of experts: "mixtral-8x7b" (llama, 8 experts of
  * 14336, top 2), "qwen3-30b-a3b" (qwen3moe, 128 experts of 768, top 8,
- * routing_skew 1) and "tiny-mixtral" and "tiny-qwen3moe" at test size (vocab 512: give tokenizer_from a real vocabulary to match the
+ * routing_skew 0.5) and "tiny-mixtral" and "tiny-qwen3moe" at test size (vocab 512: give tokenizer_from a real vocabulary to match the
  * models'). The sparse presets set the
  * activation and the activity knobs too: "llama2-7b-relu" (gated ReLU,
  * sparsity 0.95, hot 0.8, temporal 2.0: ReluLLaMA/OPT-like) and

@@ -13,6 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Mixtures of experts with a routing skew: the embeddings' shared
+ * component, per element (see route_dot). */
+#define ROUTE_SHARED 0.25
+
 /* Rows generated and quantized per write: bounds memory to a few MiB. */
 #define SYNTH_ROWS_PER_CHUNK 64
 
@@ -58,7 +62,7 @@ static const shape_preset k_presets[] = {
     {"mixtral-8x7b", 4096, 32, 14336, 32, 8, 32000, 32768, LF_ACT_SILU_GATED, 0, 0, 0, "llama", 0, 1000000.0f, false,
      false, 8, 2, 0.0},
     {"qwen3-30b-a3b", 2048, 48, 768, 32, 4, 151936, 40960, LF_ACT_SILU_GATED, 0, 0, 0, "qwen3moe", 128, 0, false, false,
-     128, 8, 1.0},
+     128, 8, 0.5},
     {"tiny-mixtral", 256, 2, 256, 4, 2, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, "llama", 0, 1000000.0f, false, false, 8, 2,
      0.0},
     {"tiny-qwen3moe", 256, 2, 128, 4, 2, 512, 512, LF_ACT_SILU_GATED, 0, 0, 0, "qwen3moe", 96, 0, false, false, 16, 4,
@@ -184,7 +188,7 @@ static lf_status plan_tensors(const lf_synth_params *p, const lf_arch *a, tensor
     const lf_type ty = p->q4_k_m ? LF_TYPE_Q4_K : p->type;
     plan_add(t, &k, "token_embd.weight", ty, p->n_vocab, d, 1.0f, sp ? LF_SPARSE_EMBED : R);
     /* a routing skew needs a direction every token shares (routing_bias) */
-    if (p->n_expert > 1 && p->routing_skew > 0.0) t[k - 1].mean = 1.0f;
+    if (p->n_expert > 1 && p->routing_skew > 0.0) t[k - 1].mean = (float)ROUTE_SHARED;
     if (p->rope_freqs) plan_vec(t, &k, "rope_freqs.weight", hd / 2, 0.0f, 0.0f); /* values: llama31_rope_freqs */
     for (uint32_t l = 0; l < p->n_layer; l++) {
         const bool first = sp && l == 0;
@@ -229,14 +233,16 @@ static lf_status plan_tensors(const lf_synth_params *p, const lf_arch *a, tensor
 
 /* Routing skew. Trained routers favour some experts for most tokens; a
  * random one favours none. With a skew, every embedding gets a shared
- * component (mean 1 per element), which the residual stream carries into
- * every layer's FFN input x, where it makes sum(x) about n_embd / sqrt(2)
- * (the RMS norm of 1 + N(0, 1)). Adding b_e / that to each element of expert
+ * component (ROUTE_SHARED per element: small, or every token would look
+ * alike to attention and route alike), which the residual stream carries
+ * into every layer's FFN input x, where it makes sum(x) about route_dot
+ * (the RMS norm of ROUTE_SHARED + N(0, 1)). Each router row's own sum is
+ * taken out (it would bias it on that direction at random). Adding b_e / that to each element of expert
  * e's router row then adds about b_e to its logit: b_e = -skew * ln(rank_e
  * + 1) makes routing probabilities fall off as (rank + 1)^-skew, Zipf-like,
  * at layer 0 (less deep down, where attention and FFN outputs dilute the
  * shared component). */
-static double route_dot(uint64_t n_embd) { return (double)n_embd / sqrt(2.0); }
+static double route_dot(uint64_t n_embd) { return (double)n_embd * ROUTE_SHARED / sqrt(1.0 + ROUTE_SHARED * ROUTE_SHARED); }
 
 /* Llama 3.1's rope scaling (factor 8, low and high frequency factors 1 and
  * 4, over an original context of 8192), as its converters write it: the
@@ -527,8 +533,14 @@ lf_status lf_synth_write(const char *path, const lf_synth_params *p, char *errbu
                 for (uint64_t k = 0; k < nr; k++) {
                     /* a permutation of the experts per layer: 7919 is prime */
                     const uint64_t rank = ((r + k) * 7919u + (uint64_t)t->router_layer * 104729u) % t->rows;
-                    const float bias = (float)(-p->routing_skew * log((double)rank + 1.0) / route_dot(t->cols));
-                    for (uint64_t c = 0; c < t->cols; c++) rows[k * t->cols + c] += bias;
+                    /* the row's own sum would bias it on the shared direction at
+                     * random: it is taken out, and the chosen bias put in */
+                    float *row = rows + k * t->cols;
+                    double sum = 0.0;
+                    for (uint64_t c = 0; c < t->cols; c++) sum += row[c];
+                    const float bias = (float)(-p->routing_skew * log((double)rank + 1.0) / route_dot(t->cols) -
+                                               sum / (double)t->cols);
+                    for (uint64_t c = 0; c < t->cols; c++) row[c] += bias;
                 }
             for (uint64_t k = 0; k < nr; k++)
                 lf__quantize_row(t->type, rows + k * t->cols, qbuf + k * row_bytes, (int64_t)t->cols);
