@@ -297,3 +297,73 @@ Test(moe, routing_skew_concentrates_the_routing) {
     free(text);
     cr_assert_gt(share[1], share[0] + 0.1, "skew 3 gives a hot share of %.3f, skew 0 %.3f", share[1], share[0]);
 }
+
+static uint32_t some_units(void *user, uint32_t layer, const float *x, size_t n, uint32_t *units) {
+    (void)user, (void)layer, (void)x, (void)n;
+    units[0] = 0;
+    return 1;
+}
+
+/* The public FFN hook on a mixture of experts routes with the model's
+ * router: stream and mmap mode agree, a batch equals its tokens one at a
+ * time, and a mask hook of the engine's own is refused. */
+Test(moe, the_ffn_hook_routes_experts) {
+    char src[128], flash[128];
+    tmp(src, sizeof src, "ksrc", ".gguf");
+    tmp(flash, sizeof flash, "kflash", ".gguf");
+    make_model("tiny-qwen3moe", -1, src, flash);
+    enum { D = 256, T = 3 };
+    float x[T * D], y_batch[T * D], y_one[T * D], y_mmap[T * D];
+    lf_rng rng;
+    lf__rng_seed(&rng, 7);
+    for (int i = 0; i < T * D; i++) x[i] = (float)lf__rng_normal(&rng);
+    const lf_mode modes[2] = {LF_MODE_STREAM, LF_MODE_MMAP};
+    for (int k = 0; k < 2; k++) {
+        lf_model_params mp = lf_model_default_params();
+        mp.mode = modes[k];
+        lf_model *m;
+        char err[512];
+        cr_assert_eq(lf_model_open(flash, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+        lf_ffn_params fp = lf_ffn_default_params();
+        fp.max_batch = T;
+        lf_ffn *f;
+        cr_assert_eq(lf_ffn_create(m, &fp, &f, err, sizeof err), LF_OK, "%s", err);
+        cr_assert_eq(lf_ffn_units(f), 16, "a unit is an expert");
+        cr_assert_eq(lf_ffn_group_size(f), 128);
+        /* a pass over the layers is one batch: the batch, then each token alone */
+        for (uint32_t l = 0; l < 2; l++)
+            cr_assert_eq(lf_ffn_forward(f, l, x, T, k ? y_mmap : y_batch), LF_OK, "%s", lf_ffn_errmsg(f));
+        if (!k) {
+            for (int t = 0; t < T; t++)
+                for (uint32_t l = 0; l < 2; l++)
+                    cr_assert_eq(lf_ffn_forward(f, l, x + t * D, 1, y_one + t * D), LF_OK, "%s", lf_ffn_errmsg(f));
+            double num = 0, den = 0, apart = 0;
+            for (int i = 0; i < T * D; i++) {
+                num += (y_batch[i] - y_one[i]) * (double)(y_batch[i] - y_one[i]);
+                den += (double)y_one[i] * y_one[i];
+                if (i < D) apart += fabs(y_one[i] - y_one[D + i]);
+            }
+            cr_assert_gt(den, 0, "no output");
+            cr_assert_lt(sqrt(num / den), 1e-5, "a batch differs from its tokens one at a time");
+            cr_assert_gt(apart, 1e-3, "two tokens got the same output: nothing was routed");
+        }
+        lf_ffn_destroy(f);
+        /* an engine's own mask cannot route experts: it gives no weights */
+        const lf_ffn_mask_hook hook = {.needs_input = true, .select = some_units, .user = NULL};
+        fp.mask_hook = &hook;
+        f = NULL;
+        cr_assert_eq(lf_ffn_create(m, &fp, &f, err, sizeof err), LF_E_UNSUPPORTED);
+        cr_assert_null(f);
+        cr_assert_not_null(strstr(err, "mixture of experts"), "%s", err);
+        lf_model_close(m);
+    }
+    /* layer 1 of the batch, stream against mmap: the same experts and weights */
+    double num = 0, den = 0;
+    for (int i = 0; i < T * D; i++) {
+        num += (y_batch[i] - y_mmap[i]) * (double)(y_batch[i] - y_mmap[i]);
+        den += (double)y_mmap[i] * y_mmap[i];
+    }
+    cr_assert_lt(sqrt(num / den), 1e-5, "stream and mmap disagree");
+    unlink(src);
+    unlink(flash);
+}
