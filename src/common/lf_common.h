@@ -117,5 +117,8 @@ uint64_t lf__memory_available(void);
  * refused at once). *size (may be NULL) gets its size. LF_E_IO on failure,
  * with the reason in err. */
 lf_status lf__open_input(const char *path, int flags, int *fd_out, uint64_t *size, lf_err *err);
+/* A file beside a model: given (copied) if set, else model_path followed by
+ * suffix (".predictor", ".routing"). malloc'd; NULL when out of memory. */
+char *lf__sidecar_path(const char *model_path, const char *given, const char *suffix);
 
 #endif

@@ -214,3 +214,11 @@ lf_status lf__open_input(const char *path, int flags, int *fd_out, uint64_t *siz
     if (size) *size = bytes;
     return LF_OK;
 }
+
+char *lf__sidecar_path(const char *model_path, const char *given, const char *suffix) {
+    if (given) return strdup(given);
+    const size_t n = strlen(model_path) + strlen(suffix) + 1;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s%s", model_path, suffix);
+    return p;
+}

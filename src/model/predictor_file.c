@@ -31,11 +31,7 @@ uint64_t lf__predictor_set_bytes(const lf_predictor_set *ps) {
 }
 
 char *lf__predictor_path(const char *model_path, const char *given) {
-    if (given) return strdup(given);
-    const size_t n = strlen(model_path) + sizeof ".predictor";
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s.predictor", model_path);
-    return p;
+    return lf__sidecar_path(model_path, given, ".predictor");
 }
 
 static uint64_t model_checksum(const lf_model *m) {

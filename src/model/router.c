@@ -116,11 +116,7 @@ lf_status lf__mask_router_create(const lf_model *m, lf_pool *pool, uint32_t max_
 }
 
 char *lf__routing_path(const char *model_path, const char *given) {
-    if (given) return strdup(given);
-    const size_t n = strlen(model_path) + sizeof ".routing";
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s.routing", model_path);
-    return p;
+    return lf__sidecar_path(model_path, given, ".routing");
 }
 
 void lf__router_logits(const lf_model *m, uint32_t layer, const float *x, float *logits, lf_block_q8a *xq) {
