@@ -162,7 +162,7 @@ void lf__ffn_plan_bytes(const lf_model *m, const lf_ffn_engine_params *p, int n_
     const uint64_t n_units = m->flash->layers[0].n_groups, unit_bytes = (uint64_t)B->group * B->record_bytes;
     const uint32_t max_batch = p->max_batch ? p->max_batch : 1;
     *io = *mask = 0;
-    *scratch = lf__ffn_kernel_bytes(m->info.n_embd, max_batch, n_threads) + (uint64_t)m->info.n_ff * sizeof(void *) +
+    *scratch = lf__ffn_kernel_bytes(m->info.n_embd, max_batch, n_threads) + (uint64_t)m->flash->n_ff * sizeof(void *) +
                sizeof(lf_ffn_engine);
     if (m->mode == LF_MODE_MMAP) return;
     const uint64_t tslot = B->compression == LF_COMPRESS_NONE ? B->stride : unit_bytes;
