@@ -940,7 +940,11 @@ LF_API lf_ffn_params lf_ffn_default_params(void);
  * part of the model's budget ledger. Errors: LF_E_INVALID_ARG (NULL model or
  * out, bad params), LF_E_BUDGET (it does not fit what is left, with the
  * bytes needed), LF_E_NOMEM, and the read errors of what it keeps resident
- * (hybrid's pinned part, the oracle's copy, the predictor file). On failure
+ * (hybrid's pinned part, the oracle's copy, the predictor file). On a
+ * mixture of experts a unit is an expert and the model's router chooses
+ * them and weights each token's share (the layer's output is its routed
+ * experts' weighted sum, as lf_session computes it); a mask_hook, the
+ * oracle and the predictor are LF_E_UNSUPPORTED there. On failure
  * *out is NULL and errbuf (may be NULL) says why. Thread-safe with respect
  * to other hooks and sessions on the model. */
 LF_API lf_status lf_ffn_create(lf_model *model, const lf_ffn_params *params, lf_ffn **out, char *errbuf,
