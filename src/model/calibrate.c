@@ -77,7 +77,7 @@ typedef struct route_counter {
 static void count_route(void *user, uint32_t layer, const float *x) {
     route_counter *r = user;
     const uint32_t ne = r->m->info.n_expert, k = r->m->info.n_expert_used;
-    lf__router_logits(r->m, layer, x, r->logits, r->xq);
+    lf__router_logits(r->m, NULL, layer, x, 1, r->logits, r->xq);
     lf__moe_route(r->logits, ne, k, r->experts, r->weights);
     for (uint32_t i = 0; i < k; i++) r->counts[(uint64_t)layer * ne + r->experts[i]]++;
 }

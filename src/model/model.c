@@ -143,8 +143,8 @@ static lf_status bind_vector(lf_model *m, const char *name, uint64_t n, float **
 static lf_status check_tensor_names(lf_model *m) {
     static const char *const top[] = {"token_embd.weight", "output_norm.weight", "output.weight"};
     static const char *const per_layer[] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
-                                            "attn_output.weight", "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight",
-                                            "ffn_down.weight", "ffn_bundle", "ffn_bundle_index"};
+                                            "attn_output.weight", "ffn_norm.weight", "ffn_bundle", "ffn_bundle_index"};
+    static const char *const dense_ffn[] = {"ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"};
     static const char *const biases[] = {"attn_q.bias", "attn_k.bias", "attn_v.bias"};
     static const char *const qk_norms[] = {"attn_q_norm.weight", "attn_k_norm.weight"};
     static const char *const experts[] = {"ffn_gate_inp.weight", "ffn_gate_exps.weight", "ffn_up_exps.weight",
@@ -159,11 +159,9 @@ static lf_status check_tensor_names(lf_model *m) {
         int used = 0;
         if (!known && sscanf(name, "blk.%u.%n", &layer, &used) == 1 && used > 0 && layer < m->info.n_layer) {
             const char *rest = name + used;
+            for (size_t k = 0; !known && k < LF_ARRAY_LEN(per_layer); k++) known = strcmp(rest, per_layer[k]) == 0;
             /* a mixture of experts has no dense FFN tensors, and a dense FFN no experts */
-            for (size_t k = 0; !known && k < LF_ARRAY_LEN(per_layer); k++)
-                known = strcmp(rest, per_layer[k]) == 0 && !(moe && strncmp(rest, "ffn_", 4) == 0 &&
-                                                              strncmp(rest, "ffn_norm", 8) != 0 &&
-                                                              strncmp(rest, "ffn_bundle", 10) != 0);
+            for (size_t k = 0; !known && !moe && k < LF_ARRAY_LEN(dense_ffn); k++) known = strcmp(rest, dense_ffn[k]) == 0;
             for (size_t k = 0; !known && moe && k < LF_ARRAY_LEN(experts); k++) known = strcmp(rest, experts[k]) == 0;
             for (size_t k = 0; !known && a->qkv_bias && k < LF_ARRAY_LEN(biases); k++) known = strcmp(rest, biases[k]) == 0;
             for (size_t k = 0; !known && a->qk_norm && k < LF_ARRAY_LEN(qk_norms); k++) known = strcmp(rest, qk_norms[k]) == 0;

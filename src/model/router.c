@@ -28,25 +28,10 @@ uint64_t lf__mask_router_bytes(const lf_model *m, uint32_t max_batch) {
            (uint64_t)max_batch * (in->n_embd / LF_QK + 1) * sizeof(lf_block_q8a);
 }
 
-/* Layer `layer`'s router logits for the n tokens x. */
-static void logits_of(router *r, uint32_t layer, const float *x, size_t n) {
-    const lf_weight *w = &r->m->layers[layer].router;
-    const lf_kernels *k = r->m->kernels;
-    const void *xin = x;
-    uint64_t stride = (uint64_t)r->d * sizeof(float);
-    if (lf__type_uses_q8a(w->type)) {
-        const uint64_t blocks = r->d / LF_QK + 1;
-        for (size_t t = 0; t < n; t++) k->quantize_q8a(x + t * r->d, r->xq + t * blocks, r->d);
-        xin = r->xq;
-        stride = blocks * sizeof(lf_block_q8a);
-    }
-    lf__matmul(r->pool, k, w, xin, stride, (int)n, r->logits, r->n_expert);
-}
-
 /* Routes the batch with layer `layer`'s router; weights as lf_mask_ops.route. */
 static uint32_t route_batch(router *r, uint32_t layer, const float *x, size_t n, uint32_t *units, float *weights) {
     if (n > r->max_batch) n = r->max_batch; /* the engine never asks for more */
-    logits_of(r, layer, x, n);
+    lf__router_logits(r->m, r->pool, layer, x, n, r->logits, r->xq);
     memset(r->any, 0, r->n_expert);
     if (weights) memset(weights, 0, (uint64_t)r->n_expert * n * sizeof(float));
     for (size_t t = 0; t < n; t++) {
@@ -119,16 +104,19 @@ char *lf__routing_path(const char *model_path, const char *given) {
     return lf__sidecar_path(model_path, given, ".routing");
 }
 
-void lf__router_logits(const lf_model *m, uint32_t layer, const float *x, float *logits, lf_block_q8a *xq) {
+void lf__router_logits(const lf_model *m, lf_pool *pool, uint32_t layer, const float *x, size_t n, float *logits,
+                       lf_block_q8a *xq) {
     const lf_weight *w = &m->layers[layer].router;
+    const uint32_t d = m->info.n_embd;
     const void *xin = x;
-    uint64_t stride = (uint64_t)m->info.n_embd * sizeof(float);
+    uint64_t stride = (uint64_t)d * sizeof(float);
     if (lf__type_uses_q8a(w->type)) {
-        m->kernels->quantize_q8a(x, xq, m->info.n_embd);
+        const uint64_t blocks = d / LF_QK + 1;
+        for (size_t t = 0; t < n; t++) m->kernels->quantize_q8a(x + t * d, xq + t * blocks, d);
         xin = xq;
-        stride = 0;
+        stride = blocks * sizeof(lf_block_q8a);
     }
-    lf__matmul(NULL, m->kernels, w, xin, stride, 1, logits, m->info.n_expert);
+    lf__matmul(pool, m->kernels, w, xin, stride, (int)n, logits, m->info.n_expert);
 }
 
 lf_status lf__routing_stats_write(const char *path, const lf_model *m, const uint64_t *counts, uint64_t tokens,

@@ -35,8 +35,10 @@ lf_status lf__routing_stats_write(const char *path, const lf_model *m, const uin
 /* Reads the counts of the model's shape (malloc'd into *counts).
  * LF_E_IO when there is no file, LF_E_MODEL when it is not one for m. */
 lf_status lf__routing_stats_load(const char *path, const lf_model *m, uint64_t **counts, lf_err *err);
-/* Layer `layer`'s router logits for one token x into logits (n_expert), on
- * the calling thread. */
-void lf__router_logits(const lf_model *m, uint32_t layer, const float *x, float *logits, lf_block_q8a *xq);
+/* Layer `layer`'s router logits for the n tokens x (n, n_embd) into logits
+ * (n, n_expert), on pool (NULL: the calling thread); xq is scratch of
+ * n * (n_embd / 32 + 1) blocks. */
+void lf__router_logits(const lf_model *m, lf_pool *pool, uint32_t layer, const float *x, size_t n, float *logits,
+                       lf_block_q8a *xq);
 
 #endif
