@@ -253,6 +253,57 @@ Test(kernels, x8_gemm_matches_row_dots_on_every_path) {
     }
 }
 
+/* The largest integer sums a kernel can meet: every packed value at its
+ * maximum (payload bytes 0xFF: 15 for 4-bit types, 31 for 5-bit, 63 for
+ * Q6_K) against activations of +-127, where kernels that add maddubs pairs
+ * as int16 before widening would overflow if they added too many. */
+Test(kernels, x8_gemm_is_exact_at_the_largest_values) {
+    log_skipped();
+    const lf_kernels *paths[LF_KERNEL_PATHS];
+    const int np = lf__kernels_available(paths);
+    const lf_kernels *ref = lf__kernels_scalar();
+    /* each type's fp16 scale fields in a block (offsets), set to 2^-7 */
+    const struct { uint32_t type; int n_f16; int at[2]; } types[] = {
+        {LF_TYPE_Q4_0, 1, {0}},    {LF_TYPE_Q4_1, 2, {0, 2}}, {LF_TYPE_Q5_0, 1, {0}},   {LF_TYPE_Q5_1, 2, {0, 2}},
+        {LF_TYPE_Q8_0, 1, {0}},    {LF_TYPE_Q4_K, 2, {0, 2}}, {LF_TYPE_Q5_K, 2, {0, 2}}, {LF_TYPE_Q6_K, 1, {208}},
+    };
+    const int64_t n = 512;
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        const uint32_t type = types[ti].type;
+        const lf_type_traits *tr = lf__type_traits_get(type);
+        const uint64_t rows = 8, rb = lf__type_row_bytes(type, (uint64_t)n);
+        uint8_t *wq = malloc(rows * rb), *scratch = malloc(rows * rb);
+        memset(wq, 0xFF, rows * rb);
+        for (uint64_t b = 0; b < rows * rb / tr->block_size; b++)
+            for (int f = 0; f < types[ti].n_f16; f++) {
+                const uint16_t h = 0x2000;
+                memcpy(wq + b * tr->block_size + types[ti].at[f], &h, sizeof h);
+            }
+        const uint64_t xs = (uint64_t)(n / 32) * sizeof(lf_block_q8a);
+        lf_block_q8a *xq = malloc(2 * xs);
+        float *x = malloc(2 * n * sizeof *x);
+        for (int64_t i = 0; i < n; i++) x[i] = 1.0f, x[n + i] = -1.0f;
+        for (int t = 0; t < 2; t++) ref->quantize_q8a(x + t * n, (lf_block_q8a *)((uint8_t *)xq + t * xs), n);
+        float want[2][8];
+        for (int t = 0; t < 2; t++)
+            for (uint64_t r = 0; r < rows; r++) want[t][r] = ref->dot[type](wq + r * rb, (uint8_t *)xq + t * xs, n);
+        lf__repack_x8(type, wq, rows, (uint64_t)n, scratch);
+        for (int p = 0; p < np; p++) {
+            float got[2][8];
+            paths[p]->gemm_x8[type](wq, xq, xs, 2, &got[0][0], 8, n);
+            for (int t = 0; t < 2; t++)
+                for (uint64_t r = 0; r < rows; r++)
+                    cr_assert(fabs(got[t][r] - want[t][r]) <= 1e-5 * fabs(want[t][r]) + 1e-6,
+                              "%s %s token %d row %lu: %g vs %g", paths[p]->name, lf_type_name((int)type), t,
+                              (unsigned long)r, got[t][r], want[t][r]);
+        }
+        free(wq);
+        free(scratch);
+        free(xq);
+        free(x);
+    }
+}
+
 Test(kernels, repack_round_trips_and_keeps_tail_rows) {
     const uint32_t types[] = {LF_TYPE_Q4_0, LF_TYPE_Q4_1, LF_TYPE_Q5_0, LF_TYPE_Q5_1,
                               LF_TYPE_Q8_0, LF_TYPE_Q4_K, LF_TYPE_Q5_K, LF_TYPE_Q6_K};

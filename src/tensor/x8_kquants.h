@@ -12,6 +12,22 @@ static inline __m256i bytes8_u32(const uint8_t *p) { return _mm256_cvtepu8_epi32
 static inline __m256i bytes8_i32(const uint8_t *p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)); }
 static inline __m256i bcast4_k(const int8_t *p) { return _mm256_set1_epi32((int)lf__load_u32(p)); }
 
+/* The per-lane sum of the 4-byte dot products of chunks w[0..n) with the
+ * activation words y[4m..4m+3]: VNNI's dpbusd, or else maddubs pairs added
+ * as int16 (exact while n * 2 * max(w) * 128 < 32768: n <= 8 for 4-bit
+ * values, 4 for 5-bit, 2 for 6-bit) and widened once. */
+static inline __attribute__((always_inline)) __m256i chunk_dots(const __m256i *w, const int8_t *y, int n) {
+#ifdef LF_VNNI
+    __m256i s = _mm256_setzero_si256();
+    for (int m = 0; m < n; m++) s = dot4_u8s8(s, w[m], bcast4_k(y + 4 * m));
+    return s;
+#else
+    __m256i s16 = _mm256_maddubs_epi16(w[0], bcast4_k(y));
+    for (int m = 1; m < n; m++) s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(w[m], bcast4_k(y + 4 * m)));
+    return _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+#endif
+}
+
 /* Sub-block s's scales and mins of the 8 rows, times the super-block's d
  * and dmin (the 6-bit packing of ggml's k4 scales, read 8 rows at once from
  * the byte-major scale bytes B). */
@@ -65,8 +81,9 @@ static inline __attribute__((always_inline)) void x8_k4_tile(const uint8_t *g, c
             }
             for (int t = 0; t < nt; t++) {
                 const lf_block_q8a *yb = tok_blocks(x, xs, t) + 8 * i + s;
-                __m256i is = _mm256_setzero_si256();
-                for (int m = 0; m < 8; m++) is = dot4_u8s8(is, w[m], bcast4_k(yb->qs + 4 * m));
+                /* 5-bit values (Q5_K) take int16 sums of 4 chunks at most */
+                const __m256i is = qh_at ? _mm256_add_epi32(chunk_dots(w, yb->qs, 4), chunk_dots(w + 4, yb->qs + 16, 4))
+                                         : chunk_dots(w, yb->qs, 8);
                 const __m256 dy = _mm256_set1_ps(yb->d);
                 acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(dsc, dy), acc[t]);
                 acc[t] = _mm256_fnmadd_ps(dmn, _mm256_set1_ps(yb->d * (float)(yb->sum[0] + yb->sum[1])), acc[t]);
@@ -105,9 +122,9 @@ static inline __attribute__((always_inline)) void x8_q6_K_tile(const uint8_t *g,
             const __m256i sc0 = bytes8_i32(g + 16 + 8 * (8 * h + 2 * gg)), sc1 = bytes8_i32(g + 16 + 8 * (8 * h + 2 * gg + 1));
             for (int t = 0; t < nt; t++) {
                 const lf_block_q8a *yb = tok_blocks(x, xs, t) + 8 * i + b;
-                __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
-                for (int m = 0; m < 4; m++) i0 = dot4_u8s8(i0, w[m], bcast4_k(yb->qs + 4 * m));
-                for (int m = 4; m < 8; m++) i1 = dot4_u8s8(i1, w[m], bcast4_k(yb->qs + 4 * m));
+                /* 6-bit values: int16 sums of 2 chunks at most */
+                __m256i i0 = _mm256_add_epi32(chunk_dots(w, yb->qs, 2), chunk_dots(w + 2, yb->qs + 8, 2));
+                __m256i i1 = _mm256_add_epi32(chunk_dots(w + 4, yb->qs + 16, 2), chunk_dots(w + 6, yb->qs + 24, 2));
                 /* each half's sum minus the -32 offset, times its scale */
                 i0 = _mm256_sub_epi32(i0, _mm256_set1_epi32(32 * yb->sum[0]));
                 i1 = _mm256_sub_epi32(i1, _mm256_set1_epi32(32 * yb->sum[1]));
