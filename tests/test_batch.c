@@ -139,3 +139,37 @@ Test(batch, repacked_q4_0_batches_equal_tokens) {
     batches_match_tokens(out, LF_MODE_RAM, "q4_0 ram");
     unlink(out);
 }
+
+/* Quantized bundles in stream mode: batches of gate and up rows go through
+ * the gathered-rows kernels 16 tokens at a time, single tokens one at a
+ * time; gated (SiLU) and plain ReLU FFNs, Q4_0 and Q8_0. */
+Test(batch, quantized_stream_batches_equal_tokens) {
+    const struct { uint32_t type; lf_activation act; const char *label; } cases[] = {
+        {LF_TYPE_Q4_0, LF_ACT_SILU_GATED, "q4_0 silu stream"},
+        {LF_TYPE_Q8_0, LF_ACT_SILU_GATED, "q8_0 silu stream"},
+        {LF_TYPE_Q4_0, LF_ACT_RELU, "q4_0 plain relu stream"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        char src[128], out[128];
+        snprintf(src, sizeof src, "/tmp/lf_test_batch_qs_%d.gguf", (int)getpid());
+        snprintf(out, sizeof out, "/tmp/lf_test_batch_qs_%d.flash.gguf", (int)getpid());
+        lf_synth_params p = lf_synth_default_params();
+        p.n_embd = 128;
+        p.n_layer = 2;
+        p.n_ff = 352;
+        p.n_head = 4;
+        p.n_head_kv = 2;
+        p.type = cases[c].type;
+        p.activation = cases[c].act;
+        p.tokenizer_from = shared_path("models/stories260K.gguf");
+        p.force = true;
+        char err[256];
+        cr_assert_eq(lf_synth_write(src, &p, err, sizeof err), LF_OK, "%s", err);
+        lf_convert_params cp = lf_convert_default_params();
+        cp.force = true;
+        cr_assert_eq(lf_convert(src, out, &cp, NULL, err, sizeof err), LF_OK, "%s", err);
+        batches_match_tokens(out, LF_MODE_STREAM, cases[c].label);
+        unlink(src);
+        unlink(out);
+    }
+}

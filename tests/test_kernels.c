@@ -253,6 +253,57 @@ Test(kernels, x8_gemm_matches_row_dots_on_every_path) {
     }
 }
 
+/* Rows gathered from anywhere (the bundle kernel's gate and up rows) give
+ * the bits of gemm_x8 on the same rows repacked, for every token count. */
+Test(kernels, gathered_rows_equal_the_x8_gemm_bit_for_bit) {
+    log_skipped();
+    const lf_kernels *paths[LF_KERNEL_PATHS];
+    const int np = lf__kernels_available(paths);
+    const int64_t lens[] = {32, 96, 32 * 37, 4096};
+    int tested = 0;
+    for (int p = 0; p < np; p++)
+        for (uint32_t type = 0; type < LF_TYPE_ID_MAX; type++) {
+            if (!paths[p]->gemm_rows8[type]) continue;
+            cr_assert_not_null(paths[p]->gemm_x8[type]);
+            for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+                const int64_t n = lens[li];
+                const uint64_t rb = lf__type_row_bytes(type, (uint64_t)n);
+                const int max_nt = 9;
+                float *w = malloc(8 * n * sizeof *w), *x = malloc(max_nt * n * sizeof *x);
+                /* each row in a block of its own, 3 rows apart, at odd offsets */
+                uint8_t *spread = malloc(8 * 3 * rb + 64), *group = malloc(8 * rb), *scratch = malloc(8 * rb);
+                const void *rows[8];
+                fill_normal(w, 8 * n, 71 + li, 0.3f);
+                fill_normal(x, max_nt * n, 81 + li, 1.0f);
+                for (int r = 0; r < 8; r++) {
+                    uint8_t *at = spread + 3 * rb * (uint64_t)r + 2 * (uint64_t)r + 1;
+                    cr_assert_eq(lf__quantize_row(type, w + r * n, at, n), LF_OK);
+                    memcpy(group + r * rb, at, rb);
+                    rows[r] = at;
+                }
+                lf__repack_x8(type, group, 8, (uint64_t)n, scratch);
+                const uint64_t xs = (uint64_t)(n / 32) * sizeof(lf_block_q8a);
+                lf_block_q8a *xq = malloc(max_nt * xs);
+                for (int t = 0; t < max_nt; t++) paths[p]->quantize_q8a(x + t * n, (lf_block_q8a *)((uint8_t *)xq + t * xs), n);
+                for (int nt = 1; nt <= max_nt; nt++) {
+                    float want[9][8], got[9][8];
+                    paths[p]->gemm_x8[type](group, xq, xs, nt, &want[0][0], 8, n);
+                    paths[p]->gemm_rows8[type](rows, xq, xs, nt, &got[0][0], 8, n);
+                    cr_assert(memcmp(want, got, (size_t)nt * sizeof want[0]) == 0, "%s %s n=%ld nt=%d differs from gemm_x8",
+                              paths[p]->name, lf_type_name((int)type), (long)n, nt);
+                }
+                tested++;
+                free(w), free(x), free(spread), free(group), free(scratch), free(xq);
+            }
+        }
+    /* every SIMD path has them for the bundle types Q4_0 and Q8_0 */
+    for (int p = 1; p < np; p++) {
+        cr_assert_not_null(paths[p]->gemm_rows8[LF_TYPE_Q4_0], "%s", paths[p]->name);
+        cr_assert_not_null(paths[p]->gemm_rows8[LF_TYPE_Q8_0], "%s", paths[p]->name);
+    }
+    cr_assert(np < 2 || tested > 0);
+}
+
 /* The largest integer sums a kernel can meet: every packed value at its
  * maximum (payload bytes 0xFF: 15 for 4-bit types, 31 for 5-bit, 63 for
  * Q6_K) against activations of +-127, where kernels that add maddubs pairs

@@ -56,6 +56,15 @@ void lf__ffn_kernel_begin(lf_ffn_kernel *fk, const float *x, size_t n) {
         memset(fk->acc + (uint64_t)th * fk->max_batch * fk->n_embd, 0, n * fk->n_embd * sizeof(float));
 }
 
+/* Bytes of the start of each row of the next records asked for ahead: the
+ * hardware prefetcher follows a stream once it has started; asking for
+ * every line of 8 records filled the core's miss buffers and stalled it
+ * (9% of a token in the prefetch instructions). */
+#define PREFETCH_ROW_BYTES 256
+
+/* Tokens whose gate and up dots one gathered-rows call computes. */
+#define ROWS8_TOKENS 16
+
 typedef struct kernel_job {
     lf_ffn_kernel *fk;
     const uint8_t *const *recs;
@@ -79,6 +88,8 @@ static void kernel_worker(void *ctx, int ith, int nth) {
     lf__split_range(j->n, ith, nth, 16, &n0, &n1);
     const bool gated = B->n_rows == 3;
     const int per_call = gated ? LF_DOT_ROWS / 2 : LF_DOT_ROWS; /* records per dot_rows call */
+    const lf_gemm_rows8_fn rows8 = lf__type_uses_q8a(B->type) ? fk->k->gemm_rows8[B->type] : NULL;
+    const uint64_t xs = (uint64_t)(d / LF_QK + 1) * sizeof(lf_block_q8a); /* tokens' q8a blocks apart (begin) */
     for (uint64_t c0 = n0; c0 < n1; c0 += LF_AXPY_COLS) {
         const int m = (int)LF_MIN((uint64_t)LF_AXPY_COLS, n1 - c0);
         const void *rows[LF_AXPY_COLS * 2], *down[LF_AXPY_COLS];
@@ -95,7 +106,23 @@ static void kernel_worker(void *ctx, int ith, int nth) {
         /* the next chunk's records into cache while this one computes: each
          * record is a short stream the hardware prefetcher finds late */
         for (uint64_t i = c0 + m; i < LF_MIN(c0 + m + LF_AXPY_COLS, n1); i++)
-            for (uint64_t b = 0; b < B->record_bytes; b += 64) __builtin_prefetch(j->recs[i] + b);
+            for (uint32_t r = 0; r < B->n_rows; r++)
+                for (uint64_t b = 0; b < LF_MIN(B->row_bytes, (uint64_t)PREFETCH_ROW_BYTES); b += 64)
+                    __builtin_prefetch(j->recs[i] + r * B->row_bytes + b);
+        /* gate and up rows gathered 8 at a time through the x8 kernels (the
+         * bits ram mode's repacked weights give), each block unpacked once
+         * for up to ROWS8_TOKENS tokens; routed records go token by token,
+         * skipping the tokens they are not routed to */
+        const void *g8[LF_AXPY_COLS], *u8[LF_AXPY_COLS];
+        if (rows8) {
+            for (int i = 0; i < LF_AXPY_COLS; i++) {
+                const int k = i < m ? i : 0; /* a short chunk repeats its first row */
+                g8[i] = gated ? rows[2 * k] : rows[k];
+                u8[i] = gated ? rows[2 * k + 1] : NULL;
+            }
+        }
+        float dg[ROWS8_TOKENS][LF_AXPY_COLS], du[ROWS8_TOKENS][LF_AXPY_COLS];
+        size_t t_have = 0, t_end = 0; /* tokens [t_have, t_end) have dg/du */
         for (size_t t = 0; t < fk->n; t++) {
             /* weighted records (experts) skip the tokens that do not use them */
             float wt[LF_AXPY_COLS];
@@ -103,10 +130,24 @@ static void kernel_worker(void *ctx, int ith, int nth) {
             for (int i = 0; j->w && i < m; i++) any |= (wt[i] = j->w[c0 + i][t]) != 0.0f;
             if (!any) continue;
             float dots[LF_AXPY_COLS * 2];
-            for (int i = 0; i < m; i += per_call) {
-                const int k = LF_MIN(per_call, m - i);
-                if (gated) lf__dot_rows(fk->k, B->type, rows + 2 * i, 2 * k, fk->x[t], dots + 2 * i, d);
-                else lf__dot_rows(fk->k, B->type, rows + i, k, fk->x[t], dots + i, d);
+            if (rows8) {
+                if (t >= t_end) {
+                    const int nt = j->w ? 1 : (int)LF_MIN((size_t)ROWS8_TOKENS, fk->n - t);
+                    if (gated) rows8(g8, fk->x[t], xs, nt, dg[0], LF_AXPY_COLS, d);
+                    rows8(gated ? u8 : g8, fk->x[t], xs, nt, du[0], LF_AXPY_COLS, d);
+                    t_have = t;
+                    t_end = t + (size_t)nt;
+                }
+                for (int i = 0; i < m; i++) {
+                    if (gated) dots[2 * i] = dg[t - t_have][i];
+                    dots[gated ? 2 * i + 1 : i] = du[t - t_have][i];
+                }
+            } else {
+                for (int i = 0; i < m; i += per_call) {
+                    const int k = LF_MIN(per_call, m - i);
+                    if (gated) lf__dot_rows(fk->k, B->type, rows + 2 * i, 2 * k, fk->x[t], dots + 2 * i, d);
+                    else lf__dot_rows(fk->k, B->type, rows + i, k, fk->x[t], dots + i, d);
+                }
             }
             const void *cols[LF_AXPY_COLS];
             float h[LF_AXPY_COLS];

@@ -37,6 +37,12 @@ typedef void (*lf_axpy_cols_fn)(const void *const *cols, const float *a, int nc,
 typedef void (*lf_gemm_x8_fn)(const void *group, const void *x, uint64_t x_stride, int nt, float *y,
                               uint64_t y_stride, int64_t n);
 
+/* gemm_x8 for 8 rows at any addresses, in ggml's row layout: the same bits
+ * as gemm_x8 on those rows repacked (each block transposed in registers).
+ * y[t * y_stride + r] = rows[r] . x_t. */
+typedef void (*lf_gemm_rows8_fn)(const void *const *rows, const void *x, uint64_t x_stride, int nt, float *y,
+                                 uint64_t y_stride, int64_t n);
+
 typedef struct lf_kernels {
     const char *name;                  /* "scalar", "avx2", "avx2-vnni", "avx512", "avx512-vnni" */
     lf_vec_dot_fn dot[LF_TYPE_ID_MAX]; /* NULL for unsupported types */
@@ -44,6 +50,7 @@ typedef struct lf_kernels {
     lf_axpy_fn axpy[LF_TYPE_ID_MAX];   /* NULL: use lf__axpy_row's dequantize-and-add */
     lf_dot_rows_fn dot_rows[LF_TYPE_ID_MAX];   /* NULL: lf__dot_rows calls dot[] per row */
     lf_axpy_cols_fn axpy_cols[LF_TYPE_ID_MAX]; /* NULL: lf__axpy_cols calls lf__axpy_row per column */
+    lf_gemm_rows8_fn gemm_rows8[LF_TYPE_ID_MAX]; /* NULL: not for this type (use dot_rows) */
     /* float -> q8a activation blocks; n multiple of 32 */
     void (*quantize_q8a)(const float *x, lf_block_q8a *y, int64_t n);
 } lf_kernels;

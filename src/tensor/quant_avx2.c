@@ -12,6 +12,7 @@
 #include "repack.h"
 
 #include <math.h>
+#include <string.h>
 
 #if defined(__x86_64__) && defined(LF_HAVE_AVX2_BUILD)
 #include <immintrin.h>
@@ -490,35 +491,67 @@ static inline __m256i dot4_u8s8(__m256i acc, __m256i u, __m256i s) {
 
 static inline __m256i bcast4(const int8_t *p) { return _mm256_set1_epi32((int)lf__load_u32(p)); }
 
+/* Block i of 8 Q4_0 rows (chunk registers w, scales dw) times nt tokens,
+ * added to acc: the step the x8 tile and the gathered rows share. */
+static inline __attribute__((always_inline)) void q4_0_x8_step(const __m256i w[8], __m256 dw, const void *x, uint64_t xs,
+                                                                const int nt, int64_t i, __m256 acc[X8_TILE]) {
+    for (int t = 0; t < nt; t++) {
+        const lf_block_q8a *yb = tok_blocks(x, xs, t) + i;
+#ifdef LF_VNNI
+        __m256i s = _mm256_setzero_si256();
+        for (int c = 0; c < 8; c++) s = dot4_u8s8(s, w[c], bcast4(yb->qs + 4 * c));
+#else
+        /* int16 sums are safe: 8 x 2 x 15 x 127 < 32768 */
+        __m256i s16 = _mm256_maddubs_epi16(w[0], bcast4(yb->qs));
+        for (int c = 1; c < 8; c++) s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(w[c], bcast4(yb->qs + 4 * c)));
+        __m256i s = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+#endif
+        s = _mm256_sub_epi32(s, _mm256_set1_epi32(8 * (yb->sum[0] + yb->sum[1])));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(yb->d)), acc[t]);
+    }
+}
+
+/* The low and high nibbles of 4 chunk registers. */
+static inline __attribute__((always_inline)) void q4_0_nibble_chunks(const __m256i v[4], __m256i w[8]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int c = 0; c < 4; c++) {
+        w[c] = _mm256_and_si256(v[c], m4);
+        w[c + 4] = _mm256_and_si256(_mm256_srli_epi16(v[c], 4), m4);
+    }
+}
+
 static inline __attribute__((always_inline)) void x8_q4_0_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
                                                                 float *y, uint64_t ys, int64_t nb) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc[X8_TILE];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++, g += LF_X8 * sizeof(lf_block_q4_0)) {
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)g));
-        __m256i w[8]; /* w[c]: elements 4c..4c+3 of the 8 rows */
-        for (int c = 0; c < 4; c++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(g + 16 + 32 * c));
-            w[c] = _mm256_and_si256(v, m4);
-            w[c + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        }
-        for (int t = 0; t < nt; t++) {
-            const lf_block_q8a *yb = tok_blocks(x, xs, t) + i;
-#ifdef LF_VNNI
-            __m256i s = _mm256_setzero_si256();
-            for (int c = 0; c < 8; c++) s = dot4_u8s8(s, w[c], bcast4(yb->qs + 4 * c));
-#else
-            /* int16 sums are safe: 8 x 2 x 15 x 127 < 32768 */
-            __m256i s16 = _mm256_maddubs_epi16(w[0], bcast4(yb->qs));
-            for (int c = 1; c < 8; c++) s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(w[c], bcast4(yb->qs + 4 * c)));
-            __m256i s = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
-#endif
-            s = _mm256_sub_epi32(s, _mm256_set1_epi32(8 * (yb->sum[0] + yb->sum[1])));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(yb->d)), acc[t]);
-        }
+        __m256i v[4], w[8]; /* w[c]: elements 4c..4c+3 of the 8 rows */
+        for (int c = 0; c < 4; c++) v[c] = _mm256_loadu_si256((const __m256i *)(const void *)(g + 16 + 32 * c));
+        q4_0_nibble_chunks(v, w);
+        q4_0_x8_step(w, dw, x, xs, nt, i, acc);
     }
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+static inline __attribute__((always_inline)) void q8_0_x8_step(__m256i w[8], __m256 dw, const void *x, uint64_t xs,
+                                                                const int nt, int64_t i, __m256 acc[X8_TILE]) {
+#ifdef LF_VNNI
+    /* unsigned w + 128, corrected through the activation sums */
+    for (int c = 0; c < 8; c++) w[c] = _mm256_xor_si256(w[c], _mm256_set1_epi8((char)0x80));
+#endif
+    for (int t = 0; t < nt; t++) {
+        const lf_block_q8a *yb = tok_blocks(x, xs, t) + i;
+        __m256i s = _mm256_setzero_si256();
+#ifdef LF_VNNI
+        for (int c = 0; c < 8; c++) s = dot4_u8s8(s, w[c], bcast4(yb->qs + 4 * c));
+        s = _mm256_sub_epi32(s, _mm256_set1_epi32(128 * (yb->sum[0] + yb->sum[1])));
+#else
+        for (int c = 0; c < 8; c++)
+            s = dot4_u8s8(s, _mm256_sign_epi8(w[c], w[c]), _mm256_sign_epi8(bcast4(yb->qs + 4 * c), w[c]));
+#endif
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(yb->d)), acc[t]);
+    }
 }
 
 static inline __attribute__((always_inline)) void x8_q8_0_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
@@ -529,22 +562,7 @@ static inline __attribute__((always_inline)) void x8_q8_0_tile(const uint8_t *g,
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)g));
         __m256i w[8];
         for (int c = 0; c < 8; c++) w[c] = _mm256_loadu_si256((const __m256i *)(const void *)(g + 16 + 32 * c));
-#ifdef LF_VNNI
-        /* unsigned w + 128, corrected through the activation sums */
-        for (int c = 0; c < 8; c++) w[c] = _mm256_xor_si256(w[c], _mm256_set1_epi8((char)0x80));
-#endif
-        for (int t = 0; t < nt; t++) {
-            const lf_block_q8a *yb = tok_blocks(x, xs, t) + i;
-            __m256i s = _mm256_setzero_si256();
-#ifdef LF_VNNI
-            for (int c = 0; c < 8; c++) s = dot4_u8s8(s, w[c], bcast4(yb->qs + 4 * c));
-            s = _mm256_sub_epi32(s, _mm256_set1_epi32(128 * (yb->sum[0] + yb->sum[1])));
-#else
-            for (int c = 0; c < 8; c++)
-                s = dot4_u8s8(s, _mm256_sign_epi8(w[c], w[c]), _mm256_sign_epi8(bcast4(yb->qs + 4 * c), w[c]));
-#endif
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(yb->d)), acc[t]);
-        }
+        q8_0_x8_step(w, dw, x, xs, nt, i, acc);
     }
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
 }
@@ -626,6 +644,79 @@ X8_GEMM(gemm_x8_q5_0, x8_q5_0_tile, 32)
 X8_GEMM(gemm_x8_q5_1, x8_q5_1_tile, 32)
 X8_GEMM(gemm_x8_q8_0, x8_q8_0_tile, 32)
 
+/* ---- 8 rows at any addresses, as if repacked --------------------------------
+ * The bundle kernel's gate and up rows live in separate cache slots. These
+ * kernels transpose block i of the 8 rows into the x8 layout's chunk
+ * registers in registers (4-byte words of the 8 rows side by side) and run
+ * the x8 step on them: the same bits as gemm_x8 on the 8 rows repacked. */
+
+/* The 8 rows' fp16 scales of block i (rows of `bytes`-byte blocks, the
+ * scale first). */
+static inline __m256 gather_scales(const uint8_t *const r[8], int64_t off) {
+    uint16_t h[8];
+    for (int k = 0; k < 8; k++) memcpy(&h[k], r[k] + off, 2);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
+}
+
+/* Word k of 16 bytes of each of the 8 rows at r[j] + off, for k < 4:
+ * out[k] lane j = word k of row j. */
+static inline void transpose_8x4(const uint8_t *const r[8], int64_t off, __m256i out[4]) {
+    __m256i a[4];
+    for (int j = 0; j < 4; j++)
+        a[j] = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(const void *)(r[j + 4] + off)),
+                                _mm_loadu_si128((const __m128i *)(const void *)(r[j] + off)));
+    const __m256i t0 = _mm256_unpacklo_epi32(a[0], a[1]), t1 = _mm256_unpackhi_epi32(a[0], a[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(a[2], a[3]), t3 = _mm256_unpackhi_epi32(a[2], a[3]);
+    out[0] = _mm256_unpacklo_epi64(t0, t2);
+    out[1] = _mm256_unpackhi_epi64(t0, t2);
+    out[2] = _mm256_unpacklo_epi64(t1, t3);
+    out[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+static inline __attribute__((always_inline)) void rows8_q4_0_tile(const uint8_t *const r[8], const void *x, uint64_t xs,
+                                                                   const int nt, float *y, uint64_t ys, int64_t nb) {
+    __m256 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const int64_t off = i * (int64_t)sizeof(lf_block_q4_0);
+        __m256i v[4], w[8];
+        transpose_8x4(r, off + 2, v);
+        q4_0_nibble_chunks(v, w);
+        q4_0_x8_step(w, gather_scales(r, off), x, xs, nt, i, acc);
+    }
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+static inline __attribute__((always_inline)) void rows8_q8_0_tile(const uint8_t *const r[8], const void *x, uint64_t xs,
+                                                                   const int nt, float *y, uint64_t ys, int64_t nb) {
+    __m256 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const int64_t off = i * (int64_t)sizeof(lf_block_q8_0);
+        __m256i lo[4], hi[4], w[8];
+        transpose_8x4(r, off + 2, lo);
+        transpose_8x4(r, off + 18, hi);
+        for (int c = 0; c < 4; c++) w[c] = lo[c], w[c + 4] = hi[c];
+        q8_0_x8_step(w, gather_scales(r, off), x, xs, nt, i, acc);
+    }
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+#define ROWS8_GEMM(name, tile)                                                                                       \
+    static void name(const void *const *rows, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) { \
+        const uint8_t *const *r = (const uint8_t *const *)rows;                                                      \
+        int t = 0;                                                                                                   \
+        for (; t + X8_TILE <= nt; t += X8_TILE) tile(r, tok_blocks(x, xs, t), xs, X8_TILE, y + t * ys, ys, n / 32);   \
+        switch (nt - t) {                                                                                            \
+        case 3: tile(r, tok_blocks(x, xs, t), xs, 3, y + t * ys, ys, n / 32); break;                                 \
+        case 2: tile(r, tok_blocks(x, xs, t), xs, 2, y + t * ys, ys, n / 32); break;                                 \
+        case 1: tile(r, tok_blocks(x, xs, t), xs, 1, y + t * ys, ys, n / 32); break;                                 \
+        default: break;                                                                                              \
+        }                                                                                                            \
+    }
+ROWS8_GEMM(gemm_rows8_q4_0, rows8_q4_0_tile)
+ROWS8_GEMM(gemm_rows8_q8_0, rows8_q8_0_tile)
+
 #include "x8_kquants.h"
 
 static const lf_kernels k_avx2 = {
@@ -661,6 +752,7 @@ static const lf_kernels k_avx2 = {
     .gemm_x8 = {[LF_TYPE_Q4_0] = gemm_x8_q4_0, [LF_TYPE_Q4_1] = gemm_x8_q4_1, [LF_TYPE_Q5_0] = gemm_x8_q5_0,
                 [LF_TYPE_Q5_1] = gemm_x8_q5_1, [LF_TYPE_Q8_0] = gemm_x8_q8_0, [LF_TYPE_Q4_K] = gemm_x8_q4_K,
                 [LF_TYPE_Q5_K] = gemm_x8_q5_K, [LF_TYPE_Q6_K] = gemm_x8_q6_K},
+    .gemm_rows8 = {[LF_TYPE_Q4_0] = gemm_rows8_q4_0, [LF_TYPE_Q8_0] = gemm_rows8_q8_0},
     .quantize_q8a = quantize_q8a,
 };
 
