@@ -304,6 +304,72 @@ Test(kernels, gathered_rows_equal_the_x8_gemm_bit_for_bit) {
     cr_assert(np < 2 || tested > 0);
 }
 
+/* axpy_cols with 8-bit coefficients: every path gives the reference's
+ * bits, including zero coefficients, zero-scale blocks and a non-finite
+ * coefficient, and the result stays within the rounding bound of the float
+ * axpy: each coefficient is off by at most max |c| / 254 in its block. */
+Test(kernels, axpy_cols_i8_matches_its_reference_and_the_float_sum) {
+    log_skipped();
+    const lf_kernels *paths[LF_KERNEL_PATHS];
+    const int np = lf__kernels_available(paths);
+    const lf_kernels *ref = lf__kernels_scalar();
+    const int64_t n = 32 * 37;
+    int tested = 0;
+    for (uint32_t type = 0; type < LF_TYPE_ID_MAX; type++) {
+        if (!ref->axpy_cols_i8[type]) continue;
+        const uint64_t rb = lf__type_row_bytes(type, (uint64_t)n);
+        float *w = malloc(LF_AXPY_COLS * n * sizeof *w), *deq = malloc(LF_AXPY_COLS * n * sizeof *deq);
+        uint8_t *q = malloc(LF_AXPY_COLS * rb);
+        fill_normal(w, LF_AXPY_COLS * n, 91, 0.5f);
+        for (int64_t i = 0; i < 32; i++) w[2 * n + 64 + i] = 0.0f; /* a zero block in column 2 */
+        for (int64_t i = 0; i < 32; i++) w[128 + i] = 0.0f;        /* and in column 0: nc = 1 skips it */
+        for (int j = 0; j < LF_AXPY_COLS; j++) {
+            cr_assert_eq(lf__quantize_row(type, w + j * n, q + j * rb, n), LF_OK);
+            lf__dequantize_row(type, q + j * rb, deq + j * n, n);
+        }
+        const void *cols[LF_AXPY_COLS];
+        for (int j = 0; j < LF_AXPY_COLS; j++) cols[j] = q + j * rb;
+        for (int nc = 1; nc <= LF_AXPY_COLS; nc++) {
+            float a[LF_AXPY_COLS] = {0.7f, -1.3f, 0.0f, 2.5f, -0.01f, 0.4f, -3.0f, 1e-3f};
+            float *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got), *exact = malloc(n * sizeof *exact);
+            fill_normal(want, n, 100 + nc, 1.0f);
+            memcpy(exact, want, n * sizeof *exact);
+            ref->axpy_cols_i8[type](cols, a, nc, want, n);
+            for (int64_t e = 0; e < n; e++)
+                for (int j = 0; j < nc; j++) exact[e] += a[j] * deq[j * n + e];
+            /* the rounding bound, block by block */
+            for (int64_t u = 0; u < n / 32; u++) {
+                float amax = 0.0f;
+                for (int j = 0; j < nc; j++) amax = fmaxf(amax, fabsf(a[j] * lf__fp16_to_fp32(((const lf_block_q4_0 *)cols[j])[u].d)));
+                for (int64_t e = 32 * u; e < 32 * u + 32; e++) {
+                    double bound = 1e-5 * (fabs(exact[e]) + 1.0);
+                    for (int j = 0; j < nc; j++) bound += amax / 254.0 * 8.0;
+                    cr_assert(fabs(want[e] - exact[e]) <= bound, "%s nc=%d element %ld: %g vs %g (bound %g)",
+                              lf_type_name((int)type), nc, (long)e, want[e], exact[e], bound);
+                }
+            }
+            for (int p = 0; p < np; p++) {
+                cr_assert_not_null(paths[p]->axpy_cols_i8[type], "%s", paths[p]->name);
+                fill_normal(got, n, 100 + nc, 1.0f);
+                paths[p]->axpy_cols_i8[type](cols, a, nc, got, n);
+                cr_assert(memcmp(got, want, n * sizeof *got) == 0, "%s %s nc=%d differs from the reference", paths[p]->name,
+                          lf_type_name((int)type), nc);
+            }
+            /* a non-finite coefficient makes its blocks NaN on every path */
+            a[0] = INFINITY;
+            for (int p = 0; p < np; p++) {
+                fill_normal(got, n, 7, 1.0f);
+                paths[p]->axpy_cols_i8[type](cols, a, nc, got, n);
+                cr_assert(isnan(got[0]) && isnan(got[n - 1]), "%s: infinite coefficient gave %g", paths[p]->name, got[0]);
+            }
+            free(want), free(got), free(exact);
+        }
+        tested++;
+        free(w), free(deq), free(q);
+    }
+    cr_assert(tested > 0);
+}
+
 /* The largest integer sums a kernel can meet: every packed value at its
  * maximum (payload bytes 0xFF: 15 for 4-bit types, 31 for 5-bit, 63 for
  * Q6_K) against activations of +-127, where kernels that add maddubs pairs

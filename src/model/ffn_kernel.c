@@ -90,6 +90,8 @@ static void kernel_worker(void *ctx, int ith, int nth) {
     const int per_call = gated ? LF_DOT_ROWS / 2 : LF_DOT_ROWS; /* records per dot_rows call */
     const lf_gemm_rows8_fn rows8 = lf__type_uses_q8a(B->type) ? fk->k->gemm_rows8[B->type] : NULL;
     const uint64_t xs = (uint64_t)(d / LF_QK + 1) * sizeof(lf_block_q8a); /* tokens' q8a blocks apart (begin) */
+    /* down columns of low-bit types: 8-bit coefficients, integer block sums */
+    const lf_axpy_cols_fn axpy_i8 = fk->k->axpy_cols_i8[B->type];
     for (uint64_t c0 = n0; c0 < n1; c0 += LF_AXPY_COLS) {
         const int m = (int)LF_MIN((uint64_t)LF_AXPY_COLS, n1 - c0);
         const void *rows[LF_AXPY_COLS * 2], *down[LF_AXPY_COLS];
@@ -161,7 +163,8 @@ static void kernel_worker(void *ctx, int ith, int nth) {
                     h[nc++] = a;
                 }
             }
-            if (nc) lf__axpy_cols(fk->k, B->type, cols, h, nc, acc + t * d, d, scratch);
+            if (nc && axpy_i8) axpy_i8(cols, h, nc, acc + t * d, d);
+            else if (nc) lf__axpy_cols(fk->k, B->type, cols, h, nc, acc + t * d, d, scratch);
         }
     }
 }

@@ -51,6 +51,13 @@ typedef struct lf_kernels {
     lf_dot_rows_fn dot_rows[LF_TYPE_ID_MAX];   /* NULL: lf__dot_rows calls dot[] per row */
     lf_axpy_cols_fn axpy_cols[LF_TYPE_ID_MAX]; /* NULL: lf__axpy_cols calls lf__axpy_row per column */
     lf_gemm_rows8_fn gemm_rows8[LF_TYPE_ID_MAX]; /* NULL: not for this type (use dot_rows) */
+    /* axpy_cols with 8-bit coefficients: in each 32-element block, the
+     * columns' coefficients a[j] times their block scales are rounded to
+     * 8 bits against the largest of them (lf__i8_coefs; the precision the
+     * dense kernels' q8a activations have), the block is summed in
+     * integers, and each element takes one float multiply-add. Every path
+     * gives the scalar reference's bits. NULL: not for this type. */
+    lf_axpy_cols_fn axpy_cols_i8[LF_TYPE_ID_MAX];
     /* float -> q8a activation blocks; n multiple of 32 */
     void (*quantize_q8a)(const float *x, lf_block_q8a *y, int64_t n);
 } lf_kernels;
@@ -72,6 +79,30 @@ int lf__kernels_available(const lf_kernels *out[LF_KERNEL_PATHS]);
  * forces a family (its fastest variant); a family the CPU cannot run, or an
  * unknown name, is refused: NULL, with the reason in why. */
 const lf_kernels *lf__kernels_select(char *why, size_t cap);
+
+/* The coefficients c[0..nc) of one block, rounded: q[j] * scale ~ c[j]
+ * with q in -127..127 and scale = max |c| / 127; *qsum = the sum of q.
+ * Returns the scale: 0 when every c is 0 (nothing to add), NaN when one is
+ * not finite (the block's sums become NaN, as float products would). */
+static inline float lf__i8_coefs(const float *c, int nc, int8_t *q, int *qsum) {
+    float amax = 0.0f;
+    int bad = 0;
+    for (int j = 0; j < nc; j++) {
+        const float m = __builtin_fabsf(c[j]);
+        bad |= !(m <= 3.40282347e38f);
+        amax = m > amax ? m : amax;
+    }
+    *qsum = 0;
+    for (int j = 0; j < nc; j++) q[j] = 0;
+    if (bad) return __builtin_nanf("");
+    if (amax == 0.0f) return 0.0f;
+    const float inv = 127.0f / amax;
+    for (int j = 0; j < nc; j++) {
+        q[j] = (int8_t)__builtin_lrintf(c[j] * inv);
+        *qsum += q[j];
+    }
+    return amax / 127.0f;
+}
 
 /* Reference dequantization of n elements (n multiple of the block). */
 void lf__dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);

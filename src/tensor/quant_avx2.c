@@ -717,6 +717,70 @@ static inline __attribute__((always_inline)) void rows8_q8_0_tile(const uint8_t 
 ROWS8_GEMM(gemm_rows8_q4_0, rows8_q4_0_tile)
 ROWS8_GEMM(gemm_rows8_q8_0, rows8_q8_0_tile)
 
+/* Q4_0 down columns with 8-bit coefficients (kernels.h; the reference is
+ * quant_ref.c's). Per 32-element block: the 8 coefficients rounded as
+ * lf__i8_coefs rounds them, then column pairs with their bytes interleaved,
+ * (q_j[e], q_j+1[e]), through maddubs against the pair's coefficients, the
+ * four pairs added as int16 (4 x 2 x 15 x 127, less 8 x 8 x 127 for the
+ * offset, stays within 32767), and one multiply-add per element. */
+static void axpy_cols_i8_q4_0(const void *const *cols, const float *a, int nc, float *y, int64_t n) {
+    const uint8_t *r[LF_AXPY_COLS];
+    float av[LF_AXPY_COLS];
+    for (int j = 0; j < LF_AXPY_COLS; j++) {
+        r[j] = cols[j < nc ? j : 0]; /* padding: coefficient 0 */
+        av[j] = j < nc ? a[j] : 0.0f;
+    }
+    const __m256 va = _mm256_loadu_ps(av), abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    /* pair p's two coefficient bytes, repeated */
+    const __m256i pair_sel[4] = {_mm256_set1_epi16(0x0100), _mm256_set1_epi16(0x0302), _mm256_set1_epi16(0x0504),
+                                 _mm256_set1_epi16(0x0706)};
+    for (int64_t u = 0; u < n / LF_QK; u++) {
+        const int64_t off = u * (int64_t)sizeof(lf_block_q4_0);
+        const __m256 c = _mm256_mul_ps(gather_scales(r, off), va);
+        const __m256 m = _mm256_and_ps(c, abs_mask);
+        float s;
+        __m256i qi = _mm256_setzero_si256();
+        if (_mm256_movemask_ps(_mm256_cmp_ps(m, _mm256_set1_ps(3.40282347e38f), _CMP_NLE_UQ))) {
+            s = __builtin_nanf(""); /* not finite: NaN sums, as the reference */
+        } else {
+            __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_max_ss(h, _mm_movehdup_ps(h));
+            const float amax = _mm_cvtss_f32(h);
+            if (amax == 0.0f) continue;
+            qi = _mm256_cvtps_epi32(_mm256_mul_ps(c, _mm256_set1_ps(127.0f / amax)));
+            s = amax / 127.0f;
+        }
+        const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+        const __m256i qb = _mm256_broadcastq_epi64(_mm_packs_epi16(q16, q16));
+        __m128i t = _mm_madd_epi16(q16, _mm_set1_epi16(1));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+        const __m256i offset = _mm256_set1_epi16((short)(8 * _mm_cvtsi128_si32(t)));
+        __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256(); /* elements 0..15, 16..31 */
+        for (int p = 0; p < 4; p++) {
+            const __m256i coef = _mm256_shuffle_epi8(qb, pair_sel[p]);
+            const __m128i v0 = _mm_loadu_si128((const __m128i *)(const void *)(r[2 * p] + off + 2));
+            const __m128i v1 = _mm_loadu_si128((const __m128i *)(const void *)(r[2 * p + 1] + off + 2));
+            const __m128i l0 = _mm_and_si128(v0, m4), l1 = _mm_and_si128(v1, m4);
+            const __m128i h0 = _mm_and_si128(_mm_srli_epi16(v0, 4), m4), h1 = _mm_and_si128(_mm_srli_epi16(v1, 4), m4);
+            const __m256i el = _mm256_set_m128i(_mm_unpackhi_epi8(l0, l1), _mm_unpacklo_epi8(l0, l1));
+            const __m256i eh = _mm256_set_m128i(_mm_unpackhi_epi8(h0, h1), _mm_unpacklo_epi8(h0, h1));
+            lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(el, coef));
+            hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(eh, coef));
+        }
+        lo = _mm256_sub_epi16(lo, offset);
+        hi = _mm256_sub_epi16(hi, offset);
+        const __m256 vs = _mm256_set1_ps(s);
+        const __m256i e[4] = {_mm256_cvtepi16_epi32(_mm256_castsi256_si128(lo)), _mm256_cvtepi16_epi32(_mm256_extracti128_si256(lo, 1)),
+                              _mm256_cvtepi16_epi32(_mm256_castsi256_si128(hi)), _mm256_cvtepi16_epi32(_mm256_extracti128_si256(hi, 1))};
+        float *yu = y + LF_QK * u;
+        for (int k = 0; k < 4; k++)
+            _mm256_storeu_ps(yu + 8 * k, _mm256_fmadd_ps(vs, _mm256_cvtepi32_ps(e[k]), _mm256_loadu_ps(yu + 8 * k)));
+    }
+}
+
 #include "x8_kquants.h"
 
 static const lf_kernels k_avx2 = {
@@ -753,6 +817,7 @@ static const lf_kernels k_avx2 = {
                 [LF_TYPE_Q5_1] = gemm_x8_q5_1, [LF_TYPE_Q8_0] = gemm_x8_q8_0, [LF_TYPE_Q4_K] = gemm_x8_q4_K,
                 [LF_TYPE_Q5_K] = gemm_x8_q5_K, [LF_TYPE_Q6_K] = gemm_x8_q6_K},
     .gemm_rows8 = {[LF_TYPE_Q4_0] = gemm_rows8_q4_0, [LF_TYPE_Q8_0] = gemm_rows8_q8_0},
+    .axpy_cols_i8 = {[LF_TYPE_Q4_0] = axpy_cols_i8_q4_0},
     .quantize_q8a = quantize_q8a,
 };
 

@@ -595,6 +595,26 @@ static void gemm_x8_q5_K(const void *g, const void *x, uint64_t xs, int nt, floa
     gemm_x8_rows(LF_TYPE_Q5_K, dot_q5_K, g, x, xs, nt, y, ys, n);
 }
 
+/* Q4_0 down columns with 8-bit coefficients (kernels.h): the reference. */
+static void axpy_cols_i8_q4_0(const void *const *cols, const float *a, int nc, float *y, int64_t n) {
+    for (int64_t u = 0; u < n / LF_QK; u++) {
+        float c[LF_AXPY_COLS];
+        for (int j = 0; j < nc; j++) c[j] = a[j] * lf__fp16_to_fp32(((const lf_block_q4_0 *)cols[j])[u].d);
+        int8_t q[LF_AXPY_COLS];
+        int qsum;
+        const float s = lf__i8_coefs(c, nc, q, &qsum);
+        if (s == 0.0f) continue;
+        for (int e = 0; e < LF_QK; e++) {
+            int acc = -8 * qsum;
+            for (int j = 0; j < nc; j++) {
+                const uint8_t b = ((const lf_block_q4_0 *)cols[j])[u].qs[e % 16];
+                acc += q[j] * (e < 16 ? b & 0x0F : b >> 4);
+            }
+            y[LF_QK * u + e] = fmaf(s, (float)acc, y[LF_QK * u + e]);
+        }
+    }
+}
+
 static const lf_kernels k_scalar = {
     .name = "scalar",
     .dot = {
@@ -606,6 +626,7 @@ static const lf_kernels k_scalar = {
     .gemm_x8 = {[LF_TYPE_Q4_0] = gemm_x8_q4_0, [LF_TYPE_Q4_1] = gemm_x8_q4_1, [LF_TYPE_Q5_0] = gemm_x8_q5_0,
                 [LF_TYPE_Q5_1] = gemm_x8_q5_1, [LF_TYPE_Q8_0] = gemm_x8_q8_0, [LF_TYPE_Q4_K] = gemm_x8_q4_K,
                 [LF_TYPE_Q5_K] = gemm_x8_q5_K, [LF_TYPE_Q6_K] = gemm_x8_q6_K},
+    .axpy_cols_i8 = {[LF_TYPE_Q4_0] = axpy_cols_i8_q4_0},
     .quantize_q8a = quantize_q8a_ref,
 };
 
