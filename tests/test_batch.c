@@ -119,21 +119,28 @@ Test(batch, stream_batches_equal_tokens) {
     unlink(out);
 }
 
-/* Q4_0 weights repacked in ram mode: batches go through gemm_x8 with many
- * tokens at once. The tokenizer is the real model's, so the prompt is real
- * text. */
-Test(batch, repacked_q4_0_batches_equal_tokens) {
-    char out[128];
-    snprintf(out, sizeof out, "/tmp/lf_test_batch_q4_%d.gguf", (int)getpid());
+/* A small synthetic model of a quantized type with the real model's
+ * tokenizer, so prompts are real text. */
+static lf_synth_params small_synth(uint32_t type) {
     lf_synth_params p = lf_synth_default_params();
     p.n_embd = 128;
     p.n_layer = 2;
     p.n_ff = 352;
     p.n_head = 4;
     p.n_head_kv = 2;
-    p.type = LF_TYPE_Q4_0;
+    p.type = type;
     p.tokenizer_from = shared_path("models/stories260K.gguf");
     p.force = true;
+    return p;
+}
+
+/* Q4_0 weights repacked in ram mode: batches go through gemm_x8 with many
+ * tokens at once. The tokenizer is the real model's, so the prompt is real
+ * text. */
+Test(batch, repacked_q4_0_batches_equal_tokens) {
+    char out[128];
+    snprintf(out, sizeof out, "/tmp/lf_test_batch_q4_%d.gguf", (int)getpid());
+    lf_synth_params p = small_synth(LF_TYPE_Q4_0);
     char err[256];
     cr_assert_eq(lf_synth_write(out, &p, err, sizeof err), LF_OK, "%s", err);
     batches_match_tokens(out, LF_MODE_RAM, "q4_0 ram");
@@ -153,16 +160,8 @@ Test(batch, quantized_stream_batches_equal_tokens) {
         char src[128], out[128];
         snprintf(src, sizeof src, "/tmp/lf_test_batch_qs_%d.gguf", (int)getpid());
         snprintf(out, sizeof out, "/tmp/lf_test_batch_qs_%d.flash.gguf", (int)getpid());
-        lf_synth_params p = lf_synth_default_params();
-        p.n_embd = 128;
-        p.n_layer = 2;
-        p.n_ff = 352;
-        p.n_head = 4;
-        p.n_head_kv = 2;
-        p.type = cases[c].type;
+        lf_synth_params p = small_synth(cases[c].type);
         p.activation = cases[c].act;
-        p.tokenizer_from = shared_path("models/stories260K.gguf");
-        p.force = true;
         char err[256];
         cr_assert_eq(lf_synth_write(src, &p, err, sizeof err), LF_OK, "%s", err);
         lf_convert_params cp = lf_convert_default_params();
