@@ -28,8 +28,12 @@ static void rows_times_tokens(const matmul_job *j, uint64_t r0, uint64_t r1, int
     float *y = j->y + (uint64_t)t0 * j->y_stride;
     uint64_t r = r0;
     if (w->layout == LF_LAYOUT_X8) {
-        const lf_gemm_x8_fn gemm = j->k->gemm_x8[w->type];
-        for (; r + LF_X8 <= r1 && r + LF_X8 <= w->rows - w->rows % LF_X8; r += LF_X8)
+        const lf_gemm_x8_fn gemm = j->k->gemm_x8[w->type], gemm16 = j->k->gemm_x16[w->type];
+        const uint64_t whole = w->rows - w->rows % LF_X8;
+        if (gemm16)
+            for (; r + 2 * LF_X8 <= r1 && r + 2 * LF_X8 <= whole; r += 2 * LF_X8)
+                gemm16((const uint8_t *)w->data + r * w->row_bytes, x, j->x_stride, nt, y + r, j->y_stride, (int64_t)w->cols);
+        for (; r + LF_X8 <= r1 && r + LF_X8 <= whole; r += LF_X8)
             gemm((const uint8_t *)w->data + r * w->row_bytes, x, j->x_stride, nt, y + r, j->y_stride, (int64_t)w->cols);
     }
     /* ggml's rows (mmap mode, float weights, tail rows): LF_DOT_ROWS rows

@@ -37,6 +37,13 @@ typedef void (*lf_axpy_cols_fn)(const void *const *cols, const float *a, int nc,
 typedef void (*lf_gemm_x8_fn)(const void *group, const void *x, uint64_t x_stride, int nt, float *y,
                               uint64_t y_stride, int64_t n);
 
+/* gemm_x8 over two consecutive x8 groups at once (16 rows: the second
+ * group 8 rows after the first), writing y[t * y_stride + r] for r < 16:
+ * the same bits as gemm_x8 on each group. A 512-bit register then holds
+ * one 4-byte chunk of 16 rows, so an activation word is a plain broadcast
+ * and each scale multiply serves 16 rows. */
+typedef lf_gemm_x8_fn lf_gemm_x16_fn;
+
 /* gemm_x8 for 8 rows at any addresses, in ggml's row layout: the same bits
  * as gemm_x8 on those rows repacked (each block transposed in registers).
  * y[t * y_stride + r] = rows[r] . x_t. */
@@ -47,6 +54,7 @@ typedef struct lf_kernels {
     const char *name;                  /* "scalar", "avx2", "avx2-vnni", "avx512", "avx512-vnni" */
     lf_vec_dot_fn dot[LF_TYPE_ID_MAX]; /* NULL for unsupported types */
     lf_gemm_x8_fn gemm_x8[LF_TYPE_ID_MAX]; /* x8-layout weights; NULL: the type is not repacked */
+    lf_gemm_x16_fn gemm_x16[LF_TYPE_ID_MAX]; /* two x8 groups at once; NULL: use gemm_x8 per group */
     lf_axpy_fn axpy[LF_TYPE_ID_MAX];   /* NULL: use lf__axpy_row's dequantize-and-add */
     lf_dot_rows_fn dot_rows[LF_TYPE_ID_MAX];   /* NULL: lf__dot_rows calls dot[] per row */
     lf_axpy_cols_fn axpy_cols[LF_TYPE_ID_MAX]; /* NULL: lf__axpy_cols calls lf__axpy_row per column */

@@ -196,6 +196,197 @@ static inline __attribute__((always_inline)) void x8_q6_K_tile512(const uint8_t 
 }
 X8_GEMM(gemm_x8_q6_K_512, x8_q6_K_tile512, 256)
 
+/* ---- two x8 groups at once (gemm_x16) -----------------------------------
+ * Lanes 0-7 hold the first group's 8 rows, lanes 8-15 the second's (gb
+ * bytes on): a register is one 4-byte chunk of 16 rows, so an activation
+ * word is one broadcast, no permute, and every scale multiply serves 16
+ * rows. Each lane computes what the x8 tiles compute for its row, in the
+ * same order, so the results have their bits. */
+
+/* 32 bytes at p of each group. */
+static inline __m512i load_x16(const uint8_t *p, uint64_t gb) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)p)),
+                              _mm256_loadu_si256((const __m256i *)(const void *)(p + gb)), 1);
+}
+/* The 8 fp16 values at p of each group, as 16 floats. */
+static inline __m512 halves_x16(const uint8_t *p, uint64_t gb) {
+    const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)p), b = _mm_loadu_si128((const __m128i *)(const void *)(p + gb));
+    return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
+}
+/* The 8 bytes at p of each group, as 16 bytes. */
+static inline __m128i bytes_x16(const uint8_t *p, uint64_t gb) {
+    return _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(const void *)p), _mm_loadl_epi64((const __m128i *)(const void *)(p + gb)));
+}
+static inline __m512i word_x16(const int8_t *q, int m) { return _mm512_set1_epi32((int)lf__load_u32(q + 4 * m)); }
+
+static inline __attribute__((always_inline)) void x16_q4_0_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                 float *y, uint64_t ys, int64_t nb) {
+    const uint64_t gb = (uint64_t)nb * LF_X8 * sizeof(lf_block_q4_0);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++, g += LF_X8 * sizeof(lf_block_q4_0)) {
+        const __m512 dw = halves_x16(g, gb);
+        __m512i lo[4], hi[4];
+        for (int c = 0; c < 4; c++) {
+            const __m512i v = load_x16(g + 16 + 32 * c, gb);
+            lo[c] = _mm512_and_si512(v, m4);
+            hi[c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        }
+        for (int t = 0; t < nt; t++) {
+            const lf_block_q8a *yb = tok_blocks(x, xs, t) + i;
+            __m512i s = dot4_u8s8(_mm512_setzero_si512(), lo[0], word_x16(yb->qs, 0));
+            __m512i s2 = dot4_u8s8(_mm512_setzero_si512(), lo[2], word_x16(yb->qs, 2));
+            s = dot4_u8s8(s, lo[1], word_x16(yb->qs, 1));
+            s2 = dot4_u8s8(s2, lo[3], word_x16(yb->qs, 3));
+            for (int c = 0; c < 4; c += 2) {
+                s = dot4_u8s8(s, hi[c], word_x16(yb->qs, 4 + c));
+                s2 = dot4_u8s8(s2, hi[c + 1], word_x16(yb->qs, 5 + c));
+            }
+            const __m512i r = _mm512_sub_epi32(_mm512_add_epi32(s, s2), _mm512_set1_epi32(8 * (yb->sum[0] + yb->sum[1])));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(r), _mm512_mul_ps(dw, _mm512_set1_ps(yb->d)), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+static inline __attribute__((always_inline)) void x16_q8_0_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                 float *y, uint64_t ys, int64_t nb) {
+    const uint64_t gb = (uint64_t)nb * LF_X8 * sizeof(lf_block_q8_0);
+    __m512 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++, g += LF_X8 * sizeof(lf_block_q8_0)) {
+        const __m512 dw = halves_x16(g, gb);
+        __m512i u[8];
+#ifndef LF_VNNI
+        __mmask64 neg[8];
+#endif
+        for (int c = 0; c < 8; c++) {
+            const __m512i w = load_x16(g + 16 + 32 * c, gb);
+#ifdef LF_VNNI
+            u[c] = _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80)); /* w + 128, corrected by the sums */
+#else
+            u[c] = _mm512_abs_epi8(w);
+            neg[c] = _mm512_movepi8_mask(w);
+#endif
+        }
+        for (int t = 0; t < nt; t++) {
+            const lf_block_q8a *yb = tok_blocks(x, xs, t) + i;
+            __m512i s = _mm512_setzero_si512(), s2 = _mm512_setzero_si512();
+            for (int c = 0; c < 8; c += 2) {
+                __m512i a0 = word_x16(yb->qs, c), a1 = word_x16(yb->qs, c + 1);
+#ifndef LF_VNNI
+                a0 = _mm512_mask_sub_epi8(a0, neg[c], _mm512_setzero_si512(), a0);
+                a1 = _mm512_mask_sub_epi8(a1, neg[c + 1], _mm512_setzero_si512(), a1);
+#endif
+                s = dot4_u8s8(s, u[c], a0);
+                s2 = dot4_u8s8(s2, u[c + 1], a1);
+            }
+            __m512i r = _mm512_add_epi32(s, s2);
+#ifdef LF_VNNI
+            r = _mm512_sub_epi32(r, _mm512_set1_epi32(128 * (yb->sum[0] + yb->sum[1])));
+#endif
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(r), _mm512_mul_ps(dw, _mm512_set1_ps(yb->d)), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+/* q4_K_sub_scales (x8_kquants.h) for 16 rows. */
+static inline void q4_K_sub_scales_x16(const uint8_t *B, uint64_t gb, int s, __m512 d, __m512 dmin, __m512 *dsc, __m512 *dmn) {
+    const __m512i m6 = _mm512_set1_epi32(63), l4 = _mm512_set1_epi32(0x0F);
+    __m512i sc, mn;
+    if (s < 4) {
+        sc = _mm512_and_si512(_mm512_cvtepu8_epi32(bytes_x16(B + 8 * s, gb)), m6);
+        mn = _mm512_and_si512(_mm512_cvtepu8_epi32(bytes_x16(B + 8 * (s + 4), gb)), m6);
+    } else {
+        const __m512i lo = _mm512_cvtepu8_epi32(bytes_x16(B + 8 * (s + 4), gb));
+        const __m512i a = _mm512_cvtepu8_epi32(bytes_x16(B + 8 * (s - 4), gb)), b = _mm512_cvtepu8_epi32(bytes_x16(B + 8 * s, gb));
+        sc = _mm512_or_si512(_mm512_and_si512(lo, l4), _mm512_slli_epi32(_mm512_srli_epi32(a, 6), 4));
+        mn = _mm512_or_si512(_mm512_srli_epi32(lo, 4), _mm512_slli_epi32(_mm512_srli_epi32(b, 6), 4));
+    }
+    *dsc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc));
+    *dmn = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(mn));
+}
+
+static inline __attribute__((always_inline)) void x16_q4_K_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                 float *y, uint64_t ys, int64_t nsb) {
+    const uint64_t gb = (uint64_t)nsb * X8_Q4K_BYTES;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, g += X8_Q4K_BYTES) {
+        const __m512 d = halves_x16(g, gb), dmin = halves_x16(g + 16, gb);
+        const uint8_t *B = g + 32;
+        for (int s = 0; s < 8; s++) {
+            __m512 dsc, dmn;
+            q4_K_sub_scales_x16(B, gb, s, d, dmin, &dsc, &dmn);
+            const uint8_t *q = g + 128 + 32 * 8 * (s / 2);
+            __m512i w[8];
+            for (int m = 0; m < 8; m++) {
+                const __m512i v = load_x16(q + 32 * m, gb);
+                w[m] = _mm512_and_si512(s & 1 ? _mm512_srli_epi16(v, 4) : v, m4);
+            }
+            for (int t = 0; t < nt; t++) {
+                const lf_block_q8a *yb = tok_blocks(x, xs, t) + 8 * i + s;
+                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+                for (int m = 0; m < 8; m += 2) {
+                    s0 = dot4_u8s8(s0, w[m], word_x16(yb->qs, m));
+                    s1 = dot4_u8s8(s1, w[m + 1], word_x16(yb->qs, m + 1));
+                }
+                const __m512i is = _mm512_add_epi32(s0, s1);
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(dsc, _mm512_set1_ps(yb->d)), acc[t]);
+                acc[t] = _mm512_fnmadd_ps(dmn, _mm512_set1_ps(yb->d * (float)(yb->sum[0] + yb->sum[1])), acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+static inline __attribute__((always_inline)) void x16_q6_K_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
+                                                                 float *y, uint64_t ys, int64_t nsb) {
+    const uint64_t gb = (uint64_t)nsb * X8_Q6K_BYTES;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    __m512 acc[X8_TILE];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, g += X8_Q6K_BYTES) {
+        const __m512 d = halves_x16(g, gb);
+        for (int b = 0; b < 8; b++) { /* activation block b: half h, group gg of 32 */
+            const int h = b / 4, gg = b % 4;
+            const uint8_t *ql = g + 144 + 32 * (16 * h + 8 * (gg & 1)), *qh = g + 1168 + 32 * (8 * h);
+            const __m128i sl = _mm_cvtsi32_si128(4 * (gg >> 1)), sh = _mm_cvtsi32_si128(2 * gg);
+            __m512i w[8];
+            for (int m = 0; m < 8; m++) {
+                const __m512i lo = _mm512_and_si512(_mm512_srl_epi16(load_x16(ql + 32 * m, gb), sl), m4);
+                const __m512i hi = _mm512_and_si512(_mm512_srl_epi16(load_x16(qh + 32 * m, gb), sh), m2);
+                w[m] = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+            }
+            const __m512i sc0 = _mm512_cvtepi8_epi32(bytes_x16(g + 16 + 8 * (8 * h + 2 * gg), gb));
+            const __m512i sc1 = _mm512_cvtepi8_epi32(bytes_x16(g + 16 + 8 * (8 * h + 2 * gg + 1), gb));
+            for (int t = 0; t < nt; t++) {
+                const lf_block_q8a *yb = tok_blocks(x, xs, t) + 8 * i + b;
+                __m512i i0 = dot4_u8s8(_mm512_setzero_si512(), w[0], word_x16(yb->qs, 0));
+                __m512i i1 = dot4_u8s8(_mm512_setzero_si512(), w[4], word_x16(yb->qs, 4));
+                for (int m = 1; m < 4; m++) {
+                    i0 = dot4_u8s8(i0, w[m], word_x16(yb->qs, m));
+                    i1 = dot4_u8s8(i1, w[4 + m], word_x16(yb->qs, 4 + m));
+                }
+                /* each half's sum minus the -32 offset, times its scale */
+                i0 = _mm512_sub_epi32(i0, _mm512_set1_epi32(32 * yb->sum[0]));
+                i1 = _mm512_sub_epi32(i1, _mm512_set1_epi32(32 * yb->sum[1]));
+                const __m512i it = _mm512_add_epi32(_mm512_mullo_epi32(i0, sc0), _mm512_mullo_epi32(i1, sc1));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(it), _mm512_mul_ps(d, _mm512_set1_ps(yb->d)), acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+}
+
+X8_GEMM(gemm_x16_q4_0, x16_q4_0_tile, 32)
+X8_GEMM(gemm_x16_q8_0, x16_q8_0_tile, 32)
+X8_GEMM(gemm_x16_q4_K, x16_q4_K_tile, 256)
+X8_GEMM(gemm_x16_q6_K, x16_q6_K_tile, 256)
+
 static lf_kernels table;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -212,6 +403,10 @@ static void init(void) {
     table.gemm_x8[LF_TYPE_Q8_0] = gemm_x8_q8_0;
     table.gemm_x8[LF_TYPE_Q4_K] = gemm_x8_q4_K_512;
     table.gemm_x8[LF_TYPE_Q6_K] = gemm_x8_q6_K_512;
+    table.gemm_x16[LF_TYPE_Q4_0] = gemm_x16_q4_0;
+    table.gemm_x16[LF_TYPE_Q8_0] = gemm_x16_q8_0;
+    table.gemm_x16[LF_TYPE_Q4_K] = gemm_x16_q4_K;
+    table.gemm_x16[LF_TYPE_Q6_K] = gemm_x16_q6_K;
 }
 
 static bool cpu_ok(void) {
