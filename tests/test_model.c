@@ -492,3 +492,53 @@ Test(model, unsupported_rope_and_attention_features_are_named) {
     }
     unlink(path);
 }
+
+/* Sum of AnonHugePages over this process's mappings, in KiB. */
+static long anon_huge_kib(void) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[256];
+    long total = 0, kib;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "AnonHugePages: %ld kB", &kib) == 1) total += kib;
+    fclose(f);
+    return total;
+}
+
+/* Huge pages for the resident weights change where they live, not what
+ * they compute: the same logits, bit for bit, with and without. */
+Test(model, huge_pages_give_the_same_logits) {
+    lf_synth_params p = lf_synth_default_params();
+    p.n_embd = 512;
+    p.n_layer = 2;
+    p.n_ff = 1536;
+    p.n_head = 8;
+    p.n_vocab = 300;
+    p.type = LF_TYPE_Q4_0;
+    p.force = true;
+    char err[256];
+    const char *path = synth_path("huge");
+    cr_assert_eq(lf_synth_write(path, &p, err, sizeof err), LF_OK, "%s", err);
+    float logits[2][300];
+    long huge_kib[2];
+    for (int h = 0; h < 2; h++) {
+        lf_model_params mp = lf_model_default_params();
+        cr_assert(mp.huge_pages, "huge pages are the default");
+        mp.mode = LF_MODE_RAM;
+        mp.huge_pages = h;
+        lf_model *m;
+        cr_assert_eq(lf_model_open(path, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+        lf_session *s;
+        cr_assert_eq(lf_session_create(m, NULL, &s, err, sizeof err), LF_OK, "%s", err);
+        const lf_token toks[3] = {1, 200, 201};
+        cr_assert_eq(lf_session_eval(s, toks, 3), LF_OK);
+        memcpy(logits[h], lf_session_logits(s), sizeof logits[h]);
+        huge_kib[h] = anon_huge_kib();
+        lf_session_destroy(s);
+        lf_model_close(m);
+    }
+    cr_assert(memcmp(logits[0], logits[1], sizeof logits[0]) == 0, "huge pages changed the logits");
+    /* whether the kernel grants them is its choice (enabled, free memory) */
+    cr_log_info("AnonHugePages with the model open: %ld KiB with huge_pages, %ld without", huge_kib[1], huge_kib[0]);
+    unlink(path);
+}

@@ -44,6 +44,11 @@ void lf__log(const lf_logger *log, lf_log_level level, const char *fmt, ...) LF_
 /* Aligned allocation (align: power of two >= sizeof(void*)); size rounded up
  * to a multiple of align so O_DIRECT transfers may use the whole buffer. */
 void *lf__alloc_aligned(size_t size, size_t align);
+/* A block of weights that matrix products stream through (freed with
+ * lf__free_aligned). With huge_pages it is aligned for 2 MiB pages and asks
+ * the kernel for them (madvise): with 4 KiB pages every page read is a TLB
+ * miss. */
+void *lf__alloc_weights(size_t size, bool huge_pages);
 void lf__free_aligned(void *p);
 
 /* Overflow-checked size arithmetic: return false on overflow. */

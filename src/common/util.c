@@ -8,6 +8,7 @@
 #include <linux/fs.h>
 #include <math.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <time.h>
@@ -19,6 +20,15 @@ void *lf__alloc_aligned(size_t size, size_t align) {
     if (size > SIZE_MAX - align) return NULL; /* rounding up would wrap */
     size = (size + align - 1) / align * align;
     if (posix_memalign(&p, align, size) != 0) return NULL;
+    return p;
+}
+
+void *lf__alloc_weights(size_t size, bool huge_pages) {
+    const size_t huge = (size_t)2 << 20;
+    if (!huge_pages || size < huge) return lf__alloc_aligned(size, 64);
+    void *p = lf__alloc_aligned(size, huge);
+    /* a hint: without transparent huge pages the kernel ignores it */
+    if (p) (void)madvise(p, (size + huge - 1) / huge * huge, MADV_HUGEPAGE);
     return p;
 }
 

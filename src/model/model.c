@@ -14,7 +14,7 @@
 lf_model_params lf_model_default_params(void) {
     return (lf_model_params){.log = NULL, .log_user = NULL, .n_threads = 0, .verify_checksums = true,
                              .mode = LF_MODE_AUTO, .dram_budget = 0, .io_backend = LF_IO_BACKEND_AUTO,
-                             .activation = LF_ACT_FROM_FILE};
+                             .activation = LF_ACT_FROM_FILE, .huge_pages = true};
 }
 
 const char *lf_mode_name(lf_mode mode) {
@@ -441,7 +441,7 @@ static lf_status load_resident(lf_model *m) {
     uint64_t total = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++)
         if (!is_bundle_data(m->tensor_names[i])) total += lf__align_up(g->tensors[i].nbytes, 64);
-    m->resident = lf__alloc_aligned(total ? total : 64, 64);
+    m->resident = lf__alloc_weights(total ? total : 64, m->huge_pages);
     if (!m->resident) return lf__err_set(&m->err, LF_E_NOMEM, "resident weights (%" PRIu64 " bytes)", total);
     m->prepacked = calloc(g->n_tensors + 1, sizeof *m->prepacked);
     if (!m->prepacked) return lf__err_set(&m->err, LF_E_NOMEM, "tensor table");
@@ -659,6 +659,7 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     m->info.gguf_version = m->gguf->version;
     m->verify_checksums = p.verify_checksums;
     m->unbundled_reads = p.unbundled_reads;
+    m->huge_pages = p.huge_pages;
     m->dram_budget = p.dram_budget;
     m->io_backend = p.io_backend;
     /* a flash file's header is checked before any of its metadata is used */
