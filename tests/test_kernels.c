@@ -253,51 +253,63 @@ Test(kernels, x8_gemm_matches_row_dots_on_every_path) {
     }
 }
 
-/* Two groups at once (gemm_x16) give the bits of gemm_x8 on each group, for
- * every token count, and write only their 16 rows. */
-Test(kernels, x16_gemm_equals_two_x8_groups_bit_for_bit) {
+/* Two and four groups at once (gemm_x16, gemm_x32) give the bits of
+ * gemm_x8 on each group, for every token count, and write only their rows. */
+Test(kernels, x16_and_x32_gemms_equal_x8_groups_bit_for_bit) {
     log_skipped();
     const lf_kernels *paths[LF_KERNEL_PATHS];
     const int np = lf__kernels_available(paths);
     int tested = 0;
     for (int p = 0; p < np; p++)
         for (uint32_t type = 0; type < LF_TYPE_ID_MAX; type++) {
-            if (!paths[p]->gemm_x16[type]) continue;
+            if (!paths[p]->gemm_x16[type] && !paths[p]->gemm_x32[type]) continue;
             cr_assert_not_null(paths[p]->gemm_x8[type]);
             for (int li = 0; li < 3; li++) {
                 const int64_t n = lf__type_traits_get(type)->block == 256 ? 256 * (int64_t)(li * 3 + 1) : 32 * (int64_t)(1 + li * 18);
                 const uint64_t rb = lf__type_row_bytes(type, (uint64_t)n);
                 const int max_nt = 9;
-                float *w = malloc(16 * n * sizeof *w), *x = malloc(max_nt * n * sizeof *x);
-                uint8_t *wq = malloc(16 * rb), *scratch = malloc(8 * rb);
-                fill_normal(w, 16 * n, 91 + li, 0.3f);
+                float *w = malloc(32 * n * sizeof *w), *x = malloc(max_nt * n * sizeof *x);
+                uint8_t *wq = malloc(32 * rb), *scratch = malloc(8 * rb);
+                fill_normal(w, 32 * n, 91 + li, 0.3f);
                 fill_normal(x, max_nt * n, 97 + li, 1.0f);
-                for (int r = 0; r < 16; r++) cr_assert_eq(lf__quantize_row(type, w + r * n, wq + r * rb, n), LF_OK);
-                lf__repack_x8(type, wq, 16, (uint64_t)n, scratch);
+                for (int r = 0; r < 32; r++) cr_assert_eq(lf__quantize_row(type, w + r * n, wq + r * rb, n), LF_OK);
+                lf__repack_x8(type, wq, 32, (uint64_t)n, scratch);
                 const uint64_t xs = (uint64_t)(n / 32) * sizeof(lf_block_q8a);
                 lf_block_q8a *xq = malloc(max_nt * xs);
                 for (int t = 0; t < max_nt; t++) paths[p]->quantize_q8a(x + t * n, (lf_block_q8a *)((uint8_t *)xq + t * xs), n);
                 for (int nt = 1; nt <= max_nt; nt++) {
-                    float want[9][24], got[9][24];
+                    float want[9][40];
                     for (int t = 0; t < nt; t++)
-                        for (int r = 0; r < 24; r++) want[t][r] = got[t][r] = -12345.0f; /* rows 16-23 stay untouched */
-                    paths[p]->gemm_x8[type](wq, xq, xs, nt, &want[0][0], 24, n);
-                    paths[p]->gemm_x8[type](wq + 8 * rb, xq, xs, nt, &want[0][8], 24, n);
-                    paths[p]->gemm_x16[type](wq, xq, xs, nt, &got[0][0], 24, n);
-                    cr_assert(memcmp(want, got, (size_t)nt * sizeof want[0]) == 0, "%s %s n=%ld nt=%d differs from gemm_x8",
-                              paths[p]->name, lf_type_name((int)type), (long)n, nt);
+                        for (int r = 0; r < 40; r++) want[t][r] = -12345.0f; /* rows 32-39 stay untouched */
+                    for (int gi = 0; gi < 4; gi++) paths[p]->gemm_x8[type](wq + 8 * gi * rb, xq, xs, nt, &want[0][8 * gi], 40, n);
+                    for (int rows = 16; rows <= 32; rows += 16) {
+                        const lf_gemm_x8_fn f = rows == 16 ? paths[p]->gemm_x16[type] : paths[p]->gemm_x32[type];
+                        if (!f) continue;
+                        float got[9][40];
+                        for (int t = 0; t < nt; t++)
+                            for (int r = 0; r < 40; r++) got[t][r] = r < rows ? 0.0f : -12345.0f;
+                        f(wq, xq, xs, nt, &got[0][0], 40, n);
+                        for (int t = 0; t < nt; t++) {
+                            cr_assert(memcmp(want[t], got[t], (size_t)rows * sizeof(float)) == 0,
+                                      "%s %s x%d n=%ld nt=%d token %d differs from gemm_x8", paths[p]->name,
+                                      lf_type_name((int)type), rows, (long)n, nt, t);
+                            for (int r = rows; r < 40; r++) cr_assert_eq(got[t][r], -12345.0f, "x%d wrote past its rows", rows);
+                        }
+                    }
                 }
                 tested++;
                 free(w), free(x), free(wq), free(scratch), free(xq);
             }
         }
-    /* every AVX-512 path has them for the types of the llama.cpp presets it speeds up */
+    /* every AVX-512 path has both for the types of the llama.cpp presets */
     for (int p = 0; p < np; p++)
         if (!strncmp(paths[p]->name, "avx512", 6))
             for (uint32_t type = 0; type < LF_TYPE_ID_MAX; type++)
-                if (type == LF_TYPE_Q4_0 || type == LF_TYPE_Q8_0 || type == LF_TYPE_Q4_K || type == LF_TYPE_Q6_K)
+                if (type == LF_TYPE_Q4_0 || type == LF_TYPE_Q8_0 || type == LF_TYPE_Q4_K || type == LF_TYPE_Q6_K) {
                     cr_assert_not_null(paths[p]->gemm_x16[type], "%s has no x16 %s kernel", paths[p]->name, lf_type_name((int)type));
-    if (!tested) fprintf(stderr, "gemm_x16: no path on this CPU has it (AVX-512 only): skipped\n");
+                    cr_assert_not_null(paths[p]->gemm_x32[type], "%s has no x32 %s kernel", paths[p]->name, lf_type_name((int)type));
+                }
+    if (!tested) fprintf(stderr, "gemm_x16/gemm_x32: no path on this CPU has them (AVX-512 only): skipped\n");
 }
 
 /* Rows gathered from anywhere (the bundle kernel's gate and up rows) give

@@ -43,6 +43,8 @@ typedef void (*lf_gemm_x8_fn)(const void *group, const void *x, uint64_t x_strid
  * one 4-byte chunk of 16 rows, so an activation word is a plain broadcast
  * and each scale multiply serves 16 rows. */
 typedef lf_gemm_x8_fn lf_gemm_x16_fn;
+/* The same for four consecutive groups (32 rows), r < 32. */
+typedef lf_gemm_x8_fn lf_gemm_x32_fn;
 
 /* gemm_x8 for 8 rows at any addresses, in ggml's row layout: the same bits
  * as gemm_x8 on those rows repacked (each block transposed in registers).
@@ -55,6 +57,7 @@ typedef struct lf_kernels {
     lf_vec_dot_fn dot[LF_TYPE_ID_MAX]; /* NULL for unsupported types */
     lf_gemm_x8_fn gemm_x8[LF_TYPE_ID_MAX]; /* x8-layout weights; NULL: the type is not repacked */
     lf_gemm_x16_fn gemm_x16[LF_TYPE_ID_MAX]; /* two x8 groups at once; NULL: use gemm_x8 per group */
+    lf_gemm_x32_fn gemm_x32[LF_TYPE_ID_MAX]; /* four x8 groups at once; NULL: use gemm_x16 */
     lf_axpy_fn axpy[LF_TYPE_ID_MAX];   /* NULL: use lf__axpy_row's dequantize-and-add */
     lf_dot_rows_fn dot_rows[LF_TYPE_ID_MAX];   /* NULL: lf__dot_rows calls dot[] per row */
     lf_axpy_cols_fn axpy_cols[LF_TYPE_ID_MAX]; /* NULL: lf__axpy_cols calls lf__axpy_row per column */

@@ -219,77 +219,105 @@ static inline __m128i bytes_x16(const uint8_t *p, uint64_t gb) {
 }
 static inline __m512i word_x16(const int8_t *q, int m) { return _mm512_set1_epi32((int)lf__load_u32(q + 4 * m)); }
 
+/* The tiles below run P pairs of groups side by side (P = 1: 16 rows;
+ * P = 2: 32 rows, four groups), pair p at g + 2p * gb: more streams in
+ * flight than one core's prefetchers keep busy with two (a 2.4 GB Q4_0
+ * matrix on the 2-core Xeon: 24.9 GB/s with one pair per pass, 27.8 with
+ * two). The tokens' activation words are loaded once for all pairs. */
+#define PAIRS_MAX 2
+
 static inline __attribute__((always_inline)) void x16_q4_0_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
-                                                                 float *y, uint64_t ys, int64_t nb) {
+                                                                 float *y, uint64_t ys, int64_t nb, const int P) {
     const uint64_t gb = (uint64_t)nb * LF_X8 * sizeof(lf_block_q4_0);
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    __m512 acc[X8_TILE];
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    __m512 acc[PAIRS_MAX][X8_TILE];
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < nt; t++) acc[p][t] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; i++, g += LF_X8 * sizeof(lf_block_q4_0)) {
-        const __m512 dw = halves_x16(g, gb);
-        __m512i lo[4], hi[4];
-        for (int c = 0; c < 4; c++) {
-            const __m512i v = load_x16(g + 16 + 32 * c, gb);
-            lo[c] = _mm512_and_si512(v, m4);
-            hi[c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        __m512 dw[PAIRS_MAX];
+        __m512i lo[PAIRS_MAX][4], hi[PAIRS_MAX][4];
+        for (int p = 0; p < P; p++) {
+            const uint8_t *gp = g + 2 * (uint64_t)p * gb;
+            dw[p] = halves_x16(gp, gb);
+            for (int c = 0; c < 4; c++) {
+                const __m512i v = load_x16(gp + 16 + 32 * c, gb);
+                lo[p][c] = _mm512_and_si512(v, m4);
+                hi[p][c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
         }
         for (int t = 0; t < nt; t++) {
             const lf_block_q8a *yb = tok_blocks(x, xs, t) + i;
-            __m512i s = dot4_u8s8(_mm512_setzero_si512(), lo[0], word_x16(yb->qs, 0));
-            __m512i s2 = dot4_u8s8(_mm512_setzero_si512(), lo[2], word_x16(yb->qs, 2));
-            s = dot4_u8s8(s, lo[1], word_x16(yb->qs, 1));
-            s2 = dot4_u8s8(s2, lo[3], word_x16(yb->qs, 3));
-            for (int c = 0; c < 4; c += 2) {
-                s = dot4_u8s8(s, hi[c], word_x16(yb->qs, 4 + c));
-                s2 = dot4_u8s8(s2, hi[c + 1], word_x16(yb->qs, 5 + c));
+            __m512i a[8];
+            for (int m = 0; m < 8; m++) a[m] = word_x16(yb->qs, m);
+            const __m512i off = _mm512_set1_epi32(8 * (yb->sum[0] + yb->sum[1]));
+            const __m512 dy = _mm512_set1_ps(yb->d);
+            for (int p = 0; p < P; p++) {
+                __m512i s = dot4_u8s8(_mm512_setzero_si512(), lo[p][0], a[0]);
+                __m512i s2 = dot4_u8s8(_mm512_setzero_si512(), lo[p][2], a[2]);
+                s = dot4_u8s8(s, lo[p][1], a[1]);
+                s2 = dot4_u8s8(s2, lo[p][3], a[3]);
+                for (int c = 0; c < 4; c += 2) {
+                    s = dot4_u8s8(s, hi[p][c], a[4 + c]);
+                    s2 = dot4_u8s8(s2, hi[p][c + 1], a[5 + c]);
+                }
+                const __m512i r = _mm512_sub_epi32(_mm512_add_epi32(s, s2), off);
+                acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(r), _mm512_mul_ps(dw[p], dy), acc[p][t]);
             }
-            const __m512i r = _mm512_sub_epi32(_mm512_add_epi32(s, s2), _mm512_set1_epi32(8 * (yb->sum[0] + yb->sum[1])));
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(r), _mm512_mul_ps(dw, _mm512_set1_ps(yb->d)), acc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + (uint64_t)t * ys + 16 * p, acc[p][t]);
 }
 
 static inline __attribute__((always_inline)) void x16_q8_0_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
-                                                                 float *y, uint64_t ys, int64_t nb) {
+                                                                 float *y, uint64_t ys, int64_t nb, const int P) {
     const uint64_t gb = (uint64_t)nb * LF_X8 * sizeof(lf_block_q8_0);
-    __m512 acc[X8_TILE];
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    __m512 acc[PAIRS_MAX][X8_TILE];
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < nt; t++) acc[p][t] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; i++, g += LF_X8 * sizeof(lf_block_q8_0)) {
-        const __m512 dw = halves_x16(g, gb);
-        __m512i u[8];
+        __m512 dw[PAIRS_MAX];
+        __m512i u[PAIRS_MAX][8];
 #ifndef LF_VNNI
-        __mmask64 neg[8];
+        __mmask64 neg[PAIRS_MAX][8];
 #endif
-        for (int c = 0; c < 8; c++) {
-            const __m512i w = load_x16(g + 16 + 32 * c, gb);
+        for (int p = 0; p < P; p++) {
+            const uint8_t *gp = g + 2 * (uint64_t)p * gb;
+            dw[p] = halves_x16(gp, gb);
+            for (int c = 0; c < 8; c++) {
+                const __m512i w = load_x16(gp + 16 + 32 * c, gb);
 #ifdef LF_VNNI
-            u[c] = _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80)); /* w + 128, corrected by the sums */
+                u[p][c] = _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80)); /* w + 128, corrected by the sums */
 #else
-            u[c] = _mm512_abs_epi8(w);
-            neg[c] = _mm512_movepi8_mask(w);
+                u[p][c] = _mm512_abs_epi8(w);
+                neg[p][c] = _mm512_movepi8_mask(w);
 #endif
+            }
         }
         for (int t = 0; t < nt; t++) {
             const lf_block_q8a *yb = tok_blocks(x, xs, t) + i;
-            __m512i s = _mm512_setzero_si512(), s2 = _mm512_setzero_si512();
-            for (int c = 0; c < 8; c += 2) {
-                __m512i a0 = word_x16(yb->qs, c), a1 = word_x16(yb->qs, c + 1);
+            const __m512 dy = _mm512_set1_ps(yb->d);
+            for (int p = 0; p < P; p++) {
+                __m512i s = _mm512_setzero_si512(), s2 = _mm512_setzero_si512();
+                for (int c = 0; c < 8; c += 2) {
+                    __m512i a0 = word_x16(yb->qs, c), a1 = word_x16(yb->qs, c + 1);
 #ifndef LF_VNNI
-                a0 = _mm512_mask_sub_epi8(a0, neg[c], _mm512_setzero_si512(), a0);
-                a1 = _mm512_mask_sub_epi8(a1, neg[c + 1], _mm512_setzero_si512(), a1);
+                    a0 = _mm512_mask_sub_epi8(a0, neg[p][c], _mm512_setzero_si512(), a0);
+                    a1 = _mm512_mask_sub_epi8(a1, neg[p][c + 1], _mm512_setzero_si512(), a1);
 #endif
-                s = dot4_u8s8(s, u[c], a0);
-                s2 = dot4_u8s8(s2, u[c + 1], a1);
-            }
-            __m512i r = _mm512_add_epi32(s, s2);
+                    s = dot4_u8s8(s, u[p][c], a0);
+                    s2 = dot4_u8s8(s2, u[p][c + 1], a1);
+                }
+                __m512i r = _mm512_add_epi32(s, s2);
 #ifdef LF_VNNI
-            r = _mm512_sub_epi32(r, _mm512_set1_epi32(128 * (yb->sum[0] + yb->sum[1])));
+                r = _mm512_sub_epi32(r, _mm512_set1_epi32(128 * (yb->sum[0] + yb->sum[1])));
 #endif
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(r), _mm512_mul_ps(dw, _mm512_set1_ps(yb->d)), acc[t]);
+                acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(r), _mm512_mul_ps(dw[p], dy), acc[p][t]);
+            }
         }
     }
-    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + (uint64_t)t * ys + 16 * p, acc[p][t]);
 }
 
 /* q4_K_sub_scales (x8_kquants.h) for 16 rows. */
@@ -310,82 +338,125 @@ static inline void q4_K_sub_scales_x16(const uint8_t *B, uint64_t gb, int s, __m
 }
 
 static inline __attribute__((always_inline)) void x16_q4_K_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
-                                                                 float *y, uint64_t ys, int64_t nsb) {
+                                                                 float *y, uint64_t ys, int64_t nsb, const int P) {
     const uint64_t gb = (uint64_t)nsb * X8_Q4K_BYTES;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    __m512 acc[X8_TILE];
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    __m512 acc[PAIRS_MAX][X8_TILE];
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < nt; t++) acc[p][t] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nsb; i++, g += X8_Q4K_BYTES) {
-        const __m512 d = halves_x16(g, gb), dmin = halves_x16(g + 16, gb);
-        const uint8_t *B = g + 32;
+        __m512 d[PAIRS_MAX], dmin[PAIRS_MAX];
+        for (int p = 0; p < P; p++) {
+            d[p] = halves_x16(g + 2 * (uint64_t)p * gb, gb);
+            dmin[p] = halves_x16(g + 2 * (uint64_t)p * gb + 16, gb);
+        }
         for (int s = 0; s < 8; s++) {
-            __m512 dsc, dmn;
-            q4_K_sub_scales_x16(B, gb, s, d, dmin, &dsc, &dmn);
-            const uint8_t *q = g + 128 + 32 * 8 * (s / 2);
-            __m512i w[8];
-            for (int m = 0; m < 8; m++) {
-                const __m512i v = load_x16(q + 32 * m, gb);
-                w[m] = _mm512_and_si512(s & 1 ? _mm512_srli_epi16(v, 4) : v, m4);
+            __m512 dsc[PAIRS_MAX], dmn[PAIRS_MAX];
+            __m512i w[PAIRS_MAX][8];
+            for (int p = 0; p < P; p++) {
+                const uint8_t *gp = g + 2 * (uint64_t)p * gb;
+                q4_K_sub_scales_x16(gp + 32, gb, s, d[p], dmin[p], &dsc[p], &dmn[p]);
+                const uint8_t *q = gp + 128 + 32 * 8 * (s / 2);
+                for (int m = 0; m < 8; m++) {
+                    const __m512i v = load_x16(q + 32 * m, gb);
+                    w[p][m] = _mm512_and_si512(s & 1 ? _mm512_srli_epi16(v, 4) : v, m4);
+                }
             }
             for (int t = 0; t < nt; t++) {
                 const lf_block_q8a *yb = tok_blocks(x, xs, t) + 8 * i + s;
-                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-                for (int m = 0; m < 8; m += 2) {
-                    s0 = dot4_u8s8(s0, w[m], word_x16(yb->qs, m));
-                    s1 = dot4_u8s8(s1, w[m + 1], word_x16(yb->qs, m + 1));
+                const __m512 dy = _mm512_set1_ps(yb->d), dsum = _mm512_set1_ps(yb->d * (float)(yb->sum[0] + yb->sum[1]));
+                for (int p = 0; p < P; p++) {
+                    __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+                    for (int m = 0; m < 8; m += 2) {
+                        s0 = dot4_u8s8(s0, w[p][m], word_x16(yb->qs, m));
+                        s1 = dot4_u8s8(s1, w[p][m + 1], word_x16(yb->qs, m + 1));
+                    }
+                    const __m512i is = _mm512_add_epi32(s0, s1);
+                    acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(dsc[p], dy), acc[p][t]);
+                    acc[p][t] = _mm512_fnmadd_ps(dmn[p], dsum, acc[p][t]);
                 }
-                const __m512i is = _mm512_add_epi32(s0, s1);
-                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(dsc, _mm512_set1_ps(yb->d)), acc[t]);
-                acc[t] = _mm512_fnmadd_ps(dmn, _mm512_set1_ps(yb->d * (float)(yb->sum[0] + yb->sum[1])), acc[t]);
             }
         }
     }
-    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + (uint64_t)t * ys + 16 * p, acc[p][t]);
 }
 
 static inline __attribute__((always_inline)) void x16_q6_K_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
-                                                                 float *y, uint64_t ys, int64_t nsb) {
+                                                                 float *y, uint64_t ys, int64_t nsb, const int P) {
     const uint64_t gb = (uint64_t)nsb * X8_Q6K_BYTES;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
-    __m512 acc[X8_TILE];
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    __m512 acc[PAIRS_MAX][X8_TILE];
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < nt; t++) acc[p][t] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nsb; i++, g += X8_Q6K_BYTES) {
-        const __m512 d = halves_x16(g, gb);
+        __m512 d[PAIRS_MAX];
+        for (int p = 0; p < P; p++) d[p] = halves_x16(g + 2 * (uint64_t)p * gb, gb);
         for (int b = 0; b < 8; b++) { /* activation block b: half h, group gg of 32 */
             const int h = b / 4, gg = b % 4;
-            const uint8_t *ql = g + 144 + 32 * (16 * h + 8 * (gg & 1)), *qh = g + 1168 + 32 * (8 * h);
             const __m128i sl = _mm_cvtsi32_si128(4 * (gg >> 1)), sh = _mm_cvtsi32_si128(2 * gg);
-            __m512i w[8];
-            for (int m = 0; m < 8; m++) {
-                const __m512i lo = _mm512_and_si512(_mm512_srl_epi16(load_x16(ql + 32 * m, gb), sl), m4);
-                const __m512i hi = _mm512_and_si512(_mm512_srl_epi16(load_x16(qh + 32 * m, gb), sh), m2);
-                w[m] = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+            __m512i w[PAIRS_MAX][8], sc0[PAIRS_MAX], sc1[PAIRS_MAX];
+            for (int p = 0; p < P; p++) {
+                const uint8_t *gp = g + 2 * (uint64_t)p * gb;
+                const uint8_t *ql = gp + 144 + 32 * (16 * h + 8 * (gg & 1)), *qh = gp + 1168 + 32 * (8 * h);
+                for (int m = 0; m < 8; m++) {
+                    const __m512i lo = _mm512_and_si512(_mm512_srl_epi16(load_x16(ql + 32 * m, gb), sl), m4);
+                    const __m512i hi = _mm512_and_si512(_mm512_srl_epi16(load_x16(qh + 32 * m, gb), sh), m2);
+                    w[p][m] = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+                }
+                sc0[p] = _mm512_cvtepi8_epi32(bytes_x16(gp + 16 + 8 * (8 * h + 2 * gg), gb));
+                sc1[p] = _mm512_cvtepi8_epi32(bytes_x16(gp + 16 + 8 * (8 * h + 2 * gg + 1), gb));
             }
-            const __m512i sc0 = _mm512_cvtepi8_epi32(bytes_x16(g + 16 + 8 * (8 * h + 2 * gg), gb));
-            const __m512i sc1 = _mm512_cvtepi8_epi32(bytes_x16(g + 16 + 8 * (8 * h + 2 * gg + 1), gb));
             for (int t = 0; t < nt; t++) {
                 const lf_block_q8a *yb = tok_blocks(x, xs, t) + 8 * i + b;
-                __m512i i0 = dot4_u8s8(_mm512_setzero_si512(), w[0], word_x16(yb->qs, 0));
-                __m512i i1 = dot4_u8s8(_mm512_setzero_si512(), w[4], word_x16(yb->qs, 4));
-                for (int m = 1; m < 4; m++) {
-                    i0 = dot4_u8s8(i0, w[m], word_x16(yb->qs, m));
-                    i1 = dot4_u8s8(i1, w[4 + m], word_x16(yb->qs, 4 + m));
+                const __m512 dy = _mm512_set1_ps(yb->d);
+                for (int p = 0; p < P; p++) {
+                    __m512i i0 = dot4_u8s8(_mm512_setzero_si512(), w[p][0], word_x16(yb->qs, 0));
+                    __m512i i1 = dot4_u8s8(_mm512_setzero_si512(), w[p][4], word_x16(yb->qs, 4));
+                    for (int m = 1; m < 4; m++) {
+                        i0 = dot4_u8s8(i0, w[p][m], word_x16(yb->qs, m));
+                        i1 = dot4_u8s8(i1, w[p][4 + m], word_x16(yb->qs, 4 + m));
+                    }
+                    /* each half's sum minus the -32 offset, times its scale */
+                    i0 = _mm512_sub_epi32(i0, _mm512_set1_epi32(32 * yb->sum[0]));
+                    i1 = _mm512_sub_epi32(i1, _mm512_set1_epi32(32 * yb->sum[1]));
+                    const __m512i it = _mm512_add_epi32(_mm512_mullo_epi32(i0, sc0[p]), _mm512_mullo_epi32(i1, sc1[p]));
+                    acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(it), _mm512_mul_ps(d[p], dy), acc[p][t]);
                 }
-                /* each half's sum minus the -32 offset, times its scale */
-                i0 = _mm512_sub_epi32(i0, _mm512_set1_epi32(32 * yb->sum[0]));
-                i1 = _mm512_sub_epi32(i1, _mm512_set1_epi32(32 * yb->sum[1]));
-                const __m512i it = _mm512_add_epi32(_mm512_mullo_epi32(i0, sc0), _mm512_mullo_epi32(i1, sc1));
-                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(it), _mm512_mul_ps(d, _mm512_set1_ps(yb->d)), acc[t]);
             }
         }
     }
-    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + (uint64_t)t * ys, acc[t]);
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + (uint64_t)t * ys + 16 * p, acc[p][t]);
 }
 
-X8_GEMM(gemm_x16_q4_0, x16_q4_0_tile, 32)
-X8_GEMM(gemm_x16_q8_0, x16_q8_0_tile, 32)
-X8_GEMM(gemm_x16_q4_K, x16_q4_K_tile, 256)
-X8_GEMM(gemm_x16_q6_K, x16_q6_K_tile, 256)
+/* gemm_x16 (one pair per pass) and gemm_x32 (two; a single token only: a
+ * batch has the activation reuse that keeps the bus busy, and two pairs of
+ * K-quant registers for 4 tokens would spill). */
+#define X16_GEMMS(type, elems)                                                                                       \
+    static inline __attribute__((always_inline)) void type##_pair1(const uint8_t *g, const void *x, uint64_t xs,     \
+                                                                   const int nt, float *y, uint64_t ys, int64_t nb) { \
+        x16_##type##_tile(g, x, xs, nt, y, ys, nb, 1);                                                                 \
+    }                                                                                                                 \
+    X8_GEMM(gemm_x16_##type, type##_pair1, elems)                                                                    \
+    static void gemm_x32_##type(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) { \
+        if (nt == 1) {                                                                                                \
+            x16_##type##_tile(g, x, xs, 1, y, ys, n / (elems), 2);                                                     \
+            return;                                                                                                   \
+        }                                                                                                             \
+        const uint64_t pair = 2 * LF_X8 * lf__type_row_bytes(LF_TYPE_##type, (uint64_t)n);                            \
+        gemm_x16_##type(g, x, xs, nt, y, ys, n);                                                                      \
+        gemm_x16_##type((const uint8_t *)g + pair, x, xs, nt, y + 2 * LF_X8, ys, n);                                 \
+    }
+
+#define LF_TYPE_q4_0 LF_TYPE_Q4_0
+#define LF_TYPE_q8_0 LF_TYPE_Q8_0
+#define LF_TYPE_q4_K LF_TYPE_Q4_K
+#define LF_TYPE_q6_K LF_TYPE_Q6_K
+X16_GEMMS(q4_0, 32)
+X16_GEMMS(q8_0, 32)
+X16_GEMMS(q4_K, 256)
+X16_GEMMS(q6_K, 256)
 
 static lf_kernels table;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -407,6 +478,10 @@ static void init(void) {
     table.gemm_x16[LF_TYPE_Q8_0] = gemm_x16_q8_0;
     table.gemm_x16[LF_TYPE_Q4_K] = gemm_x16_q4_K;
     table.gemm_x16[LF_TYPE_Q6_K] = gemm_x16_q6_K;
+    table.gemm_x32[LF_TYPE_Q4_0] = gemm_x32_q4_0;
+    table.gemm_x32[LF_TYPE_Q8_0] = gemm_x32_q8_0;
+    table.gemm_x32[LF_TYPE_Q4_K] = gemm_x32_q4_K;
+    table.gemm_x32[LF_TYPE_Q6_K] = gemm_x32_q6_K;
 }
 
 static bool cpu_ok(void) {
