@@ -36,27 +36,44 @@ for type in $types; do
         lf_tg+=("$(echo "$out" | sed -n 's/^generation: *\([0-9.]*\) ms.*/\1/p')")
         [ "$pp" -eq 0 ] || lf_pp+=("$(echo "$out" | sed -n 's/^prompt:.*(\([0-9.]*\) tokens\/s.*/\1/p')")
         if [ -n "$llama_bench" ]; then
-            csv=$("$llama_bench" -m "$model" -p "$pp" -n "$tg" -t "$threads" -r 1 -o csv 2>/dev/null)
-            # avg_ts is the last column; n_prompt and n_gen say which test a row is
-            lc_tg+=("$(echo "$csv" | python3 -c 'import csv,sys
-for r in csv.DictReader(sys.stdin):
-    if r["n_gen"] != "0": print(1000.0 / float(r["avg_ts"]))')")
-            [ "$pp" -eq 0 ] || lc_pp+=("$(echo "$csv" | python3 -c 'import csv,sys
-for r in csv.DictReader(sys.stdin):
-    if r["n_prompt"] != "0": print(r["avg_ts"])')")
+            # generation and prompt in separate runs, so that one failing
+            # (llama.cpp's AMX prompt kernels die of SIGILL on some VMs)
+            # still leaves the other; avg_ts is tokens/s
+            if csv=$("$llama_bench" -m "$model" -p 0 -n "$tg" -t "$threads" -r 1 -o csv 2>/dev/null); then
+                lc_tg+=("$(echo "$csv" | python3 -c 'import csv,sys
+for r in csv.DictReader(sys.stdin): print(1000.0 / float(r["avg_ts"]))')")
+            else
+                echo "[$type] llama-bench generation failed (exit $?)" >&2
+            fi
+            if [ "$pp" -ne 0 ]; then
+                if csv=$("$llama_bench" -m "$model" -p "$pp" -n 0 -t "$threads" -r 1 -o csv 2>/dev/null); then
+                    lc_pp+=("$(echo "$csv" | python3 -c 'import csv,sys
+for r in csv.DictReader(sys.stdin): print(r["avg_ts"])')")
+                else
+                    echo "[$type] llama-bench prompt failed (exit $?)" >&2
+                fi
+            fi
         fi
     done
     a=$(median "${lf_tg[@]}")
     echo "[$type] llmflash generation: $a ms/token (rounds: ${lf_tg[*]})"
     [ "$pp" -eq 0 ] || echo "[$type] llmflash prompt:     $(median "${lf_pp[@]}") tokens/s (rounds: ${lf_pp[*]})"
     if [ -n "$llama_bench" ]; then
-        b=$(median "${lc_tg[@]}")
-        echo "[$type] llama.cpp generation: $b ms/token (rounds: ${lc_tg[*]})"
-        python3 -c "print('[$type] generation: llmflash/llama.cpp time ratio %.2f' % ($a / $b))"
+        if [ ${#lc_tg[@]} -gt 0 ]; then
+            b=$(median "${lc_tg[@]}")
+            echo "[$type] llama.cpp generation: $b ms/token (rounds: ${lc_tg[*]})"
+            python3 -c "print('[$type] generation: llmflash/llama.cpp time ratio %.2f' % ($a / $b))"
+        else
+            echo "[$type] llama.cpp generation: every run failed"
+        fi
         if [ "$pp" -ne 0 ]; then
-            c=$(median "${lf_pp[@]}") d=$(median "${lc_pp[@]}")
-            echo "[$type] llama.cpp prompt:     $d tokens/s (rounds: ${lc_pp[*]})"
-            python3 -c "print('[$type] prompt: llmflash/llama.cpp throughput ratio %.2f' % ($c / $d))"
+            if [ ${#lc_pp[@]} -gt 0 ]; then
+                c=$(median "${lf_pp[@]}") d=$(median "${lc_pp[@]}")
+                echo "[$type] llama.cpp prompt:     $d tokens/s (rounds: ${lc_pp[*]})"
+                python3 -c "print('[$type] prompt: llmflash/llama.cpp throughput ratio %.2f' % ($c / $d))"
+            else
+                echo "[$type] llama.cpp prompt: every run failed"
+            fi
         fi
     fi
 done
