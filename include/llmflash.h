@@ -249,15 +249,15 @@ typedef struct lf_model_params {
      * the flash modes) in 2 MiB pages: asks the kernel for transparent huge
      * pages, which it grants when they are enabled (always or madvise) and
      * free. Matrix products stream through the weights, and with 4 KiB
-     * pages every page is a TLB miss: dense 7B Q4_0 ran 8% faster so. The
-     * cost is at open, where a VM's first touch of 2 MiB pages can be
-     * slower (7B: 4.3 s became 6.5 s on a 2-core VM). Default true; mmap
-     * mode maps the file and ignores it. */
+     * pages every page is a TLB miss: dense 7B Q4_0 generation ran 7-8%
+     * faster so. The cost is at open, where the first touch of 2 MiB pages
+     * can be far slower in a VM (7B on a 2-core VM: 4.9-28 s against
+     * 2.0-12 s). Default false; mmap mode maps the file and ignores it. */
     bool huge_pages;
 } lf_model_params;
 
 /* The defaults: no log, all cores, checksums verified, LF_MODE_AUTO, no
- * budget, io_uring where it works, the file's activation, huge pages. */
+ * budget, io_uring where it works, the file's activation, 4 KiB pages. */
 LF_API lf_model_params lf_model_default_params(void);
 
 /* Opens a GGUF model. In dense mode the file is mapped read-only; the model

@@ -8,7 +8,7 @@
 # Environment: MODEL_DIR (default /tmp/llmflash-models; models are
 # synthesized once), TYPES (default "q4_0 q4_k_m q8_0"), ROUNDS (3), TG (16
 # generated tokens), PP (512 prompt tokens; 0 skips the prompt), THREADS (all
-# cores).
+# cores), LF_FLAGS (more flags for llmflash bench, e.g. --huge-pages).
 set -euo pipefail
 bin=$1
 llama_bench=${2:-}
@@ -29,10 +29,10 @@ for type in $types; do
     T=$(echo "$type" | tr a-z A-Z)
     [ -f "$model" ] || "$bin" synth --shape llama2-7b --type "$T" -q -o "$model"
     cat "$model" >/dev/null # in the page cache: this measures compute, not the disk
-    "$bin" bench -m "$model" -n 4 -t "$threads" | grep -E "kernels|DRAM|bandwidth limit" | sed "s/^/[$type] /"
+    "$bin" bench -m "$model" -n 4 -t "$threads" ${LF_FLAGS:-} | grep -E "kernels|DRAM|bandwidth limit" | sed "s/^/[$type] /"
     lf_tg=() lf_pp=() lc_tg=() lc_pp=()
     for r in $(seq "$rounds"); do
-        out=$("$bin" bench -m "$model" -n "$tg" -p "$pp" -t "$threads" --no-membw)
+        out=$("$bin" bench -m "$model" -n "$tg" -p "$pp" -t "$threads" --no-membw ${LF_FLAGS:-})
         lf_tg+=("$(echo "$out" | sed -n 's/^generation: *\([0-9.]*\) ms.*/\1/p')")
         [ "$pp" -eq 0 ] || lf_pp+=("$(echo "$out" | sed -n 's/^prompt:.*(\([0-9.]*\) tokens\/s.*/\1/p')")
         if [ -n "$llama_bench" ]; then

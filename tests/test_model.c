@@ -523,7 +523,7 @@ Test(model, huge_pages_give_the_same_logits) {
     long huge_kib[2];
     for (int h = 0; h < 2; h++) {
         lf_model_params mp = lf_model_default_params();
-        cr_assert(mp.huge_pages, "huge pages are the default");
+        cr_assert(!mp.huge_pages, "4 KiB pages are the default");
         mp.mode = LF_MODE_RAM;
         mp.huge_pages = h;
         lf_model *m;

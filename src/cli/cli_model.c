@@ -69,7 +69,7 @@ bool cli_model_params(const char *cmd, cli_model_opts *o, lf_model_params *mp) {
     mp->n_threads = o->threads;
     mp->verify_checksums = !o->no_verify;
     mp->unbundled_reads = o->unbundled;
-    mp->huge_pages = !o->no_huge_pages;
+    mp->huge_pages = o->huge_pages;
     mp->mode = mode_vals[mode];
     mp->dram_budget = o->budget;
     mp->io_backend = io_vals[io];

@@ -14,7 +14,7 @@
 lf_model_params lf_model_default_params(void) {
     return (lf_model_params){.log = NULL, .log_user = NULL, .n_threads = 0, .verify_checksums = true,
                              .mode = LF_MODE_AUTO, .dram_budget = 0, .io_backend = LF_IO_BACKEND_AUTO,
-                             .activation = LF_ACT_FROM_FILE, .huge_pages = true};
+                             .activation = LF_ACT_FROM_FILE, .huge_pages = false};
 }
 
 const char *lf_mode_name(lf_mode mode) {
