@@ -470,18 +470,20 @@ static void init(void) {
 #else
     table.name = "avx512";
 #endif
-    table.gemm_x8[LF_TYPE_Q4_0] = gemm_x8_q4_0;
-    table.gemm_x8[LF_TYPE_Q8_0] = gemm_x8_q8_0;
-    table.gemm_x8[LF_TYPE_Q4_K] = gemm_x8_q4_K_512;
-    table.gemm_x8[LF_TYPE_Q6_K] = gemm_x8_q6_K_512;
-    table.gemm_x16[LF_TYPE_Q4_0] = gemm_x16_q4_0;
-    table.gemm_x16[LF_TYPE_Q8_0] = gemm_x16_q8_0;
-    table.gemm_x16[LF_TYPE_Q4_K] = gemm_x16_q4_K;
-    table.gemm_x16[LF_TYPE_Q6_K] = gemm_x16_q6_K;
-    table.gemm_x32[LF_TYPE_Q4_0] = gemm_x32_q4_0;
-    table.gemm_x32[LF_TYPE_Q8_0] = gemm_x32_q8_0;
-    table.gemm_x32[LF_TYPE_Q4_K] = gemm_x32_q4_K;
-    table.gemm_x32[LF_TYPE_Q6_K] = gemm_x32_q6_K;
+    const struct {
+        uint32_t type;
+        lf_gemm_x8_fn x8, x16, x32;
+    } kernels[] = {
+        {LF_TYPE_Q4_0, gemm_x8_q4_0, gemm_x16_q4_0, gemm_x32_q4_0},
+        {LF_TYPE_Q8_0, gemm_x8_q8_0, gemm_x16_q8_0, gemm_x32_q8_0},
+        {LF_TYPE_Q4_K, gemm_x8_q4_K_512, gemm_x16_q4_K, gemm_x32_q4_K},
+        {LF_TYPE_Q6_K, gemm_x8_q6_K_512, gemm_x16_q6_K, gemm_x32_q6_K},
+    };
+    for (size_t i = 0; i < sizeof kernels / sizeof *kernels; i++) {
+        table.gemm_x8[kernels[i].type] = kernels[i].x8;
+        table.gemm_x16[kernels[i].type] = kernels[i].x16;
+        table.gemm_x32[kernels[i].type] = kernels[i].x32;
+    }
 }
 
 static bool cpu_ok(void) {
