@@ -23,6 +23,14 @@ mkdir -p "$dir"
 
 median() { python3 -c 'import sys; v=sorted(float(x) for x in sys.argv[1:]); print(v[len(v)//2] if v else "nan")' "$@"; }
 
+# llama.cpp's tokens/s in one llama-bench run of one test (ARGS: -p/-n), or its failure
+llama_rate() {
+    local csv
+    csv=$("$llama_bench" -m "$model" -t "$threads" -r 1 -o csv "$@" 2>/dev/null) || return $?
+    echo "$csv" | python3 -c 'import csv,sys
+for r in csv.DictReader(sys.stdin): print(r["avg_ts"])'
+}
+
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $threads threads"
 for type in $types; do
     model=$dir/llama2-7b-$type.gguf
@@ -38,20 +46,14 @@ for type in $types; do
         if [ -n "$llama_bench" ]; then
             # generation and prompt in separate runs, so that one failing
             # (llama.cpp's AMX prompt kernels die of SIGILL on some VMs)
-            # still leaves the other; avg_ts is tokens/s
-            if csv=$("$llama_bench" -m "$model" -p 0 -n "$tg" -t "$threads" -r 1 -o csv 2>/dev/null); then
-                lc_tg+=("$(echo "$csv" | python3 -c 'import csv,sys
-for r in csv.DictReader(sys.stdin): print(1000.0 / float(r["avg_ts"]))')")
+            # still leaves the other
+            if ts=$(llama_rate -p 0 -n "$tg"); then
+                lc_tg+=("$(python3 -c "print(1000.0 / $ts)")")
             else
                 echo "[$type] llama-bench generation failed (exit $?)" >&2
             fi
             if [ "$pp" -ne 0 ]; then
-                if csv=$("$llama_bench" -m "$model" -p "$pp" -n 0 -t "$threads" -r 1 -o csv 2>/dev/null); then
-                    lc_pp+=("$(echo "$csv" | python3 -c 'import csv,sys
-for r in csv.DictReader(sys.stdin): print(r["avg_ts"])')")
-                else
-                    echo "[$type] llama-bench prompt failed (exit $?)" >&2
-                fi
+                if ts=$(llama_rate -p "$pp" -n 0); then lc_pp+=("$ts"); else echo "[$type] llama-bench prompt failed (exit $?)" >&2; fi
             fi
         fi
     done

@@ -30,17 +30,16 @@ static void rows_times_tokens(const matmul_job *j, uint64_t r0, uint64_t r1, int
     float *y = j->y + (uint64_t)t0 * j->y_stride;
     uint64_t r = r0;
     if (w->layout == LF_LAYOUT_X8) {
-        const lf_gemm_x8_fn gemm = j->k->gemm_x8[w->type], gemm16 = j->k->gemm_x16[w->type],
-                            gemm32 = j->k->gemm_x32[w->type];
+        /* the widest kernel first: 4, 2, then 1 group per call */
+        const lf_gemm_x8_fn gemms[3] = {j->k->gemm_x32[w->type], j->k->gemm_x16[w->type], j->k->gemm_x8[w->type]};
         const uint64_t whole = w->rows - w->rows % LF_X8;
-        if (gemm32)
-            for (; r + 4 * LF_X8 <= r1 && r + 4 * LF_X8 <= whole; r += 4 * LF_X8)
-                gemm32((const uint8_t *)w->data + r * w->row_bytes, x, j->x_stride, nt, y + r, j->y_stride, (int64_t)w->cols);
-        if (gemm16)
-            for (; r + 2 * LF_X8 <= r1 && r + 2 * LF_X8 <= whole; r += 2 * LF_X8)
-                gemm16((const uint8_t *)w->data + r * w->row_bytes, x, j->x_stride, nt, y + r, j->y_stride, (int64_t)w->cols);
-        for (; r + LF_X8 <= r1 && r + LF_X8 <= whole; r += LF_X8)
-            gemm((const uint8_t *)w->data + r * w->row_bytes, x, j->x_stride, nt, y + r, j->y_stride, (int64_t)w->cols);
+        for (int g = 0; g < 3; g++) {
+            const uint64_t span = (uint64_t)(4 >> g) * LF_X8;
+            if (gemms[g])
+                for (; r + span <= r1 && r + span <= whole; r += span)
+                    gemms[g]((const uint8_t *)w->data + r * w->row_bytes, x, j->x_stride, nt, y + r, j->y_stride,
+                             (int64_t)w->cols);
+        }
     }
     /* ggml's rows (mmap mode, float weights, tail rows): LF_DOT_ROWS rows
      * per call, sharing each activation load */
