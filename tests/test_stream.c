@@ -40,6 +40,7 @@ typedef struct run_cfg {
     uint32_t window;
     lf_cache_split split;
     bool unbundled;
+    uint32_t queue_depth; /* 0: the default */
 } run_cfg;
 
 /* Generates 200 greedy tokens; returns the status of the session's creation
@@ -51,6 +52,7 @@ static lf_status run(const run_cfg *c, lf_session_stats *stats, char *err, size_
     mp.mode = c->mode;
     mp.dram_budget = c->budget;
     mp.unbundled_reads = c->unbundled;
+    mp.io_queue_depth = c->queue_depth;
     lf_model *m;
     lf_status st = lf_model_open(c->path, &mp, &m, err, errcap);
     if (st) return st;
@@ -88,9 +90,10 @@ static lf_status run(const run_cfg *c, lf_session_stats *stats, char *err, size_
 }
 
 /* The bytes a session needs before any neuron is cached, and the FFN size. */
-static void sizes(const char *path, lf_mask_source mask, uint64_t *min, uint64_t *ffn) {
+static void sizes_at_depth(const char *path, lf_mask_source mask, uint32_t depth, uint64_t *min, uint64_t *ffn) {
     lf_model_params mp = lf_model_default_params();
     mp.mode = LF_MODE_STREAM;
+    mp.io_queue_depth = depth;
     lf_model *m;
     char err[256];
     cr_assert_eq(lf_model_open(path, &mp, &m, err, sizeof err), LF_OK, "%s", err);
@@ -104,6 +107,10 @@ static void sizes(const char *path, lf_mask_source mask, uint64_t *min, uint64_t
     lf_model_close(m);
 }
 
+static void sizes(const char *path, lf_mask_source mask, uint64_t *min, uint64_t *ffn) {
+    sizes_at_depth(path, mask, 0, min, ffn);
+}
+
 Test(stream, golden_at_cache_fractions_all_and_oracle) {
     const lf_mask_source masks[] = {LF_MASK_ALL, LF_MASK_ORACLE};
     for (int k = 0; k < 2; k++) {
@@ -112,7 +119,7 @@ Test(stream, golden_at_cache_fractions_all_and_oracle) {
         const double fracs[] = {1.0, 0.6, 0.35, 0.0};
         for (size_t i = 0; i < 4; i++) {
             run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM,
-                         min + (uint64_t)(fracs[i] * (double)ffn * 1.02), masks[k], 0, LF_SPLIT_EVEN, false};
+                         min + (uint64_t)(fracs[i] * (double)ffn * 1.02), masks[k], 0, LF_SPLIT_EVEN, false, 0};
             lf_session_stats st;
             char err[512];
             cr_assert_eq(run(&c, &st, err, sizeof err), LF_OK, "%s", err);
@@ -142,7 +149,7 @@ Test(stream, golden_at_percent_of_model_bytes) {
     for (size_t i = 0; i < 3; i++) {
         /* the file's bytes plus what a session needs besides weights */
         const uint64_t budget = (uint64_t)(pcts[i] * (double)in.file_bytes) + (min - in.resident_bytes);
-        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, budget, LF_MASK_ALL, 0, LF_SPLIT_EVEN, false};
+        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, budget, LF_MASK_ALL, 0, LF_SPLIT_EVEN, false, 0};
         const lf_status st = run(&c, NULL, err, sizeof err);
         if (budget >= min) cr_assert_eq(st, LF_OK, "%.0f%%: %s", pcts[i] * 100, err);
         else cr_assert_eq(st, LF_E_BUDGET, "%.0f%%", pcts[i] * 100);
@@ -152,7 +159,7 @@ Test(stream, golden_at_percent_of_model_bytes) {
 Test(stream, relu_oracle_loads_only_active_neurons) {
     uint64_t min, ffn;
     sizes(relu_path, LF_MASK_ORACLE, &min, &ffn);
-    run_cfg dense = {relu_path, "models/stories260K-relu80.greedy200.txt", LF_MODE_STREAM, min + ffn / 3, LF_MASK_ALL, 1, LF_SPLIT_EVEN, false};
+    run_cfg dense = {relu_path, "models/stories260K-relu80.greedy200.txt", LF_MODE_STREAM, min + ffn / 3, LF_MASK_ALL, 1, LF_SPLIT_EVEN, false, 0};
     run_cfg oracle = dense;
     oracle.mask = LF_MASK_ORACLE;
     lf_session_stats sd, so;
@@ -172,7 +179,7 @@ Test(stream, unbundled_reads_ablation_reads_each_row_apart) {
     uint64_t min, ffn;
     sizes(relu_path, LF_MASK_ORACLE, &min, &ffn);
     run_cfg bundled = {relu_path, "models/stories260K-relu80.greedy200.txt", LF_MODE_STREAM, min + ffn / 3, LF_MASK_ORACLE,
-                       1, LF_SPLIT_EVEN, false};
+                       1, LF_SPLIT_EVEN, false, 0};
     run_cfg apart = bundled;
     apart.unbundled = true;
     lf_session_stats sb, sa;
@@ -196,7 +203,7 @@ Test(stream, hybrid_pins_what_the_budget_holds) {
     uint64_t min, ffn;
     sizes(flash_path, LF_MASK_ALL, &min, &ffn);
     run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_HYBRID, min + ffn / 4, LF_MASK_ALL, 0,
-                 LF_SPLIT_EVEN, false};
+                 LF_SPLIT_EVEN, false, 0};
     lf_layer_stats ls[5];
     layers = ls;
     lf_session_stats st;
@@ -213,7 +220,7 @@ Test(stream, naive_hybrid_and_mmap_modes) {
     lf_session_stats st[3];
     char err[512];
     for (int k = 0; k < 3; k++) {
-        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", modes[k], 0, LF_MASK_ALL, 0, LF_SPLIT_EVEN, false};
+        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", modes[k], 0, LF_MASK_ALL, 0, LF_SPLIT_EVEN, false, 0};
         cr_assert_eq(run(&c, &st[k], err, sizeof err), LF_OK, "%s: %s", lf_mode_name(modes[k]), err);
     }
     const uint64_t per_token = 5ull * 172 * 768; /* layers x neurons x record bytes */
@@ -225,7 +232,7 @@ Test(stream, naive_hybrid_and_mmap_modes) {
 
 Test(stream, budget_errors) {
     char err[512];
-    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, 200000, LF_MASK_ALL, 0, LF_SPLIT_EVEN, false};
+    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, 200000, LF_MASK_ALL, 0, LF_SPLIT_EVEN, false, 0};
     cr_assert_eq(run(&c, NULL, err, sizeof err), LF_E_BUDGET);
     cr_assert(strstr(err, "needs") && strstr(err, "raise the budget"), "%s", err);
     uint64_t min, ffn;
@@ -247,10 +254,34 @@ Test(stream, pread_backend_golden) {
     setenv("LLMFLASH_IO", "pread", 1);
     uint64_t min, ffn;
     sizes(flash_path, LF_MASK_ALL, &min, &ffn);
-    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, min + ffn / 2, LF_MASK_ALL, 0, LF_SPLIT_EVEN, false};
+    run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, min + ffn / 2, LF_MASK_ALL, 0, LF_SPLIT_EVEN, false, 0};
     char err[512];
     cr_assert_eq(run(&c, NULL, err, sizeof err), LF_OK, "%s", err);
     unsetenv("LLMFLASH_IO");
+}
+
+/* The queue depth changes how many reads are in flight and how large the
+ * largest read may be, never what is computed. */
+Test(stream, golden_at_any_queue_depth) {
+    const uint32_t depths[] = {1, 3, 256};
+    for (size_t i = 0; i < 3; i++) {
+        /* the I/O buffers hold a read per slot of the queue */
+        uint64_t min, ffn;
+        sizes_at_depth(flash_path, LF_MASK_ALL, depths[i], &min, &ffn);
+        run_cfg c = {flash_path, "models/stories260K.greedy200.txt", LF_MODE_STREAM, min + ffn / 3, LF_MASK_ALL, 0,
+                     LF_SPLIT_EVEN, false, depths[i]};
+        lf_session_stats st;
+        char err[512];
+        cr_assert_eq(run(&c, &st, err, sizeof err), LF_OK, "depth %u: %s", depths[i], err);
+        cr_assert(st.ffn_bytes_read > 0, "depth %u read from flash", depths[i]);
+    }
+    lf_model_params mp = lf_model_default_params();
+    mp.mode = LF_MODE_STREAM;
+    mp.io_queue_depth = 2000;
+    lf_model *m = NULL;
+    char err[256] = "";
+    cr_assert_eq(lf_model_open(flash_path, &mp, &m, err, sizeof err), LF_E_INVALID_ARG);
+    cr_assert(m == NULL && strstr(err, "at most 1024"), "%s", err);
 }
 
 Test(stream, measured_split_follows_each_layers_use) {
@@ -259,7 +290,7 @@ Test(stream, measured_split_follows_each_layers_use) {
     uint64_t min, ffn;
     sizes(relu_path, LF_MASK_ORACLE, &min, &ffn);
     run_cfg c = {relu_path, "models/stories260K-relu80.greedy200.txt", LF_MODE_STREAM, min + ffn / 4, LF_MASK_ORACLE, 2,
-                 LF_SPLIT_MEASURED, false};
+                 LF_SPLIT_MEASURED, false, 0};
     lf_layer_stats ls[5];
     layers = ls;
     char err[512];

@@ -62,7 +62,7 @@ typedef struct cli_model_opts {
     bool budget_seen;   /* set by the caller from the option's `seen` */
     int threads, ctx, batch;
     bool no_verify, verbose, measure_recall, unbundled, lookahead, huge_pages;
-    int hot_experts;
+    int hot_experts, queue_depth;
     int log_level;      /* for cli_log, set by cli_model_params */
 } cli_model_opts;
 
@@ -93,6 +93,8 @@ typedef struct cli_model_opts {
      "ablation: read each neuron's three rows separately, as an unbundled layout must", false},                       \
     {"--huge-pages", NULL, CLI_FLAG, &(o).huge_pages,                                                                \
      "resident weights in 2 MiB pages: products 7-8% faster, open slower (much slower in some VMs)", false},        \
+    {"--queue-depth", NULL, CLI_INT, &(o).queue_depth,                                                             \
+     "flash reads in flight (default 32; 1 to 1024)", false},                                                          \
     {"--trace", NULL, CLI_STR, &(o).trace_path,                                                                     \
      "write a Chrome trace (Perfetto, chrome://tracing) of every token and layer to FILE.json", false},            \
     {"--verbose", "-v", CLI_FLAG, &(o).verbose, "log loading details to stderr", false}

@@ -62,6 +62,10 @@ bool cli_model_params(const char *cmd, cli_model_opts *o, lf_model_params *mp) {
                 "as 512M or 4G\n", cmd);
         return false;
     }
+    if (o->queue_depth < 0 || o->queue_depth > 1024) {
+        fprintf(stderr, "llmflash %s: --queue-depth must be 1 to 1024 (0: the default, 32)\n", cmd);
+        return false;
+    }
     o->log_level = o->verbose ? LF_LOG_INFO : LF_LOG_WARN;
     *mp = lf_model_default_params();
     mp->log = cli_log;
@@ -70,6 +74,7 @@ bool cli_model_params(const char *cmd, cli_model_opts *o, lf_model_params *mp) {
     mp->verify_checksums = !o->no_verify;
     mp->unbundled_reads = o->unbundled;
     mp->huge_pages = o->huge_pages;
+    mp->io_queue_depth = (uint32_t)o->queue_depth;
     mp->mode = mode_vals[mode];
     mp->dram_budget = o->budget;
     mp->io_backend = io_vals[io];

@@ -335,6 +335,7 @@ static lf_status open_loader(lf_model *m) {
     lf_loader_params lp = lf__loader_default_params();
     lp.log = m->log;
     lp.unit_name = "neurons";
+    lp.queue_depth = m->io_queue_depth;
     lp.backend = m->io_backend == LF_IO_BACKEND_URING ? LF_IO_URING
                  : m->io_backend == LF_IO_BACKEND_PREAD ? LF_IO_PREAD : LF_IO_AUTO;
     uint64_t max_stored = 0;
@@ -662,12 +663,17 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
     m->huge_pages = p.huge_pages;
     m->dram_budget = p.dram_budget;
     m->io_backend = p.io_backend;
+    m->io_queue_depth = p.io_queue_depth ? p.io_queue_depth : lf__loader_default_params().queue_depth;
     /* a flash file's header is checked before any of its metadata is used */
     if (lf__flash_detect(m->gguf) && m->verify_checksums && (st = lf__flash_verify_header(m->fd, m->gguf, &m->err)))
         goto fail;
     if (p.n_threads < 0 || p.n_threads > LF_THREADS_PER_CORE_MAX * lf__cpu_count()) {
         st = lf__err_set(&m->err, LF_E_INVALID_ARG, "%d compute threads on %d cores: at most %d", p.n_threads,
                          lf__cpu_count(), LF_THREADS_PER_CORE_MAX * lf__cpu_count());
+        goto fail;
+    }
+    if (p.io_queue_depth > 1024) {
+        st = lf__err_set(&m->err, LF_E_INVALID_ARG, "%u flash reads in flight: at most 1024", p.io_queue_depth);
         goto fail;
     }
     m->tensor_names = calloc(m->gguf->n_tensors + 1, sizeof *m->tensor_names);

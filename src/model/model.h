@@ -76,6 +76,7 @@ struct lf_model {
     uint64_t resident_bytes;
     bool unbundled_reads;     /* ablation: see lf_model_params */
     bool huge_pages;          /* resident weights in 2 MiB pages: see lf_model_params */
+    uint32_t io_queue_depth;  /* flash reads in flight */
     bool verify_checksums;
     const lf_kernels *kernels;
     lf_pool *load_pool;  /* while opening: the threads that repack weights */
