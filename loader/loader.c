@@ -44,7 +44,7 @@ lf_status lf__loader_open(const char *path, const lf_loader_params *params, lf_l
     *out = NULL;
     lf_loader_params p = params ? *params : lf__loader_default_params();
     if (p.queue_depth == 0) p.queue_depth = 32;
-    if (p.queue_depth > 4096) p.queue_depth = 4096;
+    if (p.queue_depth > LF_QD_MAX) p.queue_depth = LF_QD_MAX;
     if (p.max_read < LF_IO_PAGE) p.max_read = LF_IO_PAGE;
     p.max_read = page_up(p.max_read);
     if (p.pread_threads <= 0) p.pread_threads = (int)LF_MIN(p.queue_depth, 64u);
@@ -156,6 +156,7 @@ const char *lf__loader_backend_name(const lf_loader *ld) {
     return ld->p.backend == LF_IO_FAULT ? "fault" : ld->ops->name;
 }
 bool lf__loader_direct(const lf_loader *ld) { return ld && ld->direct; }
+uint32_t lf__loader_queue_depth(const lf_loader *ld) { return ld ? ld->p.queue_depth : 0; }
 uint64_t lf__loader_buffer_bytes(const lf_loader *ld) { return ld ? ld->staging_size * ld->n_staging : 0; }
 
 int lf__op_fd(const lf_loader *ld, const read_op *op) {
@@ -364,7 +365,7 @@ read_op *lf__next_op(lf_loader *ld) {
     if (!op->sp->batch->first_issue_ns) op->sp->batch->first_issue_ns = op->t_issue;
     ld->inflight++;
     ld->inflight_bytes += op->need;
-    ld->stats.qd_hist[LF_MIN(ld->inflight, 64u)]++;
+    ld->stats.qd_hist[LF_MIN(ld->inflight, (uint32_t)LF_QD_MAX)]++;
     return op;
 }
 
@@ -489,6 +490,7 @@ void lf__read_done(lf_loader *ld, read_op *op, int64_t res) {
             ld->stats.bytes_read += op->done;
             s->batch->io_bytes += op->done;
             ld->stats.size_hist[log2_bucket(op->len)]++;
+            ld->stats.size_bytes_hist[log2_bucket(op->len)] += op->done;
             if (op->done < op->need) { /* EOF before the data */
                 s->status = LF_E_TRUNCATED;
                 snprintf(s->errmsg, sizeof s->errmsg, "file ends after %" PRIu64 " of %" PRIu64 " bytes",

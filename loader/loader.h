@@ -93,6 +93,8 @@ lf_status lf__loader_open(const char *path, const lf_loader_params *params, lf_l
 void lf__loader_close(lf_loader *ld);
 const char *lf__loader_backend_name(const lf_loader *ld);
 bool lf__loader_direct(const lf_loader *ld);
+/* Reads it keeps in flight at most. */
+uint32_t lf__loader_queue_depth(const lf_loader *ld);
 /* Bytes of staging buffers the loader holds (for memory budgets). */
 uint64_t lf__loader_buffer_bytes(const lf_loader *ld);
 
@@ -124,13 +126,16 @@ uint64_t lf__loader_inflight_bytes(lf_loader *ld);
 lf_status lf__loader_unit_status(const lf_load_batch *batch, size_t i);
 
 #define LF_HIST_BUCKETS 32
+#define LF_QD_MAX 4096          /* the deepest queue a loader takes */
+#define LF_QD_HIST (LF_QD_MAX + 1)
 
 typedef struct lf_loader_stats {
     uint64_t units, reads, bytes_requested, bytes_read;
     uint64_t retries, short_reads, errors;
     uint64_t size_hist[LF_HIST_BUCKETS];    /* reads by log2(size) */
+    uint64_t size_bytes_hist[LF_HIST_BUCKETS]; /* bytes read by log2(size of their read) */
     uint64_t latency_hist[LF_HIST_BUCKETS]; /* reads by log2(microseconds) */
-    uint64_t qd_hist[65];                   /* reads in flight seen at each issue (capped at 64) */
+    uint64_t qd_hist[LF_QD_HIST];           /* reads in flight seen at each issue */
     uint64_t wait_ns;                       /* time callers spent in wait */
     uint64_t direct_reads;                  /* reads that went straight into the caller's memory */
     uint64_t decode_ns;                     /* checksum + decompression + copy, all threads */

@@ -56,8 +56,8 @@ assert json.load(open(sys.argv[2]))['layers'] == []
 
 # the device file, the bench suite end to end on a small sparse model, and every plot
 "$bin" iobench "$flash" --device-json "$tmp/dev.json" --seconds 0.05 --name "this machine" >/dev/null 2>"$tmp/err"
-check "iobench --device-json writes a device file of 28 measurements" /usr/bin/python3 -c "
-import json, sys; d = json.load(open(sys.argv[1])); assert len(d['reads']) == 28 and d['dram_read_gb_s'] > 0, d" "$tmp/dev.json"
+check "iobench --device-json writes a device file of 48 measurements (8 sizes x 6 depths)" /usr/bin/python3 -c "
+import json, sys; d = json.load(open(sys.argv[1])); assert len(d['reads']) == 48 and d['dram_read_gb_s'] > 0, d" "$tmp/dev.json"
 sq=$tmp/sq.gguf
 "$bin" synth --dim 512 --layers 4 --ffn 4096 --heads 8 --act relu --sparsity 0.9 --type q8_0 \
     --tokenizer-from "$models/stories260K.gguf" -q -f -o "$sq" >/dev/null 2>&1 &&

@@ -30,7 +30,7 @@ int cmd_iobench(int argc, char **argv) {
         {"--seconds", NULL, CLI_FLOAT, &seconds, "duration of each measurement (default 3; 1 in --table)", false},
         {"--backend", NULL, CLI_STR, &backend, "auto, uring or pread (default auto)", false},
         {"--coalesce", NULL, CLI_FLAG, &coalesce, "merge neighbouring reads (default off)", false},
-        {"--table", NULL, CLI_FLAG, &table, "sizes 4K-1M x queue depths 1, 4, 16, 32", false},
+        {"--table", NULL, CLI_FLAG, &table, "sizes 4K-1M x queue depths 1, 4, 16, 32, 64, 128", false},
         {"--device-json", NULL, CLI_STR, &device_json,
          "with the table, write a device file for `simulate` and the bench suite: bandwidth and latency by read size "
          "and depth, and the DRAM read bandwidth", false},
@@ -77,8 +77,9 @@ int cmd_iobench(int argc, char **argv) {
         printf("in flight:  %.1f on average\n", r.mean_queue_depth);
         return CLI_EXIT_OK;
     }
-    static const uint64_t sizes[] = {4u << 10, 16u << 10, 32u << 10, 64u << 10, 128u << 10, 256u << 10, 1u << 20};
-    static const int depths[] = {1, 4, 16, 32};
+    static const uint64_t sizes[] = {4u << 10, 8u << 10, 16u << 10, 32u << 10, 64u << 10, 128u << 10, 256u << 10, 1u << 20};
+    static const int depths[] = {1, 4, 16, 32, 64, 128};
+    const size_t n_depths = sizeof depths / sizeof *depths;
     p.seconds = opts[2].seen ? seconds : 1.0;
     char *json = NULL;
     size_t json_len = 0;
@@ -91,11 +92,11 @@ int cmd_iobench(int argc, char **argv) {
                     "\"reads\": [", device_name ? device_name : pos[0]);
     printf("MiB/s of random reads of %s (p50 latency in us):\n", pos[0]);
     printf("%7s ", "size");
-    for (size_t d = 0; d < 4; d++) printf("  %9s QD %-3d", "", depths[d]);
+    for (size_t d = 0; d < n_depths; d++) printf("  %9s QD %-3d", "", depths[d]);
     printf("\n");
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         printf("%6lluK ", (unsigned long long)(sizes[i] >> 10));
-        for (size_t d = 0; d < 4; d++) {
+        for (size_t d = 0; d < n_depths; d++) {
             p.read_size = sizes[i];
             p.queue_depth = (uint32_t)depths[d];
             const int rc = run_one(pos[0], &p, &r);

@@ -827,6 +827,15 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
     jprintf(&j, "  \"loader\": {\"reads\": %" PRIu64 ", \"bytes_read\": %" PRIu64 ", \"size_hist_log2\": ", ls.reads,
             ls.bytes_read);
     jarray(&j, ls.size_hist, LF_HIST_BUCKETS);
+    jprintf(&j, ", \"bytes_by_size_log2\": ");
+    jarray(&j, ls.size_bytes_hist, LF_HIST_BUCKETS);
+    uint64_t issued = 0, depth_sum = 0;
+    for (int q = 0; q < LF_QD_HIST; q++) {
+        issued += ls.qd_hist[q];
+        depth_sum += ls.qd_hist[q] * (uint64_t)q;
+    }
+    jprintf(&j, ", \"queue_depth\": %u, \"in_flight_mean\": %.2f", m->loader ? lf__loader_queue_depth(m->loader) : 0,
+            issued ? (double)depth_sum / (double)issued : 0.0);
     jprintf(&j, ", \"latency_hist_log2_us\": ");
     jarray(&j, ls.latency_hist, LF_HIST_BUCKETS);
     jprintf(&j, "}\n}\n");

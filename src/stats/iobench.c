@@ -96,7 +96,7 @@ lf_status lf_iobench(const char *path, const lf_iobench_params *params, lf_ioben
     out->lat_p90_us = lf__hist_percentile(s.latency_hist, LF_HIST_BUCKETS, 90);
     out->lat_p99_us = lf__hist_percentile(s.latency_hist, LF_HIST_BUCKETS, 99);
     uint64_t n = 0, sum = 0;
-    for (int q = 0; q <= 64; q++) {
+    for (int q = 0; q < LF_QD_HIST; q++) {
         n += s.qd_hist[q];
         sum += s.qd_hist[q] * (uint64_t)q;
     }
