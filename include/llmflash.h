@@ -255,8 +255,9 @@ typedef struct lf_model_params {
      * 2.0-12 s). Default false; mmap mode maps the file and ignores it. */
     bool huge_pages;
     /* Flash reads kept in flight (stream, naive, hybrid): 0 takes the
-     * default, 32. A virtual or networked SSD may want more: the one these
-     * figures come from served 40 KiB reads 27% faster at 64 than at 32.
+     * default, 64 where a layer's FFN is 32 MiB or more (a sparse 7B model's
+     * ~40 KiB reads ran 5-20% faster than at 32 on the virtual SSD of the
+     * README's figures), else 32.
      * 1 to 1024, else LF_E_INVALID_ARG. The I/O buffers stay the same size:
      * deeper queues get smaller largest reads. */
     uint32_t io_queue_depth;

@@ -63,7 +63,7 @@ bool cli_model_params(const char *cmd, cli_model_opts *o, lf_model_params *mp) {
         return false;
     }
     if (o->queue_depth < 0 || o->queue_depth > 1024) {
-        fprintf(stderr, "llmflash %s: --queue-depth must be 1 to 1024 (0: the default, 32)\n", cmd);
+        fprintf(stderr, "llmflash %s: --queue-depth must be 1 to 1024 (0: the default)\n", cmd);
         return false;
     }
     o->log_level = o->verbose ? LF_LOG_INFO : LF_LOG_WARN;

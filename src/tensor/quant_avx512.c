@@ -382,6 +382,46 @@ static inline __attribute__((always_inline)) void x16_q4_K_tile(const uint8_t *g
         for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + (uint64_t)t * ys + 16 * p, acc[p][t]);
 }
 
+/* x16_q4_K_tile for one token (generation), with the same results: each
+ * chunk register is loaded once for the two sub-blocks that share its bytes
+ * (low and high nibbles), and the integer sums of the pair run in two chains;
+ * the float updates keep the order s = 0..7. */
+static inline __attribute__((always_inline)) void x16_q4_K_one(const uint8_t *g, const void *x, float *y, int64_t nsb,
+                                                                const int P) {
+    const uint64_t gb = (uint64_t)nsb * X8_Q4K_BYTES;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[PAIRS_MAX];
+    for (int p = 0; p < P; p++) acc[p] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, g += X8_Q4K_BYTES) {
+        const lf_block_q8a *yb = tok_blocks(x, 0, 0) + 8 * i;
+        for (int p = 0; p < P; p++) {
+            const uint8_t *gp = g + 2 * (uint64_t)p * gb;
+            const __m512 d = halves_x16(gp, gb), dmin = halves_x16(gp + 16, gb);
+            for (int s = 0; s < 8; s += 2) {
+                const uint8_t *q = gp + 128 + 32 * 8 * (s / 2);
+                const lf_block_q8a *ye = yb + s, *yo = yb + s + 1;
+                __m512i e0 = _mm512_setzero_si512(), e1 = _mm512_setzero_si512();
+                __m512i o0 = _mm512_setzero_si512(), o1 = _mm512_setzero_si512();
+                for (int m = 0; m < 8; m += 2) {
+                    const __m512i v0 = load_x16(q + 32 * m, gb), v1 = load_x16(q + 32 * (m + 1), gb);
+                    e0 = dot4_u8s8(e0, _mm512_and_si512(v0, m4), word_x16(ye->qs, m));
+                    e1 = dot4_u8s8(e1, _mm512_and_si512(v1, m4), word_x16(ye->qs, m + 1));
+                    o0 = dot4_u8s8(o0, _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4), word_x16(yo->qs, m));
+                    o1 = dot4_u8s8(o1, _mm512_and_si512(_mm512_srli_epi16(v1, 4), m4), word_x16(yo->qs, m + 1));
+                }
+                __m512 dsc, dmn;
+                q4_K_sub_scales_x16(gp + 32, gb, s, d, dmin, &dsc, &dmn);
+                acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(e0, e1)), _mm512_mul_ps(dsc, _mm512_set1_ps(ye->d)), acc[p]);
+                acc[p] = _mm512_fnmadd_ps(dmn, _mm512_set1_ps(ye->d * (float)(ye->sum[0] + ye->sum[1])), acc[p]);
+                q4_K_sub_scales_x16(gp + 32, gb, s + 1, d, dmin, &dsc, &dmn);
+                acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(o0, o1)), _mm512_mul_ps(dsc, _mm512_set1_ps(yo->d)), acc[p]);
+                acc[p] = _mm512_fnmadd_ps(dmn, _mm512_set1_ps(yo->d * (float)(yo->sum[0] + yo->sum[1])), acc[p]);
+            }
+        }
+    }
+    for (int p = 0; p < P; p++) _mm512_storeu_ps(y + 16 * p, acc[p]);
+}
+
 static inline __attribute__((always_inline)) void x16_q6_K_tile(const uint8_t *g, const void *x, uint64_t xs, const int nt,
                                                                  float *y, uint64_t ys, int64_t nsb, const int P) {
     const uint64_t gb = (uint64_t)nsb * X8_Q6K_BYTES;
@@ -441,13 +481,27 @@ static inline __attribute__((always_inline)) void x16_q6_K_tile(const uint8_t *g
     X8_GEMM(gemm_x16_##type, type##_pair1, elems)                                                                    \
     static void gemm_x32_##type(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) { \
         if (nt == 1) {                                                                                                \
-            x16_##type##_tile(g, x, xs, 1, y, ys, n / (elems), 2);                                                     \
+            type##_one_x32(g, x, y, n / (elems));                                                                    \
             return;                                                                                                   \
         }                                                                                                             \
         const uint64_t pair = 2 * LF_X8 * lf__type_row_bytes(LF_TYPE_##type, (uint64_t)n);                            \
         gemm_x16_##type(g, x, xs, nt, y, ys, n);                                                                      \
         gemm_x16_##type((const uint8_t *)g + pair, x, xs, nt, y + 2 * LF_X8, ys, n);                                 \
     }
+
+/* One token through two pairs (gemm_x32): the tiles, or a kernel of the
+ * type's own for a single token. */
+#define ONE_X32_FROM_TILE(type)                                                                                       \
+    static inline __attribute__((always_inline)) void type##_one_x32(const uint8_t *g, const void *x, float *y,      \
+                                                                     int64_t nb) {                                    \
+        x16_##type##_tile(g, x, 0, 1, y, 0, nb, 2);                                                                    \
+    }
+ONE_X32_FROM_TILE(q4_0)
+ONE_X32_FROM_TILE(q8_0)
+ONE_X32_FROM_TILE(q6_K)
+static inline __attribute__((always_inline)) void q4_K_one_x32(const uint8_t *g, const void *x, float *y, int64_t nsb) {
+    x16_q4_K_one(g, x, y, nsb, 2);
+}
 
 #define LF_TYPE_q4_0 LF_TYPE_Q4_0
 #define LF_TYPE_q8_0 LF_TYPE_Q8_0
