@@ -306,3 +306,76 @@ Test(stream, measured_split_follows_each_layers_use) {
 }
 
 LF_TEST_MAIN_NEEDS_SHARED
+
+/* The resident part a session reports for the flash file in a mode. */
+static uint64_t resident_part(const char *path, lf_mode mode) {
+    lf_model_params mp = lf_model_default_params();
+    mp.mode = mode;
+    lf_model *m;
+    char err[256];
+    cr_assert_eq(lf_model_open(path, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+    lf_session_params sp = lf_session_default_params();
+    sp.n_ctx = 64;
+    lf_session *s;
+    cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_OK, "%s", err);
+    lf_session_stats st;
+    lf_session_get_stats(s, &st);
+    lf_session_destroy(s);
+    lf_model_close(m);
+    return st.budget_bytes[0];
+}
+
+/* Stream modes read a token's embedding row from the file instead of
+ * holding the table (stories260K has its own output.weight); the table is
+ * still checked at open. */
+Test(stream, embedding_table_stays_in_the_file_and_is_checked) {
+    /* every tensor but the bundle data and the table, 64-byte aligned */
+    char err[256];
+    lf_gguf_file *g;
+    cr_assert_eq(lf_gguf_file_open(flash_path, &g, err, sizeof err), LF_OK, "%s", err);
+    uint64_t want = 0, table = 0;
+    for (size_t i = 0; i < lf_gguf_file_tensor_count(g); i++) {
+        lf_tensor_info ti;
+        cr_assert_eq(lf_gguf_file_tensor_get(g, i, &ti), LF_OK);
+        const size_t n = strlen(ti.name);
+        if (strcmp(ti.name, "token_embd.weight") == 0) table = ti.bytes;
+        else if (!(n > 11 && strcmp(ti.name + n - 11, ".ffn_bundle") == 0)) want += (ti.bytes + 63) / 64 * 64;
+    }
+    lf_gguf_file_close(g);
+    cr_assert_eq(table, 512 * 64 * sizeof(float), "token_embd.weight: F32 [64, 512]");
+    const uint64_t stream = resident_part(flash_path, LF_MODE_STREAM);
+    cr_assert_eq(stream, want, "stream holds %lu resident bytes, the tensors but the table %lu", (unsigned long)stream,
+                 (unsigned long)want);
+    cr_assert_eq(resident_part(flash_path, LF_MODE_HYBRID), stream);
+    /* a flipped byte of the table fails the open, in the mode that never holds it */
+    char copy[160];
+    snprintf(copy, sizeof copy, "%s.embd", flash_path);
+    lf_convert_params p = lf_convert_default_params();
+    p.force = true;
+    cr_assert_eq(lf_convert(shared_path("models/stories260K.gguf"), copy, &p, NULL, err, sizeof err), LF_OK, "%s", err);
+    lf_model_params mp = lf_model_default_params();
+    mp.mode = LF_MODE_STREAM;
+    lf_model *m = NULL;
+    cr_assert_eq(lf_model_open(copy, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+    lf_model_close(m);
+    cr_assert_eq(lf_gguf_file_open(copy, &g, err, sizeof err), LF_OK, "%s", err);
+    uint64_t off = 0;
+    for (size_t i = 0; i < lf_gguf_file_tensor_count(g); i++) {
+        lf_tensor_info ti;
+        cr_assert_eq(lf_gguf_file_tensor_get(g, i, &ti), LF_OK);
+        if (strcmp(ti.name, "token_embd.weight") == 0) off = ti.file_offset + 4096;
+    }
+    cr_assert_gt(off, 4096, "the file has token_embd.weight");
+    lf_gguf_file_close(g);
+    FILE *f = fopen(copy, "r+b");
+    cr_assert_not_null(f);
+    fseek(f, (long)off, SEEK_SET);
+    const int c = fgetc(f);
+    fseek(f, (long)off, SEEK_SET);
+    fputc(c ^ 0x40, f);
+    fclose(f);
+    m = NULL;
+    cr_assert_eq(lf_model_open(copy, &mp, &m, err, sizeof err), LF_E_CORRUPT);
+    cr_assert(m == NULL && strstr(err, "token_embd.weight"), "%s", err);
+    unlink(copy);
+}

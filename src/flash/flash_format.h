@@ -137,6 +137,8 @@ lf_status lf__flash_verify_header(int fd, const lf_gguf *g, lf_err *err);
 /* Tensor i's bytes at data against llmflash.tensor_checksums (bundle data,
  * whose entry is 0, is checked group by group instead): LF_E_CORRUPT. */
 lf_status lf__flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data, lf_err *err);
+/* The same for a tensor that stays in the file, read from fd a MiB at a time. */
+lf_status lf__flash_verify_tensor_in_file(int fd, const lf_gguf *g, uint64_t i, lf_err *err);
 
 /* Co-activation placement: writes to out_path the uncompressed flash file
  * at in_path with each layer's records reordered, perm[l][q] being the

@@ -50,6 +50,23 @@ lf_status lf__flash_verify_tensor(const lf_gguf *g, uint64_t i, const void *data
     return LF_OK;
 }
 
+/* Tensor i read from fd through buf (chunk bytes) into h, against want. */
+static lf_status check_tensor_fd(int fd, const lf_gguf *g, uint64_t i, uint64_t want, uint8_t *buf, size_t chunk,
+                                 XXH64_state_t *h, lf_err *err) {
+    const lf_gguf_tensor *t = &g->tensors[i];
+    lf_status st = LF_OK;
+    XXH64_reset(h, 0);
+    for (uint64_t off = 0; off < t->nbytes && !st; off += chunk) {
+        const size_t n = (size_t)LF_MIN((uint64_t)chunk, t->nbytes - off);
+        st = lf__pread_all(fd, buf, n, t->file_offset + off, err);
+        if (!st) XXH64_update(h, buf, n);
+    }
+    if (!st && XXH64_digest(h) != want)
+        st = lf__err_set(err, LF_E_CORRUPT, "tensor '%.*s' fails its checksum: the file is corrupt",
+                         (int)LF_MIN(t->name.len, (uint64_t)128), t->name.ptr);
+    return st;
+}
+
 static lf_status check_tensors(int fd, const lf_gguf *g, lf_err *err) {
     const lf_gguf_kv *sums = tensor_checksums(g, err);
     if (!sums) return LF_E_CORRUPT;
@@ -58,19 +75,25 @@ static lf_status check_tensors(int fd, const lf_gguf *g, lf_err *err) {
     XXH64_state_t *h = XXH64_createState();
     lf_status st = buf && h ? LF_OK : LF_E_NOMEM;
     for (uint64_t i = 0; i < g->n_tensors && !st; i++) {
-        const lf_gguf_tensor *t = &g->tensors[i];
         const uint64_t want = lf__load_u64(sums->data + 8 * i);
         if (want == 0) continue; /* bundle data: checked group by group */
-        XXH64_reset(h, 0);
-        for (uint64_t off = 0; off < t->nbytes && !st; off += chunk) {
-            const size_t n = (size_t)LF_MIN((uint64_t)chunk, t->nbytes - off);
-            st = lf__pread_all(fd, buf, n, t->file_offset + off, err);
-            if (!st) XXH64_update(h, buf, n);
-        }
-        if (!st && XXH64_digest(h) != want)
-            st = lf__err_set(err, LF_E_CORRUPT, "tensor '%.*s' fails its checksum", (int)LF_MIN(t->name.len, (uint64_t)128),
-                             t->name.ptr);
+        st = check_tensor_fd(fd, g, i, want, buf, chunk, h, err);
     }
+    XXH64_freeState(h);
+    free(buf);
+    return st;
+}
+
+lf_status lf__flash_verify_tensor_in_file(int fd, const lf_gguf *g, uint64_t i, lf_err *err) {
+    const lf_gguf_kv *sums = tensor_checksums(g, err);
+    if (!sums) return LF_E_CORRUPT;
+    const uint64_t want = lf__load_u64(sums->data + 8 * i);
+    if (want == 0) return LF_OK;
+    const size_t chunk = 1u << 20;
+    uint8_t *buf = malloc(chunk);
+    XXH64_state_t *h = XXH64_createState();
+    const lf_status st = buf && h ? check_tensor_fd(fd, g, i, want, buf, chunk, h, err)
+                                  : lf__err_set(err, LF_E_NOMEM, "checking a tensor");
     XXH64_freeState(h);
     free(buf);
     return st;

@@ -310,10 +310,19 @@ static void head_norms(const lf_session *s, float *v, const float *w, uint32_t n
 }
 
 /* Token tok's embedding, as floats. A tied table may be in the x8 layout
- * (repacked for the output projection): its row comes out of its group. */
-static void embed(lf_session *s, lf_token tok, float *out) {
+ * (repacked for the output projection): its row comes out of its group. A
+ * table left in the file (stream modes) gives its row to one read: the
+ * file was checked at open, and a failed read is the token's error. */
+static lf_status embed(lf_session *s, lf_token tok, float *out) {
     const lf_weight *w = &s->m->tok_embd;
     const uint64_t r = (uint64_t)tok, whole = w->rows / LF_X8 * LF_X8;
+    if (!w->data) {
+        lf_err e = {{0}};
+        const lf_status st = lf__pread_all(s->m->fd, s->embed_row, w->row_bytes, s->m->embd_file_offset + r * w->row_bytes, &e);
+        if (st) return lf__err_set(&s->err, st, "the embedding of token %" PRIu64 ": %s", r, e.msg);
+        lf__dequantize_row(w->type, s->embed_row, out, (int64_t)w->cols);
+        return LF_OK;
+    }
     const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
     if (w->layout == LF_LAYOUT_X8 && r < whole) {
         lf__x8_row(w->type, (const uint8_t *)w->data + (r / LF_X8) * LF_X8 * w->row_bytes, (uint32_t)(r % LF_X8), w->cols,
@@ -321,6 +330,7 @@ static void embed(lf_session *s, lf_token tok, float *out) {
         row = s->embed_row;
     }
     lf__dequantize_row(w->type, row, out, (int64_t)w->cols);
+    return LF_OK;
 }
 
 /* The rotation of position pos, into row t of the batch's tables. */
@@ -559,12 +569,12 @@ static lf_status forward(lf_session *s, const lf_token *tokens, uint32_t nt, uin
     const lf_model *m = s->m;
     const lf_model_info *in = &m->info;
     const uint64_t d = in->n_embd;
+    lf_status st = LF_OK;
     for (uint32_t t = 0; t < nt; t++) {
-        embed(s, tokens[t], s->x + t * d);
+        if ((st = embed(s, tokens[t], s->x + t * d))) return st;
         rope_prepare(s, t, pos0 + t);
     }
     if (s->ffn) lf__ffn_next_tokens(s->ffn, nt);
-    lf_status st = LF_OK;
     lf_trace *tr = s->trace;
     const int tk = s->track_compute;
     const uint64_t t_token = tr ? lf__now_ns() : 0;

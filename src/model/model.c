@@ -377,6 +377,20 @@ static bool is_bundle_data(const char *name) {
     return n > 11 && strcmp(name + n - 11, ".ffn_bundle") == 0;
 }
 
+/* The stream modes leave the embedding table in the file when it is not
+ * also the output projection: a token needs one row of it (2.3 KB of a 74 MB
+ * Q4_0 table for Llama 2 7B, of 295 MB for Llama 3 8B's vocabulary), read
+ * when the token is embedded, and the budget goes to the neuron cache. */
+static bool streams_embedding(const lf_model *m, const char *name) {
+    return m->mode != LF_MODE_RAM && m->mode != LF_MODE_MMAP && strcmp(name, "token_embd.weight") == 0 &&
+           lf__gguf_tensor_index(m->gguf, "output.weight") >= 0;
+}
+
+/* Tensors read into the budget's memory at open. */
+static bool is_resident(const lf_model *m, const char *name) {
+    return !is_bundle_data(name) && !streams_embedding(m, name);
+}
+
 /* Whether tensor i will be a repacked matvec weight: bind_weight's test,
  * known before binding from the tensor's own description. */
 static bool will_repack(const lf_model *m, uint64_t i) {
@@ -451,7 +465,7 @@ static lf_status load_resident(lf_model *m) {
     const lf_gguf *g = m->gguf;
     uint64_t total = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++)
-        if (!is_bundle_data(m->tensor_names[i])) total += lf__align_up(g->tensors[i].nbytes, 64);
+        if (is_resident(m, m->tensor_names[i])) total += lf__align_up(g->tensors[i].nbytes, 64);
     m->resident = lf__alloc_weights(total ? total : 64, m->huge_pages);
     if (!m->resident) return lf__err_set(&m->err, LF_E_NOMEM, "resident weights (%" PRIu64 " bytes)", total);
     m->prepacked = calloc(g->n_tensors + 1, sizeof *m->prepacked);
@@ -459,7 +473,8 @@ static lf_status load_resident(lf_model *m) {
     m->resident_bytes = total;
     uint64_t at = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
-        if (is_bundle_data(m->tensor_names[i])) continue;
+        if (streams_embedding(m, m->tensor_names[i])) m->embd_file_offset = g->tensors[i].file_offset;
+        if (!is_resident(m, m->tensor_names[i])) continue;
         const lf_status st = read_tensor(m, i, m->resident + at);
         if (st) return st;
         m->tensor_ptr[i] = m->resident + at;
@@ -478,7 +493,8 @@ static lf_status verify_resident(lf_model *m) {
     if (!lf__flash_detect(m->gguf) || !m->verify_checksums) return LF_OK;
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
         if (is_bundle_data(m->tensor_names[i])) continue;
-        const lf_status st = lf__flash_verify_tensor(m->gguf, i, m->tensor_ptr[i], &m->err);
+        const lf_status st = m->tensor_ptr[i] ? lf__flash_verify_tensor(m->gguf, i, m->tensor_ptr[i], &m->err)
+                                              : lf__flash_verify_tensor_in_file(m->fd, m->gguf, i, &m->err);
         if (st) return st;
     }
     return LF_OK;
@@ -761,7 +777,7 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         /* the resident part must fit before anything is read */
         uint64_t need = lf__model_overhead_bytes(m);
         for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
-            if (!is_bundle_data(m->tensor_names[i])) need += lf__align_up(m->gguf->tensors[i].nbytes, 64);
+            if (is_resident(m, m->tensor_names[i])) need += lf__align_up(m->gguf->tensors[i].nbytes, 64);
         if (m->dram_budget && need > m->dram_budget) {
             st = lf__err_set(&m->err, LF_E_BUDGET, "the resident part of %s (embeddings, attention, norms, bundle index) "
                              "needs %" PRIu64 " bytes (%.1f MiB) but the budget is %" PRIu64 " bytes (%.1f MiB); raise "

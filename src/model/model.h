@@ -61,7 +61,8 @@ struct lf_model {
     uint32_t head_dim;
     float rope_pos_scale; /* positions are multiplied by this: 1 / the linear scaling factor (1: none) */
     float *rope_freqs;    /* (n_rot / 2) Llama 3.1's per-frequency divisors (rope_freqs.weight), or NULL */
-    lf_weight tok_embd; /* (n_vocab, n_embd) */
+    lf_weight tok_embd; /* (n_vocab, n_embd); data NULL when the table stays in the file */
+    uint64_t embd_file_offset; /* where it is then (stream, naive, hybrid) */
     float *output_norm; /* (n_embd) */
     lf_weight output;   /* (n_vocab, n_embd); may alias tok_embd */
     lf_layer *layers;   /* (n_layer) */
