@@ -10,7 +10,8 @@
  *   H  the read time it hid behind compute: the recording device's read
  *      time for B (its device file, --recorded-on, else --device) minus W.
  * On the device: reads take io' = B / bw(S) (its bandwidth at that read size,
- * queue depth 32, log-linear between measured sizes), compute C' = C x the
+ * at the run's queue depth, or the deepest the device file measured below it,
+ * log-linear between measured sizes), compute C' = C x the
  * ratio of DRAM bandwidths (decode is bandwidth-bound; 1 when both files
  * are the same machine or --recorded-on is not given) x compute_scale (the
  * device file's, default 1), and hiding scales with compute:
@@ -30,6 +31,7 @@
 
 typedef struct sim_record {
     double tokens, ms, io_wait_ms, io_bytes, mean_read;
+    int queue_depth;          /* the loader's (32 for stats that do not say) */
     char mode[16];
 } sim_record;
 
@@ -37,6 +39,7 @@ typedef struct sim_device {
     char name[128];
     double sizes[64], mib_s[64];
     int n;
+    int qd;                   /* the queue depth the sizes were measured at */
     double dram_gb_s, compute_scale;
 } sim_device;
 
@@ -70,6 +73,8 @@ static bool read_record(const char *path, sim_record *r) {
         fprintf(stderr, "llmflash simulate: %s has no generated tokens to model (run with -n 2 or more)\n", path);
     } else {
         snprintf(r->mode, sizeof r->mode, "%s", mode);
+        const double qd = num(json_object_get(d, "loader"), "queue_depth", NULL);
+        r->queue_depth = qd >= 1 ? (int)qd : 32;
         r->mean_read = reads > 0 ? bytes / reads : 0.0;
         ok = true;
     }
@@ -77,7 +82,9 @@ static bool read_record(const char *path, sim_record *r) {
     return ok;
 }
 
-static bool read_device(const char *path, sim_device *dev) {
+/* The device's reads at the deepest measured queue depth up to qd (the
+ * shallowest it has when it measured none that shallow). */
+static bool read_device(const char *path, int qd, sim_device *dev) {
     json_error_t e;
     json_t *d = json_load_file(path, 0, &e);
     if (!d) {
@@ -93,8 +100,16 @@ static bool read_device(const char *path, sim_device *dev) {
     json_t *reads = json_object_get(d, "reads");
     size_t i;
     json_t *r;
+    int best = 0, least = 0;
     json_array_foreach(reads, i, r) {
-        if (num(r, "qd", NULL) != 32 || dev->n == 64) continue;
+        const double q = num(r, "qd", NULL);
+        if (!(q >= 1)) continue;
+        if (q <= qd && q > best) best = (int)q;
+        if (!least || q < least) least = (int)q;
+    }
+    dev->qd = best ? best : least;
+    json_array_foreach(reads, i, r) {
+        if (num(r, "qd", NULL) != dev->qd || dev->n == 64) continue;
         const double size = num(r, "size", NULL), bw = num(r, "mib_s", NULL);
         if (!(size > 0) || !(bw > 0)) continue;
         int k = dev->n++; /* sorted by size */
@@ -108,8 +123,8 @@ static bool read_device(const char *path, sim_device *dev) {
     }
     json_decref(d);
     if (!dev->n || !(dev->compute_scale > 0)) {
-        fprintf(stderr, "llmflash simulate: %s has no reads at queue depth 32 (write it with llmflash iobench "
-                "--device-json) or a compute_scale that is not positive\n", path);
+        fprintf(stderr, "llmflash simulate: %s has no reads (write it with llmflash iobench --device-json) or a "
+                "compute_scale that is not positive\n", path);
         return false;
     }
     return true;
@@ -155,7 +170,8 @@ int cmd_simulate(int argc, char **argv) {
     }
     sim_record r;
     sim_device d, here = {.dram_gb_s = NAN};
-    if (!read_record(stats, &r) || !read_device(device, &d) || (recorded_on && !read_device(recorded_on, &here)))
+    if (!read_record(stats, &r) || !read_device(device, r.queue_depth, &d) ||
+        (recorded_on && !read_device(recorded_on, r.queue_depth, &here)))
         return CLI_EXIT_RUNTIME;
     const double t = r.tokens;
     const double bytes = r.io_bytes / t, compute = (r.ms - r.io_wait_ms) / t, wait = r.io_wait_ms / t;
@@ -175,7 +191,8 @@ int cmd_simulate(int argc, char **argv) {
     const bool io_bound = io > compute2;
     printf("recorded:  %.1f ms/token (%s mode, %.0f tokens): compute %.1f ms, waiting %.1f ms; %.2f MiB/token "
            "in reads of %.0f KiB\n", r.ms / t, r.mode, t, compute, r.io_wait_ms / t, bytes / 1048576.0, size / 1024.0);
-    printf("device:    %s: %.0f MiB/s at that read size (queue depth 32); compute x %.2f\n", d.name, bw, scale);
+    printf("device:    %s: %.0f MiB/s at that read size (queue depth %d; the run's: %d); compute x %.2f\n", d.name, bw,
+           d.qd, r.queue_depth, scale);
     printf("predicted: %.1f ms/token: reads %.1f ms, compute %.1f ms, %.1f ms of the reads hidden behind compute\n",
            predicted, io, compute2, hidden2);
     printf("bottleneck: %s (%s %.0f%% of the larger of the two)\n", io_bound ? "flash reads" : "compute",
