@@ -31,7 +31,7 @@ static void uring_submit_now(lf_loader *ld) {
          * this cannot run dry; if it ever does, retry the part later */
         struct io_uring_sqe *sqe = io_uring_get_sqe(&us->ring);
         if (!sqe) {
-            ld->inflight--;
+            lf__inflight_change(ld, op, -1);
             op->next = ld->retry_head;
             ld->retry_head = op;
             break;

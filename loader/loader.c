@@ -330,6 +330,23 @@ fail:
 
 /* ---- issuing and completing ------------------------------------------- */
 
+void lf__inflight_change(lf_loader *ld, const read_op *op, int delta) {
+    const uint64_t now = lf__now_ns();
+    if (ld->inflight) {
+        const uint64_t dt = ld->depth_since_ns ? now - ld->depth_since_ns : 0;
+        ld->stats.busy_ns += dt;
+        ld->stats.depth_ns += dt * ld->inflight;
+    }
+    ld->depth_since_ns = now;
+    if (delta > 0) {
+        ld->inflight++;
+        ld->inflight_bytes += op->need;
+    } else {
+        ld->inflight--;
+        ld->inflight_bytes -= op->need;
+    }
+}
+
 read_op *lf__next_op(lf_loader *ld) {
     read_op *op = ld->retry_head;
     if (op) {
@@ -363,8 +380,7 @@ read_op *lf__next_op(lf_loader *ld) {
     }
     op->t_issue = lf__now_ns();
     if (!op->sp->batch->first_issue_ns) op->sp->batch->first_issue_ns = op->t_issue;
-    ld->inflight++;
-    ld->inflight_bytes += op->need;
+    lf__inflight_change(ld, op, +1);
     ld->stats.qd_hist[LF_MIN(ld->inflight, (uint32_t)LF_QD_MAX)]++;
     return op;
 }
@@ -459,8 +475,7 @@ void lf__read_done(lf_loader *ld, read_op *op, int64_t res) {
      * orders the two threads too, but ThreadSanitizer cannot see that */
     pthread_mutex_lock(&ld->mu);
     span *s = op->sp;
-    ld->inflight--;
-    ld->inflight_bytes -= op->need;
+    lf__inflight_change(ld, op, -1);
     const uint64_t us = (lf__now_ns() - op->t_issue) / 1000;
     if (res == -EAGAIN || res == -EINTR || (res >= 0 && op->done + (uint64_t)res < op->need && res > 0)) {
         /* retry the rest: EAGAIN/EINTR, or a short read before EOF */

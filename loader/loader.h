@@ -136,6 +136,8 @@ typedef struct lf_loader_stats {
     uint64_t size_bytes_hist[LF_HIST_BUCKETS]; /* bytes read by log2(size of their read) */
     uint64_t latency_hist[LF_HIST_BUCKETS]; /* reads by log2(microseconds) */
     uint64_t qd_hist[LF_QD_HIST];           /* reads in flight seen at each issue */
+    uint64_t busy_ns;                       /* time with at least one read in flight */
+    uint64_t depth_ns;                      /* reads in flight integrated over time (depth_ns / busy_ns: the mean depth while busy) */
     uint64_t wait_ns;                       /* time callers spent in wait */
     uint64_t direct_reads;                  /* reads that went straight into the caller's memory */
     uint64_t decode_ns;                     /* checksum + decompression + copy, all threads */

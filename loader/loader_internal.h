@@ -77,8 +77,9 @@ struct lf_loader {
     bool stopping;
     span *pending_head, *pending_tail; /* spans not yet issued */
     read_op *retry_head;    /* parts to issue again (short read, EAGAIN) */
-    uint32_t inflight;
+    uint32_t inflight;       /* change it through lf__inflight_change */
     uint64_t inflight_bytes; /* bytes of the reads in flight */
+    uint64_t depth_since_ns; /* when inflight last changed */
     uint8_t *staging;       /* (n_staging, staging_size), page-aligned */
     uint64_t staging_size;
     uint32_t n_staging;
@@ -92,6 +93,9 @@ struct lf_loader {
 
 /* Core functions for back-ends. All but lf__read_done need the mutex. */
 /* The next part to issue, or NULL (nothing pending, or no staging free). */
+/* One read more (+1) or fewer (-1) in flight, with its bytes, keeping the
+ * stats' time integrals of the queue. Under ld->mu. */
+void lf__inflight_change(lf_loader *ld, const read_op *op, int delta);
 read_op *lf__next_op(lf_loader *ld);
 /* A part's read returned `res` (bytes, or -errno). Takes the mutex itself.
  * A span whose last part this was joins the decode queue. */

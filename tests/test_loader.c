@@ -92,6 +92,13 @@ static void check_exact(lf_io_backend_kind kind, bool coalesce) {
     /* random units overlap; merged, their shared bytes are read once */
     if (!coalesce) cr_assert(st.bytes_read >= st.bytes_requested);
     if (coalesce) cr_assert(st.reads < 900, "coalescing merged neighbours: %lu reads", (unsigned long)st.reads);
+    /* the queue's time integrals: busy while reads ran, 1 to 8 deep on average then */
+    cr_assert(st.busy_ns > 0, "busy for %lu ns", (unsigned long)st.busy_ns);
+    const double depth = (double)st.depth_ns / (double)st.busy_ns;
+    cr_assert(depth >= 1.0 && depth <= 8.0, "mean depth while busy %.2f, queue of 8", depth);
+    uint64_t by_size = 0;
+    for (int b = 0; b < LF_HIST_BUCKETS; b++) by_size += st.size_bytes_hist[b];
+    cr_assert_eq(by_size, st.bytes_read, "bytes by read size add up to the bytes read");
     lf__loader_close(ld);
 }
 

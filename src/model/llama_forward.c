@@ -844,8 +844,9 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
         issued += ls.qd_hist[q];
         depth_sum += ls.qd_hist[q] * (uint64_t)q;
     }
-    jprintf(&j, ", \"queue_depth\": %u, \"in_flight_mean\": %.2f", m->loader ? lf__loader_queue_depth(m->loader) : 0,
-            issued ? (double)depth_sum / (double)issued : 0.0);
+    jprintf(&j, ", \"queue_depth\": %u, \"in_flight_mean\": %.2f, \"busy_ms\": %.3f, \"in_flight_busy_mean\": %.2f",
+            m->loader ? lf__loader_queue_depth(m->loader) : 0, issued ? (double)depth_sum / (double)issued : 0.0,
+            (double)ls.busy_ns / 1e6, ls.busy_ns ? (double)ls.depth_ns / (double)ls.busy_ns : 0.0);
     jprintf(&j, ", \"latency_hist_log2_us\": ");
     jarray(&j, ls.latency_hist, LF_HIST_BUCKETS);
     jprintf(&j, "}\n}\n");
