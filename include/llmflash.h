@@ -1237,7 +1237,7 @@ typedef struct lf_iobench_result {
     uint64_t bytes;          /* bytes read from the device */
     double mib_per_s, iops;
     double lat_p50_us, lat_p90_us, lat_p99_us; /* per read */
-    double mean_queue_depth; /* reads in flight seen at each issue */
+    double mean_queue_depth; /* reads in flight, averaged over the time any was */
     char backend[16];        /* "io_uring" or "pread" */
     bool direct;             /* O_DIRECT was used (false: page cache may inflate results) */
 } lf_iobench_result;

@@ -95,12 +95,9 @@ lf_status lf_iobench(const char *path, const lf_iobench_params *params, lf_ioben
     out->lat_p50_us = lf__hist_percentile(s.latency_hist, LF_HIST_BUCKETS, 50);
     out->lat_p90_us = lf__hist_percentile(s.latency_hist, LF_HIST_BUCKETS, 90);
     out->lat_p99_us = lf__hist_percentile(s.latency_hist, LF_HIST_BUCKETS, 99);
-    uint64_t n = 0, sum = 0;
-    for (int q = 0; q < LF_QD_HIST; q++) {
-        n += s.qd_hist[q];
-        sum += s.qd_hist[q] * (uint64_t)q;
-    }
-    out->mean_queue_depth = n ? (double)sum / (double)n : 0.0;
+    /* reads in flight averaged over the time any was (the depth seen at
+     * each issue would undercount the ramp at the start) */
+    out->mean_queue_depth = s.busy_ns ? (double)s.depth_ns / (double)s.busy_ns : 0.0;
     snprintf(out->backend, sizeof out->backend, "%s", lf__loader_backend_name(ld));
     out->direct = lf__loader_direct(ld);
     (void)units;
