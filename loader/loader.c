@@ -381,7 +381,8 @@ read_op *lf__next_op(lf_loader *ld) {
     op->t_issue = lf__now_ns();
     if (!op->sp->batch->first_issue_ns) op->sp->batch->first_issue_ns = op->t_issue;
     lf__inflight_change(ld, op, +1);
-    ld->stats.qd_hist[LF_MIN(ld->inflight, (uint32_t)LF_QD_MAX)]++;
+    ld->stats.issues++;
+    ld->stats.depth_at_issues += ld->inflight;
     return op;
 }
 

@@ -127,7 +127,6 @@ lf_status lf__loader_unit_status(const lf_load_batch *batch, size_t i);
 
 #define LF_HIST_BUCKETS 32
 #define LF_QD_MAX 4096          /* the deepest queue a loader takes */
-#define LF_QD_HIST (LF_QD_MAX + 1)
 
 typedef struct lf_loader_stats {
     uint64_t units, reads, bytes_requested, bytes_read;
@@ -135,7 +134,7 @@ typedef struct lf_loader_stats {
     uint64_t size_hist[LF_HIST_BUCKETS];    /* reads by log2(size) */
     uint64_t size_bytes_hist[LF_HIST_BUCKETS]; /* bytes read by log2(size of their read) */
     uint64_t latency_hist[LF_HIST_BUCKETS]; /* reads by log2(microseconds) */
-    uint64_t qd_hist[LF_QD_HIST];           /* reads in flight seen at each issue */
+    uint64_t issues, depth_at_issues;       /* reads issued (retries too), and the reads in flight each saw, summed */
     uint64_t busy_ns;                       /* time with at least one read in flight */
     uint64_t depth_ns;                      /* reads in flight integrated over time (depth_ns / busy_ns: the mean depth while busy) */
     uint64_t wait_ns;                       /* time callers spent in wait */

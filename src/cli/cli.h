@@ -94,7 +94,7 @@ typedef struct cli_model_opts {
     {"--huge-pages", NULL, CLI_FLAG, &(o).huge_pages,                                                                \
      "resident weights in 2 MiB pages: products 7-8% faster, open slower (much slower in some VMs)", false},        \
     {"--queue-depth", NULL, CLI_INT, &(o).queue_depth,                                                             \
-     "flash reads in flight (default 64, 32 for models with layers under 32 MiB; 1 to 1024)", false},                                                          \
+     "flash reads in flight (default 64, 32 for models with layers under 32 MiB; 1 to 1024)", false},                  \
     {"--trace", NULL, CLI_STR, &(o).trace_path,                                                                     \
      "write a Chrome trace (Perfetto, chrome://tracing) of every token and layer to FILE.json", false},            \
     {"--verbose", "-v", CLI_FLAG, &(o).verbose, "log loading details to stderr", false}

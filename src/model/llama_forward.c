@@ -839,13 +839,9 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
     jarray(&j, ls.size_hist, LF_HIST_BUCKETS);
     jprintf(&j, ", \"bytes_by_size_log2\": ");
     jarray(&j, ls.size_bytes_hist, LF_HIST_BUCKETS);
-    uint64_t issued = 0, depth_sum = 0;
-    for (int q = 0; q < LF_QD_HIST; q++) {
-        issued += ls.qd_hist[q];
-        depth_sum += ls.qd_hist[q] * (uint64_t)q;
-    }
     jprintf(&j, ", \"queue_depth\": %u, \"in_flight_mean\": %.2f, \"busy_ms\": %.3f, \"in_flight_busy_mean\": %.2f",
-            m->loader ? lf__loader_queue_depth(m->loader) : 0, issued ? (double)depth_sum / (double)issued : 0.0,
+            m->loader ? lf__loader_queue_depth(m->loader) : 0,
+            ls.issues ? (double)ls.depth_at_issues / (double)ls.issues : 0.0,
             (double)ls.busy_ns / 1e6, ls.busy_ns ? (double)ls.depth_ns / (double)ls.busy_ns : 0.0);
     jprintf(&j, ", \"latency_hist_log2_us\": ");
     jarray(&j, ls.latency_hist, LF_HIST_BUCKETS);

@@ -391,6 +391,14 @@ static bool is_resident(const lf_model *m, const char *name) {
     return !is_bundle_data(name) && !streams_embedding(m, name);
 }
 
+/* Their bytes, each 64-byte aligned, as load_resident lays them out. */
+static uint64_t resident_tensor_bytes(const lf_model *m) {
+    uint64_t total = 0;
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
+        if (is_resident(m, m->tensor_names[i])) total += lf__align_up(m->gguf->tensors[i].nbytes, 64);
+    return total;
+}
+
 /* Whether tensor i will be a repacked matvec weight: bind_weight's test,
  * known before binding from the tensor's own description. */
 static bool will_repack(const lf_model *m, uint64_t i) {
@@ -463,9 +471,7 @@ static lf_status read_tensor(lf_model *m, uint64_t i, uint8_t *dst) {
 
 static lf_status load_resident(lf_model *m) {
     const lf_gguf *g = m->gguf;
-    uint64_t total = 0;
-    for (uint64_t i = 0; i < g->n_tensors; i++)
-        if (is_resident(m, m->tensor_names[i])) total += lf__align_up(g->tensors[i].nbytes, 64);
+    const uint64_t total = resident_tensor_bytes(m);
     m->resident = lf__alloc_weights(total ? total : 64, m->huge_pages);
     if (!m->resident) return lf__err_set(&m->err, LF_E_NOMEM, "resident weights (%" PRIu64 " bytes)", total);
     m->prepacked = calloc(g->n_tensors + 1, sizeof *m->prepacked);
@@ -775,9 +781,7 @@ lf_status lf_model_open(const char *path, const lf_model_params *params, lf_mode
         if ((st = load_resident(m))) goto fail;
     } else {
         /* the resident part must fit before anything is read */
-        uint64_t need = lf__model_overhead_bytes(m);
-        for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
-            if (is_resident(m, m->tensor_names[i])) need += lf__align_up(m->gguf->tensors[i].nbytes, 64);
+        const uint64_t need = lf__model_overhead_bytes(m) + resident_tensor_bytes(m);
         if (m->dram_budget && need > m->dram_budget) {
             st = lf__err_set(&m->err, LF_E_BUDGET, "the resident part of %s (embeddings, attention, norms, bundle index) "
                              "needs %" PRIu64 " bytes (%.1f MiB) but the budget is %" PRIu64 " bytes (%.1f MiB); raise "
