@@ -169,7 +169,7 @@ static inline __attribute__((always_inline)) void x8_q6_K_tile512(const uint8_t 
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)g));
         for (int b = 0; b < 8; b++) {
             const int h = b / 4, gg = b % 4;
-            const uint8_t *ql = g + 144 + 32 * (16 * h + 8 * (gg & 1)), *qh = g + 1168 + 32 * (8 * h);
+            const uint8_t *ql = g + Q6X8_QL(h, gg & 1), *qh = g + Q6X8_QH(h);
             const __m128i sl = _mm_cvtsi32_si128(4 * (gg >> 1)), sh = _mm_cvtsi32_si128(2 * gg);
             __m512i w[4];
             for (int m = 0; m < 4; m++) {
@@ -438,7 +438,7 @@ static inline __attribute__((always_inline)) void x16_q6_K_tile(const uint8_t *g
             __m512i w[PAIRS_MAX][8], sc0[PAIRS_MAX], sc1[PAIRS_MAX];
             for (int p = 0; p < P; p++) {
                 const uint8_t *gp = g + 2 * (uint64_t)p * gb;
-                const uint8_t *ql = gp + 144 + 32 * (16 * h + 8 * (gg & 1)), *qh = gp + 1168 + 32 * (8 * h);
+                const uint8_t *ql = gp + Q6X8_QL(h, gg & 1), *qh = gp + Q6X8_QH(h);
                 for (int m = 0; m < 8; m++) {
                     const __m512i lo = _mm512_and_si512(_mm512_srl_epi16(load_x16(ql + 32 * m, gb), sl), m4);
                     const __m512i hi = _mm512_and_si512(_mm512_srl_epi16(load_x16(qh + 32 * m, gb), sh), m2);
@@ -470,6 +470,66 @@ static inline __attribute__((always_inline)) void x16_q6_K_tile(const uint8_t *g
         for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + (uint64_t)t * ys + 16 * p, acc[p][t]);
 }
 
+/* x16_q6_K_tile for one token (generation), with the same bits: each ql
+ * chunk is loaded once for the two blocks that share its bytes (low and
+ * high nibbles) and each qh chunk once for the four that share it, so a
+ * super-block takes 24 chunk loads instead of 64; the float updates keep
+ * the order b = 0..7. */
+static inline __attribute__((always_inline)) void x16_q6_K_one(const uint8_t *g, const void *x, float *y, int64_t nsb,
+                                                                const int P) {
+    const uint64_t gb = (uint64_t)nsb * X8_Q6K_BYTES;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    __m512 acc[PAIRS_MAX];
+    for (int p = 0; p < P; p++) acc[p] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, g += X8_Q6K_BYTES) {
+        const lf_block_q8a *yb = tok_blocks(x, 0, 0) + 8 * i;
+        for (int p = 0; p < P; p++) {
+            const uint8_t *gp = g + 2 * (uint64_t)p * gb;
+            const __m512 d = halves_x16(gp, gb);
+            for (int h = 0; h < 2; h++) {
+                __m512i qh[8], it[4];
+                for (int m = 0; m < 8; m++) qh[m] = load_x16(gp + Q6X8_QH(h) + 32 * m, gb);
+                for (int j = 0; j < 2; j++) { /* blocks gg = j (low nibbles) and j + 2 (high) */
+                    const uint8_t *ql = gp + Q6X8_QL(h, j);
+                    const lf_block_q8a *ya = yb + 4 * h + j, *yc = ya + 2;
+                    __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+                    __m512i c0 = _mm512_setzero_si512(), c1 = _mm512_setzero_si512();
+                    for (int m = 0; m < 8; m++) {
+                        const __m512i v = load_x16(ql + 32 * m, gb);
+                        const __m512i wa = _mm512_or_si512(_mm512_and_si512(v, m4),
+                                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[m], 2 * j), m2), 4));
+                        const __m512i wc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[m], 2 * j + 4), m2), 4));
+                        if (m < 4) {
+                            a0 = dot4_u8s8(a0, wa, word_x16(ya->qs, m));
+                            c0 = dot4_u8s8(c0, wc, word_x16(yc->qs, m));
+                        } else {
+                            a1 = dot4_u8s8(a1, wa, word_x16(ya->qs, m));
+                            c1 = dot4_u8s8(c1, wc, word_x16(yc->qs, m));
+                        }
+                    }
+                    const int ba = 4 * h + j, bc = ba + 2; /* scales of 16 values: 2 per block */
+                    const __m512i sa0 = _mm512_cvtepi8_epi32(bytes_x16(gp + 16 + 8 * (2 * ba), gb));
+                    const __m512i sa1 = _mm512_cvtepi8_epi32(bytes_x16(gp + 16 + 8 * (2 * ba + 1), gb));
+                    const __m512i sc0 = _mm512_cvtepi8_epi32(bytes_x16(gp + 16 + 8 * (2 * bc), gb));
+                    const __m512i sc1 = _mm512_cvtepi8_epi32(bytes_x16(gp + 16 + 8 * (2 * bc + 1), gb));
+                    a0 = _mm512_sub_epi32(a0, _mm512_set1_epi32(32 * ya->sum[0]));
+                    a1 = _mm512_sub_epi32(a1, _mm512_set1_epi32(32 * ya->sum[1]));
+                    c0 = _mm512_sub_epi32(c0, _mm512_set1_epi32(32 * yc->sum[0]));
+                    c1 = _mm512_sub_epi32(c1, _mm512_set1_epi32(32 * yc->sum[1]));
+                    it[j] = _mm512_add_epi32(_mm512_mullo_epi32(a0, sa0), _mm512_mullo_epi32(a1, sa1));
+                    it[j + 2] = _mm512_add_epi32(_mm512_mullo_epi32(c0, sc0), _mm512_mullo_epi32(c1, sc1));
+                }
+                for (int gg = 0; gg < 4; gg++) {
+                    const __m512 dy = _mm512_set1_ps(yb[4 * h + gg].d);
+                    acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(it[gg]), _mm512_mul_ps(d, dy), acc[p]);
+                }
+            }
+        }
+    }
+    for (int p = 0; p < P; p++) _mm512_storeu_ps(y + 16 * p, acc[p]);
+}
+
 /* gemm_x16 (one pair per pass) and gemm_x32 (two; a single token only: a
  * batch has the activation reuse that keeps the bus busy, and two pairs of
  * K-quant registers for 4 tokens would spill). */
@@ -498,7 +558,9 @@ static inline __attribute__((always_inline)) void x16_q6_K_tile(const uint8_t *g
     }
 ONE_X32_FROM_TILE(q4_0)
 ONE_X32_FROM_TILE(q8_0)
-ONE_X32_FROM_TILE(q6_K)
+static inline __attribute__((always_inline)) void q6_K_one_x32(const uint8_t *g, const void *x, float *y, int64_t nsb) {
+    x16_q6_K_one(g, x, y, nsb, 2);
+}
 static inline __attribute__((always_inline)) void q4_K_one_x32(const uint8_t *g, const void *x, float *y, int64_t nsb) {
     x16_q4_K_one(g, x, y, nsb, 2);
 }

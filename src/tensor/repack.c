@@ -15,7 +15,7 @@ typedef struct part {
 typedef struct x8_layout {
     uint32_t block_bytes; /* of one row's block */
     int n_parts;
-    part parts[5];
+    part parts[6];
 } x8_layout;
 
 static const x8_layout *layout_of(uint32_t type) {
@@ -30,8 +30,11 @@ static const x8_layout *layout_of(uint32_t type) {
     static const x8_layout q4_K = {144, 4, {{0, 2, 0, false}, {2, 2, 16, false}, {4, 12, 32, false}, {16, 128, 128, true}}};
     /* Q5_K: as Q4_K, with qh chunked before qs */
     static const x8_layout q5_K = {176, 5, {{0, 2, 0, false}, {2, 2, 16, false}, {4, 12, 32, false}, {16, 32, 128, true}, {48, 128, 384, true}}};
-    /* Q6_K (ql 128, qh 64, scales 16, d): d, scales byte-major, ql and qh chunked */
-    static const x8_layout q6_K = {210, 4, {{208, 2, 0, false}, {192, 16, 16, false}, {0, 128, 144, true}, {128, 64, 1168, true}}};
+    /* Q6_K (ql 128, qh 64, scales 16, d): d, scales byte-major, then per half
+     * of the block its qh and ql chunked, in the order the kernels read them
+     * (x8_kquants.h: Q6X8_QH, Q6X8_QL) */
+    static const x8_layout q6_K = {210, 6, {{208, 2, 0, false}, {192, 16, 16, false}, {128, 32, 144, true},
+                                            {0, 64, 400, true}, {160, 32, 912, true}, {64, 64, 1168, true}}};
     switch (type) {
     case LF_TYPE_Q4_0: return &q4_0;
     case LF_TYPE_Q4_1: return &q4_1;

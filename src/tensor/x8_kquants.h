@@ -48,6 +48,13 @@ static inline void q4_K_sub_scales(const uint8_t *B, int s, __m256 d, __m256 dmi
 
 #define X8_Q4K_BYTES (LF_X8 * sizeof(lf_block_q4_K))
 #define X8_Q6K_BYTES (LF_X8 * sizeof(lf_block_q6_K))
+/* In a Q6_K group block, half h's high bits (8 chunks of 32 bytes), then
+ * its low nibbles (16 chunks: chunks 8j.. serve the blocks gg = j and j + 2
+ * of the half): laid out in reading order, one half after the other, as
+ * a core's prefetchers need (an earlier layout with all the low nibbles
+ * before all the high bits streamed 7B rows at a third of Q4_K's rate). */
+#define Q6X8_QH(h) (144 + 768 * (h))
+#define Q6X8_QL(h, j) (400 + 768 * (h) + 256 * (j))
 
 #define X8_Q5K_BYTES (LF_X8 * sizeof(lf_block_q5_K))
 
@@ -111,7 +118,7 @@ static inline __attribute__((always_inline)) void x8_q6_K_tile(const uint8_t *g,
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)g));
         for (int b = 0; b < 8; b++) { /* activation block b: half h, group gg of 32 */
             const int h = b / 4, gg = b % 4;
-            const uint8_t *ql = g + 144 + 32 * (16 * h + 8 * (gg & 1)), *qh = g + 1168 + 32 * (8 * h);
+            const uint8_t *ql = g + Q6X8_QL(h, gg & 1), *qh = g + Q6X8_QH(h);
             const __m128i sl = _mm_cvtsi32_si128(4 * (gg >> 1)), sh = _mm_cvtsi32_si128(2 * gg);
             __m256i w[8];
             for (int m = 0; m < 8; m++) {
