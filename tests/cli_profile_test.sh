@@ -81,6 +81,8 @@ for r in d['rows']:
     assert not r['error'] and len(r['runs']) == 2 and r['ms_per_token'] > 0, r
     if r['name'] != 'mmap':
         assert 0 <= r['cache_hit_rate'] <= 1 and r['lower_bound_ms'] > 0 and r['flash_bytes_per_token'] > 0, r
+        # the bound counts the device's bytes: the units read plus the gaps their merged reads span
+        assert r['device_bytes_per_token'] >= r['flash_bytes_per_token'], r
 w = {r['window']: r['cache_hit_rate'] for r in d['rows'] if r['group'] == 'window'}
 assert w[5] >= w[1], w  # a longer window keeps more of what the next token needs
 " "$tmp/suite.json"
