@@ -612,6 +612,12 @@ typedef enum lf_cache_split {
 typedef enum lf_kv_type {
     LF_KV_F16 = 0, /* half the memory of F32, as llama.cpp's default (the default) */
     LF_KV_F32 = 1,
+    /* ggml's Q8_0 (8-bit values, an F16 scale per 32): 34 bytes per 32
+     * elements, 53% of F16, for long contexts or tight budgets. The head
+     * dimension must be a multiple of 32 (LF_E_INVALID_ARG otherwise).
+     * Queries are rounded to 8 bits per 32 values for the key products, as
+     * llama.cpp does with a Q8_0 cache, so the text may differ from F16's. */
+    LF_KV_Q8_0 = 2,
 } lf_kv_type;
 
 typedef struct lf_session_params {

@@ -65,6 +65,8 @@ check "--ctx above the trained context warns" grep -q "longer than the .* the mo
 expect_exit "-p and -f together" 2 "$bin" run -m "$m260" -p hi -f "$tmp/empty.txt"
 expect_exit "bad --activation" 2 "$bin" run -m "$m260" --activation gelu
 expect_exit "bad --cache-type" 2 "$bin" run -m "$m260" --cache-type q4_0
+expect_exit "a q8_0 KV cache on heads of 8 values" 1 "$bin" run -m "$m260" -n 4 --cache-type q8_0
+check "  says why and what to use" grep -q "multiple of 32.*F16" "$tmp/err"
 
 # --- habits -----------------------------------------------------------------
 printf 'Once upon a time' >"$tmp/prompt.txt"

@@ -37,11 +37,12 @@ typedef struct run_result {
     lf_token cont[CONTINUE];
 } run_result;
 
-/* The prompt through one session with batch size nb, then a greedy
- * continuation one token at a time. */
-static run_result run(lf_model *m, uint32_t nb) {
+/* The prompt through one session with batch size nb and a KV cache of
+ * type kv, then a greedy continuation one token at a time. */
+static run_result run_kv(lf_model *m, uint32_t nb, lf_kv_type kv) {
     lf_session_params sp = lf_session_default_params();
     sp.n_batch = nb;
+    sp.kv_type = kv;
     sp.n_ctx = PROMPT_TOKENS + CONTINUE + 8;
     lf_session *s;
     char err[256];
@@ -66,13 +67,31 @@ static run_result run(lf_model *m, uint32_t nb) {
     return r;
 }
 
-static void batches_match_tokens(const char *path, lf_mode mode, const char *label) {
+static run_result run(lf_model *m, uint32_t nb) { return run_kv(m, nb, LF_KV_F16); }
+
+/* The relative RMS difference of two logit vectors. */
+static double logits_diff(const float *a, const float *b, uint32_t n) {
+    double diff = 0, norm = 0;
+    for (uint32_t v = 0; v < n; v++) {
+        diff += ((double)a[v] - b[v]) * ((double)a[v] - b[v]);
+        norm += (double)b[v] * b[v];
+    }
+    cr_assert(norm > 0);
+    return sqrt(diff / norm);
+}
+
+static lf_model *open_in(const char *path, lf_mode mode) {
     lf_model_params mp = lf_model_default_params();
     mp.mode = mode;
     mp.n_threads = 2;
     lf_model *m;
     char err[256];
     cr_assert_eq(lf_model_open(path, &mp, &m, err, sizeof err), LF_OK, "%s: %s", path, err);
+    return m;
+}
+
+static void batches_match_tokens(const char *path, lf_mode mode, const char *label) {
+    lf_model *m = open_in(path, mode);
     lf_model_info in;
     lf_model_get_info(m, &in);
     run_result ref = run(m, 1);
@@ -171,4 +190,38 @@ Test(batch, quantized_stream_batches_equal_tokens) {
         unlink(src);
         unlink(out);
     }
+}
+
+/* A Q8_0 KV cache: batches give what single tokens give (the same rows are
+ * stored and the same queries rounded), the logits stay close to an F16
+ * cache's but are not its (the cache really holds 8-bit values), and the
+ * budget counts 34 bytes per 32 elements. The model's heads have 32 values. */
+Test(batch, q8_0_kv_cache_batches_equal_tokens_and_stay_close_to_f16) {
+    char out[128];
+    snprintf(out, sizeof out, "/tmp/lf_test_batch_kv8_%d.gguf", (int)getpid());
+    lf_synth_params p = small_synth(LF_TYPE_Q4_0);
+    char err[256];
+    cr_assert_eq(lf_synth_write(out, &p, err, sizeof err), LF_OK, "%s", err);
+    lf_model *m = open_in(out, LF_MODE_RAM);
+    lf_model_info in;
+    lf_model_get_info(m, &in);
+    run_result f16 = run_kv(m, 1, LF_KV_F16), q8 = run_kv(m, 1, LF_KV_Q8_0), q8b = run_kv(m, 32, LF_KV_Q8_0);
+    const double batch_diff = logits_diff(q8b.logits, q8.logits, in.n_vocab);
+    cr_assert(batch_diff < 1e-4, "q8_0 KV: a batch of 32 differs from token by token by %g", batch_diff);
+    cr_assert_eq(memcmp(q8b.cont, q8.cont, sizeof q8.cont), 0, "q8_0 KV: the batch's greedy continuation differs");
+    const double vs_f16 = logits_diff(q8.logits, f16.logits, in.n_vocab);
+    cr_assert(vs_f16 > 0 && vs_f16 < 0.05, "q8_0 KV against f16: logits differ by %g", vs_f16);
+    lf_session_params sp = lf_session_default_params();
+    sp.n_ctx = 64;
+    sp.kv_type = LF_KV_Q8_0;
+    lf_session *s;
+    cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_OK, "%s", err);
+    lf_session_stats ss;
+    lf_session_get_stats(s, &ss);
+    const uint64_t kv_dim = (uint64_t)in.n_head_kv * (in.n_embd / in.n_head);
+    cr_assert_eq(ss.budget_bytes[1], 2ull * in.n_layer * 64 * (kv_dim / 32) * 34);
+    lf_session_destroy(s);
+    free(f16.logits), free(q8.logits), free(q8b.logits);
+    lf_model_close(m);
+    unlink(out);
 }

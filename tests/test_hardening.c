@@ -351,6 +351,13 @@ Test(hardening, kv_cache_f16_is_counted_exactly) {
                      k == 0 ? "F16" : "F32");
         lf_session_destroy(s);
     }
+    /* stories260K's heads have 8 values: no Q8_0 blocks of 32 */
+    lf_session_params sp = lf_session_default_params();
+    sp.kv_type = LF_KV_Q8_0;
+    lf_session *s = NULL;
+    cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_E_INVALID_ARG);
+    cr_assert_null(s);
+    cr_assert(strstr(err, "multiple of 32"), "%s", err);
     lf_model_close(m);
 }
 

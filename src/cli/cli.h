@@ -77,7 +77,7 @@ typedef struct cli_model_opts {
     {"--io", NULL, CLI_STR, &(o).io, "flash read back-end: auto, uring or pread", false},                            \
     {"--activation", NULL, CLI_STR, &(o).activation, "FFN activation: auto (from the file), silu, relu, relu_plain",  \
      false},                                                                                                          \
-    {"--cache-type", NULL, CLI_STR, &(o).cache_type, "KV cache element type: f16 (default) or f32", false},          \
+    {"--cache-type", NULL, CLI_STR, &(o).cache_type, "KV cache element type: f16 (default), f32 or q8_0", false},          \
     {"--predictor", NULL, CLI_STR, &(o).predictor,                                                                   \
      "FFN mask: auto (the calibrated predictor if there is one, else all), off/all, oracle, predictor", false},       \
     {"--predictor-file", NULL, CLI_STR, &(o).predictor_file, "the predictor to use (default: MODEL.predictor)", false}, \

@@ -43,8 +43,8 @@ bool cli_model_params(const char *cmd, cli_model_opts *o, lf_model_params *mp) {
         fprintf(stderr, "llmflash %s: --activation must be auto, silu, relu or relu_plain\n", cmd);
         return false;
     }
-    if (strcmp(o->cache_type, "f16") != 0 && strcmp(o->cache_type, "f32") != 0) {
-        fprintf(stderr, "llmflash %s: --cache-type must be f16 or f32\n", cmd);
+    if (strcmp(o->cache_type, "f16") != 0 && strcmp(o->cache_type, "f32") != 0 && strcmp(o->cache_type, "q8_0") != 0) {
+        fprintf(stderr, "llmflash %s: --cache-type must be f16, f32 or q8_0\n", cmd);
         return false;
     }
     const int max_threads = 4 * cli_cpu_count();
@@ -90,7 +90,7 @@ bool cli_session_params(const char *cmd, const cli_model_opts *o, const char *mo
     }
     sp->n_ctx = (uint32_t)o->ctx;
     sp->n_batch = (uint32_t)o->batch;
-    sp->kv_type = strcmp(o->cache_type, "f32") == 0 ? LF_KV_F32 : LF_KV_F16;
+    sp->kv_type = strcmp(o->cache_type, "f32") == 0 ? LF_KV_F32 : strcmp(o->cache_type, "q8_0") == 0 ? LF_KV_Q8_0 : LF_KV_F16;
     sp->predictor_path = o->predictor_file;
     sp->measure_recall = o->measure_recall;
     sp->lookahead = o->lookahead;

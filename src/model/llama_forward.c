@@ -35,10 +35,17 @@ static uint32_t session_ctx(const lf_model *m, const lf_session_params *p) {
     return n ? n : 2048;
 }
 
-/* Floats of each thread's attention scratch: one head's value row. */
-static uint64_t scratch_len(const lf_model *m) { return LF_MAX((uint64_t)m->info.n_embd, (uint64_t)m->head_dim); }
+/* Floats of each thread's attention scratch: one head's value row, then
+ * its query as q8a blocks (a Q8_0 cache; 40 bytes per 32 values). */
+static uint64_t scratch_len(const lf_model *m) {
+    return LF_MAX((uint64_t)m->info.n_embd, (uint64_t)m->head_dim) + (uint64_t)m->head_dim / 2;
+}
 
-static uint64_t kv_elem_bytes(const lf_session_params *p) { return p->kv_type == LF_KV_F32 ? 4 : 2; }
+/* Bytes of n cached key or value elements (n a multiple of 32 for Q8_0). */
+static uint64_t kv_bytes(lf_kv_type t, uint64_t n) {
+    return t == LF_KV_F32 ? 4 * n : t == LF_KV_Q8_0 ? n / LF_QK * sizeof(lf_block_q8_0) : 2 * n;
+}
+static const char *kv_type_name(lf_kv_type t) { return t == LF_KV_F32 ? "f32" : t == LF_KV_Q8_0 ? "q8_0" : "f16"; }
 
 /* Tokens per forward pass over the weights. */
 /* Compute threads: the borrowed pool's, else params' or the model's. */
@@ -68,7 +75,7 @@ static uint64_t session_plan(const lf_model *m, const lf_session_params *p, uint
     const uint64_t max_in = LF_MAX(LF_MAX((uint64_t)in->n_embd, (uint64_t)in->n_ff), q_dim);
     const uint64_t nth = (uint64_t)session_threads(m, p);
     memset(parts, 0, LF_BUDGET_PARTS * sizeof *parts);
-    parts[PART_KV] = 2ull * in->n_layer * n_ctx * kv_dim * kv_elem_bytes(p);
+    parts[PART_KV] = 2ull * in->n_layer * n_ctx * kv_bytes(p->kv_type, kv_dim);
     const uint64_t nb = session_batch(p);
     const uint64_t moe = in->n_expert > 1 && !m->flash ? in->n_expert + 2ull * in->n_expert_used + 2ull * in->n_embd + 2 : 0;
     parts[PART_SCRATCH] = (nb * (3ull * in->n_embd + 2 * q_dim + 2 * kv_dim + 2ull * in->n_ff + in->n_rot + 2 + moe) +
@@ -166,8 +173,14 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
         st = lf__err_set(&s->err, LF_E_INVALID_ARG, "a batch of %u tokens: at most %u", p.n_batch, LF_MAX_BATCH);
         goto fail;
     }
-    if (p.kv_type != LF_KV_F16 && p.kv_type != LF_KV_F32) {
-        st = lf__err_set(&s->err, LF_E_INVALID_ARG, "KV cache type %d is neither F16 nor F32", (int)p.kv_type);
+    if (p.kv_type != LF_KV_F16 && p.kv_type != LF_KV_F32 && p.kv_type != LF_KV_Q8_0) {
+        st = lf__err_set(&s->err, LF_E_INVALID_ARG, "KV cache type %d is not F16, F32 or Q8_0", (int)p.kv_type);
+        goto fail;
+    }
+    if (p.kv_type == LF_KV_Q8_0 && m->head_dim % LF_QK) {
+        st = lf__err_set(&s->err, LF_E_INVALID_ARG,
+                         "a Q8_0 KV cache needs heads of a multiple of %d values; this model's have %u (use F16)", LF_QK,
+                         m->head_dim);
         goto fail;
     }
     if (p.n_threads < 0 || p.n_threads > LF_THREADS_PER_CORE_MAX * lf__cpu_count()) {
@@ -208,8 +221,8 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     s->xq = lf__alloc_aligned(nb * (max_in / LF_QK + 1) * sizeof(lf_block_q8a), 64);
     s->thread_scratch = malloc((size_t)n_threads * scratch_len(m) * sizeof(float));
     s->embed_row = malloc(m->tok_embd.row_bytes);
-    s->key_cache = calloc(cache_elems, kv_elem_bytes(&p));
-    s->value_cache = calloc(cache_elems, kv_elem_bytes(&p));
+    s->key_cache = calloc(1, kv_bytes(p.kv_type, cache_elems));
+    s->value_cache = calloc(1, kv_bytes(p.kv_type, cache_elems));
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->att || !s->att_out || !s->k_new || !s->v_new || !s->hb || !s->hb2 || !s->logits ||
         !s->rope_cos || !s->rope_sin || !s->xq || !s->thread_scratch || !s->embed_row || !s->key_cache || !s->value_cache)
         goto fail_nomem;
@@ -238,7 +251,7 @@ lf_status lf_session_create(lf_model *m, const lf_session_params *params, lf_ses
     return LF_OK;
 fail_nomem:
     st = lf__err_set(&s->err, LF_E_NOMEM, "session buffers for a context of %u tokens (KV cache %" PRIu64 " MiB)",
-                     s->n_ctx, cache_elems * 2 * kv_elem_bytes(&p) >> 20);
+                     s->n_ctx, 2 * kv_bytes(p.kv_type, cache_elems) >> 20);
 fail:
     lf__err_copy_out(&s->err, errbuf, errcap);
     lf_session_destroy(s);
@@ -369,10 +382,10 @@ typedef struct attn_job {
     atomic_uint next; /* the next (token, head) pair to claim */
 } attn_job;
 
-/* One cached key or value row of kv_dim elements, F32 or F16. */
+/* One cached key or value row of kv_dim elements (params.kv_type). */
 static inline const void *kv_row(const lf_session *s, const void *cache, uint32_t layer, uint32_t t) {
     const uint64_t kv_dim = (uint64_t)s->m->info.n_head_kv * s->m->head_dim;
-    return (const uint8_t *)cache + (((uint64_t)layer * s->n_ctx + t) * kv_dim) * kv_elem_bytes(&s->params);
+    return (const uint8_t *)cache + ((uint64_t)layer * s->n_ctx + t) * kv_bytes(s->params.kv_type, kv_dim);
 }
 
 /* One head of one token of the batch: its causal attention over the cache,
@@ -383,20 +396,28 @@ static void attend(const attn_job *j, uint32_t t, uint32_t h, float *att, float 
     const lf_kernels *k = s->m->kernels;
     const uint32_t hd = s->m->head_dim, group = in->n_head / in->n_head_kv, pos = j->pos0 + t;
     const uint64_t q_dim = (uint64_t)in->n_head * hd;
-    const bool f16 = s->params.kv_type == LF_KV_F16;
-    const uint64_t esz = kv_elem_bytes(&s->params);
-    /* F16 rows go through the F16 weight kernels: a key row is a weight row
-     * dotted with the (float) query, a value row is axpy'd into the output */
-    const lf_vec_dot_fn dot16 = k->dot[LF_TYPE_F16];
+    const lf_kv_type kt = s->params.kv_type;
+    const uint64_t head_bytes = kv_bytes(kt, hd);
+    /* F16 and Q8_0 rows go through the weight kernels: a key row is a weight
+     * row dotted with the query (as floats, or as q8a blocks for Q8_0), a
+     * value row is axpy'd into the output */
+    const lf_vec_dot_fn dot = k->dot[kt == LF_KV_Q8_0 ? LF_TYPE_Q8_0 : LF_TYPE_F16];
+    const uint32_t vtype = kt == LF_KV_Q8_0 ? LF_TYPE_Q8_0 : LF_TYPE_F16;
     const float scale = sqrtf((float)hd); /* divided, not multiplied, as the reference does */
     const float *q = s->q + t * q_dim + (uint64_t)h * hd;
+    const void *qk = q;
+    if (kt == LF_KV_Q8_0) { /* after the value row's floats: scratch_len */
+        lf_block_q8a *qq = (lf_block_q8a *)(void *)(scratch + LF_MAX((uint64_t)in->n_embd, (uint64_t)hd));
+        k->quantize_q8a(q, qq, hd);
+        qk = qq;
+    }
     const uint64_t kvh = h / group;
     float max = -INFINITY;
     for (uint32_t p = 0; p <= pos; p++) {
-        const uint8_t *krow = (const uint8_t *)kv_row(s, s->key_cache, j->layer, p) + kvh * hd * esz;
+        const uint8_t *krow = (const uint8_t *)kv_row(s, s->key_cache, j->layer, p) + kvh * head_bytes;
         float score;
-        if (f16) {
-            score = dot16(krow, q, hd);
+        if (kt != LF_KV_F32) {
+            score = dot(krow, qk, hd);
         } else {
             const float *kf = (const float *)krow;
             score = 0.0f;
@@ -414,9 +435,9 @@ static void attend(const attn_job *j, uint32_t t, uint32_t h, float *att, float 
     memset(out, 0, hd * sizeof(float));
     for (uint32_t p = 0; p <= pos; p++) {
         const float a = att[p] / sum;
-        const uint8_t *vrow = (const uint8_t *)kv_row(s, s->value_cache, j->layer, p) + kvh * hd * esz;
-        if (f16) {
-            lf__axpy_row(k, LF_TYPE_F16, vrow, a, out, hd, scratch);
+        const uint8_t *vrow = (const uint8_t *)kv_row(s, s->value_cache, j->layer, p) + kvh * head_bytes;
+        if (kt != LF_KV_F32) {
+            lf__axpy_row(k, vtype, vrow, a, out, hd, scratch);
         } else {
             const float *vf = (const float *)vrow;
             for (uint32_t i = 0; i < hd; i++) out[i] += a * vf[i];
@@ -448,6 +469,11 @@ static void kv_store(lf_session *s, uint32_t l, uint32_t pos0, uint32_t nt) {
         if (s->params.kv_type == LF_KV_F32) {
             memcpy(kd, kn, kv_dim * sizeof(float));
             memcpy(vd, vn, kv_dim * sizeof(float));
+            continue;
+        }
+        if (s->params.kv_type == LF_KV_Q8_0) { /* kv_dim is a multiple of 32: checked at create */
+            lf__quantize_row(LF_TYPE_Q8_0, kn, kd, (int64_t)kv_dim);
+            lf__quantize_row(LF_TYPE_Q8_0, vn, vd, (int64_t)kv_dim);
             continue;
         }
         uint16_t *k16 = kd, *v16 = vd;
@@ -783,7 +809,7 @@ size_t lf_session_stats_json(const lf_session *s, char *buf, size_t cap) {
             "\"window\": %u, \"mask\": \"%s\", \"cache_split\": \"%s\", \"kv_type\": \"%s\", \"verify_checksums\": %s, "
             "\"kernels\": \"%s\"},\n", lf_mode_name(m->mode), m->dram_budget, s->n_ctx, lf__pool_size(s->pool),
             s->params.window ? s->params.window : 5, s->params.mask == LF_MASK_ORACLE ? "oracle" : s->params.mask == LF_MASK_PREDICTOR ? "predictor" : "all",
-            s->params.split == LF_SPLIT_MEASURED ? "measured" : "even", s->params.kv_type == LF_KV_F32 ? "f32" : "f16",
+            s->params.split == LF_SPLIT_MEASURED ? "measured" : "even", kv_type_name(s->params.kv_type),
             m->verify_checksums ? "true" : "false", m->kernels->name);
     jprintf(&j, "  \"tokens\": %" PRIu64 ",\n  \"compute_ms\": %.3f,\n  \"io_wait_ms\": %.3f,\n  \"mask_ms\": %.3f,\n",
             st.tokens, st.compute_ms, st.io_wait_ms, st.mask_ms);
