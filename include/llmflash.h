@@ -1148,7 +1148,21 @@ typedef struct lf_calibrate_layer {
      * l's units from layer l-1's FFN input), against the same truth */
     double ahead_recall, ahead_precision, ahead_density;
     double seconds;         /* fitting the layer took */
+    lf_type weights;        /* the predictor's weights as stored and run: LF_TYPE_F16 or LF_TYPE_Q8_0 */
 } lf_calibrate_layer;
+
+/* The weights a predictor is stored and run in. Q8_0 takes 53% of F16's
+ * bytes, which under a budget go to the neuron cache; it needs d_model and
+ * the rank in multiples of 32. Every threshold is set on the weights as
+ * they run, so the target recall holds for either. */
+typedef enum lf_predictor_weights {
+    LF_PREDICTOR_F16 = 0,
+    LF_PREDICTOR_Q8_0 = 1,
+    /* per layer: Q8_0 unless its predicted density on the threshold split
+     * exceeds F16's by more than 1% (then F16), and F16 where the shape
+     * does not fit Q8_0 */
+    LF_PREDICTOR_AUTO = 2,
+} lf_predictor_weights;
 
 typedef struct lf_calibrate_params {
     uint32_t tokens;        /* calibration tokens taken from the text (0: 4096); a fifth is held out */
@@ -1159,6 +1173,7 @@ typedef struct lf_calibrate_params {
     float sparsity;         /* SwiGLU models: the ground truth keeps neurons with |activation| >= tau_l,
                                tau_l chosen for this FFN sparsity (0: 0.5); ReLU models: unused */
     uint32_t epochs;        /* fitting passes (0: 20) */
+    lf_predictor_weights weights; /* F16 (the default), Q8_0 or auto (see lf_predictor_weights) */
     bool force;             /* overwrite an existing output file (regular files only) */
     /* Lookahead: also fit, for every layer l >= 1, a predictor of its units
      * from layer l-1's FFN input, so that stream mode starts layer l's
@@ -1192,7 +1207,8 @@ typedef struct lf_calibrate_stats {
     double recall, precision;   /* over every layer's held-out samples */
     double predicted_density, true_density;
     double ahead_recall, ahead_precision; /* the lookahead's, over layers 1 on (0 without) */
-    uint64_t predictor_bytes;   /* what the predictor adds to a session's budget (F16 weights) */
+    uint64_t predictor_bytes;   /* what the predictor's weights add to a session's budget */
+    uint32_t n_layer, q8_0_layers; /* layers, and those whose predictor is stored as Q8_0 (the others: F16) */
     double seconds;
     lf_activation activation;   /* the model's: SwiGLU predictors need a quality check (see the README) */
     /* A mixture of experts: routing statistics were written instead of a

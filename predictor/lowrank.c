@@ -407,29 +407,66 @@ void lf__lowrank_round_f16(lf_lowrank *p) {
     for (size_t i = 0; i < (size_t)p->n_out * p->rank; i++) p->B[i] = lf__fp16_to_fp32(lf__fp32_to_fp16(p->B[i]));
 }
 
-lf_status lf__lowrank_f16_alloc(lf_lowrank_f16 *p, uint32_t n_in, uint32_t n_out, uint32_t rank) {
+bool lf__lowrank_run_fits(uint32_t type, uint32_t n_in, uint32_t rank) {
+    if (type == LF_TYPE_F16) return true;
+    return type == LF_TYPE_Q8_0 && n_in % LF_QK == 0 && rank % LF_QK == 0;
+}
+
+uint64_t lf__lowrank_run_a_bytes(uint32_t type, uint32_t n_in, uint32_t rank) {
+    return (uint64_t)rank * lf__type_row_bytes(type, n_in);
+}
+
+uint64_t lf__lowrank_run_b_bytes(uint32_t type, uint32_t n_out, uint32_t rank) {
+    return (uint64_t)n_out * lf__type_row_bytes(type, rank);
+}
+
+uint64_t lf__lowrank_run_bytes(uint32_t type, uint32_t n_in, uint32_t n_out, uint32_t rank) {
+    return lf__lowrank_run_a_bytes(type, n_in, rank) + lf__lowrank_run_b_bytes(type, n_out, rank) +
+           (uint64_t)n_out * sizeof(float);
+}
+
+/* q8a blocks of n elements, in floats (a block is 40 bytes: 10 floats) */
+static uint64_t q8a_floats(uint64_t n) {
+    return (n + LF_QK - 1) / LF_QK * (sizeof(lf_block_q8a) / sizeof(float));
+}
+
+uint64_t lf__lowrank_run_scratch(uint32_t n_in, uint32_t rank) {
+    return rank + q8a_floats(n_in) + q8a_floats(rank);
+}
+
+lf_status lf__lowrank_run_alloc(lf_lowrank_run *p, uint32_t type, uint32_t n_in, uint32_t n_out, uint32_t rank) {
     memset(p, 0, sizeof *p);
     if (!n_in || !n_out || !rank) return LF_E_INVALID_ARG;
-    *p = (lf_lowrank_f16){n_in, n_out, rank, malloc((size_t)rank * n_in * sizeof(uint16_t)),
-                          malloc((size_t)n_out * rank * sizeof(uint16_t)), NULL, calloc(n_out, sizeof(float)), 0.0f};
+    if (!lf__lowrank_run_fits(type, n_in, rank)) return LF_E_UNSUPPORTED;
+    *p = (lf_lowrank_run){type, n_in, n_out, rank, malloc(lf__lowrank_run_a_bytes(type, n_in, rank)),
+                          malloc(lf__lowrank_run_b_bytes(type, n_out, rank)), NULL, calloc(n_out, sizeof(float))};
     if (!p->A || !p->B || !p->b) {
-        lf__lowrank_f16_free(p);
+        lf__lowrank_run_free(p);
         return LF_E_NOMEM;
     }
     return LF_OK;
 }
 
-lf_status lf__lowrank_f16_from(lf_lowrank_f16 *dst, const lf_lowrank *src) {
-    const lf_status st = lf__lowrank_f16_alloc(dst, src->n_in, src->n_out, src->rank);
+/* rows of n floats at src into `type` at dst */
+static void round_rows(uint32_t type, const float *src, void *dst, uint64_t rows, uint32_t n) {
+    const uint64_t rb = lf__type_row_bytes(type, n);
+    for (uint64_t r = 0; r < rows; r++) {
+        if (type == LF_TYPE_F16)
+            for (uint32_t i = 0; i < n; i++) ((uint16_t *)dst)[r * n + i] = lf__fp32_to_fp16(src[r * n + i]);
+        else lf__quantize_row(type, src + r * n, (uint8_t *)dst + r * rb, n);
+    }
+}
+
+lf_status lf__lowrank_run_from(lf_lowrank_run *dst, const lf_lowrank *src, uint32_t type) {
+    const lf_status st = lf__lowrank_run_alloc(dst, type, src->n_in, src->n_out, src->rank);
     if (st) return st;
-    for (size_t i = 0; i < (size_t)src->rank * src->n_in; i++) dst->A[i] = lf__fp32_to_fp16(src->A[i]);
-    for (size_t i = 0; i < (size_t)src->n_out * src->rank; i++) dst->B[i] = lf__fp32_to_fp16(src->B[i]);
+    round_rows(type, src->A, dst->A, src->rank, src->n_in);
+    round_rows(type, src->B, dst->B, src->n_out, src->rank);
     memcpy(dst->b, src->b, src->n_out * sizeof *dst->b);
-    dst->threshold = src->threshold;
     return LF_OK;
 }
 
-void lf__lowrank_f16_free(lf_lowrank_f16 *p) {
+void lf__lowrank_run_free(lf_lowrank_run *p) {
     free(p->A);
     free(p->B);
     free(p->Bt);
@@ -437,60 +474,131 @@ void lf__lowrank_f16_free(lf_lowrank_f16 *p) {
     memset(p, 0, sizeof *p);
 }
 
-uint64_t lf__lowrank_f16_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank) {
-    return ((uint64_t)rank * n_in + (uint64_t)n_out * rank) * sizeof(uint16_t) + (uint64_t)n_out * sizeof(float);
+/* rows . x for `rows` rows of n elements, LF_DOT_ROWS at a time (each result
+ * with the bits of dot[]) */
+static void dot_each_row(const lf_kernels *k, uint32_t type, const void *W, uint64_t rows, uint32_t n, const void *x,
+                         float *out) {
+    const uint64_t rb = lf__type_row_bytes(type, n);
+    for (uint64_t r = 0; r < rows; r += LF_DOT_ROWS) {
+        const int nr = (int)LF_MIN((uint64_t)LF_DOT_ROWS, rows - r);
+        const void *ptrs[LF_DOT_ROWS];
+        for (int i = 0; i < nr; i++) ptrs[i] = (const uint8_t *)W + (r + i) * rb;
+        lf__dot_rows(k, type, ptrs, nr, x, out + r, n);
+    }
 }
 
-void lf__lowrank_f16_logits(const lf_lowrank_f16 *p, const lf_f16_ops *k, const float *x, float *h, float *z) {
-    for (uint32_t r = 0; r < p->rank; r++) h[r] = k->dot(p->A + (size_t)r * p->n_in, x, p->n_in);
-    if (p->Bt) {
-        memcpy(z, p->b, p->n_out * sizeof *z);
-        for (uint32_t r = 0; r < p->rank; r++) k->axpy(p->Bt + (size_t)r * p->n_out, h[r], z, p->n_out);
+void lf__lowrank_run_logits(const lf_lowrank_run *p, const lf_kernels *k, const float *x, float *scratch, float *z) {
+    float *h = scratch;
+    if (p->type == LF_TYPE_Q8_0) {
+        lf_block_q8a *xq = (lf_block_q8a *)(scratch + p->rank), *hq = xq + p->n_in / LF_QK;
+        k->quantize_q8a(x, xq, p->n_in);
+        dot_each_row(k, p->type, p->A, p->rank, p->n_in, xq, h);
+        k->quantize_q8a(h, hq, p->rank);
+        dot_each_row(k, p->type, p->B, p->n_out, p->rank, hq, z);
+        for (uint32_t i = 0; i < p->n_out; i++) z[i] += p->b[i];
         return;
     }
-    for (uint32_t i = 0; i < p->n_out; i++) z[i] = p->b[i] + k->dot(p->B + (size_t)i * p->rank, h, p->rank);
+    dot_each_row(k, p->type, p->A, p->rank, p->n_in, x, h);
+    if (p->Bt) {
+        memcpy(z, p->b, p->n_out * sizeof *z);
+        for (uint32_t r = 0; r < p->rank; r++) k->axpy[LF_TYPE_F16]((const uint16_t *)p->Bt + (size_t)r * p->n_out, h[r], z, p->n_out);
+        return;
+    }
+    dot_each_row(k, p->type, p->B, p->n_out, p->rank, h, z);
+    for (uint32_t i = 0; i < p->n_out; i++) z[i] += p->b[i];
 }
 
-lf_status lf__lowrank_f16_transpose(lf_lowrank_f16 *p) {
-    if (!p->rank || !p->B) return LF_OK;
+lf_status lf__lowrank_run_transpose(lf_lowrank_run *p) {
+    if (!p->rank || !p->B || p->type != LF_TYPE_F16) return LF_OK;
     uint16_t *t = malloc((size_t)p->rank * p->n_out * sizeof *t);
     if (!t) return LF_E_NOMEM;
+    const uint16_t *B = p->B;
     for (uint32_t i = 0; i < p->n_out; i++)
-        for (uint32_t r = 0; r < p->rank; r++) t[(size_t)r * p->n_out + i] = p->B[(size_t)i * p->rank + r];
+        for (uint32_t r = 0; r < p->rank; r++) t[(size_t)r * p->n_out + i] = B[(size_t)i * p->rank + r];
     free(p->B);
     p->B = NULL;
     p->Bt = t;
     return LF_OK;
 }
 
-void lf__layer_predictor_scores(const lf_layer_predictor *p, const lf_f16_ops *k, const float *x, float *scratch,
+uint64_t lf__layer_predictor_scratch(uint32_t n_in, uint32_t n_out, uint32_t rank) {
+    return n_out + lf__lowrank_run_scratch(n_in, rank);
+}
+
+void lf__layer_predictor_scores(const lf_layer_predictor *p, const lf_kernels *k, const float *x, float *scratch,
                                 float *score) {
     const uint32_t m = p->gate.n_out;
     if (!p->up.rank) {
-        lf__lowrank_f16_logits(&p->gate, k, x, scratch, score);
+        lf__lowrank_run_logits(&p->gate, k, x, scratch, score);
         return;
     }
-    float *zu = scratch, *h = scratch + m;
-    lf__lowrank_f16_logits(&p->gate, k, x, h, score);
-    lf__lowrank_f16_logits(&p->up, k, x, h, zu);
+    float *zu = scratch, *rest = scratch + m;
+    lf__lowrank_run_logits(&p->gate, k, x, rest, score);
+    lf__lowrank_run_logits(&p->up, k, x, rest, zu);
     for (uint32_t i = 0; i < m; i++) score[i] = fabsf(score[i] / (1.0f + expf(-score[i])) * zu[i]);
 }
 
+/* The run form's scores of every sample through f, as visit_logits does. */
+typedef struct run_form {
+    const lf_layer_predictor *p;
+    const lf_kernels *k;
+} run_form;
+
+static lf_status visit_run_scores(const void *pred, const float *X, const uint8_t *Y, uint64_t n, logit_visit f,
+                                  void *ctx) {
+    const run_form *rf = pred;
+    const lf_layer_predictor *p = rf->p;
+    const uint32_t m = p->gate.n_out, d = p->gate.n_in;
+    float *scratch = malloc(lf__layer_predictor_scratch(d, m, LF_MAX(p->gate.rank, p->up.rank)) * sizeof *scratch);
+    float *score = malloc(m * sizeof *score);
+    if (!scratch || !score) {
+        free(scratch);
+        free(score);
+        return LF_E_NOMEM;
+    }
+    for (uint64_t s = 0; s < n; s++) {
+        lf__layer_predictor_scores(p, rf->k, X + s * d, scratch, score);
+        f(ctx, score, Y + s * m, m);
+    }
+    free(scratch);
+    free(score);
+    return LF_OK;
+}
+
+lf_status lf__layer_predictor_calibrate(lf_layer_predictor *p, const lf_kernels *k, const float *X, const uint8_t *Y,
+                                        uint64_t n, double recall, lf_err *err) {
+    const run_form rf = {p, k};
+    return threshold_for(visit_run_scores, &rf, X, Y, n, p->gate.n_out, recall, &p->threshold, err);
+}
+
+lf_status lf__layer_predictor_evaluate(const lf_layer_predictor *p, const lf_kernels *k, const float *X,
+                                       const uint8_t *Y, uint64_t n, lf_lowrank_quality *q) {
+    const run_form rf = {p, k};
+    counts c = {p->threshold, 0, 0, 0, 0};
+    const lf_status st = visit_run_scores(&rf, X, Y, n, count_outcomes, &c);
+    if (!st) quality_of(&c, q);
+    return st;
+}
+
 uint64_t lf__layer_predictor_bytes(const lf_layer_predictor *p) {
-    return (p->gate.rank ? lf__lowrank_f16_bytes(p->gate.n_in, p->gate.n_out, p->gate.rank) : 0) +
-           (p->up.rank ? lf__lowrank_f16_bytes(p->up.n_in, p->up.n_out, p->up.rank) : 0);
+    const lf_lowrank_run *parts[2] = {&p->gate, &p->up};
+    uint64_t b = 0;
+    for (int q = 0; q < 2; q++)
+        if (parts[q]->rank) b += lf__lowrank_run_bytes(parts[q]->type, parts[q]->n_in, parts[q]->n_out, parts[q]->rank);
+    return b;
 }
 
 void lf__layer_predictor_free(lf_layer_predictor *p) {
-    lf__lowrank_f16_free(&p->gate);
-    lf__lowrank_f16_free(&p->up);
+    lf__lowrank_run_free(&p->gate);
+    lf__lowrank_run_free(&p->up);
     p->threshold = 0.0f;
 }
 
-lf_status lf__lowrank_f16_permute_outputs(lf_lowrank_f16 *p, const uint32_t *order) {
+lf_status lf__lowrank_run_permute_outputs(lf_lowrank_run *p, const uint32_t *order) {
     if (!p->rank) return LF_OK;
     if (!p->B) return LF_E_INVALID_ARG; /* before transposing only */
-    uint16_t *B = malloc((size_t)p->n_out * p->rank * sizeof *B);
+    const uint64_t rb = lf__type_row_bytes(p->type, p->rank);
+    uint8_t *B = malloc(p->n_out * rb);
     float *b = malloc(p->n_out * sizeof *b);
     if (!B || !b) {
         free(B);
@@ -498,7 +606,7 @@ lf_status lf__lowrank_f16_permute_outputs(lf_lowrank_f16 *p, const uint32_t *ord
         return LF_E_NOMEM;
     }
     for (uint32_t q = 0; q < p->n_out; q++) {
-        memcpy(B + (size_t)q * p->rank, p->B + (size_t)order[q] * p->rank, p->rank * sizeof *B);
+        memcpy(B + q * rb, (const uint8_t *)p->B + order[q] * rb, rb);
         b[q] = p->b[order[q]];
     }
     free(p->B);

@@ -14,12 +14,14 @@
  *      positives weighted so that recall is favoured (Adam, mini-batches);
  *   3. lf__lowrank_calibrate: the threshold that reaches a target recall on
  *      held-out samples.
- * Dense linear algebra (SVD, matrix products) goes through LAPACK and BLAS.
- * Depends only on src/common. */
+ * Dense linear algebra (SVD, matrix products) goes through LAPACK and BLAS;
+ * the form that runs (lf_lowrank_run) through src/tensor's kernels.
+ * Depends only on src/common and src/tensor. */
 #ifndef LF_PREDICTOR_LOWRANK_H
 #define LF_PREDICTOR_LOWRANK_H
 
 #include "../src/common/lf_common.h"
+#include "../src/tensor/kernels.h"
 
 typedef struct lf_lowrank {
     uint32_t n_in, n_out, rank;
@@ -71,56 +73,71 @@ lf_status lf__lowrank_evaluate(const lf_lowrank *p, const float *X, const uint8_
 /* Logits of one input: h (rank) is scratch, z (n_out) the output. */
 void lf__lowrank_logits(const lf_lowrank *p, const float *x, float *h, float *z);
 
-/* The form a predictor runs in: A and B as IEEE half floats (half the DRAM
- * of F32), the bias and threshold as float. Calibrate rounds a fitted
- * predictor's weights to F16 (lf__lowrank_round_f16) before it sets the
- * threshold, so the threshold is the one for these very weights and the
- * target recall holds for them. */
-typedef struct lf_lowrank_f16 {
+/* The form a predictor runs in: A and B as IEEE half floats (F16, half the
+ * DRAM of F32) or as Q8_0 (34 bytes per 32 weights, 53% of F16); the bias
+ * and threshold as float. Q8_0 rows are quantized along their length (A's
+ * rows of n_in, B's of rank: both multiples of 32), and the input and then
+ * h are rounded to q8a blocks first, as the model's own quantized
+ * projections round theirs. Calibrate sets each threshold on this very form
+ * (lf__layer_predictor_calibrate), so the target recall holds for it. */
+typedef struct lf_lowrank_run {
+    uint32_t type;     /* LF_TYPE_F16 or LF_TYPE_Q8_0 */
     uint32_t n_in, n_out, rank;
-    uint16_t *A;       /* (rank, n_in) */
-    uint16_t *B;       /* (n_out, rank), or NULL once transposed into Bt */
-    uint16_t *Bt;      /* (rank, n_out): the form that runs, or NULL */
+    void *A;           /* rank rows of n_in */
+    void *B;           /* n_out rows of rank, or NULL once transposed into Bt */
+    void *Bt;          /* F16 only: (rank, n_out), the form that runs where the kernels have an F16 axpy */
     float *b;          /* (n_out) */
-    float threshold;
-} lf_lowrank_f16;
+} lf_lowrank_run;
 
-/* The kernels' F16 products: n halves at w against n floats at x, and
- * y += a * w over n halves. */
-typedef struct lf_f16_ops {
-    float (*dot)(const void *w, const void *x, int64_t n);
-    void (*axpy)(const void *w, float a, float *y, int64_t n);
-} lf_f16_ops;
-
-/* Rounds A and B to the nearest F16 values, in place. */
+/* Rounds A and B to the nearest F16 values, in place: a fast stand-in for
+ * the run form while candidates are compared. */
 void lf__lowrank_round_f16(lf_lowrank *p);
-lf_status lf__lowrank_f16_alloc(lf_lowrank_f16 *p, uint32_t n_in, uint32_t n_out, uint32_t rank);
-/* dst (allocated by it) becomes src in half precision. */
-lf_status lf__lowrank_f16_from(lf_lowrank_f16 *dst, const lf_lowrank *src);
-void lf__lowrank_f16_free(lf_lowrank_f16 *p);
-uint64_t lf__lowrank_f16_bytes(uint32_t n_in, uint32_t n_out, uint32_t rank);
-/* Logits of one input, as lf__lowrank_logits: h (rank) scratch, z (n_out). */
-void lf__lowrank_f16_logits(const lf_lowrank_f16 *p, const lf_f16_ops *k, const float *x, float *h, float *z);
-/* Transposes B into Bt, the form that runs: z = b + Σ_r h_r·Bt_r, a few
- * long vector updates instead of n_out short dot products. */
-lf_status lf__lowrank_f16_transpose(lf_lowrank_f16 *p);
+/* Whether a predictor of this shape can be stored as `type`: F16 always,
+ * Q8_0 when n_in and rank are multiples of 32. */
+bool lf__lowrank_run_fits(uint32_t type, uint32_t n_in, uint32_t rank);
+/* Bytes of A's and of B's rows, and of the whole predictor (with b). */
+uint64_t lf__lowrank_run_a_bytes(uint32_t type, uint32_t n_in, uint32_t rank);
+uint64_t lf__lowrank_run_b_bytes(uint32_t type, uint32_t n_out, uint32_t rank);
+uint64_t lf__lowrank_run_bytes(uint32_t type, uint32_t n_in, uint32_t n_out, uint32_t rank);
+/* Floats of scratch one predictor's logits need (h, and q8a blocks of x and h). */
+uint64_t lf__lowrank_run_scratch(uint32_t n_in, uint32_t rank);
+/* LF_E_UNSUPPORTED when the shape does not fit the type, LF_E_NOMEM. */
+lf_status lf__lowrank_run_alloc(lf_lowrank_run *p, uint32_t type, uint32_t n_in, uint32_t n_out, uint32_t rank);
+/* dst (allocated by it) becomes src rounded to `type`. */
+lf_status lf__lowrank_run_from(lf_lowrank_run *dst, const lf_lowrank *src, uint32_t type);
+void lf__lowrank_run_free(lf_lowrank_run *p);
+/* Logits of one input, as lf__lowrank_logits: scratch holds
+ * lf__lowrank_run_scratch floats, z (n_out) is the output. */
+void lf__lowrank_run_logits(const lf_lowrank_run *p, const lf_kernels *k, const float *x, float *scratch, float *z);
+/* F16: transposes B into Bt, the form that runs: z = b + Σ_r h_r·Bt_r, a
+ * few long vector updates instead of n_out short dot products. Q8_0 keeps
+ * its rows (their dot products run on 8-bit integers). */
+lf_status lf__lowrank_run_transpose(lf_lowrank_run *p);
 
 /* Reorders the outputs: output q becomes the old output order[q] (rows of
  * B and b), for a layer whose neurons were placed in that order. */
-lf_status lf__lowrank_f16_permute_outputs(lf_lowrank_f16 *p, const uint32_t *order);
+lf_status lf__lowrank_run_permute_outputs(lf_lowrank_run *p, const uint32_t *order);
 
 /* One layer's predictor as it runs: a single low-rank predictor whose
  * logits are thresholded (ReLU-type FFNs), or the SwiGLU pair whose
  * |silu(zg)·zu| is. */
 typedef struct lf_layer_predictor {
-    lf_lowrank_f16 gate;   /* the gate's (up's for plain ReLU) */
-    lf_lowrank_f16 up;     /* the pair's up (rank 0: no pair) */
+    lf_lowrank_run gate;   /* the gate's (up's for plain ReLU) */
+    lf_lowrank_run up;     /* the pair's up (rank 0: no pair) */
     float threshold;
 } lf_layer_predictor;
 
-/* Scores of one input (n_out): scratch holds 2 * (rank + n_out) floats. */
-void lf__layer_predictor_scores(const lf_layer_predictor *p, const lf_f16_ops *k, const float *x, float *scratch,
+/* Floats of scratch lf__layer_predictor_scores needs. */
+uint64_t lf__layer_predictor_scratch(uint32_t n_in, uint32_t n_out, uint32_t rank);
+/* Scores of one input (n_out). */
+void lf__layer_predictor_scores(const lf_layer_predictor *p, const lf_kernels *k, const float *x, float *scratch,
                                 float *score);
+/* The threshold for a target recall on (X, Y), and the quality, computed
+ * on the run form's own scores (as lf__lowrank_calibrate and _evaluate). */
+lf_status lf__layer_predictor_calibrate(lf_layer_predictor *p, const lf_kernels *k, const float *X, const uint8_t *Y,
+                                        uint64_t n, double recall, lf_err *err);
+lf_status lf__layer_predictor_evaluate(const lf_layer_predictor *p, const lf_kernels *k, const float *X,
+                                       const uint8_t *Y, uint64_t n, lf_lowrank_quality *q);
 uint64_t lf__layer_predictor_bytes(const lf_layer_predictor *p);
 void lf__layer_predictor_free(lf_layer_predictor *p);
 

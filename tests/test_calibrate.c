@@ -394,6 +394,44 @@ Test(calibrate, placement_reads_less_often_and_changes_nothing) {
     unlink(placed_pred);
 }
 
+/* The share of active units the predictor at `predictor` missed over 200
+ * bytes of held-out text, measured at run time on n_threads (0: all);
+ * also the budget its session counted for it and the units it named. */
+static double runtime_miss_rate(const char *model, const char *predictor, int n_threads, uint64_t *predictor_bytes,
+                                uint64_t *units) {
+    char err[512];
+    lf_model *m;
+    lf_model_params mp = lf_model_default_params();
+    mp.n_threads = n_threads;
+    cr_assert_eq(lf_model_open(model, &mp, &m, err, sizeof err), LF_OK, "%s", err);
+    lf_session_params sp = lf_session_default_params();
+    sp.mask = LF_MASK_PREDICTOR;
+    sp.predictor_path = predictor;
+    sp.measure_recall = true;
+    sp.n_ctx = 128;
+    lf_session *s;
+    cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_OK, "%s", err);
+    size_t n = 0;
+    lf_token toks[128];
+    cr_assert_eq(lf_tokenize(m, text + text_len / 2, 200, true, toks, 128, &n), LF_OK);
+    cr_assert_eq(lf_session_eval(s, toks, n), LF_OK, "%s", lf_session_errmsg(s));
+    uint64_t want_units = 0, missed = 0;
+    for (uint32_t l = 0; l < 5; l++) {
+        lf_layer_stats ls;
+        lf_session_layer_stats(s, l, &ls);
+        want_units += ls.oracle_units;
+        missed += ls.false_negatives;
+    }
+    lf_session_stats st;
+    lf_session_get_stats(s, &st);
+    if (predictor_bytes) *predictor_bytes = st.budget_bytes[5];
+    if (units) *units = st.neurons_used;
+    cr_assert(want_units > 0);
+    lf_session_destroy(s);
+    lf_model_close(m);
+    return (double)missed / (double)want_units;
+}
+
 Test(calibrate, a_rank_schedule_grows_from_the_first_layer_to_the_last) {
     char path[160], err[512];
     snprintf(path, sizeof path, "%s.sched", relu80);
@@ -410,29 +448,65 @@ Test(calibrate, a_rank_schedule_grows_from_the_first_layer_to_the_last) {
     cr_assert_eq(cs.predictor_bytes, want, "%lu bytes, want %lu", (unsigned long)cs.predictor_bytes, (unsigned long)want);
     cr_assert(cs.recall >= 0.99, "recall %.4f", cs.recall);
     /* it runs, and reaches the same recall at run time */
-    lf_model *m;
-    cr_assert_eq(lf_model_open(relu80, NULL, &m, err, sizeof err), LF_OK, "%s", err);
-    lf_session_params sp = lf_session_default_params();
-    sp.mask = LF_MASK_PREDICTOR;
-    sp.predictor_path = path;
-    sp.measure_recall = true;
-    sp.n_ctx = 128;
-    lf_session *s;
-    cr_assert_eq(lf_session_create(m, &sp, &s, err, sizeof err), LF_OK, "%s", err);
-    size_t n = 0;
-    lf_token toks[128];
-    cr_assert_eq(lf_tokenize(m, text + text_len / 2, 200, true, toks, 128, &n), LF_OK);
-    cr_assert_eq(lf_session_eval(s, toks, n), LF_OK, "%s", lf_session_errmsg(s));
-    uint64_t want_units = 0, missed = 0;
-    for (uint32_t l = 0; l < 5; l++) {
-        lf_layer_stats ls;
-        lf_session_layer_stats(s, l, &ls);
-        want_units += ls.oracle_units;
-        missed += ls.false_negatives;
-    }
-    cr_assert((double)missed <= 0.02 * (double)want_units, "%lu of %lu missed", (unsigned long)missed,
-              (unsigned long)want_units);
-    lf_session_destroy(s);
-    lf_model_close(m);
+    const double miss = runtime_miss_rate(relu80, path, 0, NULL, NULL);
+    cr_assert(miss <= 0.02, "%g of the active units missed", miss);
+    unlink(path);
+}
+
+/* Q8_0 predictor weights: the recall holds (at calibration and at run
+ * time, on one thread or two), in 55% of F16's bytes, which the session's
+ * budget counts; auto picks per layer between the two; shapes Q8_0 cannot
+ * hold are refused when asked for and left in F16 by auto. */
+Test(calibrate, q8_0_predictor_weights_hold_the_recall_in_about_half_the_bytes) {
+    char path[160], err[512];
+    snprintf(path, sizeof path, "%s.q8", relu80);
+    const lf_calibrate_stats f = calibrate_half(relu80, 0);
+    lf_calibrate_params p = lf_calibrate_default_params();
+    p.force = true;
+    p.weights = LF_PREDICTOR_Q8_0;
+    lf_calibrate_stats q, a;
+    cr_assert_eq(lf_calibrate(relu80, text, text_len / 2, path, &p, &q, err, sizeof err), LF_OK, "%s", err);
+    cr_log_info("held-out recall %.4f, density %.4f, %lu bytes with F16 weights; %.4f, %.4f, %lu with Q8_0", f.recall,
+                f.predicted_density, (unsigned long)f.predictor_bytes, q.recall, q.predicted_density,
+                (unsigned long)q.predictor_bytes);
+    cr_assert(f.q8_0_layers == 0 && q.q8_0_layers == 5 && q.n_layer == 5, "%u and %u layers in Q8_0", f.q8_0_layers,
+              q.q8_0_layers);
+    cr_assert(q.recall >= 0.99, "held-out recall %.4f", q.recall);
+    cr_assert(q.predicted_density <= f.predicted_density * 1.05, "density %g against F16's %g", q.predicted_density,
+              f.predicted_density);
+    /* rank 64 (d_model) per layer: Q8_0 A, B; the bias; a float per layer */
+    const uint64_t want = 5 * ((64 * 2 + 172 * 2) * 34 + 172 * 4 + sizeof(float));
+    cr_assert_eq(q.predictor_bytes, want, "%lu bytes, want %lu", (unsigned long)q.predictor_bytes, (unsigned long)want);
+    const double ratio = (double)q.predictor_bytes / (double)f.predictor_bytes;
+    cr_assert(ratio > 0.5 && ratio < 0.6, "Q8_0 takes %g of F16's bytes", ratio);
+    /* at run time: the file keeps the weights' type, the budget counts them,
+     * and one thread and two name the same units */
+    char f16_path[160];
+    predictor_path(relu80, f16_path, sizeof f16_path);
+    uint64_t b_f16, b_q8, units_1, units_2;
+    const double miss_f16 = runtime_miss_rate(relu80, f16_path, 0, &b_f16, NULL);
+    const double miss_1 = runtime_miss_rate(relu80, path, 1, &b_q8, &units_1);
+    const double miss_2 = runtime_miss_rate(relu80, path, 2, NULL, &units_2);
+    cr_log_info("run time: %.4f of the active units missed with F16 weights, %.4f with Q8_0; budget %lu and %lu bytes",
+                miss_f16, miss_1, (unsigned long)b_f16, (unsigned long)b_q8);
+    cr_assert(miss_1 <= 0.02 && miss_1 == miss_2 && units_1 == units_2, "missed %g and %g, units %lu and %lu", miss_1,
+              miss_2, (unsigned long)units_1, (unsigned long)units_2);
+    cr_assert(b_q8 < b_f16 && b_f16 - b_q8 == f.predictor_bytes - q.predictor_bytes,
+              "the budget counts %lu against %lu bytes", (unsigned long)b_q8, (unsigned long)b_f16);
+    /* auto: Q8_0 where it keeps no more than 1% more units */
+    p.weights = LF_PREDICTOR_AUTO;
+    cr_assert_eq(lf_calibrate(relu80, text, text_len / 2, path, &p, &a, err, sizeof err), LF_OK, "%s", err);
+    cr_log_info("auto: %u of 5 layers in Q8_0, density %.4f", a.q8_0_layers, a.predicted_density);
+    cr_assert(a.recall >= 0.99 && a.predictor_bytes >= q.predictor_bytes && a.predictor_bytes <= f.predictor_bytes);
+    cr_assert_eq(a.predictor_bytes == q.predictor_bytes, a.q8_0_layers == 5);
+    /* rank 48: not whole blocks */
+    p.rank = 48;
+    cr_assert_eq(lf_calibrate(relu80, text, text_len / 2, path, &p, &a, err, sizeof err), LF_OK, "%s", err);
+    cr_assert_eq(a.q8_0_layers, 0, "auto keeps F16 where Q8_0 does not fit");
+    p.weights = LF_PREDICTOR_Q8_0;
+    cr_assert_eq(lf_calibrate(relu80, text, text_len / 2, path, &p, &a, err, sizeof err), LF_E_INVALID_ARG);
+    cr_assert(strstr(err, "multiples of 32"), "%s", err);
+    p.weights = (lf_predictor_weights)7;
+    cr_assert_eq(lf_calibrate(relu80, text, text_len / 2, path, &p, &a, err, sizeof err), LF_E_INVALID_ARG);
     unlink(path);
 }

@@ -201,3 +201,68 @@ Test(predictor, placement_gathers_coactivated_neurons) {
     cr_assert_eq(cluster[order[0]], 0, "the hottest cluster comes first");
     free(Y);
 }
+
+/* The run form in F16 and in Q8_0 on every kernel path this CPU has: its
+ * logits follow the F32 predictor's, a threshold set on its own scores
+ * meets the target recall exactly on those samples, Q8_0 keeps as many
+ * units as F16 within a few percent in 55% of the bytes, and reordering the
+ * outputs reorders the logits bit for bit. */
+Test(predictor, the_run_form_in_f16_and_q8_0) {
+    problem p = make_problem(5);
+    enum { RK = 32 };
+    lf_lowrank lr;
+    lf_err err = {{0}};
+    cr_assert_eq(lf__lowrank_init_svd(&lr, p.W, M, D, RK, &err), LF_OK, "%s", err.msg);
+    for (int i = 0; i < M; i++) lr.b[i] = 0.01f * (float)(i % 7);
+    const lf_kernels *paths[LF_KERNEL_PATHS];
+    const int n_paths = lf__kernels_available(paths);
+    float z[M], z2[M], h[RK];
+    float *scratch = malloc(lf__layer_predictor_scratch(D, M, RK) * sizeof *scratch);
+    for (int kp = 0; kp < n_paths; kp++) {
+        const lf_kernels *k = paths[kp];
+        double density[2];
+        const uint32_t types[2] = {LF_TYPE_F16, LF_TYPE_Q8_0};
+        for (int t = 0; t < 2; t++) {
+            lf_layer_predictor lp = {0};
+            cr_assert_eq(lf__lowrank_run_from(&lp.gate, &lr, types[t]), LF_OK);
+            double e2 = 0, z2sum = 0;
+            for (int s = 0; s < 50; s++) {
+                lf__lowrank_logits(&lr, p.X + s * D, h, z);
+                lf__layer_predictor_scores(&lp, k, p.X + s * D, scratch, z2);
+                for (int i = 0; i < M; i++) e2 += (z[i] - z2[i]) * (z[i] - z2[i]), z2sum += z[i] * z[i];
+            }
+            /* F16 rounds the weights; Q8_0 also rounds x and h to 8 bits */
+            const double rel = sqrt(e2 / z2sum);
+            cr_log_info("%s %s: relative RMS error of the logits %.2e", k->name, t ? "Q8_0" : "F16", rel);
+            cr_assert(rel < (t ? 0.02 : 0.002), "%s %s: logits off by %g (RMS, relative)", k->name, t ? "Q8_0" : "F16", rel);
+            cr_assert_eq(lf__layer_predictor_calibrate(&lp, k, p.X, p.Y, N_FIT, 0.99, &err), LF_OK, "%s", err.msg);
+            lf_lowrank_quality q;
+            cr_assert_eq(lf__layer_predictor_evaluate(&lp, k, p.X, p.Y, N_FIT, &q), LF_OK);
+            cr_assert(q.recall >= 0.99, "%s: recall %g on its own samples", k->name, q.recall);
+            cr_assert_eq(lf__layer_predictor_evaluate(&lp, k, p.X + (size_t)N_FIT * D, p.Y + (size_t)N_FIT * M, N_HELD, &q),
+                         LF_OK);
+            cr_assert(q.recall > 0.975, "%s: held-out recall %g", k->name, q.recall);
+            density[t] = q.predicted_density;
+            /* placed outputs: the same logits in the new order, bit for bit */
+            uint32_t order[M];
+            for (int i = 0; i < M; i++) order[i] = (uint32_t)((i * 37 + 11) % M);
+            lf__layer_predictor_scores(&lp, k, p.X, scratch, z);
+            cr_assert_eq(lf__lowrank_run_permute_outputs(&lp.gate, order), LF_OK);
+            lf__layer_predictor_scores(&lp, k, p.X, scratch, z2);
+            for (int i = 0; i < M; i++) cr_assert_eq(z2[i], z[order[i]], "%s: output %d", k->name, i);
+            lf__layer_predictor_free(&lp);
+        }
+        cr_log_info("%s: predicted density %.4f with F16 weights, %.4f with Q8_0", k->name, density[0], density[1]);
+        cr_assert(density[1] < density[0] * 1.05, "%s: Q8_0 keeps %g against F16's %g", k->name, density[1], density[0]);
+    }
+    const double ratio = (double)lf__lowrank_run_bytes(LF_TYPE_Q8_0, D, M, RK) / lf__lowrank_run_bytes(LF_TYPE_F16, D, M, RK);
+    cr_assert(ratio > 0.5 && ratio < 0.6, "Q8_0 takes %g of F16's bytes", ratio);
+    /* shapes that are not whole blocks stay F16 */
+    cr_assert(lf__lowrank_run_fits(LF_TYPE_F16, D, 8) && !lf__lowrank_run_fits(LF_TYPE_Q8_0, D, 8) &&
+              !lf__lowrank_run_fits(LF_TYPE_Q8_0, 48, 32) && !lf__lowrank_run_fits(LF_TYPE_Q4_0, D, 32));
+    lf_lowrank_run bad;
+    cr_assert_eq(lf__lowrank_run_alloc(&bad, LF_TYPE_Q8_0, D, M, 8), LF_E_UNSUPPORTED);
+    free(scratch);
+    lf__lowrank_free(&lr);
+    free_problem(&p);
+}

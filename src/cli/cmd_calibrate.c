@@ -12,13 +12,13 @@ static void on_layer(void *user, const lf_calibrate_layer *q) {
             q->n_layer, q->recall, q->precision, q->predicted_density, q->true_density);
     if (q->ahead_density > 0)
         fprintf(stderr, "; lookahead recall %.4f, precision %.3f", q->ahead_recall, q->ahead_precision);
-    fprintf(stderr, " (%.1f s)\n", q->seconds);
+    fprintf(stderr, "; %s weights (%.1f s)\n", q->weights == LF_TYPE_Q8_0 ? "Q8_0" : "F16", q->seconds);
 }
 
 int cmd_calibrate(int argc, char **argv) {
     const char *model_path = NULL, *text_path = NULL, *out = NULL, *reorder = NULL;
     int tokens = 4096, epochs = 20, ahead_rank = 0;
-    const char *rank_arg = "128";
+    const char *rank_arg = "128", *weights_arg = "f16";
     float recall = 0.99f, sparsity = 0.5f, ahead_recall = 0.0f;
     bool force = false, lookahead = false, quiet = false;
     cli_opt opts[] = {
@@ -32,6 +32,9 @@ int cmd_calibrate(int argc, char **argv) {
         {"--recall", NULL, CLI_FLOAT, &recall, "target recall on held-out tokens (default 0.99)", false},
         {"--sparsity", NULL, CLI_FLOAT, &sparsity, "SwiGLU: FFN sparsity of the ground truth (default 0.5)", false},
         {"--epochs", NULL, CLI_INT, &epochs, "fitting passes (default 20)", false},
+        {"--weights", NULL, CLI_STR, &weights_arg,
+         "the predictor's weights: f16, q8_0 (53% of the bytes; d_model and ranks in multiples of 32) or auto (per "
+         "layer, Q8_0 unless it predicts more than 1% more units) (default f16)", false},
         {"--lookahead", NULL, CLI_FLAG, &lookahead,
          "also fit lookahead predictors (layer l's units from layer l-1's input): reads start a layer early", false},
         {"--lookahead-rank", NULL, CLI_INT, &ahead_rank, "rank of the lookahead predictors (default: --rank)", false},
@@ -63,11 +66,12 @@ int cmd_calibrate(int argc, char **argv) {
     const int n_rank = sscanf(rank_arg, "%u:%u%c", &rank, &rank_last, &tail);
     const bool rank_ok = (n_rank == 1 || n_rank == 2) && rank >= 1 && rank <= 65536 && rank_last <= 65536 &&
                          (n_rank == 1 || rank_last >= 1) && strspn(rank_arg, "0123456789:") == strlen(rank_arg);
-    if (!model_path || !text_path || tokens < 64 || !rank_ok || epochs < 1 || !(recall > 0.0f && recall <= 1.0f) ||
+    const bool weights_ok = !strcmp(weights_arg, "f16") || !strcmp(weights_arg, "q8_0") || !strcmp(weights_arg, "auto");
+    if (!model_path || !text_path || tokens < 64 || !weights_ok || !rank_ok || epochs < 1 || !(recall > 0.0f && recall <= 1.0f) ||
         !(sparsity > 0.0f && sparsity < 1.0f) || ahead_rank < 0 || ((ahead_rank || ahead_recall != 0.0f) && !lookahead) ||
         !(ahead_recall >= 0.0f && ahead_recall <= 1.0f)) {
         fprintf(stderr, "llmflash calibrate: -m MODEL and -f TEXT are required; --tokens at least 64, --rank R or A:B "
-                "and --epochs positive, --recall in (0, 1], --sparsity in (0, 1), --lookahead-rank and --lookahead-recall (in (0, 1]) "
+                "and --epochs positive, --weights f16, q8_0 or auto, --recall in (0, 1], --sparsity in (0, 1), --lookahead-rank and --lookahead-recall (in (0, 1]) "
                 "with --lookahead\n");
         return CLI_EXIT_USAGE;
     }
@@ -85,6 +89,8 @@ int cmd_calibrate(int argc, char **argv) {
     p.recall = recall;
     p.sparsity = sparsity;
     p.epochs = (uint32_t)epochs;
+    p.weights = !strcmp(weights_arg, "q8_0") ? LF_PREDICTOR_Q8_0 : !strcmp(weights_arg, "auto") ? LF_PREDICTOR_AUTO
+                                                                                                 : LF_PREDICTOR_F16;
     p.force = force;
     p.lookahead = lookahead;
     p.lookahead_rank = (uint32_t)ahead_rank;
@@ -113,8 +119,8 @@ int cmd_calibrate(int argc, char **argv) {
     char b[32];
     cli_format_bytes(st.predictor_bytes, b, sizeof b);
     fprintf(stderr, "held out %llu tokens: recall %.4f, precision %.3f, predicted density %.3f against %.3f; "
-            "predictor %s; %.1f s\n", (unsigned long long)st.held_out, st.recall, st.precision, st.predicted_density,
-            st.true_density, b, st.seconds);
+            "predictor %s (%u of %u layers in Q8_0); %.1f s\n", (unsigned long long)st.held_out, st.recall, st.precision,
+            st.predicted_density, st.true_density, b, st.q8_0_layers, st.n_layer, st.seconds);
     if (reorder) fprintf(stderr, "placed copy: %s (its predictor beside it)\n", reorder);
     if (lookahead)
         fprintf(stderr, "lookahead (layers 2 on): recall %.4f, precision %.3f\n", st.ahead_recall, st.ahead_precision);

@@ -178,37 +178,70 @@ static lf_status label(const lf_model *m, const float *X, uint64_t N, const floa
     return LF_OK;
 }
 
-/* SwiGLU: the training-free pair of SVD predictors (gate and up), scored by
- * |silu(zg)·zu|, rounded to F16, its threshold on the threshold split. X
- * may be another layer's inputs (the lookahead's). */
-static lf_status fit_swiglu(const float *X, const uint8_t *Y, const float *G, const float *U, uint32_t n_ff, uint32_t d,
-                            uint32_t rank, uint64_t n_fit, uint64_t n_thr, uint64_t n_rep, double aim,
-                            lf_layer_predictor *out, lf_lowrank_quality *q, lf_err *err) {
-    lf_swiglu_predictor sp = {0};
-    lf_status st = lf__lowrank_init_svd(&sp.gate, G, n_ff, d, rank, err);
-    if (!st) st = lf__lowrank_init_svd(&sp.up, U, n_ff, d, rank, err);
-    if (!st) {
-        lf__lowrank_round_f16(&sp.gate);
-        lf__lowrank_round_f16(&sp.up);
-        st = lf__swiglu_calibrate(&sp, X + n_fit * d, Y + n_fit * n_ff, n_thr, aim, err);
+/* The weights one predictor of this shape is tried in: F16, Q8_0, or both
+ * (auto) where the shape fits Q8_0. Returns how many. */
+static int weight_types(lf_predictor_weights want, uint32_t d, uint32_t rank, uint32_t *types) {
+    const bool q8 = lf__lowrank_run_fits(LF_TYPE_Q8_0, d, rank);
+    if (want == LF_PREDICTOR_Q8_0 && q8) return types[0] = LF_TYPE_Q8_0, 1;
+    types[0] = LF_TYPE_F16;
+    if (want == LF_PREDICTOR_AUTO && q8) return types[1] = LF_TYPE_Q8_0, 2;
+    return 1;
+}
+
+/* The run form of a fitted predictor (gate; with up, the SwiGLU pair), its
+ * threshold set on the threshold split (Xt, Yt) from its own scores. With
+ * two weight types to try (auto), Q8_0 is kept unless its predicted density
+ * on that split exceeds F16's by more than 1%. */
+static lf_status run_form(const lf_kernels *k, const lf_lowrank *gate, const lf_lowrank *up, lf_predictor_weights want,
+                          const float *Xt, const uint8_t *Yt, uint64_t n_thr, double aim, lf_layer_predictor *out,
+                          lf_err *err) {
+    uint32_t types[2];
+    const int n = weight_types(want, gate->n_in, gate->rank, types);
+    double density[2] = {0};
+    lf_status st = LF_OK;
+    for (int t = 0; t < n && !st; t++) {
+        lf_layer_predictor c = {0};
+        lf_lowrank_quality q = {0};
+        if (lf__lowrank_run_from(&c.gate, gate, types[t]) || (up && lf__lowrank_run_from(&c.up, up, types[t])))
+            st = lf__err_set(err, LF_E_NOMEM, "predictor of rank %u", gate->rank);
+        if (!st) st = lf__layer_predictor_calibrate(&c, k, Xt, Yt, n_thr, aim, err);
+        if (!st && (st = lf__layer_predictor_evaluate(&c, k, Xt, Yt, n_thr, &q))) lf__err_set(err, st, "predictor quality");
+        density[t] = q.predicted_density;
+        /* the first type tried, or Q8_0 when it predicts no more than 1% more */
+        if (!st && (t == 0 || density[t] <= density[0] * 1.01)) {
+            lf__layer_predictor_free(out);
+            *out = c;
+        } else lf__layer_predictor_free(&c);
     }
-    if (!st) st = lf__swiglu_evaluate(&sp, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
-    if (!st && (lf__lowrank_f16_from(&out->gate, &sp.gate) || lf__lowrank_f16_from(&out->up, &sp.up)))
-        st = lf__err_set(err, LF_E_NOMEM, "predictor of rank %u", rank);
-    out->threshold = sp.threshold;
-    lf__lowrank_free(&sp.gate);
-    lf__lowrank_free(&sp.up);
+    return st;
+}
+
+/* SwiGLU: the training-free pair of SVD predictors (gate and up), scored by
+ * |silu(zg)·zu|, its threshold on the threshold split in the weights it
+ * runs in. X may be another layer's inputs (the lookahead's). */
+static lf_status fit_swiglu(const lf_model *m, const float *X, const uint8_t *Y, const float *G, const float *U,
+                            uint32_t rank, uint64_t n_fit, uint64_t n_thr, uint64_t n_rep, double aim,
+                            lf_predictor_weights want, lf_layer_predictor *out, lf_lowrank_quality *q, lf_err *err) {
+    const uint32_t d = m->info.n_embd, n_ff = m->info.n_ff;
+    lf_lowrank gate = {0}, up = {0};
+    lf_status st = lf__lowrank_init_svd(&gate, G, n_ff, d, rank, err);
+    if (!st) st = lf__lowrank_init_svd(&up, U, n_ff, d, rank, err);
+    if (!st) st = run_form(m->kernels, &gate, &up, want, X + n_fit * d, Y + n_fit * n_ff, n_thr, aim, out, err);
+    if (!st)
+        st = lf__layer_predictor_evaluate(out, m->kernels, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
+    lf__lowrank_free(&gate);
+    lf__lowrank_free(&up);
     return st;
 }
 
 /* ReLU-type FFNs: the SVD of W (the gate, or up for plain ReLU) is a
  * training-free predictor; fitting must beat it on the threshold split
- * (precision at the target recall), or the SVD one is kept. Weights are
- * rounded to F16 before each threshold is set. X may be another layer's
- * inputs (the lookahead's). */
+ * (precision at the target recall, with the weights rounded to F16), or
+ * the SVD one is kept. The one kept gets its threshold in the weights it
+ * runs in. X may be another layer's inputs (the lookahead's). */
 static lf_status fit_relu(const lf_model *m, uint32_t l, const float *X, const uint8_t *Y, const float *W, uint32_t rank,
                           uint64_t n_fit, uint64_t n_thr, uint64_t n_rep, double aim, uint32_t epochs,
-                          lf_layer_predictor *out, lf_lowrank_quality *q, lf_err *err) {
+                          lf_predictor_weights want, lf_layer_predictor *out, lf_lowrank_quality *q, lf_err *err) {
     const uint32_t d = m->info.n_embd, n_ff = m->info.n_ff;
     const float *Xt = X + n_fit * d;
     const uint8_t *Yt = Y + n_fit * n_ff;
@@ -236,9 +269,9 @@ static lf_status fit_relu(const lf_model *m, uint32_t l, const float *X, const u
                 q_init.precision, q_fit.precision);
     }
     lf__lowrank_free(&init);
-    if (!st) st = lf__lowrank_evaluate(&pred, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
-    if (!st && lf__lowrank_f16_from(&out->gate, &pred)) st = lf__err_set(err, LF_E_NOMEM, "predictor of rank %u", rank);
-    out->threshold = pred.threshold;
+    if (!st) st = run_form(m->kernels, &pred, NULL, want, Xt, Yt, n_thr, aim, out, err);
+    if (!st)
+        st = lf__layer_predictor_evaluate(out, m->kernels, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
     lf__lowrank_free(&pred);
     return st;
 }
@@ -247,6 +280,30 @@ static lf_status fit_relu(const lf_model *m, uint32_t l, const float *X, const u
 static lf_status read_samples(FILE *f, uint32_t l, uint64_t N, uint32_t d, float *X, lf_err *err) {
     if (fseek(f, 0, SEEK_SET) != 0 || fread(X, sizeof *X, N * d, f) != N * d)
         return lf__err_set(err, LF_E_IO, "reading back layer %u's activations failed", l);
+    return LF_OK;
+}
+
+/* Layer l's predictor rank: p->rank, or on the schedule to p->rank_last. */
+static uint32_t layer_rank(const lf_model *m, const lf_calibrate_params *p, uint32_t l) {
+    const uint32_t L = m->info.n_layer;
+    const double want = p->rank_last && L > 1 ? p->rank + ((double)p->rank_last - p->rank) * l / (L - 1) : p->rank;
+    return LF_MIN((uint32_t)(want + 0.5), LF_MIN(m->info.n_embd, m->info.n_ff));
+}
+
+static uint32_t lookahead_rank(const lf_model *m, const lf_calibrate_params *p) {
+    return LF_MIN(p->lookahead_rank ? p->lookahead_rank : p->rank, LF_MIN(m->info.n_embd, m->info.n_ff));
+}
+
+/* Q8_0 weights asked for: every predictor's shape must fit them. */
+static lf_status check_q8_0_shapes(const lf_model *m, const lf_calibrate_params *p, lf_err *err) {
+    const uint32_t d = m->info.n_embd;
+    for (uint32_t l = 0; l < m->info.n_layer; l++) {
+        const uint32_t r = layer_rank(m, p, l);
+        if (!lf__lowrank_run_fits(LF_TYPE_Q8_0, d, r) || (p->lookahead && !lf__lowrank_run_fits(LF_TYPE_Q8_0, d, lookahead_rank(m, p))))
+            return lf__err_set(err, LF_E_INVALID_ARG, "Q8_0 predictor weights need d_model (%u) and every rank in "
+                               "multiples of 32 (layer %u's rank is %u%s): choose another rank, or F16 or auto weights",
+                               d, l, r, p->lookahead ? ", or its lookahead rank" : "");
+    }
     return LF_OK;
 }
 
@@ -265,10 +322,7 @@ static lf_status fit_layer(const lf_model *m, uint32_t l, const float *X, const 
     if (!st && order) st = lf__placement_order(Y, N * 3 / 5, n_ff, order, err);
     /* 60% to fit, 20% for the threshold, 20% to report on */
     const uint64_t n_fit = N * 3 / 5, n_thr = N / 5, n_rep = N - n_fit - n_thr;
-    const uint32_t L = m->info.n_layer;
-    const double want = p->rank_last && L > 1 ? p->rank + ((double)p->rank_last - p->rank) * l / (L - 1) : p->rank;
-    const uint32_t rank = LF_MIN((uint32_t)(want + 0.5), LF_MIN(d, n_ff));
-    const uint32_t ahead_rank = LF_MIN(p->lookahead_rank ? p->lookahead_rank : p->rank, LF_MIN(d, n_ff));
+    const uint32_t rank = layer_rank(m, p, l), ahead_rank = lookahead_rank(m, p);
     /* the threshold aims halfway above the target recall on its split, so
      * that unseen tokens still reach the target */
     const double aim = 1.0 - (1.0 - p->recall) / 2.0;
@@ -276,15 +330,16 @@ static lf_status fit_layer(const lf_model *m, uint32_t l, const float *X, const 
     const float *W = m->info.activation == LF_ACT_RELU ? U : G;
     lf_lowrank_quality lq = {0}, aq = {0};
     if (!st)
-        st = set->pair ? fit_swiglu(X, Y, G, U, n_ff, d, rank, n_fit, n_thr, n_rep, aim, &set->layers[l], &lq, err)
-                       : fit_relu(m, l, X, Y, W, rank, n_fit, n_thr, n_rep, aim, p->epochs, &set->layers[l], &lq, err);
+        st = set->pair ? fit_swiglu(m, X, Y, G, U, rank, n_fit, n_thr, n_rep, aim, p->weights, &set->layers[l], &lq, err)
+                       : fit_relu(m, l, X, Y, W, rank, n_fit, n_thr, n_rep, aim, p->epochs, p->weights, &set->layers[l],
+                                  &lq, err);
     /* the lookahead: the same truth from the layer before's input */
     if (!st && X_prev)
         st = set->pair
-                 ? fit_swiglu(X_prev, Y, G, U, n_ff, d, ahead_rank, n_fit, n_thr, n_rep, ahead_aim, &set->ahead[l], &aq,
-                              err)
-                 : fit_relu(m, l, X_prev, Y, W, ahead_rank, n_fit, n_thr, n_rep, ahead_aim, p->epochs, &set->ahead[l],
-                            &aq, err);
+                 ? fit_swiglu(m, X_prev, Y, G, U, ahead_rank, n_fit, n_thr, n_rep, ahead_aim, p->weights, &set->ahead[l],
+                              &aq, err)
+                 : fit_relu(m, l, X_prev, Y, W, ahead_rank, n_fit, n_thr, n_rep, ahead_aim, p->epochs, p->weights,
+                            &set->ahead[l], &aq, err);
     q->recall = lq.recall;
     q->precision = lq.precision;
     q->predicted_density = lq.predicted_density;
@@ -292,6 +347,7 @@ static lf_status fit_layer(const lf_model *m, uint32_t l, const float *X, const 
     q->ahead_recall = aq.recall;
     q->ahead_precision = aq.precision;
     q->ahead_density = aq.predicted_density;
+    q->weights = (lf_type)set->layers[l].gate.type;
     free(G);
     free(U);
     free(Y);
@@ -323,9 +379,10 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
     lf_status st;
     if (!(p.recall > 0.0 && p.recall <= 1.0) || !(p.sparsity > 0.0f && p.sparsity < 1.0f) || p.tokens < 64 ||
         ((p.lookahead_rank || p.lookahead_recall != 0.0) && !p.lookahead) ||
-        !(p.lookahead_recall >= 0.0 && p.lookahead_recall <= 1.0)) {
+        !(p.lookahead_recall >= 0.0 && p.lookahead_recall <= 1.0) ||
+        !(p.weights == LF_PREDICTOR_F16 || p.weights == LF_PREDICTOR_Q8_0 || p.weights == LF_PREDICTOR_AUTO)) {
         st = lf__err_set(&err, LF_E_INVALID_ARG, "recall must be in (0, 1], sparsity in (0, 1), tokens at least 64, "
-                         "and a lookahead rank needs lookahead");
+                         "a lookahead rank needs lookahead, and the weights are F16, Q8_0 or auto");
         goto out;
     }
     lf_model_params mp = lf_model_default_params(); /* auto: stream for a flash file, every unit cached */
@@ -358,6 +415,7 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
         st = calibrate_routing(m, toks, n_tok, out_path, &p, cs, &err);
         goto out;
     }
+    if (p.weights == LF_PREDICTOR_Q8_0 && (st = check_q8_0_shapes(m, &p, &err))) goto out;
     const uint32_t n_layer = m->info.n_layer;
     c.n_embd = m->info.n_embd;
     c.files = calloc(n_layer, sizeof *c.files);
@@ -420,6 +478,7 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
         }
         q.seconds = lf__ns_to_ms(lf__now_ns() - t_layer) / 1e3;
         if (p.on_layer) p.on_layer(p.user, &q);
+        cs->q8_0_layers += q.weights == LF_TYPE_Q8_0;
         tp += q.recall * q.true_density;
         pred += q.predicted_density;
         truth += q.true_density;
@@ -430,6 +489,7 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
             a_truth += q.true_density;
         }
     }
+    cs->n_layer = n_layer;
     cs->tokens = N * 3 / 5;
     cs->held_out = N - cs->tokens;
     cs->recall = truth > 0 ? tp / truth : 1.0;
@@ -454,8 +514,8 @@ lf_status lf_calibrate(const char *model_path, const char *text, size_t len, con
         for (uint32_t l = 0; l < n_layer && !st; l++) {
             lf_layer_predictor *parts[2] = {&set.layers[l], set.ahead ? &set.ahead[l] : NULL};
             for (int k = 0; k < 2 && !st; k++)
-                if (parts[k] && (lf__lowrank_f16_permute_outputs(&parts[k]->gate, orders[l]) ||
-                                 lf__lowrank_f16_permute_outputs(&parts[k]->up, orders[l])))
+                if (parts[k] && (lf__lowrank_run_permute_outputs(&parts[k]->gate, orders[l]) ||
+                                 lf__lowrank_run_permute_outputs(&parts[k]->up, orders[l])))
                     st = lf__err_set(&err, LF_E_NOMEM, "reordering the predictor");
         }
         if (!st) st = lf__flash_reorder(model_path, p.reorder_path, (const uint32_t *const *)orders, p.force, &err);

@@ -144,44 +144,67 @@ void lf__mask_destroy(lf_mask *ms) {
 
 typedef struct predictor {
     lf_predictor_set set;     /* owned */
-    lf_f16_ops ops;
+    const lf_kernels *k;
     lf_pool *pool;            /* borrowed: the products split over it (NULL: on the caller) */
     uint32_t group, n_ff;
-    float *h, *z;             /* (2 * (rank + n_ff)) scratch, (n_ff) logits or scores */
+    float *h, *z;             /* (lf__predictor_mask_scratch) scratch, (n_ff) logits or scores */
     uint8_t *any;             /* (n_groups) */
     uint64_t n_groups;
 } predictor;
 
 /* One token's scores split over the pool: phase 0 the rank projections
- * (h = A·x), phase 1 slices of the outputs (z = b + Σ_r h_r·Bt_r, and the
- * pair's |silu(zg)·zu|). */
+ * (h = A·x), phase 1 slices of the outputs (F16: z = b + Σ_r h_r·Bt_r;
+ * Q8_0: z_i = b_i + B_i·h on h in q8a blocks), and the pair's
+ * |silu(zg)·zu|. Q8_0 parts take x (and h) as q8a blocks, rounded between
+ * the phases. */
 typedef struct score_job {
     const predictor *pr;
     const lf_layer_predictor *p;
     const float *x;
     float *hg, *hu, *zu;
+    lf_block_q8a *xq, *hq[2];
     int phase;
 } score_job;
+
+/* rows [a, b) of W (n columns of `type`) . x into out[a, b) */
+static void dot_range(const lf_kernels *k, uint32_t type, const void *W, uint64_t a, uint64_t b, uint32_t n,
+                      const void *x, float *out) {
+    const uint64_t rb = lf__type_row_bytes(type, n);
+    for (uint64_t r = a; r < b; r += LF_DOT_ROWS) {
+        const int nr = (int)LF_MIN((uint64_t)LF_DOT_ROWS, b - r);
+        const void *rows[LF_DOT_ROWS];
+        for (int i = 0; i < nr; i++) rows[i] = (const uint8_t *)W + (r + i) * rb;
+        lf__dot_rows(k, type, rows, nr, x, out + r, n);
+    }
+}
 
 static void score_slice(void *ctx, int ith, int nth) {
     const score_job *j = ctx;
     const lf_layer_predictor *p = j->p;
-    const lf_f16_ops *k = &j->pr->ops;
-    const lf_lowrank_f16 *parts[2] = {&p->gate, p->up.rank ? &p->up : NULL};
+    const lf_kernels *k = j->pr->k;
+    const lf_lowrank_run *parts[2] = {&p->gate, p->up.rank ? &p->up : NULL};
     float *hs[2] = {j->hg, j->hu}, *zs[2] = {j->pr->z, j->zu};
     for (int q = 0; q < 2; q++) {
-        const lf_lowrank_f16 *lr = parts[q];
+        const lf_lowrank_run *lr = parts[q];
         if (!lr) continue;
+        const bool q8 = lr->type == LF_TYPE_Q8_0;
         uint64_t a, b;
         if (j->phase == 0) {
-            lf__split_range(lr->rank, ith, nth, 1, &a, &b);
-            for (uint64_t r = a; r < b; r++) hs[q][r] = k->dot(lr->A + r * lr->n_in, j->x, lr->n_in);
+            lf__split_range(lr->rank, ith, nth, LF_DOT_ROWS, &a, &b);
+            dot_range(k, lr->type, lr->A, a, b, lr->n_in, q8 ? (const void *)j->xq : j->x, hs[q]);
             continue;
         }
         lf__split_range(lr->n_out, ith, nth, 64, &a, &b);
         if (a >= b) continue;
+        if (q8) {
+            dot_range(k, lr->type, lr->B, a, b, lr->rank, j->hq[q], zs[q]);
+            for (uint64_t i = a; i < b; i++) zs[q][i] += lr->b[i];
+            continue;
+        }
         memcpy(zs[q] + a, lr->b + a, (b - a) * sizeof(float));
-        for (uint32_t r = 0; r < lr->rank; r++) k->axpy(lr->Bt + (uint64_t)r * lr->n_out + a, hs[q][r], zs[q] + a, (int64_t)(b - a));
+        for (uint32_t r = 0; r < lr->rank; r++)
+            k->axpy[LF_TYPE_F16]((const uint16_t *)lr->Bt + (uint64_t)r * lr->n_out + a, hs[q][r], zs[q] + a,
+                                 (int64_t)(b - a));
     }
     if (j->phase == 1 && parts[1]) {
         uint64_t a, b;
@@ -192,16 +215,24 @@ static void score_slice(void *ctx, int ith, int nth) {
 }
 
 /* Scores of one token into pr->z, on the pool when the predictor runs in
- * its transposed form. */
+ * the form that splits (F16 transposed, or Q8_0). */
 static void token_scores(predictor *pr, const lf_layer_predictor *p, const float *x) {
-    if (!pr->pool || !p->gate.Bt) {
-        lf__layer_predictor_scores(p, &pr->ops, x, pr->h, pr->z);
+    const lf_lowrank_run *g = &p->gate, *u = &p->up;
+    const bool q8 = g->type == LF_TYPE_Q8_0 || (u->rank && u->type == LF_TYPE_Q8_0);
+    const bool splits = (g->type == LF_TYPE_Q8_0 || g->Bt) && (!u->rank || u->type == LF_TYPE_Q8_0 || u->Bt);
+    if (!pr->pool || !splits) {
+        lf__layer_predictor_scores(p, pr->k, x, pr->h, pr->z);
         return;
     }
     const uint32_t rank = LF_MAX(p->gate.rank, p->up.rank);
-    score_job j = {pr, p, x, pr->h, pr->h + rank, pr->h + 2 * (size_t)rank, 0};
+    lf_block_q8a *xq = (lf_block_q8a *)(pr->h + 2 * (size_t)rank + pr->n_ff);
+    lf_block_q8a *hq0 = xq + p->gate.n_in / LF_QK, *hq1 = hq0 + (rank + LF_QK - 1) / LF_QK;
+    score_job j = {pr, p, x, pr->h, pr->h + rank, pr->h + 2 * (size_t)rank, xq, {hq0, hq1}, 0};
+    if (q8) pr->k->quantize_q8a(x, xq, p->gate.n_in);
     const uint64_t work = (uint64_t)p->gate.rank * (p->gate.n_in + p->gate.n_out) * (p->up.rank ? 2 : 1);
     lf__pool_run_work(pr->pool, score_slice, &j, work);
+    if (g->type == LF_TYPE_Q8_0) pr->k->quantize_q8a(j.hg, hq0, g->rank);
+    if (u->rank && u->type == LF_TYPE_Q8_0) pr->k->quantize_q8a(j.hu, hq1, u->rank);
     j.phase = 1;
     lf__pool_run_work(pr->pool, score_slice, &j, work);
 }
@@ -250,15 +281,15 @@ lf_status lf__mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_p
     if (!pr) return lf__err_set(err, LF_E_NOMEM, "predictor mask");
     pr->set = *set;
     memset(set, 0, sizeof *set);
-    pr->ops = (lf_f16_ops){k->dot[LF_TYPE_F16], k->axpy[LF_TYPE_F16]};
+    pr->k = k;
     pr->pool = pool;
     lf_status st = LF_OK;
     /* into the form that runs, where the kernels have an F16 axpy (the
      * scalar reference has none: it keeps the dot products) */
-    for (uint32_t l = 0; pr->ops.axpy && l < pr->set.n_layer && !st; l++) {
+    for (uint32_t l = 0; k->axpy[LF_TYPE_F16] && l < pr->set.n_layer && !st; l++) {
         lf_layer_predictor *parts[2] = {&pr->set.layers[l], pr->set.ahead ? &pr->set.ahead[l] : NULL};
         for (int q = 0; q < 2 && !st; q++)
-            if (parts[q] && ((st = lf__lowrank_f16_transpose(&parts[q]->gate)) || (st = lf__lowrank_f16_transpose(&parts[q]->up))))
+            if (parts[q] && ((st = lf__lowrank_run_transpose(&parts[q]->gate)) || (st = lf__lowrank_run_transpose(&parts[q]->up))))
                 break;
     }
     if (st) {
@@ -271,7 +302,8 @@ lf_status lf__mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_p
     uint32_t rank = 0;
     for (uint32_t l = 0; l < pr->set.n_layer; l++) rank = LF_MAX(rank, pr->set.layers[l].gate.rank);
     if (pr->set.ahead && pr->set.n_layer > 1) rank = LF_MAX(rank, pr->set.ahead[1].gate.rank);
-    pr->h = malloc(2 * ((uint64_t)rank + f->n_ff) * sizeof *pr->h);
+    const uint64_t scratch = lf__predictor_mask_scratch(f->n_embd, f->n_ff, rank);
+    pr->h = malloc(scratch * sizeof *pr->h);
     pr->z = malloc(f->n_ff * sizeof *pr->z);
     pr->any = malloc(pr->n_groups ? pr->n_groups : 1);
     if (!pr->h || !pr->z || !pr->any) {
@@ -279,7 +311,6 @@ lf_status lf__mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_p
         return lf__err_set(err, LF_E_NOMEM, "predictor mask scratch");
     }
     *out = (lf_mask){pr->set.ahead ? &predictor_ahead_ops : &predictor_ops, pr,
-                     lf__predictor_set_bytes(&pr->set) + 2 * ((uint64_t)rank + f->n_ff) * sizeof(float) +
-                         f->n_ff * sizeof(float) + pr->n_groups};
+                     lf__predictor_set_bytes(&pr->set) + (scratch + f->n_ff) * sizeof(float) + pr->n_groups};
     return LF_OK;
 }

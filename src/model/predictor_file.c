@@ -43,7 +43,7 @@ static uint64_t model_checksum(const lf_model *m) {
 /* The low-rank predictors of one layer, with their tensor names' stems. */
 typedef struct part {
     const char *stem;
-    const lf_lowrank_f16 *p;
+    const lf_lowrank_run *p;
 } part;
 
 static uint32_t layer_parts(const lf_predictor_set *ps, uint32_t l, part *out) {
@@ -95,13 +95,13 @@ lf_status lf__predictor_save(const lf_predictor_set *ps, const lf_model *m, cons
     for (uint32_t l = 0; l < L && !st; l++) {
         const uint32_t n = layer_parts(ps, l, parts);
         for (uint32_t k = 0; k < n && !st; k++) {
-            const lf_lowrank_f16 *p = parts[k].p;
+            const lf_lowrank_run *p = parts[k].p;
             char name[64];
             const uint64_t ne_a[2] = {p->n_in, p->rank}, ne_b[2] = {p->rank, p->n_out}, ne_c[1] = {p->n_out};
             snprintf(name, sizeof name, "blk.%u.%s_a", l, parts[k].stem);
-            st = lf__gguf_writer_add_tensor(w, name, LF_TYPE_F16, 2, ne_a, NULL);
+            st = lf__gguf_writer_add_tensor(w, name, p->type, 2, ne_a, NULL);
             snprintf(name, sizeof name, "blk.%u.%s_b", l, parts[k].stem);
-            if (!st) st = lf__gguf_writer_add_tensor(w, name, LF_TYPE_F16, 2, ne_b, NULL);
+            if (!st) st = lf__gguf_writer_add_tensor(w, name, p->type, 2, ne_b, NULL);
             snprintf(name, sizeof name, "blk.%u.%s_bias", l, parts[k].stem);
             if (!st) st = lf__gguf_writer_add_tensor(w, name, LF_TYPE_F32, 1, ne_c, NULL);
         }
@@ -114,9 +114,9 @@ lf_status lf__predictor_save(const lf_predictor_set *ps, const lf_model *m, cons
     for (uint32_t l = 0; l < L && !st; l++) {
         const uint32_t n = layer_parts(ps, l, parts);
         for (uint32_t k = 0; k < n && !st; k++) {
-            const lf_lowrank_f16 *p = parts[k].p;
-            st = lf__gguf_writer_write_data(w, out.fd, p->A, (uint64_t)p->rank * p->n_in * sizeof *p->A, err);
-            if (!st) st = lf__gguf_writer_write_data(w, out.fd, p->B, (uint64_t)p->n_out * p->rank * sizeof *p->B, err);
+            const lf_lowrank_run *p = parts[k].p;
+            st = lf__gguf_writer_write_data(w, out.fd, p->A, lf__lowrank_run_a_bytes(p->type, p->n_in, p->rank), err);
+            if (!st) st = lf__gguf_writer_write_data(w, out.fd, p->B, lf__lowrank_run_b_bytes(p->type, p->n_out, p->rank), err);
             if (!st) st = lf__gguf_writer_write_data(w, out.fd, p->b, (uint64_t)p->n_out * sizeof *p->b, err);
         }
     }
@@ -140,15 +140,24 @@ static lf_status read_tensor(const lf_gguf *g, int fd, const char *name, uint32_
     return lf__pread_all(fd, dst, t->nbytes, t->file_offset, err);
 }
 
+/* One low-rank predictor: its A and B of one type, F16 or Q8_0 (for a shape that fits it). */
 static lf_status read_part(const lf_gguf *g, int fd, uint32_t l, const char *stem, uint32_t n_in, uint32_t n_out,
-                           uint32_t rank, lf_lowrank_f16 *p, lf_err *err) {
-    lf_status st = lf__lowrank_f16_alloc(p, n_in, n_out, rank);
-    if (st) return lf__err_set(err, st, "predictor of layer %u", l);
+                           uint32_t rank, lf_lowrank_run *p, lf_err *err) {
     char name[64];
     snprintf(name, sizeof name, "blk.%u.%s_a", l, stem);
-    if ((st = read_tensor(g, fd, name, LF_TYPE_F16, n_in, rank, p->A, err))) return st;
+    const lf_gguf_tensor *a = lf__gguf_find_tensor(g, name);
+    const uint32_t type = a ? a->type : LF_TYPE_F16;
+    if (type != LF_TYPE_F16 && type != LF_TYPE_Q8_0)
+        return lf__err_set(err, LF_E_MODEL, "predictor tensor '%s' is %s: F16 or Q8_0 expected", name,
+                           lf_type_name((int)type));
+    lf_status st = lf__lowrank_run_alloc(p, type, n_in, n_out, rank);
+    if (st == LF_E_UNSUPPORTED)
+        return lf__err_set(err, LF_E_MODEL, "predictor of layer %u: Q8_0 needs n_embd and rank (%u) in multiples of 32",
+                           l, rank);
+    if (st) return lf__err_set(err, st, "predictor of layer %u", l);
+    if ((st = read_tensor(g, fd, name, type, n_in, rank, p->A, err))) return st;
     snprintf(name, sizeof name, "blk.%u.%s_b", l, stem);
-    if ((st = read_tensor(g, fd, name, LF_TYPE_F16, rank, n_out, p->B, err))) return st;
+    if ((st = read_tensor(g, fd, name, type, rank, n_out, p->B, err))) return st;
     snprintf(name, sizeof name, "blk.%u.%s_bias", l, stem);
     return read_tensor(g, fd, name, LF_TYPE_F32, n_out, 1, p->b, err);
 }
@@ -250,25 +259,37 @@ out:
     return st;
 }
 
+uint64_t lf__predictor_mask_scratch(uint32_t n_in, uint32_t n_ff, uint32_t rank) {
+    const uint64_t q8a = sizeof(lf_block_q8a) / sizeof(float); /* floats per block */
+    return 2ull * rank + n_ff + (n_in / LF_QK + 2ull * ((rank + LF_QK - 1) / LF_QK)) * q8a;
+}
+
+/* Whether tensor `name` is a predictor weight a load with(out) the lookahead reads. */
+static bool loaded_weight(const char *name, size_t len, bool with_lookahead) {
+    if (len < 4 || strncmp(name, "blk.", 4) != 0) return false;
+    const char *stem = memchr(name + 4, '.', len - 4);
+    if (!stem) return false;
+    stem++;
+    const size_t n = len - (size_t)(stem - name);
+    const bool pred = n >= 5 && strncmp(stem, "pred", 4) == 0, ahead = n >= 6 && strncmp(stem, "ahead", 5) == 0;
+    return pred || (ahead && with_lookahead);
+}
+
 uint64_t lf__predictor_file_bytes(const char *path, const lf_model *m, bool with_lookahead) {
     lf_gguf *g;
     lf_err ignored = {{0}};
     if (lf__gguf_read_file(path, &g, &ignored)) return 0;
     uint32_t rank = 0, ahead_rank = 0;
-    lf_gguf_str kind = {0};
     lf__gguf_get_u32_or(g, "llmflash.predictor.rank", 0, &rank, &ignored);
     lf__gguf_get_u32_or(g, "llmflash.predictor.lookahead_rank", 0, &ahead_rank, &ignored);
     if (!with_lookahead) ahead_rank = 0;
-    lf__gguf_get_str(g, KIND_KEY, &kind, &ignored);
-    const uint64_t per = lf__gguf_str_eq(kind, "lowrank-gate-up") ? 2 : 1; /* two predictors per layer */
-    const uint32_t L = m->info.n_layer, d = m->info.n_embd, ff = m->info.n_ff;
-    const lf_gguf_kv *ranks = lf__gguf_find(g, "llmflash.predictor.ranks");
-    uint64_t weights = ahead_rank ? (L - 1) * per * lf__lowrank_f16_bytes(d, ff, ahead_rank) : 0;
-    for (uint32_t l = 0; l < L; l++) {
-        const double r = ranks && ranks->type == LF_GGUF_ARRAY && ranks->arr_n == L ? lf__gguf_arr_get_num(ranks, l) : rank;
-        weights += per * lf__lowrank_f16_bytes(d, ff, r >= 1 && r <= rank ? (uint32_t)r : rank);
-    }
+    /* the weights as stored (F16 or Q8_0, each layer at its rank) are the weights loaded */
+    uint64_t weights = 0;
+    for (uint64_t t = 0; t < g->n_tensors; t++)
+        if (loaded_weight(g->tensors[t].name.ptr, g->tensors[t].name.len, with_lookahead)) weights += g->tensors[t].nbytes;
     lf__gguf_free(g);
-    return weights + L * sizeof(float) + 2 * (LF_MAX(rank, ahead_rank) + 2ull * ff) * sizeof(float) +
-           2ull * m->flash->layers[0].n_groups;
+    const uint32_t ff = m->info.n_ff;
+    return weights + m->info.n_layer * sizeof(float) +
+           (lf__predictor_mask_scratch(m->info.n_embd, ff, LF_MAX(rank, ahead_rank)) + ff) * sizeof(float) +
+           m->flash->layers[0].n_groups;
 }
