@@ -474,37 +474,24 @@ void lf__lowrank_run_free(lf_lowrank_run *p) {
     memset(p, 0, sizeof *p);
 }
 
-/* rows . x for `rows` rows of n elements, LF_DOT_ROWS at a time (each result
- * with the bits of dot[]) */
-static void dot_each_row(const lf_kernels *k, uint32_t type, const void *W, uint64_t rows, uint32_t n, const void *x,
-                         float *out) {
-    const uint64_t rb = lf__type_row_bytes(type, n);
-    for (uint64_t r = 0; r < rows; r += LF_DOT_ROWS) {
-        const int nr = (int)LF_MIN((uint64_t)LF_DOT_ROWS, rows - r);
-        const void *ptrs[LF_DOT_ROWS];
-        for (int i = 0; i < nr; i++) ptrs[i] = (const uint8_t *)W + (r + i) * rb;
-        lf__dot_rows(k, type, ptrs, nr, x, out + r, n);
-    }
-}
-
 void lf__lowrank_run_logits(const lf_lowrank_run *p, const lf_kernels *k, const float *x, float *scratch, float *z) {
     float *h = scratch;
     if (p->type == LF_TYPE_Q8_0) {
         lf_block_q8a *xq = (lf_block_q8a *)(scratch + p->rank), *hq = xq + p->n_in / LF_QK;
         k->quantize_q8a(x, xq, p->n_in);
-        dot_each_row(k, p->type, p->A, p->rank, p->n_in, xq, h);
+        lf__dot_row_range(k, p->type, p->A, 0, p->rank, xq, h, p->n_in);
         k->quantize_q8a(h, hq, p->rank);
-        dot_each_row(k, p->type, p->B, p->n_out, p->rank, hq, z);
+        lf__dot_row_range(k, p->type, p->B, 0, p->n_out, hq, z, p->rank);
         for (uint32_t i = 0; i < p->n_out; i++) z[i] += p->b[i];
         return;
     }
-    dot_each_row(k, p->type, p->A, p->rank, p->n_in, x, h);
+    lf__dot_row_range(k, p->type, p->A, 0, p->rank, x, h, p->n_in);
     if (p->Bt) {
         memcpy(z, p->b, p->n_out * sizeof *z);
         for (uint32_t r = 0; r < p->rank; r++) k->axpy[LF_TYPE_F16]((const uint16_t *)p->Bt + (size_t)r * p->n_out, h[r], z, p->n_out);
         return;
     }
-    dot_each_row(k, p->type, p->B, p->n_out, p->rank, h, z);
+    lf__dot_row_range(k, p->type, p->B, 0, p->n_out, h, z, p->rank);
     for (uint32_t i = 0; i < p->n_out; i++) z[i] += p->b[i];
 }
 

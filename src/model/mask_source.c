@@ -166,18 +166,6 @@ typedef struct score_job {
     int phase;
 } score_job;
 
-/* rows [a, b) of W (n columns of `type`) . x into out[a, b) */
-static void dot_range(const lf_kernels *k, uint32_t type, const void *W, uint64_t a, uint64_t b, uint32_t n,
-                      const void *x, float *out) {
-    const uint64_t rb = lf__type_row_bytes(type, n);
-    for (uint64_t r = a; r < b; r += LF_DOT_ROWS) {
-        const int nr = (int)LF_MIN((uint64_t)LF_DOT_ROWS, b - r);
-        const void *rows[LF_DOT_ROWS];
-        for (int i = 0; i < nr; i++) rows[i] = (const uint8_t *)W + (r + i) * rb;
-        lf__dot_rows(k, type, rows, nr, x, out + r, n);
-    }
-}
-
 static void score_slice(void *ctx, int ith, int nth) {
     const score_job *j = ctx;
     const lf_layer_predictor *p = j->p;
@@ -191,13 +179,13 @@ static void score_slice(void *ctx, int ith, int nth) {
         uint64_t a, b;
         if (j->phase == 0) {
             lf__split_range(lr->rank, ith, nth, LF_DOT_ROWS, &a, &b);
-            dot_range(k, lr->type, lr->A, a, b, lr->n_in, q8 ? (const void *)j->xq : j->x, hs[q]);
+            lf__dot_row_range(k, lr->type, lr->A, a, b, q8 ? (const void *)j->xq : j->x, hs[q], lr->n_in);
             continue;
         }
         lf__split_range(lr->n_out, ith, nth, 64, &a, &b);
         if (a >= b) continue;
         if (q8) {
-            dot_range(k, lr->type, lr->B, a, b, lr->rank, j->hq[q], zs[q]);
+            lf__dot_row_range(k, lr->type, lr->B, a, b, j->hq[q], zs[q], lr->rank);
             for (uint64_t i = a; i < b; i++) zs[q][i] += lr->b[i];
             continue;
         }

@@ -123,6 +123,10 @@ void lf__axpy_row(const lf_kernels *k, uint32_t type, const void *row, float a, 
 /* rows . x for nr <= LF_DOT_ROWS rows, through dot_rows[] or dot[]. */
 void lf__dot_rows(const lf_kernels *k, uint32_t type, const void *const *rows, int nr, const void *x, float *out,
                   int64_t n);
+/* out[r] = row r of W . x for r in [a, b), W's rows of n elements in
+ * ggml's layout one after another: lf__dot_rows LF_DOT_ROWS rows at a time. */
+void lf__dot_row_range(const lf_kernels *k, uint32_t type, const void *W, uint64_t a, uint64_t b, const void *x,
+                       float *out, int64_t n);
 /* y += sum of a[j] * cols[j] for nc <= LF_AXPY_COLS columns, through
  * axpy_cols[] or lf__axpy_row; scratch holds n floats. */
 void lf__axpy_cols(const lf_kernels *k, uint32_t type, const void *const *cols, const float *a, int nc, float *y,

@@ -169,6 +169,17 @@ void lf__dot_rows(const lf_kernels *k, uint32_t type, const void *const *rows, i
     for (int r = 0; r < nr; r++) out[r] = k->dot[type](rows[r], x, n);
 }
 
+void lf__dot_row_range(const lf_kernels *k, uint32_t type, const void *W, uint64_t a, uint64_t b, const void *x,
+                       float *out, int64_t n) {
+    const uint64_t rb = lf__type_row_bytes(type, (uint64_t)n);
+    for (uint64_t r = a; r < b; r += LF_DOT_ROWS) {
+        const int nr = (int)(b - r < LF_DOT_ROWS ? b - r : LF_DOT_ROWS);
+        const void *rows[LF_DOT_ROWS];
+        for (int i = 0; i < nr; i++) rows[i] = (const uint8_t *)W + (r + i) * rb;
+        lf__dot_rows(k, type, rows, nr, x, out + r, n);
+    }
+}
+
 void lf__axpy_cols(const lf_kernels *k, uint32_t type, const void *const *cols, const float *a, int nc, float *y,
                    int64_t n, float *scratch) {
     if (k->axpy_cols[type]) {
