@@ -1158,9 +1158,10 @@ typedef struct lf_calibrate_layer {
 typedef enum lf_predictor_weights {
     LF_PREDICTOR_F16 = 0,
     LF_PREDICTOR_Q8_0 = 1,
-    /* per layer: Q8_0 unless its predicted density on the threshold split
-     * exceeds F16's by more than 1% (then F16), and F16 where the shape
-     * does not fit Q8_0 */
+    /* per layer: Q8_0 unless the units it predicts beyond F16's per token
+     * (on the threshold split) outnumber the bundle records the bytes it
+     * saves would cache (then F16), and F16 where the shape does not fit
+     * Q8_0 */
     LF_PREDICTOR_AUTO = 2,
 } lf_predictor_weights;
 

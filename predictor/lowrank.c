@@ -567,6 +567,13 @@ lf_status lf__layer_predictor_evaluate(const lf_layer_predictor *p, const lf_ker
     return st;
 }
 
+bool lf__cheaper_predictor_pays(double density_full, double density_cheap, uint32_t n_units, uint64_t bytes_full,
+                                uint64_t bytes_cheap, uint64_t unit_bytes) {
+    const double extra_units = (density_cheap - density_full) * n_units;
+    const double freed_units = ((double)bytes_full - (double)bytes_cheap) / (double)(unit_bytes ? unit_bytes : 1);
+    return extra_units <= freed_units;
+}
+
 uint64_t lf__layer_predictor_bytes(const lf_layer_predictor *p) {
     const lf_lowrank_run *parts[2] = {&p->gate, &p->up};
     uint64_t b = 0;

@@ -139,6 +139,13 @@ lf_status lf__layer_predictor_calibrate(lf_layer_predictor *p, const lf_kernels 
 lf_status lf__layer_predictor_evaluate(const lf_layer_predictor *p, const lf_kernels *k, const float *X,
                                        const uint8_t *Y, uint64_t n, lf_lowrank_quality *q);
 uint64_t lf__layer_predictor_bytes(const lf_layer_predictor *p);
+/* Whether a layer's predictor in cheaper weights (bytes_cheap, predicting
+ * density_cheap of n_units) beats the one in bytes_full (density_full),
+ * under a budget where every byte of predictor is one the neuron cache
+ * lacks: yes unless the units it predicts beyond the other's, per token,
+ * outnumber the units of unit_bytes each that the bytes it saves can hold. */
+bool lf__cheaper_predictor_pays(double density_full, double density_cheap, uint32_t n_units, uint64_t bytes_full,
+                                uint64_t bytes_cheap, uint64_t unit_bytes);
 void lf__layer_predictor_free(lf_layer_predictor *p);
 
 /* SwiGLU FFNs: whether |silu(gate·x) · (up·x)| is large depends on both

@@ -493,12 +493,17 @@ Test(calibrate, q8_0_predictor_weights_hold_the_recall_in_about_half_the_bytes) 
               miss_2, (unsigned long)units_1, (unsigned long)units_2);
     cr_assert(b_q8 < b_f16 && b_f16 - b_q8 == f.predictor_bytes - q.predictor_bytes,
               "the budget counts %lu against %lu bytes", (unsigned long)b_q8, (unsigned long)b_f16);
-    /* auto: Q8_0 where it keeps no more than 1% more units */
+    /* auto: Q8_0 unless its extra units outnumber what its saved bytes
+     * cache. Here a layer's Q8_0 predictor saves 14 160 bytes, 18 records of
+     * 768 (the relu80 rows in F32, 3 of 64 floats; stride 1024), so it pays
+     * unless it predicts 18 of 172 units more per token, and every layer's
+     * Q8_0 density is within a few percent of F16's */
     p.weights = LF_PREDICTOR_AUTO;
     cr_assert_eq(lf_calibrate(relu80, text, text_len / 2, path, &p, &a, err, sizeof err), LF_OK, "%s", err);
     cr_log_info("auto: %u of 5 layers in Q8_0, density %.4f", a.q8_0_layers, a.predicted_density);
-    cr_assert(a.recall >= 0.99 && a.predictor_bytes >= q.predictor_bytes && a.predictor_bytes <= f.predictor_bytes);
-    cr_assert_eq(a.predictor_bytes == q.predictor_bytes, a.q8_0_layers == 5);
+    cr_assert(a.recall >= 0.99);
+    cr_assert_eq(a.q8_0_layers, 5, "auto kept %u of 5 layers in Q8_0", a.q8_0_layers);
+    cr_assert_eq(a.predictor_bytes, q.predictor_bytes);
     /* rank 48: not whole blocks */
     p.rank = 48;
     cr_assert_eq(lf_calibrate(relu80, text, text_len / 2, path, &p, &a, err, sizeof err), LF_OK, "%s", err);

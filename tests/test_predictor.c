@@ -266,3 +266,22 @@ Test(predictor, the_run_form_in_f16_and_q8_0) {
     lf__lowrank_free(&lr);
     free_problem(&p);
 }
+
+/* The weights rule of `calibrate --weights auto`: the cheaper predictor is
+ * kept while the records the bytes it saves can cache are at least the
+ * units it adds per token. */
+Test(predictor, cheaper_weights_pay_while_their_saved_bytes_cache_their_extra_units) {
+    /* 7B relu shape: 11008 units of 6912 bytes; 3.7 MB saved = 535 records,
+     * and 0.004 more density is 44 units: it pays */
+    cr_assert(lf__cheaper_predictor_pays(0.177, 0.181, 11008, 7700000, 4000000, 6912));
+    /* the same predictor, 5% more density (550 units): it does not */
+    cr_assert_not(lf__cheaper_predictor_pays(0.177, 0.227, 11008, 7700000, 4000000, 6912));
+    /* at the boundary (densities exact in binary): 10 records saved, 10
+     * more units predicted of 1024, then 11 */
+    cr_assert(lf__cheaper_predictor_pays(0.0625, 0.0625 + 10.0 / 1024, 1024, 20000, 10000, 1000));
+    cr_assert_not(lf__cheaper_predictor_pays(0.0625, 0.0625 + 11.0 / 1024, 1024, 20000, 10000, 1000));
+    /* fewer units predicted always pays, even with nothing saved */
+    cr_assert(lf__cheaper_predictor_pays(0.2, 0.19, 1000, 10000, 10000, 1000));
+    /* a larger predictor never pays by bytes alone */
+    cr_assert_not(lf__cheaper_predictor_pays(0.2, 0.2 + 1e-9, 1000, 10000, 12000, 1000));
+}

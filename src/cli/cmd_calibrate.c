@@ -34,7 +34,7 @@ int cmd_calibrate(int argc, char **argv) {
         {"--epochs", NULL, CLI_INT, &epochs, "fitting passes (default 20)", false},
         {"--weights", NULL, CLI_STR, &weights_arg,
          "the predictor's weights: f16, q8_0 (53% of the bytes; d_model and ranks in multiples of 32) or auto (per "
-         "layer, Q8_0 unless it predicts more than 1% more units) (default f16)", false},
+         "layer, Q8_0 unless the units it adds per token outnumber the records its saved bytes would cache) (default f16)", false},
         {"--lookahead", NULL, CLI_FLAG, &lookahead,
          "also fit lookahead predictors (layer l's units from layer l-1's input): reads start a layer early", false},
         {"--lookahead-rank", NULL, CLI_INT, &ahead_rank, "rank of the lookahead predictors (default: --rank)", false},

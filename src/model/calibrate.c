@@ -190,14 +190,17 @@ static int weight_types(lf_predictor_weights want, uint32_t d, uint32_t rank, ui
 
 /* The run form of a fitted predictor (gate; with up, the SwiGLU pair), its
  * threshold set on the threshold split (Xt, Yt) from its own scores. With
- * two weight types to try (auto), Q8_0 is kept unless its predicted density
- * on that split exceeds F16's by more than 1%. */
+ * two weight types to try (auto), Q8_0 is kept unless the units it predicts
+ * beyond F16's, per token, outnumber the units (unit_bytes each) that the
+ * DRAM it saves can cache: under a budget, a byte of predictor is a byte
+ * the neuron cache does not have. */
 static lf_status run_form(const lf_kernels *k, const lf_lowrank *gate, const lf_lowrank *up, lf_predictor_weights want,
-                          const float *Xt, const uint8_t *Yt, uint64_t n_thr, double aim, lf_layer_predictor *out,
-                          lf_err *err) {
+                          const float *Xt, const uint8_t *Yt, uint64_t n_thr, double aim, uint64_t unit_bytes,
+                          lf_layer_predictor *out, lf_err *err) {
     uint32_t types[2];
     const int n = weight_types(want, gate->n_in, gate->rank, types);
     double density[2] = {0};
+    uint64_t bytes[2] = {0};
     lf_status st = LF_OK;
     for (int t = 0; t < n && !st; t++) {
         lf_layer_predictor c = {0};
@@ -207,8 +210,9 @@ static lf_status run_form(const lf_kernels *k, const lf_lowrank *gate, const lf_
         if (!st) st = lf__layer_predictor_calibrate(&c, k, Xt, Yt, n_thr, aim, err);
         if (!st && (st = lf__layer_predictor_evaluate(&c, k, Xt, Yt, n_thr, &q))) lf__err_set(err, st, "predictor quality");
         density[t] = q.predicted_density;
-        /* the first type tried, or Q8_0 when it predicts no more than 1% more */
-        if (!st && (t == 0 || density[t] <= density[0] * 1.01)) {
+        bytes[t] = lf__layer_predictor_bytes(&c);
+        if (!st && (t == 0 || lf__cheaper_predictor_pays(density[0], density[t], gate->n_out, bytes[0], bytes[t],
+                                                          unit_bytes))) {
             lf__layer_predictor_free(out);
             *out = c;
         } else lf__layer_predictor_free(&c);
@@ -226,7 +230,8 @@ static lf_status fit_swiglu(const lf_model *m, const float *X, const uint8_t *Y,
     lf_lowrank gate = {0}, up = {0};
     lf_status st = lf__lowrank_init_svd(&gate, G, n_ff, d, rank, err);
     if (!st) st = lf__lowrank_init_svd(&up, U, n_ff, d, rank, err);
-    if (!st) st = run_form(m->kernels, &gate, &up, want, X + n_fit * d, Y + n_fit * n_ff, n_thr, aim, out, err);
+    if (!st) st = run_form(m->kernels, &gate, &up, want, X + n_fit * d, Y + n_fit * n_ff, n_thr, aim,
+                                m->flash->layout.record_bytes, out, err);
     if (!st)
         st = lf__layer_predictor_evaluate(out, m->kernels, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
     lf__lowrank_free(&gate);
@@ -269,7 +274,7 @@ static lf_status fit_relu(const lf_model *m, uint32_t l, const float *X, const u
                 q_init.precision, q_fit.precision);
     }
     lf__lowrank_free(&init);
-    if (!st) st = run_form(m->kernels, &pred, NULL, want, Xt, Yt, n_thr, aim, out, err);
+    if (!st) st = run_form(m->kernels, &pred, NULL, want, Xt, Yt, n_thr, aim, m->flash->layout.record_bytes, out, err);
     if (!st)
         st = lf__layer_predictor_evaluate(out, m->kernels, X + (n_fit + n_thr) * d, Y + (n_fit + n_thr) * n_ff, n_rep, q);
     lf__lowrank_free(&pred);
