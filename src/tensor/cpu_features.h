@@ -9,6 +9,10 @@
 typedef struct lf_cpu_features {
     bool avx2, fma, f16c, avx_vnni;                      /* with the OS saving YMM state */
     bool avx512f, avx512bw, avx512vl, avx512_vnni, avx512_bf16; /* with the OS saving ZMM and opmask state */
+    /* AVX-512 run as two 256-bit halves, as AMD's Zen 4 does (family 19h;
+     * the Zen 3 parts of that family have no AVX-512): kernels whose best
+     * shape differs from Intel's choose by it */
+    bool avx512_split;
 } lf_cpu_features;
 
 const lf_cpu_features *lf__cpu_features_get(void);
