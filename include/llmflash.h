@@ -641,11 +641,13 @@ typedef struct lf_session_params {
      * layer, the units it wanted that the source skipped (lf_layer_stats).
      * Costs the oracle's resident copy of gate/up, counted in the budget. */
     bool measure_recall;
-    /* LF_MASK_PREDICTOR: use the predictor file's lookahead predictors
-     * (calibrate with lookahead), so that each layer's guessed units are read
-     * while the layer before computes. Off by default: it pays only where the
-     * neuron cache has room beyond a token's set (see the README); its
-     * predictors are counted in the budget when on. */
+    /* LF_MASK_PREDICTOR: guess each layer's units from the layer before's
+     * FFN input, so that their reads start while the layer before computes:
+     * with the predictor file's lookahead predictors (calibrate with
+     * lookahead), counted in the budget when on; with a file without them,
+     * each layer's own predictor applied to that earlier input (no further
+     * bytes, a lower recall). Off by default: it pays only where the neuron
+     * cache has room beyond a token's set (see the README). */
     bool lookahead;
     /* Mixtures of experts (stream mode): with lookahead, layer l + 1's router
      * is applied to layer l's FFN input, and the experts it picks are read

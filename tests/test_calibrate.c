@@ -265,9 +265,10 @@ LF_TEST_MAIN_NEEDS_SHARED
 
 /* Greedy text from a session on model in stream mode with three quarters
  * of the FFN cacheable (room for the window's union and the guesses read
- * early), through the given predictor file (NULL: the model's own, without
- * lookahead); failures counts the evals a fault failed (each is retried). */
-static void greedy_with(const char *model, const char *predictor, const char *fault, text_buf *out,
+ * early), through the given predictor file (NULL: the model's own), with or
+ * without lookahead; failures counts the evals a fault failed (each is
+ * retried). */
+static void greedy_with(const char *model, const char *predictor, bool lookahead, const char *fault, text_buf *out,
                         lf_session_stats *st, int *failures, double *ahead_recall) {
     char err[512];
     lf_model *m;
@@ -276,7 +277,7 @@ static void greedy_with(const char *model, const char *predictor, const char *fa
     lf_session_params sp = lf_session_default_params();
     sp.mask = LF_MASK_PREDICTOR;
     sp.predictor_path = predictor;
-    sp.lookahead = predictor != NULL;
+    sp.lookahead = lookahead;
     sp.n_ctx = 128;
     lf_model_info in;
     lf_model_get_info(m, &in);
@@ -319,8 +320,8 @@ Test(calibrate, lookahead_reads_early_and_changes_nothing) {
     lf_session_stats s_plain, s_early;
     int failures;
     double r_plain, r_early;
-    greedy_with(relu80, NULL, NULL, &plain, &s_plain, &failures, &r_plain);
-    greedy_with(relu80, ahead, NULL, &early, &s_early, &failures, &r_early);
+    greedy_with(relu80, NULL, false, NULL, &plain, &s_plain, &failures, &r_plain);
+    greedy_with(relu80, ahead, true, NULL, &early, &s_early, &failures, &r_early);
     /* the in-layer predictor decides what is computed: the same text, and
      * the same units up to the float summation order (units read early are
      * added in another order, which can move a logit across a threshold) */
@@ -332,13 +333,25 @@ Test(calibrate, lookahead_reads_early_and_changes_nothing) {
                 s_early.io_wait_ms, s_early.io_span_ms, s_plain.io_wait_ms, s_plain.io_span_ms);
     cr_assert(r_early >= 0.8, "at run time the lookahead read %.3f of what the layers then read", r_early);
     cr_assert_eq(r_plain, 0.0);
+    /* a predictor file without lookahead predictors: each layer's own
+     * predictor guesses from the layer before's input, for no further bytes */
+    text_buf own;
+    lf_session_stats s_own;
+    double r_own;
+    greedy_with(relu80, NULL, true, NULL, &own, &s_own, &failures, &r_own);
+    cr_assert_str_eq(own.data, plain.data);
+    cr_assert_eq(s_own.budget_bytes[5], s_plain.budget_bytes[5], "own lookahead holds %lu predictor bytes, not %lu",
+                 (unsigned long)s_own.budget_bytes[5], (unsigned long)s_plain.budget_bytes[5]);
+    cr_log_info("own lookahead at run time: recall %.3f; I/O wait %.2f of %.2f ms span", r_own, s_own.io_wait_ms,
+                s_own.io_span_ms);
+    cr_assert(r_own >= 0.5, "at run time the own lookahead read %.3f of what the layers then read", r_own);
     /* faults in early reads are errors like any other: retried, the same text */
     const char *faults[] = {"eio:3:1", "eio:40:3", "corrupt:30:6"};
     for (size_t f = 0; f < sizeof faults / sizeof *faults; f++) {
         text_buf t;
         lf_session_stats st;
         double r;
-        greedy_with(relu80, ahead, faults[f], &t, &st, &failures, &r);
+        greedy_with(relu80, ahead, true, faults[f], &t, &st, &failures, &r);
         cr_assert(failures > 0, "%s: the fault was injected", faults[f]);
         cr_assert_str_eq(t.data, plain.data, "%s", faults[f]);
     }
@@ -360,9 +373,9 @@ Test(calibrate, placement_reads_less_often_and_changes_nothing) {
     lf_session_stats sa, sb;
     int failures;
     double r;
-    greedy_with(relu80, NULL, NULL, &a, &sa, &failures, &r);
+    greedy_with(relu80, NULL, false, NULL, &a, &sa, &failures, &r);
     cr_assert_eq(failures, 0);
-    greedy_with(placed, NULL, NULL, &b, &sb, &failures, &r);
+    greedy_with(placed, NULL, false, NULL, &b, &sb, &failures, &r);
     cr_assert_eq(failures, 0);
     cr_log_info("reads %lu -> %lu, %lu -> %lu bytes read (gaps included)", (unsigned long)sa.io_reads,
                 (unsigned long)sb.io_reads, (unsigned long)sa.io_bytes, (unsigned long)sb.io_bytes);

@@ -377,7 +377,7 @@ static lf_status open_predictor(lf_ffn_engine *f, const char *given, bool lookah
     if (st == LF_E_IO)
         st = lf__err_set(&f->err, LF_E_INVALID_ARG, "no predictor for %s at %s (%s): calibrate the model first "
                          "(lf_calibrate)", f->m->path, path, f->err.msg);
-    if (!st) st = lf__mask_predictor_create(f->m->flash, f->m->kernels, f->pool, &set, &f->mask_src, &f->err);
+    if (!st) st = lf__mask_predictor_create(f->m->flash, f->m->kernels, f->pool, &set, lookahead, &f->mask_src, &f->err);
     if (!st) lf__log(&f->log, LF_LOG_INFO, "predictor: %s", path);
     free(path);
     return st;

@@ -249,6 +249,13 @@ static uint32_t predictor_select_ahead(void *state, uint32_t layer, const float 
     return layer > 0 ? predicted_units(pr, &pr->set.ahead[layer], x_prev, n, units) : 0;
 }
 
+/* Without fitted lookahead predictors: layer `layer`'s own predictor on the
+ * layer before's input, which the residual stream keeps close to its own. */
+static uint32_t predictor_select_ahead_own(void *state, uint32_t layer, const float *x_prev, size_t n, uint32_t *units) {
+    predictor *pr = state;
+    return layer > 0 ? predicted_units(pr, &pr->set.layers[layer], x_prev, n, units) : 0;
+}
+
 static void predictor_destroy(void *state) {
     predictor *pr = state;
     if (!pr) return;
@@ -262,9 +269,11 @@ static void predictor_destroy(void *state) {
 static const lf_mask_ops predictor_ops = {"predictor", true, predictor_select, NULL, predictor_destroy, NULL};
 static const lf_mask_ops predictor_ahead_ops = {"predictor", true, predictor_select, predictor_select_ahead,
                                                 predictor_destroy, NULL};
+static const lf_mask_ops predictor_own_ahead_ops = {"predictor", true, predictor_select, predictor_select_ahead_own,
+                                                    predictor_destroy, NULL};
 
 lf_status lf__mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_pool *pool, lf_predictor_set *set,
-                                    lf_mask *out, lf_err *err) {
+                                    bool lookahead, lf_mask *out, lf_err *err) {
     predictor *pr = calloc(1, sizeof *pr);
     if (!pr) return lf__err_set(err, LF_E_NOMEM, "predictor mask");
     pr->set = *set;
@@ -298,7 +307,8 @@ lf_status lf__mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_p
         predictor_destroy(pr);
         return lf__err_set(err, LF_E_NOMEM, "predictor mask scratch");
     }
-    *out = (lf_mask){pr->set.ahead ? &predictor_ahead_ops : &predictor_ops, pr,
+    const lf_mask_ops *ops = pr->set.ahead ? &predictor_ahead_ops : lookahead ? &predictor_own_ahead_ops : &predictor_ops;
+    *out = (lf_mask){ops, pr,
                      lf__predictor_set_bytes(&pr->set) + (scratch + f->n_ff) * sizeof(float) + pr->n_groups};
     return LF_OK;
 }

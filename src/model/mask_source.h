@@ -60,12 +60,13 @@ lf_status lf__mask_oracle_create(const lf_flash *f, int fd, bool verify, const l
 uint64_t lf__mask_oracle_bytes(const lf_flash *f);
 
 /* A calibrated predictor (see predictor_file.h), whose set the mask takes
- * over (set is emptied); with lookahead predictors in the set, the mask
- * has select_ahead. Products run on k's F16 kernels, split over pool
+ * over (set is emptied). With lookahead, the mask has select_ahead: the
+ * set's lookahead predictors, or where it has none, each layer's own
+ * predictor applied to the layer before's input (no further bytes). Products run on k's F16 kernels, split over pool
  * (borrowed, may be NULL), which is idle while a layer's units are chosen. */
 typedef struct lf_predictor_set lf_predictor_set;
 lf_status lf__mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_pool *pool, lf_predictor_set *set,
-                                    lf_mask *out, lf_err *err);
+                                    bool lookahead, lf_mask *out, lf_err *err);
 
 void lf__mask_destroy(lf_mask *ms);
 
