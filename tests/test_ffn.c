@@ -141,7 +141,8 @@ static uint32_t parity_select(void *state, uint32_t layer, const float *x, size_
 
 static void parity_destroy(void *state) { (void)state; }
 
-static const lf_mask_ops parity_ops = {"parity", true, parity_select, NULL, parity_destroy, NULL};
+static const lf_mask_ops parity_ops = {.name = "parity", .needs_input = true, .select = parity_select,
+                                       .destroy = parity_destroy};
 
 Test(ffn, a_custom_mask_source_selects_what_is_computed) {
     float x[64], y[4][64];

@@ -17,7 +17,7 @@ static uint32_t all_select(void *state, uint32_t layer, const float *x, size_t n
 
 static void no_destroy(void *state) { (void)state; }
 
-static const lf_mask_ops all_ops = {"all", false, all_select, NULL, no_destroy, NULL};
+static const lf_mask_ops all_ops = {.name = "all", .needs_input = false, .select = all_select, .destroy = no_destroy};
 
 lf_status lf__mask_all_create(uint32_t n_units, lf_mask *out) {
     *out = (lf_mask){&all_ops, (void *)(uintptr_t)n_units, 0};
@@ -85,7 +85,8 @@ static void oracle_destroy(void *state) {
     free(o);
 }
 
-static const lf_mask_ops oracle_ops = {"oracle", true, oracle_select, NULL, oracle_destroy, NULL};
+static const lf_mask_ops oracle_ops = {.name = "oracle", .needs_input = true, .select = oracle_select,
+                                       .destroy = oracle_destroy};
 
 lf_status lf__mask_oracle_create(const lf_flash *f, int fd, bool verify, const lf_kernels *k, lf_activation act,
                                  const float *taus, lf_mask *out, lf_err *err) {
@@ -266,11 +267,14 @@ static void predictor_destroy(void *state) {
     free(pr);
 }
 
-static const lf_mask_ops predictor_ops = {"predictor", true, predictor_select, NULL, predictor_destroy, NULL};
-static const lf_mask_ops predictor_ahead_ops = {"predictor", true, predictor_select, predictor_select_ahead,
-                                                predictor_destroy, NULL};
-static const lf_mask_ops predictor_own_ahead_ops = {"predictor", true, predictor_select, predictor_select_ahead_own,
-                                                    predictor_destroy, NULL};
+static const lf_mask_ops predictor_ops = {.name = "predictor", .needs_input = true, .select = predictor_select,
+                                          .destroy = predictor_destroy};
+static const lf_mask_ops predictor_ahead_ops = {.name = "predictor", .needs_input = true, .select = predictor_select,
+                                                .select_ahead = predictor_select_ahead, .destroy = predictor_destroy};
+static const lf_mask_ops predictor_own_ahead_ops = {.name = "predictor", .needs_input = true,
+                                                    .select = predictor_select,
+                                                    .select_ahead = predictor_select_ahead_own,
+                                                    .destroy = predictor_destroy, .ahead_outranks_recent = true};
 
 lf_status lf__mask_predictor_create(const lf_flash *f, const lf_kernels *k, lf_pool *pool, lf_predictor_set *set,
                                     bool lookahead, lf_mask *out, lf_err *err) {

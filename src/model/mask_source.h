@@ -39,6 +39,11 @@ typedef struct lf_mask_ops {
      * returned, 0 where token t does not use u. The engine calls it instead
      * of select. */
     uint32_t (*route)(void *state, uint32_t layer, const float *x, size_t n, uint32_t *units, float *weights);
+    /* true: select_ahead asks select's own predictor, on the input before,
+     * so its guess is as good a forecast as the token before's use, and
+     * the engine lets the guess evict what the token before used and the
+     * guess left out. false: guesses evict only units older than that. */
+    bool ahead_outranks_recent;
 } lf_mask_ops;
 
 typedef struct lf_mask {
