@@ -75,7 +75,7 @@ check "every ablation and sweep row ran twice, with ms/token, bytes, hit rate an
 import json, sys
 d = json.load(open(sys.argv[1]))
 names = [r['name'] for r in d['rows']]
-for want in ['mmap', 'naive', 'hybrid', '+predictor', '+window', '+bundling', 'window 1', 'window 5', 'budget 0.90', 'budget 1.00']:
+for want in ['mmap', 'naive', 'hybrid', '+predictor', '+window', '+bundling', '+lookahead', 'window 1', 'window 5', 'budget 0.90', 'budget 1.00']:
     assert want in names, (want, names)
 for r in d['rows']:
     assert not r['error'] and len(r['runs']) == 2 and r['ms_per_token'] > 0, r
