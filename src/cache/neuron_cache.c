@@ -63,24 +63,37 @@ uint32_t lf__ncache_expire(lf_ncache *c, uint64_t token, uint32_t window) {
     return dropped;
 }
 
-int32_t lf__ncache_insert(lf_ncache *c, uint32_t unit, uint64_t token) {
-    if (c->capacity == 0 || c->slot_of[unit] >= 0) return -1;
-    if (c->n_live == c->capacity) {
-        int32_t victim = -1;
-        for (uint32_t s = 0; s < c->n_live; s++) {
-            if (c->pinned[s] || c->last_used[s] >= token) continue;
-            if (victim < 0 || c->last_used[s] < c->last_used[victim]) victim = (int32_t)s;
-        }
-        if (victim < 0) return -1;
-        delete_slot(c, victim);
-        c->evictions++;
-    }
-    const int32_t s = (int32_t)c->n_live++;
+/* Gives slot s (live, or the next free one) to unit. */
+static void place(lf_ncache *c, int32_t s, uint32_t unit, uint64_t token) {
     c->unit_of[s] = (int32_t)unit;
     c->slot_of[unit] = s;
     c->last_used[s] = token;
     c->pinned[s] = 0;
-    return s;
+}
+
+/* Evicts the unit in live slot s, whose slot the caller gives to another:
+ * no bytes move, so the other slots' reads in flight are undisturbed. */
+static void evict_in_place(lf_ncache *c, int32_t s) {
+    c->slot_of[c->unit_of[s]] = -1;
+    c->evictions++;
+}
+
+int32_t lf__ncache_insert(lf_ncache *c, uint32_t unit, uint64_t token) {
+    if (c->capacity == 0 || c->slot_of[unit] >= 0) return -1;
+    if (c->n_live < c->capacity) {
+        const int32_t s = (int32_t)c->n_live++;
+        place(c, s, unit, token);
+        return s;
+    }
+    int32_t victim = -1;
+    for (uint32_t s = 0; s < c->n_live; s++) {
+        if (c->pinned[s] || c->last_used[s] >= token) continue;
+        if (victim < 0 || c->last_used[s] < c->last_used[victim]) victim = (int32_t)s;
+    }
+    if (victim < 0) return -1;
+    evict_in_place(c, victim);
+    place(c, victim, unit, token);
+    return victim;
 }
 
 typedef struct lru_key {
@@ -105,22 +118,33 @@ uint32_t lf__ncache_insert_many(lf_ncache *c, const uint32_t *units, uint32_t n,
             if (!c->pinned[s] && c->last_used[s] < token) keys[k++] = (lru_key){c->last_used[s], c->unit_of[s]};
         const uint32_t want = LF_MIN(n - free_slots, k);
         if (want < k) qsort(keys, k, sizeof *keys, lru_cmp);
+        /* the victims' slots go to the first units as they are: nothing is
+         * copied (a slot is the size of a bundle record) */
         for (uint32_t i = 0; i < want; i++) {
-            delete_slot(c, c->slot_of[keys[i].unit]);
-            c->evictions++;
+            const int32_t s = c->slot_of[keys[i].unit];
+            evict_in_place(c, s);
+            place(c, s, units[i], token);
+            slots_out[i] = s;
         }
-        free_slots += want;
+        const uint32_t m = want + LF_MIN(n - want, free_slots);
+        for (uint32_t i = want; i < m; i++) {
+            const int32_t s = (int32_t)c->n_live++;
+            place(c, s, units[i], token);
+            slots_out[i] = s;
+        }
+        return m;
     }
-    const uint32_t m = LF_MIN(n, free_slots);
-    for (uint32_t i = 0; i < m; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         const int32_t s = (int32_t)c->n_live++;
-        c->unit_of[s] = (int32_t)units[i];
-        c->slot_of[units[i]] = s;
-        c->last_used[s] = token;
-        c->pinned[s] = 0;
+        place(c, s, units[i], token);
         slots_out[i] = s;
     }
-    return m;
+    return n;
+}
+
+void lf__ncache_unpin(lf_ncache *c, int32_t slot) {
+    if (c->pinned[slot]) c->n_pinned--;
+    c->pinned[slot] = 0;
 }
 
 void lf__ncache_remove(lf_ncache *c, uint32_t unit) {

@@ -1,7 +1,8 @@
 /* neuron_cache.h - the windowed cache of one layer's FFN units, as in the
  * paper's memory management: a preallocated slab of `capacity` slots, a
- * unit-to-slot index, deletion by moving the last live slot into the hole,
- * insertion by appending. No allocation after creation.
+ * unit-to-slot index, expiry by moving the last live slot into the hole,
+ * insertion into an evicted unit's slot or by appending. No allocation after
+ * creation.
  *
  * A unit is used by a token when it is in that token's mask. The window
  * keeps the union of units used by the last `window` tokens; older units are
@@ -47,23 +48,28 @@ static inline void lf__ncache_touch(lf_ncache *c, int32_t slot, uint64_t token) 
 uint32_t lf__ncache_expire(lf_ncache *c, uint64_t token, uint32_t window);
 
 /* Takes a slot for `unit` (not resident), evicting the least recently used
- * unit last used before `token` if the slab is full. Returns the slot, or -1
+ * unit last used before `token` if the slab is full (its slot, in place).
+ * Returns the slot, or -1
  * when every slot holds a unit that `token` uses or a pinned unit. The slot's
  * bytes are the caller's to fill. */
 int32_t lf__ncache_insert(lf_ncache *c, uint32_t unit, uint64_t token);
 
 /* Inserts units[0..n) (none resident) for `token`: evicts as many least
- * recently used units not used by `token` as needed, in one pass, then
- * appends. Returns how many of units[] got a slot (a prefix of the list);
- * their slots are slots_out[0..ret). Scratch holds 4 * capacity int32s. */
+ * recently used units not used by `token` as needed, in one pass, giving
+ * their slots to the first units in place, then appends. No live slot
+ * moves, so reads in flight into other slots stay valid (the evicted ones
+ * must not have any: pin them). Returns how many of units[] got a slot (a
+ * prefix of the list); their slots are slots_out[0..ret). Scratch holds
+ * 4 * capacity int32s. */
 uint32_t lf__ncache_insert_many(lf_ncache *c, const uint32_t *units, uint32_t n, uint64_t token, int32_t *slots_out,
                                 int32_t *scratch);
 
 /* Removes a resident unit (its slot is reused). */
 void lf__ncache_remove(lf_ncache *c, uint32_t unit);
 
-/* Pins a resident unit. */
+/* Pins a resident unit; unpin lets it be evicted again. */
 void lf__ncache_pin(lf_ncache *c, int32_t slot);
+void lf__ncache_unpin(lf_ncache *c, int32_t slot);
 
 /* Checks every invariant (for tests): returns false on the first violation. */
 bool lf__ncache_check(const lf_ncache *c);

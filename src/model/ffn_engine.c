@@ -666,14 +666,30 @@ static lf_status warm_layer(lf_ffn_engine *f, uint32_t l, const float *x_prev, s
 
 static lf_status wait_batch(lf_ffn_engine *f, lf_load_batch **b, uint64_t submitted);
 
-/* Before layer l's plan changes its cache (evictions move slots), the reads
- * started early into it must have landed. */
+/* Before layer l computes, the reads started early into its cache must have
+ * landed; its plan has been made and its own reads queued behind them, so
+ * the device does not idle while this waits. Then the guess is spent. */
 static lf_status settle_warm(lf_ffn_engine *f, uint32_t l) {
     warm *w = &f->ahead;
-    if (w->layer != (int64_t)l || w->token != f->token || w->ready) return LF_OK;
-    const lf_status rc = wait_batch(f, &w->batch, w->t0);
-    if (!rc) w->ready = true;
-    return rc;
+    if (w->layer != (int64_t)l || w->token != f->token) return LF_OK;
+    if (!w->ready) {
+        const lf_status rc = wait_batch(f, &w->batch, w->t0);
+        if (rc) return rc;
+        w->ready = true;
+    }
+    for (uint32_t k = 0; k < w->n; k++) w->flag[w->units[k]] = 0;
+    w->layer = -1;
+    w->n = 0;
+    return LF_OK;
+}
+
+/* While layer l's plan takes slots, the guessed units whose reads are in
+ * flight keep theirs: pinned, so that no eviction hands a slot a second
+ * read (insertion moves no slot, and warm_layer expired the cache). */
+static void pin_warm(lf_ffn_engine *f, uint32_t l, bool pin) {
+    const warm *w = &f->ahead;
+    if (w->layer != (int64_t)l || w->token != f->token || w->ready) return;
+    for (uint32_t k = 0; k < w->n; k++) (pin ? lf__ncache_pin : lf__ncache_unpin)(&f->cache[l], w->slots[k]);
 }
 
 lf_status lf__ffn_prefetch(lf_ffn_engine *f, uint32_t l, const float *x, size_t n) {
@@ -685,8 +701,9 @@ lf_status lf__ffn_prefetch(lf_ffn_engine *f, uint32_t l, const float *x, size_t 
      * moved on to another batch or skipped layers): its reads are waited
      * for and its unconfirmed units dropped before the slot is reused */
     if (plan_busy(f, p)) drain(f);
-    lf_status rc = settle_warm(f, l);
-    if (rc) return rc;
+    lf_status rc = LF_OK;
+    warm *w = &f->ahead;
+    const bool warmed = w->layer == (int64_t)l && w->token == f->token;
     const lf_model *m = f->m;
     lf_ncache *c = &f->cache[l];
     p->layer = l;
@@ -695,7 +712,9 @@ lf_status lf__ffn_prefetch(lf_ffn_engine *f, uint32_t l, const float *x, size_t 
     p->ins_batch = NULL;
     p->ins_ready = false;
     p->n_ins = 0;
-    if (f->mode == LF_MODE_STREAM) lf__ncache_expire(c, f->token, f->window);
+    /* warm_layer expired a warmed cache for this token already; again would
+     * drop its guesses, counted as the token before's, at a window of 1 */
+    if (f->mode == LF_MODE_STREAM && !warmed) lf__ncache_expire(c, f->token, f->window);
     const uint64_t t_mask = lf__now_ns();
     const uint32_t n_active = f->mask_src.ops->route ? f->mask_src.ops->route(f->mask_src.state, l, x, n, f->active, p->w)
                                                      : f->mask_src.ops->select(f->mask_src.state, l, x, n, f->active);
@@ -713,9 +732,11 @@ lf_status lf__ffn_prefetch(lf_ffn_engine *f, uint32_t l, const float *x, size_t 
             p->misses[n_miss++] = u;
         }
     }
+    pin_warm(f, l, true);
     p->n_ins = f->mode == LF_MODE_STREAM
                    ? lf__ncache_insert_many(c, p->misses, n_miss, f->token, p->ins_slots, f->scratch)
                    : 0;
+    pin_warm(f, l, false);
     p->n_trans = n_miss - p->n_ins;
     p->n_chunks = (p->n_trans + f->chunk_units - 1) / f->chunk_units;
     p->next_chunk = 0;
@@ -734,20 +755,13 @@ lf_status lf__ffn_prefetch(lf_ffn_engine *f, uint32_t l, const float *x, size_t 
     layer_counters *lc = &f->layers[l];
     const uint64_t rec = m->flash->layout.record_bytes;
     uint64_t served = 0, loaded = 0;
-    warm *w = &f->ahead;
-    const bool warmed = w->layer == (int64_t)l && w->token == f->token;
     for (uint32_t k = 0; k < p->n_hits; k++) {
         /* a unit read early for this token was loaded, not served */
         const bool early = warmed && w->flag[p->hits[k]];
         (early ? &loaded : &served)[0] += unit_neurons(m, p->hits[k], NULL);
         lc->ahead_used += early;
     }
-    if (warmed) {
-        lc->ahead_late += n_miss;
-        for (uint32_t k = 0; k < w->n; k++) w->flag[w->units[k]] = 0;
-        w->layer = -1;
-        w->n = 0;
-    }
+    if (warmed) lc->ahead_late += n_miss;
     for (uint32_t k = 0; k < n_miss; k++) {
         loaded += unit_neurons(m, p->misses[k], NULL);
         lc->bytes_read += m->flash->layers[l].index[p->misses[k]].stored;
@@ -903,6 +917,7 @@ lf_status lf__ffn_forward(lf_ffn_engine *f, uint32_t l, const float *x, size_t n
         return LF_OK;
     }
     if ((rc = lf__ffn_prefetch(f, l, x, n))) goto fail;
+    if ((rc = settle_warm(f, l))) goto fail;
     /* lookahead: the next layer's guessed units load while this one computes */
     if (f->ahead.units && l + 1 < f->n_layer && (rc = warm_layer(f, l + 1, x, n))) goto fail;
     plan *p = &f->plans[l % 2];
