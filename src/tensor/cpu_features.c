@@ -41,7 +41,8 @@ static void probe(lf_cpu_features *f) {
     unsigned a0, vendor[3];
     if (__get_cpuid(0, &a0, &vendor[0], &vendor[2], &vendor[1])) {
         const unsigned family = ((a >> 8) & 0xF) == 0xF ? 0xF + ((a >> 20) & 0xFF) : (a >> 8) & 0xF;
-        f->avx512_split = !memcmp(vendor, "AuthenticAMD", 12) && family == 0x19 && f->avx512f;
+        f->amd_family = !memcmp(vendor, "AuthenticAMD", 12) ? family : 0;
+        f->avx512_split = f->amd_family == 0x19 && f->avx512f;
     }
 }
 #else

@@ -13,6 +13,7 @@ typedef struct lf_cpu_features {
      * the Zen 3 parts of that family have no AVX-512): kernels whose best
      * shape differs from Intel's choose by it */
     bool avx512_split;
+    unsigned amd_family; /* AMD's cpuid family (0x19 Zen 3/4, 0x1A Zen 5), 0 on other vendors */
 } lf_cpu_features;
 
 const lf_cpu_features *lf__cpu_features_get(void);

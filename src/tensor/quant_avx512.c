@@ -574,19 +574,25 @@ X16_GEMMS(q8_0, 32)
 X16_GEMMS(q4_K, 256)
 X16_GEMMS(q6_K, 256)
 
-/* Q4_K for one token, a group at a time through the 512-bit x8 kernel (the
- * same bits): on Zen 4 (lf_cpu_features.avx512_split) a 7B Q4_K_M model
- * generated faster so than through q4_K_one_x32's four interleaved groups,
- * 123, 126, 100 against 131, 134, 131 ms/token (alternating runs, 2 threads).
- * Batches keep the x16 tiles. */
-static void gemm_x32_q4_K_by_group(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys, int64_t n) {
-    if (nt != 1) {
-        gemm_x32_q4_K(g, x, xs, nt, y, ys, n);
-        return;
+/* One token, a group at a time through the 512-bit x8 kernel (the same
+ * bits), where that measured faster than the four interleaved groups of the
+ * x16 tiles (alternating runs of 7B models, 2 threads): Q4_K on Zen 4
+ * (lf_cpu_features.avx512_split; Q4_K_M 123, 126, 100 against 131, 134,
+ * 131 ms/token); Q4_0 on Zen 5 (family 1Ah; Q4_0 faster in 5 of 6 pairs,
+ * the median pair 0.92 of the time; Q4_K_M even, Q8_0 1.15, so those
+ * keep the tiles). Batches keep the x16 tiles. */
+#define BY_GROUP(type, x8)                                                                                             \
+    static void gemm_x32_##type##_by_group(const void *g, const void *x, uint64_t xs, int nt, float *y, uint64_t ys,  \
+                                           int64_t n) {                                                                \
+        if (nt != 1) {                                                                                                 \
+            gemm_x32_##type(g, x, xs, nt, y, ys, n);                                                                   \
+            return;                                                                                                    \
+        }                                                                                                              \
+        const uint64_t group = LF_X8 * lf__type_row_bytes(LF_TYPE_##type, (uint64_t)n);                               \
+        for (int q = 0; q < 4; q++) x8((const uint8_t *)g + q * group, x, xs, 1, y + q * LF_X8, ys, n);              \
     }
-    const uint64_t group = LF_X8 * lf__type_row_bytes(LF_TYPE_Q4_K, (uint64_t)n);
-    for (int q = 0; q < 4; q++) gemm_x8_q4_K_512((const uint8_t *)g + q * group, x, xs, 1, y + q * LF_X8, ys, n);
-}
+BY_GROUP(q4_0, gemm_x8_q4_0)
+BY_GROUP(q4_K, gemm_x8_q4_K_512)
 
 static lf_kernels table;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -614,7 +620,9 @@ static void init(void) {
         table.gemm_x16[kernels[i].type] = kernels[i].x16;
         table.gemm_x32[kernels[i].type] = kernels[i].x32;
     }
-    if (lf__cpu_features_get()->avx512_split) table.gemm_x32[LF_TYPE_Q4_K] = gemm_x32_q4_K_by_group;
+    const lf_cpu_features *cpu = lf__cpu_features_get();
+    if (cpu->avx512_split) table.gemm_x32[LF_TYPE_Q4_K] = gemm_x32_q4_K_by_group;
+    if (cpu->amd_family == 0x1A) table.gemm_x32[LF_TYPE_Q4_0] = gemm_x32_q4_0_by_group;
 }
 
 static bool cpu_ok(void) {
