@@ -1,6 +1,7 @@
 /* test_cache.c - the windowed neuron cache over random activation
  * sequences: index/slab consistency after swap-delete, window semantics,
- * LRU eviction under pressure, pins, and no slot leaked. */
+ * LRU eviction under pressure, no survivor moved by an insertion, pins, and
+ * no slot leaked. */
 #include <criterion/criterion.h>
 
 #include "../src/cache/neuron_cache.h"
@@ -99,8 +100,15 @@ static void run_masks(mask_kind kind, uint32_t capacity, uint32_t window, uint32
         }
         /* remember who was resident and not needed now, for the LRU check */
         uint8_t before[UNITS] = {0};
+        int32_t slot_before[UNITS];
+        for (uint32_t u = 0; u < UNITS; u++) slot_before[u] = lf__ncache_find(&c, u);
         for (uint32_t s = 0; s < c.n_live; s++) before[c.unit_of[s]] = 1;
         const uint32_t got = lf__ncache_insert_many(&c, misses, nm, t, slots, scratch);
+        /* insertion moves no survivor: a read in flight into its slot stays valid */
+        for (uint32_t u = 0; u < UNITS; u++)
+            if (before[u] && lf__ncache_find(&c, u) >= 0)
+                cr_assert_eq(lf__ncache_find(&c, u), slot_before[u], "token %lu: unit %u moved from slot %d to %d",
+                             (unsigned long)t, u, slot_before[u], lf__ncache_find(&c, u));
         for (uint32_t k = 0; k < got; k++) fill_slot(&c, slots[k], misses[k]);
         cr_assert(lf__ncache_check(&c));
         check_slab(&c);
@@ -149,6 +157,25 @@ Test(cache, roomy_slab_window_semantics) { run_sequence(UNITS, 5, 40, 1, 0); }
 Test(cache, pressure_evicts_lru) { run_sequence(60, 5, 40, 2, 0); }
 Test(cache, heavy_pressure_window_one) { run_sequence(25, 1, 60, 3, 0); }
 Test(cache, pinned_units_survive) { run_sequence(80, 3, 50, 4, 20); }
+/* A pin held across an insertion (the engine's guessed units while their
+ * reads are in flight) keeps the unit, and unpinning makes it evictable. */
+Test(cache, pin_held_across_an_insertion_then_released) {
+    lf_ncache c;
+    cr_assert_eq(lf__ncache_init(&c, 10, 2, 8), LF_OK);
+    int32_t slots[2], scratch[8];
+    const uint32_t old[2] = {1, 2}, now[2] = {3, 4};
+    cr_assert_eq(lf__ncache_insert_many(&c, old, 2, 1, slots, scratch), 2);
+    lf__ncache_pin(&c, lf__ncache_find(&c, 1));
+    cr_assert_eq(lf__ncache_insert_many(&c, now, 2, 2, slots, scratch), 1, "one slot is free of pins");
+    cr_assert(lf__ncache_find(&c, 1) >= 0 && lf__ncache_find(&c, 2) < 0 && lf__ncache_find(&c, 3) >= 0);
+    lf__ncache_unpin(&c, lf__ncache_find(&c, 1));
+    cr_assert_eq(c.n_pinned, 0);
+    cr_assert_eq(lf__ncache_insert_many(&c, now + 1, 1, 3, slots, scratch), 1);
+    cr_assert(lf__ncache_find(&c, 1) < 0 && lf__ncache_find(&c, 4) >= 0, "unpinned, the older unit was evicted");
+    cr_assert(lf__ncache_check(&c));
+    lf__ncache_free(&c);
+}
+
 Test(cache, zero_capacity_caches_nothing) {
     lf_ncache c;
     cr_assert_eq(lf__ncache_init(&c, 10, 0, 8), LF_OK);
