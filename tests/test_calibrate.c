@@ -266,10 +266,10 @@ LF_TEST_MAIN_NEEDS_SHARED
 /* Greedy text from a session on model in stream mode with three quarters
  * of the FFN cacheable (room for the window's union and the guesses read
  * early), through the given predictor file (NULL: the model's own), with or
- * without lookahead; failures counts the evals a fault failed (each is
+ * without lookahead, with the given window (0: the default); failures counts the evals a fault failed (each is
  * retried). */
-static void greedy_with(const char *model, const char *predictor, bool lookahead, const char *fault, text_buf *out,
-                        lf_session_stats *st, int *failures, double *ahead_recall) {
+static void greedy_with(const char *model, const char *predictor, bool lookahead, uint32_t window, const char *fault,
+                        text_buf *out, lf_session_stats *st, int *failures, double *ahead_recall) {
     char err[512];
     lf_model *m;
     lf_model_params mp = lf_model_default_params();
@@ -278,6 +278,7 @@ static void greedy_with(const char *model, const char *predictor, bool lookahead
     sp.mask = LF_MASK_PREDICTOR;
     sp.predictor_path = predictor;
     sp.lookahead = lookahead;
+    if (window) sp.window = window;
     sp.n_ctx = 128;
     lf_model_info in;
     lf_model_get_info(m, &in);
@@ -320,8 +321,8 @@ Test(calibrate, lookahead_reads_early_and_changes_nothing) {
     lf_session_stats s_plain, s_early;
     int failures;
     double r_plain, r_early;
-    greedy_with(relu80, NULL, false, NULL, &plain, &s_plain, &failures, &r_plain);
-    greedy_with(relu80, ahead, true, NULL, &early, &s_early, &failures, &r_early);
+    greedy_with(relu80, NULL, false, 0, NULL, &plain, &s_plain, &failures, &r_plain);
+    greedy_with(relu80, ahead, true, 0, NULL, &early, &s_early, &failures, &r_early);
     /* the in-layer predictor decides what is computed: the same text, and
      * the same units up to the float summation order (units read early are
      * added in another order, which can move a logit across a threshold) */
@@ -338,20 +339,30 @@ Test(calibrate, lookahead_reads_early_and_changes_nothing) {
     text_buf own;
     lf_session_stats s_own;
     double r_own;
-    greedy_with(relu80, NULL, true, NULL, &own, &s_own, &failures, &r_own);
+    greedy_with(relu80, NULL, true, 0, NULL, &own, &s_own, &failures, &r_own);
     cr_assert_str_eq(own.data, plain.data);
     cr_assert_eq(s_own.budget_bytes[5], s_plain.budget_bytes[5], "own lookahead holds %lu predictor bytes, not %lu",
                  (unsigned long)s_own.budget_bytes[5], (unsigned long)s_plain.budget_bytes[5]);
     cr_log_info("own lookahead at run time: recall %.3f; I/O wait %.2f of %.2f ms span", r_own, s_own.io_wait_ms,
                 s_own.io_span_ms);
     cr_assert(r_own >= 0.5, "at run time the own lookahead read %.3f of what the layers then read", r_own);
+    /* a window of one token: the guesses, counted as the token before's,
+     * are not expired before the layer uses them */
+    text_buf plain1, own1;
+    lf_session_stats s_plain1, s_own1;
+    double r_plain1, r_own1;
+    greedy_with(relu80, NULL, false, 1, NULL, &plain1, &s_plain1, &failures, &r_plain1);
+    greedy_with(relu80, NULL, true, 1, NULL, &own1, &s_own1, &failures, &r_own1);
+    cr_assert_str_eq(own1.data, plain1.data);
+    cr_log_info("own lookahead, window 1: recall %.3f", r_own1);
+    cr_assert(r_own1 >= 0.5, "window 1: the own lookahead read %.3f of what the layers then read", r_own1);
     /* faults in early reads are errors like any other: retried, the same text */
     const char *faults[] = {"eio:3:1", "eio:40:3", "corrupt:30:6"};
     for (size_t f = 0; f < sizeof faults / sizeof *faults; f++) {
         text_buf t;
         lf_session_stats st;
         double r;
-        greedy_with(relu80, ahead, true, faults[f], &t, &st, &failures, &r);
+        greedy_with(relu80, ahead, true, 0, faults[f], &t, &st, &failures, &r);
         cr_assert(failures > 0, "%s: the fault was injected", faults[f]);
         cr_assert_str_eq(t.data, plain.data, "%s", faults[f]);
     }
@@ -373,9 +384,9 @@ Test(calibrate, placement_reads_less_often_and_changes_nothing) {
     lf_session_stats sa, sb;
     int failures;
     double r;
-    greedy_with(relu80, NULL, false, NULL, &a, &sa, &failures, &r);
+    greedy_with(relu80, NULL, false, 0, NULL, &a, &sa, &failures, &r);
     cr_assert_eq(failures, 0);
-    greedy_with(placed, NULL, false, NULL, &b, &sb, &failures, &r);
+    greedy_with(placed, NULL, false, 0, NULL, &b, &sb, &failures, &r);
     cr_assert_eq(failures, 0);
     cr_log_info("reads %lu -> %lu, %lu -> %lu bytes read (gaps included)", (unsigned long)sa.io_reads,
                 (unsigned long)sb.io_reads, (unsigned long)sa.io_bytes, (unsigned long)sb.io_bytes);
