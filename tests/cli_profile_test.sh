@@ -86,6 +86,19 @@ for r in d['rows']:
 w = {r['window']: r['cache_hit_rate'] for r in d['rows'] if r['group'] == 'window'}
 assert w[5] >= w[1], w  # a longer window keeps more of what the next token needs
 " "$tmp/suite.json"
+# --device measure: the device measured before each round, each run bounded by its own round's figures
+"$here/../scripts/bench" "$bin" "$tmp/sq.flash.gguf" --cap 1.0 --tokens 4 --repeat 2 --no-sweeps "${cgroup[@]}" \
+    --device measure --device-seconds 0.02 --json "$tmp/suite-measured.json" >/dev/null 2>"$tmp/err"
+check "scripts/bench --device measure: one device file per round, and a bound for every streamed row" /usr/bin/python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d['device'] == 'measured before each round' and len(d['devices']) == 2, d.get('devices')
+assert all(len(dev['reads']) == 48 for dev in d['devices'])
+for r in d['rows']:
+    assert not r['error'], r
+    if r['name'] != 'mmap':
+        assert r['lower_bound_ms'] > 0 and len(r['runs']) == 2, r
+" "$tmp/suite-measured.json"
 # a mixture of experts: its own rows (the router's experts, the hot set, the next router's lookahead)
 mq=$tmp/mq.gguf
 "$bin" synth --shape tiny-qwen3moe --dim 512 --layers 4 --ffn 256 --experts 32 --experts-used 4 --routing-skew 1.5 \
