@@ -86,7 +86,7 @@ typedef struct cli_model_opts {
     {"--no-verify", NULL, CLI_FLAG, &(o).no_verify, "flash files: skip checksums (header, tensors, bundles)", false}, \
     {"--lookahead", NULL, CLI_FLAG, &(o).lookahead,                                                                  \
      "read a layer early: the predictor's lookahead (calibrate --lookahead; without it, each layer's own predictor " \
-     "on the layer before's input), or a mixture of experts' next router; needs cache room", false},                 \
+     "on the layer before's input), or a mixture of experts' next router; the fitted one needs cache room", false},    \
     {"--hot-experts", NULL, CLI_INT, &(o).hot_experts,                                                               \
      "mixtures of experts: pin this many of each layer's busiest experts (from calibrate's MODEL.routing)", false},   \
     {"--unbundled-reads", NULL, CLI_FLAG, &(o).unbundled,                                                            \
