@@ -109,14 +109,15 @@ static int lru_cmp(const void *a, const void *b) {
 uint32_t lf__ncache_insert_many(lf_ncache *c, const uint32_t *units, uint32_t n, uint64_t token, int32_t *slots_out,
                                 int32_t *scratch) {
     if (c->capacity == 0 || n == 0) return 0;
-    uint32_t free_slots = c->capacity - c->n_live;
+    const uint32_t free_slots = c->capacity - c->n_live;
+    uint32_t want = 0; /* units that take an evicted unit's slot */
     if (n > free_slots) {
         /* evictable: not pinned and not used by this token; oldest first */
         lru_key *keys = (lru_key *)(void *)scratch; /* scratch: capacity * 3 int32s */
         uint32_t k = 0;
         for (uint32_t s = 0; s < c->n_live; s++)
             if (!c->pinned[s] && c->last_used[s] < token) keys[k++] = (lru_key){c->last_used[s], c->unit_of[s]};
-        const uint32_t want = LF_MIN(n - free_slots, k);
+        want = LF_MIN(n - free_slots, k);
         if (want < k) qsort(keys, k, sizeof *keys, lru_cmp);
         /* the victims' slots go to the first units as they are: nothing is
          * copied (a slot is the size of a bundle record) */
@@ -126,20 +127,14 @@ uint32_t lf__ncache_insert_many(lf_ncache *c, const uint32_t *units, uint32_t n,
             place(c, s, units[i], token);
             slots_out[i] = s;
         }
-        const uint32_t m = want + LF_MIN(n - want, free_slots);
-        for (uint32_t i = want; i < m; i++) {
-            const int32_t s = (int32_t)c->n_live++;
-            place(c, s, units[i], token);
-            slots_out[i] = s;
-        }
-        return m;
     }
-    for (uint32_t i = 0; i < n; i++) {
+    const uint32_t m = want + LF_MIN(n - want, free_slots);
+    for (uint32_t i = want; i < m; i++) {
         const int32_t s = (int32_t)c->n_live++;
         place(c, s, units[i], token);
         slots_out[i] = s;
     }
-    return n;
+    return m;
 }
 
 void lf__ncache_unpin(lf_ncache *c, int32_t slot) {

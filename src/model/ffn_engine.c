@@ -24,9 +24,10 @@ typedef struct layer_counters {
 } layer_counters;
 
 /* Lookahead: the reads of layer `layer`'s predicted units, started while the
- * layer before computes. The units are in the cache (inserted for `token`,
- * so neither the window nor an eviction drops them); their slots hold valid
- * data once `ready`. */
+ * layer before computes. The units are in the cache, counted as used by the
+ * token before (the layer's plan does not expire the cache again), and
+ * pinned while the plan takes slots, so no eviction hands one a second
+ * read; their slots hold valid data once `ready`. */
 typedef struct warm {
     int64_t layer;            /* -1: none */
     uint64_t token;
