@@ -99,6 +99,16 @@ for r in d['rows']:
     if r['name'] != 'mmap':
         assert r['lower_bound_ms'] > 0 and len(r['runs']) == 2, r
 " "$tmp/suite-measured.json"
+check "scripts/bench --device measure refuses a non-positive --device-seconds, and names it" bash -c \
+    "! '$here/../scripts/bench' '$bin' '$tmp/sq.flash.gguf' --device measure --device-seconds 0 >/dev/null 2>'$tmp/err' &&
+     grep -q -- '--device-seconds must be positive' '$tmp/err'"
+check "scripts/bench names a device file it cannot read" bash -c \
+    "! '$here/../scripts/bench' '$bin' '$tmp/sq.flash.gguf' --device '$tmp/no-such-device.json' >/dev/null 2>'$tmp/err' &&
+     grep -q 'cannot read the device file .*no-such-device.json' '$tmp/err' && ! grep -q Traceback '$tmp/err'"
+echo '{"name": "x"}' >"$tmp/not-a-device.json"
+check "scripts/bench refuses a JSON file that is not a device file" bash -c \
+    "! '$here/../scripts/bench' '$bin' '$tmp/sq.flash.gguf' --device '$tmp/not-a-device.json' >/dev/null 2>'$tmp/err' &&
+     grep -q 'is not a device file' '$tmp/err'"
 # a mixture of experts: its own rows (the router's experts, the hot set, the next router's lookahead)
 mq=$tmp/mq.gguf
 "$bin" synth --shape tiny-qwen3moe --dim 512 --layers 4 --ffn 256 --experts 32 --experts-used 4 --routing-skew 1.5 \
